@@ -1,0 +1,31 @@
+"""Domain exceptions.
+
+Every error a user can provoke with bad input derives from :class:`DeepSeqVAEError`; the CLI turns
+these into a one-line message and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DeepSeqVAEError(Exception):
+    """Base class of all user-facing errors of deepseqvae."""
+
+
+class AlignmentFormatError(DeepSeqVAEError):
+    """An alignment file cannot be read or is inconsistent (the message names file and record)."""
+
+
+class InvalidMutantError(DeepSeqVAEError):
+    """A mutant string cannot be parsed or does not fit the modelled sequence."""
+
+
+class MutantTableError(DeepSeqVAEError):
+    """A mutant table (CSV/TSV) cannot be read or lacks the needed columns."""
+
+
+class CheckpointError(DeepSeqVAEError):
+    """A checkpoint file is missing, truncated, corrupted or not a deepseqvae checkpoint."""
+
+
+class TrainingError(DeepSeqVAEError):
+    """Training cannot go on (for example the loss became NaN or infinite)."""
