@@ -1,0 +1,152 @@
+"""Self-describing checkpoints: weights, configs, focus sequence and numbering in one file.
+
+A checkpoint is a plain dict of tensors and Python literals saved with ``torch.save`` and loaded
+with ``torch.load(..., weights_only=True)``, so loading never runs arbitrary pickled code.
+Scoring needs nothing but this file (no training alignment).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .alphabet import ALPHABET
+from .errors import CheckpointError
+from .fileio import atomic_write
+
+log = logging.getLogger(__name__)
+
+FORMAT = "deepseqvae-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelInfo:
+    """Everything about the data a model was trained on that scoring needs."""
+
+    focus_id: str                      # name of the focus (wild-type) record
+    focus_seq: str                     # (L,) modelled residues of the focus sequence
+    positions: list[int]               # residue number of every modelled column, (L,)
+    n_seqs: int                        # sequences in the training alignment (after filtering)
+    neff: float                        # effective number of sequences (sum of weights)
+    theta: float                       # reweighting identity threshold 1 - theta
+    alignment: str = ""                # path of the training alignment, for the record only
+    alphabet: str = ALPHABET           # one-hot alphabet order
+
+    def __post_init__(self) -> None:
+        self.positions = [int(p) for p in self.positions]
+        if len(self.positions) != len(self.focus_seq):
+            raise ValueError("positions and focus_seq differ in length")
+
+
+@dataclass
+class Checkpoint:
+    """In-memory form of a checkpoint file."""
+
+    kind: str                          # "vae" or "independent"
+    model_config: dict[str, Any]       # asdict(VAEConfig) (or the independent model's config)
+    state: dict[str, torch.Tensor]     # model state_dict
+    info: ModelInfo
+    train_config: dict[str, Any] = field(default_factory=dict)
+    step: int = 0                      # optimisation steps done
+    optimizer: dict[str, Any] | None = None
+    rng_state: torch.Tensor | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)  # logged training curves
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+    """Write ``ckpt`` atomically (temporary file, then rename)."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "deepseqvae_version": __version__,
+        "kind": ckpt.kind,
+        "model_config": ckpt.model_config,
+        "train_config": ckpt.train_config,
+        "state": {k: v.detach().cpu() for k, v in ckpt.state.items()},
+        "info": asdict(ckpt.info),
+        "step": int(ckpt.step),
+        "optimizer": ckpt.optimizer,
+        "rng_state": None if ckpt.rng_state is None else ckpt.rng_state.cpu(),
+        "history": ckpt.history,
+    }
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint safely; any unreadable or foreign file raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/corrupt/foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable deepseqvae checkpoint ({reason[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a deepseqvae checkpoint (no '{FORMAT}' marker)")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer deepseqvae "
+                              f"({payload.get('deepseqvae_version')}); please upgrade")
+    try:
+        return Checkpoint(
+            kind=payload["kind"],
+            model_config=dict(payload["model_config"]),
+            state=dict(payload["state"]),
+            info=ModelInfo(**payload["info"]),
+            train_config=dict(payload.get("train_config") or {}),
+            step=int(payload.get("step", 0)),
+            optimizer=payload.get("optimizer"),
+            rng_state=payload.get("rng_state"),
+            history={k: list(v) for k, v in (payload.get("history") or {}).items()},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None
+
+
+def build_model(ckpt: Checkpoint) -> torch.nn.Module:
+    """Instantiate the model stored in ``ckpt`` (on the CPU, in eval mode) with its weights."""
+    if ckpt.kind == "vae":
+        from .model import VAE, VAEConfig
+
+        model: torch.nn.Module = VAE(VAEConfig(**ckpt.model_config))
+    elif ckpt.kind == "independent":
+        from .independent import IndependentModel
+
+        model = IndependentModel.from_config(ckpt.model_config)
+    else:
+        raise CheckpointError(f"unknown model kind {ckpt.kind!r} in checkpoint")
+    missing, unexpected = model.load_state_dict(ckpt.state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint weights do not fit the model: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")
+    return model.eval()
+
+
+def describe(ckpt: Checkpoint) -> dict[str, Any]:
+    """A flat summary for ``deepseqvae info``."""
+    info = ckpt.info
+    n_params = int(sum(np.prod(v.shape) for v in ckpt.state.values()))
+    return {
+        "kind": ckpt.kind,
+        "focus": info.focus_id,
+        "modelled columns (L)": len(info.focus_seq),
+        "residues": f"{info.positions[0]}-{info.positions[-1]}" if info.positions else "",
+        "sequences (N)": info.n_seqs,
+        "Neff": round(info.neff, 2),
+        "theta": info.theta,
+        "alignment": info.alignment,
+        "steps": ckpt.step,
+        "parameters": n_params,
+        "model config": ckpt.model_config,
+        "train config": ckpt.train_config,
+        "final ELBO": (ckpt.history.get("elbo") or [None])[-1],
+    }

@@ -1,0 +1,136 @@
+"""The VAE's maths: KL terms, the ELBO by hand, gaps, dictionary and sparsity semantics."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from deepseqvae.alphabet import GAP_CODE
+from deepseqvae.model import VAE, VAEConfig, gaussian_kl, loss_terms
+
+
+def tiny_config(**kw):
+    base = dict(seq_len=3, encoder_hidden=(8,), latent_dim=2, decoder_hidden=(4, 8), dictionary_size=5,
+                sparsity_tiles=2)
+    base.update(kw)
+    return VAEConfig(**base)
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    log_sigma = torch.randn(7, 3, generator=g, dtype=torch.float64) - 1
+    for prior_mu, prior_sigma in [(0.0, 1.0), (-12.36, 4.0), (0.5, 0.3)]:
+        prior = Normal(torch.tensor(prior_mu, dtype=torch.float64), torch.tensor(prior_sigma, dtype=torch.float64))
+        want = kl_divergence(Normal(mu, log_sigma.exp()), prior).sum()
+        assert float(gaussian_kl(mu, log_sigma, prior_mu, prior_sigma)) == pytest.approx(float(want), rel=1e-10)
+
+
+def test_latent_kl_matches_torch_distributions():
+    mu = torch.tensor([[0.3, -1.2], [0.0, 0.0]], dtype=torch.float64)
+    log_sigma = torch.tensor([[-0.5, 0.2], [0.0, 0.0]], dtype=torch.float64)
+    want = kl_divergence(Normal(mu, log_sigma.exp()), Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(VAE.latent_kl(mu, log_sigma), want)
+    assert float(VAE.latent_kl(mu, log_sigma)[1]) == 0.0  # q = prior
+
+
+def test_sparsity_prior_mean_is_deepsequence_value():
+    # sqrt(2)·4·erfinv(2·0.001 − 1) = −12.36 (DeepSequence, logit_p = 0.001)
+    assert VAEConfig(seq_len=5).sparsity_prior_mu == pytest.approx(-12.3613, abs=1e-3)
+    assert VAEConfig(seq_len=5, sparsity_p=0.01).sparsity_prior_mu == pytest.approx(-9.3054, abs=1e-3)
+
+
+def test_paper_defaults():
+    cfg = VAEConfig(seq_len=253)
+    assert cfg.encoder_hidden == (1500, 1500) and cfg.latent_dim == 30
+    assert cfg.decoder_hidden == (100, 2000) and cfg.dictionary_size == 40 and cfg.sparsity_tiles == 4
+    model = VAE(cfg)
+    assert model.decoder.mu["W_out"].shape == (2000, 253, 40)
+    assert model.decoder.mu["scale_logit"].shape == (500, 253)
+    assert float(model.decoder.log_sigma["W_out"].detach().mean()) == -5.0
+    assert float(model.encoder.log_sigma.bias.detach().mean()) == -5.0
+
+
+def test_elbo_by_hand():
+    """A 2-position model with hand-set weights: log p(x|z) − KL computed with numpy."""
+    cfg = VAEConfig(seq_len=2, encoder_hidden=(), latent_dim=1, decoder_hidden=(2,), decoder="mle",
+                    dictionary_size=0, sparsity_tiles=0, temperature=True, output_bias=True)
+    model = VAE(cfg).double()
+    rng = np.random.default_rng(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.from_numpy(rng.normal(size=tuple(p.shape))))
+    codes = torch.tensor([[3, GAP_CODE], [0, 19]])
+    eps = torch.tensor([[0.7], [-0.2]], dtype=torch.float64)
+    terms = model(codes, eps=eps)
+
+    E, D = model.encoder, model.decoder.mu
+    for b in range(2):
+        x = np.zeros(40)
+        for l, c in enumerate(codes[b].tolist()):
+            if c != GAP_CODE:
+                x[l * 20 + c] = 1.0
+        mu = x @ E.mu.weight.detach().numpy().T + E.mu.bias.detach().numpy()
+        ls = x @ E.log_sigma.weight.detach().numpy().T + E.log_sigma.bias.detach().numpy()
+        z = mu + np.exp(ls) * eps[b].numpy()
+        h = 1 / (1 + np.exp(-(z @ D["W0"].detach().numpy() + D["b0"].detach().numpy())))  # sigmoid (last layer)
+        logits = (h @ D["W_out"].detach().numpy().reshape(2, 40)).reshape(2, 20) + D["b_out"].detach().numpy()
+        logits *= math.log1p(math.exp(float(D["temperature"])))
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        want_lp = sum(logp[l, c] for l, c in enumerate(codes[b].tolist()) if c != GAP_CODE)
+        want_kl = 0.5 * np.sum(np.exp(2 * ls) + mu**2 - 1 - 2 * ls)
+        assert float(terms.log_px_z[b]) == pytest.approx(want_lp, rel=1e-10)
+        assert float(terms.kl_z[b]) == pytest.approx(want_kl, rel=1e-10)
+        assert float(terms.elbo[b]) == pytest.approx(want_lp - want_kl, rel=1e-10)
+
+
+def test_gap_positions_contribute_nothing():
+    log_probs = torch.log_softmax(torch.randn(2, 3, 20), -1)
+    codes = torch.tensor([[1, GAP_CODE, 4], [1, 7, 4]])
+    ll = VAE.log_likelihood(log_probs, codes)
+    assert float(ll[0]) == pytest.approx(float(log_probs[0, 0, 1] + log_probs[0, 2, 4]))
+    assert float(ll[1]) == pytest.approx(float(log_probs[1, 0, 1] + log_probs[1, 1, 7] + log_probs[1, 2, 4]))
+    assert float(VAE.log_likelihood(log_probs, torch.full((1, 3), GAP_CODE))[0]) == 0.0
+
+
+def test_dictionary_and_tiled_sparsity_semantics():
+    cfg = tiny_config()
+    dec = VAE(cfg).decoder
+    w = dec.draw(sample=False)
+    W = dec.output_weight(w).view(8, 3, 20)
+    raw, Dm, s = w["W_out"], w["dictionary"], torch.sigmoid(w["scale_logit"])  # (8,3,5), (5,20), (4,3)
+    for h in range(8):
+        for l in range(3):
+            # DeepSequence: W[h, l, :] = W_raw[h, l, :] @ D, scaled by the group of unit h (h mod H/k)
+            torch.testing.assert_close(W[h, l], (raw[h, l] @ Dm) * s[h % 4, l])
+
+
+def test_svi_draw_shares_one_sample_and_mle_is_deterministic():
+    model = VAE(tiny_config())
+    g = torch.Generator().manual_seed(0)
+    w1, w2 = model.decoder.draw(generator=g), model.decoder.draw(generator=g)
+    assert not torch.equal(w1["W_out"], w2["W_out"])
+    assert torch.equal(model.decoder.draw(sample=False)["W_out"], model.decoder.mu["W_out"])
+    mle = VAE(tiny_config(decoder="mle"))
+    assert mle.decoder.draw()["W_out"] is mle.decoder.mu["W_out"]
+
+
+def test_loss_is_negative_elbo_plus_scaled_regulariser():
+    torch.manual_seed(0)
+    model = VAE(tiny_config())
+    codes = torch.randint(0, 21, (5, 3))
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    loss, stats = loss_terms(model, codes, neff=10.0, generator=g1)
+    terms = model(codes, generator=g2)
+    want = -terms.elbo.mean() + model.decoder.kl() / 10.0
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+    assert float(stats["kl_theta"]) == pytest.approx(float(model.decoder.kl() / 10.0), rel=1e-6)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="divisible"):
+        VAEConfig(seq_len=3, decoder_hidden=(10, 6), sparsity_tiles=4)
+    with pytest.raises(ValueError, match="decoder"):
+        VAEConfig(seq_len=3, decoder="bayes")
