@@ -49,6 +49,262 @@ def main(verbose: bool) -> None:
 
 # --- commands are added below, one section each -------------------------------------------
 
+# --- weights (and the shared alignment options) ---------------------------------------------
+
+
+def alignment_options(func):
+    """Add the shared alignment-reading options to a command.
+
+    The command receives them as one argument ``align_opts``: a dict of keyword arguments for
+    :func:`deepseqvae.alignment.read_alignment` (``read_alignment(msa, **align_opts)``).
+    """
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, **kwargs):
+        from .alignment import alignment_kwargs
+
+        kwargs["align_opts"] = alignment_kwargs(
+            focus=focus, first_index=first_index, fmt=msa_format,
+            max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
+        return func(*args, **kwargs)
+
+    options = [
+        click.option("--focus", metavar="NAME", default=None,
+                     help="Id of the focus (wild-type) record: its header up to the first whitespace. "
+                          "[default: the first record]"),
+        click.option("--first-index", type=int, metavar="N", default=None,
+                     help="Residue number of the first focus residue; overrides a NAME/start-end region "
+                          "in the focus id. [default: the region start, else 1]"),
+        click.option("--msa-format", type=click.Choice(["auto", "a2m", "a3m", "fasta"]), default="auto",
+                     show_default=True,
+                     help="Alignment format. a3m: lowercase insertions and '.' are removed from every "
+                          "row; a2m/fasta: rows must have equal length; auto: a3m for *.a3m or when "
+                          "rows differ in length, else a2m."),
+        click.option("--max-gap-fraction", type=click.FloatRange(0, 1), metavar="F", default=None,
+                     help="Drop sequences whose gap fraction over the focus columns is > F "
+                          "(EVE uses 0.5). [default: off, as DeepSequence]"),
+        click.option("--min-column-coverage", type=click.FloatRange(0, 1), metavar="F", default=None,
+                     help="After the sequence filters, drop focus columns with a non-gap fraction < F "
+                          "(EVE uses 0.7). [default: off, as DeepSequence]"),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+@main.command("weights")
+@click.argument("msa", type=click.Path(dir_okay=False))
+@click.option("--theta", type=float, default=0.2, show_default=True,
+              help="Sequences with identity > 1 - THETA to a sequence are its neighbours; its weight is "
+                   "1 / #neighbours. 0 < THETA < 1 (0.2 for most families, 0.01 for viruses).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output .npy: float64 weights of the kept sequences in alignment order "
+                   "(written atomically). [default: <MSA stem>_theta_<THETA>.npy]")
+@alignment_options
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to compute: auto = cuda when available, else cpu.")
+@click.option("--progress/--no-progress", default=False, show_default=True,
+              help="Show a progress bar on stderr.")
+def weights_command(msa, theta, output, align_opts, device, progress):
+    """Compute DeepSequence/EVE sequence weights and Neff for the alignment MSA.
+
+    Reads MSA (a2m, a3m or aligned FASTA), keeps the focus (uppercase) columns, drops sequences
+    with non-standard residues, prints what was kept and dropped, L, Neff and the time taken, and
+    writes the weights as a NumPy .npy file.
+    """
+    import time
+
+    from .alignment import read_alignment
+    from .weights import check_theta, compute_weights, default_weights_path, resolve_device, save_weights
+
+    theta = check_theta(theta)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    aln = read_alignment(msa, **align_opts)
+    t1 = time.perf_counter()
+    weights = compute_weights(aln.codes, theta, device=dev, progress=progress)
+    t2 = time.perf_counter()
+    out = save_weights(output if output is not None else default_weights_path(msa, theta), weights)
+    neff = float(weights.sum())
+    click.echo(aln.summary())
+    click.echo(f"Neff = {neff:.2f} (theta = {theta:g}; Neff/N = {neff / aln.N:.3f}, Neff/L = {neff / aln.L:.2f})")
+    click.echo(f"Time: {t2 - t0:.2f} s (reading {t1 - t0:.2f} s, weights {t2 - t1:.2f} s on {dev})")
+    click.echo(f"Wrote {weights.size} weights to {out}")
+
+
+# --- train and info -------------------------------------------------------------------------
+
+
+def _int_tuple(ctx, param, value):
+    """Parse "1500,1500" into (1500, 1500)."""
+    if value is None:
+        return None
+    try:
+        out = tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1500,1500, not {value!r}")
+    if not out or any(v <= 0 for v in out):
+        raise click.BadParameter(f"expected positive integers, not {value!r}")
+    return out
+
+
+@main.command("train")
+@click.argument("msa", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint file to write (atomically, also every --checkpoint-every steps). "
+                   "[default: <MSA stem>.pt]")
+@click.option("--model", "model_kind", type=click.Choice(["vae", "independent"]), default="vae", show_default=True,
+              help="vae: the DeepSequence VAE; independent: the site-independent baseline "
+                   "(weighted column frequencies, trained in seconds, scored by the same 'score').")
+@click.option("--steps", type=click.IntRange(1), default=300_000, show_default=True,
+              help="Optimisation steps (the paper's 300,000; try 10,000-30,000 on a CPU).")
+@click.option("--batch-size", type=click.IntRange(1), default=100, show_default=True,
+              help="Sequences per step, drawn with replacement with probability proportional to weight.")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+              help="Adam step size.")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Seeds initialisation, batch sampling and noise; a CPU run is bitwise reproducible.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto = cuda when available, else cpu.")
+@click.option("--decoder", type=click.Choice(["svi", "mle"]), default="svi", show_default=True,
+              help="svi: Bayesian decoder weights (the paper); mle: point weights with L2 and "
+                   "group-sparsity penalties.")
+@click.option("--theta", type=float, default=0.2, show_default=True,
+              help="Reweighting threshold: neighbours share > 1 - THETA identity.")
+@click.option("--weights", "weights_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Precomputed weights (.npy from 'deepseqvae weights') instead of computing them.")
+@click.option("--latent-dim", type=click.IntRange(1), default=30, show_default=True, help="Latent dimension.")
+@click.option("--encoder-hidden", callback=_int_tuple, default="1500,1500", show_default=True,
+              help="Encoder layer widths, comma-separated.")
+@click.option("--decoder-hidden", callback=_int_tuple, default="100,2000", show_default=True,
+              help="Decoder layer widths, comma-separated; the last must be divisible by --sparsity-tiles.")
+@click.option("--dictionary-size", type=click.IntRange(0), default=40, show_default=True,
+              help="Size of the amino-acid dictionary shared by all output weights (0 = none).")
+@click.option("--sparsity-tiles", type=click.IntRange(0), default=4, show_default=True,
+              help="Hidden units per group sharing one sparsity scale per position (0 = no sparsity).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Dropout on decoder hidden layers while training (mle decoder only).")
+@click.option("--pseudocount", type=click.FloatRange(0), default=0.1, show_default=True,
+              help="Pseudocount of the independent model, as a fraction of each column's weighted count.")
+@click.option("--checkpoint-every", type=click.IntRange(0), default=10_000, show_default=True,
+              help="Save a checkpoint every N steps (0 = only at the end).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@alignment_options
+def train_command(msa, output, model_kind, steps, batch_size, learning_rate, seed, device, decoder, theta,
+                  weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles,
+                  dropout, pseudocount, checkpoint_every, resume, progress, align_opts):
+    """Train a model on the alignment MSA and save it as a self-describing checkpoint.
+
+    Reads MSA, computes sequence weights, trains the DeepSequence VAE (or the site-independent
+    baseline) and prints N, L, Neff, steps, the final ELBO and the time taken.
+
+    \b
+    Example:
+      deepseqvae train alignments/demo.a2m -o demo.pt --steps 3000
+    """
+    import time
+    from pathlib import Path
+
+    from .pipeline import train_from_alignment
+
+    out = Path(output) if output else Path(Path(msa).stem + ".pt")
+    t0 = time.perf_counter()
+    result = train_from_alignment(
+        msa, out, model_kind=model_kind, align_opts=align_opts, theta=theta, weights_file=weights_file,
+        model_options=dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
+                           decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
+                           sparsity_tiles=sparsity_tiles, dropout=dropout),
+        train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                           checkpoint_every=checkpoint_every),
+        pseudocount=pseudocount, device=device, resume=resume, progress=progress)
+    click.echo(result.summary(time.perf_counter() - t0))
+
+
+@main.command("info")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+def info_command(checkpoint):
+    """Print what a checkpoint holds: model, data it was trained on, training state.
+
+    \b
+    Example:
+      deepseqvae info demo.pt
+    """
+    from .checkpoint import describe, load_checkpoint
+
+    for key, value in describe(load_checkpoint(checkpoint)).items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        click.echo(f"{key:>22}: {value}")
+
+
+# --- score ----------------------------------------------------------------------------------
+
+
+@main.command("score")
+@click.argument("mutants", type=click.Path(dir_okay=False))
+@click.option("-m", "--model", "models", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint from 'deepseqvae train'. Repeat for an ensemble: one score column per "
+                   "model and their mean as 'score'.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output CSV: every input row and column plus score, score_sem and status (written "
+                   "atomically; never the input file). [default: <MUTANTS stem>_scored.csv beside the input]")
+@click.option("--mutant-col", default=None, metavar="COL",
+              help="Column holding mutants such as A42G or A42G:L50P. [default: the column named "
+                   "mutant, mutation(s) or variant(s)]")
+@click.option("--wt-col", default=None, metavar="COL", help="Wild-type residue column (three-column form).")
+@click.option("--pos-col", default=None, metavar="COL", help="Residue number column (three-column form).")
+@click.option("--mut-col", default=None, metavar="COL", help="New residue column (three-column form).")
+@click.option("--offset", type=int, default=0, show_default=True,
+              help="Added to every position in the table before it is matched to the model's numbering.")
+@click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
+              help="Posterior samples K per mutant. [default: 2000 on a GPU, 400 on a CPU]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling; same seed, same scores.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto = cuda when available, else cpu.")
+@click.option("--strict", is_flag=True, help="Fail on the first row that cannot be scored instead of "
+                                              "keeping it with an empty score and a status.")
+@click.option("--fitness-col", default=None, metavar="COL",
+              help="Measured fitness column: print Spearman rho against the scores and write it to "
+                   "<output stem>.spearman.json. [default: DMS_score when present]")
+@click.option("--batch-size", type=click.IntRange(1), default=2048, show_default=True,
+              help="Mutants per batch; bounds memory whatever the table size.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col, offset, n_samples, seed,
+                  device, strict, fitness_col, batch_size, progress):
+    """Score every mutant in the table MUTANTS as ΔELBO = ELBO(mutant) − ELBO(wild type).
+
+    Higher scores are fitter. Rows that cannot be scored (wrong wild-type letter, position not
+    modelled, stop codon, indel, unknown residue) keep an empty score and a status saying why;
+    a summary of them goes to stderr.
+
+    \b
+    Example:
+      deepseqvae score alignments/demo_mutants.csv --model demo.pt --fitness-col fitness
+    """
+    from .pipeline import score_file
+
+    result, out, json_path = score_file(
+        mutants, list(models), output=output, mutant_col=mutant_col, wt_col=wt_col, pos_col=pos_col,
+        mut_col=mut_col, offset=offset, n_samples=n_samples, seed=seed, device=device, strict=strict,
+        fitness_col=fitness_col, batch_size=batch_size, progress=progress)
+    n_ok = result.summary.get("ok", 0)
+    n_rows = len(result.frame)
+    others = {k: v for k, v in result.summary.items() if k != "ok"}
+    click.echo(f"Scored {n_ok} of {n_rows} rows with {len(models)} model(s), K = {result.n_samples} samples.",
+               err=True)
+    if others:
+        click.echo("Not scored (kept with an empty score): "
+                   + ", ".join(f"{k} {v}" for k, v in others.items()), err=True)
+    if result.spearman is not None:
+        sp = result.spearman
+        click.echo(f"Spearman rho = {sp['rho']:.4f} against '{sp['fitness_col']}' over {sp['n']} mutants "
+                   f"({sp['excluded']} excluded: {sp['excluded_unscorable']} unscorable, "
+                   f"{sp['excluded_no_fitness']} without fitness); written to {json_path}")
+    click.echo(f"Wrote {n_rows} rows to {out}")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

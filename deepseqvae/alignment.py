@@ -1,0 +1,500 @@
+"""Read a multiple sequence alignment (a2m, a3m or aligned FASTA) into DeepSequence-style codes.
+
+The defaults reproduce DeepSequence's ``DataHelper`` preprocessing exactly:
+
+1. The focus (wild-type) sequence is the first record, or the record named by ``focus``.
+2. Modelled ("focus") columns are the columns where the focus row has an UPPERCASE residue;
+   lowercase (insert / low-coverage) columns and focus gaps are dropped.
+3. In the kept columns ``.`` becomes ``-`` and residues are uppercased.
+4. Sequences with a non-standard letter (B, J, O, U, X, Z) in a kept column are dropped.
+5. The focus row stays in the alignment (it is one of the training sequences).
+
+For BLAT_ECOLX this gives DeepSequence's 8,355 sequences x 253 columns.
+
+Two optional EVE-style filters, both off by default, run afterwards (see :func:`read_alignment`).
+
+Residue numbering: focus residue ``k`` (0-based, counting every letter of the focus row, upper or
+lower case, never gaps) has residue number ``start + k``; ``start`` comes from a ``NAME/start-end``
+focus id, else 1, and ``first_index`` overrides both.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+
+from .alphabet import ALPHABET, GAP_CODE, INVALID_CODE, NONSTANDARD_CODE, encode_raw
+from .errors import AlignmentFormatError, InvalidMutantError
+
+logger = logging.getLogger(__name__)
+
+AlignmentFormat = Literal["auto", "a2m", "a3m", "fasta"]
+FORMATS: tuple[str, ...] = ("auto", "a2m", "a3m", "fasta")
+
+#: ``NAME/start-end`` region suffix of an EVcouplings / DeepSequence focus id (part after the last '/')
+_REGION_RE = re.compile(r"^(-?\d+)-(-?\d+)$")
+#: str.translate table deleting a3m insertions: lowercase letters and '.'
+_A3M_DELETE = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz.")
+
+
+class PositionNotModelledError(InvalidMutantError, KeyError):
+    """A residue number that is not one of the modelled (focus) columns.
+
+    It is a domain error (one-line CLI message) and also a ``KeyError`` for dict-like use.
+    """
+
+    __str__ = Exception.__str__  # KeyError would quote the message
+
+
+# --------------------------------------------------------------------------------------------
+# Reading records
+# --------------------------------------------------------------------------------------------
+
+
+def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """Yield ``(id, sequence)`` for every record of a FASTA-like file (a2m, a3m, FASTA).
+
+    ``id`` is the header up to the first whitespace (a3m headers carry tab-separated hit
+    statistics after the name). Sequence lines are concatenated with all whitespace removed.
+    Lines starting with ``#`` before the first record (a3m comment lines, e.g. ColabFold's
+    ``#<len>\\t<n>``) are skipped.
+
+    Raises :class:`AlignmentFormatError` when the file is missing or unreadable, empty, has no
+    record, or does not start with a ``>`` header line, or when a header has no name.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
+    with fh:
+        name: str | None = None
+        chunks: list[str] = []
+        seen_text = False
+        try:
+            for lineno, line in enumerate(fh, 1):
+                if name is None:
+                    stripped = line.strip()
+                    if not stripped:
+                        continue
+                    seen_text = True
+                    if stripped.startswith("#"):
+                        continue
+                    if not stripped.startswith(">"):
+                        raise AlignmentFormatError(
+                            f"{path}: not a FASTA/a2m/a3m file: line {lineno} does not start with '>' "
+                            f"({_clip(stripped)!r})")
+                if line.startswith(">"):
+                    if name is not None:
+                        yield name, "".join(chunks)
+                    name = _record_id(line, path, lineno)
+                    chunks = []
+                else:
+                    chunks.append("".join(line.split()))
+        except OSError as exc:  # e.g. a directory or an I/O error while reading
+            raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
+        if name is None:
+            if seen_text:
+                raise AlignmentFormatError(f"{path}: no records (no line starts with '>')")
+            raise AlignmentFormatError(f"{path}: file is empty")
+        yield name, "".join(chunks)
+
+
+def _record_id(header_line: str, path: Path, lineno: int) -> str:
+    """Record id = header (after '>') up to the first whitespace."""
+    parts = header_line[1:].split(None, 1)
+    if not parts:
+        raise AlignmentFormatError(f"{path}: record at line {lineno} has an empty name")
+    return parts[0]
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# The alignment
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Alignment:
+    """An alignment restricted to the focus columns, as int8 codes (immutable).
+
+    Attributes:
+        codes: ``(N, L)`` int8, ALPHABET codes 0..19, gap = ``GAP_CODE`` (20); read-only.
+        ids: ids of the ``N`` kept sequences in file order (focus included); unique except in
+            an a3m, where repeated hits of one target are kept as separate rows.
+        focus_id: id of the focus record.
+        focus_index: row of the focus in ``codes`` / ``ids``.
+        focus_seq: the ``L`` kept focus residues (uppercase).
+        positions: ``(L,)`` int64 residue numbers of the kept columns (increasing); read-only.
+        path: the file read.
+        fmt: the format used ("a2m", "a3m" or "fasta"; "auto" is resolved).
+        n_records: number of records in the file.
+        n_dropped_nonstandard: sequences dropped for B/J/O/U/X/Z in a kept column.
+        n_dropped_gaps: sequences dropped by ``max_gap_fraction``.
+        n_columns_dropped_coverage: focus columns dropped by ``min_column_coverage``.
+        max_gap_fraction, min_column_coverage: the filters used (None = off).
+    """
+
+    codes: np.ndarray
+    ids: tuple[str, ...]
+    focus_id: str
+    focus_index: int
+    focus_seq: str
+    positions: np.ndarray
+    path: Path
+    fmt: str
+    n_records: int
+    n_dropped_nonstandard: int = 0
+    n_dropped_gaps: int = 0
+    n_columns_dropped_coverage: int = 0
+    max_gap_fraction: float | None = None
+    min_column_coverage: float | None = None
+
+    @property
+    def N(self) -> int:  # noqa: N802 - conventional name
+        """Number of sequences."""
+        return int(self.codes.shape[0])
+
+    @property
+    def L(self) -> int:  # noqa: N802 - conventional name
+        """Number of modelled (focus) columns."""
+        return int(self.codes.shape[1])
+
+    @property
+    def focus_codes(self) -> np.ndarray:
+        """``(L,)`` int8 codes of the focus sequence."""
+        return self.codes[self.focus_index]
+
+    @property
+    def n_dropped(self) -> int:
+        """Sequences dropped for any reason."""
+        return self.n_dropped_nonstandard + self.n_dropped_gaps
+
+    @functools.cached_property
+    def position_to_column(self) -> dict[int, int]:
+        """``{residue number: column index}`` for the modelled columns."""
+        return {int(p): i for i, p in enumerate(self.positions)}
+
+    def column_of(self, residue: int) -> int:
+        """Column index of residue number ``residue``.
+
+        Raises :class:`PositionNotModelledError` (a ``KeyError`` and a domain error) when the
+        residue is not a modelled column (outside the region, or a lowercase focus column).
+        """
+        try:
+            return self.position_to_column[int(residue)]
+        except KeyError:
+            lo, hi = (int(self.positions[0]), int(self.positions[-1])) if self.L else (0, -1)
+            raise PositionNotModelledError(
+                f"residue {residue} is not a modelled column of {self.path} (modelled: {self.L} "
+                f"uppercase focus columns between {lo} and {hi})") from None
+
+    def wt_residue(self, residue: int) -> str:
+        """Focus (wild-type) amino acid at residue number ``residue``."""
+        return self.focus_seq[self.column_of(residue)]
+
+    def summary(self) -> str:
+        """A few human-readable lines: records read, sequences kept and dropped, L and the region."""
+        lo, hi = (int(self.positions[0]), int(self.positions[-1])) if self.L else (0, 0)
+        reasons = [f"{self.n_dropped_nonstandard} with non-standard residues (B/J/O/U/X/Z) in focus columns"]
+        if self.max_gap_fraction is not None:
+            reasons.append(f"{self.n_dropped_gaps} with gap fraction > {self.max_gap_fraction:g}")
+        columns = f"Columns: L = {self.L} focus columns, residues {lo}-{hi}"
+        if self.min_column_coverage is not None:
+            columns += (f" ({self.n_columns_dropped_coverage} dropped for coverage < "
+                        f"{self.min_column_coverage:g})")
+        lines = [
+            f"Read {self.n_records} records from {self.path} ({self.fmt}); focus {self.focus_id}",
+            f"Sequences: {self.N} kept, {self.n_dropped} dropped ({'; '.join(reasons)})",
+            columns,
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Alignment(path={str(self.path)!r}, N={self.N}, L={self.L}, focus_id={self.focus_id!r}, "
+                f"positions={int(self.positions[0]) if self.L else None}..."
+                f"{int(self.positions[-1]) if self.L else None})")
+
+
+# --------------------------------------------------------------------------------------------
+# read_alignment
+# --------------------------------------------------------------------------------------------
+
+
+def alignment_kwargs(focus: str | None = None, first_index: int | None = None,
+                     fmt: str = "auto", max_gap_fraction: float | None = None,
+                     min_column_coverage: float | None = None) -> dict:
+    """The keyword arguments of :func:`read_alignment` from (CLI) option values."""
+    return {"focus": focus, "first_index": first_index, "fmt": fmt,
+            "max_gap_fraction": max_gap_fraction, "min_column_coverage": min_column_coverage}
+
+
+def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
+                   first_index: int | None = None, fmt: AlignmentFormat = "auto",
+                   max_gap_fraction: float | None = None,
+                   min_column_coverage: float | None = None) -> Alignment:
+    """Read an a2m / a3m / aligned FASTA file and keep the focus columns (DeepSequence recipe).
+
+    Args:
+        path: the alignment file.
+        focus: id of the focus record (default: the first record).
+        first_index: residue number of the first focus residue; overrides a ``NAME/start-end``
+            region in the focus id (default: the region start, or 1 without a region).
+        fmt: "a3m" removes lowercase insertions and '.' from every row first; "a2m" / "fasta"
+            require equal row lengths; "auto" picks a3m for a ``.a3m`` file, else a2m when all
+            rows have equal length, else a3m when removing insertions equalises them.
+        max_gap_fraction: if set, drop sequences whose gap fraction over the kept columns is
+            ``> max_gap_fraction`` (EVE's fragment filter, EVE uses 0.5). The focus has no gaps
+            in its kept columns and is never dropped.
+        min_column_coverage: if set, after the sequence filters, drop focus columns whose
+            non-gap fraction over the remaining sequences (focus included) is
+            ``< min_column_coverage``, i.e. keep a column iff its gap fraction is
+            ``<= 1 - min_column_coverage`` (EVE's ``threshold_focus_cols_frac_gaps``; EVE uses
+            coverage 0.7). Dropping every column is an error.
+
+    Unlike EVE, the filters only ever see the uppercase focus columns (EVE uppercases the whole
+    alignment first, so lowercase columns can become focus columns), and the non-standard drop
+    runs before them (EVE runs it last).
+
+    Raises:
+        AlignmentFormatError: missing / empty / non-FASTA file, no records, duplicate ids (a2m /
+            FASTA; an a3m keeps repeated hits as separate rows), rows of
+            different length, focus not found, invalid characters in a focus column, a focus with
+            a non-standard residue, or nothing left to model after filtering. The one-line
+            message names the file and, where there is one, the record.
+    """
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise AlignmentFormatError(f"{path}: unknown alignment format {fmt!r} (use one of {', '.join(FORMATS)})")
+    _check_fraction("max_gap_fraction", max_gap_fraction)
+    _check_fraction("min_column_coverage", min_column_coverage)
+
+    ids, raw_rows = _read_records(path)
+    n_records = len(ids)
+    fmt_used, rows = _resolve_format(path, ids, raw_rows, fmt)
+    _check_duplicates(path, ids, fmt_used)
+    fi = _focus_row(path, ids, focus)
+    focus_raw = raw_rows[fi]
+
+    # Residue numbering is computed on the raw focus row (before a3m insertion removal) so that
+    # lowercase focus letters are counted as residues in every format.
+    start = _region_start(path, ids[fi], focus_raw, first_index)
+    positions_all = _row_positions(focus_raw, start, a3m=(fmt_used == "a3m"))  # (Lrow,) or -1
+
+    # Kept columns: uppercase letters of the focus row, in the (possibly a3m-trimmed) row.
+    focus_row = rows[fi]
+    fbytes = np.frombuffer(focus_row.encode("ascii", errors="replace"), dtype=np.uint8)  # (Lrow,)
+    is_upper = (fbytes >= ord("A")) & (fbytes <= ord("Z"))
+    is_lower = (fbytes >= ord("a")) & (fbytes <= ord("z"))
+    is_gap = (fbytes == ord("-")) | (fbytes == ord("."))
+    bad = np.flatnonzero(~(is_upper | is_lower | is_gap))
+    if bad.size:
+        c = int(bad[0])
+        raise AlignmentFormatError(
+            f"{path}: focus record '{ids[fi]}' has invalid character {focus_row[c]!r} at aligned column {c + 1}")
+    cols = np.flatnonzero(is_upper)  # (L0,)
+    if cols.size == 0:
+        raise AlignmentFormatError(
+            f"{path}: focus record '{ids[fi]}' has no uppercase (match) columns; nothing to model")
+    positions = positions_all[cols].astype(np.int64)  # (L0,)
+
+    # Vectorised encoding of the whole alignment, then the kept columns only.
+    n_rows, width = len(rows), len(focus_row)
+    raw = encode_raw("".join(rows)).reshape(n_rows, width)  # (N0, Lrow) int8, case-insensitive
+    codes = np.ascontiguousarray(raw[:, cols])  # (N0, L0) int8
+
+    fcodes = codes[fi]
+    nonstd_focus = np.flatnonzero(fcodes == NONSTANDARD_CODE)
+    if nonstd_focus.size:
+        c = int(nonstd_focus[0])
+        raise AlignmentFormatError(
+            f"{path}: focus record '{ids[fi]}' has non-standard residue {focus_row[cols[c]]!r} at "
+            f"residue {positions[c]}; the focus must use the 20 standard amino acids in its uppercase columns")
+
+    invalid = codes == INVALID_CODE  # (N0, L0)
+    if invalid.any():
+        r, c = (int(x) for x in np.argwhere(invalid)[0])
+        raise AlignmentFormatError(
+            f"{path}: record '{ids[r]}' has invalid character {rows[r][cols[c]]!r} in a focus column "
+            f"(residue {positions[c]}, aligned column {cols[c] + 1})")
+
+    keep = ~(codes == NONSTANDARD_CODE).any(axis=1)  # (N0,)
+    n_nonstd = int((~keep).sum())
+
+    n_gaps = 0
+    if max_gap_fraction is not None:
+        gap_frac = (codes == GAP_CODE).mean(axis=1)  # (N0,)
+        too_gappy = keep & (gap_frac > max_gap_fraction)
+        too_gappy[fi] = False  # the focus has no gaps in its own columns; never drop it
+        n_gaps = int(too_gappy.sum())
+        keep &= ~too_gappy
+
+    rows_kept = np.flatnonzero(keep)
+    if rows_kept.size <= 1 and n_rows > 1:
+        raise AlignmentFormatError(
+            f"{path}: every sequence other than the focus '{ids[fi]}' was filtered out "
+            f"({n_nonstd} with non-standard residues, {n_gaps} with gap fraction > {max_gap_fraction})")
+    codes = codes[rows_kept]  # (N, L0)
+
+    n_cols_dropped = 0
+    if min_column_coverage is not None:
+        coverage = (codes != GAP_CODE).mean(axis=0)  # (L0,)
+        col_keep = coverage >= min_column_coverage
+        n_cols_dropped = int((~col_keep).sum())
+        if not col_keep.any():
+            raise AlignmentFormatError(
+                f"{path}: no focus column of '{ids[fi]}' has coverage >= {min_column_coverage} "
+                f"(best {coverage.max():.3f}); every column would be dropped")
+        codes = np.ascontiguousarray(codes[:, col_keep])
+        positions = positions[col_keep]
+        cols = cols[col_keep]
+
+    codes.setflags(write=False)
+    positions.setflags(write=False)
+    focus_index = int(np.searchsorted(rows_kept, fi))
+    focus_seq = "".join(ALPHABET[int(c)] for c in codes[focus_index])
+    aln = Alignment(codes=codes, ids=tuple(ids[i] for i in rows_kept), focus_id=ids[fi],
+                    focus_index=focus_index, focus_seq=focus_seq, positions=positions, path=path,
+                    fmt=fmt_used, n_records=n_records, n_dropped_nonstandard=n_nonstd,
+                    n_dropped_gaps=n_gaps, n_columns_dropped_coverage=n_cols_dropped,
+                    max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
+    logger.info("%s: %d records -> %d sequences x %d columns (%d non-standard, %d gappy dropped; "
+                "%d low-coverage columns dropped)", path, n_records, aln.N, aln.L, n_nonstd, n_gaps,
+                n_cols_dropped)
+    return aln
+
+
+def _check_fraction(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+        raise AlignmentFormatError(f"{name} must be a number between 0 and 1, got {value!r}")
+
+
+def _read_records(path: Path) -> tuple[list[str], list[str]]:
+    """All records as (ids, rows), in file order."""
+    ids: list[str] = []
+    rows: list[str] = []
+    for rid, seq in iter_fasta(path):
+        ids.append(rid)
+        rows.append(seq)
+    return ids, rows
+
+
+def _check_duplicates(path: Path, ids: list[str], fmt: str) -> None:
+    """Duplicate ids are never merged: an error in a2m / FASTA, separate rows in a3m.
+
+    MMseqs2 / ColabFold a3m files list every local hit as its own record, so one target can
+    appear twice with different aligned fragments; those rows are kept (with a warning).
+    """
+    first_seen: dict[str, int] = {}
+    dups: list[tuple[str, int, int]] = []
+    for i, rid in enumerate(ids):
+        j = first_seen.setdefault(rid, i)
+        if j != i:
+            dups.append((rid, j, i))
+    if not dups:
+        return
+    rid, j, i = dups[0]
+    if fmt != "a3m":
+        raise AlignmentFormatError(
+            f"{path}: duplicate record id '{rid}' (records {j + 1} and {i + 1}); record ids "
+            "(header up to the first whitespace) must be unique")
+    logger.warning("%s: %d records repeat an earlier id (first: '%s', records %d and %d); in an a3m "
+                   "these are separate hits and are kept as separate rows", path, len(dups), rid, j + 1, i + 1)
+
+
+def _focus_row(path: Path, ids: list[str], focus: str | None) -> int:
+    if focus is None:
+        return 0
+    name = focus[1:] if focus.startswith(">") else focus
+    hits = [i for i, rid in enumerate(ids) if rid == name]
+    if not hits:
+        raise AlignmentFormatError(
+            f"{path}: focus record '{name}' not found among {len(ids)} records (first record: '{ids[0]}')")
+    if len(hits) > 1:
+        raise AlignmentFormatError(
+            f"{path}: focus record '{name}' is ambiguous: {len(hits)} records have this id "
+            f"(records {', '.join(str(i + 1) for i in hits)})")
+    return hits[0]
+
+
+def _first_length_mismatch(ids: list[str], rows: list[str]) -> int | None:
+    width = len(rows[0])
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            return i
+    return None
+
+
+def _resolve_format(path: Path, ids: list[str], rows: list[str], fmt: str) -> tuple[str, list[str]]:
+    """Resolve 'auto' and return (format, rows of equal length)."""
+    if fmt == "auto":
+        if path.suffix.lower() == ".a3m":
+            fmt = "a3m"
+        elif _first_length_mismatch(ids, rows) is None:
+            fmt = "a2m"
+        else:
+            trimmed = [r.translate(_A3M_DELETE) for r in rows]
+            bad = _first_length_mismatch(ids, trimmed)
+            if bad is None:
+                logger.info("%s: rows differ in length; read as a3m (insertions removed)", path)
+                return "a3m", trimmed
+            bad_raw = _first_length_mismatch(ids, rows)
+            assert bad_raw is not None
+            raise AlignmentFormatError(
+                f"{path}: rows have different aligned lengths: record '{ids[bad_raw]}' has "
+                f"{len(rows[bad_raw])} columns but '{ids[0]}' has {len(rows[0])} (not an a3m either: "
+                f"without insertions '{ids[bad]}' has {len(trimmed[bad])} vs {len(trimmed[0])})")
+    if fmt == "a3m":
+        rows = [r.translate(_A3M_DELETE) for r in rows]
+    bad = _first_length_mismatch(ids, rows)
+    if bad is not None:
+        what = "match columns after removing a3m insertions" if fmt == "a3m" else "aligned columns"
+        raise AlignmentFormatError(
+            f"{path}: rows have different aligned lengths: record '{ids[bad]}' has {len(rows[bad])} "
+            f"{what} but '{ids[0]}' has {len(rows[0])}")
+    return fmt, rows
+
+
+def _region_start(path: Path, focus_id: str, focus_raw: str, first_index: int | None) -> int:
+    """Residue number of the first focus residue; warn when a header range disagrees."""
+    n_res = sum(ch.isalpha() for ch in focus_raw)
+    m = _REGION_RE.match(focus_id.rsplit("/", 1)[-1]) if "/" in focus_id else None
+    if m is not None:
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if hi - lo + 1 != n_res:
+            logger.warning("%s: focus '%s' claims residues %d-%d (%d) but has %d residues",
+                           path, focus_id, lo, hi, hi - lo + 1, n_res)
+    if first_index is not None:
+        if m is not None and int(first_index) != int(m.group(1)):
+            logger.info("%s: first_index=%d overrides the region start %s of '%s'",
+                        path, first_index, m.group(1), focus_id)
+        return int(first_index)
+    return int(m.group(1)) if m is not None else 1
+
+
+def _row_positions(focus_raw: str, start: int, *, a3m: bool) -> np.ndarray:
+    """Residue number of every column of the (a3m-trimmed) focus row; -1 at gaps.
+
+    ``focus_raw`` is the row as read; with ``a3m`` its lowercase letters and '.' are removed
+    afterwards, but its lowercase letters still count as residues.
+    """
+    b = np.frombuffer(focus_raw.encode("ascii", errors="replace"), dtype=np.uint8)  # (Lraw,)
+    upper = (b >= ord("A")) & (b <= ord("Z"))
+    lower = (b >= ord("a")) & (b <= ord("z"))
+    letter = upper | lower
+    numbers = np.where(letter, start + np.cumsum(letter) - 1, -1)  # (Lraw,)
+    if a3m:
+        numbers = numbers[~(lower | (b == ord(".")))]
+    return numbers

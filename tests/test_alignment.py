@@ -1,0 +1,365 @@
+"""Tests of deepseqvae.alignment: parsing, focus columns, numbering, filters and every error."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deepseqvae.alphabet import GAP_CODE, encode
+from deepseqvae.alignment import (Alignment, PositionNotModelledError, alignment_kwargs, iter_fasta,
+                                  read_alignment)
+from deepseqvae.cli import main
+from deepseqvae.errors import AlignmentFormatError, DeepSeqVAEError
+
+
+def write(tmp_path, text: str, name: str = "aln.a2m"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def rows(aln: Alignment) -> list[str]:
+    letters = "ACDEFGHIKLMNPQRSTVWY-"
+    return ["".join(letters[c] for c in r) for r in aln.codes]
+
+
+# --- reading records ---------------------------------------------------------------------------
+
+
+def test_iter_fasta_ids_stop_at_whitespace_and_lines_are_joined(tmp_path):
+    path = write(tmp_path, "#A3M#\n>q desc here\nAC\nDE\n\n>hit\t12\t0.9\nA C-E\n")
+    assert list(iter_fasta(path)) == [("q", "ACDE"), ("hit", "AC-E")]
+
+
+# --- a2m ---------------------------------------------------------------------------------------
+
+A2M = """\
+>focus/10-15
+ACdEFG
+>s1
+AC.EF-
+>s2
+aCkE.G
+"""
+
+
+def test_a2m_lowercase_and_dot_columns(tmp_path):
+    aln = read_alignment(write(tmp_path, A2M))
+    assert aln.fmt == "a2m"
+    assert (aln.N, aln.L) == (3, 5)
+    assert aln.ids == ("focus/10-15", "s1", "s2")
+    assert aln.focus_id == "focus/10-15" and aln.focus_index == 0
+    assert aln.focus_seq == "ACEFG"
+    # residue numbers count the lowercase focus letter 'd' (residue 12), which is not modelled
+    assert aln.positions.tolist() == [10, 11, 13, 14, 15]
+    # '.' in a kept column becomes a gap; lowercase residues in kept columns are uppercased
+    assert rows(aln) == ["ACEFG", "ACEF-", "ACE-G"]
+    assert aln.codes.dtype == np.int8
+    assert aln.codes[2, 3] == GAP_CODE
+    np.testing.assert_array_equal(aln.focus_codes, encode("ACEFG"))
+    assert aln.n_records == 3 and aln.n_dropped == 0
+
+
+def test_column_mapping(tmp_path):
+    aln = read_alignment(write(tmp_path, A2M))
+    assert aln.column_of(13) == 2
+    assert aln.position_to_column == {10: 0, 11: 1, 13: 2, 14: 3, 15: 4}
+    assert aln.wt_residue(14) == "F"
+    for residue in (9, 12, 16):  # before the region, a lowercase column, after the region
+        with pytest.raises(PositionNotModelledError, match=f"residue {residue} is not a modelled column"):
+            aln.column_of(residue)
+    with pytest.raises(KeyError):  # also usable as a KeyError
+        aln.column_of(12)
+    assert isinstance(PositionNotModelledError("x"), DeepSeqVAEError)
+
+
+def test_alignment_is_immutable(tmp_path):
+    aln = read_alignment(write(tmp_path, A2M))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        aln.focus_id = "other"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        aln.codes[0, 0] = 3
+    with pytest.raises(ValueError):
+        aln.positions[0] = 3
+    assert "N=3" in repr(aln) and "L=5" in repr(aln)
+
+
+def test_focus_gaps_are_dropped_in_aligned_fasta(tmp_path):
+    path = write(tmp_path, ">wt\nA-CD.E\n>s1\nAKCDLE\n", "aln.fasta")
+    aln = read_alignment(path, fmt="fasta")
+    assert aln.focus_seq == "ACDE"
+    assert aln.positions.tolist() == [1, 2, 3, 4]  # gaps are not residues
+    assert rows(aln) == ["ACDE", "ACDE"]
+
+
+# --- a3m ---------------------------------------------------------------------------------------
+
+A3M = """\
+#101\t1
+>query
+ACDEF
+>hit1\t120\t0.91\t1.2E-30
+AkkCD-F
+>hit2\t99\t0.50
+A.CDEF
+>hit3
+-CmD..EF
+"""
+
+
+def test_a3m_insertions_removed(tmp_path):
+    aln = read_alignment(write(tmp_path, A3M, "x.a3m"))
+    assert aln.fmt == "a3m"
+    assert aln.ids == ("query", "hit1", "hit2", "hit3")
+    assert rows(aln) == ["ACDEF", "ACD-F", "ACDEF", "-CDEF"]
+    assert aln.positions.tolist() == [1, 2, 3, 4, 5]  # no region: numbering from 1
+
+
+def test_a3m_detected_without_extension(tmp_path):
+    aln = read_alignment(write(tmp_path, A3M, "x.txt"))
+    assert aln.fmt == "a3m"
+    assert aln.N == 4
+
+
+def test_a3m_repeated_hits_are_kept_as_rows(tmp_path, caplog):
+    text = ">q\nACDE\n>hit\tx\nACDE\n>hit\ty\nA-DE\n"
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
+        aln = read_alignment(write(tmp_path, text, "r.a3m"))
+    assert aln.ids == ("q", "hit", "hit")
+    assert "repeat an earlier id" in caplog.text and "'hit'" in caplog.text
+
+
+def test_a3m_focus_lowercase_letters_still_count_as_residues(tmp_path):
+    # the focus (not the query) has an insertion 'k' relative to the query
+    text = ">q\nACDE\n>f/5-9\nACkDE\n"
+    aln = read_alignment(write(tmp_path, text, "f.a3m"), focus="f/5-9")
+    assert aln.focus_seq == "ACDE"
+    assert aln.positions.tolist() == [5, 6, 8, 9]
+
+
+# --- numbering -----------------------------------------------------------------------------------
+
+
+def test_region_header_numbering_and_first_index(tmp_path):
+    path = write(tmp_path, ">P/24-29\nhpETLV\n>s\nAAETLV\n")
+    assert read_alignment(path).positions.tolist() == [26, 27, 28, 29]
+    assert read_alignment(path, first_index=1).positions.tolist() == [3, 4, 5, 6]
+    assert read_alignment(path, first_index=-2).positions.tolist() == [0, 1, 2, 3]
+
+
+def test_region_length_mismatch_warns(tmp_path, caplog):
+    path = write(tmp_path, ">P/24-40\nACDE\n>s\nACDE\n")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
+        aln = read_alignment(path)
+    assert aln.positions.tolist() == [24, 25, 26, 27]
+    assert "claims residues 24-40" in caplog.text
+
+
+def test_focus_by_name(tmp_path):
+    text = ">first/1-5\nACDEF\n>second/101-104\n-cDEF\n>third\nACDEF\n"
+    aln = read_alignment(write(tmp_path, text), focus="second/101-104")
+    assert aln.focus_id == "second/101-104" and aln.focus_index == 1
+    assert aln.focus_seq == "DEF"  # uppercase columns of the chosen focus
+    assert aln.positions.tolist() == [102, 103, 104]
+    assert rows(aln) == ["DEF", "DEF", "DEF"]
+    assert read_alignment(write(tmp_path, text), focus=">third").focus_index == 2
+
+
+# --- non-standard residues ----------------------------------------------------------------------
+
+
+def test_nonstandard_sequences_dropped_and_counted(tmp_path):
+    text = (">wt\nACdEF\n"
+            ">x_kept\nACxEF\n"      # X in a lowercase (not modelled) column: kept
+            ">x_drop\nAXdEF\n"      # X in a kept column
+            ">b_lower\nAbdEF\n"     # lowercase b in a kept column
+            ">z\nACdEZ\n"
+            ">ok\nA-.EF\n")
+    aln = read_alignment(write(tmp_path, text))
+    assert aln.ids == ("wt", "x_kept", "ok")
+    assert aln.n_dropped_nonstandard == 3
+    assert aln.n_records == 6
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+FILTER = """\
+>wt
+ACDEFGHIKL
+>g0
+ACDEFGHIKL
+>g50
+ACDEF-----
+>g60
+ACDE------
+>g90
+A---------
+>c
+ACDEFGHIK-
+"""
+
+
+def test_filters_off_by_default(tmp_path):
+    aln = read_alignment(write(tmp_path, FILTER))
+    assert aln.N == 6 and aln.L == 10
+    assert aln.n_dropped_gaps == 0 and aln.n_columns_dropped_coverage == 0
+
+
+def test_max_gap_fraction_keeps_equal(tmp_path):
+    aln = read_alignment(write(tmp_path, FILTER), max_gap_fraction=0.5)
+    assert aln.ids == ("wt", "g0", "g50", "c")  # 0.5 kept (<=), 0.6 and 0.9 dropped
+    assert aln.n_dropped_gaps == 2
+    assert "2 with gap fraction > 0.5" in aln.summary()
+
+
+def test_min_column_coverage_after_gap_filter(tmp_path):
+    aln = read_alignment(write(tmp_path, FILTER), max_gap_fraction=0.5, min_column_coverage=0.75)
+    # remaining 4 sequences: columns 1-5 coverage 4/4, 6-9 3/4 (kept: 0.75 >= 0.75), 10 2/4 dropped
+    assert aln.L == 9 and aln.n_columns_dropped_coverage == 1
+    assert aln.positions.tolist() == list(range(1, 10))
+    assert aln.focus_seq == "ACDEFGHIK"
+    aln = read_alignment(write(tmp_path, FILTER), max_gap_fraction=0.5, min_column_coverage=0.76)
+    assert aln.L == 5 and aln.n_columns_dropped_coverage == 5
+
+
+def test_filter_values_validated(tmp_path):
+    with pytest.raises(AlignmentFormatError, match="max_gap_fraction must be a number between 0 and 1"):
+        read_alignment(write(tmp_path, FILTER), max_gap_fraction=1.5)
+    with pytest.raises(AlignmentFormatError, match="min_column_coverage"):
+        read_alignment(write(tmp_path, FILTER), min_column_coverage=-0.1)
+
+
+def test_alignment_kwargs_round_trip(tmp_path):
+    kw = alignment_kwargs(focus="c", first_index=5, fmt="a2m", max_gap_fraction=None,
+                          min_column_coverage=None)
+    aln = read_alignment(write(tmp_path, FILTER), **kw)
+    assert aln.focus_id == "c" and aln.positions[0] == 5 and aln.L == 9
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", r"aln\.a2m: file is empty"),
+    ("\n  \n\n", r"aln\.a2m: file is empty"),
+    ("# only a comment\n", r"aln\.a2m: no records"),
+    ("ACDE\n>s\nACDE\n", r"aln\.a2m: not a FASTA/a2m/a3m file: line 1 does not start with '>'"),
+    ("\n\nsome text\n", r"line 3 does not start with '>'"),
+    (">\nACDE\n", r"record at line 1 has an empty name"),
+    (">wt\nACDE\n>s1\nACDE\n>s1\nAC-E\n",
+     r"aln\.a2m: duplicate record id 's1' \(records 2 and 3\)"),
+    (">wt\nACDE\n>s1\nACDE\n>s2\nACD\n", r"record 's2' has 3 columns but 'wt' has 4"),
+    (">wt\nACDE\n>s1\nACD*\n", r"record 's1' has invalid character '\*' in a focus column \(residue 4"),
+    (">wt\nACDE\n>s1\nA1DE\n", r"record 's1' has invalid character '1'"),
+    (">wt\nACXE\n>s1\nACDE\n", r"focus record 'wt' has non-standard residue 'X' at residue 3"),
+    (">wt\nAC*E\n>s1\nACDE\n", r"focus record 'wt' has invalid character '\*'"),
+    (">wt\nacde\n>s1\nACDE\n", r"focus record 'wt' has no uppercase \(match\) columns"),
+    (">wt\nACDE\n>s1\nACXE\n>s2\nBCDE\n", r"every sequence other than the focus 'wt' was filtered out"),
+])
+def test_errors_name_file_and_record(tmp_path, text, match):
+    with pytest.raises(AlignmentFormatError, match=match) as info:
+        read_alignment(write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_error_lengths_in_explicit_a2m_mode(tmp_path):
+    path = write(tmp_path, A3M, "x.a3m")
+    with pytest.raises(AlignmentFormatError, match=r"record 'hit1' has 7 aligned columns but 'query' has 5"):
+        read_alignment(path, fmt="a2m")
+    bad = write(tmp_path, ">q\nACDE\n>h\nACkkDEF\n", "bad.a3m")
+    with pytest.raises(AlignmentFormatError, match=r"record 'h' has 5 match columns after removing a3m "
+                                                   r"insertions but 'q' has 4"):
+        read_alignment(bad)
+
+
+def test_error_lengths_auto_not_a3m_either(tmp_path):
+    with pytest.raises(AlignmentFormatError, match=r"record 's' has 6 columns but 'wt' has 4 \(not an a3m"):
+        read_alignment(write(tmp_path, ">wt\nACDE\n>s\nACDEFG\n"))
+
+
+def test_error_focus_not_found_and_missing_file(tmp_path):
+    path = write(tmp_path, A2M)
+    with pytest.raises(AlignmentFormatError, match=r"focus record 'nope' not found among 3 records"):
+        read_alignment(path, focus="nope")
+    with pytest.raises(AlignmentFormatError, match=r"missing\.a2m: cannot read alignment"):
+        read_alignment(tmp_path / "missing.a2m")
+    with pytest.raises(AlignmentFormatError, match="cannot read alignment"):
+        read_alignment(tmp_path)  # a directory
+    with pytest.raises(AlignmentFormatError, match="unknown alignment format"):
+        read_alignment(path, fmt="stockholm")  # type: ignore[arg-type]
+
+
+def test_error_ambiguous_focus_in_a3m(tmp_path):
+    path = write(tmp_path, ">q\nACDE\n>hit\nACDE\n>hit\nA-DE\n", "r.a3m")
+    with pytest.raises(AlignmentFormatError, match="focus record 'hit' is ambiguous"):
+        read_alignment(path, focus="hit")
+
+
+def test_error_every_column_dropped(tmp_path):
+    path = write(tmp_path, ">wt\nACDE\n>s1\n----\n>s2\n----\n")
+    with pytest.raises(AlignmentFormatError, match="every column would be dropped"):
+        read_alignment(path, min_column_coverage=0.9)
+
+
+@pytest.mark.parametrize("text, args, message", [
+    (">wt\nACDE\n>s1\nACDE\n>s1\nAC-E\n", [], "duplicate record id 's1'"),
+    (">wt\nACDE\n>s\nACD\n", ["--msa-format", "a2m"], "record 's' has 3 aligned columns"),
+    ("not fasta\n", [], "does not start with '>'"),
+    (">wt\nACDE\n", ["--focus", "xyz"], "focus record 'xyz' not found"),
+])
+def test_cli_errors_exit_2_one_line(tmp_path, text, args, message):
+    path = write(tmp_path, text)
+    result = CliRunner().invoke(main, ["weights", str(path), "-o", str(tmp_path / "w.npy"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert not (tmp_path / "w.npy").exists()
+
+
+def test_cli_missing_file_exit_2(tmp_path):
+    result = CliRunner().invoke(main, ["weights", str(tmp_path / "none.a2m")])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and "none.a2m: cannot read alignment" in result.output
+
+
+# --- real data -----------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_blat_matches_deepsequence(shared_data):
+    aln = read_alignment(shared_data / "BLAT_ECOLX" / "msa.a2m")
+    assert (aln.N, aln.L) == (8355, 253)
+    assert aln.n_records == 8403 and aln.n_dropped_nonstandard == 48
+    assert aln.focus_id == "BLAT_ECOLX/24-286" and aln.ids[0] == aln.focus_id
+    expected = [p for p in range(29, 284) if p not in (56, 238)]  # lowercase: 24-28, 56, 238, 284-286
+    assert aln.positions.tolist() == expected
+    assert aln.focus_seq.startswith("VKVKDAE")  # residue 29 onwards ("hpetlVKVKDAE...")
+    assert aln.wt_residue(29) == "V"
+    with pytest.raises(PositionNotModelledError):
+        aln.column_of(56)
+
+
+@pytest.mark.integration
+def test_pten_and_gfp_counts(shared_data):
+    pten = read_alignment(shared_data / "PTEN_HUMAN" / "msa.a2m")
+    assert (pten.N, pten.L) == (1179, 387)
+    gfp = read_alignment(shared_data / "GFP_AEQVI" / "msa.a2m")
+    assert (gfp.N, gfp.L) == (380, 238)
+    assert gfp.positions.tolist() == list(range(1, 239))
+    assert gfp.wt_residue(64) == "F"
+
+
+@pytest.mark.integration
+def test_gfp_colabfold_a3m(shared_data):
+    aln = read_alignment(shared_data / "GFP_AEQVI" / "msa_alt_GFP_AEQVI_Sarkisyan_2016.a3m")
+    assert aln.fmt == "a3m" and aln.n_records == 201
+    assert aln.focus_id == "GFP_AEQVI_Sarkisyan_2016"
+    assert aln.L == 238 and aln.positions[0] == 1 and aln.positions[-1] == 238
+    assert aln.wt_residue(64) == "L"  # the Sarkisyan wild type (F64L)
+    assert aln.N + aln.n_dropped_nonstandard == 201
