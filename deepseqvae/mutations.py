@@ -1,0 +1,777 @@
+"""Mutant strings and mutant tables: parsing, resolution against the model, reading DMS files.
+
+Three layers, all pure functions:
+
+* :func:`parse_mutant` turns one mutant string (``A42G``, ``A42G:L50P``, ``p.Ala42Gly``, ``WT`` ...)
+  into :class:`Substitution` objects, or raises :class:`~deepseqvae.errors.InvalidMutantError`.
+* :func:`resolve_mutants` maps many mutant strings onto the modelled columns of a focus sequence.
+  It never raises for a bad row: every row gets a :class:`ResolvedMutant` whose ``status`` is
+  ``"ok"`` or ``"<reason>: <detail>"`` with a reason from :data:`REASONS`.
+* :func:`read_mutant_table` reads a CSV/TSV/semicolon DMS table without losing or altering any
+  cell and finds (or builds) the mutant column.
+
+Numbering: every position named in a status is the position *after* ``offset`` was added, i.e. in
+the numbering of the model (``positions``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import gc
+import io
+import logging
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .alphabet import AA_TO_CODE
+from .errors import InvalidMutantError, MutantTableError
+
+__all__ = [
+    "DEFAULT_SEPARATORS",
+    "REASONS",
+    "IndelMutantError",
+    "MutantTable",
+    "ResolvedMutant",
+    "Substitution",
+    "detect_fitness_col",
+    "numeric_column",
+    "parse_mutant",
+    "read_mutant_table",
+    "resolve_mutants",
+    "status_summary",
+    "suggest_cause",
+]
+
+logger = logging.getLogger(__name__)
+
+#: characters that join the parts of a multi-mutant (ProteinGym uses ':')
+DEFAULT_SEPARATORS = ":/+,"
+
+#: the reason keys of a non-"ok" :attr:`ResolvedMutant.status`, in the order they are reported
+REASONS = (
+    "parse_error",
+    "indel",
+    "unknown_residue",
+    "stop",
+    "position_not_modelled",
+    "wt_mismatch",
+    "conflicting_substitutions",
+)
+
+#: spellings (compared lower-cased, after stripping whitespace) that mean "the wild type itself"
+_WILD_TYPE = frozenset({"", "wt", "_wt", "wt_", "_", "wildtype", "wild_type", "wild-type",
+                        "wild type", "p.=", "p.(=)", "="})
+
+_THREE_TO_ONE = {
+    "ala": "A", "arg": "R", "asn": "N", "asp": "D", "cys": "C", "gln": "Q", "glu": "E",
+    "gly": "G", "his": "H", "ile": "I", "leu": "L", "lys": "K", "met": "M", "phe": "F",
+    "pro": "P", "ser": "S", "thr": "T", "trp": "W", "tyr": "Y", "val": "V",
+    # non-standard residues parse, and are reported as unknown_residue later
+    "sec": "U", "pyl": "O", "asx": "B", "glx": "Z", "xle": "J", "xaa": "X",
+    "ter": "*",
+}
+
+_RES = r"(?:[A-Za-z]{3}|[A-Za-z*])"
+_SUB_RE = re.compile(r"^(?P<wt>[A-Za-z]{3}|[A-Za-z*])(?P<pos>-?\d+)(?P<mut>[A-Za-z]{3}|[A-Za-z*=])$")
+# Insertions, deletions, duplications, frameshifts, ranges and '-' as the new residue.
+_INDEL_RE = re.compile(
+    rf"^{_RES}?-?\d+(?:_{_RES}?-?\d+)?(?:del|ins|dup|fs|ext|inv)"  # A42del, A42_G45delinsW, K50fs*3
+    rf"|^{_RES}?-?\d+_{_RES}?-?\d+"  # any A42_G45 range
+    rf"|^{_RES}-?\d+[-~]$",  # A42-
+    re.IGNORECASE,
+)
+_INDEL_WORDS = frozenset({"del", "ins", "dup"})
+_ANY_SEPARATOR = ":/+,;"
+_FORMAT_HINT = "expected wild-type letter, position, new letter"
+_INDEL_DETAIL = "is an insertion, deletion or frameshift; only substitutions can be scored"
+
+
+class IndelMutantError(InvalidMutantError):
+    """A mutant is an insertion, deletion, duplication or frameshift; only substitutions are scored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Substitution:
+    """One amino-acid substitution: wild-type letter, residue number, new letter.
+
+    ``wt`` and ``mut`` are single upper-case letters or ``'*'`` (stop); they are not checked
+    against the 20 amino acids here (see :func:`resolve_mutants`).
+    """
+
+    wt: str
+    pos: int
+    mut: str
+
+    def __str__(self) -> str:
+        return f"{self.wt}{self.pos}{self.mut}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedMutant:
+    """One mutant string resolved against the modelled columns.
+
+    ``changes`` holds ``(column index into focus_seq, new ALPHABET code)`` pairs, sorted by column;
+    synonymous parts contribute nothing and the wild type is the empty tuple. ``status`` is
+    ``"ok"`` or ``"<reason>: <detail>"`` (reason in :data:`REASONS`); ``changes`` is empty unless ok.
+    ``substitutions`` are the parsed parts (offset applied; empty when the text did not parse).
+    """
+
+    text: str
+    changes: tuple[tuple[int, int], ...]
+    status: str
+    substitutions: tuple[Substitution, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the row can be scored."""
+        return self.status == "ok"
+
+    @property
+    def reason(self) -> str:
+        """``"ok"`` or the reason key of the status (the text before the first ``':'``)."""
+        return "ok" if self.status == "ok" else self.status.split(":", 1)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+
+
+class _PartError(Exception):
+    """Internal: one part of a mutant string is not a substitution (``indel`` says why)."""
+
+    def __init__(self, detail: str, indel: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.indel = indel
+
+
+def _residue(code: str) -> str:
+    """One-letter form of a residue written with one or three letters (``'*'`` for stop)."""
+    if len(code) == 1:
+        return code.upper()
+    try:
+        return _THREE_TO_ONE[code.lower()]
+    except KeyError:
+        raise _PartError(f"{code!r} is not a three-letter amino-acid code") from None
+
+
+def _strip_p(s: str) -> str:
+    """Remove an HGVS ``p.`` prefix and ``(...)`` around a predicted consequence."""
+    if s[:2] in ("p.", "P."):
+        s = s[2:].strip()
+    if len(s) >= 2 and s[0] == "(" and s[-1] == ")":
+        s = s[1:-1].strip()
+    return s
+
+
+def _parse_part(part: str) -> Substitution:
+    """Parse one part (no separators) with offset 0; raises :class:`_PartError`."""
+    s = _strip_p(part.strip())
+    m = _SUB_RE.match(s)
+    if m is not None:
+        wt_s, mut_s = m.group("wt"), m.group("mut")
+        if mut_s.lower() in _INDEL_WORDS or wt_s.lower() in _INDEL_WORDS:
+            raise _PartError(_INDEL_DETAIL, indel=True)
+        wt = _residue(wt_s)
+        mut = wt if mut_s == "=" else _residue(mut_s)
+        return Substitution(wt, int(m.group("pos")), mut)
+    if _INDEL_RE.match(s):
+        raise _PartError(_INDEL_DETAIL, indel=True)
+    hint = _FORMAT_HINT
+    excluded = sorted({c for c in s if c in _ANY_SEPARATOR})
+    if excluded:
+        hint += f" ({', '.join(repr(c) for c in excluded)} is not a separator here)"
+    raise _PartError(hint)
+
+
+def _split_text(text: str, splitter: re.Pattern[str] | None) -> list[str] | None:
+    """Split a mutant string into parts; ``None`` means wild type."""
+    s = text.strip()
+    if s.lower() in _WILD_TYPE:
+        return None
+    if s[:2] in ("p.", "P.") and s[2:3] == "[" and s.endswith("]"):
+        # HGVS allele: p.[Ala42Gly;Leu50Pro]
+        inner = s[3:-1].split(";")
+        return [q for part in inner for q in (splitter.split(part) if splitter else [part])]
+    if splitter is None:
+        return [s]
+    return splitter.split(s)
+
+
+def _splitter(separators: str) -> re.Pattern[str] | None:
+    return re.compile("[" + re.escape(separators) + "]") if separators else None
+
+
+def _part_message(text: str, part: str, n_parts: int, exc: _PartError) -> str:
+    if exc.indel:
+        if n_parts == 1:
+            return f"{part.strip()} {exc.detail}"
+        return f"part {part.strip()} of {text!r} {exc.detail}"
+    if n_parts == 1:
+        return f"cannot parse mutant {text!r}: {exc.detail}"
+    return f"cannot parse mutant {text!r}: part {part.strip()!r}: {exc.detail}"
+
+
+def parse_mutant(text: str, *, offset: int = 0,
+                 separators: str = DEFAULT_SEPARATORS) -> tuple[Substitution, ...]:
+    """Parse a mutant string into substitutions (empty tuple = wild type).
+
+    Accepted: ``A42G``; multi-mutants joined by any character of ``separators``
+    (``A42G:L50P``); HGVS-style three-letter codes with an optional ``p.`` prefix
+    (``p.Ala42Gly``, ``p.Ala42=`` synonymous, ``p.Trp8Ter`` stop, ``p.[Ala42Gly;Leu50Pro]``);
+    negative positions (``M-3A``, e.g. a numbered signal peptide); surrounding whitespace.
+    ``WT``/``wt``/``_wt``/``_``/empty mean wild type. Any letter or ``*`` is accepted as a residue.
+    ``offset`` is added to every position.
+
+    Raises :class:`IndelMutantError` (a subclass of ``InvalidMutantError``) for insertions,
+    deletions, duplications, frameshifts, ranges and ``-`` as the new residue, and
+    ``InvalidMutantError`` for anything else that is not a substitution.
+    """
+    if text is None:  # tolerated: a missing cell is the wild type
+        return ()
+    parts = _split_text(str(text), _splitter(separators))
+    if parts is None:
+        return ()
+    subs = []
+    for part in parts:
+        if not part.strip():
+            raise InvalidMutantError(f"cannot parse mutant {text!r}: empty part between separators")
+        try:
+            sub = _parse_part(part)
+        except _PartError as exc:
+            cls = IndelMutantError if exc.indel else InvalidMutantError
+            raise cls(_part_message(text, part, len(parts), exc)) from None
+        subs.append(Substitution(sub.wt, sub.pos + offset, sub.mut) if offset else sub)
+    return tuple(subs)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolution against the modelled columns
+# --------------------------------------------------------------------------------------------
+
+
+def _ranges(sorted_pos: Sequence[int]) -> str:
+    return f"{sorted_pos[0]}-{sorted_pos[-1]}" if sorted_pos else "none"
+
+
+def _not_modelled_detail(pos: int, sorted_pos: list[int]) -> str:
+    if not sorted_pos:
+        return f"{pos} is not a modelled column (no columns are modelled)"
+    lo, hi = sorted_pos[0], sorted_pos[-1]
+    detail = f"{pos} is not a modelled column (modelled: {lo}-{hi}"
+    if lo < pos < hi:
+        i = bisect.bisect_left(sorted_pos, pos)
+        a, b = sorted_pos[i - 1] + 1, sorted_pos[i] - 1
+        detail += f", with a gap at {a}" if a == b else f", with a gap at {a}-{b}"
+    return detail + ")"
+
+
+class _Resolver:
+    """Per-call state of :func:`resolve_mutants`: lookup tables and caches."""
+
+    def __init__(self, focus_seq: str, positions: Sequence[int], offset: int, separators: str):
+        if len(focus_seq) != len(positions):
+            raise ValueError(f"focus_seq has {len(focus_seq)} letters but positions has "
+                             f"{len(positions)} entries")
+        self.col_of = {int(p): k for k, p in enumerate(positions)}
+        if len(self.col_of) != len(positions):
+            raise ValueError("positions contains duplicates")
+        self.focus = focus_seq.upper()
+        self.sorted_pos = sorted(self.col_of)
+        self.offset = int(offset)
+        self.splitter = _splitter(separators)
+        # part text -> (Substitution | None, error | None, column, code | None(synonymous), status)
+        self.parts: dict[str, tuple] = {}
+        self.rows: dict[str, ResolvedMutant] = {}
+
+    def part(self, part: str) -> tuple:
+        hit = self.parts.get(part)
+        if hit is not None:
+            return hit
+        try:
+            s = _parse_part(part)
+        except _PartError as exc:
+            hit = (None, exc, -1, None, None)
+        else:
+            sub = Substitution(s.wt, s.pos + self.offset, s.mut) if self.offset else s
+            hit = (sub, None) + self._classify(sub)
+        self.parts[part] = hit
+        return hit
+
+    def _classify(self, sub: Substitution) -> tuple[int, int | None, str | None]:
+        for letter in (sub.wt, sub.mut):
+            if letter not in AA_TO_CODE and letter != "*":
+                return -1, None, f"unknown_residue: {letter} in {sub}"
+        if sub.mut == "*":
+            return -1, None, f"stop: {sub} is a nonsense (stop) mutation"
+        if sub.wt == "*":
+            return -1, None, f"stop: {sub} has a stop codon as wild type"
+        col = self.col_of.get(sub.pos)
+        if col is None:
+            return -1, None, f"position_not_modelled: {_not_modelled_detail(sub.pos, self.sorted_pos)}"
+        have = self.focus[col]
+        if have != sub.wt:
+            return -1, None, f"wt_mismatch: {sub.wt}{sub.pos} but focus has {have}{sub.pos}"
+        return col, (None if sub.mut == sub.wt else AA_TO_CODE[sub.mut]), None
+
+    def resolve_all(self, mutants: Iterable[str | None]) -> list[ResolvedMutant]:
+        rows, resolve = self.rows, self._resolve
+        out = []
+        append = out.append
+        for mutant in mutants:
+            if mutant.__class__ is not str:
+                mutant = "" if mutant is None or (isinstance(mutant, float) and math.isnan(mutant)) \
+                    else str(mutant)
+            hit = rows.get(mutant)
+            if hit is None:
+                hit = resolve(mutant)
+                rows[mutant] = hit
+            append(hit)
+        return out
+
+    def _resolve(self, text: str) -> ResolvedMutant:
+        parts = _split_text(text, self.splitter)
+        if parts is None:
+            return ResolvedMutant(text, (), "ok")
+        get, part_of = self.parts.get, self.part
+        looked = []
+        subs = []
+        for part in parts:  # parse problems first: a malformed row is reported as such
+            hit = get(part)
+            if hit is None:
+                if not part.strip():
+                    return ResolvedMutant(text, (), "parse_error: cannot parse mutant "
+                                                    f"{text!r}: empty part between separators")
+                hit = part_of(part)
+            exc = hit[1]
+            if exc is not None:
+                key = "indel" if exc.indel else "parse_error"
+                return ResolvedMutant(text, (), f"{key}: {_part_message(text, part, len(parts), exc)}")
+            looked.append(hit)
+            subs.append(hit[0])
+        subs_t = tuple(subs)
+        if len(looked) == 1:
+            _, _, col, code, status = looked[0]
+            if status is not None:
+                return ResolvedMutant(text, (), status, subs_t)
+            return ResolvedMutant(text, () if code is None else ((col, code),), "ok", subs_t)
+        seen: dict[int, Substitution] = {}
+        changes: dict[int, int] = {}
+        for sub, _, col, code, status in looked:
+            if status is not None:
+                return ResolvedMutant(text, (), status, subs_t)
+            prev = seen.get(sub.pos)
+            if prev is not None:
+                if prev.mut != sub.mut:
+                    return ResolvedMutant(
+                        text, (), f"conflicting_substitutions: {prev} and {sub} change position "
+                                  f"{sub.pos} to different residues", subs_t)
+                continue
+            seen[sub.pos] = sub
+            if code is not None:
+                changes[col] = code
+        return ResolvedMutant(text, tuple(sorted(changes.items())), "ok", subs_t)
+
+
+def resolve_mutants(mutants: Sequence[str | None], focus_seq: str, positions: Sequence[int], *,
+                    offset: int = 0, separators: str = DEFAULT_SEPARATORS) -> list[ResolvedMutant]:
+    """Resolve mutant strings against the modelled columns; one result per input, in order.
+
+    ``focus_seq[k]`` is the focus residue at residue number ``positions[k]`` (the modelled
+    columns only). ``offset`` is added to every position in the strings before lookup. A row is
+    never dropped and never raises: problems go into ``status`` (``"<reason>: <detail>"``). Parse
+    problems (``parse_error``, ``indel``) of any part are reported first; then the parts are
+    checked left to right for ``unknown_residue``, ``stop``, ``position_not_modelled``,
+    ``wt_mismatch`` and ``conflicting_substitutions``, and the first problem is reported.
+    ``None`` (or NaN) is treated like an empty cell, i.e. the wild type.
+
+    Raises ``ValueError`` only when ``focus_seq`` and ``positions`` are inconsistent.
+    """
+    resolver = _Resolver(focus_seq, positions, offset, separators)
+    # Hundreds of thousands of small acyclic objects: the cyclic GC would only rescan them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return resolver.resolve_all(mutants)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def status_summary(resolved: Iterable[ResolvedMutant]) -> dict[str, int]:
+    """Count rows per reason: ``{"ok": n, "<reason>": n, ...}``.
+
+    ``"ok"`` is always present; other keys only when non-zero, in the order of :data:`REASONS`.
+    """
+    counts = Counter(r.reason for r in resolved)
+    out = {"ok": counts.pop("ok", 0)}
+    for key in REASONS:
+        if counts.get(key):
+            out[key] = counts.pop(key)
+    out.update(sorted(counts.items()))  # unforeseen keys, if any
+    return out
+
+
+def _detect_shift(subs: Iterable[Substitution], focus: str,
+                  positions: Sequence[int]) -> tuple[int, int, int] | None:
+    """Find a constant K such that most (wt, pos + K) match the focus: ``(K, matches, pairs)``."""
+    pairs = {(s.pos, s.wt) for s in subs if s.wt in AA_TO_CODE}
+    n = len(pairs)
+    if n < 3:
+        return None
+    by_letter_focus: dict[str, list[int]] = {}
+    for p, aa in zip(positions, focus.upper()):
+        by_letter_focus.setdefault(aa, []).append(int(p))
+    diffs = []
+    for aa in {wt for _, wt in pairs}:
+        f = np.asarray(by_letter_focus.get(aa, ()), dtype=np.int64)
+        t = np.asarray([p for p, wt in pairs if wt == aa], dtype=np.int64)
+        if f.size and t.size:
+            diffs.append((f[None, :] - t[:, None]).ravel())
+    if not diffs:
+        return None
+    ks, counts = np.unique(np.concatenate(diffs), return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    best_k, best = int(ks[order[0]]), int(counts[order[0]])
+    second = int(counts[order[1]]) if len(order) > 1 else 0
+    if best_k == 0 or best < max(3, 0.5 * n) or best <= second:
+        return None
+    return best_k, best, n
+
+
+def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions: Sequence[int],
+                  *, offset: int = 0) -> str:
+    """Explain in one sentence why no row could be scored, with the option that likely fixes it.
+
+    Checks, in order: an empty table; a mutant column that holds no mutants; a constant numbering
+    shift (``positions look shifted by K: try --offset K``, ``K`` including the ``offset`` already
+    used); all positions outside the modelled range; wild-type letters that do not match.
+    """
+    n = len(resolved)
+    if n == 0:
+        return "the mutant table has no rows"
+    counts = status_summary(resolved)
+    summary = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
+    texts = [r.text for r in resolved]
+    n_wt = sum(1 for r in resolved if r.ok and not r.substitutions)
+    if counts.get("parse_error", 0) and counts.get("parse_error", 0) + n_wt == n:
+        examples = ", ".join(repr(t) for t in list(dict.fromkeys(
+            t for r, t in zip(resolved, texts) if not r.ok))[:3])
+        return (f"no value of the mutant column looks like a mutant such as A42G (e.g. {examples}): "
+                "choose the right column with --mutant-col, or give --wt-col/--pos-col/--mut-col "
+                "for separate wild-type, position and new-residue columns")
+    subs = [s for r in resolved for s in r.substitutions]
+    pos_sorted = sorted(int(p) for p in positions)
+    shift = _detect_shift(subs, focus_seq, positions)
+    if shift is not None:
+        k, hits, pairs = shift
+        return (f"positions look shifted by {k}: after shifting, {hits} of {pairs} wild-type "
+                f"letters match the focus sequence; try --offset {offset + k}")
+    if subs and pos_sorted:
+        lo, hi = pos_sorted[0], pos_sorted[-1]
+        tab = [s.pos for s in subs]
+        if all(p < lo or p > hi for p in tab):
+            return (f"all mutated positions ({min(tab)}-{max(tab)}) lie outside the modelled "
+                    f"columns ({lo}-{hi}): check that the table and the alignment are for the same "
+                    "protein and numbering (--offset renumbers the table)")
+    if counts.get("wt_mismatch", 0) and counts["wt_mismatch"] >= n // 2:
+        example = next(r.status for r in resolved if r.reason == "wt_mismatch")
+        return (f"wild-type letters do not match the focus sequence ({example.split(': ', 1)[1]}, "
+                "...) and no constant --offset fixes them: the table may be for another protein, "
+                f"isoform or numbering ({summary})")
+    if counts.get("position_not_modelled", 0) and counts["position_not_modelled"] >= n // 2:
+        return (f"most mutated positions are not modelled columns ({_ranges(pos_sorted)}): the "
+                f"alignment may cover another region of the protein ({summary})")
+    return f"no row can be scored ({summary})"
+
+
+# --------------------------------------------------------------------------------------------
+# Mutant tables
+# --------------------------------------------------------------------------------------------
+
+_MUTANT_NAMES = ("mutant", "mutation", "mutations", "variant", "variants")
+_WT_NAMES = ("wildtype", "wild_type", "wild-type", "wt", "wt_aa", "wildtype_aa")
+_POS_NAMES = ("site", "position", "pos", "residue", "resnum", "residue_number")
+_MUT_NAMES = ("mutant", "mut", "mutation", "mutant_aa", "mut_aa")
+_FITNESS_NAMES = ("dms_score", "fitness", "log_fitness", "score")
+_DELIMITERS = (",", ";", "\t")
+_DELIM_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+_INT_RE = re.compile(r"^\s*(-?\d+)(?:\.0*)?\s*$")
+_RESIDUE_RE = re.compile(r"^\s*(?:[A-Za-z]{3}|[A-Za-z*=-])\s*$")
+
+
+@dataclass
+class MutantTable:
+    """A mutant table as read from disk.
+
+    ``frame`` holds every column as ``str``, exactly as written (the header too: an unnamed column
+    is ``""``). ``mutants`` has one mutant string per row (built as ``{wt}{pos}{mut}`` in the
+    three-column form, where ``mutant_col`` is ``None``). ``separators`` are the multi-mutant
+    separators to use with this file: ``':/+,'`` minus its delimiter.
+    """
+
+    frame: pd.DataFrame
+    mutants: list[str]
+    mutant_col: str | None
+    delimiter: str
+    separators: str
+    path: str = ""
+    wt_col: str | None = None
+    pos_col: str | None = None
+    mut_col: str | None = None
+
+
+def _fields(line: str, delim: str) -> int:
+    try:
+        return len(next(csv.reader([line], delimiter=delim)))
+    except (csv.Error, StopIteration):
+        return line.count(delim) + 1
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    """Comma, semicolon or tab: the one that splits the header and the next lines consistently."""
+    header, sample = lines[0], [ln for ln in lines[1:21] if ln.strip()]
+    best, best_score = None, None
+    for d in _DELIMITERS:
+        n = _fields(header, d)
+        if n < 2:
+            continue
+        score = (sum(_fields(ln, d) == n for ln in sample), n)
+        if best_score is None or score > best_score:
+            best, best_score = d, score
+    if best is not None:
+        return best
+    # One column: pick a delimiter that never occurs, so no cell is split.
+    for d in (",", "\t", ";"):
+        if not any(d in ln for ln in lines[:200]):
+            return d
+    return "\t"
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            new = f"{name}.{seen[name]}"
+            while new in seen:
+                seen[name] += 1
+                new = f"{name}.{seen[name]}"
+            logger.warning("duplicate column name %r renamed to %r", name, new)
+            seen[new] = 0
+            out.append(new)
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out
+
+
+def _columns_text(frame: pd.DataFrame) -> str:
+    return ", ".join(repr(str(c)) for c in frame.columns)
+
+
+def _find_col(frame: pd.DataFrame, names: Sequence[str], exclude: Sequence[str] = ()) -> str | None:
+    by_key: dict[str, str] = {}
+    for c in frame.columns:
+        by_key.setdefault(str(c).strip().lower(), c)
+    for name in names:
+        c = by_key.get(name)
+        if c is not None and c not in exclude:
+            return c
+    return None
+
+
+def _named_col(frame: pd.DataFrame, name: str, path: str, option: str) -> str:
+    if name in frame.columns:
+        return name
+    matches = [c for c in frame.columns if str(c).strip().lower() == name.strip().lower()]
+    if len(matches) == 1:
+        return matches[0]
+    raise MutantTableError(f"column {name!r} ({option}) not found in {path}; columns: "
+                           f"{_columns_text(frame)}")
+
+
+def _sample(values: Sequence[str], k: int = 500) -> list[str]:
+    vals = [v for v in dict.fromkeys(v.strip() for v in values) if v]
+    if len(vals) <= k:
+        return vals
+    step = len(vals) / k
+    return [vals[int(i * step)] for i in range(k)]
+
+
+def _looks_like_mutants(values: Sequence[str], separators: str) -> bool:
+    sample = [v for v in _sample(values) if v.lower() not in _WILD_TYPE]
+    if not sample:
+        return True  # only wild-type rows: nothing contradicts it
+    good = 0
+    for v in sample:
+        try:
+            parse_mutant(v, separators=separators)
+            good += 1
+        except IndelMutantError:
+            good += 1
+        except InvalidMutantError:
+            pass
+    return good >= 0.5 * len(sample)
+
+
+def _fraction(values: Sequence[str], pattern: re.Pattern[str]) -> float:
+    sample = _sample(values)
+    return sum(1 for v in sample if pattern.match(v)) / len(sample) if sample else 0.0
+
+
+def _norm_pos(p: str) -> str:
+    m = _INT_RE.match(p)
+    return m.group(1) if m else p.strip()
+
+
+def _three_column_mutants(frame: pd.DataFrame, wt: str, pos: str, mut: str) -> list[str]:
+    return [f"{w.strip()}{_norm_pos(p)}{m.strip()}"
+            for w, p, m in zip(frame[wt].tolist(), frame[pos].tolist(), frame[mut].tolist())]
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        raw = open(path, "rb").read()  # noqa: SIM115 - closed by refcount immediately
+    except FileNotFoundError:
+        raise MutantTableError(f"mutant table not found: {path}") from None
+    except IsADirectoryError:
+        raise MutantTableError(f"mutant table {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise MutantTableError(f"cannot read mutant table {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        logger.warning("%s is not UTF-8; reading it as Latin-1", path)
+        text = raw.decode("latin-1")
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    return lines
+
+
+def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
+                      wt_col: str | None = None, pos_col: str | None = None,
+                      mut_col: str | None = None) -> MutantTable:
+    """Read a DMS/mutant table (comma, semicolon or tab separated; ``#`` comment lines skipped).
+
+    Every cell is kept as the exact string written; no row is dropped (trailing blank lines
+    excepted). The mutant column is ``mutant_col`` when given, else built from
+    ``wt_col``/``pos_col``/``mut_col`` when all three are given, else detected: the first column
+    named mutant, mutation, mutations, variant or variants (any case) whose values look like
+    mutants; failing that, wild-type/position/new-residue columns (e.g. PTEN's
+    ``wildtype,site,mutant``) are used automatically.
+
+    Raises :class:`~deepseqvae.errors.MutantTableError` (one line, naming the file) for a missing,
+    unreadable, empty or header-only file, a named column that does not exist, or no usable
+    mutant column.
+    """
+    path = os.fspath(path)
+    lines = _read_lines(path)
+    if not lines:
+        raise MutantTableError(f"mutant table {path} is empty")
+    delim = _sniff_delimiter(lines)
+    try:
+        raw = pd.read_csv(io.StringIO("\n".join(lines)), sep=delim, header=None, dtype=str,
+                          keep_default_na=False, skip_blank_lines=False, engine="c")
+    except (pd.errors.ParserError, ValueError) as exc:
+        msg = " ".join(str(exc).split())
+        raise MutantTableError(f"cannot read mutant table {path} "
+                               f"({_DELIM_NAMES[delim]}-separated): {msg}") from None
+    raw = raw.fillna("")
+    header = [str(h) for h in raw.iloc[0].tolist()]
+    frame = raw.iloc[1:].reset_index(drop=True)
+    frame.columns = _dedupe(header)
+    if len(frame) == 0:
+        raise MutantTableError(f"mutant table {path} has a header but no rows "
+                               f"(columns: {_columns_text(frame)})")
+    separators = DEFAULT_SEPARATORS.replace(delim, "")
+    logger.debug("%s: %s-separated, %d rows, columns %s", path, _DELIM_NAMES[delim], len(frame),
+                 _columns_text(frame))
+
+    def table(mutants: list[str], mcol: str | None, w=None, p=None, m=None) -> MutantTable:
+        return MutantTable(frame, mutants, mcol, delim, separators, path, w, p, m)
+
+    three = (wt_col, pos_col, mut_col)
+    if mutant_col is not None and any(c is not None for c in three):
+        raise MutantTableError("give either --mutant-col or --wt-col/--pos-col/--mut-col, not both")
+    if mutant_col is not None:
+        col = _named_col(frame, mutant_col, path, "--mutant-col")
+        return table(frame[col].tolist(), col)
+    if any(c is not None for c in three):
+        if not all(c is not None for c in three):
+            raise MutantTableError("give all three of --wt-col, --pos-col and --mut-col")
+        w = _named_col(frame, wt_col, path, "--wt-col")
+        p = _named_col(frame, pos_col, path, "--pos-col")
+        m = _named_col(frame, mut_col, path, "--mut-col")
+        return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
+
+    # Detection: named mutant columns whose values are mutants.
+    candidates = [c for c in frame.columns if str(c).strip().lower() in _MUTANT_NAMES]
+    candidates.sort(key=lambda c: _MUTANT_NAMES.index(str(c).strip().lower()))
+    for col in candidates:
+        values = frame[col].tolist()
+        if _looks_like_mutants(values, separators):
+            return table(values, col)
+    # Three columns: wild type, position, new residue.
+    w = _find_col(frame, _WT_NAMES)
+    p = _find_col(frame, _POS_NAMES, exclude=[w] if w else [])
+    m = _find_col(frame, _MUT_NAMES, exclude=[c for c in (w, p) if c])
+    if w and p and m and _fraction(frame[w].tolist(), _RESIDUE_RE) >= 0.5 \
+            and _fraction(frame[p].tolist(), _INT_RE) >= 0.5 \
+            and _fraction(frame[m].tolist(), _RESIDUE_RE) >= 0.5:
+        logger.info("%s: no mutant column; building mutants from columns %r (wild type), %r "
+                    "(position) and %r (new residue)", path, w, p, m)
+        return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
+    fix = "choose the mutant column with --mutant-col, or give --wt-col/--pos-col/--mut-col"
+    if candidates:
+        col = candidates[0]
+        example = next((v for v in frame[col].tolist() if v.strip()), "")
+        raise MutantTableError(f"column {col!r} of {path} does not hold mutants like A42G "
+                               f"(e.g. {example!r}); columns: {_columns_text(frame)}; {fix}")
+    raise MutantTableError(f"no mutant column found in {path} (looked for "
+                           f"{'/'.join(_MUTANT_NAMES)}); columns: {_columns_text(frame)}; {fix}")
+
+
+def numeric_column(table: MutantTable | pd.DataFrame, name: str) -> np.ndarray:
+    """Values of column ``name`` as float64; NaN where a cell is empty or not a number.
+
+    ``name`` is matched exactly, else case-insensitively. Raises ``MutantTableError`` when absent.
+    """
+    frame = table.frame if isinstance(table, MutantTable) else table
+    where = f" in {table.path}" if isinstance(table, MutantTable) and table.path else ""
+    if name in frame.columns:
+        col = name
+    else:
+        matches = [c for c in frame.columns if str(c).strip().lower() == name.strip().lower()]
+        if len(matches) != 1:
+            raise MutantTableError(f"column {name!r} not found{where}; columns: "
+                                   f"{_columns_text(frame)}")
+        col = matches[0]
+    values = pd.Series(frame[col], dtype=object).astype(str).str.strip()
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def detect_fitness_col(frame: pd.DataFrame) -> str | None:
+    """The measured-fitness column, if it has a conventional name with numeric values.
+
+    Looks (case-insensitively) for ``DMS_score`` (ProteinGym), then ``fitness``, ``log_fitness``
+    and ``score``; returns ``None`` when none is present (e.g. BLAT's ``2500``: name it explicitly).
+    """
+    for key in _FITNESS_NAMES:
+        col = _find_col(frame, (key,))
+        if col is not None and np.isfinite(numeric_column(frame, col)).any():
+            return col
+    return None

@@ -1,0 +1,551 @@
+"""Tests of deepseqvae.mutations: parsing, resolution, table reading, and the real DMS files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepseqvae.alphabet import AA_TO_CODE, ALPHABET
+from deepseqvae.errors import InvalidMutantError, MutantTableError
+from deepseqvae.mutations import (
+    REASONS,
+    IndelMutantError,
+    ResolvedMutant,
+    Substitution,
+    detect_fitness_col,
+    numeric_column,
+    parse_mutant,
+    read_mutant_table,
+    resolve_mutants,
+    status_summary,
+    suggest_cause,
+)
+
+# --- shared benchmark data: the `shared_data` fixture (tests/conftest.py) skips, or under CI
+# fails, when the folder is missing; `need` does the same for one file inside it.
+
+
+def need(path: Path) -> Path:
+    """``path`` if it exists; otherwise fail when the CI variable is set, else skip."""
+    if not path.exists():
+        msg = f"benchmark data not found: {path}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{msg} (CI is set, so missing data is a failure)")
+        pytest.skip(msg)
+    return path
+
+
+def focus_from_a2m(path: Path) -> tuple[str, list[int]]:
+    """Upper-case focus letters and their residue numbers from the first a2m record."""
+    header, *rest = path.read_text().split(">", 2)[1].splitlines()
+    seq = "".join(rest)
+    start = int(header.split("/")[1].split("-")[0])
+    keep = [(start + i, c) for i, c in enumerate(seq) if c.isupper()]
+    return "".join(c for _, c in keep), [p for p, _ in keep]
+
+
+# --- a small synthetic model: residues 10..29, with 20 and 21 not modelled ------------------
+
+FULL = "MKTAYIAKQRQISFVKSHFS"  # residues 10..29
+POSITIONS = [10 + i for i in range(len(FULL)) if 10 + i not in (20, 21)]
+FOCUS = "".join(FULL[p - 10] for p in POSITIONS)
+
+
+def resolve1(text, **kw) -> ResolvedMutant:
+    return resolve_mutants([text], FOCUS, POSITIONS, **kw)[0]
+
+
+def col(pos: int) -> int:
+    return POSITIONS.index(pos)
+
+
+# --- parse_mutant -------------------------------------------------------------------------------
+
+
+def test_substitution_str_and_frozen():
+    s = Substitution("A", 42, "G")
+    assert str(s) == "A42G"
+    assert str(Substitution("M", -3, "*")) == "M-3*"
+    with pytest.raises(AttributeError):
+        s.pos = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A42G", [("A", 42, "G")]),
+    ("  A42G\t", [("A", 42, "G")]),
+    ("a42g", [("A", 42, "G")]),
+    ("A42*", [("A", 42, "*")]),
+    ("B42X", [("B", 42, "X")]),  # parsed; classified later
+    ("M-3A", [("M", -3, "A")]),
+    ("p.Ala42Gly", [("A", 42, "G")]),
+    ("Ala42Gly", [("A", 42, "G")]),
+    ("ALA42GLY", [("A", 42, "G")]),
+    ("p.(Trp8Ter)", [("W", 8, "*")]),
+    ("p.Ala42=", [("A", 42, "A")]),
+    ("Ala42G", [("A", 42, "G")]),
+    ("p.[Ala42Gly;Leu50Pro]", [("A", 42, "G"), ("L", 50, "P")]),
+])
+def test_parse_valid(text, expected):
+    assert parse_mutant(text) == tuple(Substitution(*e) for e in expected)
+
+
+@pytest.mark.parametrize("sep", [":", "/", "+", ","])
+def test_parse_multi_each_separator(sep):
+    text = f"A42G{sep} L50P {sep}K7R"
+    assert parse_mutant(text) == (Substitution("A", 42, "G"), Substitution("L", 50, "P"),
+                                  Substitution("K", 7, "R"))
+
+
+def test_parse_separator_excluded():
+    assert len(parse_mutant("A42G,L50P", separators=":/+,")) == 2
+    with pytest.raises(InvalidMutantError, match=r"',' is not a separator here"):
+        parse_mutant("A42G,L50P", separators=":/+")
+    assert parse_mutant("A42G:L50P", separators=":/+") == (Substitution("A", 42, "G"),
+                                                          Substitution("L", 50, "P"))
+
+
+@pytest.mark.parametrize("text", ["WT", "wt", "_wt", "", "  ", "_", "wildtype", "wild-type", "p.=",
+                                  None])
+def test_parse_wild_type(text):
+    assert parse_mutant(text) == ()
+
+
+def test_parse_offset():
+    assert parse_mutant("A42G:L50P", offset=-20) == (Substitution("A", 22, "G"),
+                                                     Substitution("L", 30, "P"))
+    assert parse_mutant("M-3A", offset=5) == (Substitution("M", 2, "A"),)
+
+
+def test_parse_error_message_exact():
+    with pytest.raises(InvalidMutantError) as exc:
+        parse_mutant("A4")
+    assert str(exc.value) == "cannot parse mutant 'A4': expected wild-type letter, position, new letter"
+    assert not isinstance(exc.value, IndelMutantError)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("A42G:A4", "cannot parse mutant 'A42G:A4': part 'A4': expected wild-type letter, position, "
+                "new letter"),
+    ("Abc42G", "cannot parse mutant 'Abc42G': 'Abc' is not a three-letter amino-acid code"),
+    ("A42G::L50P", "cannot parse mutant 'A42G::L50P': empty part between separators"),
+    ("A42G:", "cannot parse mutant 'A42G:': empty part between separators"),
+    ("hello", "cannot parse mutant 'hello': expected wild-type letter, position, new letter"),
+    ("42G", "cannot parse mutant '42G': expected wild-type letter, position, new letter"),
+    ("AG42G", "cannot parse mutant 'AG42G': expected wild-type letter, position, new letter"),
+])
+def test_parse_errors(text, message):
+    with pytest.raises(InvalidMutantError) as exc:
+        parse_mutant(text)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("text", ["A42del", "p.Ala42del", "A42_G45del", "A42_G45delinsW", "K50fs",
+                                  "p.Lys50fs*3", "A42dup", "A42_G43insK", "A42-", "A42_G45"])
+def test_parse_indels_are_recognised(text):
+    with pytest.raises(IndelMutantError, match="insertion, deletion or frameshift"):
+        parse_mutant(text)
+
+
+# --- resolve_mutants ----------------------------------------------------------------------------
+
+
+def test_resolve_single_and_multi():
+    r = resolve1("K11R")
+    assert r.ok and r.status == "ok"
+    assert r.changes == ((col(11), AA_TO_CODE["R"]),)
+    r = resolve1("S26A:M10W")
+    assert r.changes == ((col(10), AA_TO_CODE["W"]), (col(26), AA_TO_CODE["A"]))  # sorted
+    assert r.substitutions == (Substitution("S", 26, "A"), Substitution("M", 10, "W"))
+
+
+def test_resolve_wild_type_and_synonymous():
+    for text in ("WT", "", None, "_wt"):
+        r = resolve1(text)
+        assert r.ok and r.changes == ()
+    r = resolve1("K11K")
+    assert r.ok and r.changes == ()
+    r = resolve1("K11K:T12A")
+    assert r.ok and r.changes == ((col(12), AA_TO_CODE["A"]),)
+    assert resolve1("K11R:K11R").changes == ((col(11), AA_TO_CODE["R"]),)  # a repeat is harmless
+    assert resolve1(None).text == ""
+
+
+def test_resolve_offset():
+    r = resolve1("K1R", offset=10)
+    assert r.ok and r.changes == ((col(11), AA_TO_CODE["R"]),)
+    assert resolve1("K11R", offset=10).status == (
+        "position_not_modelled: 21 is not a modelled column (modelled: 10-29, with a gap at 20-21)")
+    assert resolve1("A2T", offset=10).status == "wt_mismatch: A12 but focus has T12"
+
+
+@pytest.mark.parametrize("text, status", [
+    ("A4", "parse_error: cannot parse mutant 'A4': expected wild-type letter, position, new letter"),
+    ("K11del", "indel: K11del is an insertion, deletion or frameshift; only substitutions can be "
+               "scored"),
+    ("K11R:T12_A13del", "indel: part T12_A13del of 'K11R:T12_A13del' is an insertion, deletion or "
+                        "frameshift; only substitutions can be scored"),
+    ("K11B", "unknown_residue: B in K11B"),
+    ("X11A", "unknown_residue: X in X11A"),
+    ("K11*", "stop: K11* is a nonsense (stop) mutation"),
+    ("p.Lys11Ter", "stop: K11* is a nonsense (stop) mutation"),
+    ("L11F", "wt_mismatch: L11 but focus has K11"),
+    ("A5G", "position_not_modelled: 5 is not a modelled column (modelled: 10-29)"),
+    ("A30G", "position_not_modelled: 30 is not a modelled column (modelled: 10-29)"),
+    ("K20A", "position_not_modelled: 20 is not a modelled column (modelled: 10-29, "
+             "with a gap at 20-21)"),
+    ("K11R:K11A", "conflicting_substitutions: K11R and K11A change position 11 to different "
+                  "residues"),
+    ("K11K:K11A", "conflicting_substitutions: K11K and K11A change position 11 to different "
+                  "residues"),
+])
+def test_resolve_status_texts(text, status):
+    r = resolve1(text)
+    assert r.status == status
+    assert not r.ok and r.changes == ()
+    assert r.reason == status.split(":")[0] and r.reason in REASONS
+    assert r.text == text
+
+
+def test_resolve_gap_of_one():
+    r = resolve_mutants(["K11R"], "MT", [10, 12])[0]
+    assert r.status == "position_not_modelled: 11 is not a modelled column (modelled: 10-12, " \
+                       "with a gap at 11)"
+
+
+def test_wt_mismatch_text_like_gfp():
+    r = resolve_mutants(["L64M"], "AFG", [63, 64, 65])[0]
+    assert r.status == "wt_mismatch: L64 but focus has F64"
+
+
+def test_parse_error_detail_is_parse_message():
+    with pytest.raises(InvalidMutantError) as exc:
+        parse_mutant("K11R/Q")
+    assert resolve1("K11R/Q").status == f"parse_error: {exc.value}"
+
+
+def test_first_problem_reported():
+    # parse problems come first, then the parts left to right
+    assert resolve1("L11F:A5G").reason == "wt_mismatch"
+    assert resolve1("A5G:L11F").reason == "position_not_modelled"
+    assert resolve1("L11F:zzz").reason == "parse_error"
+    assert resolve1("K11*:K11A").reason == "stop"
+    assert resolve1("K11R:L12F").status == "wt_mismatch: L12 but focus has T12"
+
+
+def test_separators_passed_to_resolve():
+    assert resolve1("K11R,T12A").ok
+    assert resolve1("K11R,T12A", separators=":/+").reason == "parse_error"
+
+
+def test_resolve_keeps_every_row_in_order():
+    texts = ["K11R", "bad", None, "K11R", "T12A", "WT", "K11*"]
+    out = resolve_mutants(texts, FOCUS, POSITIONS)
+    assert [r.text for r in out] == ["K11R", "bad", "", "K11R", "T12A", "WT", "K11*"]
+    assert [r.ok for r in out] == [True, False, True, True, True, True, False]
+
+
+def test_resolve_rejects_inconsistent_model():
+    with pytest.raises(ValueError):
+        resolve_mutants(["A1G"], "AC", [1])
+
+
+def test_status_summary():
+    out = resolve_mutants(["K11R", "K11R", "A4", "K11*", "L11F", "A5G", "WT", "K11B", "K11del",
+                           "K11R:K11A"], FOCUS, POSITIONS)
+    assert status_summary(out) == {"ok": 3, "parse_error": 1, "indel": 1, "unknown_residue": 1,
+                                   "stop": 1, "position_not_modelled": 1, "wt_mismatch": 1,
+                                   "conflicting_substitutions": 1}
+    assert status_summary([]) == {"ok": 0}
+    assert status_summary(resolve_mutants(["K11R"], FOCUS, POSITIONS)) == {"ok": 1}
+
+
+# --- suggest_cause ------------------------------------------------------------------------------
+
+_LONG = ("MSKGEELFTGVVPILVELDGDVNGHKFSVSGEGEGDATYGKLTLKFICTTGKLPVPWPTLVTTFSYGVQCFSRYPDHMKQHDFFKSAM"
+         "PEGYVQERTIFFKDDGNYKTRAEVKFEGDTLVNRIELKGIDFKEDGNILGHKLEYNYNSHNVYIMADKQKNGIKVNFKIRHNIEDGS")
+_LONG_POS = list(range(101, 101 + len(_LONG)))
+
+
+def _singles(shift: int) -> list[str]:
+    return [f"{aa}{p - shift}{'A' if aa != 'A' else 'G'}" for p, aa in zip(_LONG_POS, _LONG)]
+
+
+def test_suggest_cause_shifted_table():
+    texts = _singles(shift=7)  # the table numbers residue 101 as 94
+    res = resolve_mutants(texts, _LONG, _LONG_POS)
+    assert status_summary(res)["ok"] < len(texts) // 5
+    msg = suggest_cause(res, _LONG, _LONG_POS)
+    assert msg.startswith("positions look shifted by 7:")
+    assert msg.endswith("try --offset 7")
+    fixed = resolve_mutants(texts, _LONG, _LONG_POS, offset=7)
+    assert all(r.ok for r in fixed)
+    # an offset already given is accounted for
+    res = resolve_mutants(texts, _LONG, _LONG_POS, offset=2)
+    msg = suggest_cause(res, _LONG, _LONG_POS, offset=2)
+    assert "shifted by 5" in msg and msg.endswith("try --offset 7")
+
+
+def test_suggest_cause_large_negative_shift():
+    texts = _singles(shift=-900)
+    msg = suggest_cause(resolve_mutants(texts, _LONG, _LONG_POS), _LONG, _LONG_POS)
+    assert msg.endswith("try --offset -900")
+
+
+def test_suggest_cause_not_mutants():
+    res = resolve_mutants(["V", "G", "*"], _LONG, _LONG_POS)
+    msg = suggest_cause(res, _LONG, _LONG_POS)
+    assert "--mutant-col" in msg and "--wt-col/--pos-col/--mut-col" in msg and "'V'" in msg
+
+
+def test_suggest_cause_outside_range_and_mismatch():
+    res = resolve_mutants(["A1G", "C2G"], _LONG, _LONG_POS)
+    msg = suggest_cause(res, _LONG, _LONG_POS)
+    assert msg.startswith("all mutated positions (1-2) lie outside the modelled columns (101-")
+    res = resolve_mutants(["W101G", "W102G"], _LONG, _LONG_POS)
+    assert "wild-type letters do not match" in suggest_cause(res, _LONG, _LONG_POS)
+    assert suggest_cause([], _LONG, _LONG_POS) == "the mutant table has no rows"
+
+
+# --- read_mutant_table --------------------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_read_comma(tmp_path):
+    p = write(tmp_path, "mutant,score,note\nK11R,0.5,001\nK11R:T12A,nan, x \nWT,,\n")
+    t = read_mutant_table(p)
+    assert t.delimiter == "," and t.separators == ":/+" and t.mutant_col == "mutant"
+    assert t.mutants == ["K11R", "K11R:T12A", "WT"]
+    # every cell exactly as written
+    assert t.frame["note"].tolist() == ["001", " x ", ""]
+    assert t.frame["score"].tolist() == ["0.5", "nan", ""]
+    np.testing.assert_array_equal(numeric_column(t, "score"), [0.5, np.nan, np.nan])
+    assert detect_fitness_col(t.frame) == "score"
+
+
+def test_read_semicolon_with_comments(tmp_path):
+    p = write(tmp_path, "# a comment\n# y is the measure; dE the energy\nvariant;y;dE\n"
+                        "K11R;1.5;-2\nK11R,T12A;0.1;0\n")
+    t = read_mutant_table(p)
+    assert t.delimiter == ";" and t.separators == ":/+," and t.mutant_col == "variant"
+    assert list(t.frame.columns) == ["variant", "y", "dE"]
+    assert len(t.frame) == 2
+    res = resolve_mutants(t.mutants, FOCUS, POSITIONS, separators=t.separators)
+    assert [r.ok for r in res] == [True, True]
+    assert detect_fitness_col(t.frame) is None
+
+
+def test_read_tab(tmp_path):
+    p = write(tmp_path, "Mutation\tfitness\nK11R,T12A\t1\nK11R\t2\n", "t.tsv")
+    t = read_mutant_table(p)
+    assert t.delimiter == "\t" and t.separators == ":/+," and t.mutant_col == "Mutation"
+    res = resolve_mutants(t.mutants, FOCUS, POSITIONS, separators=t.separators)
+    assert res[0].ok and len(res[0].changes) == 2
+    assert detect_fitness_col(t.frame) == "fitness"
+
+
+def test_comma_delimiter_excluded_as_separator(tmp_path):
+    p = write(tmp_path, 'mutant,score\n"K11R,T12A",1\nK11R:T12A,2\n')
+    t = read_mutant_table(p)
+    assert t.mutants == ["K11R,T12A", "K11R:T12A"]
+    res = resolve_mutants(t.mutants, FOCUS, POSITIONS, separators=t.separators)
+    assert res[0].reason == "parse_error" and res[1].ok
+
+
+def test_read_single_column(tmp_path):
+    p = write(tmp_path, "mutant\nK11R,T12A\n\nK11R\n\n\n")
+    t = read_mutant_table(p)
+    assert t.mutants == ["K11R,T12A", "", "K11R"]  # a blank middle line is a (wild-type) row
+    assert t.delimiter != "," and "," in t.separators
+
+
+def test_unnamed_first_column_kept(tmp_path):
+    p = write(tmp_path, ",mutant,DMS_score,DMS_score_bin\n4,K11R,3.7,1\n48,T12A,x,0\n")
+    t = read_mutant_table(p)
+    assert list(t.frame.columns) == ["", "mutant", "DMS_score", "DMS_score_bin"]
+    assert t.frame[""].tolist() == ["4", "48"]
+    assert detect_fitness_col(t.frame) == "DMS_score"
+    np.testing.assert_array_equal(numeric_column(t.frame, "dms_score"), [3.7, np.nan])
+
+
+def test_three_column_auto(tmp_path, caplog):
+    p = write(tmp_path, "wildtype,site,mutant,score\nK,11,R,0.5\nK,11,K,1.0\nK,11,*,0.0\n"
+                        "T,12.0,A,0.3\n")
+    with caplog.at_level(logging.INFO, logger="deepseqvae.mutations"):
+        t = read_mutant_table(p)
+    assert t.mutant_col is None and (t.wt_col, t.pos_col, t.mut_col) == ("wildtype", "site", "mutant")
+    assert t.mutants == ["K11R", "K11K", "K11*", "T12A"]
+    assert "wildtype" in caplog.text and "site" in caplog.text
+    res = resolve_mutants(t.mutants, FOCUS, POSITIONS, separators=t.separators)
+    assert [r.reason for r in res] == ["ok", "ok", "stop", "ok"]
+    assert res[1].changes == ()
+    assert t.frame["mutant"].tolist() == ["R", "K", "*", "A"]  # the frame is untouched
+
+
+def test_three_column_explicit_and_mutant_col_explicit(tmp_path):
+    p = write(tmp_path, "From,Where,To,mutant\nK,11,R,junk\n")
+    t = read_mutant_table(p, wt_col="From", pos_col="where", mut_col="To")
+    assert t.mutants == ["K11R"] and t.pos_col == "Where"
+    t = read_mutant_table(p, mutant_col="mutant")  # explicit: taken even though not mutants
+    assert t.mutants == ["junk"] and t.mutant_col == "mutant"
+    t = read_mutant_table(write(tmp_path, "id,change\n1,K11R\n"), mutant_col="change")
+    assert t.mutants == ["K11R"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"mutant_col": "nope"}, r"column 'nope' \(--mutant-col\) not found in .*t.csv; columns: "
+                             r"'mutant', 'score'"),
+    ({"wt_col": "mutant"}, "give all three of --wt-col, --pos-col and --mut-col"),
+    ({"mutant_col": "mutant", "wt_col": "a", "pos_col": "b", "mut_col": "c"}, "not both"),
+    ({"wt_col": "mutant", "pos_col": "x", "mut_col": "score"}, r"column 'x' \(--pos-col\)"),
+])
+def test_named_column_errors(tmp_path, kwargs, match):
+    p = write(tmp_path, "mutant,score\nK11R,1\n")
+    with pytest.raises(MutantTableError, match=match):
+        read_mutant_table(p, **kwargs)
+
+
+def test_mutant_column_without_mutants(tmp_path):
+    p = write(tmp_path, "mutant,score\nV,1\nG,2\n")
+    with pytest.raises(MutantTableError) as exc:
+        read_mutant_table(p)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(p) in msg and "'mutant', 'score'" in msg
+    assert "--mutant-col" in msg and "--wt-col/--pos-col/--mut-col" in msg and "'V'" in msg
+
+
+def test_no_mutant_column(tmp_path):
+    p = write(tmp_path, "id,score\n1,2\n")
+    with pytest.raises(MutantTableError, match=r"no mutant column found in .*columns: 'id', 'score'; "
+                                               r"choose the mutant column with --mutant-col"):
+        read_mutant_table(p)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "is empty"),
+    ("\n\n", "is empty"),
+    ("# only a comment\n", "is empty"),
+    ("mutant,score\n", "has a header but no rows"),
+    ("mutant,score\n\n\n", "has a header but no rows"),
+    ("mutant,score\nK11R,1\nK11R,1,2,3\n", "cannot read mutant table"),
+])
+def test_bad_files(tmp_path, text, match):
+    with pytest.raises(MutantTableError, match=match):
+        read_mutant_table(write(tmp_path, text))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(MutantTableError, match="not found"):
+        read_mutant_table(tmp_path / "nope.csv")
+    with pytest.raises(MutantTableError, match="directory"):
+        read_mutant_table(tmp_path)
+
+
+def test_numeric_column_missing(tmp_path):
+    t = read_mutant_table(write(tmp_path, "mutant,score\nK11R,1\n"))
+    with pytest.raises(MutantTableError, match="column 'fit' not found"):
+        numeric_column(t, "fit")
+
+
+# --- performance --------------------------------------------------------------------------------
+
+
+def test_resolve_is_fast():
+    rng = np.random.default_rng(0)
+    n_rows, n_cols = 200_000, len(_LONG)
+    singles = [[f"{wt}{p}{aa}" for aa in ALPHABET] for wt, p in zip(_LONG, _LONG_POS)]
+    cols = rng.integers(0, n_cols, size=(n_rows, 3))
+    new = rng.integers(0, 20, size=(n_rows, 3))
+    sizes = rng.integers(1, 4, size=n_rows)
+    texts = [":".join(singles[c][m] for c, m in zip(cr[:k], mr[:k]))
+             for cr, mr, k in zip(cols.tolist(), new.tolist(), sizes.tolist())]
+    t0 = time.perf_counter()
+    res = resolve_mutants(texts, _LONG, _LONG_POS)
+    elapsed = time.perf_counter() - t0
+    assert len(res) == n_rows
+    assert set(status_summary(res)) <= {"ok", "conflicting_substitutions"}
+    assert elapsed < 4.0, f"resolving {n_rows} mutants took {elapsed:.1f} s"
+
+
+# --- the real benchmark files -------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_real_blat(shared_data):
+    focus, positions = focus_from_a2m(need(shared_data / "BLAT_ECOLX" / "msa.a2m"))
+    assert len(focus) == 253 and positions[0] == 29 and positions[-1] == 283
+    t = read_mutant_table(need(shared_data / "BLAT_ECOLX" / "dms.csv"))
+    assert len(t.frame) == 4997 and t.mutant_col == "mutant" and t.delimiter == ","
+    assert np.isfinite(numeric_column(t, "2500")).all()
+    res = resolve_mutants(t.mutants, focus, positions, separators=t.separators)
+    assert status_summary(res) == {"ok": 4807, "position_not_modelled": 190}
+    assert res[0].status == "position_not_modelled: 24 is not a modelled column (modelled: 29-283)"
+    r56 = next(r for r in res if r.text.startswith("E56"))
+    assert r56.status.endswith("(modelled: 29-283, with a gap at 56)")
+
+
+@pytest.mark.integration
+def test_real_blat_shift_suggestion(shared_data):
+    focus, positions = focus_from_a2m(need(shared_data / "BLAT_ECOLX" / "msa.a2m"))
+    t = read_mutant_table(need(shared_data / "BLAT_ECOLX" / "dms.csv"))
+    res = resolve_mutants(t.mutants, focus, positions, offset=-23, separators=t.separators)
+    assert status_summary(res)["ok"] < 500
+    assert suggest_cause(res, focus, positions, offset=-23).endswith("try --offset 0")
+
+
+@pytest.mark.integration
+def test_real_pten_three_columns(shared_data):
+    focus, positions = focus_from_a2m(need(shared_data / "PTEN_HUMAN" / "msa.a2m"))
+    t = read_mutant_table(need(shared_data / "PTEN_HUMAN" / "dms.csv"))
+    assert len(t.frame) == 4408 and t.mutant_col is None
+    assert (t.wt_col, t.pos_col, t.mut_col) == ("wildtype", "site", "mutant")
+    assert detect_fitness_col(t.frame) == "score"
+    res = resolve_mutants(t.mutants, focus, positions, separators=t.separators)
+    counts = status_summary(res)
+    assert counts["stop"] == 140 and counts.get("wt_mismatch", 0) == 0
+    assert sum(counts.values()) == 4408
+    synonymous = [r for r, m in zip(res, t.mutants) if m[0] == m[-1]]
+    assert len(synonymous) == 156
+    assert all(r.changes == () for r in synonymous if r.ok)
+    missense_ok = sum(1 for r in res if r.ok and r.changes)
+    assert missense_ok == 4112 - 208
+
+
+@pytest.mark.integration
+def test_real_gfp(shared_data):
+    focus, positions = focus_from_a2m(need(shared_data / "GFP_AEQVI" / "msa.a2m"))
+    t = read_mutant_table(need(shared_data / "GFP_AEQVI" / "dms.csv"))
+    assert len(t.frame) == 1084 and list(t.frame.columns)[0] == ""
+    assert detect_fitness_col(t.frame) == "DMS_score"
+    res = resolve_mutants(t.mutants, focus, positions, separators=t.separators)
+    assert status_summary(res) == {"ok": 1081, "wt_mismatch": 3}
+    bad = sorted(r.text for r in res if not r.ok)
+    assert bad == ["L64M", "L64P", "L64V"]
+    assert {r.status for r in res if not r.ok} == {"wt_mismatch: L64 but focus has F64"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name, rows, outside", [
+    ("ranganathan2015", 4921, 114),
+    ("ostermeier2014", 4799, 189),
+])
+def test_real_merge_semicolon(shared_data, name, rows, outside):
+    focus, positions = focus_from_a2m(need(shared_data / "BLAT_ECOLX" / "msa.a2m"))
+    t = read_mutant_table(need(shared_data / "BLAT_ECOLX" / f"merge_blat_ecolx_{name}.csv"))
+    assert t.delimiter == ";" and t.mutant_col == "variant" and len(t.frame) == rows
+    assert list(t.frame.columns) == ["variant", "y", "dE"]
+    assert np.isfinite(numeric_column(t, "y")).all()
+    res = resolve_mutants(t.mutants, focus, positions, separators=t.separators)
+    counts = status_summary(res)
+    assert counts == {"ok": rows - outside, "position_not_modelled": outside}
+    if name == "ostermeier2014":  # 89 rows at 19-23, before the focus region
+        assert sum(1 for r in res if r.substitutions and r.substitutions[0].pos < 24) == 89
