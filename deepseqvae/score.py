@@ -114,6 +114,11 @@ def delta_elbo(
         sem = torch.sqrt(m2 / (n_samples - 1) / n_samples)
     else:
         sem = torch.full_like(mean, math.nan)
+    # A variant identical to the wild type differs from it by exactly 0 under common random numbers;
+    # set it so rather than keep the last-bit noise of computing the two in batches of other sizes.
+    same = (variants == wt).all(dim=1)
+    mean[same] = 0.0
+    sem[same] = 0.0
     return DeltaElbo(mean.cpu().numpy(), sem.cpu().numpy(), n_samples)
 
 
@@ -122,3 +127,140 @@ def _log_px(dec, w: dict[str, torch.Tensor], w_out: torch.Tensor, z: torch.Tenso
             codes: torch.Tensor) -> torch.Tensor:
     """log p(x | z) in float64, (b,), decoding with a shared, precomputed output matrix."""
     return VAE.log_likelihood(dec(z, w, w_out), codes).double()
+
+
+# --- scoring a mutant table -----------------------------------------------------------------
+
+#: default number of posterior samples K: the paper's 2,000 on a GPU, fewer on a CPU (see README)
+DEFAULT_SAMPLES_GPU = 2000
+DEFAULT_SAMPLES_CPU = 400
+
+
+def default_samples(device: torch.device | str) -> int:
+    """K used when the user gives none: 2,000 on CUDA, :data:`DEFAULT_SAMPLES_CPU` on the CPU."""
+    return DEFAULT_SAMPLES_GPU if torch.device(device).type == "cuda" else DEFAULT_SAMPLES_CPU
+
+
+@dataclass
+class TableScores:
+    """Result of :func:`score_table`: the input rows with scores, and summaries."""
+
+    frame: "pd.DataFrame"                 # every input column, per-model scores, score, score_sem, status
+    summary: dict[str, int]               # rows per status reason ("ok" = scored)
+    n_samples: int                        # K
+    spearman: dict | None = None          # {"rho", "n", "excluded", "fitness_col", ...} when a fitness column was used
+
+
+def model_column_names(paths: list[str]) -> list[str]:
+    """``score_<file stem>`` per model, made unique when two files share a stem."""
+    from pathlib import Path
+
+    names, seen = [], {}
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"score_{stem}" if seen[stem] == 1 else f"score_{stem}_{seen[stem]}")
+    return names
+
+
+def output_column_names(existing) -> dict[str, str]:
+    """Names of the score, score_sem and status columns, suffixed ``_deepseqvae`` where the input
+    already has a column of that name (e.g. PTEN's measured ``score``), so no input is overwritten."""
+    taken = set(existing)
+    return {k: (f"{k}_deepseqvae" if k in taken else k) for k in ("score", "score_sem", "status")}
+
+
+def score_table(
+    checkpoints: list,
+    table,
+    *,
+    model_names: list[str] | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    offset: int = 0,
+    strict: bool = False,
+    fitness_col: str | None = None,
+    chunk_size: int = 2048,
+    progress: bool = False,
+) -> TableScores:
+    """Score every row of a :class:`~deepseqvae.mutations.MutantTable` with one or more models.
+
+    Rows that cannot be scored keep an empty score and a ``status`` saying why (``--strict``
+    turns them into an :class:`InvalidMutantError`); if no row can be scored the error suggests the
+    likely cause. With several models the output has one column per model and their mean as
+    ``score``. With ``fitness_col`` the Spearman correlation over the scored rows is computed.
+    """
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from .checkpoint import build_model
+    from .errors import CheckpointError, InvalidMutantError
+    from .mutations import numeric_column, resolve_mutants, status_summary, suggest_cause
+
+    if not checkpoints:
+        raise ValueError("at least one model is needed")
+    ref = checkpoints[0].info
+    for ck in checkpoints[1:]:
+        if ck.info.focus_seq != ref.focus_seq or list(ck.info.positions) != list(ref.positions):
+            raise CheckpointError("the models of an ensemble must share one focus sequence and numbering "
+                                  f"({ck.info.focus_id} differs from {ref.focus_id})")
+    resolved = resolve_mutants(table.mutants, ref.focus_seq, ref.positions, offset=offset,
+                               separators=table.separators)
+    summary = status_summary(resolved)
+    bad = [r for r in resolved if not r.ok]
+    where = f"{table.path}: " if getattr(table, "path", "") else ""
+    if len(bad) == len(resolved):
+        raise InvalidMutantError(f"{where}no mutant can be scored: "
+                                 f"{suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset)}")
+    if strict and bad:
+        first = bad[0]
+        row = resolved.index(first) + 1
+        raise InvalidMutantError(f"{where}row {row} ({first.text!r}): {first.status} "
+                                 f"({len(bad)} rows cannot be scored; drop --strict to keep them with a status)")
+    ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
+    changes = [resolved[i].changes for i in ok_idx]
+    from .alphabet import AA_TO_CODE
+
+    wt_codes = np.array([AA_TO_CODE[a] for a in ref.focus_seq], dtype=np.int8)
+    variants = apply_changes(wt_codes, changes)
+    vae_samples = n_samples if n_samples is not None else default_samples(device)
+    names = model_names or model_column_names([f"model{i}" for i in range(len(checkpoints))])
+    frame = table.frame.copy()
+    means, sems = [], []
+    for ck, name in zip(checkpoints, names):
+        model = build_model(ck)
+        if ck.kind == "independent":
+            mean, sem = model.delta(wt_codes, changes), np.zeros(len(changes))
+        else:
+            res = delta_elbo(model, wt_codes, variants, n_samples=vae_samples, seed=seed, device=device,
+                             chunk_size=chunk_size, progress=progress)
+            mean, sem = res.mean, res.sem
+        means.append(mean)
+        sems.append(sem)
+        if len(checkpoints) > 1:
+            col = np.full(len(resolved), np.nan)
+            col[ok_idx] = mean
+            frame[name] = col
+    score = np.full(len(resolved), np.nan)
+    score_sem = np.full(len(resolved), np.nan)
+    score[ok_idx] = np.mean(means, axis=0)
+    # Monte-Carlo standard error of the ensemble mean (independent estimates).
+    score_sem[ok_idx] = np.sqrt(np.sum(np.square(sems), axis=0)) / len(sems)
+    out_cols = output_column_names(frame.columns)
+    frame[out_cols["score"]] = score
+    frame[out_cols["score_sem"]] = score_sem
+    frame[out_cols["status"]] = [r.status for r in resolved]
+    result = TableScores(frame=frame, summary=summary, n_samples=vae_samples)
+    if fitness_col is not None:
+        fitness = numeric_column(table, fitness_col)
+        use = np.isfinite(score) & np.isfinite(fitness)
+        rho = float(spearmanr(score[use], fitness[use]).statistic) if use.sum() > 2 else float("nan")
+        result.spearman = {
+            "fitness_col": fitness_col, "rho": rho, "n": int(use.sum()),
+            "excluded": int(len(score) - use.sum()),
+            "excluded_unscorable": int((~np.isfinite(score)).sum()),
+            "excluded_no_fitness": int((np.isfinite(score) & ~np.isfinite(fitness)).sum()),
+            "n_samples": vae_samples, "seed": seed,
+        }
+    return result

@@ -88,7 +88,7 @@ def train(
     if not neff > 0:
         raise TrainingError("all sequence weights are zero; nothing to train on")
     model.to(device).train()
-    data = torch.as_tensor(codes, dtype=torch.int8, device=device)  # (N, L), stays compact
+    data = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (N, L) copy, stays compact
     probs = torch.as_tensor(weights, dtype=torch.float64, device=device) / neff  # (N,)
     optimizer = _make_optimizer(model, cfg, device)
     gen = make_generator(device, cfg.seed)
@@ -162,3 +162,39 @@ def train(
         save_checkpoint(final, checkpoint_path)
     rate = (step - start_step) / seconds if seconds > 0 else math.nan
     return TrainResult(checkpoint=final, seconds=seconds, steps_per_second=rate, history=history)
+
+
+def fit_alignment(
+    alignment,
+    weights: np.ndarray,
+    model_cfg,
+    train_cfg: TrainConfig,
+    *,
+    theta: float,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: Checkpoint | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Build a VAE for ``alignment`` (seeded by ``train_cfg.seed``) and train it.
+
+    With ``resume``, the model configuration comes from the checkpoint, whose focus sequence must
+    equal the alignment's.
+    """
+    from .errors import CheckpointError
+    from .model import VAEConfig
+
+    info = ModelInfo(focus_id=alignment.focus_id, focus_seq=alignment.focus_seq,
+                     positions=[int(p) for p in alignment.positions], n_seqs=int(alignment.N),
+                     neff=float(weights.sum()), theta=float(theta), alignment=str(alignment.path))
+    if resume is not None:
+        if resume.kind != "vae":
+            raise CheckpointError("--resume needs a VAE checkpoint")
+        if resume.info.focus_seq != alignment.focus_seq:
+            raise CheckpointError("the checkpoint to resume was trained on a different focus sequence "
+                                  f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")
+        model_cfg = VAEConfig(**resume.model_config)
+    torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
+    model = VAE(model_cfg)
+    return train(model, alignment.codes, weights, train_cfg, info, device=device,
+                 checkpoint_path=checkpoint_path, resume=resume, progress=progress)
