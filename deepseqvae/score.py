@@ -166,8 +166,9 @@ def model_column_names(paths: list[str]) -> list[str]:
 def output_column_names(existing) -> dict[str, str]:
     """Names of the score, score_sem and status columns, suffixed ``_deepseqvae`` where the input
     already has a column of that name (e.g. PTEN's measured ``score``), so no input is overwritten."""
-    taken = set(existing)
-    return {k: (f"{k}_deepseqvae" if k in taken else k) for k in ("score", "score_sem", "status")}
+    names = ("score", "score_sem", "status")
+    clash = bool(set(existing) & set(names))  # suffix all three together, so they stay recognisable
+    return {k: (f"{k}_deepseqvae" if clash else k) for k in names}
 
 
 def score_table(
