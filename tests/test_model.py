@@ -123,7 +123,7 @@ def test_loss_is_negative_elbo_plus_scaled_regulariser():
     codes = torch.randint(0, 21, (5, 3))
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
     loss, stats = loss_terms(model, codes, neff=10.0, generator=g1)
-    terms = model(codes, generator=g2)
+    terms = model(codes, weights=model.decoder.draw(generator=g2), generator=g2)  # same draws, same order
     want = -terms.elbo.mean() + model.decoder.kl() / 10.0
     assert float(loss) == pytest.approx(float(want), rel=1e-6)
     assert float(stats["kl_theta"]) == pytest.approx(float(model.decoder.kl() / 10.0), rel=1e-6)
@@ -134,3 +134,17 @@ def test_config_validation():
         VAEConfig(seq_len=3, decoder_hidden=(10, 6), sparsity_tiles=4)
     with pytest.raises(ValueError, match="decoder"):
         VAEConfig(seq_len=3, decoder="bayes")
+
+
+@pytest.mark.parametrize("prior", [(0.0, 1.0), (-12.36, 4.0)])
+def test_fused_sample_and_kl_values_and_gradients(prior):
+    from deepseqvae.model import _SampleWithKL
+
+    g = torch.Generator().manual_seed(1)
+    mu = torch.randn(4, 3, dtype=torch.float64, generator=g).requires_grad_()
+    log_sigma = (torch.randn(4, 3, dtype=torch.float64, generator=g) - 1).requires_grad_()
+    eps = torch.randn(4, 3, dtype=torch.float64, generator=g)
+    w, kl = _SampleWithKL.apply(mu, log_sigma, eps, *prior)
+    torch.testing.assert_close(w, mu + log_sigma.exp() * eps)
+    torch.testing.assert_close(kl, gaussian_kl(mu, log_sigma, *prior))
+    assert torch.autograd.gradcheck(lambda a, b: _SampleWithKL.apply(a, b, eps, *prior), (mu, log_sigma))
