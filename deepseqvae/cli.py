@@ -116,20 +116,23 @@ def weights_command(msa, theta, output, align_opts, device, progress):
     import time
 
     from .alignment import read_alignment
-    from .weights import check_theta, compute_weights, default_weights_path, resolve_device, save_weights
+    from .weights import (check_theta, compute_weights, default_weights_path, resolve_device,
+                          resolve_kernel, save_weights)
 
     theta = check_theta(theta)
     dev = resolve_device(device)
+    kernel = resolve_kernel("auto", dev)
     t0 = time.perf_counter()
     aln = read_alignment(msa, **align_opts)
     t1 = time.perf_counter()
-    weights = compute_weights(aln.codes, theta, device=dev, progress=progress)
+    weights = compute_weights(aln.codes, theta, device=dev, progress=progress, kernel=kernel)
     t2 = time.perf_counter()
     out = save_weights(output if output is not None else default_weights_path(msa, theta), weights)
     neff = float(weights.sum())
     click.echo(aln.summary())
     click.echo(f"Neff = {neff:.2f} (theta = {theta:g}; Neff/N = {neff / aln.N:.3f}, Neff/L = {neff / aln.L:.2f})")
-    click.echo(f"Time: {t2 - t0:.2f} s (reading {t1 - t0:.2f} s, weights {t2 - t1:.2f} s on {dev})")
+    click.echo(f"Time: {t2 - t0:.2f} s (reading {t1 - t0:.2f} s, weights {t2 - t1:.2f} s on {dev}, "
+               f"{kernel} kernel)")
     click.echo(f"Wrote {weights.size} weights to {out}")
 
 
@@ -304,6 +307,34 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
                    f"({sp['excluded']} excluded: {sp['excluded_unscorable']} unscorable, "
                    f"{sp['excluded_no_fitness']} without fitness); written to {json_path}")
     click.echo(f"Wrote {n_rows} rows to {out}")
+
+
+# --- simulate -------------------------------------------------------------------------------
+
+
+@main.command("simulate")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), default="alignments", show_default=True,
+              help="Folder for demo.a2m and demo_mutants.csv.")
+@click.option("--seed", type=int, default=None, help="Random seed. [default: the seed of the committed demo]")
+@click.option("--n-seqs", type=click.IntRange(2), default=3000, show_default=True, help="Sequences in the family.")
+@click.option("--length", "L", type=click.IntRange(5), default=60, show_default=True, help="Sequence length L.")
+@click.option("--n-doubles", type=click.IntRange(0), default=500, show_default=True,
+              help="Double mutants in demo_mutants.csv (after all 19·L singles).")
+def simulate_command(out_dir, seed, n_seqs, L, n_doubles):
+    """Sample a protein-like family from a known Potts model (a demo with a known answer).
+
+    Writes demo.a2m (wild type first, >DEMO/1-L) and demo_mutants.csv (mutant,fitness with the true
+    Potts energy difference). The defaults regenerate the files shipped in alignments/.
+
+    \b
+    Example:
+      deepseqvae simulate -o my_demo
+    """
+    from .simulate import DEMO_SEED, write_demo
+
+    stats = write_demo(out_dir, seed=DEMO_SEED if seed is None else seed, n_seqs=n_seqs, L=L, n_doubles=n_doubles)
+    click.echo(", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}" for k, v in stats.items()))
+    click.echo(f"Wrote {out_dir}/demo.a2m and {out_dir}/demo_mutants.csv")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .alphabet import one_hot
@@ -145,7 +146,7 @@ def default_samples(device: torch.device | str) -> int:
 class TableScores:
     """Result of :func:`score_table`: the input rows with scores, and summaries."""
 
-    frame: "pd.DataFrame"                 # every input column, per-model scores, score, score_sem, status
+    frame: pd.DataFrame                   # every input column, per-model scores, score, score_sem, status
     summary: dict[str, int]               # rows per status reason ("ok" = scored)
     n_samples: int                        # K
     spearman: dict | None = None          # {"rho", "n", "excluded", "fitness_col", ...} when a fitness column was used
@@ -192,7 +193,6 @@ def score_table(
     likely cause. With several models the output has one column per model and their mean as
     ``score``. With ``fitness_col`` the Spearman correlation over the scored rows is computed.
     """
-    import pandas as pd
     from scipy.stats import spearmanr
 
     from .checkpoint import build_model

@@ -14,7 +14,10 @@ from deepseqvae.alignment import read_alignment
 from deepseqvae.cli import main
 from deepseqvae.errors import DeepSeqVAEError
 from deepseqvae.weights import (WeightsError, block_size, check_theta, compute_weights,
-                                default_weights_path, min_matches_table, resolve_device, save_weights)
+                                default_weights_path, int8_matmul_available, min_matches_table,
+                                resolve_device, resolve_kernel, save_weights)
+
+KERNELS = ["float32"] + (["int8"] if int8_matmul_available("cpu") else [])
 
 
 def eve_reference(codes: np.ndarray, theta: float) -> np.ndarray:
@@ -125,22 +128,36 @@ def test_min_matches_table_is_eves_float64_decision(theta):
     np.testing.assert_array_equal(eve, m >= table[1:, None])
 
 
-def test_blocked_equals_unblocked_and_eve_reference():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_blocked_equals_unblocked_and_eve_reference(kernel):
     codes = family(n=257, length=37, n_ancestors=6, rate=0.12, seed=3)
     reference = eve_reference(codes, 0.2)
     assert 10 < reference.sum() < 200  # neighbour counts are non-trivial
     width = 20 * codes.shape[1]
     tiny = 60_000
-    assert block_size(len(codes), codes.shape[1], width, tiny) < 30  # many blocks (>= 9)
-    np.testing.assert_array_equal(compute_weights(codes, 0.2, memory_budget_bytes=tiny), reference)
-    np.testing.assert_array_equal(compute_weights(codes, 0.2), reference)
+    assert block_size(len(codes), codes.shape[1], width, tiny, kernel=kernel) < 30  # >= 9 blocks
+    np.testing.assert_array_equal(compute_weights(codes, 0.2, memory_budget_bytes=tiny, kernel=kernel),
+                                  reference)
+    np.testing.assert_array_equal(compute_weights(codes, 0.2, kernel=kernel), reference)
     small = codes[:40]
-    np.testing.assert_array_equal(compute_weights(small, 0.2, memory_budget_bytes=1),  # B = 1
-                                  eve_reference(small, 0.2))
-    np.testing.assert_array_equal(compute_weights(torch.as_tensor(codes), 0.2), reference)
+    np.testing.assert_array_equal(compute_weights(small, 0.2, memory_budget_bytes=1, kernel=kernel),
+                                  eve_reference(small, 0.2))  # B = 1
+    np.testing.assert_array_equal(compute_weights(torch.as_tensor(codes), 0.2, kernel=kernel), reference)
     for theta in (0.05, 0.35):
-        np.testing.assert_array_equal(compute_weights(codes, theta, memory_budget_bytes=tiny),
-                                      eve_reference(codes, theta))
+        np.testing.assert_array_equal(
+            compute_weights(codes, theta, memory_budget_bytes=tiny, kernel=kernel),
+            eve_reference(codes, theta))
+
+
+def test_kernels():
+    cpu = torch.device("cpu")
+    assert resolve_kernel("float32", cpu) == "float32"
+    assert resolve_kernel("auto", cpu) == ("int8" if int8_matmul_available("cpu") else "float32")
+    assert resolve_kernel("auto", torch.device("meta")) == "float32"
+    with pytest.raises(WeightsError, match="unknown kernel"):
+        compute_weights(encode_many(["ACD"]), kernel="fp8")  # type: ignore[arg-type]
+    with pytest.raises(WeightsError, match="not available"):
+        resolve_kernel("int8", torch.device("meta"))
 
 
 def test_progress_bar_runs(capsys):
@@ -203,7 +220,9 @@ def test_pten_reproduces_eve_weights_exactly(shared_data):
     w = compute_weights(aln.codes, 0.2)
     assert w.shape == eve.shape == (1179,)
     assert np.abs(w - eve).max() < 1e-9
-    np.testing.assert_array_equal(compute_weights(aln.codes, 0.2, memory_budget_bytes=8_000_000), eve)
+    for kernel in KERNELS:
+        np.testing.assert_array_equal(
+            compute_weights(aln.codes, 0.2, memory_budget_bytes=8_000_000, kernel=kernel), eve)
 
 
 @pytest.mark.integration
