@@ -1,0 +1,57 @@
+"""Shared bits of the benchmark scripts: machine description and result-file header."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import resource
+import subprocess
+import sys
+
+import torch
+
+
+def machine() -> str:
+    """CPU model and cores (and the GPU, when there is one)."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def commit() -> str:
+    """Short git commit of the working tree, with '+dirty' when it has uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def header(title: str) -> str:
+    """Markdown header: command, machine, date, commit, load."""
+    load = os.getloadavg()
+    return (f"# {title}\n\n"
+            f"- command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`\n"
+            f"- machine: {machine()}\n"
+            f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}\n"
+            f"- commit: {commit()}\n"
+            f"- load average at start (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}\n\n")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,331 @@
+"""Reproduce the benchmark table: Spearman per dataset next to the published values, with timings.
+
+    python benchmarks/reproduce.py --profile quick --data-dir ../shared/data [--datasets BLAT_ECOLX,PTEN_HUMAN]
+    python benchmarks/reproduce.py --profile full --device cuda
+
+For every dataset of ``benchmarks/datasets.csv`` it reads the alignment, computes the sequence
+weights, fits the site-independent model, trains the VAE (one model per seed), scores the DMS
+mutants, and compares with the measured fitness: Spearman of each seed, of their ensemble (mean
+score) and of the site-independent model, next to the published DeepSequence / EVE / EVmutation /
+site-independent values. Each dataset runs in a subprocess of its own, so its peak memory is its
+own and a failure is reported as failed (with its error) while the others go on.
+
+Results: ``benchmarks/results/<profile>-<date>.md`` and ``.csv`` (rewritten atomically after each
+dataset), the command, machine, date and commit included. Checkpoints go to ``--run-dir``
+(default ``benchmarks/runs/<profile>``, not committed); with ``--save-steps`` the first seed's
+model is also saved at those steps (for ``benchmarks/convergence.py``).
+
+Profiles (see benchmarks/README.md for the measurements behind them):
+
+* ``quick`` - CPU, at most ~20 minutes per dataset on 2 cores: the paper's encoder, latent and
+  Bayesian (svi) decoder with the sparsity and dictionary, but a 100-500 decoder (instead of
+  100-2000; ~8x faster steps), 6,000 steps, K = 200 samples, one seed.
+* ``full`` - the paper: 100-2000 decoder, 300,000 steps, K = 2,000 samples, 5 seeds (a GPU job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from _common import header, peak_rss_mb  # noqa: E402
+
+PROFILES: dict[str, dict] = {
+    "quick": {"model": {"decoder_hidden": [100, 500]}, "steps": 6000, "samples": 200, "seeds": [1]},
+    "full": {"model": {}, "steps": 300_000, "samples": 2000, "seeds": [1, 2, 3, 4, 5]},
+}
+
+#: published columns of datasets.csv shown in the table: (column, label)
+PUBLISHED = [
+    ("pub_deepsequence_single", "DeepSequence published (single)"),
+    ("pub_deepsequence_ensemble", "DeepSequence published (ensemble)"),
+    ("pub_deepsequence_replicated", "DeepSequence replicated"),
+    ("pub_evmutation", "EVmutation published"),
+    ("pub_site_independent", "site-independent (PSSM) published"),
+    ("pg_deepsequence_single", "ProteinGym DeepSequence (single)"),
+    ("pg_deepsequence_ensemble", "ProteinGym DeepSequence (ensemble)"),
+    ("pg_eve_ensemble", "ProteinGym EVE (ensemble)"),
+    ("pg_evmutation", "ProteinGym EVmutation"),
+    ("pg_site_independent", "ProteinGym site-independent"),
+]
+
+
+def read_datasets(path: Path = HERE / "datasets.csv") -> pd.DataFrame:
+    """The dataset table, every cell a string ('' when empty)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id", drop=False)
+
+
+def resolve_path(value: str, data_dir: Path) -> Path:
+    """``@repo/...`` is relative to the repository, anything else to the data directory."""
+    return REPO / value[len("@repo/"):] if value.startswith("@repo/") else data_dir / value
+
+
+def missense_mask(resolved) -> np.ndarray:
+    """True for rows that change at least one residue (synonymous rows and the wild type excluded)."""
+    return np.array([bool(r.changes) or not r.ok for r in resolved])
+
+
+# --------------------------------------------------------------------------------------------
+# One dataset (runs in a subprocess)
+# --------------------------------------------------------------------------------------------
+
+
+def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir: Path,
+                save_steps: list[int]) -> dict:
+    """Weights, site-independent model, VAE per seed, scoring and Spearman for one dataset."""
+    import torch
+    from scipy.stats import spearmanr
+
+    from deepseqvae.alignment import read_alignment
+    from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
+    from deepseqvae.independent import IndependentModel
+    from deepseqvae.model import VAEConfig
+    from deepseqvae.mutations import numeric_column, read_mutant_table, resolve_mutants, status_summary
+    from deepseqvae.score import score_table
+    from deepseqvae.train import TrainConfig, fit_alignment
+    from deepseqvae.weights import compute_weights, resolve_device
+
+    dev = resolve_device(device)
+    out: dict = {"dataset": row["id"], "device": str(dev)}
+    t = time.perf_counter()
+    aln = read_alignment(resolve_path(row["msa"], data_dir), fmt=row["msa_format"] or "auto")
+    out["t_read_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    weights = compute_weights(aln.codes, 0.2, device=dev)
+    out["t_weights_s"] = time.perf_counter() - t
+    neff = float(weights.sum())
+    out.update(N=aln.N, L=aln.L, Neff=neff)
+
+    table = read_mutant_table(resolve_path(row["dms"], data_dir), mutant_col=row["mutant_col"] or None,
+                              wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
+                              mut_col=row["mut_col"] or None)
+    resolved = resolve_mutants(table.mutants, aln.focus_seq, aln.positions, separators=table.separators)
+    fitness = numeric_column(table, row["fitness_col"])
+    summary = status_summary(resolved)
+    in_subset = np.ones(len(resolved), dtype=bool)
+    if row["subset"] == "missense":
+        in_subset = missense_mask(resolved)
+        n_syn = int((~in_subset).sum())
+        if n_syn:
+            summary["synonymous (not missense)"] = n_syn
+            summary["ok"] -= n_syn
+    out.update(rows=len(resolved), status_summary=summary)
+
+    def rho(score: np.ndarray) -> tuple[float, int]:
+        use = np.isfinite(score) & np.isfinite(fitness) & in_subset
+        return float(spearmanr(score[use], fitness[use]).statistic), int(use.sum())
+
+    info = ModelInfo(focus_id=aln.focus_id, focus_seq=aln.focus_seq, positions=[int(p) for p in aln.positions],
+                     n_seqs=aln.N, neff=neff, theta=0.2, alignment=str(aln.path))
+    # Site-independent baseline.
+    t = time.perf_counter()
+    indep = IndependentModel.fit(aln.codes, weights)
+    ind_ckpt = Checkpoint(kind="independent", model_config=indep.config_dict(), state=indep.state_dict(), info=info)
+    ind = score_table([ind_ckpt], table, device="cpu")
+    out["t_independent_s"] = time.perf_counter() - t
+    out["rho_independent"], out["n_scored"] = rho(ind.frame[_score_col(ind.frame)].to_numpy(float))
+    out["excluded"] = out["rows"] - out["n_scored"]
+
+    # The VAE, one model per seed.
+    model_cfg = VAEConfig(seq_len=aln.L, **{k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in settings["model"].items()})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scores, per_seed = [], []
+    for i, seed in enumerate(settings["seeds"]):
+        path = run_dir / f"{row['id']}_seed{seed}.pt"
+        stages = sorted({s for s in save_steps if 0 < s < settings["steps"]} | {settings["steps"]}) if i == 0 \
+            else [settings["steps"]]
+        ckpt, t_train, n_steps = None, 0.0, 0
+        for stop in stages:  # resuming is bitwise identical to one uninterrupted run (tested)
+            tc = TrainConfig(steps=stop, seed=seed, checkpoint_every=0)
+            res = fit_alignment(aln, weights, model_cfg, tc, theta=0.2, device=dev, resume=ckpt)
+            ckpt, t_train, n_steps = res.checkpoint, t_train + res.seconds, stop
+            if stop != settings["steps"]:
+                save_checkpoint(ckpt, run_dir / f"{row['id']}_seed{seed}_step{stop}.pt")
+        save_checkpoint(ckpt, path)
+        t = time.perf_counter()
+        scored = score_table([ckpt], table, n_samples=settings["samples"], seed=0, device=dev)
+        t_score = time.perf_counter() - t
+        s = scored.frame[_score_col(scored.frame)].to_numpy(float)
+        scores.append(s)
+        r, _ = rho(s)
+        per_seed.append({"seed": seed, "rho": r, "train_s": t_train, "steps": n_steps,
+                         "steps_per_s": n_steps / t_train, "score_s": t_score,
+                         "final_elbo": (ckpt.history.get("elbo") or [math.nan])[-1]})
+        print(f"  {row['id']} seed {seed}: rho {r:.4f}, train {t_train:.0f} s ({n_steps / t_train:.2f} steps/s), "
+              f"score {t_score:.0f} s", file=sys.stderr, flush=True)
+    out["seeds"] = per_seed
+    out["rho_ensemble"] = rho(np.mean(scores, axis=0))[0] if len(scores) > 1 else None
+    out["t_train_s"] = sum(p["train_s"] for p in per_seed)
+    out["t_score_s"] = sum(p["score_s"] for p in per_seed)
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def _score_col(frame: pd.DataFrame) -> str:
+    """'score', or 'score_deepseqvae' when the table already had a 'score' column (PTEN)."""
+    return "score_deepseqvae" if "score_deepseqvae" in frame.columns else "score"
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def _f(x, fmt: str = ".3f") -> str:
+    if x is None or x == "" or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(float(x), fmt)
+
+
+def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, settings: dict, stem: Path,
+                 head: str, total_s: float) -> None:
+    from deepseqvae.fileio import atomic_write
+
+    flat = []
+    for r in results:
+        ref = datasets.loc[r["dataset"]]
+        row = {"dataset": r["dataset"], "status": r.get("status", "ok")}
+        if row["status"] == "ok":
+            row.update({k: r[k] for k in ("N", "L", "Neff", "rows", "n_scored", "excluded")})
+            row["excluded_reasons"] = "; ".join(f"{k}: {v}" for k, v in r["status_summary"].items() if k != "ok")
+            for s in r["seeds"]:
+                row[f"rho_seed{s['seed']}"] = s["rho"]
+            row["rho_ensemble"] = r["rho_ensemble"]
+            row["rho_independent"] = r["rho_independent"]
+            row.update({k: r[k] for k in ("t_weights_s", "t_train_s", "t_score_s", "t_independent_s", "peak_rss_mb",
+                                          "device")})
+            row["steps"] = r["seeds"][0]["steps"]
+            row["steps_per_s"] = np.mean([s["steps_per_s"] for s in r["seeds"]])
+            row["total_s"] = r["total_s"]
+        for col, _ in PUBLISHED:
+            row[col] = ref[col]
+        flat.append(row)
+    frame = pd.DataFrame(flat)
+    with atomic_write(stem.with_suffix(".csv"), "w", newline="") as fh:
+        frame.to_csv(fh, index=False, float_format="%.4f")
+
+    s = settings
+    text = head
+    text += (f"Profile **{profile}**: model options {json.dumps(s['model'])} (others: the paper's), "
+             f"{s['steps']:,} steps, batch 100, K = {s['samples']:,} samples, seeds {s['seeds']}. "
+             f"Total wall time {total_s / 60:.1f} min.\n\n")
+    text += "## Spearman ρ\n\n"
+    text += ("| dataset | N | L | Neff | scored / rows | deepseqvae (per seed) | ensemble | site-independent (ours) | "
+             "published (DeepSequence benchmark) | ProteinGym |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    for r, row in zip(results, flat):
+        ref = datasets.loc[r["dataset"]]
+        pub = ", ".join(f"{label.replace(' published', '')} {ref[c]}" for c, label in PUBLISHED[:5] if ref[c])
+        pg = ", ".join(f"{label.replace('ProteinGym ', '')} {ref[c]}" for c, label in PUBLISHED[5:] if ref[c])
+        if row["status"] != "ok":
+            text += f"| {r['dataset']} | FAILED: {row['status']} | | | | | | | {pub or '–'} | {pg or '–'} |\n"
+            continue
+        seeds = ", ".join(_f(sd["rho"]) for sd in r["seeds"])
+        text += (f"| {r['dataset']} | {r['N']:,} | {r['L']} | {r['Neff']:.1f} | {r['n_scored']:,} / {r['rows']:,} | "
+                 f"**{seeds}** | {_f(r['rho_ensemble'])} | {_f(r['rho_independent'])} | {pub or '–'} | {pg or '–'} |\n")
+    text += "\n## Time and memory\n\n"
+    text += ("| dataset | weights | training | steps/s | scoring (all seeds) | site-independent | total | peak RSS | device |\n"
+             "|---|---|---|---|---|---|---|---|---|\n")
+    for row in flat:
+        if row["status"] != "ok":
+            continue
+        text += (f"| {row['dataset']} | {row['t_weights_s']:.2f} s | {row['t_train_s'] / 60:.1f} min | "
+                 f"{row['steps_per_s']:.2f} | {row['t_score_s']:.0f} s | {row['t_independent_s']:.1f} s | "
+                 f"{row['total_s'] / 60:.1f} min | {row['peak_rss_mb']:.0f} MB | {row['device']} |\n")
+    text += "\n## Rows not used for Spearman\n\n"
+    for row in flat:
+        if row["status"] == "ok":
+            text += f"- {row['dataset']}: {row['excluded']} of {row['rows']} rows — {row['excluded_reasons'] or 'none'}\n"
+    text += "\n## Sources and notes\n\n"
+    for _, ref in datasets.iterrows():
+        if ref["id"] in {r["dataset"] for r in results}:
+            srcs = "; ".join(x for x in (ref["pub_source"], ref["pg_source"]) if x)
+            text += f"- {ref['id']}: {ref['note']}. Published values: {srcs or 'none'}.\n"
+    with atomic_write(stem.with_suffix(".md"), "w") as fh:
+        fh.write(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    ap.add_argument("--data-dir", default="../shared/data", help="folder holding BLAT_ECOLX/, PTEN_HUMAN/, ...")
+    ap.add_argument("--datasets", default=None, help="comma-separated ids (default: every row of datasets.csv)")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--steps", type=int, default=None, help="override the profile's training steps")
+    ap.add_argument("--samples", type=int, default=None, help="override the profile's K")
+    ap.add_argument("--seeds", default=None, help="override the profile's seeds, e.g. 1,2,3")
+    ap.add_argument("--save-steps", default="", help="also save the first seed's model at these steps, e.g. 500,1000")
+    ap.add_argument("--out", default=None, help="results stem (default benchmarks/results/<profile>-<date>)")
+    ap.add_argument("--run-dir", default=None, help="checkpoints (default benchmarks/runs/<profile>)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one dataset, JSON in
+    args = ap.parse_args()
+
+    if args.worker is not None:  # subprocess: run one dataset, print its JSON result last
+        job = json.loads(args.worker)
+        try:
+            res = run_dataset(job["row"], Path(job["data_dir"]), job["settings"], job["device"],
+                              Path(job["run_dir"]), job["save_steps"])
+        except Exception as exc:  # noqa: BLE001 - reported as a failed dataset, never left out
+            traceback.print_exc()
+            res = {"dataset": job["row"]["id"], "status": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        print("RESULT " + json.dumps(res))
+        return
+
+    settings = json.loads(json.dumps(PROFILES[args.profile]))
+    if args.steps:
+        settings["steps"] = args.steps
+    if args.samples:
+        settings["samples"] = args.samples
+    if args.seeds:
+        settings["seeds"] = [int(s) for s in args.seeds.split(",")]
+    datasets = read_datasets()
+    ids = args.datasets.split(",") if args.datasets else list(datasets.index)
+    unknown = [i for i in ids if i not in datasets.index]
+    if unknown:
+        sys.exit(f"error: unknown dataset(s) {', '.join(unknown)}; datasets.csv has {', '.join(datasets.index)}")
+    data_dir = Path(args.data_dir).resolve()
+    stem = Path(args.out) if args.out else HERE / "results" / f"{args.profile}-{datetime.date.today()}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(args.run_dir) if args.run_dir else HERE / "runs" / args.profile
+    save_steps = [int(s) for s in args.save_steps.split(",") if s.strip()]
+    head = header(f"Benchmark reproduction, profile {args.profile}")
+    results: list[dict] = []
+    t_all = time.perf_counter()
+    for ds in ids:
+        print(f"[{ds}] ...", file=sys.stderr, flush=True)
+        job = {"row": datasets.loc[ds].to_dict(), "data_dir": str(data_dir), "settings": settings,
+               "device": args.device, "run_dir": str(run_dir.resolve()), "save_steps": save_steps}
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], stdout=subprocess.PIPE,
+                              text=True, cwd=REPO)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        res = json.loads(lines[-1][7:]) if lines else {"dataset": ds, "status": f"worker exited {proc.returncode}"}
+        res["total_s"] = time.perf_counter() - t
+        results.append(res)
+        print(f"[{ds}] {res.get('status', 'ok')} in {res['total_s'] / 60:.1f} min", file=sys.stderr, flush=True)
+        write_report(results, datasets, args.profile, settings, stem, head, time.perf_counter() - t_all)
+    print(f"wrote {stem}.md and {stem}.csv")
+
+
+if __name__ == "__main__":
+    main()
