@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _default_mode() -> int:
+    """Permissions a plain ``open()`` would give a new file (mkstemp's are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it onto ``path``.
@@ -18,6 +25,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _default_mode())
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -40,6 +48,7 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp",
                                    dir=target.parent)
         os.close(fd)
+        os.chmod(tmp, _default_mode())
         try:
             yield Path(tmp)
             os.replace(tmp, target)

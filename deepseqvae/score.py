@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ class DeltaElbo:
     mean: np.ndarray  # (M,) mean over samples of ELBO(variant) − ELBO(wild type); higher = fitter
     sem: np.ndarray   # (M,) standard error of that mean
     n_samples: int
+    trace: dict[int, np.ndarray] = field(default_factory=dict)  # {k: (M,) mean of the first k samples}
 
 
 def apply_changes(wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...]]) -> np.ndarray:
@@ -66,11 +67,14 @@ def delta_elbo(
     device: torch.device | str = "cpu",
     chunk_size: int = 2048,
     progress: bool = False,
+    trace_at: tuple[int, ...] = (),
 ) -> DeltaElbo:
     """ΔELBO of each variant (M, L) against the wild type (L,), with common random numbers.
 
     Deterministic for a given ``seed``, ``n_samples`` and device. Memory use is
-    O(M·D + chunk_size·L·20) whatever M is.
+    O(M·D + chunk_size·L·20) whatever M is. ``trace_at`` lists sample counts k at which the
+    running mean is also kept (``DeltaElbo.trace[k]``): the estimate a run with ``n_samples = k``
+    and the same seed would give, at no extra cost (used to study convergence in K).
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -87,6 +91,7 @@ def delta_elbo(
     # Running mean and sum of squared deviations (Welford) of the per-sample differences.
     mean = torch.zeros(M, dtype=torch.float64, device=device)
     m2 = torch.zeros(M, dtype=torch.float64, device=device)
+    trace: dict[int, np.ndarray] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -107,6 +112,8 @@ def delta_elbo(
             delta = diff - mean[sl]
             mean[sl] += delta / k
             m2[sl] += delta * (diff - mean[sl])
+        if k in trace_at:
+            trace[k] = mean.cpu().numpy().copy()
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -120,7 +127,10 @@ def delta_elbo(
     same = (variants == wt).all(dim=1)
     mean[same] = 0.0
     sem[same] = 0.0
-    return DeltaElbo(mean.cpu().numpy(), sem.cpu().numpy(), n_samples)
+    same_np = same.cpu().numpy()
+    for k in trace:
+        trace[k][same_np] = 0.0
+    return DeltaElbo(mean.cpu().numpy(), sem.cpu().numpy(), n_samples, trace)
 
 
 

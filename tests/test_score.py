@@ -191,3 +191,15 @@ def test_memory_is_bounded_for_a_large_table(tmp_path):
     n_rows, peak_mb = int(out[0]), int(out[1])
     assert n_rows == 300_000
     assert peak_mb < 1500, peak_mb
+
+
+def test_trace_equals_runs_with_fewer_samples():
+    """trace[k] is exactly what a run with n_samples = k (same seed) returns."""
+    _, model = vae_checkpoint()
+    variants = apply_changes(WT, [(), ((2, 0),), ((4, 19), (7, 3))])
+    full = delta_elbo(model, WT, variants, n_samples=6, seed=2, trace_at=(1, 3, 6))
+    assert sorted(full.trace) == [1, 3, 6]
+    for k in (1, 3):
+        assert np.array_equal(full.trace[k], delta_elbo(model, WT, variants, n_samples=k, seed=2).mean)
+    assert np.array_equal(full.trace[6], full.mean)
+    assert full.trace[1][0] == 0.0  # the wild type stays exactly 0 in the trace too
