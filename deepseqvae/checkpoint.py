@@ -89,8 +89,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/corrupt/foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable deepseqvae checkpoint ({reason[:200]})") from None
+        # torch's own message may advise weights_only=False, which is unsafe for an untrusted file:
+        # say what is wrong in our words and keep the exception type for diagnosis.
+        log.debug("torch.load(%s) failed: %r", path, exc)
+        raise CheckpointError(f"{path}: not a readable deepseqvae checkpoint: corrupt, truncated or not a "
+                              f"PyTorch file ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a deepseqvae checkpoint (no '{FORMAT}' marker)")
     if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -171,6 +171,8 @@ def score_file(
         json_path = out.with_suffix(".spearman.json")
         payload = {**result.spearman, "mutants": str(mutants), "models": [str(m) for m in models],
                    "status_summary": result.summary}
+        # NaN (too few scorable rows) is not valid JSON: write null.
+        payload = {k: (None if isinstance(v, float) and v != v else v) for k, v in payload.items()}
         with atomic_write(json_path, "w") as fh:
-            json.dump(payload, fh, indent=2)
+            json.dump(payload, fh, indent=2, allow_nan=False)
     return result, out, json_path

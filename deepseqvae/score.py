@@ -228,7 +228,7 @@ def score_table(
         first = bad[0]
         row = resolved.index(first) + 1
         raise InvalidMutantError(f"{where}row {row} ({first.text!r}): {first.status} "
-                                 f"({len(bad)} rows cannot be scored; drop --strict to keep them with a status)")
+                                 f"({len(bad)} row{'s' if len(bad) != 1 else ''} cannot be scored; drop --strict to keep them with a status)")
     ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
     changes = [resolved[i].changes for i in ok_idx]
     from .alphabet import AA_TO_CODE

@@ -1,0 +1,481 @@
+"""End-to-end tests of the ``deepseqvae`` command line (click's CliRunner, plus real subprocesses).
+
+The demo family (``alignments/demo.a2m``, ``alignments/demo_mutants.csv``) has a known answer:
+``fitness`` is the exact Potts energy difference of every mutant. A tiny VAE trained for 300 steps
+(a few seconds on one CPU thread) reaches a Spearman rho of about 0.79-0.80 against it (seeds 1-3),
+the site-independent model about 0.75. Bad input must give exit status 2 and one line
+``Error: ...`` on stderr that names the file (and the record), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner, Result
+
+from deepseqvae import __version__
+from deepseqvae.alignment import read_alignment
+from deepseqvae.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_A2M = REPO_ROOT / "alignments" / "demo.a2m"
+DEMO_CSV = REPO_ROOT / "alignments" / "demo_mutants.csv"
+N_DEMO_MUTANTS = 19 * 60 + 500
+
+#: a tiny VAE: 300 steps take ~1.5 s on one CPU thread
+TINY_VAE = ["--steps", "300", "--encoder-hidden", "64", "--decoder-hidden", "16,64", "--latent-dim", "4",
+            "--dictionary-size", "0", "--seed", "1", "--no-progress", "--device", "cpu"]
+#: measured rho of the tiny VAE on the demo (K = 20): 0.792 (seed 1), 0.791 (2), 0.802 (3)
+MIN_VAE_RHO = 0.6
+#: measured rho of the site-independent model on the demo: 0.747
+MIN_INDEPENDENT_RHO = 0.5
+
+
+def invoke(*args, **kwargs) -> Result:
+    """Run the CLI in-process with string arguments (stderr kept apart from stdout)."""
+    return CliRunner().invoke(main, [str(a) for a in args], **kwargs)
+
+
+def assert_ok(result: Result) -> Result:
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def assert_user_error(result: Result, *fragments: str) -> str:
+    """Exit status 2, exactly one line on stderr starting with 'Error:', nothing on stdout, no traceback.
+
+    Returns the line; every fragment must occur in it.
+    """
+    assert result.exit_code == 2, f"exit code {result.exit_code}: {result.output!r} {result.exception!r}"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip("\n").splitlines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("Error: "), line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
+def read_csv_text(path: Path) -> pd.DataFrame:
+    """A CSV with every cell as the exact text written."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def demo_focus() -> str:
+    return read_alignment(DEMO_A2M).focus_seq
+
+
+@pytest.fixture(scope="module")
+def vae_model(tmp_path_factory) -> tuple[Path, Result]:
+    """The tiny VAE trained on the demo family (checkpoint path, result of 'train')."""
+    out = tmp_path_factory.mktemp("vae") / "demo.pt"
+    result = assert_ok(invoke("train", DEMO_A2M, "-o", out, *TINY_VAE))
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def vae_scored(vae_model, tmp_path_factory) -> tuple[Path, Result]:
+    """The demo mutants scored by the tiny VAE (output CSV path, result of 'score')."""
+    out = tmp_path_factory.mktemp("scored") / "demo_scored.csv"
+    result = assert_ok(invoke("score", DEMO_CSV, "--model", vae_model[0], "-o", out, "--fitness-col", "fitness",
+                              "--samples", 20, "--no-progress", "--device", "cpu"))
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def independent_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("independent") / "si.pt"
+    assert_ok(invoke("train", DEMO_A2M, "--model", "independent", "-o", out, "--no-progress", "--device", "cpu"))
+    return out
+
+
+# --- help and version ----------------------------------------------------------------------------------
+
+
+#: the commands these tests exercise; the help tests cover every registered command
+CORE_COMMANDS = ["weights", "train", "info", "score", "simulate"]
+
+
+def test_group_help_lists_every_command():
+    assert set(CORE_COMMANDS) <= set(main.commands)
+    for flag in ("--help", "-h"):
+        result = assert_ok(invoke(flag))
+        assert "Usage:" in result.output and "--version" in result.output and "--verbose" in result.output
+        for name in main.commands:
+            assert re.search(rf"^\s+{name}\s", result.output, re.MULTILINE), name
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_command_help_lists_every_option(name):
+    result = assert_ok(invoke(name, "--help"))
+    assert "Usage:" in result.output and "--help" in result.output
+    for option in main.commands[name].params:
+        if isinstance(option, click.Option) and not option.hidden:
+            for flag in option.opts + option.secondary_opts:
+                assert flag in result.output, f"{name} --help does not list {flag}"
+
+
+def test_train_help_names_the_options_the_tests_use():
+    text = assert_ok(invoke("train", "--help")).output
+    for flag in [a for a in TINY_VAE if a.startswith("--")] + ["--model", "--output", "-o"]:
+        assert flag in text, flag
+
+
+def test_version():
+    result = assert_ok(invoke("--version"))
+    assert result.output.strip() == f"deepseqvae, version {__version__}"
+
+
+# --- train -> info -> score on the demo ----------------------------------------------------------------
+
+
+def test_train_prints_a_summary(vae_model):
+    path, result = vae_model
+    assert path.is_file()
+    assert "Model: vae, trained on N = 3000 sequences, L = 60 columns, Neff = 653.6" in result.stdout
+    assert re.search(r"Steps: 300 \([\d.]+ steps/s on cpu\); final ELBO -?\d", result.stdout)
+    assert f"Wrote {path}" in result.stdout
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_info_describes_the_checkpoint(vae_model):
+    result = assert_ok(invoke("info", vae_model[0]))
+    fields = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines())
+    assert fields["kind"] == "vae"
+    assert fields["focus"] == "DEMO/1-60"
+    assert fields["modelled columns (L)"] == "60"
+    assert fields["residues"] == "1-60"
+    assert fields["sequences (N)"] == "3000"
+    assert fields["Neff"] == "653.62"
+    assert fields["steps"] == "300"
+    assert "encoder_hidden=(64,)" in fields["model config"] and "latent_dim=4" in fields["model config"]
+    assert "decoder_hidden=(16, 64)" in fields["model config"] and "dictionary_size=0" in fields["model config"]
+    assert "seed=1" in fields["train config"]
+    assert math.isfinite(float(fields["final ELBO"]))
+
+
+def test_score_demo_spearman_and_output(vae_scored):
+    out, result = vae_scored
+    assert f"Scored {N_DEMO_MUTANTS} of {N_DEMO_MUTANTS} rows with 1 model(s), K = 20 samples." in result.stderr
+    assert "Not scored" not in result.stderr
+    match = re.search(r"Spearman rho = (-?[\d.]+) against 'fitness' over (\d+) mutants \(0 excluded", result.stdout)
+    assert match, result.stdout
+    rho = float(match.group(1))
+    assert int(match.group(2)) == N_DEMO_MUTANTS
+    assert rho > MIN_VAE_RHO, rho
+    assert f"Wrote {N_DEMO_MUTANTS} rows to {out}" in result.stdout
+
+    # every input row and cell, in order, plus score, score_sem and status
+    given, scored = read_csv_text(DEMO_CSV), read_csv_text(out)
+    assert list(scored.columns) == list(given.columns) + ["score", "score_sem", "status"]
+    pd.testing.assert_frame_equal(scored[given.columns], given)
+    assert (scored["status"] == "ok").all()
+    score = scored["score"].astype(float).to_numpy()
+    sem = scored["score_sem"].astype(float).to_numpy()
+    assert np.isfinite(score).all() and np.isfinite(sem).all() and (sem > 0).all()
+
+    json_path = out.with_suffix(".spearman.json")
+    assert f"written to {json_path}" in result.stdout
+    payload = json.loads(json_path.read_text())
+    assert payload["rho"] == pytest.approx(rho, abs=5e-5)
+    assert payload["n"] == N_DEMO_MUTANTS and payload["fitness_col"] == "fitness"
+    assert payload["n_samples"] == 20 and payload["status_summary"] == {"ok": N_DEMO_MUTANTS}
+    # the rho in the JSON is that of the written scores
+    from scipy.stats import spearmanr
+    assert spearmanr(score, given["fitness"].astype(float)).statistic == pytest.approx(payload["rho"], abs=1e-3)
+
+
+def test_score_same_seed_same_file(vae_model, vae_scored, tmp_path):
+    again = tmp_path / "again.csv"
+    assert_ok(invoke("score", DEMO_CSV, "-m", vae_model[0], "-o", again, "--fitness-col", "fitness",
+                     "--samples", 20, "--no-progress", "--device", "cpu"))
+    assert again.read_bytes() == vae_scored[0].read_bytes()
+
+
+def test_independent_model_end_to_end(independent_model, tmp_path):
+    table = tmp_path / "demo_mutants.csv"
+    table.write_bytes(DEMO_CSV.read_bytes())
+    info = assert_ok(invoke("info", independent_model)).stdout
+    assert re.search(r"kind: independent$", info, re.MULTILINE)
+    # no -o: <stem>_scored.csv beside the input; the 'fitness' column is found without --fitness-col
+    result = assert_ok(invoke("score", table, "-m", independent_model, "--no-progress", "--device", "cpu"))
+    out = tmp_path / "demo_mutants_scored.csv"
+    assert f"Wrote {N_DEMO_MUTANTS} rows to {out}" in result.stdout
+    rho = json.loads((tmp_path / "demo_mutants_scored.spearman.json").read_text())["rho"]
+    assert rho > MIN_INDEPENDENT_RHO, rho
+    scored = read_csv_text(out)
+    assert len(scored) == N_DEMO_MUTANTS and (scored["score_sem"].astype(float) == 0).all()
+
+
+# --- weights and simulate ------------------------------------------------------------------------------
+
+
+def test_weights_on_the_demo(tmp_path):
+    out = tmp_path / "w.npy"
+    result = assert_ok(invoke("weights", DEMO_A2M, "-o", out, "--device", "cpu"))
+    match = re.search(r"^Neff = ([\d.]+) \(theta = 0.2;", result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    weights = np.load(out)
+    assert weights.shape == (3000,) and weights.dtype == np.float64
+    assert weights.sum() == pytest.approx(float(match.group(1)), abs=0.005)
+    assert float(match.group(1)) == pytest.approx(653.62, abs=0.01)
+    assert "Sequences: 3000 kept, 0 dropped" in result.stdout
+    assert f"Wrote 3000 weights to {out}" in result.stdout
+
+
+def test_simulate_regenerates_the_committed_demo(tmp_path):
+    result = assert_ok(invoke("simulate", "-o", tmp_path))
+    assert "n_seqs = 3000" in result.stdout and "spearman_si_singles = " in result.stdout
+    assert (tmp_path / "demo.a2m").read_bytes() == DEMO_A2M.read_bytes()
+    assert (tmp_path / "demo_mutants.csv").read_bytes() == DEMO_CSV.read_bytes()
+
+
+# --- bad input: one line, exit status 2, no traceback ----------------------------------------------------
+
+
+ALIGNMENT_ERRORS = {
+    # name: (file text, extra options, fragments of the message besides the file name)
+    "empty": ("", [], ["file is empty"]),
+    "not_fasta": ("mutant,fitness\nA1C,0.5\n", [], ["not a FASTA", "line 1"]),
+    "ragged_a2m": (">wt\nACDEF\n>s1\nACDE\n>s2\nACDEF\n", ["--msa-format", "a2m"],
+                   ["different aligned lengths", "'s1'", "'wt'"]),
+    "ragged_auto": (">wt\nACDEF\n>s1\nACDEF\n>s2\nACDEFGH\n", [], ["different aligned lengths", "'s2'"]),
+    "focus_missing": (">wt\nACDEF\n>s1\nACDEG\n", ["--focus", "nosuchseq"], ["'nosuchseq'", "not found"]),
+    "duplicate_names": (">wt\nACDEF\n>s1 first\nACDEG\n>s1 second\nACDEF\n", [],
+                        ["duplicate record id 's1'", "records 2 and 3"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ALIGNMENT_ERRORS))
+def test_bad_alignment_weights(case, tmp_path):
+    text, options, fragments = ALIGNMENT_ERRORS[case]
+    msa = tmp_path / f"{case}.a2m"
+    msa.write_text(text)
+    out = tmp_path / "w.npy"
+    assert_user_error(invoke("weights", msa, "-o", out, "--device", "cpu", *options), str(msa), *fragments)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["empty", "duplicate_names"])
+def test_bad_alignment_train(case, tmp_path):
+    text, options, fragments = ALIGNMENT_ERRORS[case]
+    msa = tmp_path / f"{case}.a2m"
+    msa.write_text(text)
+    out = tmp_path / "model.pt"
+    assert_user_error(invoke("train", msa, "-o", out, "--steps", 5, "--no-progress", "--device", "cpu", *options),
+                      str(msa), *fragments)
+    assert not out.exists()
+
+
+def test_missing_alignment(tmp_path):
+    msa = tmp_path / "nothere.a2m"
+    assert_user_error(invoke("weights", msa, "-o", tmp_path / "w.npy"), str(msa))
+
+
+@pytest.mark.parametrize("theta", ["0", "1", "1.5", "-0.2", "nan"])
+def test_weights_theta_outside_0_1(theta, tmp_path):
+    out = tmp_path / "w.npy"
+    assert_user_error(invoke("weights", DEMO_A2M, "--theta", theta, "-o", out),
+                      "theta must be strictly between 0 and 1")
+    assert not out.exists()
+
+
+@pytest.fixture(params=["random_bytes", "truncated", "foreign_torch_file", "text", "missing"])
+def bad_checkpoint(request, vae_model, tmp_path) -> tuple[Path, str]:
+    """A file that is not a usable checkpoint, and a fragment of the expected message."""
+    path = tmp_path / f"{request.param}.pt"
+    if request.param == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+        return path, "not a readable deepseqvae checkpoint"
+    if request.param == "truncated":
+        data = vae_model[0].read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return path, "not a readable deepseqvae checkpoint"
+    if request.param == "foreign_torch_file":
+        import torch
+
+        torch.save({"state": {"w": torch.zeros(3)}}, path)
+        return path, "not a deepseqvae checkpoint"
+    if request.param == "text":
+        path.write_text("mutant,fitness\nA1C,0.5\n")
+        return path, "not a readable deepseqvae checkpoint"
+    return path, "no such checkpoint file"
+
+
+def test_bad_checkpoint_info(bad_checkpoint):
+    path, fragment = bad_checkpoint
+    assert_user_error(invoke("info", path), str(path), fragment)
+
+
+def test_bad_checkpoint_score(bad_checkpoint, tmp_path):
+    path, fragment = bad_checkpoint
+    out = tmp_path / "scored.csv"
+    assert_user_error(invoke("score", DEMO_CSV, "-m", path, "-o", out, "--no-progress", "--device", "cpu"),
+                      str(path), fragment)
+    assert not out.exists()
+
+
+def test_no_scorable_row_suggests_a_cause(independent_model, demo_focus, tmp_path):
+    # every wild-type letter is wrong: another protein?
+    table = tmp_path / "other_protein.csv"
+    rows = [f"{'W' if demo_focus[p - 1] != 'W' else 'Y'}{p}A" for p in range(1, 11)]
+    table.write_text("mutant,fitness\n" + "".join(f"{m},{k}\n" for k, m in enumerate(rows)))
+    out = tmp_path / "out.csv"
+    assert_user_error(invoke("score", table, "-m", independent_model, "-o", out, "--no-progress"),
+                      str(table), "no mutant can be scored", "wild-type letters do not match", "wt_mismatch: 10")
+    assert not out.exists()
+
+
+def test_no_scorable_row_shifted_numbering_suggests_offset(independent_model, demo_focus, tmp_path):
+    # the right letters, numbered 5 too high: the message proposes --offset -5, which then works
+    positions = [p for p in range(1, 31) if demo_focus[p - 1] != demo_focus[p + 4]]
+    rows = []
+    for p in positions:
+        wt = demo_focus[p - 1]
+        rows.append(f"{wt}{p + 5}{'A' if wt != 'A' else 'G'}")
+    table = tmp_path / "shifted.csv"
+    table.write_text("mutant\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out.csv"
+    assert_user_error(invoke("score", table, "-m", independent_model, "-o", out, "--no-progress"),
+                      str(table), "positions look shifted by -5", "try --offset -5")
+    result = assert_ok(invoke("score", table, "-m", independent_model, "-o", out, "--offset", -5, "--no-progress"))
+    assert f"Scored {len(rows)} of {len(rows)} rows" in result.stderr
+    assert (read_csv_text(out)["status"] == "ok").all()
+
+
+def test_strict_fails_on_one_bad_row(independent_model, demo_focus, tmp_path):
+    bad_wt = "W" if demo_focus[1] != "W" else "Y"
+    table = tmp_path / "one_bad.csv"
+    table.write_text(f"mutant,fitness\n{demo_focus[0]}1A,1\n{bad_wt}2A,2\n{demo_focus[2]}3C,3\n")
+    out = tmp_path / "out.csv"
+    assert_user_error(invoke("score", table, "-m", independent_model, "-o", out, "--strict", "--no-progress"),
+                      str(table), f"row 2 ('{bad_wt}2A')", "wt_mismatch", "--strict")
+    assert not out.exists()
+    # without --strict the row is kept with a status
+    assert_ok(invoke("score", table, "-m", independent_model, "-o", out, "--no-progress"))
+    assert read_csv_text(out)["status"].str.split(":").str[0].tolist() == ["ok", "wt_mismatch", "ok"]
+
+
+def test_score_refuses_to_overwrite_its_input(independent_model, tmp_path):
+    table = tmp_path / "mutants.csv"
+    table.write_bytes(DEMO_CSV.read_bytes())
+    (tmp_path / "sub").mkdir()
+    for output in (table, tmp_path / "sub" / ".." / "mutants.csv"):
+        assert_user_error(invoke("score", table, "-m", independent_model, "-o", output, "--no-progress"),
+                          "refusing to overwrite the input table", "mutants.csv")
+    assert table.read_bytes() == DEMO_CSV.read_bytes()
+
+
+def test_missing_mutant_table(independent_model, tmp_path):
+    table = tmp_path / "nothere.csv"
+    assert_user_error(invoke("score", table, "-m", independent_model, "-o", tmp_path / "o.csv"),
+                      "mutant table not found", str(table))
+
+
+# --- unscorable rows are kept --------------------------------------------------------------------------
+
+
+def test_score_keeps_unscorable_rows_with_a_status(vae_model, demo_focus, tmp_path):
+    good = f"{demo_focus[0]}1{'A' if demo_focus[0] != 'A' else 'C'}"
+    bad_wt = "W" if demo_focus[1] != "W" else "Y"
+    rows = [good, f"{bad_wt}2A", f"{demo_focus[0]}100A", f"{demo_focus[0]}1*"]
+    table = tmp_path / "mixed.csv"
+    table.write_text("id,mutant\n" + "".join(f"r{k},{m}\n" for k, m in enumerate(rows)))
+    out = tmp_path / "mixed_out.csv"
+    result = assert_ok(invoke("score", table, "-m", vae_model[0], "-o", out, "--samples", 5, "--no-progress",
+                              "--device", "cpu"))
+    assert "Scored 1 of 4 rows with 1 model(s), K = 5 samples." in result.stderr
+    assert "Not scored (kept with an empty score): stop 1, position_not_modelled 1, wt_mismatch 1" in result.stderr
+    assert "Spearman" not in result.output  # no fitness column
+    assert not out.with_suffix(".spearman.json").exists()
+    scored = read_csv_text(out)
+    assert scored["id"].tolist() == ["r0", "r1", "r2", "r3"] and scored["mutant"].tolist() == rows
+    status = scored["status"].tolist()
+    assert status[0] == "ok"
+    assert status[1] == f"wt_mismatch: {bad_wt}2 but focus has {demo_focus[1]}2"
+    assert status[2].startswith("position_not_modelled: 100 ") and "1-60" in status[2]
+    assert status[3].startswith("stop: ")
+    assert scored["score"].tolist()[1:] == ["", "", ""] and scored["score_sem"].tolist()[1:] == ["", "", ""]
+    assert math.isfinite(float(scored["score"][0]))
+
+
+# --- atomic writes -------------------------------------------------------------------------------------
+
+
+def test_failed_score_leaves_an_existing_output_untouched(independent_model, demo_focus, tmp_path):
+    table = tmp_path / "one_bad.csv"
+    bad_wt = "W" if demo_focus[1] != "W" else "Y"
+    table.write_text(f"mutant\n{demo_focus[0]}1A\n{bad_wt}2A\n")
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_user_error(invoke("score", table, "-m", independent_model, "-o", out, "--strict", "--no-progress"),
+                      "row 2")
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_crash_while_writing_leaves_an_existing_output_untouched(independent_model, tmp_path, monkeypatch):
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+
+    def half_written(self, fh, *args, **kwargs):
+        fh.write("mutant,fitness,score\nH1A,")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
+    result = invoke("score", DEMO_CSV, "-m", independent_model, "-o", out, "--no-progress")
+    assert result.exit_code != 0 and isinstance(result.exception, OSError)
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temporary file left behind
+
+
+def test_failed_weights_leaves_an_existing_output_untouched(tmp_path):
+    msa = tmp_path / "dup.a2m"
+    msa.write_text(ALIGNMENT_ERRORS["duplicate_names"][0])
+    out = tmp_path / "w.npy"
+    out.write_bytes(b"precious")
+    assert_user_error(invoke("weights", msa, "-o", out), "duplicate record id")
+    assert out.read_bytes() == b"precious"
+
+
+# --- a real process ------------------------------------------------------------------------------------
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_real_process_bad_input_one_line_exit_2(tmp_path):
+    msa = tmp_path / "empty.a2m"
+    msa.write_text("")
+    proc = _run([sys.executable, "-m", "deepseqvae.cli", "weights", str(msa), "-o", str(tmp_path / "w.npy")], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"Error: {msa}: file is empty"]
+
+
+def test_real_process_corrupt_checkpoint(tmp_path):
+    ckpt = tmp_path / "junk.pt"
+    ckpt.write_bytes(b"\x00garbage" * 100)
+    script = Path(sys.executable).with_name("deepseqvae")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "deepseqvae.cli"]
+    proc = _run(cmd + ["info", str(ckpt)], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {ckpt}: not a readable deepseqvae checkpoint"), lines
