@@ -1,0 +1,206 @@
+"""Figures for exploring a family: saturation-scan heatmaps and latent-space maps (matplotlib, headless).
+
+Figures are built as :class:`matplotlib.figure.Figure` objects without pyplot, so no window or
+global figure state is involved; the Agg backend is selected on import unless pyplot is already in
+use (an interactive session keeps its own backend). Every figure has a title, axis labels and a
+colour bar and is saved at :data:`DPI` with a size that depends only on the data's shape, so the
+pixel size of a PNG is predictable (:func:`heatmap_figsize`, :data:`LATENT_FIGSIZE`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+import numpy as np
+
+if "matplotlib.pyplot" not in sys.modules:  # headless: never needs a display
+    matplotlib.use("Agg")
+
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .alphabet import ALPHABET, N_AA  # noqa: E402
+from .errors import DeepSeqVAEError  # noqa: E402
+from .fileio import atomic_path  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .explore import ScanResult
+
+#: resolution of every saved figure (pixels per inch)
+DPI = 100
+#: heatmap width in inches (whatever L), height of one panel of positions, and room for title and labels
+HEATMAP_WIDTH = 12.0
+HEATMAP_PANEL_HEIGHT = 2.4
+HEATMAP_MARGIN_HEIGHT = 0.8
+#: latent-map size in inches
+LATENT_FIGSIZE = (7.0, 6.0)
+#: ``gid`` of the heatmap panels' meshes (the colour bar's mesh has none), to find them in a Figure
+HEATMAP_GID = "heatmap"
+#: largest ratio between the two halves of the diverging colour scale (see :func:`diverging_norm`)
+MAX_ASYMMETRY = 10.0
+
+
+def heatmap_layout(L: int, max_per_row: int = 100) -> tuple[int, int]:
+    """``(panels, positions per panel)``: as few panels of at most ``max_per_row`` positions, balanced."""
+    if L < 1 or max_per_row < 1:
+        raise ValueError("L and max_per_row must be positive")
+    n_panels = math.ceil(L / max_per_row)
+    return n_panels, math.ceil(L / n_panels)
+
+
+def heatmap_figsize(L: int, max_per_row: int = 100) -> tuple[float, float]:
+    """Size in inches of :func:`plot_heatmap`'s figure (times :data:`DPI` gives the PNG's pixels)."""
+    n_panels, _ = heatmap_layout(L, max_per_row)
+    return HEATMAP_WIDTH, HEATMAP_MARGIN_HEIGHT + n_panels * HEATMAP_PANEL_HEIGHT
+
+
+def diverging_norm(values: np.ndarray) -> TwoSlopeNorm:
+    """A colour scale centred at 0 from the data's minimum to its maximum.
+
+    When one side is much shorter than the other (e.g. tiny positive ΔELBOs next to large
+    negative ones), it is stretched to at least 1/:data:`MAX_ASYMMETRY` of the other so that small
+    values do not get the deepest colour.
+    """
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    lo = float(finite.min()) if finite.size else -1.0
+    hi = float(finite.max()) if finite.size else 1.0
+    span = max(-lo, hi, 1e-9)
+    lo = min(lo, -span / MAX_ASYMMETRY)
+    hi = max(hi, span / MAX_ASYMMETRY)
+    return TwoSlopeNorm(vcenter=0.0, vmin=lo, vmax=hi)
+
+
+def plot_heatmap(
+    matrix: np.ndarray,
+    positions: np.ndarray | list[int],
+    focus_seq: str,
+    *,
+    title: str = "Saturation scan",
+    colorbar_label: str = "score",
+    max_per_row: int = 100,
+    cmap: str = "RdBu",
+) -> Figure:
+    """Heatmap of an ``(L, 20)`` score matrix (columns in ALPHABET order), wrapped into panels.
+
+    Positions run along x in residue numbering (ticks every 10th residue), the 20 amino acids
+    along y; each panel holds at most ``max_per_row`` positions, so a 1,000-residue protein stays
+    readable. The wild-type cell of each position is marked with a black dot. The colour scale is
+    diverging and centred at 0 (red: lower = more deleterious, blue: higher); NaN cells are grey.
+    The panels' meshes (gid :data:`HEATMAP_GID`) hold exactly ``L × 20`` cells in total.
+    """
+    matrix = np.asarray(matrix, dtype=float)  # (L, 20)
+    L = matrix.shape[0]
+    if matrix.shape != (L, N_AA) or len(positions) != L or len(focus_seq) != L:
+        raise ValueError(f"expected an (L, {N_AA}) matrix with L positions and L wild-type residues")
+    positions = np.asarray(positions, dtype=np.int64)
+    n_panels, per_row = heatmap_layout(L, max_per_row)
+    fig = Figure(figsize=heatmap_figsize(L, max_per_row), dpi=DPI, layout="constrained")
+    axes = fig.subplots(n_panels, 1, squeeze=False)[:, 0]
+    norm = diverging_norm(matrix)
+    colormap = matplotlib.colormaps[cmap].with_extremes(bad="0.8")
+    wt_codes = np.array([ALPHABET.index(a) for a in focus_seq])  # (L,)
+    mesh = None
+    for i, ax in enumerate(axes):
+        cols = slice(i * per_row, min((i + 1) * per_row, L))
+        block = matrix[cols].T  # (20, n_i): amino acids down, positions across
+        n_i = block.shape[1]
+        mesh = ax.pcolormesh(np.arange(n_i + 1), np.arange(N_AA + 1), np.ma.masked_invalid(block),
+                             cmap=colormap, norm=norm, shading="flat")
+        mesh.set_gid(HEATMAP_GID)
+        ax.scatter(np.arange(n_i) + 0.5, wt_codes[cols] + 0.5, s=4, c="black", marker="o", linewidths=0)
+        ax.set_xlim(0, per_row)  # equal cell widths in every panel
+        ax.set_ylim(N_AA, 0)     # A at the top
+        ax.set_yticks(np.arange(N_AA) + 0.5, list(ALPHABET), fontsize=5.5)
+        pos_i = positions[cols]
+        step = 10 if per_row > 30 else (5 if per_row > 10 else 1)
+        ticks = np.flatnonzero(pos_i % step == 0)
+        ax.set_xticks(ticks + 0.5, [str(p) for p in pos_i[ticks]], fontsize=7)
+        ax.tick_params(length=2, pad=1)
+        ax.set_ylabel("substitution", fontsize=8)
+    axes[-1].set_xlabel("residue number  (● = wild-type residue)", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    cbar = fig.colorbar(mesh, ax=list(axes), label=colorbar_label, fraction=0.02, pad=0.01,
+                        aspect=max(10, 10 * n_panels))
+    cbar.ax.set_yscale("linear")  # bar linear in the values, so ticks are evenly spaced on both sides of 0
+    return fig
+
+
+def plot_scan_heatmap(result: "ScanResult", *, max_per_row: int = 100) -> Figure:
+    """:func:`plot_heatmap` of a :class:`~deepseqvae.explore.ScanResult` with a descriptive title."""
+    if result.kind == "vae":
+        what, label = f"ΔELBO, K = {result.n_samples} samples", "ΔELBO (mutant − wild type)"
+    else:
+        what, label = "site-independent log-ratio", "log p(mutant) − log p(wild type)"
+    lo, hi = int(result.positions[0]), int(result.positions[-1])
+    title = (f"Saturation scan of {result.focus_id}: {len(result.mutants):,} single substitutions at "
+             f"{len(result.focus_seq)} positions ({lo}-{hi}); {what}")
+    return plot_heatmap(result.matrix(), result.positions, result.focus_seq, title=title, colorbar_label=label,
+                        max_per_row=max_per_row)
+
+
+def plot_latent(
+    coords: np.ndarray,
+    values: np.ndarray | None = None,
+    *,
+    focus_index: int | None = None,
+    focus_label: str = "focus",
+    xlabel: str = "z1",
+    ylabel: str = "z2",
+    color_label: str = "",
+    title: str = "Latent space",
+    cmap: str = "viridis",
+) -> Figure:
+    """Scatter of 2-D latent coordinates ``(N, 2)`` coloured by ``values`` (N,), focus as a labelled star.
+
+    Sequences without a value (NaN) are drawn in light grey underneath the others.
+    """
+    coords = np.asarray(coords, dtype=float)  # (N, 2)
+    N = coords.shape[0]
+    fig = Figure(figsize=LATENT_FIGSIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    size = float(np.clip(20000.0 / max(N, 1), 1.0, 30.0))
+    if values is None:
+        ax.scatter(coords[:, 0], coords[:, 1], s=size, c="tab:blue", alpha=0.6, linewidths=0, rasterized=True)
+    else:
+        values = np.asarray(values, dtype=float)  # (N,)
+        ok = np.isfinite(values)
+        if (~ok).any():
+            ax.scatter(coords[~ok, 0], coords[~ok, 1], s=size, c="0.8", linewidths=0, rasterized=True,
+                       label="no value")
+            ax.legend(loc="lower right", fontsize=8, frameon=False)
+        order = np.flatnonzero(ok)[np.argsort(values[ok], kind="stable")]  # high values drawn on top
+        pts = ax.scatter(coords[order, 0], coords[order, 1], s=size, c=values[order], cmap=cmap, alpha=0.8,
+                         linewidths=0, rasterized=True)
+        fig.colorbar(pts, ax=ax, label=color_label, shrink=0.9)
+    if focus_index is not None:
+        x, y = coords[focus_index]
+        ax.scatter([x], [y], marker="*", s=260, c="red", edgecolors="black", linewidths=0.8, zorder=5)
+        ax.annotate(focus_label, (x, y), xytext=(8, 8), textcoords="offset points", fontsize=9, zorder=6,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.5", "alpha": 0.85})
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
+    """Save ``fig`` atomically at ``dpi``; the format follows the suffix (PNG without one)."""
+    path = Path(path)
+    fmt = path.suffix[1:].lower() or "png"
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise DeepSeqVAEError(f"{path}: cannot save a figure as '.{fmt}' (use one of "
+                              f"{', '.join('.' + k for k in sorted(supported))})")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt)
+    return path
+
+
+__all__ = ["DPI", "HEATMAP_GID", "LATENT_FIGSIZE", "heatmap_layout", "heatmap_figsize", "diverging_norm",
+           "plot_heatmap", "plot_scan_heatmap", "plot_latent", "save_figure"]

@@ -1,0 +1,302 @@
+"""Exploring a family: saturation scans (== score), heatmaps, latent maps, generated sequences."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from matplotlib.collections import QuadMesh
+
+from deepseqvae.alphabet import ALPHABET, N_AA, one_hot
+from deepseqvae.checkpoint import build_model, load_checkpoint
+from deepseqvae.cli import main
+from deepseqvae.errors import CheckpointError, DeepSeqVAEError
+from deepseqvae.explore import (decode_argmax, embed_alignment, encode_latent, identity_to_focus,
+                                interpolate_sequences, latent_2d, positions_path, read_values, sample_sequences,
+                                saturation_mutants, saturation_scan, write_scan)
+from deepseqvae.mutations import read_mutant_table
+from deepseqvae.pipeline import train_from_alignment
+from deepseqvae.plots import (DPI, HEATMAP_GID, LATENT_FIGSIZE, heatmap_figsize, plot_heatmap, plot_latent,
+                              plot_scan_heatmap, save_figure)
+from deepseqvae.score import score_table
+
+DEMO = Path(__file__).resolve().parent.parent / "alignments" / "demo.a2m"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+HEADER_RE = re.compile(r"^>(?P<id>\S+)(?: t=(?P<t>[0-9.]+))? identity=(?P<identity>[0-9.]+) "
+                       r"elbo=(?P<elbo>-?[0-9.]+|nan)$")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny VAE (D = 2, 20 steps) and the independent baseline, both trained on the demo family."""
+    d = tmp_path_factory.mktemp("explore")
+    vae, ind = d / "vae.pt", d / "ind.pt"
+    train_from_alignment(DEMO, vae, model_options=dict(encoder_hidden=(32,), latent_dim=2, decoder_hidden=(16, 32),
+                                                       dictionary_size=4, sparsity_tiles=4),
+                         train_options=dict(steps=20, batch_size=50, checkpoint_every=0, log_every=10), device="cpu")
+    train_from_alignment(DEMO, ind, model_kind="independent", device="cpu")
+    return {"vae": vae, "independent": ind, "dir": d}
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def png_shape(path: Path) -> tuple[int, int]:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    img = mpimg.imread(path)
+    return img.shape[0], img.shape[1]
+
+
+def heatmap_meshes(fig) -> list[QuadMesh]:
+    return [c for ax in fig.axes for c in ax.collections if isinstance(c, QuadMesh) and c.get_gid() == HEATMAP_GID]
+
+
+def mesh_cells(fig) -> int:
+    return sum(m.get_array().size for m in heatmap_meshes(fig))
+
+
+# --- saturation scan ------------------------------------------------------------------------
+
+
+def test_saturation_mutants_cover_every_substitution_once():
+    names, changes = saturation_mutants("MKT", [5, 6, 8])
+    assert len(names) == 3 * 19 == len(set(names))
+    assert names[0] == "M5A" and names[19] == "K6A" and names[-1] == "T8Y"
+    assert all(n[0] != n[-1] for n in names)  # no synonymous
+    assert changes[0] == ((0, ALPHABET.index("A")),) and changes[-1] == ((2, ALPHABET.index("Y")),)
+
+
+def test_scan_equals_score_and_writes_summary(models, tmp_path):
+    ckpt = load_checkpoint(models["vae"])
+    L = len(ckpt.info.focus_seq)
+    res = saturation_scan(ckpt, n_samples=5, seed=3)
+    assert len(res.mutants) == 19 * L and res.n_samples == 5
+    assert not any(m[0] == m[-1] for m in res.mutants)
+    out, pos = write_scan(res, tmp_path / "singles.csv")
+    assert pos == positions_path(out) == tmp_path / "singles_positions.csv"
+    # The same mutants through score_table, with the same seed and K: identical numbers.
+    table = read_mutant_table(out)
+    frame = score_table([ckpt], table, n_samples=5, seed=3).frame
+    assert np.array_equal(frame["score_deepseqvae"].to_numpy(float), res.score)
+    assert np.array_equal(frame["score_sem_deepseqvae"].to_numpy(float), res.score_sem)
+    assert (res.score_sem > 0).all()
+    # Per-position summary: mean / min / max of the 19 rows of each position.
+    scan = pd.read_csv(out)
+    summary = pd.read_csv(pos)
+    assert list(summary.columns) == ["position", "wt", "mean_score", "min_score", "max_score"]
+    assert len(summary) == L and list(summary["position"]) == list(ckpt.info.positions)
+    assert "".join(summary["wt"]) == ckpt.info.focus_seq
+    by_pos = scan["mutant"].str[1:-1].astype(int)
+    for p in (1, 30, 60):
+        rows = scan.loc[by_pos == p, "score"]
+        assert len(rows) == 19
+        row = summary.set_index("position").loc[p]
+        assert row["mean_score"] == pytest.approx(rows.mean(), rel=1e-5)
+        assert row["min_score"] == pytest.approx(rows.min(), rel=1e-5)
+        assert row["max_score"] == pytest.approx(rows.max(), rel=1e-5)
+    m = res.matrix()
+    assert m.shape == (L, N_AA)
+    wt = [ALPHABET.index(a) for a in ckpt.info.focus_seq]
+    assert (m[np.arange(L), wt] == 0).all()
+
+
+def test_scan_of_independent_model_uses_its_log_ratio(models):
+    ckpt = load_checkpoint(models["independent"])
+    res = saturation_scan(ckpt)
+    model = build_model(ckpt)
+    wt = np.array([ALPHABET.index(a) for a in ckpt.info.focus_seq], dtype=np.int8)
+    _, changes = saturation_mutants(ckpt.info.focus_seq, ckpt.info.positions)
+    assert np.array_equal(res.score, model.delta(wt, changes))
+    assert (res.score_sem == 0).all() and res.n_samples is None
+
+
+def test_heatmap_has_l_by_20_cells_and_expected_png_size(models, tmp_path):
+    res = saturation_scan(load_checkpoint(models["vae"]), n_samples=2)
+    L = len(res.focus_seq)
+    fig = plot_scan_heatmap(res)
+    assert mesh_cells(fig) == L * 20
+    assert fig._suptitle.get_text().startswith("Saturation scan of DEMO")
+    path = save_figure(fig, tmp_path / "heat.png")
+    w, h = heatmap_figsize(L)
+    assert png_shape(path) == (round(h * DPI), round(w * DPI))
+
+
+def test_heatmap_wraps_long_proteins_into_panels():
+    rng = np.random.default_rng(0)
+    L = 253
+    seq = "".join(rng.choice(list(ALPHABET), L))
+    fig = plot_heatmap(rng.normal(size=(L, 20)), np.arange(24, 24 + L), seq, max_per_row=100)
+    assert len(heatmap_meshes(fig)) == 3 and mesh_cells(fig) == L * 20
+    assert heatmap_figsize(L, 100)[1] > heatmap_figsize(60, 100)[1]
+
+
+def test_cli_scan_matches_cli_score(models, tmp_path):
+    out = tmp_path / "s.csv"
+    r = run_cli("scan", "--model", models["vae"], "-o", out, "--plot", tmp_path / "h.png", "--samples", 3,
+                "--seed", 7, "--device", "cpu", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s_positions.csv").exists() and png_shape(tmp_path / "h.png")[1] == 12 * DPI
+    r = run_cli("score", out, "--model", models["vae"], "-o", tmp_path / "scored.csv", "--samples", 3, "--seed", 7,
+                "--device", "cpu", "--no-progress")
+    assert r.exit_code == 0, r.output
+    scan = pd.read_csv(out, dtype=str)
+    scored = pd.read_csv(tmp_path / "scored.csv", dtype=str)
+    assert list(scan["score"]) == list(scored["score_deepseqvae"])
+    assert list(scan.columns) == ["mutant", "score", "score_sem"]
+
+
+# --- latent space ---------------------------------------------------------------------------
+
+
+def test_embed_rows_and_logvar(models):
+    ckpt = load_checkpoint(models["vae"])
+    emb = embed_alignment(ckpt, DEMO, batch_size=700)
+    aln = emb.alignment
+    assert emb.mu.shape == (aln.N, 2) == emb.logvar.shape
+    frame = emb.frame()
+    assert list(frame.columns) == ["id", "z1", "z2", "logvar1", "logvar2"] and len(frame) == aln.N
+    model = build_model(ckpt)
+    with torch.no_grad():
+        mu, log_sigma = model.encoder(one_hot(torch.tensor(aln.codes[:5])))
+    np.testing.assert_allclose(emb.mu[:5], mu.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(emb.logvar[:5], 2 * log_sigma.numpy(), rtol=1e-5, atol=1e-6)
+    mu_b, _ = encode_latent(model, aln.codes, batch_size=3000)
+    np.testing.assert_allclose(emb.mu, mu_b, rtol=1e-5, atol=1e-6)
+
+
+def test_embed_rejects_alignment_with_other_columns(models, tmp_path):
+    ckpt = load_checkpoint(models["vae"])
+    lines = DEMO.read_text().splitlines()[:40]
+    short = tmp_path / "short.a2m"
+    short.write_text("\n".join(ln if ln.startswith(">") else ln[:50] for ln in lines) + "\n")
+    with pytest.raises(DeepSeqVAEError, match=r"short\.a2m: its modelled columns \(50 columns"):
+        embed_alignment(ckpt, short)
+    with pytest.raises(DeepSeqVAEError, match="demo.a2m: its modelled columns"):
+        embed_alignment(ckpt, DEMO, align_opts={"first_index": 5})
+    with pytest.raises(CheckpointError, match="needs a VAE checkpoint"):
+        embed_alignment(load_checkpoint(models["independent"]), DEMO)
+
+
+def test_latent_2d_pca_and_identity():
+    rng = np.random.default_rng(1)
+    mu = rng.normal(size=(200, 4)) * np.array([5.0, 2.0, 0.5, 0.1])
+    coords, xl, yl = latent_2d(mu)
+    assert coords.shape == (200, 2) and xl.startswith("PC1") and yl.startswith("PC2")
+    assert coords[:, 0].var() > coords[:, 1].var() > 0.5 * mu[:, 1].var()
+    assert latent_2d(mu[:, :2])[0] is not None and latent_2d(mu[:, :2])[1] == "z1"
+    codes = np.array([[0, 1, 2, 20], [0, 1, 2, 3]], dtype=np.int8)
+    assert identity_to_focus(codes, np.array([0, 1, 2, 3])).tolist() == [0.75, 1.0]
+
+
+def test_read_values(tmp_path):
+    p = tmp_path / "v.csv"
+    p.write_text("id,value\na,1.5\nc,2\n")
+    out = read_values(p, ["a", "b", "c"])
+    assert out[0] == 1.5 and np.isnan(out[1]) and out[2] == 2.0
+    (tmp_path / "bad.csv").write_text("name,value\na,1\n")
+    with pytest.raises(DeepSeqVAEError, match="needs columns 'id' and 'value'"):
+        read_values(tmp_path / "bad.csv", ["a"])
+    with pytest.raises(DeepSeqVAEError, match="none of its 2 ids"):
+        read_values(p, ["x"])
+
+
+def test_latent_plot_png_size(tmp_path):
+    coords = np.random.default_rng(0).normal(size=(50, 2))
+    values = np.linspace(0, 1, 50)
+    values[3] = np.nan
+    fig = plot_latent(coords, values, focus_index=0, focus_label="WT", color_label="v", title="t")
+    assert fig.axes[0].get_title() == "t" and fig.axes[0].get_xlabel() == "z1"
+    path = save_figure(fig, tmp_path / "lat.png")
+    assert png_shape(path) == (round(LATENT_FIGSIZE[1] * DPI), round(LATENT_FIGSIZE[0] * DPI))
+
+
+def test_cli_embed(models, tmp_path):
+    values = tmp_path / "vals.csv"
+    values.write_text("id,value\nDEMO/1-60,1\nSIM_000001/1-60,2\n")
+    for color in ("weight", "identity", values):
+        r = run_cli("embed", DEMO, "--model", models["vae"], "-o", tmp_path / "lat.csv", "--plot", tmp_path / "lat.png",
+                    "--color-by", color, "--device", "cpu")
+        assert r.exit_code == 0, r.output
+        assert png_shape(tmp_path / "lat.png") == (600, 700)
+    assert len(pd.read_csv(tmp_path / "lat.csv")) == 3000
+    r = run_cli("embed", DEMO, "--model", models["independent"], "-o", tmp_path / "x.csv")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "needs a VAE checkpoint" in r.output
+    r = run_cli("embed", DEMO, "--model", models["vae"], "-o", tmp_path / "x.csv", "--first-index", "3")
+    assert r.exit_code == 2 and "modelled columns" in r.output
+    r = run_cli("embed", DEMO, "--model", models["vae"], "-o", tmp_path / "x.csv", "--color-by", "nofile.csv")
+    assert r.exit_code == 2
+
+
+# --- generation -----------------------------------------------------------------------------
+
+
+def test_sample_count_reproducible_and_headers(models, tmp_path):
+    ckpt = load_checkpoint(models["vae"])
+    a = sample_sequences(ckpt, 7, seed=1, batch_size=3, elbo_samples=2)
+    b = sample_sequences(ckpt, 7, seed=1, batch_size=3, elbo_samples=2)
+    c = sample_sequences(ckpt, 7, seed=2, batch_size=3, elbo_samples=2)
+    assert len(a) == 7 and [r.seq for r in a] == [r.seq for r in b] and [r.elbo for r in a] == [r.elbo for r in b]
+    assert [r.seq for r in a] != [r.seq for r in c]
+    focus = ckpt.info.focus_seq
+    for rec in a:
+        m = HEADER_RE.match(">" + rec.header())
+        assert m, rec.header()
+        assert len(rec.seq) == len(focus) and set(rec.seq) <= set(ALPHABET)
+        assert float(m["identity"]) == pytest.approx(np.mean([x == y for x, y in zip(rec.seq, focus)]), abs=0.005)
+        assert np.isfinite(float(m["elbo"])) and float(m["elbo"]) < 0
+    assert a[0].id == "gen_0001"
+    # From the posterior around the focus, at a low temperature: closer to the focus than prior samples.
+    wt = np.array([ALPHABET.index(x) for x in focus], dtype=np.int8)
+    near = sample_sequences(ckpt, 20, seed=0, near=wt, temperature=0.1, elbo_samples=1)
+    prior = sample_sequences(ckpt, 20, seed=0, elbo_samples=1)
+    assert len(near) == 20
+    assert np.mean([r.identity for r in near]) > np.mean([r.identity for r in prior])
+
+
+def test_interpolation_endpoints(models):
+    ckpt = load_checkpoint(models["vae"])
+    emb = embed_alignment(ckpt, DEMO)
+    codes = emb.alignment.codes
+    recs = interpolate_sequences(ckpt, codes[0], codes[5], 5, elbo_samples=1)
+    assert len(recs) == 5 and recs[0].extra["t"] == "0.000" and recs[-1].extra["t"] == "1.000"
+    model = build_model(ckpt)
+    ends = decode_argmax(model, emb.mu[[0, 5]])
+    assert recs[0].seq == "".join(ALPHABET[i] for i in ends[0])
+    assert recs[-1].seq == "".join(ALPHABET[i] for i in ends[1])
+    with pytest.raises(DeepSeqVAEError, match="at least 2 steps"):
+        interpolate_sequences(ckpt, codes[0], codes[5], 1)
+
+
+def test_cli_sample(models, tmp_path):
+    out = tmp_path / "gen.fasta"
+    args = ["sample", "--model", models["vae"], "-n", 6, "-o", out, "--seed", 4, "--elbo-samples", 2,
+            "--device", "cpu"]
+    assert run_cli(*args).exit_code == 0
+    first = out.read_text()
+    assert run_cli(*args).exit_code == 0 and out.read_text() == first
+    headers = [ln for ln in first.splitlines() if ln.startswith(">")]
+    assert len(headers) == 6 and all(HEADER_RE.match(h) for h in headers)
+    r = run_cli("sample", "--model", models["vae"], "-n", 3, "-o", tmp_path / "near.fasta", "--near",
+                "SIM_000001/1-60", "--msa", DEMO, "--elbo-samples", 1, "--device", "cpu")
+    assert r.exit_code == 0 and (tmp_path / "near.fasta").read_text().count(">") == 3
+    r = run_cli("sample", "--model", models["vae"], "-o", tmp_path / "path.fasta", "--interpolate", "DEMO/1-60",
+                "SIM_000002/1-60", "--steps", 4, "--msa", DEMO, "--elbo-samples", 1, "--device", "cpu")
+    assert r.exit_code == 0
+    hs = [h for h in (tmp_path / "path.fasta").read_text().splitlines() if h.startswith(">")]
+    assert len(hs) == 4 and " t=0.000 " in hs[0] and " t=1.000 " in hs[-1]
+    r = run_cli("sample", "--model", models["vae"], "-n", 2, "-o", tmp_path / "x.fasta", "--near", "nope",
+                "--msa", DEMO)
+    assert r.exit_code == 2 and "no sequence 'nope'" in r.output
+    assert run_cli("sample", "--model", models["vae"], "-o", tmp_path / "x.fasta").exit_code == 2  # no -n
+    no_msa = run_cli("sample", "--model", models["vae"], "-n", 2, "-o", tmp_path / "x.fasta", "--near", "x")
+    assert no_msa.exit_code == 2 and "--msa" in no_msa.output
+    r = run_cli("sample", "--model", models["independent"], "-n", 2, "-o", tmp_path / "x.fasta")
+    assert r.exit_code == 2 and "needs a VAE checkpoint" in r.output
+    assert not (tmp_path / "x.fasta").exists()
