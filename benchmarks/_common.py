@@ -53,5 +53,17 @@ def header(title: str) -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
+    """Peak resident memory of this process so far, in MB.
+
+    Reads ``VmHWM`` from /proc/self/status: on Linux ``ru_maxrss`` of a child started by
+    ``subprocess`` starts at its parent's peak (it survives fork and exec), so it would overstate
+    a small child. Falls back to ``ru_maxrss`` elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

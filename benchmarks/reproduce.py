@@ -29,7 +29,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -274,6 +273,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the profile's training steps")
     ap.add_argument("--samples", type=int, default=None, help="override the profile's K")
     ap.add_argument("--seeds", default=None, help="override the profile's seeds, e.g. 1,2,3")
+    ap.add_argument("--model-options", default=None,
+                    help='JSON of VAEConfig fields replacing the profile\'s, e.g. \'{"decoder": "mle"}\'')
     ap.add_argument("--save-steps", default="", help="also save the first seed's model at these steps, e.g. 500,1000")
     ap.add_argument("--out", default=None, help="results stem (default benchmarks/results/<profile>-<date>)")
     ap.add_argument("--run-dir", default=None, help="checkpoints (default benchmarks/runs/<profile>)")
@@ -296,6 +297,8 @@ def main() -> None:
         settings["steps"] = args.steps
     if args.samples:
         settings["samples"] = args.samples
+    if args.model_options:
+        settings["model"] = json.loads(args.model_options)
     if args.seeds:
         settings["seeds"] = [int(s) for s in args.seeds.split(",")]
     datasets = read_datasets()

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Download the public benchmark data used by benchmarks/reproduce.py (needs internet access).
+#
+#   bash alignments/download_benchmark_data.sh [DEST]      # default DEST: ../shared/data
+#
+# Builds the layout benchmarks/datasets.csv expects (DEST/BLAT_ECOLX/msa.a2m, .../dms.csv, ...)
+# from pinned commits of the public repositories listed below, and checks every file against its
+# git blob id, so the bytes are exactly those the committed results were computed from.
+# Not run by the tests. Needs curl and git (for `git hash-object`).
+set -euo pipefail
+
+DEST="${1:-../shared/data}"
+GH="https://raw.githubusercontent.com"
+
+# dest path | repository@commit/path | git blob id
+FILES=(
+  "BLAT_ECOLX/msa.a2m|chloechsu/combining-evolutionary-and-assay-labelled-data/fdaa5bba8ffbb8ab25de57736fed8f9126838ae3/alignments/BLAT_ECOLX.a2m|c9f9c74905bae78e596c91b561369cd1f55d20ba"
+  "BLAT_ECOLX/dms.csv|debbiemarkslab/DeepSequence/fd5c272b273385c0b87fce9dec410a9d74463393/examples/mutations/BLAT_ECOLX_Ranganathan2015.csv|abf46dbd534dce4e11ae597716ea64e9d111e3b8"
+  "GFP_AEQVI/msa.a2m|EvanKomp/aide_predict/7196c296e711cc80b77edb095f8c3f6aab1969bc/tests/data/GFP_AEQVI_full_04-29-2022_b08.a2m|efc23aa8f142e4e9363d29b885621545c7a1dbad"
+  "GFP_AEQVI/dms.csv|EvanKomp/aide_predict/7196c296e711cc80b77edb095f8c3f6aab1969bc/tests/data/GFP_AEQVI_Sarkisyan_2016_only_sp.csv|00c815477439d5913ed5213b5a746b8bd32ee995"
+  "PTEN_HUMAN/msa.a2m|OATML-Markslab/EVE/460d70efeeeded58bc69227a203540d68953ae88/data/MSA/PTEN_HUMAN_b1.0.a2m|6fc9f024d6cba346eb7daa706c7aae86c9467132"
+  "PTEN_HUMAN/PTEN_HUMAN_theta_0.2.npy|OATML-Markslab/EVE/528dcd7dcbd5f8c5e8105b1f5baa4ee4d8aa5a3a/data/weights/PTEN_HUMAN_theta_0.2.npy|19048055aa6de463fa6e16bb384bfa0fc38ae0d3"
+  "PTEN_HUMAN/dms.csv|dms-viz/configure_dms_viz/655b0f4b75b3e28605af258dd2aceef380de8a70/tests/PTEN-VAMPseq/input/PTEN-VAMPseq.csv|cfc211ad422f7e074ae151726f6c320df577a268"
+  "reference/DMS_substitutions.csv|OATML-Markslab/ProteinGym/bb685245f8f4bb95a5b54b470396c23826cd6284/reference_files/DMS_substitutions.csv|8d1ea9a19c0404b511cd24378b25c2a5f86f10e9"
+  "reference/DMS_substitutions_Spearman_DMS_level.csv|OATML-Markslab/ProteinGym/bb685245f8f4bb95a5b54b470396c23826cd6284/benchmarks/DMS_zero_shot/substitutions/Spearman/DMS_substitutions_Spearman_DMS_level.csv|b5affd05e5bf83eecf5d617ddb56168d7e80bc6f"
+  "reference/rho_pp.csv|facebookresearch/esm/2b369911bb5b4b0dda914521b9475cad1656b2ac/examples/variant-prediction/data/rho_pp.csv|238c234b031ebcdc060bfed57bfefbced89479a6"
+)
+
+failed=0
+for entry in "${FILES[@]}"; do
+  IFS='|' read -r path src blob <<<"$entry"
+  out="$DEST/$path"
+  if [[ -f "$out" && "$(git hash-object "$out")" == "$blob" ]]; then
+    echo "ok (already there)  $out"
+    continue
+  fi
+  mkdir -p "$(dirname "$out")"
+  tmp="$out.part"
+  if ! curl -fsSL --retry 3 -o "$tmp" "$GH/$src"; then
+    echo "FAILED download     $GH/$src" >&2; rm -f "$tmp"; failed=1; continue
+  fi
+  got="$(git hash-object "$tmp")"
+  if [[ "$got" != "$blob" ]]; then
+    echo "FAILED checksum     $out (blob $got, expected $blob)" >&2; rm -f "$tmp"; failed=1; continue
+  fi
+  mv "$tmp" "$out"
+  echo "downloaded          $out"
+done
+
+cat <<'TXT'
+
+Larger data sets (not needed by the benchmarks here):
+  ProteinGym DMS tables:  https://marks.hms.harvard.edu/proteingym/DMS_ProteinGym_substitutions.zip
+  ProteinGym MSAs:        https://marks.hms.harvard.edu/proteingym/DMS_msa_files.zip
+TXT
+exit $failed

@@ -1,0 +1,89 @@
+"""The benchmark machinery: datasets.csv against the reference tables, and reproduce.py end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepseqvae.mutations import resolve_mutants
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import reproduce  # noqa: E402
+
+
+def test_datasets_csv_rows_and_reading_instructions():
+    ds = reproduce.read_datasets()
+    assert list(ds.index) == ["BLAT_ECOLX", "PTEN_HUMAN", "GFP_AEQVI", "DEMO"]
+    assert ds.loc["BLAT_ECOLX", "fitness_col"] == "2500"
+    assert ds.loc["PTEN_HUMAN", "fitness_col"] == "score" and ds.loc["PTEN_HUMAN", "subset"] == "missense"
+    assert (ds.loc["PTEN_HUMAN", ["wt_col", "pos_col", "mut_col"]] == ["wildtype", "site", "mutant"]).all()
+    assert ds.loc["GFP_AEQVI", "fitness_col"] == "DMS_score"
+    # every published value carries its source
+    for _, row in ds.iterrows():
+        if row["pub_deepsequence_single"]:
+            assert row["pub_source"] and row["rho_pp_id"]
+        if row["pg_deepsequence_single"]:
+            assert row["pg_source"] and row["proteingym_id"]
+    assert reproduce.resolve_path("@repo/alignments/demo.a2m", Path("/nowhere")).is_file()
+    assert reproduce.resolve_path("BLAT_ECOLX/msa.a2m", Path("/data")) == Path("/data/BLAT_ECOLX/msa.a2m")
+
+
+@pytest.mark.integration
+def test_published_values_equal_the_reference_tables(shared_data):
+    """Nothing typed in by hand: every published value equals the reference file it cites."""
+    ds = reproduce.read_datasets()
+    pg = pd.read_csv(shared_data / "reference" / "DMS_substitutions_Spearman_DMS_level.csv").set_index("DMS ID")
+    rp = pd.read_csv(shared_data / "reference" / "rho_pp.csv")
+    pg_cols = {"pg_site_independent": "Site-Independent", "pg_evmutation": "EVmutation",
+               "pg_deepsequence_single": "DeepSequence (single)", "pg_deepsequence_ensemble": "DeepSequence (ensemble)",
+               "pg_eve_single": "EVE (single)", "pg_eve_ensemble": "EVE (ensemble)"}
+    rp_cols = {"pub_deepsequence_single": "DeepSequence (published) - single",
+               "pub_deepsequence_ensemble": "DeepSequence (published)",
+               "pub_deepsequence_replicated": "DeepSequence (replicated)",
+               "pub_evmutation": "EVMutation (published)", "pub_site_independent": "PSSM"}
+    checked = 0
+    for _, row in ds.iterrows():
+        if row["proteingym_id"]:
+            for col, name in pg_cols.items():
+                assert float(row[col]) == pytest.approx(pg.loc[row["proteingym_id"], name], abs=5e-4)
+                checked += 1
+        if row["rho_pp_id"]:
+            sub = rp[rp.protein_name == row["rho_pp_id"]].set_index("prediction_name").rho
+            for col, name in rp_cols.items():
+                assert float(row[col]) == pytest.approx(sub[name], abs=5e-4)
+                checked += 1
+    assert checked == 3 * 6 + 2 * 5
+
+
+def test_missense_mask_excludes_synonymous_and_wild_type_rows():
+    res = resolve_mutants(["A1C", "A1A", "", "A1*", "C2A:A1A"], "AC", [1, 2])
+    assert reproduce.missense_mask(res).tolist() == [True, False, False, True, True]  # stop stays (unscorable)
+
+
+@pytest.mark.integration
+def test_reproduce_end_to_end_on_the_demo(tmp_path):
+    """A tiny run of the real script: report files, one row per dataset, a failed dataset reported."""
+    out = tmp_path / "res"
+    cmd = [sys.executable, str(BENCH / "reproduce.py"), "--datasets", "DEMO,GFP_AEQVI", "--steps", "4",
+           "--samples", "2", "--data-dir", str(tmp_path / "no-data"), "--out", str(out),
+           "--run-dir", str(tmp_path / "runs"), "--save-steps", "2",
+           "--model-options", '{"encoder_hidden": [16], "decoder_hidden": [8, 16], "latent_dim": 2}']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert table.dataset.tolist() == ["DEMO", "GFP_AEQVI"]
+    demo = table.set_index("dataset").loc["DEMO"]
+    assert demo.status == "ok" and demo.N == 3000 and demo.L == 60 and demo.rows == 1640
+    assert -1 <= demo.rho_seed1 <= 1 and demo.rho_independent > 0.5  # site-independent ~0.6 on the demo
+    gfp = table.set_index("dataset").loc["GFP_AEQVI"]
+    assert gfp.status.startswith("AlignmentFormatError") or "no-data" in gfp.status  # missing data: failed, kept
+    md = out.with_suffix(".md").read_text()
+    assert "FAILED" in md and "- command:" in md and "- commit:" in md
+    assert (tmp_path / "runs" / "DEMO_seed1_step2.pt").is_file() and (tmp_path / "runs" / "DEMO_seed1.pt").is_file()
+    assert np.isfinite(demo.t_train_s)
+    json.dumps(demo.to_dict(), default=str)  # the row is plain data
