@@ -8,8 +8,12 @@ import platform
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
+
+#: where committed results go
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> str:
@@ -67,3 +71,14 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_result(text: str, out: str | None, name: str) -> Path:
+    """Write a Markdown result atomically to ``out`` or ``benchmarks/results/<name>-<date>.md``."""
+    from deepseqvae.fileio import atomic_write
+
+    path = Path(out) if out else RESULTS / f"{name}-{datetime.date.today()}.md"
+    with atomic_write(path, "w") as fh:
+        fh.write(text)
+    print(f"wrote {path}")
+    return path

@@ -13,7 +13,6 @@ Writes benchmarks/results/scan-<date>.md (``--out`` to change).
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import torch
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, peak_rss_mb  # noqa: E402
+from _common import header, peak_rss_mb, write_result  # noqa: E402
 
 from deepseqvae.checkpoint import build_model, load_checkpoint  # noqa: E402
 from deepseqvae.explore import focus_codes, saturation_mutants, saturation_scan, write_scan  # noqa: E402
@@ -130,10 +129,7 @@ def main() -> None:
              f"| peak RSS of this process | {peak_rss_mb():.0f} MB |\n\n"
              "The difference is 0 when the two runs see the same mutants in the same batches; otherwise "
              "only float32 batch-composition effects (~1e-6) remain.\n")
-    out_path = Path(args.out or f"benchmarks/results/scan-{datetime.date.today()}.md")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(text)
-    print(f"wrote {out_path}")
+    write_result(text, args.out, "scan")
 
 
 if __name__ == "__main__":

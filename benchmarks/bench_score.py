@@ -12,7 +12,6 @@ Writes benchmarks/results/score-<device>-<date>.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
+from _common import header, write_result  # noqa: E402
 
 from deepseqvae.alignment import read_alignment  # noqa: E402
 from deepseqvae.alphabet import ALPHABET  # noqa: E402
@@ -112,10 +111,7 @@ def main() -> None:
              f"| projected: 4,807 × 2,000 samples | {len(variants) * 2000 / rate / 60:.1f} min |\n"
              f"| {mem['rows']:,}-row table (singles and doubles), K = {args.big_samples}, through `score_file` | "
              f"peak memory **{mem['peak_mb']:.0f} MB** (goal ≤ 2,048 MB), {mem['seconds']:.0f} s |\n")
-    out_path = Path(args.out or f"benchmarks/results/score-{device.type}-{datetime.date.today()}.md")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(text)
-    print(f"wrote {out_path}")
+    write_result(text, args.out, f"score-{device.type}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ training) in a subprocess. Writes benchmarks/results/train-<device>-<date>.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
+from _common import header, write_result  # noqa: E402
 
 from deepseqvae.alignment import read_alignment  # noqa: E402
 from deepseqvae.model import VAE, VAEConfig, loss_terms  # noqa: E402
@@ -104,10 +103,7 @@ def main() -> None:
                  f"(`train_from_alignment`, {args.peak_steps} steps: reading, weights, model, Adam state, "
                  f"checkpoint): **{peak['peak_mb']:.0f} MB** (goal ≤ 3,072 MB); {peak['seconds']:.0f} s.\n")
         print(f"peak {peak['peak_mb']:.0f} MB", flush=True)
-    out_path = Path(args.out or f"benchmarks/results/train-{device.type}-{datetime.date.today()}.md")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(text)
-    print(f"wrote {out_path}")
+    write_result(text, args.out, f"train-{device.type}")
 
 
 if __name__ == "__main__":

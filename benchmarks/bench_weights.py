@@ -20,7 +20,6 @@ Writes benchmarks/results/weights-<device>-<date>.md (or --out) and prints the t
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import resource
 import subprocess
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header  # noqa: E402
+from _common import header, write_result  # noqa: E402
 
 from deepseqvae.alignment import read_alignment  # noqa: E402
 from deepseqvae.alphabet import GAP_CODE, N_AA  # noqa: E402
@@ -227,13 +226,9 @@ def main() -> None:
                  f"| {synth['seconds']:.1f} | **{synth['peak_rss_mb']:,.0f}**{goal} | "
                  f"{synth['rss_after_import_mb']:,.0f} / {synth['rss_with_data_mb']:,.0f} | {gpu} | "
                  f"{synth['neff']:,.1f} | {synth['max_neighbours']:,} |\n")
-    default_out = REPO_ROOT / "benchmarks" / "results" / f"weights-{device.type}-{datetime.date.today()}.md"
-    out_path = Path(args.out or default_out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(text)
     print()
     print(text)
-    print(f"wrote {out_path}")
+    write_result(text, args.out, f"weights-{device.type}")
 
 
 if __name__ == "__main__":
