@@ -5,7 +5,7 @@
 
 Reads the checkpoints that ``reproduce.py --save-steps`` left in ``--run-dir``
 (``BLAT_ECOLX_seed1_step<k>.pt`` and the final ``BLAT_ECOLX_seed1.pt``), scores the 4,807
-BLAT_ECOLX mutants (ampicillin 2500) with each (K = ``--steps-samples``), then scores them once
+BLAT_ECOLX mutants (ampicillin 2500; or another --dataset of datasets.csv) with each (K = ``--steps-samples``), then scores them once
 more with the final model and ``--max-samples`` samples, reading the running estimate after
 1, 2, 5, ... samples (``delta_elbo(trace_at=...)``: exactly what a run with that K and the same
 seed gives). Writes ``benchmarks/results/convergence-<date>.{png,csv,md}``.
@@ -105,11 +105,15 @@ def main() -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     a1.plot([r["steps"] for r in steps_rows], [r["rho"] for r in steps_rows], "o-", color="C0")
     a1.set_xscale("log")
+    a1.set_xticks([r["steps"] for r in steps_rows], [f"{r['steps']:,}" for r in steps_rows], rotation=45)
+    a1.minorticks_off()
     a1.set_xlabel("training steps (batch 100)")
-    a1.set_ylabel("Spearman ρ vs DMS (ampicillin 2500)")
+    a1.set_ylabel(f"Spearman ρ vs DMS column {row['fitness_col']!r}")
     a1.set_title(f"{args.dataset}: ρ vs training steps (K = {args.steps_samples})")
     a2.plot(ks, [r["rho"] for r in k_rows], "o-", color="C1")
     a2.set_xscale("log")
+    a2.set_xticks(ks, [str(k) for k in ks])
+    a2.minorticks_off()
     a2.set_xlabel("posterior samples K")
     a2.set_title(f"ρ vs K (model after {final.step:,} steps)")
     for ax in (a1, a2):
