@@ -151,12 +151,15 @@ def score_file(
     and ``status``; it is written atomically and never onto the input file.
     """
     from .mutations import detect_fitness_col, read_mutant_table
+    from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
     from .score import model_column_names, score_table
 
     out = Path(output) if output else default_score_output(mutants)
     if out.resolve() == Path(mutants).resolve():
         raise MutantTableError(f"{out}: refusing to overwrite the input table; choose another -o")
     table = read_mutant_table(mutants, mutant_col=mutant_col, wt_col=wt_col, pos_col=pos_col, mut_col=mut_col)
+    if len(table.mutants) > LARGE_TABLE_ROWS:
+        bound_heap_growth()  # bounded memory at some cost in speed (see runtime.py)
     checkpoints = [load_checkpoint(m) for m in models]
     if fitness_col is None:
         fitness_col = detect_fitness_col(table.frame)

@@ -203,3 +203,11 @@ def test_trace_equals_runs_with_fewer_samples():
         assert np.array_equal(full.trace[k], delta_elbo(model, WT, variants, n_samples=k, seed=2).mean)
     assert np.array_equal(full.trace[6], full.mean)
     assert full.trace[1][0] == 0.0  # the wild type stays exactly 0 in the trace too
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_heap_growth_bound_is_applied_on_linux():
+    from deepseqvae.runtime import bound_heap_growth
+
+    assert bound_heap_growth() is True
+    assert bound_heap_growth(1 << 20) is True  # idempotent (cached)
