@@ -77,7 +77,7 @@ def test_elbo_by_hand():
         z = mu + np.exp(ls) * eps[b].numpy()
         h = 1 / (1 + np.exp(-(z @ D["W0"].detach().numpy() + D["b0"].detach().numpy())))  # sigmoid (last layer)
         logits = (h @ D["W_out"].detach().numpy().reshape(2, 40)).reshape(2, 20) + D["b_out"].detach().numpy()
-        logits *= math.log1p(math.exp(float(D["temperature"])))
+        logits *= math.log1p(math.exp(float(D["temperature"].detach())))
         logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
         want_lp = sum(logp[l, c] for l, c in enumerate(codes[b].tolist()) if c != GAP_CODE)
         want_kl = 0.5 * np.sum(np.exp(2 * ls) + mu**2 - 1 - 2 * ls)
