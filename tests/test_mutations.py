@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import require_shared_data
+from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import AA_TO_CODE, ALPHABET
 from deepseqvae.errors import InvalidMutantError, MutantTableError
 from deepseqvae.mutations import (
@@ -26,27 +27,14 @@ from deepseqvae.mutations import (
     suggest_cause,
 )
 
-# --- shared benchmark data: the `shared_data` fixture (tests/conftest.py) skips, or under CI
-# fails, when the folder is missing; `need` does the same for one file inside it.
-
-
-def need(path: Path) -> Path:
-    """``path`` if it exists; otherwise fail when the CI variable is set, else skip."""
-    if not path.exists():
-        msg = f"benchmark data not found: {path}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{msg} (CI is set, so missing data is a failure)")
-        pytest.skip(msg)
-    return path
+# --- shared benchmark data: `require_shared_data` (tests/conftest.py) skips, or under CI fails,
+# when a file is missing.
 
 
 def focus_from_a2m(path: Path) -> tuple[str, list[int]]:
-    """Upper-case focus letters and their residue numbers from the first a2m record."""
-    header, *rest = path.read_text().split(">", 2)[1].splitlines()
-    seq = "".join(rest)
-    start = int(header.split("/")[1].split("-")[0])
-    keep = [(start + i, c) for i, c in enumerate(seq) if c.isupper()]
-    return "".join(c for _, c in keep), [p for p, _ in keep]
+    """Focus letters and residue numbers of the modelled columns, as the alignment reader gives them."""
+    aln = read_alignment(path)
+    return aln.focus_seq, [int(p) for p in aln.positions]
 
 
 # --- a small synthetic model: residues 10..29, with 20 and 21 not modelled ------------------
@@ -481,9 +469,9 @@ def test_resolve_is_fast():
 
 @pytest.mark.integration
 def test_real_blat(shared_data):
-    focus, positions = focus_from_a2m(need(shared_data / "BLAT_ECOLX" / "msa.a2m"))
+    focus, positions = focus_from_a2m(require_shared_data("BLAT_ECOLX", "msa.a2m"))
     assert len(focus) == 253 and positions[0] == 29 and positions[-1] == 283
-    t = read_mutant_table(need(shared_data / "BLAT_ECOLX" / "dms.csv"))
+    t = read_mutant_table(require_shared_data("BLAT_ECOLX", "dms.csv"))
     assert len(t.frame) == 4997 and t.mutant_col == "mutant" and t.delimiter == ","
     assert np.isfinite(numeric_column(t, "2500")).all()
     res = resolve_mutants(t.mutants, focus, positions, separators=t.separators)
@@ -495,8 +483,8 @@ def test_real_blat(shared_data):
 
 @pytest.mark.integration
 def test_real_blat_shift_suggestion(shared_data):
-    focus, positions = focus_from_a2m(need(shared_data / "BLAT_ECOLX" / "msa.a2m"))
-    t = read_mutant_table(need(shared_data / "BLAT_ECOLX" / "dms.csv"))
+    focus, positions = focus_from_a2m(require_shared_data("BLAT_ECOLX", "msa.a2m"))
+    t = read_mutant_table(require_shared_data("BLAT_ECOLX", "dms.csv"))
     res = resolve_mutants(t.mutants, focus, positions, offset=-23, separators=t.separators)
     assert status_summary(res)["ok"] < 500
     assert suggest_cause(res, focus, positions, offset=-23).endswith("try --offset 0")
@@ -504,8 +492,8 @@ def test_real_blat_shift_suggestion(shared_data):
 
 @pytest.mark.integration
 def test_real_pten_three_columns(shared_data):
-    focus, positions = focus_from_a2m(need(shared_data / "PTEN_HUMAN" / "msa.a2m"))
-    t = read_mutant_table(need(shared_data / "PTEN_HUMAN" / "dms.csv"))
+    focus, positions = focus_from_a2m(require_shared_data("PTEN_HUMAN", "msa.a2m"))
+    t = read_mutant_table(require_shared_data("PTEN_HUMAN", "dms.csv"))
     assert len(t.frame) == 4408 and t.mutant_col is None
     assert (t.wt_col, t.pos_col, t.mut_col) == ("wildtype", "site", "mutant")
     assert detect_fitness_col(t.frame) == "score"
@@ -522,8 +510,8 @@ def test_real_pten_three_columns(shared_data):
 
 @pytest.mark.integration
 def test_real_gfp(shared_data):
-    focus, positions = focus_from_a2m(need(shared_data / "GFP_AEQVI" / "msa.a2m"))
-    t = read_mutant_table(need(shared_data / "GFP_AEQVI" / "dms.csv"))
+    focus, positions = focus_from_a2m(require_shared_data("GFP_AEQVI", "msa.a2m"))
+    t = read_mutant_table(require_shared_data("GFP_AEQVI", "dms.csv"))
     assert len(t.frame) == 1084 and list(t.frame.columns)[0] == ""
     assert detect_fitness_col(t.frame) == "DMS_score"
     res = resolve_mutants(t.mutants, focus, positions, separators=t.separators)
@@ -539,8 +527,8 @@ def test_real_gfp(shared_data):
     ("ostermeier2014", 4799, 189),
 ])
 def test_real_merge_semicolon(shared_data, name, rows, outside):
-    focus, positions = focus_from_a2m(need(shared_data / "BLAT_ECOLX" / "msa.a2m"))
-    t = read_mutant_table(need(shared_data / "BLAT_ECOLX" / f"merge_blat_ecolx_{name}.csv"))
+    focus, positions = focus_from_a2m(require_shared_data("BLAT_ECOLX", "msa.a2m"))
+    t = read_mutant_table(require_shared_data("BLAT_ECOLX", f"merge_blat_ecolx_{name}.csv"))
     assert t.delimiter == ";" and t.mutant_col == "variant" and len(t.frame) == rows
     assert list(t.frame.columns) == ["variant", "y", "dE"]
     assert np.isfinite(numeric_column(t, "y")).all()
