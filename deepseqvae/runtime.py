@@ -23,11 +23,12 @@ def bound_heap_growth(threshold_bytes: int = 1 << 20) -> bool:
 
     Scoring a large table allocates and frees the same (chunk, L, 20) temporaries thousands of
     times. glibc's default *dynamic* mmap threshold then moves such blocks onto the heap, where
-    they fragment it: peak memory of one 500,000-row BLAT_ECOLX run varied between 1.3 and 3.7 GB
-    from run to run. A fixed threshold returns each large block to the system when freed (peak
-    1.3 GB). Every large temporary then costs fresh page faults: the demo scored ~1.8x slower
-    and trained ~1.5x slower with it, so ``score_file`` applies it only to tables of more than
-    :data:`LARGE_TABLE_ROWS` rows. Returns whether the setting was applied; a no-op elsewhere.
+    they fragment it, and the peak memory of a 500,000-row BLAT_ECOLX run varied from run to run
+    (once well over the 2 GB goal). A fixed threshold returns each large block to the system when
+    freed (see benchmarks/results/score-cpu-*.md for the peak with it). Every large temporary then
+    costs fresh page faults, which made small runs (the demo) visibly slower in ad-hoc checks, so
+    ``score_file`` applies it only to tables of more than :data:`LARGE_TABLE_ROWS` rows.
+    Returns whether the setting was applied; a no-op elsewhere.
     """
     if not sys.platform.startswith("linux"):
         return False
