@@ -19,7 +19,7 @@ Profiles (see benchmarks/README.md for the measurements behind them):
 
 * ``quick`` - CPU, at most ~20 minutes per dataset on 2 cores: the paper's encoder, latent and
   Bayesian (svi) decoder with the sparsity and dictionary, but a 100-500 decoder (instead of
-  100-2000; ~8x faster steps), 6,000 steps, K = 200 samples, one seed. ``--max-train-minutes``
+  100-2000; 5x faster steps on BLAT_ECOLX), 6,000 steps, K = 200 samples, one seed. ``--max-train-minutes``
   stops training at a time budget instead (checked every 250 steps; the steps reached are
   reported); the quick profile does not use it, because PTEN_HUMAN needs its 6,000 steps
   (Spearman 0.26 after 3,000, 0.42 after 6,000; see benchmarks/README.md).
