@@ -96,10 +96,10 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     from scipy.stats import spearmanr
 
     from deepseqvae.alignment import read_alignment
-    from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
-    from deepseqvae.independent import IndependentModel
+    from deepseqvae.checkpoint import save_checkpoint
     from deepseqvae.model import VAEConfig
     from deepseqvae.mutations import numeric_column, read_mutant_table, resolve_mutants, status_summary
+    from deepseqvae.pipeline import fit_independent
     from deepseqvae.score import score_table
     from deepseqvae.train import TrainConfig, fit_alignment
     from deepseqvae.weights import compute_weights, resolve_device
@@ -134,13 +134,9 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
         use = np.isfinite(score) & np.isfinite(fitness) & in_subset
         return float(spearmanr(score[use], fitness[use]).statistic), int(use.sum())
 
-    info = ModelInfo(focus_id=aln.focus_id, focus_seq=aln.focus_seq, positions=[int(p) for p in aln.positions],
-                     n_seqs=aln.N, neff=neff, theta=0.2, alignment=str(aln.path))
     # Site-independent baseline.
     t = time.perf_counter()
-    indep = IndependentModel.fit(aln.codes, weights)
-    ind_ckpt = Checkpoint(kind="independent", model_config=indep.config_dict(), state=indep.state_dict(), info=info)
-    ind = score_table([ind_ckpt], table, device="cpu")
+    ind = score_table([fit_independent(aln, weights, 0.2)], table, device="cpu")
     out["t_independent_s"] = time.perf_counter() - t
     out["rho_independent"], out["n_scored"] = rho(ind.frame[_score_col(ind.frame)].to_numpy(float))
     out["excluded"] = out["rows"] - out["n_scored"]

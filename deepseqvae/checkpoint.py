@@ -45,6 +45,12 @@ class ModelInfo:
         if len(self.positions) != len(self.focus_seq):
             raise ValueError("positions and focus_seq differ in length")
 
+    @classmethod
+    def from_alignment(cls, aln, weights: np.ndarray, theta: float) -> "ModelInfo":
+        """The record of a model trained on ``aln`` (an :class:`~deepseqvae.alignment.Alignment`)."""
+        return cls(focus_id=aln.focus_id, focus_seq=aln.focus_seq, positions=list(aln.positions),
+                   n_seqs=int(aln.N), neff=float(weights.sum()), theta=float(theta), alignment=str(aln.path))
+
 
 @dataclass
 class Checkpoint:

@@ -66,6 +66,15 @@ def load_or_compute_weights(aln, theta: float, weights_file: str | os.PathLike |
     return weights.astype(np.float64)
 
 
+def fit_independent(aln, weights: np.ndarray, theta: float, pseudocount: float = 0.1) -> Checkpoint:
+    """The site-independent model of ``aln`` as a checkpoint (scored like any other)."""
+    from .independent import IndependentModel
+
+    model = IndependentModel.fit(aln.codes, weights, pseudocount)
+    return Checkpoint(kind="independent", model_config=model.config_dict(), state=model.state_dict(),
+                      info=ModelInfo.from_alignment(aln, weights, theta))
+
+
 def train_from_alignment(
     msa: str | os.PathLike,
     output: str | os.PathLike,
@@ -82,7 +91,6 @@ def train_from_alignment(
     progress: bool = False,
 ) -> TrainSummary:
     """Read ``msa``, weight it, train a model and write its checkpoint to ``output``."""
-    from .independent import IndependentModel
     from .model import VAEConfig
     from .train import TrainConfig, fit_alignment
 
@@ -97,11 +105,7 @@ def train_from_alignment(
     log.info("%s: N=%d L=%d Neff=%.1f", msa, aln.N, aln.L, neff)
     if model_kind == "independent":
         t1 = time.perf_counter()
-        model = IndependentModel.fit(aln.codes, weights, pseudocount)
-        info = ModelInfo(focus_id=aln.focus_id, focus_seq=aln.focus_seq, positions=list(aln.positions),
-                         n_seqs=aln.N, neff=neff, theta=theta, alignment=str(msa))
-        save_checkpoint(Checkpoint(kind="independent", model_config=model.config_dict(),
-                                   state=model.state_dict(), info=info), output)
+        save_checkpoint(fit_independent(aln, weights, theta, pseudocount), output)
         return TrainSummary(output, "independent", aln.N, aln.L, neff, 0, None, time.perf_counter() - t1, None,
                             "cpu", t_weights)
     if model_kind != "vae":

@@ -184,9 +184,7 @@ def fit_alignment(
     from .errors import CheckpointError
     from .model import VAEConfig
 
-    info = ModelInfo(focus_id=alignment.focus_id, focus_seq=alignment.focus_seq,
-                     positions=[int(p) for p in alignment.positions], n_seqs=int(alignment.N),
-                     neff=float(weights.sum()), theta=float(theta), alignment=str(alignment.path))
+    info = ModelInfo.from_alignment(alignment, weights, theta)
     if resume is not None:
         if resume.kind != "vae":
             raise CheckpointError("--resume needs a VAE checkpoint")
