@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint, build_model, load_checkpoint
 from .errors import CheckpointError, DeepSeqVAEError
 from .fileio import atomic_write
 from .model import VAE
-from .score import apply_changes, default_samples, delta_elbo
+from .score import apply_changes, default_samples, delta_elbo, encode_batched
 
 log = logging.getLogger(__name__)
 
@@ -215,19 +215,9 @@ def encode_latent(model: VAE, codes: np.ndarray, *, batch_size: int = 1024,
 
     The encoder returns ``(mu, log_sigma)``; the log-variance is ``2·log_sigma``.
     """
-    device = torch.device(device)
-    model = model.to(device).eval()
-    dtype = model.decoder.mu["W_out"].dtype
-    mus, logvars = [], []
-    for start in range(0, codes.shape[0], batch_size):
-        batch = torch.tensor(np.asarray(codes[start:start + batch_size]), dtype=torch.int8, device=device)
-        mu, log_sigma = model.encoder(one_hot(batch, dtype=dtype))  # (b, D) each
-        mus.append(mu.cpu())
-        logvars.append((2.0 * log_sigma).cpu())
-    D = model.cfg.latent_dim
-    if not mus:
-        return np.zeros((0, D), np.float32), np.zeros((0, D), np.float32)
-    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+    model = model.to(torch.device(device)).eval()
+    mu, log_sigma = encode_batched(model, np.asarray(codes), batch_size)  # (N, D) each
+    return mu.cpu().numpy(), (2.0 * log_sigma).cpu().numpy()
 
 
 @dataclass
@@ -357,14 +347,9 @@ def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: i
     gen = _generator(device, seed)
     x = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (M, L)
     total = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
-    mus, log_sigmas = [], []
-    for start in range(0, x.shape[0], chunk_size):
-        mu, log_sigma = model.encoder(one_hot(x[start:start + chunk_size], dtype=dtype))  # (b, D)
-        mus.append(mu)
-        log_sigmas.append(log_sigma)
-    if not mus:
+    if x.shape[0] == 0:
         return np.zeros(0)
-    mu, log_sigma = torch.cat(mus), torch.cat(log_sigmas)  # (M, D)
+    mu, log_sigma = encode_batched(model, x, chunk_size)  # (M, D) each
     kl = VAE.latent_kl(mu, log_sigma).double()  # (M,)
     for _ in range(n_samples):
         w = dec.draw(generator=gen)

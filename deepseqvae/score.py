@@ -46,14 +46,25 @@ def apply_changes(wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...
 
 
 @torch.no_grad()
-def _encode_all(model: VAE, codes: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_batched(model: VAE, codes: np.ndarray | torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder mean and log σ, (M, D) each, of int codes (M, L), ``chunk`` rows at a time.
+
+    Only one chunk is one-hot encoded at once (bounded memory); each chunk is moved to the
+    model's device, so ``codes`` may stay on the CPU. The results live on the model's device.
+    """
+    device = model.decoder.mu["W_out"].device
     dtype = model.decoder.mu["W_out"].dtype
-    mus, sigmas = [], []
+    mus, log_sigmas = [], []
     for start in range(0, codes.shape[0], chunk):
-        mu, log_sigma = model.encoder(one_hot(codes[start:start + chunk], dtype=dtype))
+        batch = codes[start:start + chunk]  # (b, L); a NumPy chunk is copied (it may be read-only)
+        batch = (torch.tensor(batch) if isinstance(batch, np.ndarray) else batch).to(device, torch.int8)
+        mu, log_sigma = model.encoder(one_hot(batch, dtype=dtype))  # (b, D) each
         mus.append(mu)
-        sigmas.append(torch.exp(log_sigma))
-    return torch.cat(mus), torch.cat(sigmas)  # (M, D) each
+        log_sigmas.append(log_sigma)
+    if not mus:
+        D = model.cfg.latent_dim
+        return torch.zeros(0, D, dtype=dtype, device=device), torch.zeros(0, D, dtype=dtype, device=device)
+    return torch.cat(mus), torch.cat(log_sigmas)
 
 
 @torch.no_grad()
@@ -82,8 +93,9 @@ def delta_elbo(
     M = variant_codes.shape[0]
     variants = torch.as_tensor(variant_codes.reshape(M, L), dtype=torch.int8, device=device)
     wt = torch.as_tensor(wt_codes.reshape(1, L), dtype=torch.int8, device=device)
-    mu, sigma = _encode_all(model, variants, chunk_size)
-    wt_mu, wt_sigma = _encode_all(model, wt, 1)
+    mu, log_sigma = encode_batched(model, variants, chunk_size)  # (M, D) each
+    wt_mu, wt_log_sigma = encode_batched(model, wt, 1)  # (1, D) each
+    sigma, wt_sigma = torch.exp(log_sigma), torch.exp(wt_log_sigma)
     kl_var = VAE.latent_kl(mu, torch.log(sigma))  # (M,) the latent KL does not depend on the sample
     kl_wt = VAE.latent_kl(wt_mu, torch.log(wt_sigma))
     gen = torch.Generator(device=device)
