@@ -213,7 +213,14 @@ def train_command(msa, output, model_kind, steps, batch_size, learning_rate, see
 
     from .pipeline import train_from_alignment
 
+    from .weights import resolve_device
+
     out = Path(output) if output else Path(Path(msa).stem + ".pt")
+    if model_kind == "vae" and steps > 50_000 and resolve_device(device).type == "cpu":
+        # The paper's 300,000 steps are a GPU job; say so before the user waits for days.
+        click.echo(f"Note: {steps:,} steps on the CPU can take days at the paper's model size "
+                   "(benchmarks/README.md); the CPU 'quick' setting is --steps 6000 --decoder-hidden 100,500. "
+                   "Interrupted runs continue with --resume.", err=True)
     t0 = time.perf_counter()
     result = train_from_alignment(
         msa, out, model_kind=model_kind, align_opts=align_opts, theta=theta, weights_file=weights_file,

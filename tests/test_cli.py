@@ -479,3 +479,19 @@ def test_real_process_corrupt_checkpoint(tmp_path):
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {ckpt}: not a readable deepseqvae checkpoint"), lines
+
+
+def test_long_cpu_training_is_announced(monkeypatch, tmp_path):
+    """The paper's 300,000 steps on a CPU: a note with the quick setting, before any training."""
+    import deepseqvae.pipeline as pipeline
+    from deepseqvae.errors import DeepSeqVAEError
+
+    def stop(*args, **kwargs):
+        raise DeepSeqVAEError("stopped before training")
+
+    monkeypatch.setattr(pipeline, "train_from_alignment", stop)
+    res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu")
+    assert res.exit_code == 2
+    assert "300,000 steps on the CPU can take days" in res.stderr and "--steps 6000" in res.stderr
+    res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu", "--steps", "1000")
+    assert "can take days" not in res.stderr
