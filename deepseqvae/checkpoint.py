@@ -65,6 +65,7 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None
     rng_state: torch.Tensor | None = None
     history: dict[str, list[float]] = field(default_factory=dict)  # logged training curves
+    train_state: dict[str, torch.Tensor] | None = None  # raw weights when ``state`` holds their moving average
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
@@ -82,6 +83,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
         "optimizer": ckpt.optimizer,
         "rng_state": None if ckpt.rng_state is None else ckpt.rng_state.cpu(),
         "history": ckpt.history,
+        "train_state": None if ckpt.train_state is None else {k: v.detach().cpu() for k, v in ckpt.train_state.items()},
     }
     with atomic_write(path, "wb") as fh:
         torch.save(payload, fh)
@@ -116,6 +118,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             optimizer=payload.get("optimizer"),
             rng_state=payload.get("rng_state"),
             history={k: list(v) for k, v in (payload.get("history") or {}).items()},
+            train_state=None if payload.get("train_state") is None else dict(payload["train_state"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None

@@ -40,3 +40,31 @@ def bound_heap_growth(threshold_bytes: int = 1 << 20) -> bool:
         return False
     log.debug("M_MMAP_THRESHOLD = %d: %s", threshold_bytes, ok)
     return ok
+
+
+#: glibc's mallopt parameter numbers of M_TRIM_THRESHOLD and M_MMAP_MAX (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+@functools.lru_cache(maxsize=None)
+def keep_heap() -> bool:
+    """Serve every allocation from the heap and never hand freed memory back (glibc only).
+
+    A training step allocates and frees the same tensors of tens of MB every step (decoder weight
+    samples, their gradients). By default glibc serves each with a fresh mmap and unmaps it when
+    freed, so every step pays page faults on ~1 GB of new pages: elementwise passes over the
+    output weights then run 2-3x slower than their arithmetic (benchmarks/results/train-cpu-*.md).
+    Keeping freed blocks in the heap makes the peak memory of a run its resident size for the
+    rest of the process, which is what a training process wants. Returns whether it was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError) as exc:  # not glibc
+        log.debug("mallopt unavailable: %s", exc)
+        return False
+    log.debug("heap kept for training: %s", ok)
+    return ok

@@ -19,6 +19,7 @@ import torch
 from .checkpoint import Checkpoint, ModelInfo, save_checkpoint
 from .errors import TrainingError
 from .model import VAE, loss_terms
+from .optim import DeepSequenceAdam, delayed_factor
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,40 @@ STAT_NAMES = ("elbo", "log_px_z", "kl_z", "kl_theta")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; the defaults are DeepSequence's."""
+    """Optimisation settings. The field defaults are DeepSequence's loop with torch's Adam;
+    the named recipes (:data:`RECIPES`, :func:`recipe_config`) are what ``deepseqvae train`` uses."""
 
     steps: int = 300_000            # total optimisation steps (the paper's 300,000)
     batch_size: int = 100           # sequences per step, drawn with replacement ∝ weight
-    learning_rate: float = 1e-3     # Adam step size
+    learning_rate: float = 1e-3     # base Adam step size of every parameter outside the variance group
     seed: int = 42                  # seeds model initialisation, batch sampling and all noise
     checkpoint_every: int = 10_000  # save a checkpoint every this many steps (0 = only at the end)
     log_every: int = 100            # average and record the loss terms every this many steps
+    recipe: str = "custom"          # name of the recipe these settings came from (for the record)
+    optimizer: str = "adam"         # "adam" (torch) or "deepsequence" (DeepSequence's frozen-t Adam)
+    schedule: str = "constant"      # "constant" or "cosine": linear warm-up, then cosine decay
+    warmup_steps: int = 0           # linear warm-up steps of the cosine schedule
+    final_lr_fraction: float = 0.0  # the cosine schedule ends at this fraction of each group's step size
+    variance_lr: float | None = None  # step size of the variance group (decoder log σ's and sparsity-logit means); None = learning_rate
+    variance_delay: int = 0         # the variance group is frozen for this many first steps
+    local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
+    matmul_dtype: str = "float32"   # precision of the two large output products with local_reparam ("bfloat16" on CPUs with bf16)
+    ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
+    holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
+    eval_every: int = 1000          # held-out ELBO every this many steps (with holdout_fraction > 0)
+    eval_samples: int = 4           # decoder-weight samples of each held-out ELBO estimate
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "deepsequence"):
+            raise ValueError(f"optimizer must be 'adam' or 'deepsequence', not {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
+        if self.matmul_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"matmul_dtype must be 'float32' or 'bfloat16', not {self.matmul_dtype!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must lie in [0, 1)")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError("holdout_fraction must lie in [0, 1)")
 
 
 @dataclass
@@ -54,12 +81,65 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
     return g
 
 
-def _make_optimizer(model: VAE, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    # The fused kernel updates all ~50M parameters in one pass (CPU and CUDA).
+def variance_group(model: VAE) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """(variance group, the rest): the decoder's posterior log σ's and sparsity-logit means form
+    the variance group, whose step size the recipes set apart (they travel far from their start:
+    log σ from −5 to ~0 for unused weights, scale logits from 0 to −6…−12)."""
+    special: list[torch.nn.Parameter] = []
+    if model.decoder.bayesian:
+        special += list(model.decoder.log_sigma.parameters())
+    if "scale_logit" in model.decoder.mu:
+        special.append(model.decoder.mu["scale_logit"])
+    ids = {id(p) for p in special}
+    return special, [p for p in model.parameters() if id(p) not in ids]
+
+
+def _make_optimizer(model: VAE, cfg: TrainConfig) -> torch.optim.Optimizer:
+    special, rest = variance_group(model)
+    groups = [{"params": rest, "lr": cfg.learning_rate, "name": "main"}]
+    if special:
+        groups.append({"params": special, "lr": cfg.learning_rate if cfg.variance_lr is None else cfg.variance_lr,
+                       "name": "variance"})
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    if cfg.optimizer == "deepsequence":
+        return DeepSequenceAdam(groups, lr=cfg.learning_rate)
+    # The fused kernel updates all parameters in one pass (CPU and CUDA).
     try:
-        return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=True)
+        return torch.optim.Adam(groups, lr=cfg.learning_rate, fused=True)
     except (RuntimeError, TypeError):  # older torch or unsupported device
-        return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+        return torch.optim.Adam(groups, lr=cfg.learning_rate)
+
+
+def _set_step_sizes(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> None:
+    """Step sizes for optimisation step ``step`` (1-based) from the schedule and the variance delay."""
+    for g in optimizer.param_groups:
+        if cfg.schedule == "cosine":
+            delay = cfg.variance_delay if g["name"] == "variance" else 0
+            factor = delayed_factor(step, cfg.steps, delay, cfg.warmup_steps, cfg.final_lr_fraction)
+        else:
+            factor = 0.0 if (g["name"] == "variance" and step <= cfg.variance_delay) else 1.0
+        g["lr"] = g["base_lr"] * factor
+
+
+@torch.no_grad()
+def heldout_elbo(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
+                 generator: torch.Generator, batch_size: int = 1024) -> float:
+    """Weighted mean ELBO of held-out sequences ``codes`` (M, L) with weights (M,).
+
+    Each of ``n_samples`` decoder-weight draws is shared by all held-out sequences; the estimate
+    is the label-free criterion the recipes are chosen by (higher is better).
+    """
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=codes.device)
+    for _ in range(n_samples):
+        w = model.decoder.draw(generator=generator)
+        for start in range(0, codes.shape[0], batch_size):
+            terms = model(codes[start:start + batch_size], weights=w, generator=generator)
+            total += (terms.elbo.double() * weights[start:start + batch_size]).sum()
+    model.train(was_training)
+    return float(total / (n_samples * weights.sum()))
 
 
 def train(
@@ -73,13 +153,18 @@ def train(
     checkpoint_path: str | os.PathLike | None = None,
     resume: Checkpoint | None = None,
     progress: bool = False,
+    heldout: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``model`` on int8 ``codes`` (N, L) with sequence ``weights`` (N,).
 
-    ``resume`` continues from a checkpoint (model weights, optimizer, RNG state and step); a
-    resumed CPU run ends with exactly the parameters of an uninterrupted one. Checkpoints are
-    written atomically to ``checkpoint_path`` every ``cfg.checkpoint_every`` steps and at the end;
-    a NaN/inf loss raises :class:`TrainingError` and leaves the last good checkpoint in place.
+    ``resume`` continues from a checkpoint (model weights, optimizer, averaged weights, RNG state
+    and step); a resumed CPU run ends with exactly the parameters of an uninterrupted one.
+    Checkpoints are written atomically to ``checkpoint_path`` every ``cfg.checkpoint_every`` steps
+    and at the end; a NaN/inf loss raises :class:`TrainingError` and leaves the last good
+    checkpoint in place. ``heldout`` = (codes (M, L), weights (M,)) of sequences kept out of
+    training: their ELBO is recorded every ``cfg.eval_every`` steps (``history['heldout_elbo']``).
+    With ``cfg.ema_decay`` the checkpoint's weights are the moving average (what scoring uses)
+    and the raw weights travel in ``Checkpoint.train_state`` for resuming.
     """
     device = torch.device(device)
     if codes.shape[0] != weights.shape[0]:
@@ -90,25 +175,62 @@ def train(
     model.to(device).train()
     data = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (N, L) copy, stays compact
     probs = torch.as_tensor(weights, dtype=torch.float64, device=device) / neff  # (N,)
-    optimizer = _make_optimizer(model, cfg, device)
+    optimizer = _make_optimizer(model, cfg)
     gen = make_generator(device, cfg.seed)
     step = 0
     history: dict[str, list[float]] = {"step": [], **{k: [] for k in STAT_NAMES}}
+    params = list(model.parameters())
+    ema: list[torch.Tensor] | None = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else None
     if resume is not None:
-        model.load_state_dict(resume.state)
+        model.load_state_dict(resume.train_state if resume.train_state is not None else resume.state)
         if resume.optimizer is not None:
             optimizer.load_state_dict(resume.optimizer)
+            for g in optimizer.param_groups:  # the recipe's base step sizes, not the last scheduled ones
+                g["base_lr"] = (cfg.learning_rate if g["name"] == "main" or cfg.variance_lr is None
+                                else cfg.variance_lr)
+        if ema is not None and resume.train_state is not None:
+            names = [n for n, _ in model.named_parameters()]
+            ema = [resume.state[n].to(device).clone() for n in names]
         if resume.rng_state is not None:
             gen.set_state(resume.rng_state.to(gen.get_state().device))
         step = resume.step
         history = {k: list(v) for k, v in resume.history.items()} or history
         log.info("resuming at step %d", step)
+    held = None
+    if heldout is not None and heldout[0].shape[0] > 0:
+        held = (torch.tensor(np.asarray(heldout[0]), dtype=torch.int8, device=device),
+                torch.as_tensor(heldout[1], dtype=torch.float64, device=device))
+        history.setdefault("eval_step", [])
+        history.setdefault("heldout_elbo", [])
+    eval_gen = make_generator(device, cfg.seed + 1)  # held-out noise never perturbs the training stream
+    local = cfg.local_reparam and model.decoder.bayesian
+    mm_dtype = torch.bfloat16 if cfg.matmul_dtype == "bfloat16" else None
+
+    def scoring_state() -> dict[str, torch.Tensor]:
+        """The weights scoring uses: the moving average when there is one, else the raw weights."""
+        if ema is None:
+            return model.state_dict()
+        state = dict(model.state_dict())
+        for (name, _), e in zip(model.named_parameters(), ema):
+            state[name] = e
+        return state
 
     def snapshot() -> Checkpoint:
-        return Checkpoint(kind="vae", model_config=asdict(model.cfg), state=model.state_dict(),
+        return Checkpoint(kind="vae", model_config=asdict(model.cfg), state=scoring_state(),
                           info=info, train_config=asdict(cfg), step=step,
                           optimizer=optimizer.state_dict(), rng_state=gen.get_state(),
-                          history=history)
+                          history=history, train_state=None if ema is None else model.state_dict())
+
+    def evaluate() -> float:
+        assert held is not None
+        if ema is None:
+            return heldout_elbo(model, held[0], held[1], cfg.eval_samples, eval_gen)
+        raw = [p.detach().clone() for p in params]
+        torch._foreach_copy_([p.data for p in params], ema)
+        try:
+            return heldout_elbo(model, held[0], held[1], cfg.eval_samples, eval_gen)
+        finally:
+            torch._foreach_copy_([p.data for p in params], raw)
 
     start_step, t0 = step, time.perf_counter()
     running = torch.zeros(len(STAT_NAMES), device=device, dtype=torch.float64)
@@ -121,12 +243,17 @@ def train(
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True, leave=True)
     try:
         while step < cfg.steps:
+            _set_step_sizes(optimizer, cfg, step + 1)
             idx = torch.multinomial(probs, cfg.batch_size, replacement=True, generator=gen)  # (B,)
-            loss, stats = loss_terms(model, data[idx], neff, generator=gen)
+            loss, stats = loss_terms(model, data[idx], neff, generator=gen, local=local, matmul_dtype=mm_dtype)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
+            if ema is not None:
+                # Bias-corrected start: the average covers ~all steps early on, ~1/(1 − decay) later.
+                decay = min(cfg.ema_decay, (1.0 + step) / (10.0 + step))
+                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
             # Record the first non-finite step without a host sync on every step.
             bad = ~torch.isfinite(loss.detach())
             bad_step = torch.where(bad & (bad_step < 0), torch.tensor(step, device=device), bad_step)
@@ -134,12 +261,14 @@ def train(
             n_running += 1
             at_log = step % cfg.log_every == 0 or step == cfg.steps
             at_ckpt = checkpoint_path is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-            if at_log or at_ckpt:
+            at_eval = held is not None and (step % cfg.eval_every == 0 or step == cfg.steps)
+            if at_log or at_ckpt or at_eval:
                 first_bad = int(bad_step)
                 if first_bad >= 0:
                     where = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
                     raise TrainingError(f"loss became {float(loss.detach()):.4g} at step {first_bad}{where}. "
                                         "Try a lower --learning-rate or check the alignment.")
+            if at_log:
                 means = (running / n_running).tolist()
                 history["step"].append(step)
                 for k, v in zip(STAT_NAMES, means):
@@ -151,6 +280,11 @@ def train(
                     bar.set_postfix_str(f"ELBO {means[0]:.2f} (logp {means[1]:.2f}, KLz {means[2]:.2f}, "
                                         f"KLθ/Neff {means[3]:.2f}) {rate:.1f} step/s", refresh=False)
                     bar.update(step - bar.n)
+            if at_eval:
+                value = evaluate()
+                history["eval_step"].append(step)
+                history["heldout_elbo"].append(value)
+                log.info("step %d: held-out ELBO %.3f", step, value)
             if at_ckpt:
                 save_checkpoint(snapshot(), checkpoint_path)
     finally:
@@ -192,7 +326,29 @@ def fit_alignment(
             raise CheckpointError("the checkpoint to resume was trained on a different focus sequence "
                                   f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")
         model_cfg = VAEConfig(**resume.model_config)
+    codes, heldout = alignment.codes, None
+    if train_cfg.holdout_fraction > 0:
+        train_rows, held_rows = holdout_split(alignment.N, train_cfg.holdout_fraction, train_cfg.seed,
+                                              keep=alignment.focus_index)
+        codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
+        weights = weights[train_rows]
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
-    return train(model, alignment.codes, weights, train_cfg, info, device=device,
-                 checkpoint_path=checkpoint_path, resume=resume, progress=progress)
+    return train(model, codes, weights, train_cfg, info, device=device,
+                 checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout)
+
+
+def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows) of ``n`` sequences: a seeded random ``fraction`` held out.
+
+    Row ``keep`` (the focus) always stays in training.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    if keep is not None:
+        order = order[order != keep]
+    n_held = int(round(fraction * n))
+    held = np.sort(order[:n_held])
+    mask = np.ones(n, dtype=bool)
+    mask[held] = False
+    return np.flatnonzero(mask), held

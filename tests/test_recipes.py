@@ -1,0 +1,207 @@
+"""Training recipes: DeepSequence's Adam, step-size schedules, local reparameterisation, weight
+averaging and the held-out split, each against a hand computation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepseqvae.model import VAE, VAEConfig, _GaussianKLFromVar, gaussian_kl, loss_terms
+from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
+from deepseqvae.train import TrainConfig, holdout_split, train, variance_group
+
+from test_train import family, fresh_model, info_for
+
+
+def test_deepsequence_adam_first_updates_by_hand():
+    # DeepSequence: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr * gamma * m / (sqrt(v) + eps)
+    # with gamma frozen at its t = 1 value sqrt(1 - b2) / (1 - b1) = sqrt(0.001) / 0.1.
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = DeepSequenceAdam([p], lr=1e-3)
+    grads = [[0.5, -1.0], [0.2, 3.0], [-0.4, 0.0]]
+    m, v, want = np.zeros(2), np.zeros(2), np.array([1.0, -2.0])
+    gamma = math.sqrt(0.001) / 0.1
+    for g in grads:
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+        g = np.array(g)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        want = want - 1e-3 * gamma * m / (np.sqrt(v) + 1e-8)
+        np.testing.assert_allclose(p.detach().numpy(), want, rtol=0, atol=1e-15)
+    # The first step moves every coordinate by lr * sign(g) (m / sqrt(v) = 0.1 / sqrt(0.001) = 1 / gamma).
+    q = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    opt = DeepSequenceAdam([q], lr=1e-3)
+    q.grad = torch.tensor([2.0, -7.0, 0.1], dtype=torch.float64)
+    opt.step()
+    np.testing.assert_allclose(q.detach().numpy(), [-1e-3, 1e-3, -1e-3], rtol=1e-5)
+
+
+def test_deepsequence_adam_late_step_is_0316_lr():
+    # A constant gradient for many steps: m -> g, v -> g^2, so each step moves by lr * gamma = 3.16e-4.
+    p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = DeepSequenceAdam([p], lr=1e-3)
+    for _ in range(20000):
+        p.grad = torch.ones(1, dtype=torch.float64)
+        before = float(p.detach())
+        opt.step()
+    assert before - float(p) == pytest.approx(1e-3 * math.sqrt(0.001) / 0.1, rel=1e-4)
+
+
+def test_lr_factor_warmup_then_cosine():
+    assert lr_factor(1, 1000, 100, 0.0) == pytest.approx(0.01)
+    assert lr_factor(100, 1000, 100, 0.0) == pytest.approx(1.0)
+    assert lr_factor(550, 1000, 100, 0.0) == pytest.approx(0.5)       # half-way through the decay
+    assert lr_factor(1000, 1000, 100, 0.1) == pytest.approx(0.1)       # ends at the final fraction
+    assert delayed_factor(50, 1000, 100, 10, 0.0) == 0.0              # frozen during the delay
+    assert delayed_factor(105, 1000, 100, 10, 0.0) == pytest.approx(0.5)  # warm-up restarts at the delay
+
+
+def test_variance_group_holds_log_sigmas_and_scale_logits():
+    model = fresh_model()
+    special, rest = variance_group(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    got = sorted(names[id(p)] for p in special)
+    assert got == sorted([n for n in names.values() if n.startswith("decoder.log_sigma.")] + ["decoder.mu.scale_logit"])
+    assert len(special) + len(rest) == len(list(model.parameters()))
+
+
+def test_kl_from_var_matches_gaussian_kl_and_its_gradient():
+    g = torch.Generator().manual_seed(1)
+    mu0 = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    ls0 = torch.randn(5, 4, generator=g, dtype=torch.float64) - 2
+    for prior in [(0.0, 1.0), (-12.36, 4.0)]:
+        mu, ls = mu0.clone().requires_grad_(), ls0.clone().requires_grad_()
+        want = gaussian_kl(mu, ls, *prior)
+        want.backward()
+        mu2, ls2 = mu0.clone().requires_grad_(), ls0.clone().requires_grad_()
+        got = _GaussianKLFromVar.apply(mu2, ls2, torch.exp(2 * ls2), *prior)
+        got.backward()
+        assert float(got) == pytest.approx(float(want), rel=1e-12)
+        torch.testing.assert_close(mu2.grad, mu.grad)
+        torch.testing.assert_close(ls2.grad, ls.grad)
+
+
+def test_local_reparameterisation_moments_by_hand():
+    # Given the small weights (dictionary D, scales S, hidden layers), the logits are linear in the
+    # raw output weights W_raw ~ N(mu, sigma^2): logit[b, l, a] = sum_{h,c} h[b,h] S[h,l] W[h,l,c] D[c,a],
+    # so mean = sum h S mu D and var = sum h^2 S^2 sigma^2 D^2, written out with einsum.
+    torch.manual_seed(0)
+    cfg = VAEConfig(seq_len=3, encoder_hidden=(8,), latent_dim=2, decoder_hidden=(4, 8), dictionary_size=5,
+                    sparsity_tiles=2, temperature=False, output_bias=False, init_log_sigma=-1.0)
+    dec = VAE(cfg).decoder.double()
+    g = torch.Generator().manual_seed(3)
+    w = {k: v for k, v in dec.draw(generator=g).items() if k != "W_out"}
+    z = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    h = dec.hidden(z, w).detach()  # (B, H)
+    S = torch.sigmoid(w["scale_logit"]).repeat(2, 1).detach()  # (H, L)
+    mu, var_raw = dec.mu["W_out"].detach(), torch.exp(2 * dec.log_sigma["W_out"]).detach()  # (H, L, C)
+    D = w["dictionary"].detach()  # (C, A)
+    mean = torch.einsum("bh,hl,hlc,ca->bla", h, S, mu, D)
+    var = torch.einsum("bh,hl,hlc,ca->bla", h**2, S**2, var_raw, D**2)
+    # The local path with its noise replaced by 0 and by 1 recovers mean and mean + sqrt(var).
+    out = {}
+    real_randn = torch.randn
+    for fill in (0.0, 1.0):
+        def fixed(*shape, **kw):
+            kw.pop("generator", None)
+            return torch.full(*shape, fill, **{k: v for k, v in kw.items() if k in ("dtype", "device")})
+        torch.randn = fixed
+        try:
+            out[fill] = dec.forward_local(z, w, var_raw, generator=g).detach()
+        finally:
+            torch.randn = real_randn
+    torch.testing.assert_close(out[0.0], torch.log_softmax(mean, -1))
+    torch.testing.assert_close(out[1.0], torch.log_softmax(mean + var.sqrt(), -1))
+    # And the mean is what shared sampling gives at sigma = 0 (the output weight of the means).
+    shared_mean = (h @ dec.output_weight(dict(w, W_out=mu))).view(2, 3, 20)
+    torch.testing.assert_close(shared_mean, mean)
+
+
+def test_local_loss_equals_shared_loss_without_noise():
+    # With every posterior sigma ~ 0 both estimators are deterministic and must agree exactly.
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(seq_len=6, encoder_hidden=(8,), latent_dim=2, decoder_hidden=(4, 8), dictionary_size=5,
+                          sparsity_tiles=2, init_log_sigma=-40.0)).double()
+    with torch.no_grad():
+        model.encoder.log_sigma.bias.fill_(-40.0)
+        model.encoder.log_sigma.weight.zero_()
+    codes = torch.randint(0, 21, (16, 6), generator=torch.Generator().manual_seed(1))
+    shared, s1 = loss_terms(model, codes, 50.0, generator=torch.Generator().manual_seed(0))
+    local, s2 = loss_terms(model, codes, 50.0, generator=torch.Generator().manual_seed(5), local=True)
+    assert float(local) == pytest.approx(float(shared), rel=1e-8)  # sd floor 1e-6 in the local path
+    assert float(s1["kl_theta"]) == pytest.approx(float(s2["kl_theta"]), rel=1e-12)
+
+
+def test_holdout_split_is_seeded_disjoint_and_keeps_the_focus():
+    tr, held = holdout_split(200, 0.1, seed=4, keep=7)
+    assert len(held) == 20 and 7 in tr and not set(tr) & set(held)
+    assert sorted(np.concatenate([tr, held]).tolist()) == list(range(200))
+    tr2, held2 = holdout_split(200, 0.1, seed=4, keep=7)
+    assert np.array_equal(held, held2)
+    assert not np.array_equal(held, holdout_split(200, 0.1, seed=5, keep=7)[1])
+
+
+FAST = dict(schedule="cosine", warmup_steps=5, final_lr_fraction=0.05, variance_lr=1e-2, variance_delay=6,
+            local_reparam=True, ema_decay=0.9)
+
+
+def test_variance_group_frozen_during_its_delay():
+    codes, w = family()
+    model = fresh_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    res = train(model, codes, w, TrainConfig(steps=6, batch_size=16, log_every=3, **FAST), info_for(codes, w))
+    after = res.checkpoint.train_state
+    assert torch.equal(after["decoder.log_sigma.W_out"], before["decoder.log_sigma.W_out"])
+    assert torch.equal(after["decoder.mu.scale_logit"], before["decoder.mu.scale_logit"])
+    assert not torch.equal(after["decoder.mu.W_out"], before["decoder.mu.W_out"])
+
+
+def test_ema_is_the_average_of_the_raw_weights():
+    # With a constant schedule the raw trajectory does not depend on the total step count, so the
+    # raw weights after t steps come from runs of t steps; average them by hand.
+    codes, w = family()
+    cfg = dict(batch_size=16, log_every=1, local_reparam=True, ema_decay=0.9)
+    raws = [dict(fresh_model().named_parameters())]
+    raws = [{k: v.detach().clone() for k, v in raws[0].items()}]
+    for t in range(1, 5):
+        r = train(fresh_model(), codes, w, TrainConfig(steps=t, **cfg), info_for(codes, w))
+        raws.append(r.checkpoint.train_state)
+    final = r.checkpoint.state
+    for name in ("decoder.mu.W_out", "encoder.mu.weight", "decoder.log_sigma.b0"):
+        e = raws[0][name].clone()
+        for t in range(1, 5):
+            d = min(0.9, (1.0 + t) / (10.0 + t))
+            e = d * e + (1 - d) * raws[t][name]
+        torch.testing.assert_close(final[name], e, rtol=1e-5, atol=1e-7)
+        assert not torch.equal(final[name], raws[4][name])
+
+
+def test_resume_with_ema_and_schedule_is_bit_exact(tmp_path, monkeypatch):
+    import deepseqvae.train as train_mod
+    from deepseqvae.checkpoint import load_checkpoint
+
+    codes, w = family()
+    cfg = TrainConfig(steps=12, batch_size=16, seed=3, log_every=3, checkpoint_every=6, **FAST)
+    full = train(fresh_model(2), codes, w, cfg, info_for(codes, w)).checkpoint
+    # Interrupt the same run after its step-6 checkpoint (at step 8), then resume from the file.
+    real, calls = train_mod.loss_terms, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    path = tmp_path / "run.pt"
+    monkeypatch.setattr(train_mod, "loss_terms", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh_model(2), codes, w, cfg, info_for(codes, w), checkpoint_path=path)
+    monkeypatch.setattr(train_mod, "loss_terms", real)
+    ck = load_checkpoint(path)
+    assert ck.step == 6 and ck.train_state is not None
+    resumed = train(fresh_model(9), codes, w, cfg, info_for(codes, w), resume=ck).checkpoint
+    for k in full.state:
+        assert torch.equal(full.state[k], resumed.state[k]), k
+        assert torch.equal(full.train_state[k], resumed.train_state[k]), k
