@@ -206,12 +206,21 @@ class Decoder(nn.Module):
             kl = kl_k if kl is None else kl + kl_k
         return out, kl
 
-    def output_weight(self, w: dict[str, Tensor]) -> Tensor:
-        """The (H, L*20) output matrix from raw weights, dictionary and sparsity scales."""
+    def output_weight(self, w: dict[str, Tensor], matmul_dtype: torch.dtype | None = None) -> Tensor:
+        """The (H, L*20) output matrix from raw weights, dictionary and sparsity scales.
+
+        ``matmul_dtype`` (e.g. bfloat16) runs the dictionary product in that precision; the
+        result is float32 either way.
+        """
         cfg = self.cfg
         W = w["W_out"]  # (H, L, C)
         if cfg.dictionary_size:
-            W = W @ w["dictionary"]  # (H, L, 20): W[h, l, :] = W_raw[h, l, :] @ D, as DeepSequence
+            D = w["dictionary"]
+            if matmul_dtype is not None and matmul_dtype != W.dtype:
+                # W[h, l, :] = W_raw[h, l, :] @ D, as DeepSequence, with low-precision inputs
+                W = (W.to(matmul_dtype) @ D.to(matmul_dtype)).to(W.dtype)
+            else:
+                W = W @ D  # (H, L, 20): W[h, l, :] = W_raw[h, l, :] @ D, as DeepSequence
         if cfg.sparsity_tiles:
             # One scale per (group, position); unit h belongs to group h mod (H/k) (DeepSequence's tiling).
             scale = torch.sigmoid(w["scale_logit"]).repeat(cfg.sparsity_tiles, 1)  # (H, L)
@@ -238,13 +247,19 @@ class Decoder(nn.Module):
             logits = logits * F.softplus(w["temperature"])
         return F.log_softmax(logits, dim=-1)  # (B, L, 20)
 
-    def forward(self, z: Tensor, w: dict[str, Tensor], w_out: Tensor | None = None) -> Tensor:
+    def forward(self, z: Tensor, w: dict[str, Tensor], w_out: Tensor | None = None,
+                matmul_dtype: torch.dtype | None = None) -> Tensor:
         """Log-probabilities (B, L, 20) for latents z (B, D) under weights ``w``.
 
         ``w_out`` may carry ``self.output_weight(w)`` precomputed, when many batches share ``w``.
+        ``matmul_dtype`` (training only) runs the dictionary and output products in that precision.
         """
         h = self.hidden(z, w)  # (B, H)
-        return self._finish(h @ (self.output_weight(w) if w_out is None else w_out), w)
+        if w_out is None:
+            w_out = self.output_weight(w, matmul_dtype)  # (H, 20L)
+        if matmul_dtype is not None and matmul_dtype != h.dtype:
+            return self._finish((h.to(matmul_dtype) @ w_out.to(matmul_dtype)).to(h.dtype), w)
+        return self._finish(h @ w_out, w)
 
     def forward_local(self, z: Tensor, w: dict[str, Tensor], out_var: Tensor,
                       generator: torch.Generator | None = None, matmul_dtype: torch.dtype | None = None) -> Tensor:
@@ -340,6 +355,7 @@ class VAE(nn.Module):
         weights: dict[str, Tensor] | None = None,
         eps: Tensor | None = None,
         generator: torch.Generator | None = None,
+        matmul_dtype: torch.dtype | None = None,
     ) -> ElboTerms:
         """ELBO terms for int codes (B, L), with one latent sample per sequence.
 
@@ -353,7 +369,7 @@ class VAE(nn.Module):
         z = mu + torch.exp(log_sigma) * eps
         if weights is None:
             weights = self.decoder.draw(generator=generator)
-        log_probs = self.decoder(z, weights)
+        log_probs = self.decoder(z, weights, matmul_dtype=matmul_dtype)
         return ElboTerms(self.log_likelihood(log_probs, codes), self.latent_kl(mu, log_sigma))
 
     def regulariser(self) -> Tensor:
@@ -397,8 +413,9 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
 
     This is DeepSequence's objective (maximised there, minimised here). With ``local`` (svi
     decoder only) the output weights are integrated out per sequence
-    (:meth:`Decoder.forward_local`): the same expected loss with a lower-variance gradient;
-    ``matmul_dtype`` then sets the precision of its two large products.
+    (:meth:`Decoder.forward_local`): the same expected loss with a lower-variance gradient.
+    ``matmul_dtype`` (e.g. bfloat16) sets the precision of the decoder's large products (inputs
+    rounded, float32 accumulation and results; KL sums, log-softmax and the weights stay float32).
     """
     if model.decoder.bayesian and local:
         dec = model.decoder
@@ -416,7 +433,7 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
     elif model.decoder.bayesian:
         # Sample and KL in one fused pass over the decoder weights (same draw order as ``draw``).
         weights, kl = model.decoder.draw_with_kl(generator=generator)
-        terms = model(codes, weights=weights, generator=generator)
+        terms = model(codes, weights=weights, generator=generator, matmul_dtype=matmul_dtype)
         reg = kl / neff
     else:
         terms = model(codes, generator=generator)

@@ -45,7 +45,7 @@ class TrainConfig:
     variance_lr: float | None = None  # step size of the variance group (decoder log σ's and sparsity-logit means); None = learning_rate
     variance_delay: int = 0         # the variance group is frozen for this many first steps
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
-    matmul_dtype: str = "float32"   # precision of the two large output products with local_reparam ("bfloat16" on CPUs with bf16)
+    matmul_dtype: str = "float32"   # precision of the decoder's large products ("bfloat16": rounded inputs, float32 sums and weights)
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
     eval_every: int = 1000          # held-out ELBO every this many steps (with holdout_fraction > 0)
@@ -62,6 +62,54 @@ class TrainConfig:
             raise ValueError("ema_decay must lie in [0, 1)")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must lie in [0, 1)")
+
+
+#: The named recipes: (model-configuration overrides, training-configuration overrides).
+#: ``paper`` is DeepSequence exactly; ``fast`` is the CPU default (see README "Training recipes").
+RECIPES: dict[str, tuple[dict, dict]] = {
+    "paper": (
+        {"decoder_hidden": (100, 2000)},
+        {"steps": 300_000, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "deepsequence"},
+    ),
+    "fast": (
+        {"decoder_hidden": (100, 500)},
+        {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
+         "warmup_steps": 200, "final_lr_fraction": 0.02, "variance_lr": 1e-2, "variance_delay": 500,
+         "local_reparam": True, "ema_decay": 0.998},
+    ),
+}
+DEFAULT_RECIPE = "fast"
+
+#: the fast recipe's step count: FAST_STEPS_REF steps for a family of FAST_L_REF columns, fewer for
+#: longer ones (the cost of a step grows with L), within [FAST_STEPS_MIN, FAST_STEPS_REF]
+FAST_STEPS_REF = 6000
+FAST_L_REF = 250
+FAST_STEPS_MIN = 3000
+
+
+def fast_steps(seq_len: int) -> int:
+    """Steps of the ``fast`` recipe: min(6000, max(3000, 6000 · 250 / L)), rounded to 100."""
+    steps = FAST_STEPS_REF * min(1.0, FAST_L_REF / max(seq_len, 1))
+    return int(round(max(FAST_STEPS_MIN, steps) / 100.0)) * 100
+
+
+def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = None,
+                   train_overrides: dict | None = None):
+    """(VAEConfig, TrainConfig) of recipe ``name`` for L = ``seq_len``, with explicit overrides.
+
+    Overrides whose value is ``None`` are ignored, so CLI options left unset keep the recipe's.
+    """
+    from .model import VAEConfig
+
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r} (choose from {', '.join(RECIPES)})")
+    model_kw, train_kw = (dict(d) for d in RECIPES[name])
+    model_kw.update({k: v for k, v in (model_overrides or {}).items() if v is not None})
+    train_kw.update({k: v for k, v in (train_overrides or {}).items() if v is not None})
+    if train_kw.get("steps") is None:
+        train_kw["steps"] = fast_steps(seq_len)
+    train_kw["recipe"] = name
+    return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
 
 
 @dataclass
