@@ -24,7 +24,7 @@ from .fileio import atomic_write
 log = logging.getLogger(__name__)
 
 FORMAT = "deepseqvae-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the first encoder layer is stored (20L, H) (gather-sum layout)
 
 
 @dataclass
@@ -107,6 +107,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer deepseqvae "
                               f"({payload.get('deepseqvae_version')}); please upgrade")
+    if payload.get("format_version", 0) < 2 and payload.get("kind") == "vae":
+        _upgrade_v1(payload, path)
     try:
         return Checkpoint(
             kind=payload["kind"],
@@ -122,6 +124,19 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None
+
+
+def _upgrade_v1(payload: dict, path: Path) -> None:
+    """Format 1 stored the first encoder layer as nn.Linear's (H, 20L); format 2 stores (20L, H)."""
+    state = payload.get("state")
+    key = "encoder.hidden.0.weight"
+    if isinstance(state, dict) and key in state:
+        state[key] = state[key].t().contiguous()
+    if payload.get("optimizer") is not None:
+        # Its parameter groups and moment shapes predate the recipes: scoring is unaffected, a
+        # --resume restarts the optimiser's moments.
+        log.warning("%s: written by an older deepseqvae; resuming it restarts the optimiser state", path)
+        payload["optimizer"] = None
 
 
 def build_model(ckpt: Checkpoint) -> torch.nn.Module:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .alphabet import GAP_CODE, N_AA, one_hot
+from .alphabet import GAP_CODE, N_AA
 
 DecoderKind = Literal["svi", "mle"]
 
@@ -112,27 +112,63 @@ def _glorot_normal(fan_in: int, fan_out: int, shape: tuple[int, ...]) -> Tensor:
     return torch.randn(shape) * math.sqrt(2.0 / (fan_in + fan_out))
 
 
+class OneHotLinear(nn.Module):
+    """First encoder layer ``one_hot(codes).flatten(1) @ weight + bias`` as a gather-sum.
+
+    Row ``l·20 + a`` of ``weight`` (20L, H) is the weight of residue ``a`` at position ``l``, so
+    the product of a one-hot sequence with ``weight`` is the sum of its L non-gap rows: an
+    embedding bag over (position, residue) indices, ~20x fewer operations than the dense
+    product and identical up to float summation order. A float one-hot input (B, L, 20) takes
+    the dense product (the reference the tests compare against).
+    """
+
+    def __init__(self, seq_len: int, alphabet_size: int, out_features: int) -> None:
+        super().__init__()
+        self.seq_len, self.alphabet_size = seq_len, alphabet_size
+        self.weight = nn.Parameter(torch.empty(seq_len * alphabet_size, out_features))  # (20L, H)
+        self.bias = nn.Parameter(torch.empty(out_features))  # (H,)
+        # (L,) offset of each position's block of rows
+        self.register_buffer("offsets", torch.arange(seq_len) * alphabet_size, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.is_floating_point():  # one-hot (B, L, 20): the dense product
+            return torch.addmm(self.bias, x.flatten(1), self.weight)  # (B, H)
+        codes = x.long()  # (B, L); gaps (code 20) get weight 0 and any valid index
+        index = self.offsets + codes.clamp(max=self.alphabet_size - 1)  # (B, L)
+        present = (codes < self.alphabet_size).to(self.weight.dtype)  # (B, L)
+        return F.embedding_bag(index, self.weight, per_sample_weights=present, mode="sum") + self.bias
+
+
 class Encoder(nn.Module):
-    """q(z | x): one-hot (B, L, 20) -> (mu, log_sigma), each (B, latent_dim)."""
+    """q(z | x): int codes (B, L) or one-hot (B, L, 20) -> (mu, log_sigma), each (B, latent_dim)."""
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         sizes = (cfg.seq_len * cfg.alphabet_size, *cfg.encoder_hidden)
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.mu = nn.Linear(sizes[-1], cfg.latent_dim)
-        self.log_sigma = nn.Linear(sizes[-1], cfg.latent_dim)
+
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(OneHotLinear(cfg.seq_len, cfg.alphabet_size, b) if i == 0 else nn.Linear(a, b))
+        self.hidden = nn.ModuleList(layers)
+        head = (lambda d: OneHotLinear(cfg.seq_len, cfg.alphabet_size, d)) if not layers else (
+            lambda d: nn.Linear(sizes[-1], d))
+        self.mu = head(cfg.latent_dim)
+        self.log_sigma = head(cfg.latent_dim)
         # DeepSequence: Glorot-normal weights, biases 0.1, log-sigma bias -5 (tight initial posterior).
-        for lin in [*self.hidden, self.mu, self.log_sigma]:
-            with torch.no_grad():
-                lin.weight.copy_(_glorot_normal(lin.in_features, lin.out_features, tuple(lin.weight.shape)))
-                lin.bias.fill_(0.1)
         with torch.no_grad():
+            for lin in [*self.hidden, self.mu, self.log_sigma]:
+                if isinstance(lin, OneHotLinear):  # stored (20L, H): draw as (H, 20L) like nn.Linear's
+                    fan_out = lin.weight.shape[1]
+                    lin.weight.copy_(_glorot_normal(sizes[0], fan_out, (fan_out, sizes[0])).t())
+                else:
+                    lin.weight.copy_(_glorot_normal(lin.in_features, lin.out_features, tuple(lin.weight.shape)))
+                lin.bias.fill_(0.1)
             self.log_sigma.bias.fill_(-5.0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = x.flatten(1)  # (B, 20L)
+        h = x  # (B, L) codes or (B, L, 20) one-hot
         for lin in self.hidden:
-            h = F.relu(lin(h))
+            h = F.relu(lin(h))  # (B, H_i)
         return self.mu(h), self.log_sigma(h)
 
 
@@ -362,8 +398,7 @@ class VAE(nn.Module):
         ``weights`` (from ``decoder.draw``) and ``eps`` (B, latent_dim) may be given to share
         random numbers between calls; otherwise they are drawn here (one decoder sample per call).
         """
-        x = one_hot(codes, dtype=self.decoder.mu["W_out"].dtype)  # (B, L, 20)
-        mu, log_sigma = self.encoder(x)  # (B, D) each
+        mu, log_sigma = self.encoder(codes)  # (B, D) each, gather-sum first layer
         if eps is None:
             eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
         z = mu + torch.exp(log_sigma) * eps
@@ -423,8 +458,7 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
         log_sigma_out = dec.log_sigma["W_out"]
         out_var = torch.exp(2.0 * log_sigma_out)  # (H, L, C), shared by the KL and the logit variance
         kl = kl + _GaussianKLFromVar.apply(dec.mu["W_out"], log_sigma_out, out_var, *dec.prior("W_out"))
-        x = one_hot(codes, dtype=dec.mu["W_out"].dtype)  # (B, L, 20)
-        mu, log_sigma = model.encoder(x)  # (B, D) each
+        mu, log_sigma = model.encoder(codes)  # (B, D) each
         eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
         log_probs = dec.forward_local(mu + torch.exp(log_sigma) * eps, weights, out_var, generator,
                                       matmul_dtype=matmul_dtype)

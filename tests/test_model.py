@@ -72,8 +72,8 @@ def test_elbo_by_hand():
         for l, c in enumerate(codes[b].tolist()):
             if c != GAP_CODE:
                 x[l * 20 + c] = 1.0
-        mu = x @ E.mu.weight.detach().numpy().T + E.mu.bias.detach().numpy()
-        ls = x @ E.log_sigma.weight.detach().numpy().T + E.log_sigma.bias.detach().numpy()
+        mu = x @ E.mu.weight.detach().numpy() + E.mu.bias.detach().numpy()  # (20L, D): gather-sum layout
+        ls = x @ E.log_sigma.weight.detach().numpy() + E.log_sigma.bias.detach().numpy()
         z = mu + np.exp(ls) * eps[b].numpy()
         h = 1 / (1 + np.exp(-(z @ D["W0"].detach().numpy() + D["b0"].detach().numpy())))  # sigmoid (last layer)
         logits = (h @ D["W_out"].detach().numpy().reshape(2, 40)).reshape(2, 20) + D["b_out"].detach().numpy()

@@ -225,3 +225,47 @@ def test_bfloat16_products_stay_close_to_float32(local):
         g16 = out[torch.bfloat16][1][name]
         assert g16.dtype == torch.float32
         assert float((g16 - g).norm()) <= 0.05 * float(g.norm()) + 1e-6, name
+
+
+def test_gather_sum_encoder_equals_the_dense_one_hot_product():
+    from deepseqvae.alphabet import one_hot
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(seq_len=7, encoder_hidden=(16, 8), latent_dim=3, decoder_hidden=(4, 8)))
+    codes = torch.randint(0, 21, (32, 7), generator=torch.Generator().manual_seed(2))  # gaps included
+    codes[0] = 20  # an all-gap sequence: bias only
+    x = one_hot(codes).requires_grad_(False)
+    dense = model.encoder(x)
+    gather = model.encoder(codes)
+    for a, b in zip(dense, gather):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # By hand for one sequence: the first layer is the sum of its non-gap rows plus the bias.
+    first = model.encoder.hidden[0]
+    rows = [l * 20 + int(c) for l, c in enumerate(codes[1]) if int(c) < 20]
+    torch.testing.assert_close(first(codes[1:2])[0], first.weight[rows].sum(0) + first.bias)
+    torch.testing.assert_close(first(codes[0:1])[0], first.bias)
+    # Same gradients for the weights.
+    grads = []
+    for inp in (x, codes):
+        model.zero_grad()
+        sum(t.sum() for t in model.encoder(inp)).backward()
+        grads.append(first.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
+    from deepseqvae.checkpoint import build_model, load_checkpoint, save_checkpoint
+    from deepseqvae.checkpoint import Checkpoint
+    from dataclasses import asdict
+
+    codes, w = family()
+    model = fresh_model()
+    ck = Checkpoint(kind="vae", model_config=asdict(model.cfg), state=model.state_dict(), info=info_for(codes, w))
+    path = tmp_path / "v1.pt"
+    save_checkpoint(ck, path)
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 1
+    payload["state"]["encoder.hidden.0.weight"] = payload["state"]["encoder.hidden.0.weight"].t().contiguous()
+    torch.save(payload, path)
+    loaded = build_model(load_checkpoint(path))
+    torch.testing.assert_close(loaded.encoder.hidden[0].weight, model.encoder.hidden[0].weight)
