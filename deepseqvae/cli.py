@@ -55,16 +55,16 @@ def main(verbose: bool) -> None:
 def alignment_options(func):
     """Add the shared alignment-reading options to a command.
 
-    The command receives them as one argument ``align_opts``: a dict of keyword arguments for
-    :func:`deepseqvae.alignment.read_alignment` (``read_alignment(msa, **align_opts)``).
+    The command receives them as one argument ``align_opts``, an
+    :class:`~deepseqvae.alignment.AlignmentOptions`.
     """
     import functools
 
     @functools.wraps(func)
     def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, **kwargs):
-        from .alignment import alignment_kwargs
+        from .alignment import AlignmentOptions
 
-        kwargs["align_opts"] = alignment_kwargs(
+        kwargs["align_opts"] = AlignmentOptions(
             focus=focus, first_index=first_index, fmt=msa_format,
             max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
         return func(*args, **kwargs)
@@ -113,27 +113,10 @@ def weights_command(msa, theta, output, align_opts, device, progress):
     with non-standard residues, prints what was kept and dropped, L, Neff and the time taken, and
     writes the weights as a NumPy .npy file.
     """
-    import time
+    from .pipeline import weights_file
 
-    from .alignment import read_alignment
-    from .weights import (check_theta, compute_weights, default_weights_path, resolve_device,
-                          resolve_kernel, save_weights)
-
-    theta = check_theta(theta)
-    dev = resolve_device(device)
-    kernel = resolve_kernel("auto", dev)
-    t0 = time.perf_counter()
-    aln = read_alignment(msa, **align_opts)
-    t1 = time.perf_counter()
-    weights = compute_weights(aln.codes, theta, device=dev, progress=progress, kernel=kernel)
-    t2 = time.perf_counter()
-    out = save_weights(output if output is not None else default_weights_path(msa, theta), weights)
-    neff = float(weights.sum())
-    click.echo(aln.summary())
-    click.echo(f"Neff = {neff:.2f} (theta = {theta:g}; Neff/N = {neff / aln.N:.3f}, Neff/L = {neff / aln.L:.2f})")
-    click.echo(f"Time: {t2 - t0:.2f} s (reading {t1 - t0:.2f} s, weights {t2 - t1:.2f} s on {dev}, "
-               f"{kernel} kernel)")
-    click.echo(f"Wrote {weights.size} weights to {out}")
+    result = weights_file(msa, output, theta=theta, options=align_opts, device=device, progress=progress)
+    click.echo(result.summary())
 
 
 # --- train and info -------------------------------------------------------------------------
@@ -211,19 +194,18 @@ def train_command(msa, output, model_kind, steps, batch_size, learning_rate, see
     import time
     from pathlib import Path
 
-    from .pipeline import train_from_alignment
-
+    from .pipeline import TRAINERS, train_file
     from .weights import resolve_device
 
     out = Path(output) if output else Path(Path(msa).stem + ".pt")
-    if model_kind == "vae" and steps > 50_000 and resolve_device(device).type == "cpu":
+    if TRAINERS[model_kind].iterative and steps > 50_000 and resolve_device(device).type == "cpu":
         # The paper's 300,000 steps are a GPU job; say so before the user waits for days.
         click.echo(f"Note: {steps:,} steps on the CPU can take days at the paper's model size "
                    "(benchmarks/README.md); the CPU 'quick' setting is --steps 6000 --decoder-hidden 100,500. "
                    "Interrupted runs continue with --resume.", err=True)
     t0 = time.perf_counter()
-    result = train_from_alignment(
-        msa, out, model_kind=model_kind, align_opts=align_opts, theta=theta, weights_file=weights_file,
+    result = train_file(
+        msa, out, model_kind=model_kind, options=align_opts, theta=theta, weights_path=weights_file,
         model_options=dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
                            decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
                            sparsity_tiles=sparsity_tiles, dropout=dropout),
@@ -378,7 +360,7 @@ def scan_command(model, output, plot, n_samples, seed, device, batch_size, max_p
     Example:
       deepseqvae scan --model demo.pt -o demo_singles.csv --plot demo_heatmap.png
     """
-    from .explore import scan_file
+    from .pipeline import scan_file
 
     result, out, pos = scan_file(model, output, plot=plot, n_samples=n_samples, seed=seed, device=device,
                                  batch_size=batch_size, max_per_row=max_per_row, progress=progress)
@@ -420,15 +402,16 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
     """Encode every sequence of MSA into the model's latent space.
 
     MSA (or an aligned FASTA) is read and filtered exactly as in training; its modelled columns
-    must be the model's. Use the same alignment options as for 'train'.
+    must be the model's. It is read with the alignment options recorded in the model at training;
+    options given here override them.
 
     \b
     Example:
       deepseqvae embed alignments/demo.a2m --model demo.pt -o latent.csv --plot latent.png
     """
-    from .explore import embed_file
+    from .pipeline import embed_file
 
-    emb, out = embed_file(model, msa, output, align_opts=align_opts, plot=plot, color_by=color_by,
+    emb, out = embed_file(model, msa, output, options=align_opts, plot=plot, color_by=color_by,
                           batch_size=batch_size, device=device)
     click.echo(f"Embedded {emb.alignment.N} sequences into D = {emb.mu.shape[1]} latent dimensions.", err=True)
     click.echo(f"Wrote {out}" + (f"; map {plot}" if plot else ""))
@@ -454,7 +437,8 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
 @click.option("--steps", type=click.IntRange(2), default=10, show_default=True,
               help="Records written by --interpolate, both ends included.")
 @click.option("--msa", type=click.Path(dir_okay=False), default=None,
-              help="Alignment holding the --near / --interpolate sequences, read as in training.")
+              help="Alignment holding the --near / --interpolate sequences, read as in training (with the "
+                   "alignment options recorded in the model; options given here override them).")
 @click.option("--elbo-samples", type=click.IntRange(1), default=20, show_default=True,
               help="Samples for the ELBO estimate in each header.")
 @click.option("--batch-size", type=click.IntRange(1), default=100, show_default=True,
@@ -478,7 +462,7 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
       deepseqvae sample --model demo.pt -o path.fasta --interpolate DEMO/1-60 SIM_000002/1-60 --steps 8 \\
           --msa alignments/demo.a2m
     """
-    from .explore import sample_file
+    from .pipeline import sample_file
 
     if interpolate is not None and (near is not None or n is not None):
         raise click.UsageError("--interpolate cannot be combined with -n or --near")
@@ -488,7 +472,7 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
         raise click.UsageError("--near and --interpolate need --msa, the alignment holding the sequences")
     records, out = sample_file(model, output, n=n, temperature=temperature, seed=seed, near=near,
                                interpolate=tuple(interpolate) if interpolate else None, steps=steps, msa=msa,
-                               align_opts=align_opts, device=device, batch_size=batch_size,
+                               options=align_opts, device=device, batch_size=batch_size,
                                elbo_samples=elbo_samples)
     click.echo(f"Wrote {len(records)} sequences to {out}")
 

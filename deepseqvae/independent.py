@@ -25,7 +25,11 @@ class IndependentConfig:
 
 
 class IndependentModel(nn.Module):
-    """Holds log p_l(a) as a (L, 20) buffer."""
+    """Holds log p_l(a) as a (L, 20) buffer; a :class:`~deepseqvae.score.MutationScorer` itself."""
+
+    sampled = False  # exact scores: no samples, standard error 0
+    method = "site-independent log-ratio"
+    score_label = "log p(mutant) − log p(wild type)"
 
     def __init__(self, cfg: IndependentConfig) -> None:
         super().__init__()
@@ -67,3 +71,8 @@ class IndependentModel(nn.Module):
         for i, ch in enumerate(changes):
             out[i] = sum(log_p[c, a] - log_p[c, wt_codes[c]] for c, a in ch)
         return out
+
+    def score_changes(self, wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...]], *, n_samples: int,
+                      seed: int, device, batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(delta, 0)``: the scoring interface; sampling settings do not apply to an exact score."""
+        return self.delta(wt_codes, changes), np.zeros(len(changes))

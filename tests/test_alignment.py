@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from deepseqvae.alphabet import GAP_CODE, encode
-from deepseqvae.alignment import (Alignment, PositionNotModelledError, alignment_kwargs, iter_fasta,
+from deepseqvae.alignment import (Alignment, PositionNotModelledError, AlignmentOptions, iter_fasta,
                                   read_alignment)
 from deepseqvae.cli import main
 from deepseqvae.errors import AlignmentFormatError, DeepSeqVAEError
@@ -233,11 +233,15 @@ def test_filter_values_validated(tmp_path):
         read_alignment(write(tmp_path, FILTER), min_column_coverage=-0.1)
 
 
-def test_alignment_kwargs_round_trip(tmp_path):
-    kw = alignment_kwargs(focus="c", first_index=5, fmt="a2m", max_gap_fraction=None,
-                          min_column_coverage=None)
-    aln = read_alignment(write(tmp_path, FILTER), **kw)
+def test_alignment_options_round_trip(tmp_path):
+    opts = AlignmentOptions(focus="c", first_index=5, fmt="a2m")
+    aln = opts.read(write(tmp_path, FILTER))
     assert aln.focus_id == "c" and aln.positions[0] == 5 and aln.L == 9
+    assert aln.options == opts  # the alignment remembers how it was read (a checkpoint records it)
+    # Options given later override only the fields they set.
+    assert opts.updated(AlignmentOptions(max_gap_fraction=0.5)) == AlignmentOptions(
+        focus="c", first_index=5, fmt="a2m", max_gap_fraction=0.5)
+    assert AlignmentOptions.from_dict({"focus": "c", "unknown": 1}) == AlignmentOptions(focus="c")
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -489,7 +489,7 @@ def test_long_cpu_training_is_announced(monkeypatch, tmp_path):
     def stop(*args, **kwargs):
         raise DeepSeqVAEError("stopped before training")
 
-    monkeypatch.setattr(pipeline, "train_from_alignment", stop)
+    monkeypatch.setattr(pipeline, "train_file", stop)
     res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu")
     assert res.exit_code == 2
     assert "300,000 steps on the CPU can take days" in res.stderr and "--steps 6000" in res.stderr

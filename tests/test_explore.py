@@ -17,14 +17,13 @@ from deepseqvae.alphabet import ALPHABET, N_AA, one_hot
 from deepseqvae.checkpoint import build_model, load_checkpoint
 from deepseqvae.cli import main
 from deepseqvae.errors import CheckpointError, DeepSeqVAEError
-from deepseqvae.explore import (decode_argmax, embed_alignment, encode_latent, identity_to_focus,
-                                interpolate_sequences, latent_2d, positions_path, read_values, sample_sequences,
-                                saturation_mutants, saturation_scan, write_scan)
-from deepseqvae.mutations import read_mutant_table
-from deepseqvae.pipeline import train_from_alignment
-from deepseqvae.plots import (DPI, HEATMAP_GID, LATENT_FIGSIZE, heatmap_figsize, plot_heatmap, plot_latent,
-                              plot_scan_heatmap, save_figure)
-from deepseqvae.score import score_table
+from deepseqvae.alignment import AlignmentOptions
+from deepseqvae.generate import decode_argmax, interpolate_sequences, sample_sequences
+from deepseqvae.latent import embed_alignment, encode_latent, identity_to_focus, latent_2d, read_values
+from deepseqvae.pipeline import positions_path, train_file, write_scan
+from deepseqvae.plots import DPI, HEATMAP_GID, LATENT_FIGSIZE, heatmap_figsize, plot_heatmap, plot_latent, save_figure
+from deepseqvae.score import saturation_mutants, saturation_scan, score_table
+from deepseqvae.tables import read_mutant_table
 
 DEMO = Path(__file__).resolve().parent.parent / "alignments" / "demo.a2m"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,10 +36,10 @@ def models(tmp_path_factory):
     """A tiny VAE (D = 2, 20 steps) and the independent baseline, both trained on the demo family."""
     d = tmp_path_factory.mktemp("explore")
     vae, ind = d / "vae.pt", d / "ind.pt"
-    train_from_alignment(DEMO, vae, model_options=dict(encoder_hidden=(32,), latent_dim=2, decoder_hidden=(16, 32),
-                                                       dictionary_size=4, sparsity_tiles=4),
-                         train_options=dict(steps=20, batch_size=50, checkpoint_every=0, log_every=10), device="cpu")
-    train_from_alignment(DEMO, ind, model_kind="independent", device="cpu")
+    train_file(DEMO, vae, model_options=dict(encoder_hidden=(32,), latent_dim=2, decoder_hidden=(16, 32),
+                                             dictionary_size=4, sparsity_tiles=4),
+               train_options=dict(steps=20, batch_size=50, checkpoint_every=0, log_every=10), device="cpu")
+    train_file(DEMO, ind, model_kind="independent", device="cpu")
     return {"vae": vae, "independent": ind, "dir": d}
 
 
@@ -120,7 +119,7 @@ def test_scan_of_independent_model_uses_its_log_ratio(models):
 def test_heatmap_has_l_by_20_cells_and_expected_png_size(models, tmp_path):
     res = saturation_scan(load_checkpoint(models["vae"]), n_samples=2)
     L = len(res.focus_seq)
-    fig = plot_scan_heatmap(res)
+    fig = plot_heatmap(res.matrix(), res.positions, res.focus_seq, title=res.title(), colorbar_label=res.score_label)
     assert mesh_cells(fig) == L * 20
     assert fig._suptitle.get_text().startswith("Saturation scan of DEMO")
     path = save_figure(fig, tmp_path / "heat.png")
@@ -179,7 +178,7 @@ def test_embed_rejects_alignment_with_other_columns(models, tmp_path):
     with pytest.raises(DeepSeqVAEError, match=r"short\.a2m: its modelled columns \(50 columns"):
         embed_alignment(ckpt, short)
     with pytest.raises(DeepSeqVAEError, match="demo.a2m: its modelled columns"):
-        embed_alignment(ckpt, DEMO, align_opts={"first_index": 5})
+        embed_alignment(ckpt, DEMO, options=AlignmentOptions(first_index=5))
     with pytest.raises(CheckpointError, match="needs a VAE checkpoint"):
         embed_alignment(load_checkpoint(models["independent"]), DEMO)
 

@@ -13,19 +13,17 @@ from conftest import require_shared_data
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import AA_TO_CODE, ALPHABET
 from deepseqvae.errors import InvalidMutantError, MutantTableError
-from deepseqvae.mutations import (
+from deepseqvae.mutants import (
     REASONS,
     IndelMutantError,
     ResolvedMutant,
     Substitution,
-    detect_fitness_col,
-    numeric_column,
     parse_mutant,
-    read_mutant_table,
     resolve_mutants,
     status_summary,
     suggest_cause,
 )
+from deepseqvae.tables import detect_fitness_col, numeric_column, read_mutant_table
 
 # --- shared benchmark data: `require_shared_data` (tests/conftest.py) skips, or under CI fails,
 # when a file is missing.
@@ -368,7 +366,7 @@ def test_unnamed_first_column_kept(tmp_path):
 def test_three_column_auto(tmp_path, caplog):
     p = write(tmp_path, "wildtype,site,mutant,score\nK,11,R,0.5\nK,11,K,1.0\nK,11,*,0.0\n"
                         "T,12.0,A,0.3\n")
-    with caplog.at_level(logging.INFO, logger="deepseqvae.mutations"):
+    with caplog.at_level(logging.INFO, logger="deepseqvae.tables"):
         t = read_mutant_table(p)
     assert t.mutant_col is None and (t.wt_col, t.pos_col, t.mut_col) == ("wildtype", "site", "mutant")
     assert t.mutants == ["K11R", "K11K", "K11*", "T12A"]

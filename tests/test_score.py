@@ -16,7 +16,7 @@ from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
 from deepseqvae.errors import InvalidMutantError
 from deepseqvae.independent import IndependentModel
 from deepseqvae.model import VAE, VAEConfig
-from deepseqvae.mutations import read_mutant_table
+from deepseqvae.tables import read_mutant_table
 from deepseqvae.pipeline import score_file
 from deepseqvae.score import apply_changes, delta_elbo, score_table
 
@@ -62,7 +62,7 @@ def test_scores_are_deterministic_by_seed_and_chunking():
     changes = [((c, a),) for c in range(10) for a in (0, 7, 13) if a != WT[c]]
     variants = apply_changes(WT, changes)
     a = delta_elbo(model, WT, variants, n_samples=5, seed=3)
-    b = delta_elbo(model, WT, variants, n_samples=5, seed=3, chunk_size=4)
+    b = delta_elbo(model, WT, variants, n_samples=5, seed=3, batch_size=4)
     c = delta_elbo(model, WT, variants, n_samples=5, seed=4)
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-4, atol=1e-5)  # float32 batch-size effects only
     assert np.array_equal(a.mean, delta_elbo(model, WT, variants, n_samples=5, seed=3).mean)

@@ -9,7 +9,7 @@ import pytest
 
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import AA_TO_CODE, ALPHABET, GAP_CODE, N_AA
-from deepseqvae.mutations import read_mutant_table
+from deepseqvae.tables import read_mutant_table
 from deepseqvae.simulate import (PottsModel, double_mutants, gibbs_sample, mutant_fitness, random_potts,
                                  simulate_family, single_mutants, write_demo)
 
