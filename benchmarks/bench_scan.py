@@ -112,12 +112,12 @@ def main() -> None:
 
     # The scan's scores of the table's single mutants against score's (same estimator, seed and K).
     score_col = "score_deepseqvae" if "score_deepseqvae" in scored.frame.columns else "score"
-    by_mutant = dict(zip(scan.mutants, scan.score))
+    by_mutant = dict(zip(scan.mutants, scan.score, strict=True))
     table_scores = scored.frame[score_col].to_numpy(float)
     fitness = numeric_column(table, fitness_col)
-    pairs = [(by_mutant[m], s, f) for m, s, f in zip(table.mutants, table_scores, fitness)
+    pairs = [(by_mutant[m], s, f) for m, s, f in zip(table.mutants, table_scores, fitness, strict=True)
              if m in by_mutant and np.isfinite(s)]
-    scan_s, score_s, fit = (np.array(x, dtype=float) for x in zip(*pairs)) if pairs else (np.zeros(0),) * 3
+    scan_s, score_s, fit = (np.array(x, dtype=float) for x in zip(*pairs, strict=True)) if pairs else (np.zeros(0),) * 3
     max_diff = float(np.max(np.abs(scan_s - score_s))) if pairs else float("nan")
     use = np.isfinite(fit)
     rho_scan = float(spearmanr(scan_s[use], fit[use]).statistic) if use.sum() > 2 else float("nan")

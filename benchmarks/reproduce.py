@@ -237,7 +237,7 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
     text += "## Spearman ρ\n\n"
     text += ("| dataset | N | L | Neff | scored / rows | deepseqvae (per seed) | ensemble | site-independent (ours) | "
              "published (DeepSequence benchmark) | ProteinGym |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    for r, row in zip(results, flat):
+    for r, row in zip(results, flat, strict=True):
         ref = datasets.loc[r["dataset"]]
         pub = ", ".join(f"{label.replace(' published', '')} {ref[c]}" for c, label in PUBLISHED[:5] if ref[c])
         pg = ", ".join(f"{label.replace('ProteinGym ', '')} {ref[c]}" for c, label in PUBLISHED[5:] if ref[c])

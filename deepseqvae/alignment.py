@@ -24,9 +24,10 @@ import functools
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     """
     path = Path(path)
     try:
-        fh = open(path, encoding="utf-8", errors="replace")
+        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - opened apart: an open error reads differently
     except OSError as exc:
         raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
     with fh:
@@ -141,19 +142,19 @@ class AlignmentOptions:
     min_column_coverage: float | None = None  # drop focus columns with less coverage (None: off)
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "AlignmentOptions":
+    def from_dict(cls, values: dict | None) -> AlignmentOptions:
         """From a stored dict (a checkpoint's record); unknown keys are ignored, missing ones default."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (values or {}).items() if k in known})
 
-    def updated(self, other: "AlignmentOptions") -> "AlignmentOptions":
+    def updated(self, other: AlignmentOptions) -> AlignmentOptions:
         """These options with every field that ``other`` sets (differs from the default) taken from it."""
         default = AlignmentOptions()
         changed = {f.name: getattr(other, f.name) for f in fields(self)
                    if getattr(other, f.name) != getattr(default, f.name)}
         return AlignmentOptions(**{**asdict(self), **changed})
 
-    def read(self, path: str | os.PathLike) -> "Alignment":
+    def read(self, path: str | os.PathLike) -> Alignment:
         """:func:`read_alignment` of ``path`` with these options."""
         return read_alignment(path, **asdict(self))
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class ModelInfo:
         return np.array([AA_TO_CODE[a] for a in self.focus_seq], dtype=np.int8)
 
     @classmethod
-    def from_alignment(cls, aln, weights: np.ndarray, theta: float) -> "ModelInfo":
+    def from_alignment(cls, aln, weights: np.ndarray, theta: float) -> ModelInfo:
         """The record of a model trained on ``aln`` (an :class:`~deepseqvae.alignment.Alignment`)."""
         return cls(focus_id=aln.focus_id, focus_seq=aln.focus_seq, positions=list(aln.positions),
                    n_seqs=int(aln.N), neff=float(weights.sum()), theta=float(theta), alignment=str(aln.path),

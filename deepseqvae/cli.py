@@ -129,7 +129,7 @@ def _int_tuple(ctx, param, value):
     try:
         out = tuple(int(v) for v in str(value).split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1500,1500, not {value!r}")
+        raise click.BadParameter(f"expected comma-separated integers such as 1500,1500, not {value!r}") from None
     if not out or any(v <= 0 for v in out):
         raise click.BadParameter(f"expected positive integers, not {value!r}")
     return out

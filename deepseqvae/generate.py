@@ -8,9 +8,7 @@ each record carries its identity to the focus and an ELBO estimate (:func:`estim
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +16,6 @@ import torch
 from .alphabet import ALPHABET, N_AA, one_hot
 from .checkpoint import Checkpoint
 from .errors import DeepSeqVAEError
-from .fileio import atomic_write
 from .latent import encode_latent, identity_to_focus
 from .model import VAE
 from .score import encode_batched
@@ -167,7 +164,7 @@ def interpolate_sequences(
     codes = decode_argmax(model, z, device=device)  # (S, L)
     records = _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(steps)), seed=seed,
                        device=device, elbo_samples=elbo_samples)
-    for rec, ti in zip(records, t[:, 0]):
+    for rec, ti in zip(records, t[:, 0], strict=True):
         rec.extra["t"] = f"{ti:.3f}"
     return records
 

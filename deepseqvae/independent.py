@@ -37,14 +37,14 @@ class IndependentModel(nn.Module):
         self.register_buffer("log_p", torch.full((cfg.seq_len, N_AA), -np.log(N_AA)))
 
     @classmethod
-    def from_config(cls, config: dict) -> "IndependentModel":
+    def from_config(cls, config: dict) -> IndependentModel:
         return cls(IndependentConfig(**config))
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
 
     @classmethod
-    def fit(cls, codes: np.ndarray, weights: np.ndarray, pseudocount: float = 0.1) -> "IndependentModel":
+    def fit(cls, codes: np.ndarray, weights: np.ndarray, pseudocount: float = 0.1) -> IndependentModel:
         """Frequencies from int8 ``codes`` (N, L) and sequence ``weights`` (N,).
 
         p_l(a) = (n_l(a) + λ·n_l/20) / (n_l·(1 + λ)) with n_l(a) the weighted count of a at column

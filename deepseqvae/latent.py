@@ -32,7 +32,7 @@ def check_alignment_matches(aln: Alignment, ckpt: Checkpoint) -> None:
     focus sequence over the same columns is only logged (e.g. another family member as focus).
     """
     info = ckpt.info
-    if aln.L != len(info.positions) or not np.array_equal(aln.positions, np.asarray(info.positions)):
+    if len(info.positions) != aln.L or not np.array_equal(aln.positions, np.asarray(info.positions)):
         have = f"{aln.L} columns, residues {int(aln.positions[0])}-{int(aln.positions[-1])}" if aln.L else "0 columns"
         want = f"{len(info.positions)} columns, residues {info.positions[0]}-{info.positions[-1]}"
         raise DeepSeqVAEError(
@@ -40,7 +40,7 @@ def check_alignment_matches(aln: Alignment, ckpt: Checkpoint) -> None:
             f"{info.focus_id}); use the training alignment and the same --focus/--first-index/filter options")
     if aln.focus_seq != info.focus_seq:
         log.warning("%s: focus %s differs from the model's focus %s at %d of %d columns", aln.path, aln.focus_id,
-                    info.focus_id, sum(a != b for a, b in zip(aln.focus_seq, info.focus_seq)), aln.L)
+                    info.focus_id, sum(a != b for a, b in zip(aln.focus_seq, info.focus_seq, strict=True)), aln.L)
 
 
 def read_matching_alignment(msa: str | os.PathLike, ckpt: Checkpoint,
@@ -128,7 +128,7 @@ def read_values(path: str | os.PathLike, ids: tuple[str, ...] | list[str]) -> np
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DeepSeqVAEError(f"{path}: row {i + 2}: value {table['value'].iloc[i]!r} is not a number")
-    lookup = dict(zip(table["id"].astype(str), values.to_numpy(dtype=float)))
+    lookup = dict(zip(table["id"].astype(str), values.to_numpy(dtype=float), strict=True))
     out = np.array([lookup.get(i, np.nan) for i in ids], dtype=float)
     n_found = int(np.isfinite(out).sum())
     if n_found == 0:

@@ -37,8 +37,8 @@ class VAEConfig:
     decoder_hidden: tuple[int, ...] = (100, 2000)  # decoder MLP widths; last uses sigmoid ([100, 500] x 4 patterns)
     decoder: DecoderKind = "svi"                   # "svi": Bayesian decoder weights; "mle": point weights + penalties
     dictionary_size: int = 40                      # C, shared amino-acid dictionary per (unit, position); 0 = none
-    sparsity_tiles: int = 4                        # k, hidden units tiled into groups sharing one scale per position; 0 = no sparsity
-    sparsity_p: float = 0.001                      # logit-normal prior of the scales: prior mean sqrt(2)*sigma*erfinv(2p-1)
+    sparsity_tiles: int = 4                        # k, hidden units per group sharing one scale per position; 0 = none
+    sparsity_p: float = 0.001                      # logit-normal scale prior, mean sqrt(2)*sigma*erfinv(2p-1)
     sparsity_sigma: float = 4.0                    # std of the logit-normal scale prior
     prior_sigma: float = 1.0                       # std of the N(0, sigma^2) prior on every other decoder weight
     init_log_sigma: float = -5.0                   # initial log std of every variational posterior
@@ -118,7 +118,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         sizes = (cfg.seq_len * cfg.alphabet_size, *cfg.encoder_hidden)
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.mu = nn.Linear(sizes[-1], cfg.latent_dim)
         self.log_sigma = nn.Linear(sizes[-1], cfg.latent_dim)
         # DeepSequence: Glorot-normal weights, biases 0.1, log-sigma bias -5 (tight initial posterior).
@@ -153,7 +153,7 @@ class Decoder(nn.Module):
         self.bayesian = cfg.decoder == "svi"
         init: dict[str, Tensor] = {}
         sizes = (cfg.latent_dim, *cfg.decoder_hidden)
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             init[f"W{i}"] = _glorot_normal(a, b, (a, b))
             init[f"b{i}"] = torch.full((b,), 0.1)
         out_width = C if C else A

@@ -15,22 +15,18 @@ the numbering of the model (``positions``).
 from __future__ import annotations
 
 import bisect
-import csv
 import gc
-import io
 import logging
 import math
-import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .alphabet import AA_TO_CODE
-from .errors import InvalidMutantError, MutantTableError
+from .errors import InvalidMutantError
 
 __all__ = [
     "DEFAULT_SEPARATORS",
@@ -424,7 +420,7 @@ def _detect_shift(subs: Iterable[Substitution], focus: str,
     if n < 3:
         return None
     by_letter_focus: dict[str, list[int]] = {}
-    for p, aa in zip(positions, focus.upper()):
+    for p, aa in zip(positions, focus.upper(), strict=True):
         by_letter_focus.setdefault(aa, []).append(int(p))
     diffs = []
     for aa in {wt for _, wt in pairs}:
@@ -460,7 +456,7 @@ def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions:
     n_wt = sum(1 for r in resolved if r.ok and not r.substitutions)
     if counts.get("parse_error", 0) and counts.get("parse_error", 0) + n_wt == n:
         examples = ", ".join(repr(t) for t in list(dict.fromkeys(
-            t for r, t in zip(resolved, texts) if not r.ok))[:3])
+            t for r, t in zip(resolved, texts, strict=True) if not r.ok))[:3])
         return (f"no value of the mutant column looks like a mutant such as A42G (e.g. {examples}): "
                 "choose the right column with --mutant-col, or give --wt-col/--pos-col/--mut-col "
                 "for separate wild-type, position and new-residue columns")

@@ -12,9 +12,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -27,8 +27,7 @@ from .latent import Embedding, color_values, embed_alignment, find_sequence, lat
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
 from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
 from .tables import detect_fitness_col, read_mutant_table
-from .weights import (check_theta, compute_weights, default_weights_path, resolve_device, resolve_kernel,
-                      save_weights)
+from .weights import check_theta, compute_weights, default_weights_path, resolve_device, resolve_kernel, save_weights
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ LARGE_TABLE_ROWS = 50_000
 _M_MMAP_THRESHOLD = -3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bound_heap_growth(threshold_bytes: int = 1 << 20) -> bool:
     """Serve every allocation above ``threshold_bytes`` with its own mmap (glibc only).
 

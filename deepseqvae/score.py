@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -182,10 +183,8 @@ def delta_elbo(
             bar.update(1)
     if bar is not None:
         bar.close()
-    if n_samples > 1:
-        sem = torch.sqrt(m2 / (n_samples - 1) / n_samples)
-    else:
-        sem = torch.full_like(mean, math.nan)
+    # standard error of the mean; undefined for a single sample
+    sem = torch.sqrt(m2 / (n_samples - 1) / n_samples) if n_samples > 1 else torch.full_like(mean, math.nan)
     # A variant identical to the wild type differs from it by exactly 0 under common random numbers;
     # set it so rather than keep the last-bit noise of computing the two in batches of other sizes.
     same = (variants == wt).all(dim=1)
@@ -288,15 +287,16 @@ def score_table(
     if strict and bad:
         first = bad[0]
         row = resolved.index(first) + 1
+        rows = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
         raise InvalidMutantError(f"{where}row {row} ({first.text!r}): {first.status} "
-                                 f"({len(bad)} row{'s' if len(bad) != 1 else ''} cannot be scored; drop --strict to keep them with a status)")
+                                 f"({rows} cannot be scored; drop --strict to keep them with a status)")
     ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
     changes = [resolved[i].changes for i in ok_idx]
     K = n_samples if n_samples is not None else default_samples(device)
     names = model_names or model_column_names([f"model{i}" for i in range(len(checkpoints))])
     frame = table.frame.copy()
     means, sems = [], []
-    for ck, name in zip(checkpoints, names):
+    for ck, name in zip(checkpoints, names, strict=True):
         mean, sem = ck.scorer().score_changes(ref.focus_codes, changes, n_samples=K, seed=seed, device=device,
                                               batch_size=batch_size, progress=progress)
         means.append(mean)
@@ -341,7 +341,7 @@ def saturation_mutants(focus_seq: str, positions: list[int] | np.ndarray
     """
     names: list[str] = []
     changes: list[Changes] = []
-    for col, (wt, pos) in enumerate(zip(focus_seq, positions)):
+    for col, (wt, pos) in enumerate(zip(focus_seq, positions, strict=True)):
         for code, aa in enumerate(ALPHABET):
             if aa != wt:
                 names.append(f"{wt}{int(pos)}{aa}")

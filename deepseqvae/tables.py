@@ -12,8 +12,8 @@ import io
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -164,7 +164,7 @@ def _norm_pos(p: str) -> str:
 
 def _three_column_mutants(frame: pd.DataFrame, wt: str, pos: str, mut: str) -> list[str]:
     return [f"{w.strip()}{_norm_pos(p)}{m.strip()}"
-            for w, p, m in zip(frame[wt].tolist(), frame[pos].tolist(), frame[mut].tolist())]
+            for w, p, m in zip(frame[wt].tolist(), frame[pos].tolist(), frame[mut].tolist(), strict=True)]
 
 
 def _read_lines(path: str) -> list[str]:

@@ -142,7 +142,7 @@ def train(
                                         "Try a lower --learning-rate or check the alignment.")
                 means = (running / n_running).tolist()
                 history["step"].append(step)
-                for k, v in zip(STAT_NAMES, means):
+                for k, v in zip(STAT_NAMES, means, strict=True):
                     history[k].append(v)
                 running.zero_()
                 n_running = 0

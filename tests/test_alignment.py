@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from deepseqvae.alignment import Alignment, AlignmentOptions, PositionNotModelledError, iter_fasta, read_alignment
 from deepseqvae.alphabet import GAP_CODE, encode
-from deepseqvae.alignment import (Alignment, PositionNotModelledError, AlignmentOptions, iter_fasta,
-                                  read_alignment)
 from deepseqvae.cli import main
 from deepseqvae.errors import AlignmentFormatError, DeepSeqVAEError
 

@@ -13,11 +13,11 @@ import torch
 from click.testing import CliRunner
 from matplotlib.collections import QuadMesh
 
+from deepseqvae.alignment import AlignmentOptions
 from deepseqvae.alphabet import ALPHABET, N_AA, one_hot
 from deepseqvae.checkpoint import build_model, load_checkpoint
 from deepseqvae.cli import main
 from deepseqvae.errors import CheckpointError, DeepSeqVAEError
-from deepseqvae.alignment import AlignmentOptions
 from deepseqvae.generate import decode_argmax, interpolate_sequences, sample_sequences
 from deepseqvae.latent import embed_alignment, encode_latent, identity_to_focus, latent_2d, read_values
 from deepseqvae.pipeline import positions_path, train_file, write_scan
@@ -248,7 +248,8 @@ def test_sample_count_reproducible_and_headers(models, tmp_path):
         m = HEADER_RE.match(">" + rec.header())
         assert m, rec.header()
         assert len(rec.seq) == len(focus) and set(rec.seq) <= set(ALPHABET)
-        assert float(m["identity"]) == pytest.approx(np.mean([x == y for x, y in zip(rec.seq, focus)]), abs=0.005)
+        same = [x == y for x, y in zip(rec.seq, focus, strict=True)]
+        assert float(m["identity"]) == pytest.approx(np.mean(same), abs=0.005)
         assert np.isfinite(float(m["elbo"])) and float(m["elbo"]) < 0
     assert a[0].id == "gen_0001"
     # From the posterior around the focus, at a low temperature: closer to the focus than prior samples.

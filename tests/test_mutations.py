@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_shared_data
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import AA_TO_CODE, ALPHABET
 from deepseqvae.errors import InvalidMutantError, MutantTableError
@@ -24,6 +23,8 @@ from deepseqvae.mutants import (
     suggest_cause,
 )
 from deepseqvae.tables import detect_fitness_col, numeric_column, read_mutant_table
+
+from conftest import require_shared_data
 
 # --- shared benchmark data: `require_shared_data` (tests/conftest.py) skips, or under CI fails,
 # when a file is missing.
@@ -258,7 +259,7 @@ _LONG_POS = list(range(101, 101 + len(_LONG)))
 
 
 def _singles(shift: int) -> list[str]:
-    return [f"{aa}{p - shift}{'A' if aa != 'A' else 'G'}" for p, aa in zip(_LONG_POS, _LONG)]
+    return [f"{aa}{p - shift}{'A' if aa != 'A' else 'G'}" for p, aa in zip(_LONG_POS, _LONG, strict=True)]
 
 
 def test_suggest_cause_shifted_table():
@@ -448,12 +449,12 @@ def test_numeric_column_missing(tmp_path):
 def test_resolve_is_fast():
     rng = np.random.default_rng(0)
     n_rows, n_cols = 200_000, len(_LONG)
-    singles = [[f"{wt}{p}{aa}" for aa in ALPHABET] for wt, p in zip(_LONG, _LONG_POS)]
+    singles = [[f"{wt}{p}{aa}" for aa in ALPHABET] for wt, p in zip(_LONG, _LONG_POS, strict=True)]
     cols = rng.integers(0, n_cols, size=(n_rows, 3))
     new = rng.integers(0, 20, size=(n_rows, 3))
     sizes = rng.integers(1, 4, size=n_rows)
-    texts = [":".join(singles[c][m] for c, m in zip(cr[:k], mr[:k]))
-             for cr, mr, k in zip(cols.tolist(), new.tolist(), sizes.tolist())]
+    texts = [":".join(singles[c][m] for c, m in zip(cr[:k], mr[:k], strict=True))
+             for cr, mr, k in zip(cols.tolist(), new.tolist(), sizes.tolist(), strict=True)]
     t0 = time.perf_counter()
     res = resolve_mutants(texts, _LONG, _LONG_POS)
     elapsed = time.perf_counter() - t0
@@ -499,7 +500,7 @@ def test_real_pten_three_columns(shared_data):
     counts = status_summary(res)
     assert counts["stop"] == 140 and counts.get("wt_mismatch", 0) == 0
     assert sum(counts.values()) == 4408
-    synonymous = [r for r, m in zip(res, t.mutants) if m[0] == m[-1]]
+    synonymous = [r for r, m in zip(res, t.mutants, strict=True) if m[0] == m[-1]]
     assert len(synonymous) == 156
     assert all(r.changes == () for r in synonymous if r.ok)
     missense_ok = sum(1 for r in res if r.ok and r.changes)

@@ -16,9 +16,9 @@ from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
 from deepseqvae.errors import InvalidMutantError
 from deepseqvae.independent import IndependentModel
 from deepseqvae.model import VAE, VAEConfig
-from deepseqvae.tables import read_mutant_table
 from deepseqvae.pipeline import score_file
 from deepseqvae.score import apply_changes, delta_elbo, score_table
+from deepseqvae.tables import read_mutant_table
 
 FOCUS = "MKTAYIAKQR"  # residues 5..14
 POSITIONS = list(range(5, 15))
@@ -120,7 +120,7 @@ def test_strict_and_nothing_scorable_errors(tmp_path):
     with pytest.raises(InvalidMutantError, match=r"row 2 \('L6A'\): wt_mismatch: L6 but focus has K6"):
         score_table([ck], table, n_samples=2, strict=True)
     # every position shifted by +3: the error suggests the offset
-    shifted = [f"{a}{p + 3}G,1" for i, (a, p) in enumerate(zip(FOCUS, POSITIONS))
+    shifted = [f"{a}{p + 3}G,1" for i, (a, p) in enumerate(zip(FOCUS, POSITIONS, strict=True))
                if i + 3 >= len(FOCUS) or FOCUS[i + 3] != a]  # no coincidental wild-type matches
     table = read_mutant_table(write_table(tmp_path / "s.csv", shifted))
     with pytest.raises(InvalidMutantError, match=r"no mutant can be scored: positions look shifted by -3.*--offset -3"):
@@ -177,7 +177,7 @@ def test_memory_is_bounded_for_a_large_table(tmp_path):
     rng = np.random.default_rng(0)
     cols = rng.integers(0, 10, 300_000)
     aas = rng.integers(0, 20, 300_000)
-    lines = [f"{FOCUS[c]}{POSITIONS[c]}{ALPHABET[a]}" for c, a in zip(cols, aas)]
+    lines = [f"{FOCUS[c]}{POSITIONS[c]}{ALPHABET[a]}" for c, a in zip(cols, aas, strict=True)]
     (tmp_path / "big.csv").write_text("mutant\n" + "\n".join(lines) + "\n")
     code = textwrap.dedent(f"""
         import resource, torch

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepseqvae.checkpoint import (Checkpoint, ModelInfo, build_model, load_checkpoint,
-                                   save_checkpoint)
+from deepseqvae.checkpoint import Checkpoint, ModelInfo, build_model, load_checkpoint, save_checkpoint
 from deepseqvae.errors import CheckpointError, TrainingError
 from deepseqvae.model import VAE, VAEConfig
 from deepseqvae.train import TrainConfig, train
@@ -93,7 +92,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
         model.decoder.mu["b_out"].fill_(float("nan"))
     with pytest.raises(TrainingError, match=r"loss became nan at step 11.*last good checkpoint"):
         train(model, codes, w, TrainConfig(steps=20, batch_size=8, checkpoint_every=5, log_every=5),
-              info_for(codes, w), checkpoint_path=path, resume=Checkpoint(**{**good.__dict__, "state": model.state_dict()}))
+              info_for(codes, w), checkpoint_path=path,
+              resume=Checkpoint(**{**good.__dict__, "state": model.state_dict()}))
     after = load_checkpoint(path)
     assert after.step == 10
     assert all(torch.equal(after.state[k], good.state[k]) for k in good.state)

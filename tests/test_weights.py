@@ -9,13 +9,22 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from deepseqvae.alphabet import GAP_CODE, encode_many
 from deepseqvae.alignment import read_alignment
+from deepseqvae.alphabet import GAP_CODE, encode_many
 from deepseqvae.cli import main
 from deepseqvae.errors import DeepSeqVAEError
-from deepseqvae.weights import (WeightsError, block_size, check_theta, compute_weights,
-                                default_weights_path, int8_matmul_available, min_matches_table,
-                                resolve_device, resolve_kernel, save_weights)
+from deepseqvae.weights import (
+    WeightsError,
+    block_size,
+    check_theta,
+    compute_weights,
+    default_weights_path,
+    int8_matmul_available,
+    min_matches_table,
+    resolve_device,
+    resolve_kernel,
+    save_weights,
+)
 
 KERNELS = ["float32"] + (["int8"] if int8_matmul_available("cpu") else [])
 
