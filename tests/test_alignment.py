@@ -150,6 +150,22 @@ def test_region_header_numbering_and_first_index(tmp_path):
     assert read_alignment(path, first_index=-2).positions.tolist() == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("focus_id", ["a/abc-def", "a/12", "a/30-10", "a/1-x"])
+def test_malformed_region_is_an_error_unless_first_index_is_given(tmp_path, focus_id):
+    path = write(tmp_path, f">{focus_id}\nACDE\n>s\nACDE\n")
+    with pytest.raises(AlignmentFormatError, match=rf"{path}: focus record '{focus_id}' has a malformed region.*"
+                                                    r"--first-index"):
+        read_alignment(path)
+    assert read_alignment(path, first_index=7).positions.tolist() == [7, 8, 9, 10]
+    r = CliRunner().invoke(main, ["weights", str(path), "-o", str(tmp_path / "w.npy")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "malformed region" in r.output
+    assert not (tmp_path / "w.npy").exists()
+
+
+def test_id_with_a_slash_but_no_region_is_numbered_from_one(tmp_path):
+    assert read_alignment(write(tmp_path, ">sp|P1|X/name\nACDE\n>s\nACDE\n")).positions.tolist() == [1, 2, 3, 4]
+
+
 def test_region_length_mismatch_warns(tmp_path, caplog):
     path = write(tmp_path, ">P/24-40\nACDE\n>s\nACDE\n")
     with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):

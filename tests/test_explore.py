@@ -31,16 +31,9 @@ HEADER_RE = re.compile(r"^>(?P<id>\S+)(?: t=(?P<t>[0-9.]+))? identity=(?P<identi
                        r"elbo=(?P<elbo>-?[0-9.]+|nan)$")
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A tiny VAE (D = 2, 20 steps) and the independent baseline, both trained on the demo family."""
-    d = tmp_path_factory.mktemp("explore")
-    vae, ind = d / "vae.pt", d / "ind.pt"
-    train_file(DEMO, vae, model_options=dict(encoder_hidden=(32,), latent_dim=2, decoder_hidden=(16, 32),
-                                             dictionary_size=4, sparsity_tiles=4),
-               train_options=dict(steps=20, batch_size=50, checkpoint_every=0, log_every=10), device="cpu")
-    train_file(DEMO, ind, model_kind="independent", device="cpu")
-    return {"vae": vae, "independent": ind, "dir": d}
+@pytest.fixture
+def models(demo_models):
+    return demo_models
 
 
 def run_cli(*args):
@@ -189,7 +182,13 @@ def test_latent_2d_pca_and_identity():
     coords, xl, yl = latent_2d(mu)
     assert coords.shape == (200, 2) and xl.startswith("PC1") and yl.startswith("PC2")
     assert coords[:, 0].var() > coords[:, 1].var() > 0.5 * mu[:, 1].var()
-    assert latent_2d(mu[:, :2])[0] is not None and latent_2d(mu[:, :2])[1] == "z1"
+    # PC1 is the direction of largest variance: here the first latent axis (up to sign).
+    assert abs(np.corrcoef(coords[:, 0], mu[:, 0])[0, 1]) > 0.99
+    # D = 2 is drawn as it is, D = 1 along x.
+    coords2, xl2, yl2 = latent_2d(mu[:, :2])
+    assert np.array_equal(coords2, mu[:, :2]) and (xl2, yl2) == ("z1", "z2")
+    coords1, xl1, _ = latent_2d(mu[:, :1])
+    assert np.array_equal(coords1[:, 0], mu[:, 0]) and (coords1[:, 1] == 0).all() and xl1 == "z1"
     codes = np.array([[0, 1, 2, 20], [0, 1, 2, 3]], dtype=np.int8)
     assert identity_to_focus(codes, np.array([0, 1, 2, 3])).tolist() == [0.75, 1.0]
 
@@ -300,3 +299,62 @@ def test_cli_sample(models, tmp_path):
     r = run_cli("sample", "--model", models["independent"], "-n", 2, "-o", tmp_path / "x.fasta")
     assert r.exit_code == 2 and "needs a VAE checkpoint" in r.output
     assert not (tmp_path / "x.fasta").exists()
+
+
+# --- alignment options recorded in the checkpoint -----------------------------------------------
+
+
+def test_embed_and_sample_reuse_the_training_alignment_options(tmp_path):
+    """Trained with --first-index 5: embed and sample --msa read the alignment the same way unasked."""
+    model = tmp_path / "ind5.pt"
+    vae = tmp_path / "vae5.pt"
+    opts = AlignmentOptions(first_index=5, max_gap_fraction=0.9)
+    train_file(DEMO, model, model_kind="independent", options=opts, device="cpu")
+    assert load_checkpoint(model).info.alignment_options == opts
+    train_file(DEMO, vae, options=opts, device="cpu",
+               model_options=dict(encoder_hidden=(8,), latent_dim=2, decoder_hidden=(4, 8), dictionary_size=0,
+                                  sparsity_tiles=0),
+               train_options=dict(steps=2, checkpoint_every=0))
+    r = run_cli("embed", DEMO, "--model", vae, "-o", tmp_path / "lat.csv")
+    assert r.exit_code == 0, r.output
+    r = run_cli("sample", "--model", vae, "-n", 2, "--near", "DEMO/1-60", "--msa", DEMO, "-o", tmp_path / "s.fasta")
+    assert r.exit_code == 0, r.output
+    # An option given on the command line still wins (and here no longer matches the model).
+    r = run_cli("embed", DEMO, "--model", vae, "-o", tmp_path / "lat1.csv", "--first-index", "1")
+    assert r.exit_code == 2 and "differ from the model's" in r.output
+
+
+def test_checkpoint_without_alignment_options_loads_with_the_defaults(models, tmp_path):
+    import torch
+
+    payload = torch.load(models["vae"], weights_only=True)
+    del payload["info"]["alignment_options"]  # as written before the options were recorded
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").info.alignment_options == AlignmentOptions()
+
+
+def test_a_new_model_kind_is_one_class(models, monkeypatch):
+    """Scoring and the scan go through the MutationScorer interface: a new kind needs no other change."""
+    from deepseqvae import checkpoint
+    from deepseqvae.independent import IndependentModel
+
+    class Hydrophobic(IndependentModel):
+        method, score_label = "hydrophobicity", "gain in hydrophobic residues"
+
+        def score_changes(self, wt_codes, changes, **kwargs):
+            hydrophobic = np.isin(np.arange(N_AA), [ALPHABET.index(a) for a in "AILMFVW"])
+            gain = np.array([sum(int(hydrophobic[a]) - int(hydrophobic[wt_codes[c]]) for c, a in ch)
+                             for ch in changes], dtype=float)
+            return gain, np.zeros(len(changes))
+
+    monkeypatch.setitem(checkpoint.KINDS, "hydrophobic",
+                        checkpoint.ModelKind(Hydrophobic, Hydrophobic.from_config, lambda m: m, has_latent=False))
+    ckpt = load_checkpoint(models["independent"])
+    ckpt.kind = "hydrophobic"
+    scan = saturation_scan(ckpt)
+    assert scan.method == "hydrophobicity" and scan.n_samples is None
+    wt = ckpt.info.focus_seq[0]
+    row = {m: s for m, s in zip(scan.mutants, scan.score, strict=True)}
+    assert row[f"{wt}1A"] == (wt not in "AILMFVW") * 1.0
+    with pytest.raises(CheckpointError, match="embedding needs a VAE checkpoint"):
+        embed_alignment(ckpt, DEMO)

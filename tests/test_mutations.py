@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deepseqvae.alignment import read_alignment
-from deepseqvae.alphabet import AA_TO_CODE, ALPHABET
+from deepseqvae.alphabet import AA_TO_CODE
 from deepseqvae.errors import InvalidMutantError, MutantTableError
 from deepseqvae.mutants import (
     REASONS,
@@ -441,26 +440,6 @@ def test_numeric_column_missing(tmp_path):
     t = read_mutant_table(write(tmp_path, "mutant,score\nK11R,1\n"))
     with pytest.raises(MutantTableError, match="column 'fit' not found"):
         numeric_column(t, "fit")
-
-
-# --- performance --------------------------------------------------------------------------------
-
-
-def test_resolve_is_fast():
-    rng = np.random.default_rng(0)
-    n_rows, n_cols = 200_000, len(_LONG)
-    singles = [[f"{wt}{p}{aa}" for aa in ALPHABET] for wt, p in zip(_LONG, _LONG_POS, strict=True)]
-    cols = rng.integers(0, n_cols, size=(n_rows, 3))
-    new = rng.integers(0, 20, size=(n_rows, 3))
-    sizes = rng.integers(1, 4, size=n_rows)
-    texts = [":".join(singles[c][m] for c, m in zip(cr[:k], mr[:k], strict=True))
-             for cr, mr, k in zip(cols.tolist(), new.tolist(), sizes.tolist(), strict=True)]
-    t0 = time.perf_counter()
-    res = resolve_mutants(texts, _LONG, _LONG_POS)
-    elapsed = time.perf_counter() - t0
-    assert len(res) == n_rows
-    assert set(status_summary(res)) <= {"ok", "conflicting_substitutions"}
-    assert elapsed < 4.0, f"resolving {n_rows} mutants took {elapsed:.1f} s"
 
 
 # --- the real benchmark files -------------------------------------------------------------------
