@@ -1,30 +1,25 @@
 """Training speed (steps/s) and peak memory on BLAT_ECOLX (L = 253, batch 100).
 
-    python benchmarks/bench_train.py --data-dir ../shared/data [--device cpu|cuda] [--steps 30]
+    python -m benchmarks.bench_train [--data-dir ../shared/data] [--device cpu|cuda] [--steps 30]
 
 Times optimisation steps after a warm-up for the paper's model and for the quick profile's
 smaller decoder, and measures the peak memory of a whole BLAT training run (reading, weights,
-training) in a subprocess. Writes benchmarks/results/train-<device>-<date>.md.
+training) in a worker process. Writes benchmarks/results/train-<device>-<date>.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import textwrap
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write_result  # noqa: E402
-
-from deepseqvae.alignment import read_alignment  # noqa: E402
-from deepseqvae.model import VAE, VAEConfig, loss_terms  # noqa: E402
-from deepseqvae.weights import compute_weights  # noqa: E402
+from benchmarks._common import add_data_dir, header, peak_rss_mb, run_worker, worker_main, write_result
+from deepseqvae.alignment import read_alignment
+from deepseqvae.model import VAE, VAEConfig, loss_terms
+from deepseqvae.weights import compute_weights
 
 CONFIGS = {
     "paper (svi, decoder 100-2000, dictionary 40)": {},
@@ -54,22 +49,22 @@ def steps_per_second(codes: torch.Tensor, probs: torch.Tensor, neff: float, cfg:
     return steps / (time.perf_counter() - t0)
 
 
-PEAK_SCRIPT = textwrap.dedent("""
-    import json, sys, time
-    def peak_mb():  # own peak (VmHWM); ru_maxrss would start at the parent's peak
-        return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-    from deepseqvae.pipeline import train_from_alignment
+def train_run(job: dict) -> dict:
+    """Worker: a whole ``train_file`` run on the CPU; own peak memory, seconds and steps/s."""
+    from deepseqvae.pipeline import train_file
+
     t0 = time.perf_counter()
-    s = train_from_alignment(sys.argv[1], sys.argv[2], train_options=dict(steps=int(sys.argv[3]), checkpoint_every=0),
-                             device='cpu')
-    print(json.dumps({"peak_mb": peak_mb(),
-                      "seconds": time.perf_counter() - t0, "steps_per_s": s.steps_per_second}))
-""")
+    with tempfile.TemporaryDirectory() as tmp:
+        s = train_file(job["msa"], Path(tmp) / "peak.pt", train_options=dict(steps=job["steps"], checkpoint_every=0),
+                       device="cpu")
+    return {"peak_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0, "steps_per_s": s.steps_per_second}
 
 
 def main() -> None:
+    if worker_main(train_run):
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default="../shared/data")
+    add_data_dir(ap)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
     ap.add_argument("--warmup", type=int, default=5)
@@ -77,7 +72,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
-    msa = Path(args.data_dir) / "BLAT_ECOLX" / "msa.a2m"
+    msa = args.data_dir / "BLAT_ECOLX" / "msa.a2m"
     aln = read_alignment(msa)
     weights = compute_weights(aln.codes, 0.2, device=device)
     codes = torch.tensor(aln.codes, device=device)
@@ -94,13 +89,9 @@ def main() -> None:
     for name, rate in rows:
         text += f"| {name} | {rate:.2f} | {300_000 / rate / 3600:.1f} h |\n"
     if device.type == "cpu":
-        with_tmp = Path(args.out or ".").resolve().parent / "_peak.pt"
-        out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(msa), str(with_tmp), str(args.peak_steps)],
-                             capture_output=True, text=True, check=True)
-        peak = json.loads(out.stdout.strip().splitlines()[-1])
-        with_tmp.unlink(missing_ok=True)
+        peak = run_worker("bench_train", {"msa": str(msa), "steps": args.peak_steps})
         text += (f"\nPeak memory of a whole paper-size BLAT_ECOLX training run on the CPU "
-                 f"(`train_from_alignment`, {args.peak_steps} steps: reading, weights, model, Adam state, "
+                 f"(`train_file`, {args.peak_steps} steps: reading, weights, model, Adam state, "
                  f"checkpoint): **{peak['peak_mb']:.0f} MB** (goal ≤ 3,072 MB); {peak['seconds']:.0f} s.\n")
         print(f"peak {peak['peak_mb']:.0f} MB", flush=True)
     write_result(text, args.out, f"train-{device.type}")
