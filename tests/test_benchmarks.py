@@ -87,7 +87,7 @@ def test_reproduce_end_to_end_on_the_demo(tmp_path):
     table_demo = read_mutant_table(REPO / "alignments" / "demo_mutants.csv")
     scored = score_table([load_checkpoint(tmp_path / "runs" / "DEMO_seed1.pt")], table_demo, n_samples=2, seed=0)
     want = spearmanr(scored.frame["score"].to_numpy(float), numeric_column(table_demo, "fitness")).statistic
-    assert demo.rho_seed1 == pytest.approx(want, abs=1e-9)
+    assert demo.rho_seed1 == pytest.approx(want, abs=5e-5)  # the CSV keeps 4 decimals
     gfp = table.set_index("dataset").loc["GFP_AEQVI"]
     assert gfp.status.startswith("AlignmentFormatError") or "no-data" in gfp.status  # missing data: failed, kept
     md = out.with_suffix(".md").read_text()

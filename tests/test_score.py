@@ -76,7 +76,7 @@ def test_mean_and_sem_match_per_sample_estimates():
 
 def test_score_table_keeps_every_row_in_order_with_status(tmp_path):
     ck, _ = toy_vae_checkpoint()
-    rows = ["K6A:T7W,1.0", "TOY_WT,0.0", "L6A,2.0", "M5M,0.5", "K6*,0.1", "Q13A:Q13C,3", "A4G,0.2", "bogus,1", "T7V,"]
+    rows = ["K6A:T7W,1.0", "WT,0.0", "L6A,2.0", "M5M,0.5", "K6*,0.1", "Q13A:Q13C,3", "A4G,0.2", "bogus,1", "T7V,"]
     table = read_mutant_table(write_table(tmp_path / "m.csv", rows))
     res = score_table([ck], table, n_samples=3, fitness_col="fitness")
     f = res.frame
