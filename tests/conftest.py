@@ -50,6 +50,20 @@ def require_shared_data(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Run the suite's tiny models on one thread.
+
+    Their matrices are too small to gain from a second thread, and on the 2-core CI machine two
+    threads per process slow a busy machine down many times over (the README example: 5 s on one
+    thread, 55 s on two while other jobs ran).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real benchmark data folder ``../shared/data`` (skip or, under CI, fail when missing)."""
