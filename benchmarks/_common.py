@@ -1,19 +1,63 @@
-"""Shared bits of the benchmark scripts: machine description and result-file header."""
+"""Shared bits of the benchmark scripts: data folder, worker processes, peak memory, result files.
+
+The scripts are modules of the ``benchmarks`` package, run from the repository root as
+``python -m benchmarks.<script>``. Each measurement that needs its own peak memory runs in a
+worker: :func:`run_worker` starts ``python -m benchmarks.<script> --worker JSON`` and returns the
+JSON the worker prints last (:func:`worker_main` is the worker's side).
+"""
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+#: the repository root
+REPO = Path(__file__).resolve().parent.parent
 #: where committed results go
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = REPO / "benchmarks" / "results"
+#: the real benchmark data (alignments/download_benchmark_data.sh puts it there)
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+#: the command-line flag of a worker process
+WORKER_FLAG = "--worker"
+
+
+def add_data_dir(ap: argparse.ArgumentParser) -> None:
+    """The ``--data-dir`` option of every script: an absolute path, default ``../shared/data`` of the repo."""
+    ap.add_argument("--data-dir", type=lambda p: Path(p).expanduser().resolve(), default=DEFAULT_DATA_DIR,
+                    help=f"folder holding BLAT_ECOLX/, PTEN_HUMAN/, ... [default: {DEFAULT_DATA_DIR}]")
+
+
+def run_worker(script: str, job: dict, *, timeout: float | None = None) -> dict:
+    """Run ``job`` in a fresh ``python -m benchmarks.<script> --worker`` process; its JSON result.
+
+    A fresh process measures its own peak memory (see :func:`peak_rss_mb`). Its stderr (progress,
+    errors) goes to this process's stderr; a failed worker raises ``subprocess.CalledProcessError``.
+    """
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", WORKER_FLAG, json.dumps(job)],
+                          cwd=REPO, stdout=subprocess.PIPE, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worker_main(work: Callable[[dict], dict], argv: list[str] | None = None) -> bool:
+    """In a worker process (``--worker JSON`` arguments): run ``work(job)``, print its JSON, return True."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != WORKER_FLAG:
+        return False
+    result = work(json.loads(argv[1]))
+    print(json.dumps(result, default=str), flush=True)
+    return True
 
 
 def machine() -> str:
@@ -57,7 +101,7 @@ def header(title: str) -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB.
+    """Peak resident memory of this process so far, in MB: the one peak-memory measure of the benchmarks.
 
     Reads ``VmHWM`` from /proc/self/status: on Linux ``ru_maxrss`` of a child started by
     ``subprocess`` starts at its parent's peak (it survives fork and exec), so it would overstate

@@ -1,6 +1,6 @@
 """Time the README quick start: the two commands on the demo family, as a new user runs them.
 
-    python benchmarks/bench_quickstart.py [--steps 1000]
+    python -m benchmarks.bench_quickstart [--steps 1000]
 
 Runs ``deepseqvae train alignments/demo.a2m -o demo.pt --steps N`` and ``deepseqvae score
 demo_mutants.csv --model demo.pt --fitness-col fitness`` (in a temporary folder, so nothing is
@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write_result  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks._common import REPO, header, write_result
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
@@ -49,9 +46,11 @@ def main() -> None:
         rho = json.loads((tmp / "demo_mutants_scored.spearman.json").read_text())
     print(out_train, out_score, sep="\n")
     text = header("README quick start on the demo family")
+    train_doc = f"deepseqvae train alignments/demo.a2m -o demo.pt --steps {args.steps}"
+    score_doc = "deepseqvae score demo_mutants.csv --model demo.pt --fitness-col fitness"
     text += ("| step | command | wall time |\n|---|---|---|\n"
-             f"| train | `deepseqvae train alignments/demo.a2m -o demo.pt --steps {args.steps}` | {t_train:.1f} s |\n"
-             f"| score | `deepseqvae score demo_mutants.csv --model demo.pt --fitness-col fitness` | {t_score:.1f} s |\n\n"
+             f"| train | `{train_doc}` | {t_train:.1f} s |\n"
+             f"| score | `{score_doc}` | {t_score:.1f} s |\n\n"
              f"Spearman ρ = **{rho['rho']:.4f}** against the exact Potts fitness over {rho['n']:,} mutants "
              f"(K = {rho['n_samples']} samples).\n\n"
              f"Output of train:\n\n```text\n{out_train}\n```\n\nOutput of score:\n\n```text\n{out_score}\n```\n")

@@ -1,7 +1,7 @@
 """Saturation scan (all 19·L singles) vs scoring the DMS table with `score`, at the same K.
 
-    python benchmarks/bench_scan.py --model blat.pt [--data-dir ../shared/data] [--samples 100] [--device cpu]
-    python benchmarks/bench_scan.py --demo --model demo.pt --samples 20      # smoke test on the demo family
+    python -m benchmarks.bench_scan --model blat.pt [--data-dir ../shared/data] [--samples 100] [--device cpu]
+    python -m benchmarks.bench_scan --demo --model demo.pt --samples 20      # smoke test on the demo family
 
 On BLAT_ECOLX (L = 253) the scan scores 253 × 19 = 4,807 singles, as many as the DMS table
 (BLAT_ECOLX/dms.csv, fitness column ``2500``), so the two timings should agree; the script also
@@ -13,7 +13,6 @@ Writes benchmarks/results/scan-<date>.md (``--out`` to change).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,16 +21,12 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, peak_rss_mb, write_result  # noqa: E402
-
-from deepseqvae.checkpoint import build_model, load_checkpoint  # noqa: E402
-from deepseqvae.explore import focus_codes, saturation_mutants, saturation_scan, write_scan  # noqa: E402
-from deepseqvae.mutations import numeric_column, read_mutant_table  # noqa: E402
-from deepseqvae.plots import plot_scan_heatmap, save_figure  # noqa: E402
-from deepseqvae.score import apply_changes, delta_elbo, score_table  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks._common import REPO, add_data_dir, header, peak_rss_mb, write_result
+from deepseqvae.checkpoint import load_checkpoint
+from deepseqvae.pipeline import write_scan
+from deepseqvae.plots import plot_heatmap, save_figure
+from deepseqvae.score import saturation_mutants, saturation_scan, score_table
+from deepseqvae.tables import numeric_column, read_mutant_table
 
 
 def _sync(device: torch.device) -> None:
@@ -42,7 +37,7 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="trained checkpoint (BLAT_ECOLX, or the demo with --demo)")
-    ap.add_argument("--data-dir", default="../shared/data")
+    add_data_dir(ap)
     ap.add_argument("--demo", action="store_true",
                     help="use alignments/demo_mutants.csv (fitness column 'fitness') instead of BLAT_ECOLX")
     ap.add_argument("--mutants", default=None, help="mutant table to score [default: BLAT_ECOLX/dms.csv]")
@@ -59,25 +54,24 @@ def main() -> None:
         mutants = Path(args.mutants or REPO / "alignments" / "demo_mutants.csv")
         fitness_col = args.fitness_col or "fitness"
     else:
-        mutants = Path(args.mutants or Path(args.data_dir) / "BLAT_ECOLX" / "dms.csv")
+        mutants = Path(args.mutants or args.data_dir / "BLAT_ECOLX" / "dms.csv")
         fitness_col = args.fitness_col or "2500"
     K = args.samples
     ckpt = load_checkpoint(args.model)
     L = len(ckpt.info.focus_seq)
 
     # Warm-up (allocator, kernels) on a few singles, untimed.
-    if ckpt.kind == "vae":
-        wt = focus_codes(ckpt)
-        _, changes = saturation_mutants(ckpt.info.focus_seq, ckpt.info.positions)
-        delta_elbo(build_model(ckpt), wt, apply_changes(wt, changes[:256]), n_samples=1, device=device)
+    _, changes = saturation_mutants(ckpt.info.focus_seq, ckpt.info.positions)
+    ckpt.scorer().score_changes(ckpt.info.focus_codes, changes[:256], n_samples=1, seed=0, device=device,
+                                batch_size=args.batch_size, progress=False)
 
     table = read_mutant_table(mutants)
 
     def run_scan():
-        return saturation_scan(ckpt, n_samples=K, seed=args.seed, device=device, chunk_size=args.batch_size)
+        return saturation_scan(ckpt, n_samples=K, seed=args.seed, device=device, batch_size=args.batch_size)
 
     def run_score():
-        return score_table([ckpt], table, n_samples=K, seed=args.seed, device=device, chunk_size=args.batch_size,
+        return score_table([ckpt], table, n_samples=K, seed=args.seed, device=device, batch_size=args.batch_size,
                            fitness_col=fitness_col)
 
     # Alternate the two (scan, score, score, scan, ...) and keep each one's best time, so that
@@ -106,18 +100,21 @@ def main() -> None:
         write_scan(scan, Path(tmp) / "singles.csv")
         t_write = time.perf_counter() - t0
         t0 = time.perf_counter()
-        png = save_figure(plot_scan_heatmap(scan), Path(tmp) / "heatmap.png")
+        fig = plot_heatmap(scan.matrix(), scan.positions, scan.focus_seq, title=scan.title(),
+                           colorbar_label=scan.score_label)
+        png = save_figure(fig, Path(tmp) / "heatmap.png")
         t_plot = time.perf_counter() - t0
         png_kb = png.stat().st_size / 1024
 
     # The scan's scores of the table's single mutants against score's (same estimator, seed and K).
     score_col = "score_deepseqvae" if "score_deepseqvae" in scored.frame.columns else "score"
-    by_mutant = dict(zip(scan.mutants, scan.score))
+    by_mutant = dict(zip(scan.mutants, scan.score, strict=True))
     table_scores = scored.frame[score_col].to_numpy(float)
     fitness = numeric_column(table, fitness_col)
-    pairs = [(by_mutant[m], s, f) for m, s, f in zip(table.mutants, table_scores, fitness)
+    pairs = [(by_mutant[m], s, f) for m, s, f in zip(table.mutants, table_scores, fitness, strict=True)
              if m in by_mutant and np.isfinite(s)]
-    scan_s, score_s, fit = (np.array(x, dtype=float) for x in zip(*pairs)) if pairs else (np.zeros(0),) * 3
+    scan_s, score_s, fit = ((np.array(x, dtype=float) for x in zip(*pairs, strict=True)) if pairs
+                            else (np.zeros(0),) * 3)
     max_diff = float(np.max(np.abs(scan_s - score_s))) if pairs else float("nan")
     use = np.isfinite(fit)
     rho_scan = float(spearmanr(scan_s[use], fit[use]).statistic) if use.sum() > 2 else float("nan")
@@ -129,7 +126,8 @@ def main() -> None:
     title = "Saturation scan vs scoring the DMS table" + (" (demo family)" if args.demo else " on BLAT_ECOLX")
     text = header(title)
     text += (f"Model: checkpoint {args.model} ({ckpt.kind}, L = {L}, focus {ckpt.info.focus_id}). "
-             f"Device: {device}. K = {K} samples, seed {args.seed}, batch size {args.batch_size}. Times: best of {args.repeats} runs of each, alternating which goes first.\n\n"
+             f"Device: {device}. K = {K} samples, seed {args.seed}, batch size {args.batch_size}. "
+             f"Times: best of {args.repeats} runs of each, alternating which goes first.\n\n"
              f"| measurement | value |\n|---|---|\n"
              f"| `scan`: all {len(scan.mutants):,} singles (19 × {L}) | {t_scan:.1f} s "
              f"({len(scan.mutants) * K / t_scan:,.0f} mutant-samples/s) |\n"

@@ -1,22 +1,18 @@
 """Scoring speed (mutant-samples/s) and memory bound on BLAT_ECOLX.
 
-    python benchmarks/bench_score.py --data-dir ../shared/data [--model blat.pt] [--device cpu] [--samples 20]
+    python -m benchmarks.bench_score [--data-dir ../shared/data] [--model blat.pt] [--device cpu] [--samples 20]
 
 1. Times ΔELBO scoring of the 4,807 scoreable BLAT_ECOLX DMS singles with K samples (the paper-size
    model, or --model), reported as mutant-samples per second.
 2. Scores a generated 500,000-row table of BLAT singles and doubles through ``score_file`` in a
-   subprocess and reports its peak memory (goal ≤ 2 GB).
+   worker process and reports its peak memory (goal ≤ 2 GB).
 Writes benchmarks/results/score-<device>-<date>.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,32 +20,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write_result  # noqa: E402
+from benchmarks._common import add_data_dir, header, peak_rss_mb, run_worker, worker_main, write_result
+from deepseqvae.alignment import read_alignment
+from deepseqvae.alphabet import ALPHABET
+from deepseqvae.checkpoint import Checkpoint, ModelInfo, build_model, load_checkpoint, save_checkpoint
+from deepseqvae.model import VAE, VAEConfig
+from deepseqvae.mutants import resolve_mutants
+from deepseqvae.score import apply_changes, delta_elbo
+from deepseqvae.tables import read_mutant_table
 
-from deepseqvae.alignment import read_alignment  # noqa: E402
-from deepseqvae.alphabet import ALPHABET  # noqa: E402
-from deepseqvae.checkpoint import Checkpoint, ModelInfo, build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from deepseqvae.model import VAE, VAEConfig  # noqa: E402
-from deepseqvae.mutations import read_mutant_table, resolve_mutants  # noqa: E402
-from deepseqvae.score import apply_changes, delta_elbo  # noqa: E402
 
-MEMORY_SCRIPT = textwrap.dedent("""
-    import json, sys, time
-    def peak_mb():  # own peak (VmHWM); ru_maxrss would start at the parent's peak
-        return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+def score_large_table(job: dict) -> dict:
+    """Worker: ``score_file`` of a large table; rows, own peak memory and seconds."""
     from deepseqvae.pipeline import score_file
+
     t0 = time.perf_counter()
-    res, out, _ = score_file(sys.argv[1], [sys.argv[2]], output=sys.argv[3], n_samples=int(sys.argv[4]),
-                             device=sys.argv[5])
-    print(json.dumps({"rows": len(res.frame), "peak_mb": peak_mb(),
-                      "seconds": time.perf_counter() - t0}))
-""")
+    res, _, _ = score_file(job["table"], [job["model"]], output=job["output"], n_samples=job["samples"],
+                           device=job["device"])
+    return {"rows": len(res.frame), "peak_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}
 
 
 def main() -> None:
+    if worker_main(score_large_table):
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default="../shared/data")
+    add_data_dir(ap)
     ap.add_argument("--model", default=None, help="checkpoint to time [default: untrained paper-size model]")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--samples", type=int, default=20)
@@ -58,9 +53,14 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
-    data = Path(args.data_dir) / "BLAT_ECOLX"
+    data = args.data_dir / "BLAT_ECOLX"
     aln = read_alignment(data / "msa.a2m")
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(args, aln, data, device, Path(tmp))
+
+
+def measure(args, aln, data: Path, device: torch.device, tmp: Path) -> None:
+    """Both measurements, with temporary files in ``tmp``; writes the result file."""
     if args.model:
         ckpt = load_checkpoint(args.model)
         model_desc = f"checkpoint {args.model}"
@@ -76,7 +76,7 @@ def main() -> None:
     model = build_model(ckpt)
     table = read_mutant_table(data / "dms.csv")
     resolved = [r for r in resolve_mutants(table.mutants, ckpt.info.focus_seq, ckpt.info.positions) if r.ok]
-    wt = np.array([ALPHABET.index(a) for a in ckpt.info.focus_seq], dtype=np.int8)
+    wt = ckpt.info.focus_codes
     variants = apply_changes(wt, [r.changes for r in resolved])
     delta_elbo(model, wt, variants[:256], n_samples=1, device=device)  # warm-up
     t0 = time.perf_counter()
@@ -98,9 +98,8 @@ def main() -> None:
                               for c in sorted(cols)))
     big = tmp / "big.csv"
     big.write_text("mutant\n" + "\n".join(lines) + "\n")
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(big), str(path), str(tmp / "big_scored.csv"),
-                          str(args.big_samples), args.device], capture_output=True, text=True, check=True)
-    mem = json.loads(out.stdout.strip().splitlines()[-1])
+    mem = run_worker("bench_score", {"table": str(big), "model": str(path), "output": str(tmp / "big_scored.csv"),
+                                     "samples": args.big_samples, "device": args.device})
     print(f"{mem['rows']} rows: peak {mem['peak_mb']:.0f} MB, {mem['seconds']:.0f} s", flush=True)
 
     text = header("Scoring speed and memory on BLAT_ECOLX")

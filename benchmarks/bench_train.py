@@ -1,109 +1,183 @@
-"""Training speed (steps/s) and peak memory on BLAT_ECOLX (L = 253, batch 100).
+"""Training speed: the old step (commit 3dc5b14) against today's, in one run, on BLAT_ECOLX.
 
-    python benchmarks/bench_train.py --data-dir ../shared/data [--device cpu|cuda] [--steps 30]
+    python -m benchmarks.bench_train [--data-dir ../shared/data] [--steps 20] [--rounds 2]
 
-Times optimisation steps after a warm-up for the paper's model and for the quick profile's
-smaller decoder, and measures the peak memory of a whole BLAT training run (reading, weights,
-training) in a subprocess. Writes benchmarks/results/train-<device>-<date>.md.
+Each configuration runs in its own worker process (the heap setting of a training process is
+process-wide) and the workers alternate old / new for ``--rounds`` rounds; the best rate of each
+is kept. The old code is the package as it was at ``--old-commit``, extracted with ``git
+archive`` into a temporary folder. Reported per model size (the paper's 100-2000 decoder and the
+fast recipe's 100-500):
+
+* old: 3dc5b14's step (dense one-hot first layer, one shared weight sample, float32, torch Adam);
+* paper recipe: today's step with DeepSequence's estimator and optimiser (gather-sum encoder,
+  the training heap), in float32 and with bfloat16 decoder products;
+* fast recipe: the local-reparameterisation step with bfloat16 products and torch Adam.
+
+Next to each rate: the matrix-multiply FLOPs of one step (torch's FLOP counter, forward and
+backward) and the rate they were done at, beside the GEMM rate of this CPU measured in the same
+run. Writes benchmarks/results/train-cpu-<date>.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
-import textwrap
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write_result  # noqa: E402
+from benchmarks._common import REPO, add_data_dir, header, peak_rss_mb, run_worker, worker_main, write_result
 
-from deepseqvae.alignment import read_alignment  # noqa: E402
-from deepseqvae.model import VAE, VAEConfig, loss_terms  # noqa: E402
-from deepseqvae.weights import compute_weights  # noqa: E402
-
-CONFIGS = {
-    "paper (svi, decoder 100-2000, dictionary 40)": {},
-    "paper, mle decoder": {"decoder": "mle"},
-    "quick profile (svi, decoder 100-500)": {"decoder_hidden": (100, 500)},
+#: the step that issue 11 set out to speed up
+OLD_COMMIT = "3dc5b14"
+SIZES = {"paper size (decoder 100-2000)": (100, 2000), "fast-recipe size (decoder 100-500)": (100, 500)}
+#: name -> (old code?, loss_terms keywords, optimiser, training heap)
+PATHS = {
+    "old (3dc5b14)": (True, {}, "adam", False),
+    "paper recipe, float32": (False, {}, "deepsequence", True),
+    "paper recipe, bf16 products": (False, {"matmul_dtype": "bfloat16"}, "deepsequence", True),
+    "fast recipe (local reparam., bf16)": (False, {"local": True, "matmul_dtype": "bfloat16"}, "adam", True),
 }
 
-
-def steps_per_second(codes: torch.Tensor, probs: torch.Tensor, neff: float, cfg: VAEConfig, device: torch.device,
-                     steps: int, warmup: int) -> float:
-    torch.manual_seed(0)
-    model = VAE(cfg).to(device).train()
+WORKER = r'''
+import json, sys, time
+import torch
+job = json.loads(sys.argv[1])
+if job["heap"]:
+    from deepseqvae.runtime import keep_heap
+    keep_heap()
+from deepseqvae.alignment import read_alignment
+from deepseqvae.model import VAE, VAEConfig, loss_terms
+from deepseqvae.weights import compute_weights
+aln = read_alignment(job["msa"])
+w = compute_weights(aln.codes, 0.2)
+codes, probs, neff = torch.tensor(aln.codes), torch.tensor(w / w.sum()), float(w.sum())
+torch.manual_seed(0)
+model = VAE(VAEConfig(seq_len=aln.L, decoder_hidden=tuple(job["decoder"]))).train()
+if job["optimizer"] == "deepsequence":
+    from deepseqvae.optim import DeepSequenceAdam
+    opt = DeepSequenceAdam(model.parameters(), lr=1e-3)
+else:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    gen = torch.Generator(device=device).manual_seed(0)
-    for i in range(warmup + steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+kw = dict(job["kw"])
+if "matmul_dtype" in kw:
+    kw["matmul_dtype"] = getattr(torch, kw["matmul_dtype"])
+gen = torch.Generator().manual_seed(0)
+def step():
+    idx = torch.multinomial(probs, 100, replacement=True, generator=gen)
+    loss, _ = loss_terms(model, codes[idx], neff, generator=gen, **kw)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+for _ in range(job["warmup"]):
+    step()
+from torch.utils.flop_counter import FlopCounterMode
+with FlopCounterMode(display=False) as fc:
+    step()
+t0 = time.perf_counter()
+for _ in range(job["steps"]):
+    step()
+rate = job["steps"] / (time.perf_counter() - t0)
+print(json.dumps({"rate": rate, "flops": fc.get_total_flops()}))
+'''
+
+
+def old_package(commit: str, into: Path) -> Path:
+    """Extract ``deepseqvae/`` as it was at ``commit`` into ``into``; return the folder to import from."""
+    data = subprocess.run(["git", "archive", commit, "deepseqvae"], cwd=REPO, capture_output=True,
+                          check=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def run_path(job: dict, cwd: Path) -> dict:
+    """One timing worker, importing deepseqvae from ``cwd`` (old code) or from the repository."""
+    env = dict(os.environ, PYTHONPATH=str(cwd))
+    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def gemm_rates(repeats: int = 20) -> dict[str, float]:
+    """GFLOP/s of the decoder's output product (100 x 2000) @ (2000 x 5060), float32 and bfloat16."""
+    out = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        a, b = torch.randn(100, 2000, dtype=dtype), torch.randn(2000, 5060, dtype=dtype)
+        best = float("inf")
+        for _ in range(3):
             t0 = time.perf_counter()
-        idx = torch.multinomial(probs, 100, replacement=True, generator=gen)
-        loss, _ = loss_terms(model, codes[idx], neff, generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps / (time.perf_counter() - t0)
+            for _ in range(repeats):
+                a @ b
+            best = min(best, (time.perf_counter() - t0) / repeats)
+        out[name] = 2 * 100 * 2000 * 5060 / best / 1e9
+    return out
 
 
-PEAK_SCRIPT = textwrap.dedent("""
-    import json, sys, time
-    def peak_mb():  # own peak (VmHWM); ru_maxrss would start at the parent's peak
-        return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-    from deepseqvae.pipeline import train_from_alignment
+def peak_run(job: dict) -> dict:
+    """Worker: a whole paper-recipe ``train_file`` run; its own peak memory, seconds and steps/s."""
+    from deepseqvae.pipeline import train_file
+
     t0 = time.perf_counter()
-    s = train_from_alignment(sys.argv[1], sys.argv[2], train_options=dict(steps=int(sys.argv[3]), checkpoint_every=0),
-                             device='cpu')
-    print(json.dumps({"peak_mb": peak_mb(),
-                      "seconds": time.perf_counter() - t0, "steps_per_s": s.steps_per_second}))
-""")
+    with tempfile.TemporaryDirectory() as tmp:
+        s = train_file(job["msa"], Path(tmp) / "peak.pt", recipe="paper",
+                       train_options=dict(steps=job["steps"], checkpoint_every=0), device="cpu")
+    return {"peak_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0, "steps_per_s": s.steps_per_second}
 
 
 def main() -> None:
+    if worker_main(peak_run):
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--peak-steps", type=int, default=100, help="steps of the peak-memory run (CPU)")
+    add_data_dir(ap)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per worker")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best rate of each path is kept")
+    ap.add_argument("--old-commit", default=OLD_COMMIT)
+    ap.add_argument("--peak-steps", type=int, default=50, help="steps of the peak-memory run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    device = torch.device(args.device)
-    msa = Path(args.data_dir) / "BLAT_ECOLX" / "msa.a2m"
-    aln = read_alignment(msa)
-    weights = compute_weights(aln.codes, 0.2, device=device)
-    codes = torch.tensor(aln.codes, device=device)
-    probs = torch.tensor(weights / weights.sum(), device=device)
-    rows = []
-    for name, opts in CONFIGS.items():
-        cfg = VAEConfig(seq_len=aln.L, **opts)
-        rate = steps_per_second(codes, probs, float(weights.sum()), cfg, device, args.steps, args.warmup)
-        rows.append((name, rate))
-        print(f"{name}: {rate:.2f} steps/s", flush=True)
-    text = header("Training speed on BLAT_ECOLX (N = 8,355, L = 253, batch 100)")
-    text += f"Device: {device}. {args.steps} timed steps after {args.warmup} warm-up steps.\n\n"
-    text += "| model | steps/s | 300,000 steps would take |\n|---|---|---|\n"
-    for name, rate in rows:
-        text += f"| {name} | {rate:.2f} | {300_000 / rate / 3600:.1f} h |\n"
-    if device.type == "cpu":
-        with_tmp = Path(args.out or ".").resolve().parent / "_peak.pt"
-        out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(msa), str(with_tmp), str(args.peak_steps)],
-                             capture_output=True, text=True, check=True)
-        peak = json.loads(out.stdout.strip().splitlines()[-1])
-        with_tmp.unlink(missing_ok=True)
-        text += (f"\nPeak memory of a whole paper-size BLAT_ECOLX training run on the CPU "
-                 f"(`train_from_alignment`, {args.peak_steps} steps: reading, weights, model, Adam state, "
-                 f"checkpoint): **{peak['peak_mb']:.0f} MB** (goal ≤ 3,072 MB); {peak['seconds']:.0f} s.\n")
-        print(f"peak {peak['peak_mb']:.0f} MB", flush=True)
-    write_result(text, args.out, f"train-{device.type}")
+    msa = args.data_dir / "BLAT_ECOLX" / "msa.a2m"
+    text = header("Training speed on BLAT_ECOLX (N = 8,355, L = 253, batch 100): old step against new")
+    gemm_before = gemm_rates()
+    best: dict[tuple[str, str], dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        old_dir = old_package(args.old_commit, Path(tmp))
+        for r in range(args.rounds):
+            for size, decoder in SIZES.items():
+                for name, (old, kw, optimizer, heap) in PATHS.items():
+                    job = {"msa": str(msa), "decoder": decoder, "kw": kw, "optimizer": optimizer, "heap": heap,
+                           "steps": args.steps, "warmup": args.warmup}
+                    res = run_path(job, old_dir if old else REPO)
+                    print(f"round {r + 1} {size} {name}: {res['rate']:.2f} steps/s", flush=True)
+                    key = (size, name)
+                    if key not in best or res["rate"] > best[key]["rate"]:
+                        best[key] = res
+    gemm = {k: max(v, gemm_rates()[k]) for k, v in gemm_before.items()}
+    text += (f"Each path ran in its own worker process, {args.steps} timed steps after {args.warmup} warm-up steps, "
+             f"old and new alternating for {args.rounds} rounds; best rate of each. GEMM rate of this CPU measured in "
+             f"the same run, (100 x 2000) @ (2000 x 5060): float32 **{gemm['float32']:.0f} GFLOP/s**, bfloat16 "
+             f"**{gemm['bfloat16']:.0f} GFLOP/s**.\n\n")
+    for size in SIZES:
+        old_rate = best[(size, "old (3dc5b14)")]["rate"]
+        text += f"## {size}\n\n| step | steps/s | vs old | matmul GFLOP per step | achieved GFLOP/s |\n|---|---|---|---|---|\n"
+        for name in PATHS:
+            res = best[(size, name)]
+            gf = res["flops"] / 1e9
+            text += (f"| {name} | {res['rate']:.2f} | **{res['rate'] / old_rate:.2f}x** | {gf:.1f} | "
+                     f"{gf * res['rate']:.0f} |\n")
+        text += "\n"
+    peak = run_worker("bench_train", {"msa": str(msa), "steps": args.peak_steps})
+    text += (f"Peak memory of a whole paper-recipe BLAT_ECOLX training run (`train_file`, {args.peak_steps} steps: "
+             f"reading, weights, model, optimiser state, checkpoint): **{peak['peak_mb']:.0f} MB**; "
+             f"{peak['seconds']:.0f} s.\n")
+    write_result(text, args.out, "train-cpu")
 
 
 if __name__ == "__main__":

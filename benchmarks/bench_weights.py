@@ -1,6 +1,6 @@
 """Sequence-weight speed (and peak memory) of ``deepseqvae.weights.compute_weights``.
 
-    python benchmarks/bench_weights.py --data-dir ../shared/data [--device cpu|cuda] [--repeats 3]
+    python -m benchmarks.bench_weights [--data-dir ../shared/data] [--device cpu|cuda] [--repeats 3]
         [--synthetic-n 200000] [--synthetic-l 250] [--memory-budget-mb 512]
 
 1. BLAT_ECOLX (N = 8,355, L = 253): best of --repeats runs with each product kernel ("int8" and
@@ -8,11 +8,9 @@
 2. PTEN_HUMAN and GFP_AEQVI: best of --repeats runs with the default kernel (PTEN is also checked
    against EVE's own weights file).
 3. A synthetic N x L alignment (mutated copies of a few hundred random ancestors, some fragments;
-   seeded) weighted in a subprocess, which reports its time and peak resident memory (goal ≤ 2 GB
-   on the CPU) and, on a GPU, the peak GPU memory. It runs first, while this process is still
-   small: on Linux a child's ``ru_maxrss`` starts at its parent's RSS at fork time (it is kept
-   across ``exec``), so the worker also reports ``VmHWM`` (/proc/self/status), the peak of its
-   own address space only, and the table shows that one where available.
+   seeded) weighted in a worker process, which reports its time and peak resident memory (goal
+   ≤ 2 GB on the CPU; ``VmHWM``, the peak of its own address space, see
+   :func:`benchmarks._common.peak_rss_mb`) and, on a GPU, the peak GPU memory.
 
 Writes benchmarks/results/weights-<device>-<date>.md (or --out) and prints the table.
 """
@@ -20,25 +18,18 @@ Writes benchmarks/results/weights-<device>-<date>.md (or --out) and prints the t
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, write_result  # noqa: E402
+from benchmarks._common import add_data_dir, header, peak_rss_mb, run_worker, worker_main, write_result
+from deepseqvae.alignment import read_alignment
+from deepseqvae.alphabet import GAP_CODE, N_AA
+from deepseqvae.weights import compute_weights, int8_matmul_available, resolve_kernel
 
-from deepseqvae.alignment import read_alignment  # noqa: E402
-from deepseqvae.alphabet import GAP_CODE, N_AA  # noqa: E402
-from deepseqvae.weights import compute_weights, int8_matmul_available, resolve_kernel  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKER_FLAG = "--synthetic-worker"
 GOAL_MB = 2048
 
 
@@ -80,26 +71,13 @@ def best_of(fn, repeats: int) -> tuple[float, list[float], np.ndarray]:
     return min(times), times, result
 
 
-def own_peak_rss_mb() -> float | None:
-    """``VmHWM`` of this process in MB (Linux): unlike ``ru_maxrss``, not inherited from the parent."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def worker(argv: list[str]) -> None:
-    """Subprocess: generate the synthetic alignment, weight it, print one JSON line."""
-    spec = json.loads(argv[0])
-    rss_start = own_peak_rss_mb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def weigh_synthetic(spec: dict) -> dict:
+    """Worker: generate the synthetic alignment and weight it; time, Neff and own peak memory."""
+    rss_start = peak_rss_mb()
     t0 = time.perf_counter()
     codes = synthetic_codes(spec["n"], spec["length"], spec["ancestors"], spec["seed"])
     t_gen = time.perf_counter() - t0
-    rss_data = own_peak_rss_mb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_data = peak_rss_mb()
     device = torch.device(spec["device"])
     if device.type == "cuda":
         torch.zeros(1, device=device)  # CUDA context outside the timing
@@ -113,32 +91,28 @@ def worker(argv: list[str]) -> None:
         "kernel": resolve_kernel(spec["kernel"], device), "threads": torch.get_num_threads(),
         "seconds": seconds, "generate_seconds": t_gen, "neff": float(weights.sum()),
         "max_neighbours": int(round(1 / weights[weights > 0].min())),
-        "peak_rss_mb": own_peak_rss_mb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "rss_after_import_mb": rss_start, "rss_with_data_mb": rss_data,
         "gpu_peak_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None),
     }
-    print(json.dumps(result), flush=True)
+    return result
 
 
 def run_synthetic(args) -> dict:
     spec = {"n": args.synthetic_n, "length": args.synthetic_l, "ancestors": args.synthetic_ancestors,
             "seed": args.seed, "theta": args.theta, "device": args.device, "kernel": args.synthetic_kernel,
             "budget_mb": args.memory_budget_mb}
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), WORKER_FLAG, json.dumps(spec)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"synthetic worker failed (exit {proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        return run_worker("bench_weights", spec)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"synthetic worker failed (exit {exc.returncode}; its error is above)")
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == WORKER_FLAG:
-        worker(sys.argv[2:])
+    if worker_main(weigh_synthetic):
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=str(REPO_ROOT.parent / "shared" / "data"),
-                    help="benchmark data folder [default: ../shared/data beside the repository]")
+    add_data_dir(ap)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")
     ap.add_argument("--theta", type=float, default=0.2)
@@ -156,13 +130,13 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available")
-    data = Path(args.data_dir)
+    data = args.data_dir
     kernels = [k for k in ("int8", "float32") if k == "float32" or int8_matmul_available(device.type)]
 
-    # first, while this process is small (a child's ru_maxrss starts at the parent's RSS)
+    # first, before this process holds the real alignments
     synth = None
     if args.synthetic_n > 0:
-        print(f"synthetic {args.synthetic_n:,} x {args.synthetic_l} on {device} (subprocess) ...", flush=True)
+        print(f"synthetic {args.synthetic_n:,} x {args.synthetic_l} on {device} (worker) ...", flush=True)
         synth = run_synthetic(args)
         print(f"synthetic: {synth['seconds']:.1f} s, peak RSS {synth['peak_rss_mb']:.0f} MB, "
               f"Neff {synth['neff']:.1f}", flush=True)
@@ -174,7 +148,7 @@ def main() -> None:
         blat = read_alignment(data / "BLAT_ECOLX" / "msa.a2m")
         per_kernel = {}
         for kernel in kernels:
-            best, runs, w = best_of(lambda: compute_weights(blat.codes, args.theta, device=device, kernel=kernel),
+            best, runs, w = best_of(lambda k=kernel: compute_weights(blat.codes, args.theta, device=device, kernel=k),
                                     args.repeats)
             per_kernel[kernel] = w
             rows.append(("BLAT_ECOLX", blat.N, blat.L, kernel, best, runs, float(w.sum()), ""))
@@ -187,7 +161,7 @@ def main() -> None:
         for name in ("PTEN_HUMAN", "GFP_AEQVI"):
             aln = read_alignment(data / name / "msa.a2m")
             kernel = resolve_kernel("auto", device)
-            best, runs, w = best_of(lambda: compute_weights(aln.codes, args.theta, device=device), args.repeats)
+            best, runs, w = best_of(lambda a=aln: compute_weights(a.codes, args.theta, device=device), args.repeats)
             note = ""
             eve = data / name / f"{name}_theta_{args.theta:g}.npy"
             if eve.exists():
@@ -216,9 +190,8 @@ def main() -> None:
         goal = (" (goal ≤ 2,048 MB: " + ("met" if synth["peak_rss_mb"] <= GOAL_MB else "**missed**") + ")"
                 if device.type == "cpu" else "")
         text += (f"Synthetic alignment ({args.synthetic_ancestors} ancestors, seed {args.seed}) weighted in a "
-                 f"subprocess with `memory_budget_bytes = {args.memory_budget_mb} MiB`; peak RSS is the "
-                 "subprocess's own high-water mark (`VmHWM`; Python, torch, the int8 codes and the weighting; "
-                 f"its `ru_maxrss`: {synth['ru_maxrss_mb']:,.0f} MB).\n\n"
+                 f"worker process with `memory_budget_bytes = {args.memory_budget_mb} MiB`; peak RSS is the "
+                 "worker's own high-water mark (`VmHWM`; Python, torch, the int8 codes and the weighting).\n\n"
                  "| N × L | device | kernel | threads | time (s) | peak RSS (MB) "
                  "| peak RSS after imports / with data (MB) | peak GPU memory | Neff | max neighbours |\n"
                  "|---|---|---|---|---|---|---|---|---|---|\n"

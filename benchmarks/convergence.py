@@ -1,14 +1,14 @@
 """Convergence on BLAT_ECOLX: Spearman against training steps and against the number of samples K.
 
-    python benchmarks/reproduce.py --profile quick --datasets BLAT_ECOLX --save-steps 250,500,1000,2000,3000,4000,5000
-    python benchmarks/convergence.py --run-dir benchmarks/runs/quick [--steps-samples 50] [--max-samples 800]
+    python -m benchmarks.reproduce --profile quick --datasets BLAT_ECOLX --save-steps 250,500,1000,2000,4000,5000
+    python -m benchmarks.convergence --run-dir benchmarks/runs/quick [--steps-samples 50] [--max-samples 800]
 
 Reads the checkpoints that ``reproduce.py --save-steps`` left in ``--run-dir``
 (``BLAT_ECOLX_seed1_step<k>.pt`` and the final ``BLAT_ECOLX_seed1.pt``), scores the 4,807
-BLAT_ECOLX mutants (ampicillin 2500; or another --dataset of datasets.csv) with each (K = ``--steps-samples``), then scores them once
-more with the final model and ``--max-samples`` samples, reading the running estimate after
-1, 2, 5, ... samples (``delta_elbo(trace_at=...)``: exactly what a run with that K and the same
-seed gives). Writes ``benchmarks/results/convergence-<date>.{png,csv,md}``.
+BLAT_ECOLX mutants (ampicillin 2500; or another --dataset of datasets.csv) with each
+(K = ``--steps-samples``), then scores them once more with the final model and ``--max-samples``
+samples, reading the running estimate after 1, 2, 5, ... samples (``delta_elbo(trace_at=...)``:
+exactly what a run with that K and the same seed gives). Writes ``benchmarks/results/convergence-<date>.{png,csv,md}``.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _common import header  # noqa: E402
+from benchmarks._common import REPO, add_data_dir, header
+from benchmarks.reproduce import read_datasets, resolve_path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--run-dir", default=str(HERE / "runs" / "quick"))
+    add_data_dir(ap)
+    ap.add_argument("--run-dir", default=str(REPO / "benchmarks" / "runs" / "quick"))
     ap.add_argument("--dataset", default="BLAT_ECOLX")
     ap.add_argument("--seed", type=int, default=1, help="training seed of the checkpoints to read")
     ap.add_argument("--steps-samples", type=int, default=50, help="K used for the Spearman-vs-steps curve")
@@ -46,15 +44,12 @@ def main() -> None:
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from deepseqvae.alphabet import AA_TO_CODE
     from deepseqvae.checkpoint import build_model, load_checkpoint
     from deepseqvae.fileio import atomic_write
-    from deepseqvae.mutations import numeric_column, read_mutant_table, resolve_mutants
+    from deepseqvae.mutants import resolve_mutants
     from deepseqvae.score import apply_changes, delta_elbo
+    from deepseqvae.tables import numeric_column, read_mutant_table
     from deepseqvae.weights import resolve_device
-
-    sys.path.insert(0, str(HERE))
-    from reproduce import read_datasets, resolve_path
 
     row = read_datasets().loc[args.dataset]
     dev = resolve_device(args.device)
@@ -64,13 +59,13 @@ def main() -> None:
               if (m := re.search(r"_step(\d+)\.pt$", p.name))}
     final = load_checkpoint(final_path)
     staged[final.step] = final_path
-    table = read_mutant_table(resolve_path(row["dms"], Path(args.data_dir)), mutant_col=row["mutant_col"] or None,
+    table = read_mutant_table(resolve_path(row["dms"], args.data_dir), mutant_col=row["mutant_col"] or None,
                               wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
                               mut_col=row["mut_col"] or None)
     resolved = resolve_mutants(table.mutants, final.info.focus_seq, final.info.positions, separators=table.separators)
     ok = [i for i, r in enumerate(resolved) if r.ok and r.changes]
     fitness = numeric_column(table, row["fitness_col"])[ok]
-    wt = np.array([AA_TO_CODE[a] for a in final.info.focus_seq], dtype=np.int8)
+    wt = final.info.focus_codes
     variants = apply_changes(wt, [resolved[i].changes for i in ok])  # (M, L)
 
     def rho(score: np.ndarray) -> float:
@@ -95,7 +90,7 @@ def main() -> None:
     for r in k_rows:
         print(f"K {r['samples']}: rho {r['rho']:.4f}", flush=True)
 
-    stem = Path(args.out) if args.out else HERE / "results" / f"convergence-{datetime.date.today()}"
+    stem = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"convergence-{datetime.date.today()}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.concat([pd.DataFrame(steps_rows).assign(curve="steps"), pd.DataFrame(k_rows).assign(curve="samples")])
     with atomic_write(stem.with_suffix(".csv"), "w", newline="") as fh:
@@ -132,7 +127,8 @@ def main() -> None:
     text = header(f"Convergence on {args.dataset}")
     text += (f"Checkpoints: `{run_dir}` (training seed {args.seed}; model options {cfg['decoder']} decoder "
              f"{tuple(cfg['decoder_hidden'])}). Scoring seed 0, device {dev}. Picture: `{stem.name}.png`.\n\n")
-    text += "## Spearman ρ against training steps\n\n| steps | ρ | K | final ELBO (last log interval) | scoring time |\n|---|---|---|---|---|\n"
+    text += ("## Spearman ρ against training steps\n\n"
+             "| steps | ρ | K | final ELBO (last log interval) | scoring time |\n|---|---|---|---|---|\n")
     for r in steps_rows:
         text += f"| {r['steps']:,} | {r['rho']:.4f} | {r['samples']} | {r['elbo']:.2f} | {r['score_s']:.0f} s |\n"
     text += (f"\n## Spearman ρ against posterior samples K (final model)\n\nOne run of {ks[-1]} samples "

@@ -1,26 +1,26 @@
 """Reproduce the benchmark table: Spearman per dataset next to the published values, with timings.
 
-    python benchmarks/reproduce.py --profile quick --data-dir ../shared/data [--datasets BLAT_ECOLX,PTEN_HUMAN]
-    python benchmarks/reproduce.py --profile full --device cuda
+    python -m benchmarks.reproduce --profile quick [--data-dir ../shared/data] [--datasets BLAT_ECOLX,PTEN_HUMAN]
+    python -m benchmarks.reproduce --profile full --device cuda
 
 For every dataset of ``benchmarks/datasets.csv`` it reads the alignment, computes the sequence
 weights, fits the site-independent model, trains the VAE (one model per seed), scores the DMS
 mutants, and compares with the measured fitness: Spearman of each seed, of their ensemble (mean
 score) and of the site-independent model, next to the published DeepSequence / EVE / EVmutation /
-site-independent values. Each dataset runs in a subprocess of its own, so its peak memory is its
+site-independent values. Each dataset runs in a worker process of its own, so its peak memory is its
 own and a failure is reported as failed (with its error) while the others go on.
 
 Results: ``benchmarks/results/<profile>-<date>.md`` and ``.csv`` (rewritten atomically after each
 dataset), the command, machine, date and commit included. Checkpoints go to ``--run-dir``
 (default ``benchmarks/runs/<profile>``, not committed); with ``--save-steps`` the first seed's
-model is also saved at those steps (for ``benchmarks/convergence.py``).
+model is also saved at those steps (for ``benchmarks.convergence``).
 
 Profiles (see benchmarks/README.md for the measurements behind them):
 
 * ``quick`` - CPU, at most ~20 minutes per dataset on 2 cores: the paper's encoder, latent and
   Bayesian (svi) decoder with the sparsity and dictionary, but a 100-500 decoder (instead of
-  100-2000; 5x faster steps on BLAT_ECOLX), 6,000 steps, K = 200 samples, one seed. ``--max-train-minutes``
-  stops training at a time budget instead (checked every 250 steps; the steps reached are
+  100-2000; 5x faster steps on BLAT_ECOLX), 6,000 steps, K = 200 samples, one seed.
+  ``--max-train-minutes`` stops training at a time budget instead (checked every 250 steps; the steps reached are
   reported); the quick profile does not use it, because PTEN_HUMAN needs its 6,000 steps
   (Spearman 0.26 after 3,000, 0.42 after 6,000; see benchmarks/README.md).
 * ``full`` - the paper: 100-2000 decoder, 300,000 steps, K = 2,000 samples, 5 seeds (a GPU job).
@@ -41,10 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-from _common import header, peak_rss_mb  # noqa: E402
+from benchmarks._common import REPO, RESULTS, add_data_dir, header, peak_rss_mb, run_worker, worker_main
+
+HERE = REPO / "benchmarks"
 
 #: with a training time budget, training stops at the first multiple of CHUNK steps past it
 CHUNK = 250
@@ -98,9 +97,10 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     from deepseqvae.alignment import read_alignment
     from deepseqvae.checkpoint import save_checkpoint
     from deepseqvae.model import VAEConfig
-    from deepseqvae.mutations import numeric_column, read_mutant_table, resolve_mutants, status_summary
+    from deepseqvae.mutants import resolve_mutants, status_summary
     from deepseqvae.pipeline import fit_independent
     from deepseqvae.score import score_table
+    from deepseqvae.tables import numeric_column, read_mutant_table
     from deepseqvae.train import TrainConfig, fit_alignment
     from deepseqvae.weights import compute_weights, resolve_device
 
@@ -237,7 +237,7 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
     text += "## Spearman ρ\n\n"
     text += ("| dataset | N | L | Neff | scored / rows | deepseqvae (per seed) | ensemble | site-independent (ours) | "
              "published (DeepSequence benchmark) | ProteinGym |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    for r, row in zip(results, flat):
+    for r, row in zip(results, flat, strict=True):
         ref = datasets.loc[r["dataset"]]
         pub = ", ".join(f"{label.replace(' published', '')} {ref[c]}" for c, label in PUBLISHED[:5] if ref[c])
         pg = ", ".join(f"{label.replace('ProteinGym ', '')} {ref[c]}" for c, label in PUBLISHED[5:] if ref[c])
@@ -248,18 +248,20 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
         text += (f"| {r['dataset']} | {r['N']:,} | {r['L']} | {r['Neff']:.1f} | {r['n_scored']:,} / {r['rows']:,} | "
                  f"**{seeds}** | {_f(r['rho_ensemble'])} | {_f(r['rho_independent'])} | {pub or '–'} | {pg or '–'} |\n")
     text += "\n## Time and memory\n\n"
-    text += ("| dataset | weights | training | steps | steps/s | scoring (all seeds) | site-independent | total | peak RSS "
-             "| device |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    text += ("| dataset | weights | training | steps | steps/s | scoring (all seeds) | site-independent | total "
+             "| peak RSS | device |\n|---|---|---|---|---|---|---|---|---|---|\n")
     for row in flat:
         if row["status"] != "ok":
             continue
         text += (f"| {row['dataset']} | {row['t_weights_s']:.2f} s | {row['t_train_s'] / 60:.1f} min | "
-                 f"{row['steps']:,} | {row['steps_per_s']:.2f} | {row['t_score_s']:.0f} s | {row['t_independent_s']:.1f} s | "
+                 f"{row['steps']:,} | {row['steps_per_s']:.2f} | {row['t_score_s']:.0f} s | "
+                 f"{row['t_independent_s']:.1f} s | "
                  f"{row['total_s'] / 60:.1f} min | {row['peak_rss_mb']:.0f} MB | {row['device']} |\n")
     text += "\n## Rows not used for Spearman\n\n"
     for row in flat:
         if row["status"] == "ok":
-            text += f"- {row['dataset']}: {row['excluded']} of {row['rows']} rows — {row['excluded_reasons'] or 'none'}\n"
+            reasons = row["excluded_reasons"] or "none"
+            text += f"- {row['dataset']}: {row['excluded']} of {row['rows']} rows — {reasons}\n"
     text += "\n## Sources and notes\n\n"
     for _, ref in datasets.iterrows():
         if ref["id"] in {r["dataset"] for r in results}:
@@ -274,10 +276,22 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
 # --------------------------------------------------------------------------------------------
 
 
+def dataset_worker(job: dict) -> dict:
+    """Worker: one dataset; an error is reported as a failed dataset, never left out."""
+    try:
+        return run_dataset(job["row"], Path(job["data_dir"]), job["settings"], job["device"], Path(job["run_dir"]),
+                           job["save_steps"])
+    except Exception as exc:  # noqa: BLE001 - reported as a failed dataset
+        traceback.print_exc()
+        return {"dataset": job["row"]["id"], "status": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
 def main() -> None:
+    if worker_main(dataset_worker):
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    ap.add_argument("--data-dir", default="../shared/data", help="folder holding BLAT_ECOLX/, PTEN_HUMAN/, ...")
+    add_data_dir(ap)
     ap.add_argument("--datasets", default=None, help="comma-separated ids (default: every row of datasets.csv)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--steps", type=int, default=None, help="override the profile's training steps")
@@ -290,19 +304,7 @@ def main() -> None:
     ap.add_argument("--save-steps", default="", help="also save the first seed's model at these steps, e.g. 500,1000")
     ap.add_argument("--out", default=None, help="results stem (default benchmarks/results/<profile>-<date>)")
     ap.add_argument("--run-dir", default=None, help="checkpoints (default benchmarks/runs/<profile>)")
-    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one dataset, JSON in
     args = ap.parse_args()
-
-    if args.worker is not None:  # subprocess: run one dataset, print its JSON result last
-        job = json.loads(args.worker)
-        try:
-            res = run_dataset(job["row"], Path(job["data_dir"]), job["settings"], job["device"],
-                              Path(job["run_dir"]), job["save_steps"])
-        except Exception as exc:  # noqa: BLE001 - reported as a failed dataset, never left out
-            traceback.print_exc()
-            res = {"dataset": job["row"]["id"], "status": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-        print("RESULT " + json.dumps(res))
-        return
 
     settings = json.loads(json.dumps(PROFILES[args.profile]))
     if args.steps:
@@ -320,8 +322,8 @@ def main() -> None:
     unknown = [i for i in ids if i not in datasets.index]
     if unknown:
         sys.exit(f"error: unknown dataset(s) {', '.join(unknown)}; datasets.csv has {', '.join(datasets.index)}")
-    data_dir = Path(args.data_dir).resolve()
-    stem = Path(args.out) if args.out else HERE / "results" / f"{args.profile}-{datetime.date.today()}"
+    data_dir = args.data_dir
+    stem = Path(args.out) if args.out else RESULTS / f"{args.profile}-{datetime.date.today()}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     run_dir = Path(args.run_dir) if args.run_dir else HERE / "runs" / args.profile
     save_steps = [int(s) for s in args.save_steps.split(",") if s.strip()]
@@ -333,10 +335,10 @@ def main() -> None:
         job = {"row": datasets.loc[ds].to_dict(), "data_dir": str(data_dir), "settings": settings,
                "device": args.device, "run_dir": str(run_dir.resolve()), "save_steps": save_steps}
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], stdout=subprocess.PIPE,
-                              text=True, cwd=REPO)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        res = json.loads(lines[-1][7:]) if lines else {"dataset": ds, "status": f"worker exited {proc.returncode}"}
+        try:
+            res = run_worker("reproduce", job)
+        except (subprocess.CalledProcessError, json.JSONDecodeError, IndexError) as exc:
+            res = {"dataset": ds, "status": f"worker failed: {exc}".splitlines()[0]}
         res["total_s"] = time.perf_counter() - t
         results.append(res)
         print(f"[{ds}] {res.get('status', 'ok')} in {res['total_s'] / 60:.1f} min", file=sys.stderr, flush=True)

@@ -24,9 +24,10 @@ import functools
 import logging
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -40,6 +41,8 @@ FORMATS: tuple[str, ...] = ("auto", "a2m", "a3m", "fasta")
 
 #: ``NAME/start-end`` region suffix of an EVcouplings / DeepSequence focus id (part after the last '/')
 _REGION_RE = re.compile(r"^(-?\d+)-(-?\d+)$")
+#: a suffix meant as a region but not one (``a/abc-def``, ``a/12``): an error, not numbering from 1
+_REGION_LIKE_RE = re.compile(r"^[^-]*-[^-]*$|^\d+$")
 #: str.translate table deleting a3m insertions: lowercase letters and '.'
 _A3M_DELETE = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz.")
 
@@ -71,7 +74,7 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     """
     path = Path(path)
     try:
-        fh = open(path, encoding="utf-8", errors="replace")
+        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - opened apart: an open error reads differently
     except OSError as exc:
         raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
     with fh:
@@ -124,6 +127,38 @@ def _clip(text: str, n: int = 40) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AlignmentOptions:
+    """How an alignment is read: the options of :func:`read_alignment` (and of the CLI) in one value.
+
+    A checkpoint records the options its training alignment was read with, so ``embed`` and
+    ``sample --msa`` read an alignment the same way without the user repeating them.
+    """
+
+    focus: str | None = None                 # id of the focus record (None: the first record)
+    first_index: int | None = None           # residue number of the first focus residue (None: region start, else 1)
+    fmt: str = "auto"                        # "auto", "a2m", "a3m" or "fasta"
+    max_gap_fraction: float | None = None    # drop sequences with more gaps over the focus columns (None: off)
+    min_column_coverage: float | None = None  # drop focus columns with less coverage (None: off)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> AlignmentOptions:
+        """From a stored dict (a checkpoint's record); unknown keys are ignored, missing ones default."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+
+    def updated(self, other: AlignmentOptions) -> AlignmentOptions:
+        """These options with every field that ``other`` sets (differs from the default) taken from it."""
+        default = AlignmentOptions()
+        changed = {f.name: getattr(other, f.name) for f in fields(self)
+                   if getattr(other, f.name) != getattr(default, f.name)}
+        return AlignmentOptions(**{**asdict(self), **changed})
+
+    def read(self, path: str | os.PathLike) -> Alignment:
+        """:func:`read_alignment` of ``path`` with these options."""
+        return read_alignment(path, **asdict(self))
+
+
 @dataclass(frozen=True, eq=False)
 class Alignment:
     """An alignment restricted to the focus columns, as int8 codes (immutable).
@@ -142,7 +177,7 @@ class Alignment:
         n_dropped_nonstandard: sequences dropped for B/J/O/U/X/Z in a kept column.
         n_dropped_gaps: sequences dropped by ``max_gap_fraction``.
         n_columns_dropped_coverage: focus columns dropped by ``min_column_coverage``.
-        max_gap_fraction, min_column_coverage: the filters used (None = off).
+        options: the options it was read with (focus, numbering, format, filters).
     """
 
     codes: np.ndarray
@@ -157,8 +192,17 @@ class Alignment:
     n_dropped_nonstandard: int = 0
     n_dropped_gaps: int = 0
     n_columns_dropped_coverage: int = 0
-    max_gap_fraction: float | None = None
-    min_column_coverage: float | None = None
+    options: AlignmentOptions = field(default_factory=AlignmentOptions)
+
+    @property
+    def max_gap_fraction(self) -> float | None:
+        """The sequence gap filter used (None = off)."""
+        return self.options.max_gap_fraction
+
+    @property
+    def min_column_coverage(self) -> float | None:
+        """The column coverage filter used (None = off)."""
+        return self.options.min_column_coverage
 
     @property
     def N(self) -> int:  # noqa: N802 - conventional name
@@ -229,14 +273,6 @@ class Alignment:
 # --------------------------------------------------------------------------------------------
 # read_alignment
 # --------------------------------------------------------------------------------------------
-
-
-def alignment_kwargs(focus: str | None = None, first_index: int | None = None,
-                     fmt: str = "auto", max_gap_fraction: float | None = None,
-                     min_column_coverage: float | None = None) -> dict:
-    """The keyword arguments of :func:`read_alignment` from (CLI) option values."""
-    return {"focus": focus, "first_index": first_index, "fmt": fmt,
-            "max_gap_fraction": max_gap_fraction, "min_column_coverage": min_column_coverage}
 
 
 def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
@@ -367,7 +403,9 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
                     focus_index=focus_index, focus_seq=focus_seq, positions=positions, path=path,
                     fmt=fmt_used, n_records=n_records, n_dropped_nonstandard=n_nonstd,
                     n_dropped_gaps=n_gaps, n_columns_dropped_coverage=n_cols_dropped,
-                    max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
+                    options=AlignmentOptions(focus=focus, first_index=first_index, fmt=fmt,
+                                             max_gap_fraction=max_gap_fraction,
+                                             min_column_coverage=min_column_coverage))
     logger.info("%s: %d records -> %d sequences x %d columns (%d non-standard, %d gappy dropped; "
                 "%d low-coverage columns dropped)", path, n_records, aln.N, aln.L, n_nonstd, n_gaps,
                 n_cols_dropped)
@@ -470,7 +508,17 @@ def _resolve_format(path: Path, ids: list[str], rows: list[str], fmt: str) -> tu
 def _region_start(path: Path, focus_id: str, focus_raw: str, first_index: int | None) -> int:
     """Residue number of the first focus residue; warn when a header range disagrees."""
     n_res = sum(ch.isalpha() for ch in focus_raw)
-    m = _REGION_RE.match(focus_id.rsplit("/", 1)[-1]) if "/" in focus_id else None
+    suffix = focus_id.rsplit("/", 1)[-1] if "/" in focus_id else None
+    m = _REGION_RE.match(suffix) if suffix is not None else None
+    if m is not None and int(m.group(2)) < int(m.group(1)):
+        m = None  # an end before the start is no region either
+    if suffix is not None and m is None and _REGION_LIKE_RE.match(suffix):
+        if first_index is None:
+            raise AlignmentFormatError(
+                f"{path}: focus record '{focus_id}' has a malformed region '{suffix}' (expected NAME/start-end, "
+                f"e.g. BLAT_ECOLX/24-286); fix the header or set the numbering with --first-index")
+        logger.info("%s: focus '%s' has no valid region; numbering from first_index=%d", path, focus_id,
+                    first_index)
     if m is not None:
         lo, hi = int(m.group(1)), int(m.group(2))
         if hi - lo + 1 != n_res:

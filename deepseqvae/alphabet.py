@@ -7,7 +7,7 @@ all-zero row, exactly as DeepSequence and EVE encode alignments.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

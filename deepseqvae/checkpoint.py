@@ -2,13 +2,19 @@
 
 A checkpoint is a plain dict of tensors and Python literals saved with ``torch.save`` and loaded
 with ``torch.load(..., weights_only=True)``, so loading never runs arbitrary pickled code.
-Scoring needs nothing but this file (no training alignment).
+Scoring needs nothing but this file (no training alignment); the options the training alignment
+was read with are recorded too, so it can be read again the same way.
+
+This is the one module that knows the model kinds: :data:`KINDS` maps a checkpoint's ``kind`` to
+the class that rebuilds it, its scoring interface and whether it has a latent space. A new kind
+(a classifier, an EVE-style model) is one entry here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +23,13 @@ import numpy as np
 import torch
 
 from . import __version__
-from .alphabet import ALPHABET
+from .alignment import AlignmentOptions
+from .alphabet import AA_TO_CODE, ALPHABET
 from .errors import CheckpointError
 from .fileio import atomic_write
+from .independent import IndependentModel
+from .model import VAE, VAEConfig
+from .score import MutationScorer, VAEScorer
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +49,62 @@ class ModelInfo:
     theta: float                       # reweighting identity threshold 1 - theta
     alignment: str = ""                # path of the training alignment, for the record only
     alphabet: str = ALPHABET           # one-hot alphabet order
+    # how the training alignment was read (focus, numbering, format, filters); older checkpoints
+    # have none and get the defaults
+    alignment_options: AlignmentOptions = field(default_factory=AlignmentOptions)
 
     def __post_init__(self) -> None:
         self.positions = [int(p) for p in self.positions]
         if len(self.positions) != len(self.focus_seq):
             raise ValueError("positions and focus_seq differ in length")
+        if not isinstance(self.alignment_options, AlignmentOptions):  # a dict, as stored in the file
+            self.alignment_options = AlignmentOptions.from_dict(self.alignment_options)
+
+    @property
+    def focus_codes(self) -> np.ndarray:
+        """``(L,)`` int8 codes of the focus (wild-type) sequence."""
+        return np.array([AA_TO_CODE[a] for a in self.focus_seq], dtype=np.int8)
 
     @classmethod
-    def from_alignment(cls, aln, weights: np.ndarray, theta: float) -> "ModelInfo":
+    def from_alignment(cls, aln, weights: np.ndarray, theta: float) -> ModelInfo:
         """The record of a model trained on ``aln`` (an :class:`~deepseqvae.alignment.Alignment`)."""
         return cls(focus_id=aln.focus_id, focus_seq=aln.focus_seq, positions=list(aln.positions),
-                   n_seqs=int(aln.N), neff=float(weights.sum()), theta=float(theta), alignment=str(aln.path))
+                   n_seqs=int(aln.N), neff=float(weights.sum()), theta=float(theta), alignment=str(aln.path),
+                   alignment_options=aln.options)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """How to rebuild, score and use the model of one checkpoint kind."""
+
+    model_class: type[torch.nn.Module]                        # the nn.Module stored in the checkpoint
+    build: Callable[[dict[str, Any]], torch.nn.Module]        # model_config dict -> model (untrained)
+    scorer: Callable[[torch.nn.Module], MutationScorer]       # model -> its scoring interface
+    has_latent: bool                                          # an encoder and decoder: embed and sample work
+
+
+#: the model kinds a checkpoint can hold, by the ``kind`` string stored in it
+KINDS: dict[str, ModelKind] = {
+    "vae": ModelKind(VAE, lambda config: VAE(VAEConfig(**config)), VAEScorer, has_latent=True),
+    "independent": ModelKind(IndependentModel, IndependentModel.from_config, lambda model: model,
+                             has_latent=False),
+}
+
+
+def kind_of(model: torch.nn.Module) -> str:
+    """The ``kind`` string of a model instance (what :class:`Checkpoint` stores)."""
+    for name, spec in KINDS.items():
+        if isinstance(model, spec.model_class):
+            return name
+    raise TypeError(f"no checkpoint kind for {type(model).__name__}")
+
+
+def model_kind(kind: str) -> ModelKind:
+    """The registry entry of ``kind``; a :class:`CheckpointError` for an unknown kind."""
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise CheckpointError(f"unknown model kind {kind!r} in checkpoint (known: {', '.join(KINDS)})") from None
 
 
 @dataclass
@@ -66,6 +121,21 @@ class Checkpoint:
     rng_state: torch.Tensor | None = None
     history: dict[str, list[float]] = field(default_factory=dict)  # logged training curves
     train_state: dict[str, torch.Tensor] | None = None  # raw weights when ``state`` holds their moving average
+
+    def scorer(self) -> MutationScorer:
+        """The model with its weights, as the scoring interface of its kind (on the CPU, eval mode)."""
+        return model_kind(self.kind).scorer(build_model(self))
+
+    def latent_model(self, what: str, path: str | os.PathLike | None = None) -> VAE:
+        """The model for an operation that needs a latent space (``what``: "embed", "sample", ...).
+
+        A model without one raises :class:`CheckpointError` naming the file and the operation.
+        """
+        if not model_kind(self.kind).has_latent:
+            where = f"{path}: " if path is not None else ""
+            raise CheckpointError(f"{where}{what} needs a VAE checkpoint, but this is a '{self.kind}' model "
+                                  "(it has no latent space); train with --model vae")
+        return build_model(self)
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
@@ -141,16 +211,7 @@ def _upgrade_v1(payload: dict, path: Path) -> None:
 
 def build_model(ckpt: Checkpoint) -> torch.nn.Module:
     """Instantiate the model stored in ``ckpt`` (on the CPU, in eval mode) with its weights."""
-    if ckpt.kind == "vae":
-        from .model import VAE, VAEConfig
-
-        model: torch.nn.Module = VAE(VAEConfig(**ckpt.model_config))
-    elif ckpt.kind == "independent":
-        from .independent import IndependentModel
-
-        model = IndependentModel.from_config(ckpt.model_config)
-    else:
-        raise CheckpointError(f"unknown model kind {ckpt.kind!r} in checkpoint")
+    model = model_kind(ckpt.kind).build(ckpt.model_config)
     missing, unexpected = model.load_state_dict(ckpt.state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"checkpoint weights do not fit the model: missing {missing[:5]}, "
@@ -171,6 +232,7 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "Neff": round(info.neff, 2),
         "theta": info.theta,
         "alignment": info.alignment,
+        "alignment options": {k: v for k, v in asdict(info.alignment_options).items() if v is not None},
         "steps": ckpt.step,
         "parameters": n_params,
         "model config": ckpt.model_config,

@@ -55,16 +55,16 @@ def main(verbose: bool) -> None:
 def alignment_options(func):
     """Add the shared alignment-reading options to a command.
 
-    The command receives them as one argument ``align_opts``: a dict of keyword arguments for
-    :func:`deepseqvae.alignment.read_alignment` (``read_alignment(msa, **align_opts)``).
+    The command receives them as one argument ``align_opts``, an
+    :class:`~deepseqvae.alignment.AlignmentOptions`.
     """
     import functools
 
     @functools.wraps(func)
     def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, **kwargs):
-        from .alignment import alignment_kwargs
+        from .alignment import AlignmentOptions
 
-        kwargs["align_opts"] = alignment_kwargs(
+        kwargs["align_opts"] = AlignmentOptions(
             focus=focus, first_index=first_index, fmt=msa_format,
             max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
         return func(*args, **kwargs)
@@ -113,27 +113,10 @@ def weights_command(msa, theta, output, align_opts, device, progress):
     with non-standard residues, prints what was kept and dropped, L, Neff and the time taken, and
     writes the weights as a NumPy .npy file.
     """
-    import time
+    from .pipeline import weights_file
 
-    from .alignment import read_alignment
-    from .weights import (check_theta, compute_weights, default_weights_path, resolve_device,
-                          resolve_kernel, save_weights)
-
-    theta = check_theta(theta)
-    dev = resolve_device(device)
-    kernel = resolve_kernel("auto", dev)
-    t0 = time.perf_counter()
-    aln = read_alignment(msa, **align_opts)
-    t1 = time.perf_counter()
-    weights = compute_weights(aln.codes, theta, device=dev, progress=progress, kernel=kernel)
-    t2 = time.perf_counter()
-    out = save_weights(output if output is not None else default_weights_path(msa, theta), weights)
-    neff = float(weights.sum())
-    click.echo(aln.summary())
-    click.echo(f"Neff = {neff:.2f} (theta = {theta:g}; Neff/N = {neff / aln.N:.3f}, Neff/L = {neff / aln.L:.2f})")
-    click.echo(f"Time: {t2 - t0:.2f} s (reading {t1 - t0:.2f} s, weights {t2 - t1:.2f} s on {dev}, "
-               f"{kernel} kernel)")
-    click.echo(f"Wrote {weights.size} weights to {out}")
+    result = weights_file(msa, output, theta=theta, options=align_opts, device=device, progress=progress)
+    click.echo(result.summary())
 
 
 # --- train and info -------------------------------------------------------------------------
@@ -146,10 +129,20 @@ def _int_tuple(ctx, param, value):
     try:
         out = tuple(int(v) for v in str(value).split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1500,1500, not {value!r}")
+        raise click.BadParameter(f"expected comma-separated integers such as 1500,1500, not {value!r}") from None
     if not out or any(v <= 0 for v in out):
         raise click.BadParameter(f"expected positive integers, not {value!r}")
     return out
+
+
+def _recipe_help() -> str:
+    from .train import FAST_L_REF, FAST_STEPS_MIN, FAST_STEPS_REF
+
+    return ("Training recipe. fast (default): the paper's encoder and latent, a 100-500 Bayesian decoder, "
+            f"local reparameterisation, bf16 decoder products, warm-up and cosine decay, weight averaging; "
+            f"steps = {FAST_STEPS_REF} for L <= {FAST_L_REF} columns, else {FAST_STEPS_REF}·{FAST_L_REF}/L "
+            f"(at least {FAST_STEPS_MIN}). paper: DeepSequence exactly (100-2000 decoder, DeepSequence's "
+            "Adam, 300,000 steps: a GPU job). Options below override the recipe's values.")
 
 
 @main.command("train")
@@ -160,76 +153,83 @@ def _int_tuple(ctx, param, value):
 @click.option("--model", "model_kind", type=click.Choice(["vae", "independent"]), default="vae", show_default=True,
               help="vae: the DeepSequence VAE; independent: the site-independent baseline "
                    "(weighted column frequencies, trained in seconds, scored by the same 'score').")
-@click.option("--steps", type=click.IntRange(1), default=300_000, show_default=True,
-              help="Optimisation steps (the paper's 300,000; try 10,000-30,000 on a CPU).")
-@click.option("--batch-size", type=click.IntRange(1), default=100, show_default=True,
-              help="Sequences per step, drawn with replacement with probability proportional to weight.")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
-              help="Adam step size.")
+@click.option("--recipe", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
+              help=_recipe_help())
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Optimisation steps. [default: from --recipe]")
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Sequences per step, drawn with replacement with probability proportional to weight. "
+                   "[default: 100]")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None,
+              help="Base Adam step size. [default: 0.001]")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Seeds initialisation, batch sampling and noise; a CPU run is bitwise reproducible.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
-@click.option("--decoder", type=click.Choice(["svi", "mle"]), default="svi", show_default=True,
+@click.option("--decoder", type=click.Choice(["svi", "mle"]), default=None,
               help="svi: Bayesian decoder weights (the paper); mle: point weights with L2 and "
-                   "group-sparsity penalties.")
+                   "group-sparsity penalties. [default: svi]")
 @click.option("--theta", type=float, default=0.2, show_default=True,
               help="Reweighting threshold: neighbours share > 1 - THETA identity.")
 @click.option("--weights", "weights_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Precomputed weights (.npy from 'deepseqvae weights') instead of computing them.")
-@click.option("--latent-dim", type=click.IntRange(1), default=30, show_default=True, help="Latent dimension.")
-@click.option("--encoder-hidden", callback=_int_tuple, default="1500,1500", show_default=True,
-              help="Encoder layer widths, comma-separated.")
-@click.option("--decoder-hidden", callback=_int_tuple, default="100,2000", show_default=True,
-              help="Decoder layer widths, comma-separated; the last must be divisible by --sparsity-tiles.")
-@click.option("--dictionary-size", type=click.IntRange(0), default=40, show_default=True,
-              help="Size of the amino-acid dictionary shared by all output weights (0 = none).")
-@click.option("--sparsity-tiles", type=click.IntRange(0), default=4, show_default=True,
-              help="Hidden units per group sharing one sparsity scale per position (0 = no sparsity).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="Dropout on decoder hidden layers while training (mle decoder only).")
+@click.option("--latent-dim", type=click.IntRange(1), default=None, help="Latent dimension. [default: 30]")
+@click.option("--encoder-hidden", callback=_int_tuple, default=None,
+              help="Encoder layer widths, comma-separated. [default: 1500,1500]")
+@click.option("--decoder-hidden", callback=_int_tuple, default=None,
+              help="Decoder layer widths, comma-separated; the last must be divisible by --sparsity-tiles. "
+                   "[default: 100,500 (fast), 100,2000 (paper)]")
+@click.option("--dictionary-size", type=click.IntRange(0), default=None,
+              help="Size of the amino-acid dictionary shared by all output weights (0 = none). [default: 40]")
+@click.option("--sparsity-tiles", type=click.IntRange(0), default=None,
+              help="Hidden units per group sharing one sparsity scale per position (0 = no sparsity). "
+                   "[default: 4]")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Dropout on decoder hidden layers while training (mle decoder only). [default: 0]")
 @click.option("--pseudocount", type=click.FloatRange(0), default=0.1, show_default=True,
               help="Pseudocount of the independent model, as a fraction of each column's weighted count.")
-@click.option("--checkpoint-every", type=click.IntRange(0), default=10_000, show_default=True,
+@click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
               help="Save a checkpoint every N steps (0 = only at the end).")
 @click.option("--resume", is_flag=True,
               help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @alignment_options
-def train_command(msa, output, model_kind, steps, batch_size, learning_rate, seed, device, decoder, theta,
+def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, seed, device, decoder, theta,
                   weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles,
                   dropout, pseudocount, checkpoint_every, resume, progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
-    Reads MSA, computes sequence weights, trains the DeepSequence VAE (or the site-independent
-    baseline) and prints N, L, Neff, steps, the final ELBO and the time taken.
+    Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
+    the site-independent baseline) and prints N, L, Neff, steps, the final ELBO and the time taken.
 
     \b
-    Example:
-      deepseqvae train alignments/demo.a2m -o demo.pt --steps 3000
+    Examples:
+      deepseqvae train alignments/demo.a2m -o demo.pt                 # the fast recipe
+      deepseqvae train msa.a2m -o model.pt --recipe paper --device cuda
     """
     import time
     from pathlib import Path
 
-    from .pipeline import train_from_alignment
-
+    from .pipeline import TRAINERS, train_file
+    from .train import RECIPES
     from .weights import resolve_device
 
     out = Path(output) if output else Path(Path(msa).stem + ".pt")
-    if model_kind == "vae" and steps > 50_000 and resolve_device(device).type == "cpu":
+    total = steps if steps is not None else RECIPES[recipe][1].get("steps")
+    if TRAINERS[model_kind].iterative and total and total > 50_000 and resolve_device(device).type == "cpu":
         # The paper's 300,000 steps are a GPU job; say so before the user waits for days.
-        click.echo(f"Note: {steps:,} steps on the CPU can take days at the paper's model size "
-                   "(benchmarks/README.md); the CPU 'quick' setting is --steps 6000 --decoder-hidden 100,500. "
+        click.echo(f"Note: {total:,} steps on the CPU can take days at the paper's model size "
+                   "(benchmarks/README.md); the default --recipe fast is made for a CPU. "
                    "Interrupted runs continue with --resume.", err=True)
     t0 = time.perf_counter()
-    result = train_from_alignment(
-        msa, out, model_kind=model_kind, align_opts=align_opts, theta=theta, weights_file=weights_file,
+    result = train_file(
+        msa, out, model_kind=model_kind, options=align_opts, theta=theta, weights_path=weights_file,
         model_options=dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
                            decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
                            sparsity_tiles=sparsity_tiles, dropout=dropout),
         train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                            checkpoint_every=checkpoint_every),
-        pseudocount=pseudocount, device=device, resume=resume, progress=progress)
+        pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))
 
 
@@ -378,7 +378,7 @@ def scan_command(model, output, plot, n_samples, seed, device, batch_size, max_p
     Example:
       deepseqvae scan --model demo.pt -o demo_singles.csv --plot demo_heatmap.png
     """
-    from .explore import scan_file
+    from .pipeline import scan_file
 
     result, out, pos = scan_file(model, output, plot=plot, n_samples=n_samples, seed=seed, device=device,
                                  batch_size=batch_size, max_per_row=max_per_row, progress=progress)
@@ -420,15 +420,16 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
     """Encode every sequence of MSA into the model's latent space.
 
     MSA (or an aligned FASTA) is read and filtered exactly as in training; its modelled columns
-    must be the model's. Use the same alignment options as for 'train'.
+    must be the model's. It is read with the alignment options recorded in the model at training;
+    options given here override them.
 
     \b
     Example:
       deepseqvae embed alignments/demo.a2m --model demo.pt -o latent.csv --plot latent.png
     """
-    from .explore import embed_file
+    from .pipeline import embed_file
 
-    emb, out = embed_file(model, msa, output, align_opts=align_opts, plot=plot, color_by=color_by,
+    emb, out = embed_file(model, msa, output, options=align_opts, plot=plot, color_by=color_by,
                           batch_size=batch_size, device=device)
     click.echo(f"Embedded {emb.alignment.N} sequences into D = {emb.mu.shape[1]} latent dimensions.", err=True)
     click.echo(f"Wrote {out}" + (f"; map {plot}" if plot else ""))
@@ -454,7 +455,8 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
 @click.option("--steps", type=click.IntRange(2), default=10, show_default=True,
               help="Records written by --interpolate, both ends included.")
 @click.option("--msa", type=click.Path(dir_okay=False), default=None,
-              help="Alignment holding the --near / --interpolate sequences, read as in training.")
+              help="Alignment holding the --near / --interpolate sequences, read as in training (with the "
+                   "alignment options recorded in the model; options given here override them).")
 @click.option("--elbo-samples", type=click.IntRange(1), default=20, show_default=True,
               help="Samples for the ELBO estimate in each header.")
 @click.option("--batch-size", type=click.IntRange(1), default=100, show_default=True,
@@ -478,7 +480,7 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
       deepseqvae sample --model demo.pt -o path.fasta --interpolate DEMO/1-60 SIM_000002/1-60 --steps 8 \\
           --msa alignments/demo.a2m
     """
-    from .explore import sample_file
+    from .pipeline import sample_file
 
     if interpolate is not None and (near is not None or n is not None):
         raise click.UsageError("--interpolate cannot be combined with -n or --near")
@@ -488,7 +490,7 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
         raise click.UsageError("--near and --interpolate need --msa, the alignment holding the sequences")
     records, out = sample_file(model, output, n=n, temperature=temperature, seed=seed, near=near,
                                interpolate=tuple(interpolate) if interpolate else None, steps=steps, msa=msa,
-                               align_opts=align_opts, device=device, batch_size=batch_size,
+                               options=align_opts, device=device, batch_size=batch_size,
                                elbo_samples=elbo_samples)
     click.echo(f"Wrote {len(records)} sequences to {out}")
 

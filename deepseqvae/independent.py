@@ -25,7 +25,11 @@ class IndependentConfig:
 
 
 class IndependentModel(nn.Module):
-    """Holds log p_l(a) as a (L, 20) buffer."""
+    """Holds log p_l(a) as a (L, 20) buffer; a :class:`~deepseqvae.score.MutationScorer` itself."""
+
+    sampled = False  # exact scores: no samples, standard error 0
+    method = "site-independent log-ratio"
+    score_label = "log p(mutant) − log p(wild type)"
 
     def __init__(self, cfg: IndependentConfig) -> None:
         super().__init__()
@@ -33,14 +37,14 @@ class IndependentModel(nn.Module):
         self.register_buffer("log_p", torch.full((cfg.seq_len, N_AA), -np.log(N_AA)))
 
     @classmethod
-    def from_config(cls, config: dict) -> "IndependentModel":
+    def from_config(cls, config: dict) -> IndependentModel:
         return cls(IndependentConfig(**config))
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
 
     @classmethod
-    def fit(cls, codes: np.ndarray, weights: np.ndarray, pseudocount: float = 0.1) -> "IndependentModel":
+    def fit(cls, codes: np.ndarray, weights: np.ndarray, pseudocount: float = 0.1) -> IndependentModel:
         """Frequencies from int8 ``codes`` (N, L) and sequence ``weights`` (N,).
 
         p_l(a) = (n_l(a) + λ·n_l/20) / (n_l·(1 + λ)) with n_l(a) the weighted count of a at column
@@ -67,3 +71,8 @@ class IndependentModel(nn.Module):
         for i, ch in enumerate(changes):
             out[i] = sum(log_p[c, a] - log_p[c, wt_codes[c]] for c, a in ch)
         return out
+
+    def score_changes(self, wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...]], *, n_samples: int,
+                      seed: int, device, batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(delta, 0)``: the scoring interface; sampling settings do not apply to an exact score."""
+        return self.delta(wt_codes, changes), np.zeros(len(changes))

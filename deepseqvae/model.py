@@ -37,8 +37,8 @@ class VAEConfig:
     decoder_hidden: tuple[int, ...] = (100, 2000)  # decoder MLP widths; last uses sigmoid ([100, 500] x 4 patterns)
     decoder: DecoderKind = "svi"                   # "svi": Bayesian decoder weights; "mle": point weights + penalties
     dictionary_size: int = 40                      # C, shared amino-acid dictionary per (unit, position); 0 = none
-    sparsity_tiles: int = 4                        # k, hidden units tiled into groups sharing one scale per position; 0 = no sparsity
-    sparsity_p: float = 0.001                      # logit-normal prior of the scales: prior mean sqrt(2)*sigma*erfinv(2p-1)
+    sparsity_tiles: int = 4                        # k, hidden units per group sharing one scale per position; 0 = none
+    sparsity_p: float = 0.001                      # logit-normal scale prior, mean sqrt(2)*sigma*erfinv(2p-1)
     sparsity_sigma: float = 4.0                    # std of the logit-normal scale prior
     prior_sigma: float = 1.0                       # std of the N(0, sigma^2) prior on every other decoder weight
     init_log_sigma: float = -5.0                   # initial log std of every variational posterior
@@ -145,9 +145,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         sizes = (cfg.seq_len * cfg.alphabet_size, *cfg.encoder_hidden)
-
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(OneHotLinear(cfg.seq_len, cfg.alphabet_size, b) if i == 0 else nn.Linear(a, b))
         self.hidden = nn.ModuleList(layers)
         head = (lambda d: OneHotLinear(cfg.seq_len, cfg.alphabet_size, d)) if not layers else (
@@ -189,7 +188,7 @@ class Decoder(nn.Module):
         self.bayesian = cfg.decoder == "svi"
         init: dict[str, Tensor] = {}
         sizes = (cfg.latent_dim, *cfg.decoder_hidden)
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             init[f"W{i}"] = _glorot_normal(a, b, (a, b))
             init[f"b{i}"] = torch.full((b,), 0.1)
         out_width = C if C else A

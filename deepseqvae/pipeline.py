@@ -1,6 +1,9 @@
-"""End-to-end stages as library functions: what ``deepseqvae train`` and ``score`` run.
+"""What each command runs, file in and file out: one ``<command>_file`` function per command.
 
-Side effects (device choice, seeding, file writes) happen here, at the edge, not in the model.
+``weights_file``, ``train_file``, ``score_file``, ``scan_file``, ``embed_file`` and ``sample_file``
+read their inputs, call the library (alignment, weights, train, score, latent, generate, plots)
+and write their outputs atomically. Side effects (device choice, file writes) happen here, at the
+edge, not in the library; the CLI only parses options and prints what these return.
 """
 
 from __future__ import annotations
@@ -9,18 +12,102 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .alignment import read_alignment
-from .checkpoint import Checkpoint, ModelInfo, load_checkpoint, save_checkpoint
+from .alignment import Alignment, AlignmentOptions
+from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, DeepSeqVAEError, MutantTableError
 from .fileio import atomic_write
-from .weights import check_theta, compute_weights, resolve_device
+from .generate import GeneratedSequence, interpolate_sequences, sample_sequences
+from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
+from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
+from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
+from .tables import detect_fitness_col, read_mutant_table
+from .weights import check_theta, compute_weights, default_weights_path, resolve_device, resolve_kernel, save_weights
 
 log = logging.getLogger(__name__)
+
+#: float format of every CSV written (scores, scans, latents)
+FLOAT_FORMAT = "%.6g"
+
+#: below this Neff/L a family is too small for the VAE to learn much (DeepSequence's families have
+#: Neff/L of about 1 and more); a warning suggests the site-independent baseline
+MIN_NEFF_PER_COLUMN = 1.0
+
+
+# --- weights --------------------------------------------------------------------------------
+
+
+def check_family_size(aln: Alignment, neff: float) -> None:
+    """Warn (naming the file) when Neff/L is below :data:`MIN_NEFF_PER_COLUMN`."""
+    if aln.L and neff / aln.L < MIN_NEFF_PER_COLUMN:
+        log.warning("%s: Neff/L = %.2f (Neff %.1f over L = %d columns) is below %g: too few effective sequences "
+                    "for the VAE, its predictions will be weak; compare with the site-independent baseline "
+                    "(deepseqvae train --model independent)", aln.path, neff / aln.L, neff, aln.L,
+                    MIN_NEFF_PER_COLUMN)
+
+
+@dataclass
+class WeightsSummary:
+    """What ``deepseqvae weights`` did."""
+
+    alignment: Alignment
+    weights: np.ndarray       # (N,) float64 weights of the kept sequences
+    theta: float
+    output: Path
+    device: str
+    kernel: str
+    read_seconds: float
+    weights_seconds: float
+
+    def summary(self) -> str:
+        aln, neff = self.alignment, float(self.weights.sum())
+        return "\n".join([
+            aln.summary(),
+            f"Neff = {neff:.2f} (theta = {self.theta:g}; Neff/N = {neff / aln.N:.3f}, Neff/L = {neff / aln.L:.2f})",
+            f"Time: {self.read_seconds + self.weights_seconds:.2f} s (reading {self.read_seconds:.2f} s, "
+            f"weights {self.weights_seconds:.2f} s on {self.device}, {self.kernel} kernel)",
+            f"Wrote {self.weights.size} weights to {self.output}",
+        ])
+
+
+def weights_file(msa: str | os.PathLike, output: str | os.PathLike | None = None, *, theta: float = 0.2,
+                 options: AlignmentOptions | None = None, device: str = "auto",
+                 progress: bool = False) -> WeightsSummary:
+    """Read ``msa``, compute its sequence weights and write them as a ``.npy`` (default name from ``msa``)."""
+    theta = check_theta(theta)
+    dev = resolve_device(device)
+    kernel = resolve_kernel("auto", dev)
+    t0 = time.perf_counter()
+    aln = (options or AlignmentOptions()).read(msa)
+    t1 = time.perf_counter()
+    weights = compute_weights(aln.codes, theta, device=dev, progress=progress, kernel=kernel)
+    t2 = time.perf_counter()
+    out = save_weights(output if output is not None else default_weights_path(msa, theta), weights)
+    check_family_size(aln, float(weights.sum()))
+    return WeightsSummary(aln, weights, theta, out, str(dev), kernel, t1 - t0, t2 - t1)
+
+
+def load_or_compute_weights(aln: Alignment, theta: float, weights_path: str | os.PathLike | None,
+                            device) -> np.ndarray:
+    """Weights of ``aln``'s sequences: from a .npy file (checked against N) or computed."""
+    if weights_path is None:
+        return compute_weights(aln.codes, theta, device=device)
+    try:
+        weights = np.load(weights_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DeepSeqVAEError(f"{weights_path}: cannot read weights ({exc})") from None
+    if weights.ndim != 1 or weights.shape[0] != aln.N:
+        raise DeepSeqVAEError(f"{weights_path}: holds {weights.shape} weights but {aln.path} has "
+                              f"{aln.N} sequences after filtering (same filters and alignment?)")
+    return weights.astype(np.float64)
+
+
+# --- train ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -35,14 +122,16 @@ class TrainSummary:
     steps: int
     final_elbo: float | None
     train_seconds: float
-    steps_per_second: float | None
+    steps_per_second: float | None    # None for a model fitted in closed form (no steps)
     device: str
     weights_seconds: float
+    recipe: str = ""                  # training recipe of a VAE
 
     def summary(self, total_seconds: float) -> str:
-        lines = [f"Model: {self.kind}, trained on N = {self.n_seqs} sequences, L = {self.seq_len} columns, "
+        what = f"{self.kind} ({self.recipe} recipe)" if self.recipe else self.kind
+        lines = [f"Model: {what}, trained on N = {self.n_seqs} sequences, L = {self.seq_len} columns, "
                  f"Neff = {self.neff:.1f}"]
-        if self.kind == "vae":
+        if self.steps_per_second is not None:
             lines.append(f"Steps: {self.steps} ({self.steps_per_second:.1f} steps/s on {self.device}); "
                          f"final ELBO {self.final_elbo:.2f} (mean of the last logging interval)")
         lines.append(f"Time: {total_seconds:.1f} s (weights {self.weights_seconds:.1f} s, "
@@ -51,77 +140,119 @@ class TrainSummary:
         return "\n".join(lines)
 
 
-def load_or_compute_weights(aln, theta: float, weights_file: str | os.PathLike | None,
-                            device) -> np.ndarray:
-    """Weights of ``aln``'s sequences: from a .npy file (checked against N) or computed."""
-    if weights_file is None:
-        return compute_weights(aln.codes, theta, device=device)
-    try:
-        weights = np.load(weights_file, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DeepSeqVAEError(f"{weights_file}: cannot read weights ({exc})") from None
-    if weights.ndim != 1 or weights.shape[0] != aln.N:
-        raise DeepSeqVAEError(f"{weights_file}: holds {weights.shape} weights but {aln.path} has "
-                              f"{aln.N} sequences after filtering (same filters and alignment?)")
-    return weights.astype(np.float64)
-
-
-def fit_independent(aln, weights: np.ndarray, theta: float, pseudocount: float = 0.1) -> Checkpoint:
+def fit_independent(aln: Alignment, weights: np.ndarray, theta: float, pseudocount: float = 0.1) -> Checkpoint:
     """The site-independent model of ``aln`` as a checkpoint (scored like any other)."""
     from .independent import IndependentModel
 
     model = IndependentModel.fit(aln.codes, weights, pseudocount)
-    return Checkpoint(kind="independent", model_config=model.config_dict(), state=model.state_dict(),
+    return Checkpoint(kind=kind_of(model), model_config=model.config_dict(), state=model.state_dict(),
                       info=ModelInfo.from_alignment(aln, weights, theta))
 
 
-def train_from_alignment(
+@dataclass(frozen=True)
+class _Fit:
+    """What ``train_file`` needs to fit one model kind."""
+
+    aln: Alignment
+    weights: np.ndarray
+    theta: float
+    output: Path
+    device: object          # torch.device
+    model_options: dict
+    train_options: dict
+    pseudocount: float
+    resume: bool
+    progress: bool
+    recipe: str
+
+
+def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None]:
+    t0 = time.perf_counter()
+    save_checkpoint(fit_independent(fit.aln, fit.weights, fit.theta, fit.pseudocount), fit.output)
+    return 0, None, time.perf_counter() - t0, None
+
+
+def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None]:
+    from .runtime import keep_heap
+    from .train import fit_alignment, recipe_configs
+
+    resume = None
+    if fit.resume:
+        if not fit.output.exists():
+            raise CheckpointError(f"{fit.output}: nothing to resume (no such checkpoint)")
+        resume = load_checkpoint(fit.output)
+    model_cfg, train_cfg = recipe_configs(fit.recipe, fit.aln.L, model_overrides=fit.model_options,
+                                          train_overrides=fit.train_options)
+    log.info("recipe %s: %d steps, decoder %s", fit.recipe, train_cfg.steps, model_cfg.decoder_hidden)
+    keep_heap()  # a training process reuses its freed memory instead of page-faulting it in every step
+    result = fit_alignment(fit.aln, fit.weights, model_cfg, train_cfg, theta=fit.theta, device=fit.device,
+                           checkpoint_path=fit.output, resume=resume, progress=fit.progress)
+    elbo = result.history.get("elbo") or [float("nan")]
+    return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """How ``train_file`` fits one model kind."""
+
+    fit: Callable[[_Fit], tuple[int, float | None, float, float | None]]  # -> (steps, final ELBO, s, steps/s)
+    iterative: bool  # trained by steps (their number matters for run time), else fitted in closed form
+
+
+#: how to fit each model kind ``deepseqvae train --model`` offers (loading and scoring a
+#: checkpoint's kind is :data:`deepseqvae.checkpoint.KINDS`' job)
+TRAINERS: dict[str, Trainer] = {
+    "vae": Trainer(_train_vae, iterative=True),
+    "independent": Trainer(_train_independent, iterative=False),
+}
+
+
+def train_file(
     msa: str | os.PathLike,
     output: str | os.PathLike,
     *,
     model_kind: str = "vae",
-    align_opts: dict | None = None,
+    options: AlignmentOptions | None = None,
     theta: float = 0.2,
-    weights_file: str | os.PathLike | None = None,
+    weights_path: str | os.PathLike | None = None,
     model_options: dict | None = None,
     train_options: dict | None = None,
     pseudocount: float = 0.1,
     device: str = "auto",
     resume: bool = False,
     progress: bool = False,
+    recipe: str | None = None,
 ) -> TrainSummary:
-    """Read ``msa``, weight it, train a model and write its checkpoint to ``output``."""
-    from .model import VAEConfig
-    from .train import TrainConfig, fit_alignment
+    """Read ``msa``, weight it, train a ``model_kind`` model and write its checkpoint to ``output``.
 
+    A VAE is trained with the named training ``recipe`` (:data:`deepseqvae.train.RECIPES`, default
+    ``fast``); ``model_options`` / ``train_options`` override its settings (``None`` values are
+    ignored). The alignment ``options`` are recorded in the checkpoint (``embed`` and ``sample
+    --msa`` reuse them).
+    """
+    from .train import DEFAULT_RECIPE
+
+    recipe = recipe or DEFAULT_RECIPE
+    if model_kind not in TRAINERS:
+        raise ValueError(f"unknown model kind {model_kind!r} (known: {', '.join(TRAINERS)})")
     theta = check_theta(theta)
     dev = resolve_device(device)
-    output = Path(output)
-    aln = read_alignment(msa, **(align_opts or {}))
+    aln = (options or AlignmentOptions()).read(msa)
     t0 = time.perf_counter()
-    weights = load_or_compute_weights(aln, theta, weights_file, dev)
+    weights = load_or_compute_weights(aln, theta, weights_path, dev)
     t_weights = time.perf_counter() - t0
     neff = float(weights.sum())
     log.info("%s: N=%d L=%d Neff=%.1f", msa, aln.N, aln.L, neff)
-    if model_kind == "independent":
-        t1 = time.perf_counter()
-        save_checkpoint(fit_independent(aln, weights, theta, pseudocount), output)
-        return TrainSummary(output, "independent", aln.N, aln.L, neff, 0, None, time.perf_counter() - t1, None,
-                            "cpu", t_weights)
-    if model_kind != "vae":
-        raise ValueError(f"unknown model kind {model_kind!r}")
-    ckpt = None
-    if resume:
-        if not output.exists():
-            raise CheckpointError(f"{output}: nothing to resume (no such checkpoint)")
-        ckpt = load_checkpoint(output)
-    model_cfg = VAEConfig(seq_len=aln.L, **(model_options or {}))
-    train_cfg = TrainConfig(**(train_options or {}))
-    result = fit_alignment(aln, weights, model_cfg, train_cfg, theta=theta, device=dev, checkpoint_path=output,
-                           resume=ckpt, progress=progress)
-    elbo = result.history.get("elbo") or [float("nan")]
-    return TrainSummary(output, "vae", aln.N, aln.L, neff, result.checkpoint.step, elbo[-1], result.seconds,
-                        result.steps_per_second, str(dev), t_weights)
+    check_family_size(aln, neff)
+    fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
+               pseudocount, resume, progress, recipe)
+    steps, elbo, seconds, rate = TRAINERS[model_kind].fit(fit)
+    return TrainSummary(fit.output, model_kind, aln.N, aln.L, neff, steps, elbo, seconds, rate,
+                        str(dev) if rate is not None else "cpu", t_weights,
+                        recipe if TRAINERS[model_kind].iterative else "")
+
+
+# --- score ----------------------------------------------------------------------------------
 
 
 def default_score_output(mutants: str | os.PathLike) -> Path:
@@ -147,17 +278,13 @@ def score_file(
     fitness_col: str | None = None,
     batch_size: int = 2048,
     progress: bool = False,
-):
+) -> tuple[TableScores, Path, Path | None]:
     """Score the table ``mutants`` with the checkpoints ``models`` and write the result.
 
     Returns ``(TableScores, output path, Spearman JSON path or None)``. The output keeps every
     input row and column in order, adding per-model scores (ensembles), ``score``, ``score_sem``
     and ``status``; it is written atomically and never onto the input file.
     """
-    from .mutations import detect_fitness_col, read_mutant_table
-    from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
-    from .score import model_column_names, score_table
-
     out = Path(output) if output else default_score_output(mutants)
     if out.resolve() == Path(mutants).resolve():
         raise MutantTableError(f"{out}: refusing to overwrite the input table; choose another -o")
@@ -170,9 +297,9 @@ def score_file(
     dev = resolve_device(device)
     result = score_table(checkpoints, table, model_names=model_column_names([str(m) for m in models]),
                          n_samples=n_samples, seed=seed, device=dev, offset=offset, strict=strict,
-                         fitness_col=fitness_col, chunk_size=batch_size, progress=progress)
+                         fitness_col=fitness_col, batch_size=batch_size, progress=progress)
     with atomic_write(out, "w", newline="") as fh:
-        result.frame.to_csv(fh, index=False, na_rep="", float_format="%.6g")
+        result.frame.to_csv(fh, index=False, na_rep="", float_format=FLOAT_FORMAT)
     json_path = None
     if result.spearman is not None:
         json_path = out.with_suffix(".spearman.json")
@@ -183,3 +310,150 @@ def score_file(
         with atomic_write(json_path, "w") as fh:
             json.dump(payload, fh, indent=2, allow_nan=False)
     return result, out, json_path
+
+
+# --- scan -----------------------------------------------------------------------------------
+
+
+def default_scan_output(model: str | os.PathLike) -> Path:
+    """``<model stem>_singles.csv`` beside the checkpoint."""
+    p = Path(model)
+    return p.with_name(f"{p.stem}_singles.csv")
+
+
+def positions_path(output: str | os.PathLike) -> Path:
+    """``<output stem>_positions.csv`` beside ``output``."""
+    p = Path(output)
+    return p.with_name(f"{p.stem}_positions.csv")
+
+
+def write_scan(result: ScanResult, output: str | os.PathLike) -> tuple[Path, Path]:
+    """Write the scan CSV and its per-position summary (both atomically); return both paths."""
+    out, pos = Path(output), positions_path(output)
+    with atomic_write(out, "w", newline="") as fh:
+        result.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+    with atomic_write(pos, "w", newline="") as fh:
+        result.position_summary().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+    return out, pos
+
+
+def scan_file(
+    model: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    plot: str | os.PathLike | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 2048,
+    max_per_row: int = 100,
+    progress: bool = False,
+) -> tuple[ScanResult, Path, Path]:
+    """Scan every single substitution of ``model``; write the scan, the position summary and a heatmap.
+
+    Returns ``(result, scan CSV, positions CSV)``.
+    """
+    ckpt = load_checkpoint(model)
+    dev = resolve_device(device)
+    result = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
+                             progress=progress)
+    out, pos = write_scan(result, output if output is not None else default_scan_output(model))
+    if plot is not None:
+        from .plots import plot_heatmap, save_figure
+
+        save_figure(plot_heatmap(result.matrix(), result.positions, result.focus_seq, title=result.title(),
+                                 colorbar_label=result.score_label, max_per_row=max_per_row), plot)
+    return result, out, pos
+
+
+# --- embed ----------------------------------------------------------------------------------
+
+
+def embed_file(
+    model: str | os.PathLike,
+    msa: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    options: AlignmentOptions | None = None,
+    plot: str | os.PathLike | None = None,
+    color_by: str = "weight",
+    batch_size: int = 1024,
+    device: str = "auto",
+) -> tuple[Embedding, Path]:
+    """Encode the alignment ``msa`` with ``model``, write the latent CSV and optionally a 2-D map.
+
+    ``msa`` is read with the options recorded in the checkpoint; fields set in ``options`` override them.
+    """
+    ckpt = load_checkpoint(model)
+    ckpt.latent_model("embed", model)  # fail before reading the alignment
+    dev = resolve_device(device)
+    emb = embed_alignment(ckpt, msa, options=options, batch_size=batch_size, device=dev)
+    out = Path(output)
+    with atomic_write(out, "w", newline="") as fh:
+        emb.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+    if plot is not None:
+        from .plots import plot_latent, save_figure
+
+        values, label = color_values(emb, color_by, theta=ckpt.info.theta, device=dev)
+        coords, xlabel, ylabel = latent_2d(emb.mu)
+        aln = emb.alignment
+        fig = plot_latent(coords, values, focus_index=aln.focus_index, focus_label=aln.focus_id,
+                          xlabel=xlabel, ylabel=ylabel, color_label=label,
+                          title=f"Latent space of {ckpt.info.focus_id} family ({aln.N:,} sequences, "
+                                f"D = {emb.mu.shape[1]})")
+        save_figure(fig, plot)
+    return emb, out
+
+
+# --- sample ---------------------------------------------------------------------------------
+
+
+def write_fasta(records: list[GeneratedSequence], path: str | os.PathLike) -> Path:
+    """Write records atomically, one header line and one sequence line each."""
+    path = Path(path)
+    with atomic_write(path, "w") as fh:
+        for rec in records:
+            fh.write(f">{rec.header()}\n{rec.seq}\n")
+    return path
+
+
+def sample_file(
+    model: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    n: int | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    near: str | None = None,
+    interpolate: tuple[str, str] | None = None,
+    steps: int = 10,
+    msa: str | os.PathLike | None = None,
+    options: AlignmentOptions | None = None,
+    device: str = "auto",
+    batch_size: int = 100,
+    elbo_samples: int = 20,
+) -> tuple[list[GeneratedSequence], Path]:
+    """Generate sequences (prior, ``near`` one sequence, or ``interpolate`` between two) into a FASTA.
+
+    ``msa`` (for ``near`` / ``interpolate``) is read with the options recorded in the checkpoint;
+    fields set in ``options`` override them.
+    """
+    ckpt = load_checkpoint(model)
+    ckpt.latent_model("sample", model)  # fail before reading the alignment
+    dev = resolve_device(device)
+    aln = None
+    if near is not None or interpolate is not None:
+        if msa is None:
+            raise DeepSeqVAEError("--near and --interpolate need --msa, the alignment holding the sequences")
+        aln = read_matching_alignment(msa, ckpt, options)
+    if interpolate is not None:
+        assert aln is not None
+        a, b = (aln.codes[find_sequence(aln, i)] for i in interpolate)
+        records = interpolate_sequences(ckpt, a, b, steps, device=dev, seed=seed, elbo_samples=elbo_samples)
+    else:
+        if n is None:
+            raise DeepSeqVAEError("give the number of sequences to draw (-n)")
+        start = aln.codes[find_sequence(aln, near)] if (aln is not None and near is not None) else None
+        records = sample_sequences(ckpt, n, temperature=temperature, seed=seed, near=start, device=dev,
+                                   batch_size=batch_size, elbo_samples=elbo_samples)
+    return records, write_fasta(records, output)

@@ -1,5 +1,8 @@
 """Figures for exploring a family: saturation-scan heatmaps and latent-space maps (matplotlib, headless).
 
+Every function takes arrays and labels, not results of other stages, so this module imports
+nothing of the package but :mod:`alphabet`, :mod:`errors` and :mod:`fileio`.
+
 Figures are built as :class:`matplotlib.figure.Figure` objects without pyplot, so no window or
 global figure state is involved; the Agg backend is selected on import unless pyplot is already in
 use (an interactive session keeps its own backend). Every figure has a title, axis labels and a
@@ -13,7 +16,6 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -27,9 +29,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from .alphabet import ALPHABET, N_AA  # noqa: E402
 from .errors import DeepSeqVAEError  # noqa: E402
 from .fileio import atomic_path  # noqa: E402
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .explore import ScanResult
 
 #: resolution of every saved figure (pixels per inch)
 DPI = 100
@@ -131,19 +130,6 @@ def plot_heatmap(
     return fig
 
 
-def plot_scan_heatmap(result: "ScanResult", *, max_per_row: int = 100) -> Figure:
-    """:func:`plot_heatmap` of a :class:`~deepseqvae.explore.ScanResult` with a descriptive title."""
-    if result.kind == "vae":
-        what, label = f"ΔELBO, K = {result.n_samples} samples", "ΔELBO (mutant − wild type)"
-    else:
-        what, label = "site-independent log-ratio", "log p(mutant) − log p(wild type)"
-    lo, hi = int(result.positions[0]), int(result.positions[-1])
-    title = (f"Saturation scan of {result.focus_id}: {len(result.mutants):,} single substitutions at "
-             f"{len(result.focus_seq)} positions ({lo}-{hi}); {what}")
-    return plot_heatmap(result.matrix(), result.positions, result.focus_seq, title=title, colorbar_label=label,
-                        max_per_row=max_per_row)
-
-
 def plot_latent(
     coords: np.ndarray,
     values: np.ndarray | None = None,
@@ -203,4 +189,4 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path
 
 
 __all__ = ["DPI", "HEATMAP_GID", "LATENT_FIGSIZE", "heatmap_layout", "heatmap_figsize", "diverging_norm",
-           "plot_heatmap", "plot_scan_heatmap", "plot_latent", "save_figure"]
+           "plot_heatmap", "plot_latent", "save_figure"]

@@ -17,11 +17,11 @@ LARGE_TABLE_ROWS = 50_000
 _M_MMAP_THRESHOLD = -3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bound_heap_growth(threshold_bytes: int = 1 << 20) -> bool:
     """Serve every allocation above ``threshold_bytes`` with its own mmap (glibc only).
 
-    Scoring a large table allocates and frees the same (chunk, L, 20) temporaries thousands of
+    Scoring a large table allocates and frees the same (batch_size, L, 20) temporaries thousands of
     times. glibc's default *dynamic* mmap threshold then moves such blocks onto the heap, where
     they fragment it, and the peak memory of a 500,000-row BLAT_ECOLX run varied from run to run
     (once well over the 2 GB goal). A fixed threshold returns each large block to the system when
@@ -47,7 +47,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keep_heap() -> bool:
     """Serve every allocation from the heap and never hand freed memory back (glibc only).
 

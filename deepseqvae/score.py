@@ -1,10 +1,17 @@
-"""Mutation effects as ΔELBO = ELBO(mutant) − ELBO(wild type), averaged over K posterior samples.
+"""Mutation effects: the scoring interface, ΔELBO of the VAE, mutant tables and saturation scans.
+
+Any model that implements :class:`MutationScorer` (the VAE through :class:`VAEScorer`, the
+site-independent :class:`~deepseqvae.independent.IndependentModel` directly) is scored by
+:func:`score_table` and :func:`saturation_scan` alike; which class a checkpoint holds is decided in
+one place, :meth:`deepseqvae.checkpoint.Checkpoint.scorer`.
+
+The VAE's score is ΔELBO = ELBO(mutant) − ELBO(wild type), averaged over K posterior samples.
 
 Common random numbers: in sample k one decoder-weight draw and one latent noise vector ε (D,) are
 shared by the wild type and every mutant, so the wild type and synonymous variants score exactly
 0 and the Monte-Carlo variance of the *differences* is small. Memory is bounded independently of
 the number of mutants: the encoder output (μ, log σ) is cached per mutant (2·D floats), samples
-form the outer loop and mutants are processed in chunks inside it, with running (Welford) means
+form the outer loop and mutants are processed in batches inside it, with running (Welford) means
 and variances per mutant.
 """
 
@@ -12,16 +19,61 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .alphabet import one_hot
+from .alphabet import ALPHABET, N_AA
+from .errors import CheckpointError, InvalidMutantError
 from .model import VAE
+from .mutants import resolve_mutants, status_summary, suggest_cause
+from .tables import numeric_column
 
 log = logging.getLogger(__name__)
+
+#: the substitutions of one variant: ``((column, new ALPHABET code), ...)``
+Changes = tuple[tuple[int, int], ...]
+
+
+class MutationScorer(Protocol):
+    """What scoring needs from a model: scores of variants of the wild type, higher = fitter.
+
+    A new model kind is one class with these three attributes and one method, registered in
+    :mod:`deepseqvae.checkpoint`; :func:`score_table` and :func:`saturation_scan` then score it.
+    """
+
+    sampled: bool      # True: scores are means over ``n_samples`` random draws with a standard error
+    method: str        # what a score is, for titles ("ΔELBO", "site-independent log-ratio")
+    score_label: str   # axis label of a score
+
+    def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int, seed: int,
+                      device: torch.device | str, batch_size: int, progress: bool
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, sem)``, (M,) each, of the M variants of ``wt_codes`` (L,) given by ``changes``."""
+        ...
+
+
+class VAEScorer:
+    """:class:`MutationScorer` of a VAE: :func:`delta_elbo` with common random numbers."""
+
+    sampled = True
+    method = "ΔELBO"
+    score_label = "ΔELBO (mutant − wild type)"
+
+    def __init__(self, model: VAE) -> None:
+        self.model = model
+
+    def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int, seed: int,
+                      device: torch.device | str, batch_size: int, progress: bool
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        variants = apply_changes(wt_codes, list(changes))  # (M, L) int8
+        res = delta_elbo(self.model, wt_codes, variants, n_samples=n_samples, seed=seed, device=device,
+                         batch_size=batch_size, progress=progress)
+        return res.mean, res.sem
 
 
 @dataclass
@@ -34,7 +86,7 @@ class DeltaElbo:
     trace: dict[int, np.ndarray] = field(default_factory=dict)  # {k: (M,) mean of the first k samples}
 
 
-def apply_changes(wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...]]) -> np.ndarray:
+def apply_changes(wt_codes: np.ndarray, changes: Sequence[Changes]) -> np.ndarray:
     """Codes (M, L) int8 of variants: ``wt_codes`` (L,) with each ``(column, code)`` change applied."""
     out = np.repeat(wt_codes[None, :].astype(np.int8), len(changes), axis=0)
     rows = [i for i, ch in enumerate(changes) for _ in ch]
@@ -46,19 +98,20 @@ def apply_changes(wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...
 
 
 @torch.no_grad()
-def encode_batched(model: VAE, codes: np.ndarray | torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder mean and log σ, (M, D) each, of int codes (M, L), ``chunk`` rows at a time.
+def encode_batched(model: VAE, codes: np.ndarray | torch.Tensor, batch_size: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder mean and log σ, (M, D) each, of int codes (M, L), ``batch_size`` rows at a time.
 
-    Only one chunk is one-hot encoded at once (bounded memory); each chunk is moved to the
+    The first layer gathers rows of its weight (no one-hot input: bounded memory); each batch is moved to the
     model's device, so ``codes`` may stay on the CPU. The results live on the model's device.
     """
     device = model.decoder.mu["W_out"].device
     dtype = model.decoder.mu["W_out"].dtype
     mus, log_sigmas = [], []
-    for start in range(0, codes.shape[0], chunk):
-        batch = codes[start:start + chunk]  # (b, L); a NumPy chunk is copied (it may be read-only)
+    for start in range(0, codes.shape[0], batch_size):
+        batch = codes[start:start + batch_size]  # (b, L); a NumPy batch is copied (it may be read-only)
         batch = (torch.tensor(batch) if isinstance(batch, np.ndarray) else batch).to(device, torch.int8)
-        mu, log_sigma = model.encoder(one_hot(batch, dtype=dtype))  # (b, D) each
+        mu, log_sigma = model.encoder(batch)  # (b, D) each; gather-sum first layer on the codes
         mus.append(mu)
         log_sigmas.append(log_sigma)
     if not mus:
@@ -76,14 +129,14 @@ def delta_elbo(
     n_samples: int,
     seed: int = 0,
     device: torch.device | str = "cpu",
-    chunk_size: int = 2048,
+    batch_size: int = 2048,
     progress: bool = False,
     trace_at: tuple[int, ...] = (),
 ) -> DeltaElbo:
     """ΔELBO of each variant (M, L) against the wild type (L,), with common random numbers.
 
     Deterministic for a given ``seed``, ``n_samples`` and device. Memory use is
-    O(M·D + chunk_size·L·20) whatever M is. ``trace_at`` lists sample counts k at which the
+    O(M·D + batch_size·L·20) whatever M is. ``trace_at`` lists sample counts k at which the
     running mean is also kept (``DeltaElbo.trace[k]``): the estimate a run with ``n_samples = k``
     and the same seed would give, at no extra cost (used to study convergence in K).
     """
@@ -93,7 +146,7 @@ def delta_elbo(
     M = variant_codes.shape[0]
     variants = torch.as_tensor(variant_codes.reshape(M, L), dtype=torch.int8, device=device)
     wt = torch.as_tensor(wt_codes.reshape(1, L), dtype=torch.int8, device=device)
-    mu, log_sigma = encode_batched(model, variants, chunk_size)  # (M, D) each
+    mu, log_sigma = encode_batched(model, variants, batch_size)  # (M, D) each
     wt_mu, wt_log_sigma = encode_batched(model, wt, 1)  # (1, D) each
     sigma, wt_sigma = torch.exp(log_sigma), torch.exp(wt_log_sigma)
     kl_var = VAE.latent_kl(mu, torch.log(sigma))  # (M,) the latent KL does not depend on the sample
@@ -113,12 +166,12 @@ def delta_elbo(
     for k in range(1, n_samples + 1):
         w = dec.draw(generator=gen)  # one decoder-weight sample shared by every sequence
         eps = torch.randn(mu.shape[1], device=device, dtype=mu.dtype, generator=gen)  # (D,) shared
-        # Precompute the shared output matrix once per sample instead of once per chunk.
+        # Precompute the shared output matrix once per sample instead of once per batch.
         w = dict(w)
         w_out = dec.output_weight(w)  # (H, 20L)
         wt_elbo = _log_px(dec, w, w_out, wt_mu + wt_sigma * eps, wt) - kl_wt.double()  # (1,)
-        for start in range(0, M, chunk_size):
-            sl = slice(start, start + chunk_size)
+        for start in range(0, M, batch_size):
+            sl = slice(start, start + batch_size)
             z = mu[sl] + sigma[sl] * eps  # (b, D)
             diff = _log_px(dec, w, w_out, z, variants[sl]) - kl_var[sl].double() - wt_elbo
             delta = diff - mean[sl]
@@ -130,10 +183,8 @@ def delta_elbo(
             bar.update(1)
     if bar is not None:
         bar.close()
-    if n_samples > 1:
-        sem = torch.sqrt(m2 / (n_samples - 1) / n_samples)
-    else:
-        sem = torch.full_like(mean, math.nan)
+    # standard error of the mean; undefined for a single sample
+    sem = torch.sqrt(m2 / (n_samples - 1) / n_samples) if n_samples > 1 else torch.full_like(mean, math.nan)
     # A variant identical to the wild type differs from it by exactly 0 under common random numbers;
     # set it so rather than keep the last-bit noise of computing the two in batches of other sizes.
     same = (variants == wt).all(dim=1)
@@ -143,7 +194,6 @@ def delta_elbo(
     for k in trace:
         trace[k][same_np] = 0.0
     return DeltaElbo(mean.cpu().numpy(), sem.cpu().numpy(), n_samples, trace)
-
 
 
 def _log_px(dec, w: dict[str, torch.Tensor], w_out: torch.Tensor, z: torch.Tensor,
@@ -205,21 +255,19 @@ def score_table(
     offset: int = 0,
     strict: bool = False,
     fitness_col: str | None = None,
-    chunk_size: int = 2048,
+    batch_size: int = 2048,
     progress: bool = False,
 ) -> TableScores:
-    """Score every row of a :class:`~deepseqvae.mutations.MutantTable` with one or more models.
+    """Score every row of a :class:`~deepseqvae.tables.MutantTable` with one or more models.
 
-    Rows that cannot be scored keep an empty score and a ``status`` saying why (``--strict``
-    turns them into an :class:`InvalidMutantError`); if no row can be scored the error suggests the
-    likely cause. With several models the output has one column per model and their mean as
-    ``score``. With ``fitness_col`` the Spearman correlation over the scored rows is computed.
+    ``checkpoints`` are :class:`~deepseqvae.checkpoint.Checkpoint` objects; each is scored through
+    its :class:`MutationScorer`. Rows that cannot be scored keep an empty score and a ``status``
+    saying why (``--strict`` turns them into an :class:`InvalidMutantError`); if no row can be
+    scored the error suggests the likely cause. With several models the output has one column per
+    model and their mean as ``score``. With ``fitness_col`` the Spearman correlation over the
+    scored rows is computed.
     """
     from scipy.stats import spearmanr
-
-    from .checkpoint import build_model
-    from .errors import CheckpointError, InvalidMutantError
-    from .mutations import numeric_column, resolve_mutants, status_summary, suggest_cause
 
     if not checkpoints:
         raise ValueError("at least one model is needed")
@@ -239,26 +287,18 @@ def score_table(
     if strict and bad:
         first = bad[0]
         row = resolved.index(first) + 1
+        rows = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
         raise InvalidMutantError(f"{where}row {row} ({first.text!r}): {first.status} "
-                                 f"({len(bad)} row{'s' if len(bad) != 1 else ''} cannot be scored; drop --strict to keep them with a status)")
+                                 f"({rows} cannot be scored; drop --strict to keep them with a status)")
     ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
     changes = [resolved[i].changes for i in ok_idx]
-    from .alphabet import AA_TO_CODE
-
-    wt_codes = np.array([AA_TO_CODE[a] for a in ref.focus_seq], dtype=np.int8)
-    variants = apply_changes(wt_codes, changes)
-    vae_samples = n_samples if n_samples is not None else default_samples(device)
+    K = n_samples if n_samples is not None else default_samples(device)
     names = model_names or model_column_names([f"model{i}" for i in range(len(checkpoints))])
     frame = table.frame.copy()
     means, sems = [], []
-    for ck, name in zip(checkpoints, names):
-        model = build_model(ck)
-        if ck.kind == "independent":
-            mean, sem = model.delta(wt_codes, changes), np.zeros(len(changes))
-        else:
-            res = delta_elbo(model, wt_codes, variants, n_samples=vae_samples, seed=seed, device=device,
-                             chunk_size=chunk_size, progress=progress)
-            mean, sem = res.mean, res.sem
+    for ck, name in zip(checkpoints, names, strict=True):
+        mean, sem = ck.scorer().score_changes(ref.focus_codes, changes, n_samples=K, seed=seed, device=device,
+                                              batch_size=batch_size, progress=progress)
         means.append(mean)
         sems.append(sem)
         if len(checkpoints) > 1:
@@ -274,7 +314,7 @@ def score_table(
     frame[out_cols["score"]] = score
     frame[out_cols["score_sem"]] = score_sem
     frame[out_cols["status"]] = [r.status for r in resolved]
-    result = TableScores(frame=frame, summary=summary, n_samples=vae_samples)
+    result = TableScores(frame=frame, summary=summary, n_samples=K)
     if fitness_col is not None:
         fitness = numeric_column(table, fitness_col)
         use = np.isfinite(score) & np.isfinite(fitness)
@@ -284,6 +324,103 @@ def score_table(
             "excluded": int(len(score) - use.sum()),
             "excluded_unscorable": int((~np.isfinite(score)).sum()),
             "excluded_no_fitness": int((np.isfinite(score) & ~np.isfinite(fitness)).sum()),
-            "n_samples": vae_samples, "seed": seed,
+            "n_samples": K, "seed": seed,
         }
     return result
+
+
+# --- saturation scan ------------------------------------------------------------------------
+
+
+def saturation_mutants(focus_seq: str, positions: list[int] | np.ndarray
+                       ) -> tuple[list[str], list[Changes]]:
+    """All ``19·L`` single substitutions, position-major, new residues in ALPHABET order.
+
+    Returns the mutant strings (``H24A``, residue numbering from ``positions``) and, for each, its
+    ``((column, new code),)`` change as :func:`deepseqvae.mutants.resolve_mutants` would give it.
+    """
+    names: list[str] = []
+    changes: list[Changes] = []
+    for col, (wt, pos) in enumerate(zip(focus_seq, positions, strict=True)):
+        for code, aa in enumerate(ALPHABET):
+            if aa != wt:
+                names.append(f"{wt}{int(pos)}{aa}")
+                changes.append(((col, code),))
+    return names, changes
+
+
+@dataclass
+class ScanResult:
+    """Scores of every single substitution of the focus sequence."""
+
+    mutants: list[str]        # (M,) with M = 19·L, e.g. "H24A"
+    columns: np.ndarray       # (M,) column index of each substitution
+    codes: np.ndarray         # (M,) ALPHABET code of the new residue
+    score: np.ndarray         # (M,) ΔELBO (or independent log-ratio); higher = fitter
+    score_sem: np.ndarray     # (M,) Monte-Carlo standard error (0 for an exact score)
+    focus_id: str
+    focus_seq: str            # (L,) wild-type residues of the modelled columns
+    positions: np.ndarray     # (L,) residue numbers
+    method: str               # what a score is (the scorer's ``method``), e.g. "ΔELBO"
+    score_label: str          # axis label of a score
+    n_samples: int | None     # K (None when the scores are exact)
+    seed: int
+
+    def frame(self) -> pd.DataFrame:
+        """ProteinGym-style table ``mutant, score, score_sem``."""
+        return pd.DataFrame({"mutant": self.mutants, "score": self.score, "score_sem": self.score_sem})
+
+    def matrix(self) -> np.ndarray:
+        """``(L, 20)`` scores with columns in ALPHABET order; the wild-type cell is 0 (ΔELBO of itself)."""
+        out = np.zeros((len(self.focus_seq), N_AA))
+        out[self.columns, self.codes] = self.score
+        return out
+
+    def position_summary(self) -> pd.DataFrame:
+        """Per position: residue number, wild type, mean (mutational sensitivity), min and max score."""
+        L = len(self.focus_seq)
+        per_pos = np.asarray(self.score, dtype=float).reshape(L, N_AA - 1)  # (L, 19): position-major order
+        return pd.DataFrame({
+            "position": np.asarray(self.positions, dtype=np.int64),
+            "wt": list(self.focus_seq),
+            "mean_score": per_pos.mean(axis=1),
+            "min_score": per_pos.min(axis=1),
+            "max_score": per_pos.max(axis=1),
+        })
+
+    def title(self) -> str:
+        """A one-line description for a figure: the protein, the number of mutants and the method."""
+        what = f"{self.method}, K = {self.n_samples} samples" if self.n_samples is not None else self.method
+        lo, hi = int(self.positions[0]), int(self.positions[-1])
+        return (f"Saturation scan of {self.focus_id}: {len(self.mutants):,} single substitutions at "
+                f"{len(self.focus_seq)} positions ({lo}-{hi}); {what}")
+
+
+def saturation_scan(
+    ckpt,
+    *,
+    n_samples: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 2048,
+    progress: bool = False,
+) -> ScanResult:
+    """Score all ``19·L`` single substitutions of the focus sequence of ``ckpt`` (a Checkpoint).
+
+    The same call as :func:`score_table` (the checkpoint's :class:`MutationScorer` with
+    ``n_samples``, default :func:`default_samples` of ``device``, ``seed`` and ``batch_size``), so
+    scoring the returned mutants with ``score_table`` / ``deepseqvae score`` with the same seed, K,
+    batch size and device gives the same numbers.
+    """
+    info = ckpt.info
+    names, changes = saturation_mutants(info.focus_seq, info.positions)
+    scorer = ckpt.scorer()
+    K = n_samples if n_samples is not None else default_samples(device)
+    log.info("scanning %d single substitutions (%s)", len(names), scorer.method)
+    score, sem = scorer.score_changes(info.focus_codes, changes, n_samples=K, seed=seed, device=device,
+                                      batch_size=batch_size, progress=progress)
+    return ScanResult(mutants=names, columns=np.array([c[0][0] for c in changes], dtype=np.int64),
+                      codes=np.array([c[0][1] for c in changes], dtype=np.int64), score=np.asarray(score),
+                      score_sem=np.asarray(sem), focus_id=info.focus_id, focus_seq=info.focus_seq,
+                      positions=np.asarray(info.positions, dtype=np.int64), method=scorer.method,
+                      score_label=scorer.score_label, n_samples=K if scorer.sampled else None, seed=seed)

@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from scipy.stats import spearmanr
 
-from .alphabet import ALPHABET, AA_TO_CODE, GAP_CODE, N_AA
+from .alphabet import AA_TO_CODE, ALPHABET, GAP_CODE, N_AA
 from .fileio import atomic_write
 from .independent import IndependentModel
 from .weights import compute_weights
@@ -196,9 +195,10 @@ def random_potts(
     the others a little less; residues in the same physico-chemical group (:data:`AA_GROUPS`) as
     a preferred one get about ``group_tolerance * s``; every entry has ``N(0, background_sd)``
     noise, on top of ``log`` :data:`AA_BACKGROUND` (so rare amino acids are rarer). Preferred
-    residues are drawn with the :data:`AA_BACKGROUND` frequencies. A ``specificity_frac`` share of the sites in contacts are instead *specificity sites*:
-    they have one preferred residue per "mode" (``n_modes`` subfamily-like states, e.g. the
-    alternative packings of a core), all with similar fields.
+    residues are drawn with the :data:`AA_BACKGROUND` frequencies. A ``specificity_frac`` share of
+    the sites in contacts are instead *specificity sites*: they have one preferred residue per
+    "mode" (``n_modes`` subfamily-like states, e.g. the alternative packings of a core), all with
+    similar fields.
 
     Couplings: a contact between two specificity sites rewards the residue combinations of the
     same mode by ``+c`` and penalises mixed-mode combinations of preferred residues by ``-c/2``
@@ -207,7 +207,7 @@ def random_potts(
     random matching of the two sites' preferred residues in the same way. Every coupling entry
     gets ``N(0, coupling_noise_sd)`` noise.
     """
-    if L < min_separation + 2:
+    if min_separation + 2 > L:
         raise ValueError(f"L={L} is too short for couplings with separation {min_separation}")
     if n_modes < 1:
         raise ValueError("n_modes must be >= 1")
@@ -243,7 +243,7 @@ def random_potts(
                          for r, a in enumerate(pref)}
             modes.append(None)
         for a, sa in strengths.items():
-            same_group = np.flatnonzero(_GROUP_OF == _GROUP_OF[a])
+            same_group = np.flatnonzero(_GROUP_OF[a] == _GROUP_OF)
             h[i, same_group] = np.maximum(h[i, same_group], group_tolerance * sa
                                           + rng.normal(0.0, background_sd, size=same_group.size))
         for a, sa in strengths.items():
@@ -260,9 +260,9 @@ def random_potts(
         block[np.ix_(preferred[i], preferred[j])] -= 0.5 * c
         mi, mj = modes[i], modes[j]
         if mi is not None and mj is not None:
-            matched = list(zip(mi, mj))
+            matched = list(zip(mi, mj, strict=False))  # pairs up to the shorter of the two
         else:
-            matched = list(zip(rng.permutation(preferred[i]), rng.permutation(preferred[j])))
+            matched = list(zip(rng.permutation(preferred[i]), rng.permutation(preferred[j]), strict=False))
         for a, b in set((int(a), int(b)) for a, b in matched):
             block[a, b] += 1.5 * c
         J[i, j] = block
@@ -563,7 +563,7 @@ def write_demo(
                 fh.write(seq[s:s + line_width] + "\n")
     with atomic_write(out / "demo_mutants.csv", newline="\n") as fh:
         fh.write("mutant,fitness\n")
-        for muts, f in zip(list(singles) + list(doubles), np.concatenate([fit_s, fit_d])):
+        for muts, f in zip(list(singles) + list(doubles), np.concatenate([fit_s, fit_d]), strict=True):
             fh.write(f"{_label(muts)},{_fmt(f)}\n")
 
     # Statistics with the package's own weights and site-independent model (a learnability check).
@@ -572,7 +572,7 @@ def write_demo(
     profile = IndependentModel.fit(fam.codes, w)
     si_s = profile.delta(wt, [tuple((i, b) for i, _, b in m) for m in singles])
     si_d = profile.delta(wt, [tuple((i, b) for i, _, b in m) for m in doubles])
-    by_mut = {m[0]: f for m, f in zip(singles, fit_s)}
+    by_mut = {m[0]: f for m, f in zip(singles, fit_s, strict=True)}
     epi = fit_d - np.array([by_mut[a] + by_mut[b] for a, b in doubles]).reshape(-1)
     stats = {
         "n_seqs": n_seqs,

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, ModelInfo, save_checkpoint
+from .checkpoint import Checkpoint, ModelInfo, model_kind, save_checkpoint
 from .errors import TrainingError
 from .model import VAE, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor
@@ -42,10 +42,10 @@ class TrainConfig:
     schedule: str = "constant"      # "constant" or "cosine": linear warm-up, then cosine decay
     warmup_steps: int = 0           # linear warm-up steps of the cosine schedule
     final_lr_fraction: float = 0.0  # the cosine schedule ends at this fraction of each group's step size
-    variance_lr: float | None = None  # step size of the variance group (decoder log σ's and sparsity-logit means); None = learning_rate
+    variance_lr: float | None = None  # step size of the variance group (decoder log σ, scale logits); None = base
     variance_delay: int = 0         # the variance group is frozen for this many first steps
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
-    matmul_dtype: str = "float32"   # precision of the decoder's large products ("bfloat16": rounded inputs, float32 sums and weights)
+    matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs; sums, weights stay fp32
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
     eval_every: int = 1000          # held-out ELBO every this many steps (with holdout_fraction > 0)
@@ -88,7 +88,8 @@ FAST_STEPS_MIN = 3000
 
 
 def fast_steps(seq_len: int) -> int:
-    """Steps of the ``fast`` recipe: min(6000, max(3000, 6000 · 250 / L)), rounded to 100."""
+    """Steps of the ``fast`` recipe: 6000 up to L = 250 columns, then 6000·250/L (the cost of a step
+    grows with L), at least 3000; rounded to 100."""
     steps = FAST_STEPS_REF * min(1.0, FAST_L_REF / max(seq_len, 1))
     return int(round(max(FAST_STEPS_MIN, steps) / 100.0)) * 100
 
@@ -259,7 +260,7 @@ def train(
         if ema is None:
             return model.state_dict()
         state = dict(model.state_dict())
-        for (name, _), e in zip(model.named_parameters(), ema):
+        for (name, _), e in zip(model.named_parameters(), ema, strict=True):
             state[name] = e
         return state
 
@@ -319,7 +320,7 @@ def train(
             if at_log:
                 means = (running / n_running).tolist()
                 history["step"].append(step)
-                for k, v in zip(STAT_NAMES, means):
+                for k, v in zip(STAT_NAMES, means, strict=True):
                     history[k].append(v)
                 running.zero_()
                 n_running = 0
@@ -368,8 +369,8 @@ def fit_alignment(
 
     info = ModelInfo.from_alignment(alignment, weights, theta)
     if resume is not None:
-        if resume.kind != "vae":
-            raise CheckpointError("--resume needs a VAE checkpoint")
+        if model_kind(resume.kind).model_class is not VAE:
+            raise CheckpointError(f"--resume needs a VAE checkpoint, not a '{resume.kind}' model")
         if resume.info.focus_seq != alignment.focus_seq:
             raise CheckpointError("the checkpoint to resume was trained on a different focus sequence "
                                   f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")

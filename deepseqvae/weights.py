@@ -139,7 +139,7 @@ def block_size(n: int, length: int, width: int, memory_budget_bytes: int, *, cpu
     return math.ceil(n / n_blocks)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def int8_matmul_available(device_type: str = "cpu") -> bool:
     """Whether ``torch._int_mm`` exists on ``device_type`` and gives exact one-hot products.
 

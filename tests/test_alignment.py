@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from deepseqvae.alignment import Alignment, AlignmentOptions, PositionNotModelledError, iter_fasta, read_alignment
 from deepseqvae.alphabet import GAP_CODE, encode
-from deepseqvae.alignment import (Alignment, PositionNotModelledError, alignment_kwargs, iter_fasta,
-                                  read_alignment)
 from deepseqvae.cli import main
 from deepseqvae.errors import AlignmentFormatError, DeepSeqVAEError
 
@@ -151,6 +150,22 @@ def test_region_header_numbering_and_first_index(tmp_path):
     assert read_alignment(path, first_index=-2).positions.tolist() == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("focus_id", ["a/abc-def", "a/12", "a/30-10", "a/1-x"])
+def test_malformed_region_is_an_error_unless_first_index_is_given(tmp_path, focus_id):
+    path = write(tmp_path, f">{focus_id}\nACDE\n>s\nACDE\n")
+    with pytest.raises(AlignmentFormatError, match=rf"{path}: focus record '{focus_id}' has a malformed region.*"
+                                                    r"--first-index"):
+        read_alignment(path)
+    assert read_alignment(path, first_index=7).positions.tolist() == [7, 8, 9, 10]
+    r = CliRunner().invoke(main, ["weights", str(path), "-o", str(tmp_path / "w.npy")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "malformed region" in r.output
+    assert not (tmp_path / "w.npy").exists()
+
+
+def test_id_with_a_slash_but_no_region_is_numbered_from_one(tmp_path):
+    assert read_alignment(write(tmp_path, ">sp|P1|X/name\nACDE\n>s\nACDE\n")).positions.tolist() == [1, 2, 3, 4]
+
+
 def test_region_length_mismatch_warns(tmp_path, caplog):
     path = write(tmp_path, ">P/24-40\nACDE\n>s\nACDE\n")
     with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
@@ -233,11 +248,15 @@ def test_filter_values_validated(tmp_path):
         read_alignment(write(tmp_path, FILTER), min_column_coverage=-0.1)
 
 
-def test_alignment_kwargs_round_trip(tmp_path):
-    kw = alignment_kwargs(focus="c", first_index=5, fmt="a2m", max_gap_fraction=None,
-                          min_column_coverage=None)
-    aln = read_alignment(write(tmp_path, FILTER), **kw)
+def test_alignment_options_round_trip(tmp_path):
+    opts = AlignmentOptions(focus="c", first_index=5, fmt="a2m")
+    aln = opts.read(write(tmp_path, FILTER))
     assert aln.focus_id == "c" and aln.positions[0] == 5 and aln.L == 9
+    assert aln.options == opts  # the alignment remembers how it was read (a checkpoint records it)
+    # Options given later override only the fields they set.
+    assert opts.updated(AlignmentOptions(max_gap_fraction=0.5)) == AlignmentOptions(
+        focus="c", first_index=5, fmt="a2m", max_gap_fraction=0.5)
+    assert AlignmentOptions.from_dict({"focus": "c", "unknown": 1}) == AlignmentOptions(focus="c")
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ the site-independent model about 0.75. Bad input must give exit status 2 and one
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import subprocess
@@ -119,14 +120,44 @@ def test_group_help_lists_every_command():
             assert re.search(rf"^\s+{name}\s", result.output, re.MULTILINE), name
 
 
-@pytest.mark.parametrize("name", sorted(main.commands))
+#: every option of every command, written out: users' scripts depend on them, so renaming or
+#: dropping one must fail here (and so must a command added without its options listed)
+ALIGNMENT_OPTIONS = ["--focus", "--first-index", "--msa-format", "--max-gap-fraction", "--min-column-coverage"]
+COMMAND_OPTIONS = {
+    "weights": ["--theta", "-o", "--output", "--device", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
+    "train": ["-o", "--output", "--model", "--recipe", "--steps", "--batch-size", "--learning-rate", "--seed", "--device",
+              "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
+              "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--checkpoint-every",
+              "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
+    "info": [],
+    "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
+              "--samples", "--seed", "--device", "--strict", "--fitness-col", "--batch-size", "--progress",
+              "--no-progress"],
+    "simulate": ["-o", "--out-dir", "--seed", "--n-seqs", "--length", "--n-doubles"],
+    "scan": ["-m", "--model", "-o", "--output", "--plot", "--samples", "--seed", "--device", "--batch-size",
+             "--per-row", "--progress", "--no-progress"],
+    "embed": ["-m", "--model", "-o", "--output", "--plot", "--color-by", "--batch-size", "--device",
+              *ALIGNMENT_OPTIONS],
+    "sample": ["-m", "--model", "-n", "-o", "--output", "--temperature", "--seed", "--near", "--interpolate",
+               "--steps", "--msa", "--elbo-samples", "--batch-size", "--device", *ALIGNMENT_OPTIONS],
+}
+
+
+def test_every_command_has_its_listed_options():
+    assert sorted(main.commands) == sorted(COMMAND_OPTIONS)
+    for name, flags in COMMAND_OPTIONS.items():
+        have = {f for p in main.commands[name].params if isinstance(p, click.Option) for f in p.opts + p.secondary_opts}
+        assert have == set(flags), f"{name}: missing {set(flags) - have}, unlisted {have - set(flags)}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_OPTIONS))
 def test_command_help_lists_every_option(name):
     result = assert_ok(invoke(name, "--help"))
     assert "Usage:" in result.output and "--help" in result.output
-    for option in main.commands[name].params:
-        if isinstance(option, click.Option) and not option.hidden:
-            for flag in option.opts + option.secondary_opts:
-                assert flag in result.output, f"{name} --help does not list {flag}"
+    for flag in COMMAND_OPTIONS[name]:
+        # the flag as a word of the option column, not inside another flag's name
+        assert re.search(rf"(^|[\s,/]){re.escape(flag)}([\s,/=]|$)", result.output, re.MULTILINE), \
+            f"{name} --help does not list {flag}"
 
 
 def test_train_help_names_the_options_the_tests_use():
@@ -489,9 +520,21 @@ def test_long_cpu_training_is_announced(monkeypatch, tmp_path):
     def stop(*args, **kwargs):
         raise DeepSeqVAEError("stopped before training")
 
-    monkeypatch.setattr(pipeline, "train_from_alignment", stop)
+    monkeypatch.setattr(pipeline, "train_file", stop)
     res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu")
     assert res.exit_code == 2
     assert "300,000 steps on the CPU can take days" in res.stderr and "--steps 6000" in res.stderr
     res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu", "--steps", "1000")
     assert "can take days" not in res.stderr
+
+
+def test_small_family_warns_that_predictions_will_be_weak(tmp_path, caplog):
+    """Neff/L below 1: a warning that names the file and suggests the site-independent baseline."""
+    aln = tmp_path / "small.a2m"
+    aln.write_text(">F/1-12\nACDEFGHIKLMN\n>a\nACDEFGHIKLMQ\n>b\nWCDEFGHIKLMN\n")  # 3 neighbours: Neff = 1
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("weights", aln, "-o", tmp_path / "w.npy"))
+        assert f"{aln}: Neff/L = 0.08" in caplog.text and "--model independent" in caplog.text
+        caplog.clear()
+        assert_ok(invoke("weights", DEMO_A2M, "-o", tmp_path / "w2.npy"))
+        assert "Neff/L" not in caplog.text

@@ -13,18 +13,17 @@ import torch
 from click.testing import CliRunner
 from matplotlib.collections import QuadMesh
 
+from deepseqvae.alignment import AlignmentOptions
 from deepseqvae.alphabet import ALPHABET, N_AA, one_hot
 from deepseqvae.checkpoint import build_model, load_checkpoint
 from deepseqvae.cli import main
 from deepseqvae.errors import CheckpointError, DeepSeqVAEError
-from deepseqvae.explore import (decode_argmax, embed_alignment, encode_latent, identity_to_focus,
-                                interpolate_sequences, latent_2d, positions_path, read_values, sample_sequences,
-                                saturation_mutants, saturation_scan, write_scan)
-from deepseqvae.mutations import read_mutant_table
-from deepseqvae.pipeline import train_from_alignment
-from deepseqvae.plots import (DPI, HEATMAP_GID, LATENT_FIGSIZE, heatmap_figsize, plot_heatmap, plot_latent,
-                              plot_scan_heatmap, save_figure)
-from deepseqvae.score import score_table
+from deepseqvae.generate import decode_argmax, interpolate_sequences, sample_sequences
+from deepseqvae.latent import embed_alignment, encode_latent, identity_to_focus, latent_2d, read_values
+from deepseqvae.pipeline import positions_path, train_file, write_scan
+from deepseqvae.plots import DPI, HEATMAP_GID, LATENT_FIGSIZE, heatmap_figsize, plot_heatmap, plot_latent, save_figure
+from deepseqvae.score import saturation_mutants, saturation_scan, score_table
+from deepseqvae.tables import read_mutant_table
 
 DEMO = Path(__file__).resolve().parent.parent / "alignments" / "demo.a2m"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -32,16 +31,9 @@ HEADER_RE = re.compile(r"^>(?P<id>\S+)(?: t=(?P<t>[0-9.]+))? identity=(?P<identi
                        r"elbo=(?P<elbo>-?[0-9.]+|nan)$")
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A tiny VAE (D = 2, 20 steps) and the independent baseline, both trained on the demo family."""
-    d = tmp_path_factory.mktemp("explore")
-    vae, ind = d / "vae.pt", d / "ind.pt"
-    train_from_alignment(DEMO, vae, model_options=dict(encoder_hidden=(32,), latent_dim=2, decoder_hidden=(16, 32),
-                                                       dictionary_size=4, sparsity_tiles=4),
-                         train_options=dict(steps=20, batch_size=50, checkpoint_every=0, log_every=10), device="cpu")
-    train_from_alignment(DEMO, ind, model_kind="independent", device="cpu")
-    return {"vae": vae, "independent": ind, "dir": d}
+@pytest.fixture
+def models(demo_models):
+    return demo_models
 
 
 def run_cli(*args):
@@ -120,7 +112,7 @@ def test_scan_of_independent_model_uses_its_log_ratio(models):
 def test_heatmap_has_l_by_20_cells_and_expected_png_size(models, tmp_path):
     res = saturation_scan(load_checkpoint(models["vae"]), n_samples=2)
     L = len(res.focus_seq)
-    fig = plot_scan_heatmap(res)
+    fig = plot_heatmap(res.matrix(), res.positions, res.focus_seq, title=res.title(), colorbar_label=res.score_label)
     assert mesh_cells(fig) == L * 20
     assert fig._suptitle.get_text().startswith("Saturation scan of DEMO")
     path = save_figure(fig, tmp_path / "heat.png")
@@ -179,7 +171,7 @@ def test_embed_rejects_alignment_with_other_columns(models, tmp_path):
     with pytest.raises(DeepSeqVAEError, match=r"short\.a2m: its modelled columns \(50 columns"):
         embed_alignment(ckpt, short)
     with pytest.raises(DeepSeqVAEError, match="demo.a2m: its modelled columns"):
-        embed_alignment(ckpt, DEMO, align_opts={"first_index": 5})
+        embed_alignment(ckpt, DEMO, options=AlignmentOptions(first_index=5))
     with pytest.raises(CheckpointError, match="needs a VAE checkpoint"):
         embed_alignment(load_checkpoint(models["independent"]), DEMO)
 
@@ -190,7 +182,13 @@ def test_latent_2d_pca_and_identity():
     coords, xl, yl = latent_2d(mu)
     assert coords.shape == (200, 2) and xl.startswith("PC1") and yl.startswith("PC2")
     assert coords[:, 0].var() > coords[:, 1].var() > 0.5 * mu[:, 1].var()
-    assert latent_2d(mu[:, :2])[0] is not None and latent_2d(mu[:, :2])[1] == "z1"
+    # PC1 is the direction of largest variance: here the first latent axis (up to sign).
+    assert abs(np.corrcoef(coords[:, 0], mu[:, 0])[0, 1]) > 0.99
+    # D = 2 is drawn as it is, D = 1 along x.
+    coords2, xl2, yl2 = latent_2d(mu[:, :2])
+    assert np.array_equal(coords2, mu[:, :2]) and (xl2, yl2) == ("z1", "z2")
+    coords1, xl1, _ = latent_2d(mu[:, :1])
+    assert np.array_equal(coords1[:, 0], mu[:, 0]) and (coords1[:, 1] == 0).all() and xl1 == "z1"
     codes = np.array([[0, 1, 2, 20], [0, 1, 2, 3]], dtype=np.int8)
     assert identity_to_focus(codes, np.array([0, 1, 2, 3])).tolist() == [0.75, 1.0]
 
@@ -249,7 +247,8 @@ def test_sample_count_reproducible_and_headers(models, tmp_path):
         m = HEADER_RE.match(">" + rec.header())
         assert m, rec.header()
         assert len(rec.seq) == len(focus) and set(rec.seq) <= set(ALPHABET)
-        assert float(m["identity"]) == pytest.approx(np.mean([x == y for x, y in zip(rec.seq, focus)]), abs=0.005)
+        same = [x == y for x, y in zip(rec.seq, focus, strict=True)]
+        assert float(m["identity"]) == pytest.approx(np.mean(same), abs=0.005)
         assert np.isfinite(float(m["elbo"])) and float(m["elbo"]) < 0
     assert a[0].id == "gen_0001"
     # From the posterior around the focus, at a low temperature: closer to the focus than prior samples.
@@ -300,3 +299,62 @@ def test_cli_sample(models, tmp_path):
     r = run_cli("sample", "--model", models["independent"], "-n", 2, "-o", tmp_path / "x.fasta")
     assert r.exit_code == 2 and "needs a VAE checkpoint" in r.output
     assert not (tmp_path / "x.fasta").exists()
+
+
+# --- alignment options recorded in the checkpoint -----------------------------------------------
+
+
+def test_embed_and_sample_reuse_the_training_alignment_options(tmp_path):
+    """Trained with --first-index 5: embed and sample --msa read the alignment the same way unasked."""
+    model = tmp_path / "ind5.pt"
+    vae = tmp_path / "vae5.pt"
+    opts = AlignmentOptions(first_index=5, max_gap_fraction=0.9)
+    train_file(DEMO, model, model_kind="independent", options=opts, device="cpu")
+    assert load_checkpoint(model).info.alignment_options == opts
+    train_file(DEMO, vae, options=opts, device="cpu",
+               model_options=dict(encoder_hidden=(8,), latent_dim=2, decoder_hidden=(4, 8), dictionary_size=0,
+                                  sparsity_tiles=0),
+               train_options=dict(steps=2, checkpoint_every=0))
+    r = run_cli("embed", DEMO, "--model", vae, "-o", tmp_path / "lat.csv")
+    assert r.exit_code == 0, r.output
+    r = run_cli("sample", "--model", vae, "-n", 2, "--near", "DEMO/1-60", "--msa", DEMO, "-o", tmp_path / "s.fasta")
+    assert r.exit_code == 0, r.output
+    # An option given on the command line still wins (and here no longer matches the model).
+    r = run_cli("embed", DEMO, "--model", vae, "-o", tmp_path / "lat1.csv", "--first-index", "1")
+    assert r.exit_code == 2 and "differ from the model's" in r.output
+
+
+def test_checkpoint_without_alignment_options_loads_with_the_defaults(models, tmp_path):
+    import torch
+
+    payload = torch.load(models["vae"], weights_only=True)
+    del payload["info"]["alignment_options"]  # as written before the options were recorded
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").info.alignment_options == AlignmentOptions()
+
+
+def test_a_new_model_kind_is_one_class(models, monkeypatch):
+    """Scoring and the scan go through the MutationScorer interface: a new kind needs no other change."""
+    from deepseqvae import checkpoint
+    from deepseqvae.independent import IndependentModel
+
+    class Hydrophobic(IndependentModel):
+        method, score_label = "hydrophobicity", "gain in hydrophobic residues"
+
+        def score_changes(self, wt_codes, changes, **kwargs):
+            hydrophobic = np.isin(np.arange(N_AA), [ALPHABET.index(a) for a in "AILMFVW"])
+            gain = np.array([sum(int(hydrophobic[a]) - int(hydrophobic[wt_codes[c]]) for c, a in ch)
+                             for ch in changes], dtype=float)
+            return gain, np.zeros(len(changes))
+
+    monkeypatch.setitem(checkpoint.KINDS, "hydrophobic",
+                        checkpoint.ModelKind(Hydrophobic, Hydrophobic.from_config, lambda m: m, has_latent=False))
+    ckpt = load_checkpoint(models["independent"])
+    ckpt.kind = "hydrophobic"
+    scan = saturation_scan(ckpt)
+    assert scan.method == "hydrophobicity" and scan.n_samples is None
+    wt = ckpt.info.focus_seq[0]
+    row = {m: s for m, s in zip(scan.mutants, scan.score, strict=True)}
+    assert row[f"{wt}1A"] == (wt not in "AILMFVW") * 1.0
+    with pytest.raises(CheckpointError, match="embedding needs a VAE checkpoint"):
+        embed_alignment(ckpt, DEMO)

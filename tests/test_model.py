@@ -69,9 +69,9 @@ def test_elbo_by_hand():
     E, D = model.encoder, model.decoder.mu
     for b in range(2):
         x = np.zeros(40)
-        for l, c in enumerate(codes[b].tolist()):
+        for col, c in enumerate(codes[b].tolist()):
             if c != GAP_CODE:
-                x[l * 20 + c] = 1.0
+                x[col * 20 + c] = 1.0
         mu = x @ E.mu.weight.detach().numpy() + E.mu.bias.detach().numpy()  # (20L, D): gather-sum layout
         ls = x @ E.log_sigma.weight.detach().numpy() + E.log_sigma.bias.detach().numpy()
         z = mu + np.exp(ls) * eps[b].numpy()
@@ -79,7 +79,7 @@ def test_elbo_by_hand():
         logits = (h @ D["W_out"].detach().numpy().reshape(2, 40)).reshape(2, 20) + D["b_out"].detach().numpy()
         logits *= math.log1p(math.exp(float(D["temperature"].detach())))
         logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-        want_lp = sum(logp[l, c] for l, c in enumerate(codes[b].tolist()) if c != GAP_CODE)
+        want_lp = sum(logp[col, c] for col, c in enumerate(codes[b].tolist()) if c != GAP_CODE)
         want_kl = 0.5 * np.sum(np.exp(2 * ls) + mu**2 - 1 - 2 * ls)
         assert float(terms.log_px_z[b].detach()) == pytest.approx(want_lp, rel=1e-10)
         assert float(terms.kl_z[b].detach()) == pytest.approx(want_kl, rel=1e-10)
@@ -102,9 +102,9 @@ def test_dictionary_and_tiled_sparsity_semantics():
     W = dec.output_weight(w).view(8, 3, 20)
     raw, Dm, s = w["W_out"], w["dictionary"], torch.sigmoid(w["scale_logit"])  # (8,3,5), (5,20), (4,3)
     for h in range(8):
-        for l in range(3):
+        for pos in range(3):
             # DeepSequence: W[h, l, :] = W_raw[h, l, :] @ D, scaled by the group of unit h (h mod H/k)
-            torch.testing.assert_close(W[h, l], (raw[h, l] @ Dm) * s[h % 4, l])
+            torch.testing.assert_close(W[h, pos], (raw[h, pos] @ Dm) * s[h % 4, pos])
 
 
 def test_svi_draw_shares_one_sample_and_mle_is_deterministic():

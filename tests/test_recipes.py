@@ -6,12 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_train import fresh_model
 
 from deepseqvae.model import VAE, VAEConfig, _GaussianKLFromVar, gaussian_kl, loss_terms
 from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
 from deepseqvae.train import TrainConfig, holdout_split, train, variance_group
 
-from test_train import family, fresh_model, info_for
+from conftest import toy_family as family
+from conftest import toy_info as info_for
 
 
 def test_deepsequence_adam_first_updates_by_hand():
@@ -104,7 +106,7 @@ def test_local_reparameterisation_moments_by_hand():
     out = {}
     real_randn = torch.randn
     for fill in (0.0, 1.0):
-        def fixed(*shape, **kw):
+        def fixed(*shape, fill=fill, **kw):
             kw.pop("generator", None)
             return torch.full(*shape, fill, **{k: v for k, v in kw.items() if k in ("dtype", "device")})
         torch.randn = fixed
@@ -237,11 +239,11 @@ def test_gather_sum_encoder_equals_the_dense_one_hot_product():
     x = one_hot(codes).requires_grad_(False)
     dense = model.encoder(x)
     gather = model.encoder(codes)
-    for a, b in zip(dense, gather):
+    for a, b in zip(dense, gather, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     # By hand for one sequence: the first layer is the sum of its non-gap rows plus the bias.
     first = model.encoder.hidden[0]
-    rows = [l * 20 + int(c) for l, c in enumerate(codes[1]) if int(c) < 20]
+    rows = [col * 20 + int(c) for col, c in enumerate(codes[1]) if int(c) < 20]
     torch.testing.assert_close(first(codes[1:2])[0], first.weight[rows].sum(0) + first.bias)
     torch.testing.assert_close(first(codes[0:1])[0], first.bias)
     # Same gradients for the weights.
@@ -254,9 +256,9 @@ def test_gather_sum_encoder_equals_the_dense_one_hot_product():
 
 
 def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
-    from deepseqvae.checkpoint import build_model, load_checkpoint, save_checkpoint
-    from deepseqvae.checkpoint import Checkpoint
     from dataclasses import asdict
+
+    from deepseqvae.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 
     codes, w = family()
     model = fresh_model()
@@ -269,3 +271,40 @@ def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
     torch.save(payload, path)
     loaded = build_model(load_checkpoint(path))
     torch.testing.assert_close(loaded.encoder.hidden[0].weight, model.encoder.hidden[0].weight)
+
+
+@pytest.mark.parametrize("recipe, optimizer, decoder, steps", [("fast", "adam", (100, 500), 6000),
+                                                              ("paper", "deepsequence", (100, 2000), 300_000)])
+def test_recipe_configs_and_overrides(recipe, optimizer, decoder, steps):
+    from deepseqvae.train import recipe_configs
+
+    model_cfg, train_cfg = recipe_configs(recipe, 60)
+    assert (train_cfg.recipe, train_cfg.optimizer, model_cfg.decoder_hidden, train_cfg.steps) == (
+        recipe, optimizer, decoder, steps)
+    model_cfg, train_cfg = recipe_configs(recipe, 60, model_overrides={"decoder_hidden": (8, 16), "latent_dim": None},
+                                          train_overrides={"steps": 7, "seed": None})
+    assert (model_cfg.decoder_hidden, model_cfg.latent_dim, train_cfg.steps, train_cfg.seed) == ((8, 16), 30, 7, 42)
+    with pytest.raises(ValueError, match="unknown recipe 'slow'"):
+        recipe_configs("slow", 60)
+
+
+def test_fast_step_rule():
+    from deepseqvae.train import fast_steps
+
+    assert [fast_steps(L) for L in (60, 250, 300, 387, 1000)] == [6000, 6000, 5000, 3900, 3000]
+
+
+def test_train_command_records_the_recipe(tmp_path):
+    from click.testing import CliRunner
+
+    from deepseqvae.checkpoint import load_checkpoint
+    from deepseqvae.cli import main
+
+    out = tmp_path / "m.pt"
+    res = CliRunner().invoke(main, ["train", "alignments/demo.a2m", "-o", str(out), "--recipe", "paper", "--steps", "3",
+                                    "--encoder-hidden", "16", "--decoder-hidden", "8,16", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "vae (paper recipe)" in res.output
+    ck = load_checkpoint(out)
+    assert (ck.train_config["recipe"], ck.train_config["optimizer"], ck.step) == ("paper", "deepsequence", 3)
+    assert ck.model_config["decoder_hidden"] in ([8, 16], (8, 16))

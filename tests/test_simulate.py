@@ -9,9 +9,17 @@ import pytest
 
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import AA_TO_CODE, ALPHABET, GAP_CODE, N_AA
-from deepseqvae.mutations import read_mutant_table
-from deepseqvae.simulate import (PottsModel, double_mutants, gibbs_sample, mutant_fitness, random_potts,
-                                 simulate_family, single_mutants, write_demo)
+from deepseqvae.simulate import (
+    PottsModel,
+    double_mutants,
+    gibbs_sample,
+    mutant_fitness,
+    random_potts,
+    simulate_family,
+    single_mutants,
+    write_demo,
+)
+from deepseqvae.tables import read_mutant_table
 
 A, C, D, E = (AA_TO_CODE[a] for a in "ACDE")
 
@@ -205,14 +213,15 @@ def test_mutant_fitness_equals_energy_differences():
     rng = np.random.default_rng(0)
     mutants = single_mutants(wt)[::7] + double_mutants(wt, model, 30, rng)
     got = mutant_fitness(model, wt, mutants)
-    for muts, f in zip(mutants, got):
+    for muts, f in zip(mutants, got, strict=True):
         seq = wt.astype(np.int64).copy()
-        for i, a, b in muts:
+        for i, _, b in muts:
             seq[i] = b
         assert f == pytest.approx(brute_energy(model, seq) - brute_energy(model, wt), abs=1e-10)
     # additivity only breaks through the coupling of the two positions
-    by_single = dict(zip((m[0] for m in single_mutants(wt)), mutant_fitness(model, wt, single_mutants(wt))))
-    for (s1, s2), f in zip(mutants[-30:], got[-30:]):
+    singles = single_mutants(wt)
+    by_single = dict(zip((m[0] for m in singles), mutant_fitness(model, wt, singles), strict=True))
+    for (s1, s2), f in zip(mutants[-30:], got[-30:], strict=True):
         i, j = s1[0], s2[0]
         epistasis = (model.J[i, j, s1[2], s2[2]] - model.J[i, j, s1[2], wt[j]] - model.J[i, j, wt[i], s2[2]]
                      + model.J[i, j, wt[i], wt[j]])

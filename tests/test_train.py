@@ -1,33 +1,16 @@
 """Training loop, checkpoints, resume and failure handling on tiny synthetic data."""
 
-import numpy as np
 import pytest
 import torch
 
-from deepseqvae.checkpoint import (Checkpoint, ModelInfo, build_model, load_checkpoint,
-                                   save_checkpoint)
+from deepseqvae.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from deepseqvae.errors import CheckpointError, TrainingError
 from deepseqvae.model import VAE, VAEConfig
 from deepseqvae.train import TrainConfig, train
 
+from conftest import TINY_VAE, toy_family, toy_info
 
-def family(n=120, L=8, seed=0):
-    """Two conserved sub-families: a learnable toy alignment (int8 codes) with uniform weights."""
-    rng = np.random.default_rng(seed)
-    centres = rng.integers(0, 20, size=(2, L))
-    codes = centres[rng.integers(0, 2, n)]
-    noise = rng.random((n, L)) < 0.1
-    codes = np.where(noise, rng.integers(0, 20, (n, L)), codes).astype(np.int8)
-    return codes, np.ones(n)
-
-
-def info_for(codes, weights):
-    return ModelInfo(focus_id="toy", focus_seq="ACDEFGHI"[: codes.shape[1]],
-                     positions=list(range(1, codes.shape[1] + 1)), n_seqs=len(codes),
-                     neff=float(weights.sum()), theta=0.2)
-
-
-CFG = dict(encoder_hidden=(16,), latent_dim=2, decoder_hidden=(8, 16), dictionary_size=4, sparsity_tiles=4)
+CFG = dict(TINY_VAE, latent_dim=2)
 
 
 def fresh_model(seed=0, **kw):
@@ -36,26 +19,26 @@ def fresh_model(seed=0, **kw):
 
 
 def test_training_raises_the_elbo():
-    codes, w = family()
+    codes, w = toy_family()
     result = train(fresh_model(), codes, w, TrainConfig(steps=300, batch_size=32, log_every=50),
-                   info_for(codes, w))
+                   toy_info(codes, w))
     elbo = result.history["elbo"]
     assert len(elbo) == 6 and result.history["step"][-1] == 300
     assert elbo[-1] > elbo[0] + 2.0
 
 
 def test_cpu_training_is_bitwise_reproducible():
-    codes, w = family()
+    codes, w = toy_family()
     cfg = TrainConfig(steps=20, batch_size=16, seed=5, log_every=10)
-    a = train(fresh_model(1), codes, w, cfg, info_for(codes, w)).checkpoint.state
-    b = train(fresh_model(1), codes, w, cfg, info_for(codes, w)).checkpoint.state
+    a = train(fresh_model(1), codes, w, cfg, toy_info(codes, w)).checkpoint.state
+    b = train(fresh_model(1), codes, w, cfg, toy_info(codes, w)).checkpoint.state
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_round_trip(tmp_path):
-    codes, w = family()
+    codes, w = toy_family()
     path = tmp_path / "m.pt"
-    res = train(fresh_model(), codes, w, TrainConfig(steps=10, batch_size=8, log_every=5), info_for(codes, w),
+    res = train(fresh_model(), codes, w, TrainConfig(steps=10, batch_size=8, log_every=5), toy_info(codes, w),
                 checkpoint_path=path)
     ck = load_checkpoint(path)
     assert ck.kind == "vae" and ck.step == 10
@@ -68,32 +51,33 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    codes, w = family()
+    codes, w = toy_family()
     full_cfg = TrainConfig(steps=30, batch_size=16, seed=3, log_every=5, checkpoint_every=0)
-    full = train(fresh_model(2), codes, w, full_cfg, info_for(codes, w)).checkpoint.state
+    full = train(fresh_model(2), codes, w, full_cfg, toy_info(codes, w)).checkpoint.state
 
     path = tmp_path / "half.pt"
     half_cfg = TrainConfig(steps=12, batch_size=16, seed=3, log_every=5, checkpoint_every=0)
-    train(fresh_model(2), codes, w, half_cfg, info_for(codes, w), checkpoint_path=path)
+    train(fresh_model(2), codes, w, half_cfg, toy_info(codes, w), checkpoint_path=path)
     ck = load_checkpoint(path)
-    resumed = train(build_model(ck), codes, w, full_cfg, info_for(codes, w), resume=ck).checkpoint
+    resumed = train(build_model(ck), codes, w, full_cfg, toy_info(codes, w), resume=ck).checkpoint
     assert resumed.step == 30
     for k in full:
         assert torch.equal(full[k], resumed.state[k]), k
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
-    codes, w = family()
+    codes, w = toy_family()
     path = tmp_path / "m.pt"
     model = fresh_model()
     train(model, codes, w, TrainConfig(steps=10, batch_size=8, checkpoint_every=5, log_every=5),
-          info_for(codes, w), checkpoint_path=path)
+          toy_info(codes, w), checkpoint_path=path)
     good = load_checkpoint(path)
     with torch.no_grad():
         model.decoder.mu["b_out"].fill_(float("nan"))
     with pytest.raises(TrainingError, match=r"loss became nan at step 11.*last good checkpoint"):
         train(model, codes, w, TrainConfig(steps=20, batch_size=8, checkpoint_every=5, log_every=5),
-              info_for(codes, w), checkpoint_path=path, resume=Checkpoint(**{**good.__dict__, "state": model.state_dict()}))
+              toy_info(codes, w), checkpoint_path=path,
+              resume=Checkpoint(**{**good.__dict__, "state": model.state_dict()}))
     after = load_checkpoint(path)
     assert after.step == 10
     assert all(torch.equal(after.state[k], good.state[k]) for k in good.state)
@@ -105,8 +89,8 @@ def test_bad_checkpoint_files_raise_checkpoint_error(tmp_path, content):
     if content == "foreign":
         torch.save({"weights": torch.zeros(3)}, path)
     elif content == "truncated":
-        codes, w = family()
-        train(fresh_model(), codes, w, TrainConfig(steps=2, batch_size=4), info_for(codes, w), checkpoint_path=path)
+        codes, w = toy_family()
+        train(fresh_model(), codes, w, TrainConfig(steps=2, batch_size=4), toy_info(codes, w), checkpoint_path=path)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     elif content is not None:
@@ -128,9 +112,9 @@ def test_checkpoint_refuses_arbitrary_pickles(tmp_path):
 
 
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
-    codes, w = family()
+    codes, w = toy_family()
     path = tmp_path / "m.pt"
-    res = train(fresh_model(), codes, w, TrainConfig(steps=2, batch_size=4), info_for(codes, w), checkpoint_path=path)
+    res = train(fresh_model(), codes, w, TrainConfig(steps=2, batch_size=4), toy_info(codes, w), checkpoint_path=path)
     before = path.read_bytes()
 
     def boom(*a, **k):

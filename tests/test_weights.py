@@ -9,13 +9,24 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from deepseqvae.alphabet import GAP_CODE, encode_many
 from deepseqvae.alignment import read_alignment
+from deepseqvae.alphabet import GAP_CODE, encode_many
 from deepseqvae.cli import main
 from deepseqvae.errors import DeepSeqVAEError
-from deepseqvae.weights import (WeightsError, block_size, check_theta, compute_weights,
-                                default_weights_path, int8_matmul_available, min_matches_table,
-                                resolve_device, resolve_kernel, save_weights)
+from deepseqvae.weights import (
+    WeightsError,
+    block_size,
+    check_theta,
+    compute_weights,
+    default_weights_path,
+    int8_matmul_available,
+    min_matches_table,
+    resolve_device,
+    resolve_kernel,
+    save_weights,
+)
+
+from conftest import ancestral_family
 
 KERNELS = ["float32"] + (["int8"] if int8_matmul_available("cpu") else [])
 
@@ -30,17 +41,6 @@ def eve_reference(codes: np.ndarray, theta: float) -> np.ndarray:
             continue
         out[i] = 1.0 / np.sum((x @ seq) / denom > 1 - theta)
     return out
-
-
-def family(n: int, length: int, n_ancestors: int, rate: float, seed: int) -> np.ndarray:
-    """Mutated copies of a few ancestors (with some gaps): non-trivial neighbour counts."""
-    rng = np.random.default_rng(seed)
-    anc = rng.integers(0, 20, size=(n_ancestors, length))
-    codes = anc[rng.integers(0, n_ancestors, size=n)]
-    mutate = rng.random((n, length)) < rate
-    codes = np.where(mutate, rng.integers(0, 21, size=(n, length)), codes)
-    codes[rng.random(n) < 0.1, : length // 3] = GAP_CODE  # fragments
-    return codes.astype(np.int8)
 
 
 # --- the definition, by hand ----------------------------------------------------------------------
@@ -103,10 +103,15 @@ def test_codes_validated(bad, match):
         compute_weights(bad)
 
 
-def test_devices():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda")
-    if not torch.cuda.is_available():
+@pytest.mark.parametrize("cuda", [False, True])
+def test_devices(cuda, monkeypatch):
+    """auto is CUDA exactly when it is available; asking for an absent CUDA is a clear error."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if cuda else "cpu")
+    if cuda:
+        assert resolve_device("cuda") == torch.device("cuda")
+    else:
         with pytest.raises(WeightsError, match="CUDA is not available"):
             resolve_device("cuda")
     with pytest.raises(WeightsError, match="unknown device"):
@@ -130,7 +135,7 @@ def test_min_matches_table_is_eves_float64_decision(theta):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_blocked_equals_unblocked_and_eve_reference(kernel):
-    codes = family(n=257, length=37, n_ancestors=6, rate=0.12, seed=3)
+    codes = ancestral_family(n=257, length=37, n_ancestors=6, rate=0.12, seed=3)
     reference = eve_reference(codes, 0.2)
     assert 10 < reference.sum() < 200  # neighbour counts are non-trivial
     width = 20 * codes.shape[1]
@@ -161,7 +166,7 @@ def test_kernels():
 
 
 def test_progress_bar_runs(capsys):
-    codes = family(n=50, length=10, n_ancestors=3, rate=0.1, seed=0)
+    codes = ancestral_family(n=50, length=10, n_ancestors=3, rate=0.1, seed=0)
     np.testing.assert_array_equal(compute_weights(codes, progress=True, memory_budget_bytes=20_000),
                                   eve_reference(codes, 0.2))
 

@@ -1,0 +1,182 @@
+"""Generating sequences of a family: samples from the prior or near one sequence, and interpolations.
+
+:func:`sample_sequences` draws new sequences from the prior (or from the posterior around one
+sequence) and :func:`interpolate_sequences` decodes the line between two sequences' latent means;
+each record carries its identity to the focus and an ELBO estimate (:func:`estimate_elbo`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .alphabet import ALPHABET, N_AA
+from .checkpoint import Checkpoint
+from .errors import DeepSeqVAEError
+from .latent import encode_latent, identity_to_focus
+from .model import VAE
+from .score import encode_batched
+
+
+@dataclass
+class GeneratedSequence:
+    """One decoded sequence and how it relates to the family."""
+
+    id: str
+    seq: str                  # (L,) residues of the modelled columns
+    identity: float           # fraction of the L columns equal to the focus
+    elbo: float               # ELBO estimated with the model (mean over samples)
+    extra: dict[str, str] = field(default_factory=dict)  # further header fields, e.g. {"t": "0.250"}
+
+    def header(self) -> str:
+        """FASTA header line without '>': ``gen_0001 identity=0.63 elbo=-123.4``."""
+        fields = [self.id, *(f"{k}={v}" for k, v in self.extra.items()), f"identity={self.identity:.2f}",
+                  f"elbo={self.elbo:.1f}"]
+        return " ".join(fields)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+@torch.no_grad()
+def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: int = 0,
+                  device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
+    """ELBO of each sequence (M, L) averaged over ``n_samples`` decoder-weight and latent draws, (M,)."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    dec = model.decoder
+    dtype = dec.mu["W_out"].dtype
+    gen = _generator(device, seed)
+    x = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (M, L)
+    total = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
+    if x.shape[0] == 0:
+        return np.zeros(0)
+    mu, log_sigma = encode_batched(model, x, batch_size)  # (M, D) each
+    kl = VAE.latent_kl(mu, log_sigma).double()  # (M,)
+    for _ in range(n_samples):
+        w = dec.draw(generator=gen)
+        w_out = dec.output_weight(w)  # (H, 20L), shared by every batch
+        eps = torch.randn(mu.shape, device=device, dtype=dtype, generator=gen)  # (M, D)
+        z = mu + torch.exp(log_sigma) * eps
+        for start in range(0, x.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            total[sl] += VAE.log_likelihood(dec(z[sl], w, w_out), x[sl]).double()
+    return (total / n_samples - kl).cpu().numpy()
+
+
+@torch.no_grad()
+def sample_sequences(
+    ckpt: Checkpoint,
+    n: int,
+    *,
+    temperature: float = 1.0,
+    seed: int = 0,
+    near: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 100,
+    elbo_samples: int = 20,
+    prefix: str = "gen_",
+) -> list[GeneratedSequence]:
+    """Draw ``n`` sequences from the model.
+
+    For each batch of ``batch_size`` sequences: latents ``z`` (B, D) from the prior N(0, I), or with
+    ``near`` (the ``(L,)`` codes of one sequence) from its posterior N(mu, sigma²); one decoder-weight
+    draw (``decoder.draw``: a posterior sample for the "svi" decoder, the point weights for "mle"),
+    shared by the batch; then every column's residue from ``softmax(logits / temperature)``. All
+    randomness comes from one generator seeded with ``seed``, so the output is reproducible for a
+    given seed, batch size and device. The ELBO of each sequence is estimated with ``elbo_samples``
+    draws (:func:`estimate_elbo`, seeded with ``seed``).
+    """
+    if n < 1:
+        raise DeepSeqVAEError(f"the number of sequences must be positive, got {n}")
+    if not temperature > 0:
+        raise DeepSeqVAEError(f"temperature must be > 0, got {temperature}")
+    device = torch.device(device)
+    model = ckpt.latent_model("sampling").to(device)
+    dec = model.decoder
+    dtype = dec.mu["W_out"].dtype
+    L, D = model.cfg.seq_len, model.cfg.latent_dim
+    gen = _generator(device, seed)
+    if near is not None:
+        x = torch.tensor(np.asarray(near).reshape(1, L), dtype=torch.int8, device=device)
+        mu0, log_sigma0 = model.encoder(x)  # (1, D) each; gather-sum first layer on the codes
+    else:
+        mu0 = torch.zeros(1, D, device=device, dtype=dtype)
+        log_sigma0 = torch.zeros(1, D, device=device, dtype=dtype)
+    chunks = []
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        z = mu0 + torch.exp(log_sigma0) * torch.randn((b, D), device=device, dtype=dtype, generator=gen)  # (b, D)
+        w = dec.draw(generator=gen)
+        log_probs = dec(z, w)  # (b, L, 20), log_softmax of the logits
+        # softmax(log_softmax(l) / T) = softmax(l / T): the normaliser is a constant per column.
+        probs = torch.softmax(log_probs / temperature, dim=-1).reshape(b * L, N_AA)  # (b·L, 20)
+        picked = torch.multinomial(probs, 1, generator=gen).reshape(b, L)  # (b, L)
+        chunks.append(picked.to(torch.int8).cpu())
+    codes = torch.cat(chunks).numpy()  # (n, L) int8
+    return _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(n)), seed=seed,
+                    device=device, elbo_samples=elbo_samples)
+
+
+@torch.no_grad()
+def decode_argmax(model: VAE, z: np.ndarray | torch.Tensor, *, device: torch.device | str = "cpu") -> np.ndarray:
+    """Most probable residue per column (N, L) int8 for latents ``z`` (N, D), at the mean decoder weights."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    dec = model.decoder
+    zt = torch.as_tensor(z, dtype=dec.mu["W_out"].dtype, device=device)  # (N, D)
+    log_probs = dec(zt, dec.draw(sample=False))  # (N, L, 20)
+    return log_probs.argmax(dim=-1).to(torch.int8).cpu().numpy()
+
+
+@torch.no_grad()
+def interpolate_sequences(
+    ckpt: Checkpoint,
+    start_codes: np.ndarray,
+    end_codes: np.ndarray,
+    steps: int,
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    elbo_samples: int = 20,
+    prefix: str = "interp_",
+) -> list[GeneratedSequence]:
+    """Decode ``steps`` points evenly spaced on the line between two sequences' latent means.
+
+    Point ``i`` is ``z = (1 − t)·mu_start + t·mu_end`` with ``t = i / (steps − 1)``; it is decoded
+    deterministically: the most probable residue at every column under the *mean* decoder weights
+    (no sampling), so the first and last records are the model's reconstructions of the two
+    sequences. ``seed`` only affects the ELBO estimates.
+    """
+    if steps < 2:
+        raise DeepSeqVAEError(f"interpolation needs at least 2 steps, got {steps}")
+    device = torch.device(device)
+    model = ckpt.latent_model("interpolation").to(device)
+    mu, _ = encode_latent(model, np.vstack([start_codes, end_codes]), device=device)  # (2, D)
+    t = np.linspace(0.0, 1.0, steps)[:, None]  # (S, 1)
+    z = (1.0 - t) * mu[0] + t * mu[1]  # (S, D)
+    codes = decode_argmax(model, z, device=device)  # (S, L)
+    records = _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(steps)), seed=seed,
+                       device=device, elbo_samples=elbo_samples)
+    for rec, ti in zip(records, t[:, 0], strict=True):
+        rec.extra["t"] = f"{ti:.3f}"
+    return records
+
+
+def _records(model: VAE, codes: np.ndarray, focus: np.ndarray, *, prefix: str, n_width: int, seed: int,
+             device: torch.device, elbo_samples: int) -> list[GeneratedSequence]:
+    """Wrap decoded codes (M, L) as records with identity to the focus and estimated ELBO."""
+    identity = identity_to_focus(codes, focus)  # (M,)
+    elbo = (estimate_elbo(model, codes, n_samples=elbo_samples, seed=seed, device=device) if elbo_samples
+            else np.full(codes.shape[0], math.nan))
+    width = max(4, n_width)
+    letters = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
+    return [GeneratedSequence(id=f"{prefix}{i + 1:0{width}d}", seq=letters[row].tobytes().decode("ascii"),
+                              identity=float(identity[i]), elbo=float(elbo[i]))
+            for i, row in enumerate(codes.astype(np.int64))]

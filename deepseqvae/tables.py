@@ -1,0 +1,304 @@
+"""Mutant tables from disk: reading DMS / mutant CSV, TSV and semicolon files, and fitness columns.
+
+:func:`read_mutant_table` reads a table without losing or altering any cell and finds (or
+builds) the mutant column; :func:`numeric_column` and :func:`detect_fitness_col` find the measured
+fitness. The mutant strings themselves are parsed by :mod:`deepseqvae.mutants`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidMutantError, MutantTableError
+from .mutants import DEFAULT_SEPARATORS, WILD_TYPE_WORDS, IndelMutantError, parse_mutant
+
+__all__ = ["MutantTable", "detect_fitness_col", "numeric_column", "read_mutant_table"]
+
+logger = logging.getLogger(__name__)
+
+_MUTANT_NAMES = ("mutant", "mutation", "mutations", "variant", "variants")
+_WT_NAMES = ("wildtype", "wild_type", "wild-type", "wt", "wt_aa", "wildtype_aa")
+_POS_NAMES = ("site", "position", "pos", "residue", "resnum", "residue_number")
+_MUT_NAMES = ("mutant", "mut", "mutation", "mutant_aa", "mut_aa")
+_FITNESS_NAMES = ("dms_score", "fitness", "log_fitness", "score")
+_DELIMITERS = (",", ";", "\t")
+_DELIM_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+_INT_RE = re.compile(r"^\s*(-?\d+)(?:\.0*)?\s*$")
+_RESIDUE_RE = re.compile(r"^\s*(?:[A-Za-z]{3}|[A-Za-z*=-])\s*$")
+
+
+@dataclass
+class MutantTable:
+    """A mutant table as read from disk.
+
+    ``frame`` holds every column as ``str``, exactly as written (the header too: an unnamed column
+    is ``""``). ``mutants`` has one mutant string per row (built as ``{wt}{pos}{mut}`` in the
+    three-column form, where ``mutant_col`` is ``None``). ``separators`` are the multi-mutant
+    separators to use with this file: ``':/+,'`` minus its delimiter.
+    """
+
+    frame: pd.DataFrame
+    mutants: list[str]
+    mutant_col: str | None
+    delimiter: str
+    separators: str
+    path: str = ""
+    wt_col: str | None = None
+    pos_col: str | None = None
+    mut_col: str | None = None
+
+
+def _fields(line: str, delim: str) -> int:
+    try:
+        return len(next(csv.reader([line], delimiter=delim)))
+    except (csv.Error, StopIteration):
+        return line.count(delim) + 1
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    """Comma, semicolon or tab: the one that splits the header and the next lines consistently."""
+    header, sample = lines[0], [ln for ln in lines[1:21] if ln.strip()]
+    best, best_score = None, None
+    for d in _DELIMITERS:
+        n = _fields(header, d)
+        if n < 2:
+            continue
+        score = (sum(_fields(ln, d) == n for ln in sample), n)
+        if best_score is None or score > best_score:
+            best, best_score = d, score
+    if best is not None:
+        return best
+    # One column: pick a delimiter that never occurs, so no cell is split.
+    for d in (",", "\t", ";"):
+        if not any(d in ln for ln in lines[:200]):
+            return d
+    return "\t"
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            new = f"{name}.{seen[name]}"
+            while new in seen:
+                seen[name] += 1
+                new = f"{name}.{seen[name]}"
+            logger.warning("duplicate column name %r renamed to %r", name, new)
+            seen[new] = 0
+            out.append(new)
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out
+
+
+def _columns_text(frame: pd.DataFrame) -> str:
+    return ", ".join(repr(str(c)) for c in frame.columns)
+
+
+def _find_col(frame: pd.DataFrame, names: Sequence[str], exclude: Sequence[str] = ()) -> str | None:
+    by_key: dict[str, str] = {}
+    for c in frame.columns:
+        by_key.setdefault(str(c).strip().lower(), c)
+    for name in names:
+        c = by_key.get(name)
+        if c is not None and c not in exclude:
+            return c
+    return None
+
+
+def _named_col(frame: pd.DataFrame, name: str, path: str, option: str) -> str:
+    if name in frame.columns:
+        return name
+    matches = [c for c in frame.columns if str(c).strip().lower() == name.strip().lower()]
+    if len(matches) == 1:
+        return matches[0]
+    raise MutantTableError(f"column {name!r} ({option}) not found in {path}; columns: "
+                           f"{_columns_text(frame)}")
+
+
+def _sample(values: Sequence[str], k: int = 500) -> list[str]:
+    vals = [v for v in dict.fromkeys(v.strip() for v in values) if v]
+    if len(vals) <= k:
+        return vals
+    step = len(vals) / k
+    return [vals[int(i * step)] for i in range(k)]
+
+
+def _looks_like_mutants(values: Sequence[str], separators: str) -> bool:
+    sample = [v for v in _sample(values) if v.lower() not in WILD_TYPE_WORDS]
+    if not sample:
+        return True  # only wild-type rows: nothing contradicts it
+    good = 0
+    for v in sample:
+        try:
+            parse_mutant(v, separators=separators)
+            good += 1
+        except IndelMutantError:
+            good += 1
+        except InvalidMutantError:
+            pass
+    return good >= 0.5 * len(sample)
+
+
+def _fraction(values: Sequence[str], pattern: re.Pattern[str]) -> float:
+    sample = _sample(values)
+    return sum(1 for v in sample if pattern.match(v)) / len(sample) if sample else 0.0
+
+
+def _norm_pos(p: str) -> str:
+    m = _INT_RE.match(p)
+    return m.group(1) if m else p.strip()
+
+
+def _three_column_mutants(frame: pd.DataFrame, wt: str, pos: str, mut: str) -> list[str]:
+    return [f"{w.strip()}{_norm_pos(p)}{m.strip()}"
+            for w, p, m in zip(frame[wt].tolist(), frame[pos].tolist(), frame[mut].tolist(), strict=True)]
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        raw = open(path, "rb").read()  # noqa: SIM115 - closed by refcount immediately
+    except FileNotFoundError:
+        raise MutantTableError(f"mutant table not found: {path}") from None
+    except IsADirectoryError:
+        raise MutantTableError(f"mutant table {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise MutantTableError(f"cannot read mutant table {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        logger.warning("%s is not UTF-8; reading it as Latin-1", path)
+        text = raw.decode("latin-1")
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    return lines
+
+
+def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
+                      wt_col: str | None = None, pos_col: str | None = None,
+                      mut_col: str | None = None) -> MutantTable:
+    """Read a DMS/mutant table (comma, semicolon or tab separated; ``#`` comment lines skipped).
+
+    Every cell is kept as the exact string written; no row is dropped (trailing blank lines
+    excepted). The mutant column is ``mutant_col`` when given, else built from
+    ``wt_col``/``pos_col``/``mut_col`` when all three are given, else detected: the first column
+    named mutant, mutation, mutations, variant or variants (any case) whose values look like
+    mutants; failing that, wild-type/position/new-residue columns (e.g. PTEN's
+    ``wildtype,site,mutant``) are used automatically.
+
+    Raises :class:`~deepseqvae.errors.MutantTableError` (one line, naming the file) for a missing,
+    unreadable, empty or header-only file, a named column that does not exist, or no usable
+    mutant column.
+    """
+    path = os.fspath(path)
+    lines = _read_lines(path)
+    if not lines:
+        raise MutantTableError(f"mutant table {path} is empty")
+    delim = _sniff_delimiter(lines)
+    try:
+        raw = pd.read_csv(io.StringIO("\n".join(lines)), sep=delim, header=None, dtype=str,
+                          keep_default_na=False, skip_blank_lines=False, engine="c")
+    except (pd.errors.ParserError, ValueError) as exc:
+        msg = " ".join(str(exc).split())
+        raise MutantTableError(f"cannot read mutant table {path} "
+                               f"({_DELIM_NAMES[delim]}-separated): {msg}") from None
+    raw = raw.fillna("")
+    header = [str(h) for h in raw.iloc[0].tolist()]
+    frame = raw.iloc[1:].reset_index(drop=True)
+    frame.columns = _dedupe(header)
+    if len(frame) == 0:
+        raise MutantTableError(f"mutant table {path} has a header but no rows "
+                               f"(columns: {_columns_text(frame)})")
+    separators = DEFAULT_SEPARATORS.replace(delim, "")
+    logger.debug("%s: %s-separated, %d rows, columns %s", path, _DELIM_NAMES[delim], len(frame),
+                 _columns_text(frame))
+
+    def table(mutants: list[str], mcol: str | None, w=None, p=None, m=None) -> MutantTable:
+        return MutantTable(frame, mutants, mcol, delim, separators, path, w, p, m)
+
+    three = (wt_col, pos_col, mut_col)
+    if mutant_col is not None and any(c is not None for c in three):
+        raise MutantTableError("give either --mutant-col or --wt-col/--pos-col/--mut-col, not both")
+    if mutant_col is not None:
+        col = _named_col(frame, mutant_col, path, "--mutant-col")
+        return table(frame[col].tolist(), col)
+    if any(c is not None for c in three):
+        if not all(c is not None for c in three):
+            raise MutantTableError("give all three of --wt-col, --pos-col and --mut-col")
+        w = _named_col(frame, wt_col, path, "--wt-col")
+        p = _named_col(frame, pos_col, path, "--pos-col")
+        m = _named_col(frame, mut_col, path, "--mut-col")
+        return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
+
+    # Detection: named mutant columns whose values are mutants.
+    candidates = [c for c in frame.columns if str(c).strip().lower() in _MUTANT_NAMES]
+    candidates.sort(key=lambda c: _MUTANT_NAMES.index(str(c).strip().lower()))
+    for col in candidates:
+        values = frame[col].tolist()
+        if _looks_like_mutants(values, separators):
+            return table(values, col)
+    # Three columns: wild type, position, new residue.
+    w = _find_col(frame, _WT_NAMES)
+    p = _find_col(frame, _POS_NAMES, exclude=[w] if w else [])
+    m = _find_col(frame, _MUT_NAMES, exclude=[c for c in (w, p) if c])
+    if w and p and m and _fraction(frame[w].tolist(), _RESIDUE_RE) >= 0.5 \
+            and _fraction(frame[p].tolist(), _INT_RE) >= 0.5 \
+            and _fraction(frame[m].tolist(), _RESIDUE_RE) >= 0.5:
+        logger.info("%s: no mutant column; building mutants from columns %r (wild type), %r "
+                    "(position) and %r (new residue)", path, w, p, m)
+        return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
+    fix = "choose the mutant column with --mutant-col, or give --wt-col/--pos-col/--mut-col"
+    if candidates:
+        col = candidates[0]
+        example = next((v for v in frame[col].tolist() if v.strip()), "")
+        raise MutantTableError(f"column {col!r} of {path} does not hold mutants like A42G "
+                               f"(e.g. {example!r}); columns: {_columns_text(frame)}; {fix}")
+    raise MutantTableError(f"no mutant column found in {path} (looked for "
+                           f"{'/'.join(_MUTANT_NAMES)}); columns: {_columns_text(frame)}; {fix}")
+
+
+def numeric_column(table: MutantTable | pd.DataFrame, name: str) -> np.ndarray:
+    """Values of column ``name`` as float64; NaN where a cell is empty or not a number.
+
+    ``name`` is matched exactly, else case-insensitively. Raises ``MutantTableError`` when absent.
+    """
+    frame = table.frame if isinstance(table, MutantTable) else table
+    where = f" in {table.path}" if isinstance(table, MutantTable) and table.path else ""
+    if name in frame.columns:
+        col = name
+    else:
+        matches = [c for c in frame.columns if str(c).strip().lower() == name.strip().lower()]
+        if len(matches) != 1:
+            raise MutantTableError(f"column {name!r} not found{where}; columns: "
+                                   f"{_columns_text(frame)}")
+        col = matches[0]
+    values = pd.Series(frame[col], dtype=object).astype(str).str.strip()
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def detect_fitness_col(frame: pd.DataFrame) -> str | None:
+    """The measured-fitness column, if it has a conventional name with numeric values.
+
+    Looks (case-insensitively) for ``DMS_score`` (ProteinGym), then ``fitness``, ``log_fitness``
+    and ``score``; returns ``None`` when none is present (e.g. BLAT's ``2500``: name it explicitly).
+    """
+    for key in _FITNESS_NAMES:
+        col = _find_col(frame, (key,))
+        if col is not None and np.isfinite(numeric_column(frame, col)).any():
+            return col
+    return None
