@@ -101,8 +101,30 @@ class Mixture:
         w, mu, var = (np.asarray(v, dtype=np.float64)[None, :] for v in (self.weights, self.means, self.variances))
         return np.log(w) - 0.5 * np.log(2 * np.pi * var) - 0.5 * (x - mu) ** 2 / var  # (M, 2)
 
-    def posterior(self, x: np.ndarray) -> np.ndarray:
-        """``(M,)`` P(pathogenic component | evolutionary index x)."""
+    def monotone_range(self) -> tuple[float, float]:
+        """Where P(pathogenic | x) increases with x.
+
+        The log-odds of two Gaussians is a parabola in x with its turning point at
+        ``x* = (m_b/v_b − m_p/v_p) / (1/v_b − 1/v_p)``, outside the interval between the means: below
+        the benign mean when the pathogenic variance is the larger (the posterior rises again far
+        *below* it: variants much fitter than the wild type look pathogenic), above the pathogenic
+        mean otherwise. Equal variances: a logistic curve, increasing everywhere.
+        """
+        (mb, mp), (vb, vp) = self.means, self.variances
+        a = 1.0 / vb - 1.0 / vp
+        if a == 0.0:
+            return -math.inf, math.inf
+        turn = (mb / vb - mp / vp) / a
+        return (turn, math.inf) if a > 0 else (-math.inf, turn)
+
+    def posterior(self, x: np.ndarray, monotone: bool = False) -> np.ndarray:
+        """``(M,)`` P(pathogenic component | evolutionary index x).
+
+        ``monotone``: x is first clipped to :meth:`monotone_range`, so the posterior never decreases
+        as the evolutionary index increases (EVE uses the raw posterior).
+        """
+        if monotone:
+            x = np.clip(np.asarray(x, dtype=np.float64), *self.monotone_range())
         lw = self._log_weighted(x)  # (M, 2)
         # softmax over the two components, stable: 1 / (1 + exp(log benign − log pathogenic))
         return 1.0 / (1.0 + np.exp(np.clip(lw[:, 0] - lw[:, 1], -700, 700)))
@@ -156,12 +178,16 @@ def fit_mixture(x: np.ndarray, *, n_init: int = N_INIT, seed: int = 0, init: Mix
 
 
 def pathogenicity(x: np.ndarray, protein: Mixture, prior: Mixture | None = None,
-                  protein_weight: float = PROTEIN_GMM_WEIGHT) -> np.ndarray:
-    """``(M,)`` P(pathogenic): the protein's posterior, or EVE's ``w·P_protein + (1 − w)·P_prior``."""
-    p = protein.posterior(x)
+                  protein_weight: float = PROTEIN_GMM_WEIGHT, monotone: bool = True) -> np.ndarray:
+    """``(M,)`` P(pathogenic): the protein's posterior, or EVE's ``w·P_protein + (1 − w)·P_prior``.
+
+    ``monotone`` (default) makes each posterior non-decreasing in the evolutionary index
+    (:meth:`Mixture.monotone_range`); ``False`` is EVE's raw posterior.
+    """
+    p = protein.posterior(x, monotone)
     if prior is None:
         return p
-    return protein_weight * p + (1.0 - protein_weight) * prior.posterior(x)
+    return protein_weight * p + (1.0 - protein_weight) * prior.posterior(x, monotone)
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -315,6 +341,7 @@ class Classification:
     uncertainty: np.ndarray       # (M,) entropy of the posterior (nats)
     thresholds: dict[int, float]  # retained % -> entropy threshold
     threshold_source: str         # "eve" or "protein"
+    monotone: bool = True         # posteriors made non-decreasing in the evolutionary index
     classes: dict[int, np.ndarray] = field(default_factory=dict)  # retained % -> (M,) class names
 
     def retained(self) -> dict[int, float]:
@@ -336,20 +363,23 @@ class Classification:
 
 def classify_scores(scan: ScanScores, *, prior: Mixture | None = None, protein_weight: float = PROTEIN_GMM_WEIGHT,
                     retain: Sequence[int] = DEFAULT_RETAIN, thresholds: str = "eve", n_init: int = N_INIT,
-                    seed: int = 0) -> Classification:
-    """Fit the protein's mixture (from ``prior`` when given, as EVE), then score, measure and classify."""
+                    seed: int = 0, monotone: bool = True) -> Classification:
+    """Fit the protein's mixture (from ``prior`` when given, as EVE), then score, measure and classify.
+
+    ``monotone=False`` gives EVE's raw posterior (see :func:`pathogenicity`).
+    """
     if not 0.0 <= protein_weight <= 1.0:
         raise ClassifyError(f"protein_GMM_weight must be in [0, 1], got {protein_weight}")
     retain = list(dict.fromkeys([100, *retain]))  # the 100 % classes always come first
     x = scan.evolutionary_index
     mixture = fit_mixture(x, n_init=n_init, seed=seed, init=prior)
-    p = pathogenicity(x, mixture, prior, protein_weight)
+    p = pathogenicity(x, mixture, prior, protein_weight, monotone)
     u = binary_entropy(p)
     thr = uncertainty_thresholds(retain, u, thresholds)
     log.info("%s: mixture weights %s means %s; %d variants", scan.protein, mixture.weights, mixture.means, x.size)
     return Classification(scan=scan, mixture=mixture, prior=prior, protein_weight=protein_weight, pathogenicity=p,
                           uncertainty=u, thresholds=thr, threshold_source=thresholds,
-                          classes=assign_classes(p, u, thr))
+                          monotone=monotone, classes=assign_classes(p, u, thr))
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,7 +662,8 @@ def report_markdown(cls: Classification, ev: Evaluation) -> str:
         (f"- mixture over the evolutionary index (−ΔELBO): benign mean {m.means[0]:.3f} (sd "
          f"{math.sqrt(m.variances[0]):.3f}, weight {m.weights[0]:.3f}), pathogenic mean {m.means[1]:.3f} "
          f"(sd {math.sqrt(m.variances[1]):.3f}, weight {m.weights[1]:.3f}){prior}"),
-        f"- thresholds: {'EVE defaults' if cls.threshold_source == 'eve' else 'recomputed on this protein'}",
+        (f"- thresholds: {'EVE defaults' if cls.threshold_source == 'eve' else 'recomputed on this protein'}; "
+         f"posterior {'made monotone in the evolutionary index' if cls.monotone else 'raw, as EVE'}"),
         f"- labels {ev.match.labels.path} (protein {ev.match.protein or '–'}): {len(ev.match.status)} rows; {status}",
         f"- used: {ev.n_pathogenic} pathogenic, {ev.n_benign} benign{note}",
         (f"- AUC of the evolutionary index (raw): {_fmt(ev.auc_evolutionary_index)}; "

@@ -544,6 +544,10 @@ def _fmt_pct(v: float) -> str:
 @click.option("--thresholds", type=click.Choice(["eve", "protein"]), default="eve", show_default=True,
               help="Entropy thresholds: EVE's defaults (its proteome-wide deciles and quartiles; only for "
                    "10,20,...,100,25,75) or recomputed on this protein so that PCT % of it is classified.")
+@click.option("--monotone/--no-monotone", default=True, show_default=True,
+              help="Make P(pathogenic) non-decreasing in −ΔELBO. With unequal component variances EVE's raw "
+                   "posterior rises again in one tail (e.g. variants much fitter than the wild type called "
+                   "pathogenic); --no-monotone reproduces EVE exactly.")
 @click.option("--n-init", type=click.IntRange(1), default=30, show_default=True,
               help="Random initialisations of the mixture (the best likelihood wins); unused with --prior.")
 @click.option("--gmm-seed", type=int, default=0, show_default=True, help="Seed of the mixture fit.")
@@ -558,7 +562,7 @@ def _fmt_pct(v: float) -> str:
               help="Mutants per batch; bounds memory.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def classify_command(models, scan, output, labels, label_col, protein, offset, prior, protein_weight, retain,
-                     thresholds, n_init, gmm_seed, plots, n_samples, seed, device, batch_size, progress):
+                     thresholds, monotone, n_init, gmm_seed, plots, n_samples, seed, device, batch_size, progress):
     """Classify every single mutant as Pathogenic, Benign or Uncertain, as EVE does.
 
     Fits a two-component Gaussian mixture to the evolutionary index (−ΔELBO) of all single mutants
@@ -586,7 +590,8 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
         output = src.with_name(f"{src.stem}_classes.csv")
     run = classify_file(output, models=list(models), scan=scan, labels=labels, prior=prior, protein=protein,
                         protein_weight=protein_weight, retain=retain, thresholds=thresholds, n_init=n_init,
-                        gmm_seed=gmm_seed, label_col=label_col, offset=offset, plots=plots, n_samples=n_samples,
+                        gmm_seed=gmm_seed, label_col=label_col, offset=offset, plots=plots, monotone=monotone,
+                        n_samples=n_samples,
                         seed=seed, device=device, batch_size=batch_size, progress=progress)
     cls, ev = run.classification, run.evaluation
     m = cls.mixture

@@ -236,6 +236,7 @@ def classify_file(
     *,
     models: list[str | os.PathLike] = (),
     scan: str | os.PathLike | None = None,
+    scores=None,
     labels: str | os.PathLike | None = None,
     prior: str | os.PathLike | None = None,
     protein: str | None = None,
@@ -247,6 +248,7 @@ def classify_file(
     label_col: str | None = None,
     offset: int = 0,
     plots: bool = True,
+    monotone: bool = True,
     n_samples: int | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -255,25 +257,27 @@ def classify_file(
 ) -> ClassifyRun:
     """Classify every single mutant of a protein as EVE does and write the classes CSV.
 
-    The scores come from a saturation scan of ``models`` (their mean for several) or from a scan
-    CSV (``scan``). With ``labels`` also writes the per-label table, the metrics, a Markdown report
+    The scores come from a saturation scan of ``models`` (their mean for several), from a scan
+    CSV (``scan``) or from a :class:`~deepseqvae.classify.ScanScores` already computed (``scores``). With ``labels`` also writes the per-label table, the metrics, a Markdown report
     and the labelled-variants figure (:func:`classify_paths`); the histogram is drawn when ``plots``.
     """
     from . import classify as C
 
-    if bool(models) == (scan is not None):
-        raise ClassifyError("give either checkpoints (--model) or a scan CSV (--scan), not both or neither")
+    if sum((bool(models), scan is not None, scores is not None)) != 1:
+        raise ClassifyError("give one source of scores: checkpoints (--model) or a scan CSV (--scan)")
     out = Path(output)
     if scan is not None and out.resolve() == Path(scan).resolve():
         raise ClassifyError(f"{out}: refusing to overwrite the input scan; choose another -o")
-    scores = (C.read_scan(scan, protein or "") if scan is not None else
-              scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
-                          batch_size=batch_size, progress=progress))
+    if scan is not None:
+        scores = C.read_scan(scan, protein or "")
+    elif models:
+        scores = scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
+                             batch_size=batch_size, progress=progress)
     pooled = C.load_prior(prior).mixture if prior is not None else None
     cls = C.classify_scores(scores, prior=pooled,
                             protein_weight=C.PROTEIN_GMM_WEIGHT if protein_weight is None else protein_weight,
                             retain=C.DEFAULT_RETAIN if retain is None else retain, thresholds=thresholds,
-                            n_init=C.N_INIT if n_init is None else n_init, seed=gmm_seed)
+                            n_init=C.N_INIT if n_init is None else n_init, seed=gmm_seed, monotone=monotone)
     with atomic_write(out, "w", newline="") as fh:
         cls.frame().to_csv(fh, index=False, float_format="%.6g")
     written, paths, ev = [out], classify_paths(out), None
@@ -302,7 +306,7 @@ def _classify_figures(cls, ev, paths: dict[str, Path]) -> list[Path]:
     x = cls.scan.evolutionary_index
     pad = 0.05 * (x.max() - x.min())
     grid = np.linspace(x.min() - pad, x.max() + pad, 400)  # (G,)
-    p_grid = pathogenicity(grid, cls.mixture, cls.prior, cls.protein_weight)
+    p_grid = pathogenicity(grid, cls.mixture, cls.prior, cls.protein_weight, cls.monotone)
     above = np.flatnonzero(p_grid > 0.5)
     boundary = float(grid[above[0]]) if above.size and above[0] > 0 else None
     name = cls.scan.protein or Path(cls.scan.source).stem

@@ -77,6 +77,25 @@ def test_posterior_and_mixing_by_hand():
     assert mixed == pytest.approx(0.3 * p / (p + b) + 0.7 / (1 + math.exp(-2)), rel=1e-12)
 
 
+def test_monotone_posterior_by_hand():
+    m = Mixture(weights=(0.5, 0.5), means=(0.0, 3.0), variances=(1.0, 4.0))
+    # turning point of the log-odds: (0/1 − 3/4) / (1/1 − 1/4) = −1, a minimum (the pathogenic variance is larger)
+    lo, hi = m.monotone_range()
+    assert lo == pytest.approx(-1.0) and hi == math.inf
+    raw = m.posterior(np.array([-5.0, -1.0]))
+    assert raw[0] > raw[1]  # EVE's raw posterior rises again far below the benign mean
+    mono = m.posterior(np.array([-5.0, -1.0, 2.0]), monotone=True)
+    assert mono[:2] == pytest.approx([raw[1], raw[1]], rel=1e-12)
+    assert mono[2] == pytest.approx(m.posterior(np.array([2.0]))[0], rel=1e-12)
+    assert np.all(np.diff(m.posterior(np.linspace(-20, 20, 401), monotone=True)) >= 0)
+    # smaller pathogenic variance: a maximum at (0/4 − 3/1) / (1/4 − 1/1) = 4, cut above it
+    m2 = Mixture(weights=(0.5, 0.5), means=(0.0, 3.0), variances=(4.0, 1.0))
+    lo, hi = m2.monotone_range()
+    assert lo == -math.inf and hi == pytest.approx(4.0)
+    assert np.all(np.diff(m2.posterior(np.linspace(-20, 20, 401), monotone=True)) >= 0)
+    assert not np.all(np.diff(m2.posterior(np.linspace(-20, 20, 401))) >= 0)
+
+
 def test_binary_entropy_by_hand():
     h = binary_entropy(np.array([0.0, 0.1, 0.5, 0.9, 1.0]))
     assert h == pytest.approx([0.0, 0.3250829733914482, math.log(2), 0.3250829733914482, 0.0], abs=1e-12)
