@@ -139,17 +139,23 @@ def weights_command(msa, theta, output, align_opts, device, progress):
 # --- train and info -------------------------------------------------------------------------
 
 
-def _int_tuple(ctx, param, value):
-    """Parse "1500,1500" into (1500, 1500)."""
+def _comma_ints(value, *, kind: str, example: str, valid, allowed: str):
+    """Parse "a,b,c" into a tuple of ints each passing ``valid``; a BadParameter naming ``example`` or ``allowed``."""
     if value is None:
         return None
     try:
         out = tuple(int(v) for v in str(value).split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1500,1500, not {value!r}")
-    if not out or any(v <= 0 for v in out):
-        raise click.BadParameter(f"expected positive integers, not {value!r}")
+        raise click.BadParameter(f"expected comma-separated {kind} such as {example}, not {value!r}")
+    if not out or not all(valid(v) for v in out):
+        raise click.BadParameter(f"expected {allowed}, not {value!r}")
     return out
+
+
+def _int_tuple(ctx, param, value):
+    """Parse "1500,1500" into (1500, 1500)."""
+    return _comma_ints(value, kind="integers", example="1500,1500", valid=lambda v: v > 0,
+                       allowed="positive integers")
 
 
 @main.command("train")
@@ -498,15 +504,8 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
 
 def _retain(ctx, param, value):
     """Parse "75" or "10,25,75" into (10, 25, 75): percentages in 1-100."""
-    if value is None:
-        return None
-    try:
-        out = tuple(int(v) for v in str(value).split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated percentages such as 75 or 10,25,75, not {value!r}")
-    if not out or any(not 0 < v <= 100 for v in out):
-        raise click.BadParameter(f"expected percentages in 1-100, not {value!r}")
-    return out
+    return _comma_ints(value, kind="percentages", example="75 or 10,25,75", valid=lambda v: 0 < v <= 100,
+                       allowed="percentages in 1-100")
 
 
 def _fmt_pct(v: float) -> str:
