@@ -261,7 +261,8 @@ class ScanScores:
 
 
 def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
-    """Read a scan CSV (``mutant,score[,score_sem]``, as ``deepseqvae scan`` writes it).
+    """Read a scan CSV (``mutant,score[,score_sem]``, as ``deepseqvae scan`` writes it; or a classes CSV,
+    whose ``delta_elbo`` and ``delta_elbo_sem`` are used).
 
     Every row must be a single substitution of a standard amino acid with a numeric score; the wild
     type of each position is taken from the mutants themselves and must agree between rows.
@@ -270,8 +271,9 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
     table = read_mutant_table(path)
     if table.mutant_col is None:
         raise ClassifyError(f"{path}: no 'mutant' column (expected a scan CSV mutant,score,score_sem)")
-    score = numeric_column(table, "score")
-    sem = numeric_column(table, "score_sem") if "score_sem" in table.frame.columns else None
+    col = "delta_elbo" if "delta_elbo" in table.frame.columns and "score" not in table.frame.columns else "score"
+    score = numeric_column(table, col)
+    sem = numeric_column(table, f"{col}_sem") if f"{col}_sem" in table.frame.columns else None
     wt_at: dict[int, tuple[str, int]] = {}
     subs = []
     for i, text in enumerate(table.mutants):
@@ -286,7 +288,7 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
         if s.wt not in AA_TO_CODE or s.mut not in AA_TO_CODE:
             raise ClassifyError(f"{where}: {text!r} names a residue that is not one of the 20 amino acids")
         if not np.isfinite(score[i]):
-            raise ClassifyError(f"{where}: score {table.frame['score'].iloc[i]!r} is not a number")
+            raise ClassifyError(f"{where}: {col} {table.frame[col].iloc[i]!r} is not a number")
         prev = wt_at.setdefault(s.pos, (s.wt, i))
         if prev[0] != s.wt:
             raise ClassifyError(f"{where}: {text} has wild type {s.wt}{s.pos} but row {prev[1] + 2} has "

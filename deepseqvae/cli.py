@@ -603,10 +603,11 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
                    f"{n['Uncertain']} Uncertain")
     if ev is not None:
         counts = ev.match.summary()
-        click.echo(f"Labels: {counts['ok']} of {len(ev.match.status)} rows used ("
-                   + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "ok") + f"); {ev.n_pathogenic} "
-                   f"pathogenic, {ev.n_benign} benign; AUC {ev.auc_evolutionary_index:.3f} (−ΔELBO), "
-                   f"{ev.auc_pathogenicity:.3f} (EVE_scores)")
+        unused = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "ok")
+        aucs = ("no AUC: too few labels in a class" if ev.auc_evolutionary_index != ev.auc_evolutionary_index
+                else f"AUC {ev.auc_evolutionary_index:.3f} (−ΔELBO), {ev.auc_pathogenicity:.3f} (EVE_scores)")
+        click.echo(f"Labels: {counts['ok']} of {len(ev.match.status)} rows used" + (f" ({unused})" if unused else "")
+                   + f"; {ev.n_pathogenic} pathogenic, {ev.n_benign} benign; {aucs}")
         for _, row in ev.by_retain.iterrows():
             click.echo(f"  {int(row.retain_pct):>3} % retained: accuracy {_fmt_pct(row.accuracy)} on "
                        f"{int(row.classified)} classified; pathogenic called pathogenic "

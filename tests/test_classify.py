@@ -175,6 +175,11 @@ def test_read_scan_rebuilds_the_wild_type(tmp_path):
     assert len(scan.mutants) == 57 and scan.mutants[0] == "A10C"
     assert scan.evolutionary_index == pytest.approx(-frame.score.to_numpy())
     assert list(scan.columns[:19]) == [0] * 19 and scan.codes[0] == AA.index("C")
+    # a classes CSV (delta_elbo, delta_elbo_sem) reads as the same scan
+    frame.rename(columns={"score": "delta_elbo", "score_sem": "delta_elbo_sem"}).to_csv(tmp_path / "c.csv", index=False)
+    again = read_scan(tmp_path / "c.csv")
+    assert again.mutants == scan.mutants and np.array_equal(again.delta_elbo, scan.delta_elbo)
+    assert again.sem == pytest.approx(np.full(57, 0.01))
 
 
 @pytest.mark.parametrize("rows, message", [
