@@ -391,5 +391,7 @@ def test_classify_command_errors_are_one_line(tiny):
     assert r.exit_code == 2 and "Error: EVE has no default threshold for 65" in r.output
     r = CliRunner().invoke(main, ["classify", "-o", str(d / "x.csv")])
     assert r.exit_code == 2 and "give a checkpoint with --model or a scan CSV with --scan" in r.output
-    r = CliRunner().invoke(main, ["classify", "--scan", str(d / "x.csv"), "--prior", str(d / "nope.json")])
-    assert r.exit_code == 2
+    _write_scan(d / "toy_scan.csv")
+    r = CliRunner().invoke(main, ["classify", "--scan", str(d / "toy_scan.csv"), "--prior", str(d / "nope.json")])
+    assert r.exit_code == 2 and r.output.strip() == f"Error: {d / 'nope.json'}: no such prior file"
+    assert not (d / "toy_scan_classes.csv").exists()
