@@ -669,9 +669,11 @@ def report_markdown(cls: Classification, ev: Evaluation) -> str:
         f"- labels {ev.match.labels.path} (protein {ev.match.protein or '–'}): {len(ev.match.status)} rows; {status}",
         f"- used: {ev.n_pathogenic} pathogenic, {ev.n_benign} benign{note}",
         (f"- AUC of the evolutionary index (raw): {_fmt(ev.auc_evolutionary_index)}; "
-         f"AUC of EVE_scores (calibrated): {_fmt(ev.auc_pathogenicity)}\n"),
+         f"AUC of EVE_scores (calibrated): {_fmt(ev.auc_pathogenicity)}"),
+        ("- coverage = labelled variants classified (not Uncertain) / labelled variants; accuracy = classified "
+         "ones whose class is their label / classified ones (per class: among that class's labels)\n"),
         ("| retained | threshold | variants classified | labelled classified | accuracy | pathogenic: "
-         "coverage | pathogenic: called pathogenic | benign: coverage | benign: called benign |"),
+         "coverage | pathogenic: accuracy | benign: coverage | benign: accuracy |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in ev.by_retain.iterrows():

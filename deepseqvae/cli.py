@@ -610,7 +610,7 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
                    + f"; {ev.n_pathogenic} pathogenic, {ev.n_benign} benign; {aucs}")
         for _, row in ev.by_retain.iterrows():
             click.echo(f"  {int(row.retain_pct):>3} % retained: accuracy {_fmt_pct(row.accuracy)} on "
-                       f"{int(row.classified)} classified; pathogenic called pathogenic "
+                       f"{int(row.classified)} classified; of those, pathogenic called pathogenic "
                        f"{_fmt_pct(row.pathogenic_accuracy)}, benign called benign {_fmt_pct(row.benign_accuracy)}")
     click.echo("Wrote " + ", ".join(str(p) for p in run.written))
 

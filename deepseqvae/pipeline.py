@@ -258,8 +258,9 @@ def classify_file(
     """Classify every single mutant of a protein as EVE does and write the classes CSV.
 
     The scores come from a saturation scan of ``models`` (their mean for several), from a scan
-    CSV (``scan``) or from a :class:`~deepseqvae.classify.ScanScores` already computed (``scores``). With ``labels`` also writes the per-label table, the metrics, a Markdown report
-    and the labelled-variants figure (:func:`classify_paths`); the histogram is drawn when ``plots``.
+    CSV (``scan``) or from a :class:`~deepseqvae.classify.ScanScores` already computed (``scores``).
+    With ``labels`` also writes the per-label table, the metrics, a Markdown report and the
+    labelled-variants figure (:func:`classify_paths`); the histogram is drawn when ``plots``.
     """
     from . import classify as C
 
