@@ -22,7 +22,7 @@ from .fileio import atomic_write
 from .weights import check_theta, compute_weights, resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .classify import Classification, Evaluation
+    from .classify import Classification, Evaluation, ScanScores
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def classify_file(
     *,
     models: list[str | os.PathLike] = (),
     scan: str | os.PathLike | None = None,
-    scores=None,
+    scores: ScanScores | None = None,
     labels: str | os.PathLike | None = None,
     prior: str | os.PathLike | None = None,
     protein: str | None = None,
@@ -269,12 +269,14 @@ def classify_file(
     out = Path(output)
     if scan is not None and out.resolve() == Path(scan).resolve():
         raise ClassifyError(f"{out}: refusing to overwrite the input scan; choose another -o")
+    # read the small inputs first: a bad one fails before minutes of scanning
+    pooled = C.load_prior(prior).mixture if prior is not None else None
+    table = C.read_labels(labels, label_col=label_col) if labels is not None else None
     if scan is not None:
         scores = C.read_scan(scan, protein or "")
     elif models:
         scores = scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
                              batch_size=batch_size, progress=progress)
-    pooled = C.load_prior(prior).mixture if prior is not None else None
     cls = C.classify_scores(scores, prior=pooled,
                             protein_weight=C.PROTEIN_GMM_WEIGHT if protein_weight is None else protein_weight,
                             retain=C.DEFAULT_RETAIN if retain is None else retain, thresholds=thresholds,
@@ -282,8 +284,7 @@ def classify_file(
     with atomic_write(out, "w", newline="") as fh:
         cls.frame().to_csv(fh, index=False, float_format="%.6g")
     written, paths, ev = [out], classify_paths(out), None
-    if labels is not None:
-        table = C.read_labels(labels, label_col=label_col)
+    if table is not None:
         ev = C.evaluate(cls, C.match_labels(table, scores, protein=scores.protein, offset=offset))
         for key, frame in (("labels", ev.table), ("metrics", ev.by_retain)):
             with atomic_write(paths[key], "w", newline="") as fh:
@@ -298,7 +299,7 @@ def classify_file(
     return ClassifyRun(classification=cls, output=out, evaluation=ev, written=written)
 
 
-def _classify_figures(cls, ev, paths: dict[str, Path]) -> list[Path]:
+def _classify_figures(cls: Classification, ev: Evaluation | None, paths: dict[str, Path]) -> list[Path]:
     """The histogram with the fitted components (labelled variants marked) and, with labels, scores along
     the sequence."""
     from .classify import pathogenicity
