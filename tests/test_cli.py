@@ -140,6 +140,11 @@ COMMAND_OPTIONS = {
               *ALIGNMENT_OPTIONS],
     "sample": ["-m", "--model", "-n", "-o", "--output", "--temperature", "--seed", "--near", "--interpolate",
                "--steps", "--msa", "--elbo-samples", "--batch-size", "--device", *ALIGNMENT_OPTIONS],
+    "classify": ["-m", "--model", "--scan", "-o", "--output", "--labels", "--label-col", "--protein", "--offset",
+                 "--prior", "--protein-weight", "--retain", "--thresholds", "--monotone", "--no-monotone", "--n-init",
+                 "--gmm-seed", "--plots", "--no-plots", "--samples", "--seed", "--device", "--batch-size",
+                 "--progress", "--no-progress"],
+    "classify-prior": ["-o", "--output", "--n-init", "--seed"],
 }
 
 
