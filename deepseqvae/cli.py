@@ -61,12 +61,13 @@ def alignment_options(func):
     import functools
 
     @functools.wraps(func)
-    def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, **kwargs):
+    def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, columns,
+                **kwargs):
         from .alignment import alignment_kwargs
 
         kwargs["align_opts"] = alignment_kwargs(
             focus=focus, first_index=first_index, fmt=msa_format,
-            max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
+            max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage, columns=columns)
         return func(*args, **kwargs)
 
     options = [
@@ -87,6 +88,11 @@ def alignment_options(func):
         click.option("--min-column-coverage", type=click.FloatRange(0, 1), metavar="F", default=None,
                      help="After the sequence filters, drop focus columns with a non-gap fraction < F "
                           "(EVE uses 0.7). [default: off, as DeepSequence]"),
+        click.option("--columns", type=click.Choice(["uppercase", "all"]), default="uppercase",
+                     show_default=True,
+                     help="Modelled columns: uppercase = where the focus has an uppercase residue "
+                          "(DeepSequence); all = every column where the focus has a residue, upper or "
+                          "lower case (ProteinGym's EVE setting; every mutant of the focus can be scored)."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)

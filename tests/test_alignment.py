@@ -64,6 +64,23 @@ def test_a2m_lowercase_and_dot_columns(tmp_path):
     assert aln.n_records == 3 and aln.n_dropped == 0
 
 
+def test_columns_all_models_lowercase_focus_columns_same_numbering(tmp_path):
+    path = write(tmp_path, A2M)
+    aln = read_alignment(path, columns="all")
+    assert aln.L == 6 and aln.focus_seq == "ACDEFG"
+    assert aln.positions.tolist() == [10, 11, 12, 13, 14, 15]  # residue 12 ('d') is now modelled
+    # lowercase residues are uppercased in every row and '.' is a gap
+    assert rows(aln) == ["ACDEFG", "AC-EF-", "ACKE-G"]
+    upper = read_alignment(path)
+    assert upper.positions.tolist() == [10, 11, 13, 14, 15]
+    assert read_alignment(path, **alignment_kwargs(columns="all")).L == 6
+    with pytest.raises(AlignmentFormatError, match="unknown column choice 'some'"):
+        read_alignment(path, columns="some")
+    result = CliRunner().invoke(main, ["weights", str(path), "-o", str(tmp_path / "w.npy"), "--columns", "all"])
+    assert result.exit_code == 0, result.output
+    assert "L = 6 focus columns, residues 10-15" in result.output
+
+
 def test_column_mapping(tmp_path):
     aln = read_alignment(write(tmp_path, A2M))
     assert aln.column_of(13) == 2
