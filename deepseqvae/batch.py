@@ -18,6 +18,7 @@ the target's residue there.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -194,11 +195,16 @@ def _abs(base: Path, value) -> Path:
 
 
 def _key(name: str) -> str:
-    stem = Path(name).name
+    """Name of an alignment's models: its file stem, after its folder when MSA_filename has one
+    (``BLAT_ECOLX/msa.a2m`` -> ``BLAT_ECOLX_msa``); the same whichever rows are run."""
+    path = Path(name)
+    stem = path.name
     for suffix in (".a2m", ".a3m", ".fasta", ".fa", ".afa"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
+    if path.parent.name not in ("", ".", ".."):
+        stem = f"{path.parent.name}_{stem}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "msa"
 
 
@@ -273,7 +279,7 @@ def make_plan(config: dict) -> Plan:
     alignments: dict[str, AlignmentJob] = {}
     by_msa: dict[tuple[Path, float], str] = {}
     for i in frame.index:
-        cell = lambda col: _cell(frame, i, col)  # noqa: E731 - local shorthand
+        cell = functools.partial(_cell, frame, i)
         msa_path = _abs(msa_dir, cell("MSA_filename"))
         theta = float(cell("MSA_theta"))
         key = by_msa.get((msa_path, theta))
@@ -580,7 +586,7 @@ def assay_metrics(plan: Plan, dms_id: str, seed_files: dict[int, str | os.PathLi
     col, fitness, bins = _fitness(assay, table)
     score = frame[ENSEMBLE_COLUMN].to_numpy()
     res: dict = {"DMS_id": dms_id, "row": assay.row, "alignment": assay.alignment, "fitness_col": col,
-                 "n_mutants": int(len(frame)), "n_scored": int(np.isfinite(score).sum()),
+                 "n_mutants": len(frame), "n_scored": int(np.isfinite(score).sum()),
                  "offset": checked["offset"], "focus_mismatches": checked["focus_mismatches"],
                  "unscored": {k: int(v) for k, v in frame.loc[~np.isfinite(score), "status"]
                               .str.split(":").str[0].value_counts().items()}}
@@ -646,10 +652,10 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
     with atomic_write(out_dir / f"{name}.csv", "w", newline="") as fh:
         frame.to_csv(fh, index=False, float_format="%.4f")
     lines = [f"# deepseqvae batch: {plan.reference.name}", "",
-             f"Seeds {', '.join(map(str, plan.seeds))}; columns = {plan.align_options.get('columns')}; "
-             f"training options {json.dumps(plan.train_options)}; K = {plan.samples or 'default'}.",
-             f"Scores: `scores/<DMS_id>.csv`, columns `{seed_column(plan.seeds[0])}`… and `{ENSEMBLE_COLUMN}` "
-             f"(ΔELBO, higher = fitter: ProteinGym directionality {DIRECTIONALITY}).", "",
+             (f"Seeds {', '.join(map(str, plan.seeds))}; columns = {plan.align_options.get('columns')}; "
+              f"training options {json.dumps(plan.train_options)}; K = {plan.samples or 'default'}."),
+             (f"Scores: `scores/<DMS_id>.csv`, columns `{seed_column(plan.seeds[0])}`… and `{ENSEMBLE_COLUMN}` "
+              f"(ΔELBO, higher = fitter: ProteinGym directionality {DIRECTIONALITY})."), "",
              "| DMS_id | mutants | scored | Spearman (ensemble) | per seed | AUC | NDCG | top-10% recall | offset |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in frame.to_dict("records"):
@@ -722,8 +728,8 @@ def snakemake_command(config_file: str | os.PathLike, out: str | os.PathLike, *,
            "--configfile", str(config_file), "--rerun-incomplete"]
     if keep_going:
         cmd.append("--keep-going")
-    executor = any(a in ("--executor", "-e") or a.startswith("--executor=") or a == "--profile"
-                   or a.startswith("--profile=") or a == "--workflow-profile" for a in extra)
+    executor = any(a in ("--executor", "-e", "--profile", "--workflow-profile")
+                   or a.startswith(("--executor=", "--profile=", "--workflow-profile=")) for a in extra)
     if cores is not None:
         cmd += ["--cores", str(cores)]
     elif not executor and not any(a in ("--cores", "-c", "--jobs", "-j") for a in extra):
@@ -767,7 +773,7 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
     cfg = write_config(config, out)
     cmd = snakemake_command(cfg, out, cores=cores, keep_going=keep_going, extra=snakemake_args)
     log.info("running %s", " ".join(cmd))
-    status = subprocess.run(cmd).returncode
+    status = subprocess.run(cmd, check=False).returncode
     dry = any(a in ("-n", "--dry-run", "--dryrun") for a in snakemake_args)
     failed: dict[str, str] = {}
     if status != 0 and not dry:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO_ROOT, require_shared_data
+
 from deepseqvae import batch
 from deepseqvae.batch import BatchError
 
@@ -29,6 +29,7 @@ COLUMNS = ["DMS_id", "DMS_filename", "target_seq", "MSA_filename", "MSA_start", 
            "weight_file_name", "DMS_mutant_column", "DMS_score_column"]
 TINY = ["--steps", "10", "--latent-dim", "2", "--encoder-hidden", "8,8", "--decoder-hidden", "8,16",
         "--dictionary-size", "0", "--samples", "2", "--device", "cpu"]
+DEMO_KEY = "alignments_demo"  # the name of the demo alignment's models (folder_stem of MSA_filename)
 SLURM_PROFILE = REPO_ROOT / "deepseqvae" / "workflow" / "profiles" / "slurm"
 
 
@@ -100,11 +101,12 @@ def test_plan_shares_one_alignment_and_reuses_precomputed_weights(tmp_path):
     plan = plan_for(tmp_path, [demo_row("A"), demo_row("B"), demo_row("C", weight_file_name="other.npy",
                                                                     MSA_theta=0.01)],
                     weights_dir=str(wdir), seeds="1,2", train={"steps": 5})
-    assert list(plan.alignments) == ["demo", "demo_theta0.01"]  # same file, another theta: another model
-    assert plan.alignments["demo"].rows == (0, 1) and plan.alignments["demo"].precomputed
-    assert plan.alignments["demo"].weights_path == wdir / "demo_theta_0.2.npy"
-    assert not plan.alignments["demo_theta0.01"].precomputed
-    assert plan.weights_file("demo_theta0.01") == "weights/demo_theta0.01.npy"
+    demo = "alignments_demo"  # folder and stem of MSA_filename
+    assert list(plan.alignments) == [demo, f"{demo}_theta0.01"]  # same file, another theta: another model
+    assert plan.alignments[demo].rows == (0, 1) and plan.alignments[demo].precomputed
+    assert plan.alignments[demo].weights_path == wdir / "demo_theta_0.2.npy"
+    assert not plan.alignments[f"{demo}_theta0.01"].precomputed
+    assert plan.weights_file(f"{demo}_theta0.01") == f"weights/{demo}_theta0.01.npy"
     assert plan.align_options["columns"] == "all" and plan.seeds == [1, 2]
 
 
@@ -196,6 +198,19 @@ def test_ensemble_layout_and_unscored_rows(tmp_path):
     assert unscored["mutant"].tolist() == ["A2*"] and unscored["status"].iloc[0].startswith("stop:")
 
 
+def test_batch_without_snakemake_says_how_to_install(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deepseqvae.cli import main
+
+    monkeypatch.setattr(batch, "snakemake_available", lambda: False)
+    ref = write_reference(tmp_path / "ref.csv", [demo_row()])
+    result = CliRunner().invoke(main, ["batch", str(ref), "-o", str(tmp_path / "run"), "--steps", "5"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"Error: {batch.INSTALL_HINT}"]
+    assert 'pip install "deepseqvae[workflow]"' in result.output
+
+
 # --- the workflow -------------------------------------------------------------------------------
 
 
@@ -203,12 +218,13 @@ def run_batch_cli(reference: Path, out: Path, *args: str) -> subprocess.Complete
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "deepseqvae.cli", "batch", str(reference), "--msa-dir", str(REPO_ROOT),
            "--dms-dir", str(REPO_ROOT), "-o", str(out), *args]
-    return subprocess.run(cmd, cwd=out.parent, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(cmd, cwd=out.parent, capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
 
 
 def executed_rules(proc: subprocess.CompletedProcess) -> list[str]:
     """Rules of the jobs Snakemake ran (the aggregate 'all' left out)."""
-    rules = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, flags=re.M)
+    rules = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, flags=re.MULTILINE)
     return sorted(r for r in rules if r != "all")
 
 
@@ -231,15 +247,30 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
                                                                         columns="all").codes, 0.2))
     out = tmp_path / "run"
     gfp_id = gfp["DMS_id"]
+    # A training job killed at step 5 of 10 left its checkpoint: the workflow resumes it.
+    from deepseqvae.pipeline import train_from_alignment
+
+    train_from_alignment(REPO_ROOT / "alignments" / "demo.a2m", out / "models" / DEMO_KEY / "seed1.partial.pt",
+                         align_opts={"columns": "all"}, weights_file=wdir / "demo_theta_0.2.npy", device="cpu",
+                         model_options=dict(latent_dim=2, encoder_hidden=(8, 8), decoder_hidden=(8, 16),
+                                            dictionary_size=0),
+                         train_options=dict(steps=5, seed=1, checkpoint_every=5))
 
     # 1. All rows: the missing alignment fails its own jobs, with one line; the others complete.
-    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--cores", "2")
+    one_thread = ["--set-threads", "weights=1", "train=1", "check=1", "score=1"]  # two jobs at a time
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--cores", "2", *one_thread)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     fail = [ln for ln in proc.stderr.splitlines() if ln.startswith("FAILED MISSING")]
     assert fail == [f"FAILED MISSING: Error: row 2 (MISSING): alignment not found: {REPO_ROOT / 'nothere.a2m'}"]
     assert "Error: Snakemake exited with status 1; 1 assay(s) failed" in proc.stderr
-    assert not (out / "weights" / "demo.npy").exists()  # precomputed weights used
-    assert (out / "weights" / "GFP_AEQVI_msa.npy").exists() or any((out / "weights").glob("*.npy"))
+    assert not (out / "weights" / f"{DEMO_KEY}.npy").exists()  # precomputed weights used
+    train_log = (out / "logs" / "train" / f"{DEMO_KEY}_seed1.log").read_text()
+    assert train_log.startswith(f"resuming models/{DEMO_KEY}/seed1.partial.pt")
+    from deepseqvae.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "models" / DEMO_KEY / "seed1.pt").step == 10
+    assert not (out / "models" / DEMO_KEY / "seed1.partial.pt").exists()
+    assert [p.name for p in (out / "weights").glob("*.npy")] == ["GFP_AEQVI_msa.npy"]  # computed
     demo = pd.read_csv(out / "scores" / "DEMO.csv")
     assert list(demo.columns) == ["mutant", "deepseqvae_seed1", "deepseqvae_ensemble"] and len(demo) == 1640
     gfp_scores = pd.read_csv(out / "scores" / f"{gfp_id}.csv")
@@ -273,7 +304,8 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
 
 def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):
     require_workflow("snakemake_executor_plugin_slurm")
-    other = tmp_path / "other.a2m"  # a second alignment (a copy of the demo's)
+    other = tmp_path / "other" / "demo.a2m"  # a second alignment (a copy of the demo's)
+    other.parent.mkdir()
     other.write_text((REPO_ROOT / "alignments" / "demo.a2m").read_text())
     ref = write_reference(tmp_path / "ref.csv", [demo_row("A"), demo_row("B"), demo_row("C", MSA_filename=str(other))])
     out = tmp_path / "run"
@@ -282,11 +314,11 @@ def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):
                          "--dry-run")
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text
-    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\S)", text, flags=re.M | re.S)
+    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\S)", text, flags=re.MULTILINE | re.DOTALL)
     train = [body for rule, body in jobs if rule == "train"]
     assert len(train) == 2 * 3  # 2 alignments x 3 seeds; the three rows share them
     wildcards = sorted(re.search(r"wildcards: (.*)", b).group(1) for b in train)
-    assert wildcards == sorted(f"aln={a}, seed={s}" for a in ("demo", "other") for s in (1, 2, 3))
+    assert wildcards == sorted(f"aln={a}, seed={s}" for a in (DEMO_KEY, "other_demo") for s in (1, 2, 3))
     for body in train:  # the profile's resources for training
         res = re.search(r"resources: (.*)", body).group(1)
         for item in ("mem_mb=32000", "runtime=1440", "slurm_partition=gpu", "slurm_account=my_account", "gpu=1"):
