@@ -104,7 +104,8 @@ def main() -> None:
         return
     today = datetime.date.today()
     run_dir = Path(args.run_dir) if args.run_dir else REPO / "benchmarks" / "runs" / f"batch-{today}"
-    cmd = [sys.executable, "-m", "deepseqvae.cli", "batch", str(REFERENCE), "--msa-dir", ".", "--dms-dir", ".",
+    cmd = [sys.executable, "-m", "deepseqvae.cli", "batch", str(REFERENCE.relative_to(REPO)), "--msa-dir", ".",
+           "--dms-dir", ".",
            "-o", str(run_dir), "--seeds", args.seeds, "--cores", str(args.cores)]
     if args.rows:
         cmd += ["--rows", args.rows]

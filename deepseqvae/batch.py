@@ -457,7 +457,7 @@ def score_assay(plan: Plan, dms_id: str, model: str | os.PathLike, check: str | 
                 output: str | os.PathLike, *, seed: int = 0) -> pd.DataFrame:
     """Score every mutant of one assay with one model; write ``mutant, score, score_sem, status``."""
     from .checkpoint import load_checkpoint
-    from .score import score_table
+    from .score import output_column_names, score_table
     from .weights import resolve_device
 
     assay = plan.assays[dms_id]
@@ -466,9 +466,7 @@ def score_assay(plan: Plan, dms_id: str, model: str | os.PathLike, check: str | 
     table = _read_dms(assay)
     result = score_table([ckpt], table, n_samples=plan.samples, seed=seed, device=resolve_device(plan.device),
                          offset=offset)
-    cols = {"score": "score", "score_sem": "score_sem", "status": "status"}
-    if "score" in table.frame.columns:  # the output column names got a suffix (see output_column_names)
-        cols = {k: f"{k}_deepseqvae" for k in cols}
+    cols = output_column_names(table.frame.columns)  # suffixed where the DMS has such columns (PTEN's score)
     frame = pd.DataFrame({"mutant": table.mutants, "score": result.frame[cols["score"]].to_numpy(),
                           "score_sem": result.frame[cols["score_sem"]].to_numpy(),
                           "status": result.frame[cols["status"]].to_numpy()})
