@@ -26,7 +26,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +180,6 @@ class Plan:
     device: str
     align_options: dict
     resources: dict[str, dict]
-    config: dict = field(default_factory=dict)
 
     def model_path(self, key: str, seed: int) -> str:
         return f"models/{key}/seed{seed}.pt"
@@ -313,8 +312,7 @@ def make_plan(config: dict) -> Plan:
     return Plan(reference=reference, assays=assays, alignments=alignments,
                 seeds=parse_seeds(config.get("seeds", [1])), train_options=dict(config.get("train") or {}),
                 samples=int(samples) if samples not in (None, "") else None,
-                device=str(config.get("device") or "auto"), align_options=align, resources=resources,
-                config=dict(config))
+                device=str(config.get("device") or "auto"), align_options=align, resources=resources)
 
 
 #: config keys a check or score job needs (others, like the rows run or the resources, do not
