@@ -252,9 +252,9 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
 
     train_from_alignment(REPO_ROOT / "alignments" / "demo.a2m", out / "models" / DEMO_KEY / "seed1.partial.pt",
                          align_opts={"columns": "all"}, weights_file=wdir / "demo_theta_0.2.npy", device="cpu",
-                         model_options=dict(latent_dim=2, encoder_hidden=(8, 8), decoder_hidden=(8, 16),
-                                            dictionary_size=0),
-                         train_options=dict(steps=5, seed=1, checkpoint_every=5))
+                         model_options={"latent_dim": 2, "encoder_hidden": (8, 8), "decoder_hidden": (8, 16),
+                                        "dictionary_size": 0},
+                         train_options={"steps": 5, "seed": 1, "checkpoint_every": 5})
 
     # 1. All rows: the missing alignment fails its own jobs, with one line; the others complete.
     one_thread = ["--set-threads", "weights=1", "train=1", "check=1", "score=1"]  # two jobs at a time
