@@ -61,12 +61,13 @@ def alignment_options(func):
     import functools
 
     @functools.wraps(func)
-    def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, **kwargs):
+    def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, columns,
+                **kwargs):
         from .alignment import AlignmentOptions
 
         kwargs["align_opts"] = AlignmentOptions(
             focus=focus, first_index=first_index, fmt=msa_format,
-            max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
+            max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage, columns=columns)
         return func(*args, **kwargs)
 
     options = [
@@ -87,6 +88,11 @@ def alignment_options(func):
         click.option("--min-column-coverage", type=click.FloatRange(0, 1), metavar="F", default=None,
                      help="After the sequence filters, drop focus columns with a non-gap fraction < F "
                           "(EVE uses 0.7). [default: off, as DeepSequence]"),
+        click.option("--columns", type=click.Choice(["uppercase", "all"]), default="uppercase",
+                     show_default=True,
+                     help="Modelled columns: uppercase = where the focus has an uppercase residue "
+                          "(DeepSequence); all = every column where the focus has a residue, upper or "
+                          "lower case (ProteinGym's EVE setting; every mutant of the focus can be scored)."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -621,6 +627,126 @@ def classify_prior_command(scans, output, n_init, seed):
     click.echo(f"Pooled {m.n_fitted:,} variants of {len(scans)} scans: benign mean {m.means[0]:.3f} "
                f"(weight {m.weights[0]:.3f}), pathogenic mean {m.means[1]:.3f} (weight {m.weights[1]:.3f})")
     click.echo(f"Wrote {out}")
+
+
+# --- batch: many proteins through the Snakemake workflow ------------------------------------
+
+
+@main.command("batch", context_settings={"ignore_unknown_options": True})
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.option("--msa-dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder of the alignments named in MSA_filename (which may hold sub-folders).")
+@click.option("--dms-dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder of the DMS tables named in DMS_filename.")
+@click.option("--weights-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of precomputed weights named in weight_file_name, used when present (they must "
+                   "match the alignment as read here); missing ones are computed into OUT/weights/.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder (Snakemake's working directory): scores/<DMS_id>.csv, unscored/, "
+                   "summary.md/.csv/.png, models/, logs/.")
+@click.option("--rows", default=None, metavar="0,3-5",
+              help="Reference rows to run (0-based, as in ProteinGym's --DMS_index). [default: all]")
+@click.option("--seeds", default="1", show_default=True, metavar="1,2,3",
+              help="Training seeds: one model per alignment and seed; the scores' mean is the ensemble.")
+@click.option("--columns", type=click.Choice(["all", "uppercase"]), default="all", show_default=True,
+              help="Modelled columns (see 'train --columns'): all = every focus residue, so every mutant "
+                   "of the focus can be scored (ProteinGym's EVE setting).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="train --steps. [default: train's]")
+@click.option("--recipe", default=None, help="train --recipe, forwarded when given.")
+@click.option("--latent-dim", type=click.IntRange(1), default=None, help="train --latent-dim.")
+@click.option("--encoder-hidden", default=None, help="train --encoder-hidden.")
+@click.option("--decoder-hidden", default=None, help="train --decoder-hidden.")
+@click.option("--dictionary-size", type=click.IntRange(0), default=None, help="train --dictionary-size.")
+@click.option("--sparsity-tiles", type=click.IntRange(0), default=None, help="train --sparsity-tiles.")
+@click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
+              help="train --checkpoint-every: a killed training job resumes from its last checkpoint.")
+@click.option("--train-option", "train_extra", multiple=True, metavar="NAME=VALUE",
+              help="Any other 'train' option, e.g. --train-option learning_rate=0.0005 (repeatable).")
+@click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
+              help="score --samples: posterior samples K. [default: 2000 on a GPU, 400 on a CPU]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Device of the training and scoring jobs.")
+@click.option("--cores", type=click.IntRange(1), default=None,
+              help="Snakemake --cores for a local run. [default: 1, unless an executor or profile is given]")
+@click.option("--keep-going/--no-keep-going", default=True, show_default=True,
+              help="Let the other jobs finish when one fails (a failed row fails alone).")
+@click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
+def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, columns, steps, recipe, latent_dim,
+                  encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles, checkpoint_every, train_extra,
+                  n_samples, device, cores, keep_going, snakemake_args):
+    """Train, score and summarise every row of a ProteinGym-style REFERENCE file with Snakemake.
+
+    REFERENCE is a CSV in the schema of ProteinGym's DMS_substitutions.csv (DMS_id, DMS_filename,
+    target_seq, MSA_filename, MSA_start, MSA_end, MSA_theta, weight_file_name; optional
+    DMS_mutant_column and DMS_score_column for other DMS formats). One model per alignment and
+    seed; scores per assay and seed, their ensemble, and a summary (Spearman, AUC, NDCG, top-10%
+    recall). Reruns do only what is missing. Other options go to Snakemake as they are.
+
+    \b
+    Examples:
+      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --seeds 1,2 --steps 6000 --cores 2
+      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile workflow/profiles/slurm
+    """
+    from .batch import BatchError, parse_seeds, run_batch
+
+    train = dict(steps=steps, recipe=recipe, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
+                 decoder_hidden=decoder_hidden, dictionary_size=dictionary_size, sparsity_tiles=sparsity_tiles,
+                 checkpoint_every=checkpoint_every)
+    for item in train_extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise BatchError(f"--train-option: expected NAME=VALUE, not {item!r}")
+        train[name.strip().replace("-", "_")] = value
+    config = {"reference": reference, "msa_dir": msa_dir, "dms_dir": dms_dir, "weights_dir": weights_dir,
+              "rows": rows, "seeds": parse_seeds(seeds), "columns": columns, "samples": n_samples,
+              "device": device, "train": {k: v for k, v in train.items() if v is not None}}
+    status, failed = run_batch(config, out, cores=cores, keep_going=keep_going, snakemake_args=snakemake_args)
+    for dms_id, reason in failed.items():
+        click.echo(f"FAILED {dms_id}: {reason}", err=True)
+    if status != 0:
+        raise UserError(f"Snakemake exited with status {status}; {len(failed)} assay(s) failed"
+                        + (f"; the others are summarised in {out}/summary-partial.md" if failed else ""))
+    click.echo(f"Wrote {out}/scores/ and {out}/summary.md")
+
+
+@main.group("batch-job", hidden=True)
+def batch_job():
+    """Single jobs of the batch workflow (called by its Snakefile)."""
+
+
+def _plan(config_json: str):
+    import json
+
+    from .batch import make_plan
+
+    return make_plan(json.loads(config_json))
+
+
+@batch_job.command("check")
+@click.option("--config-json", required=True)
+@click.option("--assay", required=True)
+@click.option("-o", "--output", required=True)
+def batch_check(config_json, assay, output):
+    """Check an assay's numbering against its alignment's focus."""
+    from .batch import check_assay
+
+    c = check_assay(_plan(config_json), assay, output)
+    click.echo(f"{assay}: offset {c.offset}; {len(c.focus_mismatches)} focus residue(s) differ from target_seq")
+
+
+@batch_job.command("score")
+@click.option("--config-json", required=True)
+@click.option("--assay", required=True)
+@click.option("--seed", type=int, required=True)
+@click.option("--model", required=True)
+@click.option("--check", required=True)
+@click.option("-o", "--output", required=True)
+def batch_score(config_json, assay, seed, model, check, output):
+    """Score one assay with one model."""
+    from .batch import score_assay
+
+    frame = score_assay(_plan(config_json), assay, model, check, output)
+    click.echo(f"{assay} seed {seed}: scored {int(frame['score'].notna().sum())} of {len(frame)}")
 
 
 if __name__ == "__main__":  # pragma: no cover
