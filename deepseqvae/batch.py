@@ -34,7 +34,7 @@ import pandas as pd
 
 from .alignment import AlignmentOptions
 from .errors import DeepSeqVAEError
-from .fileio import atomic_path, atomic_write
+from .fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -514,26 +514,7 @@ def write_ensemble(seed_files: dict[int, str | os.PathLike], scores_out: str | o
     return int(ok.sum()), int((~ok).sum())
 
 
-# --- ProteinGym's metrics (proteingym/performance_DMS_benchmarks.py), written afresh --------
-
-
-def spearman(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Spearman's ρ (NaN with fewer than 3 pairs)."""
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(y_true, y_score).statistic) if len(y_true) > 2 else float("nan")
-
-
-def auc(y_bin: np.ndarray, y_score: np.ndarray) -> float:
-    """ROC AUC of ``y_score`` for the labels ``y_bin`` (1 = fit), ties counted half (as sklearn)."""
-    from scipy.stats import rankdata
-
-    y_bin = np.asarray(y_bin).astype(bool)
-    n_pos, n_neg = int(y_bin.sum()), int((~y_bin).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(y_score)  # average ranks for ties
-    return float((ranks[y_bin].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+# --- ProteinGym's metrics (proteingym/performance_DMS_benchmarks.py), written afresh; Spearman and AUC: score ---
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:
@@ -582,6 +563,8 @@ def _fitness(assay: Assay, table) -> tuple[str | None, np.ndarray | None, np.nda
 def assay_metrics(plan: Plan, dms_id: str, seed_files: dict[int, str | os.PathLike],
                   check: str | os.PathLike, output: str | os.PathLike) -> dict:
     """Spearman (per seed and ensemble), AUC, NDCG and top-10 % recall of one assay; JSON out."""
+    from .score import roc_auc, spearman
+
     assay = plan.assays[dms_id]
     table = _read_dms(assay)
     frame = ensemble_frame(seed_files)
@@ -603,7 +586,7 @@ def assay_metrics(plan: Plan, dms_id: str, seed_files: dict[int, str | os.PathLi
         res["top10_recall"] = top_recall(fitness[use], score[use]) if use.sum() > 0 else float("nan")
         if bins is not None:
             ub = use & np.isfinite(bins)
-            res["auc"] = auc(bins[ub] > 0.5, score[ub])
+            res["auc"] = roc_auc(score[ub], bins[ub] > 0.5)
     res = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in res.items()}
     with atomic_write(output, "w") as fh:
         json.dump(res, fh, indent=2)
@@ -680,27 +663,14 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
 
 
 def _plot(frame: pd.DataFrame, seeds: list[int], path: Path) -> None:
-    import matplotlib
+    """``summary.png``: the ensemble Spearman per assay, the single seeds as dots."""
+    from .plots import plot_spearman_bars, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(frame) + 1.5), 3.5))
-    x = np.arange(len(frame))
-    ax.bar(x, pd.to_numeric(frame["spearman"], errors="coerce").fillna(0), color="tab:blue",
-           label="ensemble")
-    for s in seeds:
-        col = f"spearman_seed{s}"
-        if col in frame.columns:
-            ax.plot(x, pd.to_numeric(frame[col], errors="coerce"), "k.", ms=5)
-    ax.set_xticks(x, frame["DMS_id"].astype(str), rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("Spearman ρ")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set_title("deepseqvae batch (dots: single seeds)", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    per_seed = [pd.to_numeric(frame[c], errors="coerce").to_numpy() for c in (f"spearman_seed{s}" for s in seeds)
+                if c in frame.columns]
+    fig = plot_spearman_bars(frame["DMS_id"].astype(str).tolist(), pd.to_numeric(frame["spearman"], errors="coerce"),
+                             np.array(per_seed) if per_seed else None)
+    save_figure(fig, path, dpi=120)
 
 
 # --------------------------------------------------------------------------------------------

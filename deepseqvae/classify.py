@@ -574,15 +574,10 @@ def match_labels(labels: LabelTable, scan: ScanScores, *, protein: str = "", off
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """ROC AUC of ``scores`` for label 1 (ties count half); NaN with fewer than
-    :data:`MIN_PER_CLASS_AUC` variants in either class."""
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
-    n1, n0 = int((labels == 1).sum()), int((labels == 0).sum())
-    if min(n1, n0) < MIN_PER_CLASS_AUC:
-        return math.nan
-    from scipy.stats import rankdata
+    :data:`MIN_PER_CLASS_AUC` variants in either class (:func:`deepseqvae.score.roc_auc`)."""
+    from .score import roc_auc
 
-    ranks = rankdata(scores)  # Mann-Whitney U: AUC = (sum of ranks of positives − n1(n1+1)/2) / (n1·n0)
-    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return roc_auc(scores, labels, min_per_class=MIN_PER_CLASS_AUC)
 
 
 @dataclass

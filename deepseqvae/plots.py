@@ -251,6 +251,26 @@ def plot_scores_vs_positions(
     return fig
 
 
+def plot_spearman_bars(names: list[str], ensemble: np.ndarray, per_seed: np.ndarray | None = None, *,
+                       title: str = "deepseqvae batch (dots: single seeds)") -> Figure:
+    """Bars of the ensemble Spearman ρ (A,) of ``names`` (A,), dots for the single seeds ``per_seed`` (S, A).
+
+    NaN bars are drawn at 0; NaN dots are left out.
+    """
+    ensemble = np.nan_to_num(np.asarray(ensemble, dtype=float), nan=0.0)
+    fig = Figure(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.5), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    ax.bar(x, ensemble, color="tab:blue", label="ensemble")
+    for row in np.atleast_2d(per_seed) if per_seed is not None else ():
+        ax.plot(x, np.asarray(row, dtype=float), "k.", ms=5)
+    ax.set_xticks(x, [str(n) for n in names], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("Spearman ρ")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
     """Save ``fig`` atomically at ``dpi``; the format follows the suffix (PNG without one)."""
     path = Path(path)
@@ -266,4 +286,4 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path
 
 __all__ = ["DPI", "HEATMAP_GID", "LATENT_FIGSIZE", "heatmap_layout", "heatmap_figsize", "diverging_norm",
            "plot_heatmap", "plot_latent", "CLASSIFY_FIGSIZE", "plot_score_histogram", "plot_scores_vs_positions",
-           "save_figure"]
+           "plot_spearman_bars", "save_figure"]

@@ -22,6 +22,7 @@ import pytest
 
 from deepseqvae import batch
 from deepseqvae.batch import BatchError
+from deepseqvae.score import roc_auc, spearman
 
 from conftest import REPO_ROOT, require_shared_data
 
@@ -160,10 +161,10 @@ def test_target_checkpoint_scores_against_the_target():
 
 
 def test_auc_matches_hand_computation_with_ties():
-    assert batch.auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
     # ties between a positive and a negative count one half: pairs (1,1) .5, (1,2) 0, (2,1) 1, (2,2) .5
-    assert batch.auc(np.array([0, 1, 0, 1]), np.array([1.0, 1.0, 2.0, 2.0])) == pytest.approx(0.5)
-    assert math.isnan(batch.auc(np.array([1, 1]), np.array([0.1, 0.2])))
+    assert roc_auc(np.array([1.0, 1.0, 2.0, 2.0]), np.array([0, 1, 0, 1])) == pytest.approx(0.5)
+    assert math.isnan(roc_auc(np.array([0.1, 0.2]), np.array([True, True])))
 
 
 def test_ndcg_and_top_recall_match_hand_computation():
@@ -182,7 +183,7 @@ def test_ndcg_and_top_recall_match_hand_computation():
     assert batch.top_recall(y_true, y_score) == pytest.approx(1.0)
     y_score[19] = 0.0  # now the model's top 10 % is {18, 5}: half of the truly best
     assert batch.top_recall(y_true, y_score) == pytest.approx(0.5)
-    assert batch.spearman(y_true, y_true) == pytest.approx(1.0)
+    assert spearman(y_true, y_true) == pytest.approx(1.0)
 
 
 def test_ensemble_layout_and_unscored_rows(tmp_path):
