@@ -687,7 +687,8 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --seeds 1,2 --steps 6000 --cores 2
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile workflow/profiles/slurm
     """
-    from .batch import BatchError, parse_seeds, run_batch
+    from .batch import BatchError
+    from .pipeline import batch_file
 
     train = dict(steps=steps, recipe=recipe, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
                  decoder_hidden=decoder_hidden, dictionary_size=dictionary_size, sparsity_tiles=sparsity_tiles,
@@ -697,10 +698,10 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
         if not sep or not name.strip():
             raise BatchError(f"--train-option: expected NAME=VALUE, not {item!r}")
         train[name.strip().replace("-", "_")] = value
-    config = {"reference": reference, "msa_dir": msa_dir, "dms_dir": dms_dir, "weights_dir": weights_dir,
-              "rows": rows, "seeds": parse_seeds(seeds), "columns": columns, "samples": n_samples,
-              "device": device, "train": {k: v for k, v in train.items() if v is not None}}
-    status, failed = run_batch(config, out, cores=cores, keep_going=keep_going, snakemake_args=snakemake_args)
+    status, failed = batch_file(reference, out, msa_dir=msa_dir, dms_dir=dms_dir, weights_dir=weights_dir, rows=rows,
+                                seeds=seeds, columns=columns, samples=n_samples, device=device,
+                                train_options=train, cores=cores, keep_going=keep_going,
+                                snakemake_args=snakemake_args)
     for dms_id, reason in failed.items():
         click.echo(f"FAILED {dms_id}: {reason}", err=True)
     if status != 0:

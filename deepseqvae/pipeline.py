@@ -1,8 +1,8 @@
 """What each command runs, file in and file out: one ``<command>_file`` function per command.
 
 ``weights_file``, ``train_file``, ``score_file``, ``scan_file``, ``embed_file``, ``sample_file``,
-``classify_file`` and ``classify_prior_file`` read their inputs, call the library
-(alignment, weights, train, score, latent, generate, classify, plots)
+``classify_file``, ``classify_prior_file`` and ``batch_file`` read their inputs, call the library
+(alignment, weights, train, score, latent, generate, classify, plots, batch)
 and write their outputs atomically. Side effects (device choice, file writes) happen here, at the
 edge, not in the library; the CLI only parses options and prints what these return.
 """
@@ -599,3 +599,38 @@ def classify_prior_file(scans: list[str | os.PathLike], output: str | os.PathLik
 
     prior = C.fit_prior([C.read_scan(s) for s in scans], n_init=C.N_INIT if n_init is None else n_init, seed=seed)
     return prior, C.save_prior(prior, output)
+
+
+# --- batch (many assays through the Snakemake workflow) ------------------------------------
+
+
+def batch_file(
+    reference: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    msa_dir: str | os.PathLike = ".",
+    dms_dir: str | os.PathLike = ".",
+    weights_dir: str | os.PathLike | None = None,
+    rows: str | None = None,
+    seeds: str | list[int] = "1",
+    columns: str = "all",
+    samples: int | None = None,
+    device: str = "auto",
+    train_options: dict | None = None,
+    cores: int | None = None,
+    keep_going: bool = True,
+    snakemake_args: list[str] | tuple[str, ...] = (),
+) -> tuple[int, dict[str, str]]:
+    """Run every row of the ProteinGym-style ``reference`` through the workflow into ``out``.
+
+    ``train_options`` are ``deepseqvae train`` options by name (None values are left out).
+    Returns ``(Snakemake's exit status, {DMS_id: reason} of the failed assays)``; see
+    :func:`deepseqvae.batch.run_batch`.
+    """
+    from .batch import parse_seeds, run_batch
+
+    config = {"reference": str(reference), "msa_dir": str(msa_dir), "dms_dir": str(dms_dir),
+              "weights_dir": None if weights_dir is None else str(weights_dir), "rows": rows,
+              "seeds": parse_seeds(seeds), "columns": columns, "samples": samples, "device": device,
+              "train": {k: v for k, v in (train_options or {}).items() if v is not None}}
+    return run_batch(config, out, cores=cores, keep_going=keep_going, snakemake_args=snakemake_args)
