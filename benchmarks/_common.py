@@ -117,11 +117,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def result_path(out: str | None, name: str) -> Path:
+    """Where a Markdown result goes: ``out``, or ``benchmarks/results/<name>-<date>.md``."""
+    return Path(out) if out else RESULTS / f"{name}-{datetime.date.today()}.md"
+
+
 def write_result(text: str, out: str | None, name: str) -> Path:
-    """Write a Markdown result atomically to ``out`` or ``benchmarks/results/<name>-<date>.md``."""
+    """Write a Markdown result atomically to :func:`result_path` of ``out`` and ``name``."""
     from deepseqvae.fileio import atomic_write
 
-    path = Path(out) if out else RESULTS / f"{name}-{datetime.date.today()}.md"
+    path = result_path(out, name)
     with atomic_write(path, "w") as fh:
         fh.write(text)
     print(f"wrote {path}")

@@ -166,7 +166,8 @@ def main() -> None:
              f"**{gemm['bfloat16']:.0f} GFLOP/s**.\n\n")
     for size in SIZES:
         old_rate = best[(size, "old (3dc5b14)")]["rate"]
-        text += f"## {size}\n\n| step | steps/s | vs old | matmul GFLOP per step | achieved GFLOP/s |\n|---|---|---|---|---|\n"
+        text += (f"## {size}\n\n| step | steps/s | vs old | matmul GFLOP per step | achieved GFLOP/s |\n"
+                 "|---|---|---|---|---|\n")
         for name in PATHS:
             res = best[(size, name)]
             gf = res["flops"] / 1e9

@@ -4,7 +4,9 @@ The defaults reproduce DeepSequence's ``DataHelper`` preprocessing exactly:
 
 1. The focus (wild-type) sequence is the first record, or the record named by ``focus``.
 2. Modelled ("focus") columns are the columns where the focus row has an UPPERCASE residue;
-   lowercase (insert / low-coverage) columns and focus gaps are dropped.
+   lowercase (insert / low-coverage) columns and focus gaps are dropped. With ``columns="all"``
+   every column where the focus has a residue, upper or lower case, is modelled (EVE run with
+   ``threshold_focus_cols_frac_gaps 1``, as ProteinGym does); the numbering does not change.
 3. In the kept columns ``.`` becomes ``-`` and residues are uppercased.
 4. Sequences with a non-standard letter (B, J, O, U, X, Z) in a kept column are dropped.
 5. The focus row stays in the alignment (it is one of the training sequences).
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 AlignmentFormat = Literal["auto", "a2m", "a3m", "fasta"]
 FORMATS: tuple[str, ...] = ("auto", "a2m", "a3m", "fasta")
+ColumnChoice = Literal["uppercase", "all"]
+COLUMNS: tuple[str, ...] = ("uppercase", "all")
 
 #: ``NAME/start-end`` region suffix of an EVcouplings / DeepSequence focus id (part after the last '/')
 _REGION_RE = re.compile(r"^(-?\d+)-(-?\d+)$")
@@ -140,6 +144,7 @@ class AlignmentOptions:
     fmt: str = "auto"                        # "auto", "a2m", "a3m" or "fasta"
     max_gap_fraction: float | None = None    # drop sequences with more gaps over the focus columns (None: off)
     min_column_coverage: float | None = None  # drop focus columns with less coverage (None: off)
+    columns: str = "uppercase"               # modelled columns: "uppercase" (DeepSequence) or "all" focus residues
 
     @classmethod
     def from_dict(cls, values: dict | None) -> AlignmentOptions:
@@ -278,7 +283,8 @@ class Alignment:
 def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
                    first_index: int | None = None, fmt: AlignmentFormat = "auto",
                    max_gap_fraction: float | None = None,
-                   min_column_coverage: float | None = None) -> Alignment:
+                   min_column_coverage: float | None = None,
+                   columns: ColumnChoice = "uppercase") -> Alignment:
     """Read an a2m / a3m / aligned FASTA file and keep the focus columns (DeepSequence recipe).
 
     Args:
@@ -297,6 +303,11 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
             ``< min_column_coverage``, i.e. keep a column iff its gap fraction is
             ``<= 1 - min_column_coverage`` (EVE's ``threshold_focus_cols_frac_gaps``; EVE uses
             coverage 0.7). Dropping every column is an error.
+        columns: "uppercase" (DeepSequence) models the columns where the focus has an uppercase
+            residue; "all" models every column where the focus has a residue, upper or lower case
+            (lowercase letters are uppercased and '.' is a gap in every row, as in the uppercase
+            columns). In an a3m the lowercase letters are insertions, removed from every row, so
+            both choices give the same columns.
 
     Unlike EVE, the filters only ever see the uppercase focus columns (EVE uppercases the whole
     alignment first, so lowercase columns can become focus columns), and the non-standard drop
@@ -314,6 +325,8 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
         raise AlignmentFormatError(f"{path}: unknown alignment format {fmt!r} (use one of {', '.join(FORMATS)})")
     _check_fraction("max_gap_fraction", max_gap_fraction)
     _check_fraction("min_column_coverage", min_column_coverage)
+    if columns not in COLUMNS:
+        raise AlignmentFormatError(f"{path}: unknown column choice {columns!r} (use one of {', '.join(COLUMNS)})")
 
     ids, raw_rows = _read_records(path)
     n_records = len(ids)
@@ -338,7 +351,7 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
         c = int(bad[0])
         raise AlignmentFormatError(
             f"{path}: focus record '{ids[fi]}' has invalid character {focus_row[c]!r} at aligned column {c + 1}")
-    cols = np.flatnonzero(is_upper)  # (L0,)
+    cols = np.flatnonzero(is_upper if columns == "uppercase" else is_upper | is_lower)  # (L0,)
     if cols.size == 0:
         raise AlignmentFormatError(
             f"{path}: focus record '{ids[fi]}' has no uppercase (match) columns; nothing to model")
@@ -405,7 +418,7 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
                     n_dropped_gaps=n_gaps, n_columns_dropped_coverage=n_cols_dropped,
                     options=AlignmentOptions(focus=focus, first_index=first_index, fmt=fmt,
                                              max_gap_fraction=max_gap_fraction,
-                                             min_column_coverage=min_column_coverage))
+                                             min_column_coverage=min_column_coverage, columns=columns))
     logger.info("%s: %d records -> %d sequences x %d columns (%d non-standard, %d gappy dropped; "
                 "%d low-coverage columns dropped)", path, n_records, aln.N, aln.L, n_nonstd, n_gaps,
                 n_cols_dropped)
@@ -505,31 +518,37 @@ def _resolve_format(path: Path, ids: list[str], rows: list[str], fmt: str) -> tu
     return fmt, rows
 
 
+def focus_region(focus_id: str) -> tuple[int, int] | None:
+    """``(start, end)`` of a ``NAME/start-end`` record id, else None (also for an end before the start)."""
+    m = _REGION_RE.match(focus_id.rsplit("/", 1)[-1]) if "/" in focus_id else None
+    if m is None or int(m.group(2)) < int(m.group(1)):
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
 def _region_start(path: Path, focus_id: str, focus_raw: str, first_index: int | None) -> int:
     """Residue number of the first focus residue; warn when a header range disagrees."""
     n_res = sum(ch.isalpha() for ch in focus_raw)
     suffix = focus_id.rsplit("/", 1)[-1] if "/" in focus_id else None
-    m = _REGION_RE.match(suffix) if suffix is not None else None
-    if m is not None and int(m.group(2)) < int(m.group(1)):
-        m = None  # an end before the start is no region either
-    if suffix is not None and m is None and _REGION_LIKE_RE.match(suffix):
+    region = focus_region(focus_id)
+    if suffix is not None and region is None and _REGION_LIKE_RE.match(suffix):
         if first_index is None:
             raise AlignmentFormatError(
                 f"{path}: focus record '{focus_id}' has a malformed region '{suffix}' (expected NAME/start-end, "
                 f"e.g. BLAT_ECOLX/24-286); fix the header or set the numbering with --first-index")
         logger.info("%s: focus '%s' has no valid region; numbering from first_index=%d", path, focus_id,
                     first_index)
-    if m is not None:
-        lo, hi = int(m.group(1)), int(m.group(2))
+    if region is not None:
+        lo, hi = region
         if hi - lo + 1 != n_res:
             logger.warning("%s: focus '%s' claims residues %d-%d (%d) but has %d residues",
                            path, focus_id, lo, hi, hi - lo + 1, n_res)
     if first_index is not None:
-        if m is not None and int(first_index) != int(m.group(1)):
-            logger.info("%s: first_index=%d overrides the region start %s of '%s'",
-                        path, first_index, m.group(1), focus_id)
+        if region is not None and int(first_index) != region[0]:
+            logger.info("%s: first_index=%d overrides the region start %d of '%s'",
+                        path, first_index, region[0], focus_id)
         return int(first_index)
-    return int(m.group(1)) if m is not None else 1
+    return region[0] if region is not None else 1
 
 
 def _row_positions(focus_raw: str, start: int, *, a3m: bool) -> np.ndarray:

@@ -61,12 +61,13 @@ def alignment_options(func):
     import functools
 
     @functools.wraps(func)
-    def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, **kwargs):
+    def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, columns,
+                **kwargs):
         from .alignment import AlignmentOptions
 
         kwargs["align_opts"] = AlignmentOptions(
             focus=focus, first_index=first_index, fmt=msa_format,
-            max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage)
+            max_gap_fraction=max_gap_fraction, min_column_coverage=min_column_coverage, columns=columns)
         return func(*args, **kwargs)
 
     options = [
@@ -87,6 +88,11 @@ def alignment_options(func):
         click.option("--min-column-coverage", type=click.FloatRange(0, 1), metavar="F", default=None,
                      help="After the sequence filters, drop focus columns with a non-gap fraction < F "
                           "(EVE uses 0.7). [default: off, as DeepSequence]"),
+        click.option("--columns", type=click.Choice(["uppercase", "all"]), default="uppercase",
+                     show_default=True,
+                     help="Modelled columns: uppercase = where the focus has an uppercase residue "
+                          "(DeepSequence); all = every column where the focus has a residue, upper or "
+                          "lower case (ProteinGym's EVE setting; every mutant of the focus can be scored)."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -122,17 +128,23 @@ def weights_command(msa, theta, output, align_opts, device, progress):
 # --- train and info -------------------------------------------------------------------------
 
 
-def _int_tuple(ctx, param, value):
-    """Parse "1500,1500" into (1500, 1500)."""
+def _comma_ints(value, *, kind: str, example: str, valid, allowed: str):
+    """Parse "a,b,c" into a tuple of ints each passing ``valid``; a BadParameter naming ``example`` or ``allowed``."""
     if value is None:
         return None
     try:
         out = tuple(int(v) for v in str(value).split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1500,1500, not {value!r}") from None
-    if not out or any(v <= 0 for v in out):
-        raise click.BadParameter(f"expected positive integers, not {value!r}")
+        raise click.BadParameter(f"expected comma-separated {kind} such as {example}, not {value!r}") from None
+    if not out or not all(valid(v) for v in out):
+        raise click.BadParameter(f"expected {allowed}, not {value!r}")
     return out
+
+
+def _int_tuple(ctx, param, value):
+    """Parse "1500,1500" into (1500, 1500)."""
+    return _comma_ints(value, kind="integers", example="1500,1500", valid=lambda v: v > 0,
+                       allowed="positive integers")
 
 
 def _recipe_help() -> str:
@@ -493,6 +505,267 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
                                options=align_opts, device=device, batch_size=batch_size,
                                elbo_samples=elbo_samples)
     click.echo(f"Wrote {len(records)} sequences to {out}")
+
+
+# --- classify (EVE's mixture step) ----------------------------------------------------------
+
+
+def _retain(ctx, param, value):
+    """Parse "75" or "10,25,75" into (10, 25, 75): percentages in 1-100."""
+    return _comma_ints(value, kind="percentages", example="75 or 10,25,75", valid=lambda v: 0 < v <= 100,
+                       allowed="percentages in 1-100")
+
+
+def _fmt_pct(v: float) -> str:
+    return "–" if v != v else f"{100 * v:.1f} %"
+
+
+@main.command("classify")
+@click.option("-m", "--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="Checkpoint from 'deepseqvae train': its saturation scan is classified. Repeat for an "
+                   "ensemble (the mean ΔELBO of the models).")
+@click.option("--scan", type=click.Path(dir_okay=False), default=None,
+              help="A scan CSV from 'deepseqvae scan' (mutant,score[,score_sem]) instead of --model.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output CSV, one row per single mutant (written atomically). "
+                   "[default: <MODEL or SCAN stem>_classes.csv]")
+@click.option("--labels", type=click.Path(dir_okay=False), default=None,
+              help="Labelled variants to evaluate against: EVE's protein_name,mutations,ClinVar_labels or a "
+                   "plain mutant,label table (1/pathogenic, 0/benign). Writes <OUTPUT stem>_report.md, "
+                   "_labels.csv (every row with a status), _metrics.csv and _labels.png.")
+@click.option("--label-col", default=None, metavar="COL",
+              help="Label column of --labels. [default: ClinVar_labels, label or labels]")
+@click.option("--protein", default=None, metavar="NAME",
+              help="Protein name: the rows of --labels' protein_name column to use and the name in the output. "
+                   "[default: the checkpoint's focus id up to '/', e.g. P53_HUMAN]")
+@click.option("--offset", type=int, default=0, show_default=True,
+              help="Added to every position of --labels before it is matched to the scan.")
+@click.option("--prior", type=click.Path(dir_okay=False), default=None,
+              help="Pooled mixture from 'deepseqvae classify-prior': the protein's mixture starts from it and "
+                   "P(pathogenic) = w·P_protein + (1 − w)·P_pooled, as EVE.")
+@click.option("--protein-weight", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="w above (EVE's protein_GMM_weight); only with --prior.")
+@click.option("--retain", callback=_retain, default=None, metavar="PCT[,PCT...]",
+              help="Retained percentages to report classes at (100 is always added). "
+                   "[default: EVE's 10,20,...,90,25,75]")
+@click.option("--thresholds", type=click.Choice(["eve", "protein"]), default="eve", show_default=True,
+              help="Entropy thresholds: EVE's defaults (its proteome-wide deciles and quartiles; only for "
+                   "10,20,...,100,25,75) or recomputed on this protein so that PCT % of it is classified.")
+@click.option("--monotone/--no-monotone", default=True, show_default=True,
+              help="Make P(pathogenic) non-decreasing in −ΔELBO. With unequal component variances EVE's raw "
+                   "posterior rises again in one tail (e.g. variants much fitter than the wild type called "
+                   "pathogenic); --no-monotone reproduces EVE exactly.")
+@click.option("--n-init", type=click.IntRange(1), default=30, show_default=True,
+              help="Random initialisations of the mixture (the best likelihood wins); unused with --prior.")
+@click.option("--gmm-seed", type=int, default=0, show_default=True, help="Seed of the mixture fit.")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Draw <OUTPUT stem>_histogram.png (and _labels.png with --labels).")
+@click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
+              help="Posterior samples K per mutant for the scan, as in 'scan'. [default: 2000 on a GPU, 400 on a CPU]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scan's sampling.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto = cuda when available, else cpu.")
+@click.option("--batch-size", type=click.IntRange(1), default=2048, show_default=True,
+              help="Mutants per batch; bounds memory.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def classify_command(models, scan, output, labels, label_col, protein, offset, prior, protein_weight, retain,
+                     thresholds, monotone, n_init, gmm_seed, plots, n_samples, seed, device, batch_size, progress):
+    """Classify every single mutant as Pathogenic, Benign or Uncertain, as EVE does.
+
+    Fits a two-component Gaussian mixture to the evolutionary index (−ΔELBO) of all single mutants
+    of the protein (the component with the lower ΔELBO is pathogenic) and writes per variant
+    ΔELBO, the evolutionary index, pathogenicity = P(pathogenic) (EVE_scores), uncertainty (the
+    entropy of that posterior) and the classes at each retained percentage
+    (EVE_classes_<PCT>_pct_retained: Uncertain where the uncertainty is above the threshold).
+
+    \b
+    Examples:
+      deepseqvae classify --model p53.pt -o p53_classes.csv --labels clinvar.csv
+      deepseqvae classify --scan p53_singles.csv -o p53_classes.csv --retain 75 --thresholds protein
+      deepseqvae classify --scan p53_singles.csv -o p53_classes.csv --prior prior.json
+    """
+    from .pipeline import classify_file, default_classify_output
+
+    if not models and scan is None:
+        raise click.UsageError("give a checkpoint with --model or a scan CSV with --scan")
+    if models and scan is not None:
+        raise click.UsageError("--model and --scan cannot be combined")
+    if output is None:
+        output = default_classify_output(scan if scan is not None else models[0])
+    run = classify_file(output, models=list(models), scan=scan, labels=labels, prior=prior, protein=protein,
+                        protein_weight=protein_weight, retain=retain, thresholds=thresholds, n_init=n_init,
+                        gmm_seed=gmm_seed, label_col=label_col, offset=offset, plots=plots, monotone=monotone,
+                        n_samples=n_samples,
+                        seed=seed, device=device, batch_size=batch_size, progress=progress)
+    cls, ev = run.classification, run.evaluation
+    m = cls.mixture
+    click.echo(f"Classified {len(cls.scan.mutants):,} single mutants of {cls.scan.protein or cls.scan.source}: "
+               f"mixture means {m.means[0]:.2f} (benign) and {m.means[1]:.2f} (pathogenic) in −ΔELBO"
+               + (f", mixed with the prior at w = {protein_weight:g}" if prior else "") + ".")
+    for r, c in sorted(cls.classes.items()):
+        n = {k: int((c == k).sum()) for k in ("Pathogenic", "Benign", "Uncertain")}
+        click.echo(f"  {r:>3} % retained: {n['Pathogenic']} Pathogenic, {n['Benign']} Benign, "
+                   f"{n['Uncertain']} Uncertain")
+    if ev is not None:
+        counts = ev.match.summary()
+        unused = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "ok")
+        aucs = ("no AUC: too few labels in a class" if ev.auc_evolutionary_index != ev.auc_evolutionary_index
+                else f"AUC {ev.auc_evolutionary_index:.3f} (−ΔELBO), {ev.auc_pathogenicity:.3f} (EVE_scores)")
+        click.echo(f"Labels: {counts['ok']} of {len(ev.match.status)} rows used" + (f" ({unused})" if unused else "")
+                   + f"; {ev.n_pathogenic} pathogenic, {ev.n_benign} benign; {aucs}")
+        for _, row in ev.by_retain.iterrows():
+            click.echo(f"  {int(row.retain_pct):>3} % retained: accuracy {_fmt_pct(row.accuracy)} on "
+                       f"{int(row.classified)} classified; of those, pathogenic called pathogenic "
+                       f"{_fmt_pct(row.pathogenic_accuracy)}, benign called benign {_fmt_pct(row.benign_accuracy)}")
+    click.echo("Wrote " + ", ".join(str(p) for p in run.written))
+
+
+@main.command("classify-prior")
+@click.argument("scans", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="Output JSON with the pooled mixture (written atomically).")
+@click.option("--n-init", type=click.IntRange(1), default=30, show_default=True,
+              help="Random initialisations of the mixture (the best likelihood wins).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the mixture fit.")
+def classify_prior_command(scans, output, n_init, seed):
+    """Fit EVE's pooled ("main") mixture to the scans SCANS of several proteins, for 'classify --prior'.
+
+    Pools the evolutionary indices (−ΔELBO) of every single mutant in the scan CSVs (from
+    'deepseqvae scan') and fits one two-component Gaussian mixture; writes its weights, means and
+    variances as JSON.
+
+    \b
+    Example:
+      deepseqvae classify-prior p53_singles.csv pten_singles.csv brca1_singles.csv -o prior.json
+    """
+    from .pipeline import classify_prior_file
+
+    prior, out = classify_prior_file(list(scans), output, n_init=n_init, seed=seed)
+    m = prior.mixture
+    click.echo(f"Pooled {m.n_fitted:,} variants of {len(scans)} scans: benign mean {m.means[0]:.3f} "
+               f"(weight {m.weights[0]:.3f}), pathogenic mean {m.means[1]:.3f} (weight {m.weights[1]:.3f})")
+    click.echo(f"Wrote {out}")
+
+
+# --- batch: many proteins through the Snakemake workflow ------------------------------------
+
+
+@main.command("batch", context_settings={"ignore_unknown_options": True})
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.option("--msa-dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder of the alignments named in MSA_filename (which may hold sub-folders).")
+@click.option("--dms-dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder of the DMS tables named in DMS_filename.")
+@click.option("--weights-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of precomputed weights named in weight_file_name, used when present (they must "
+                   "match the alignment as read here); missing ones are computed into OUT/weights/.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder (Snakemake's working directory): scores/<DMS_id>.csv, unscored/, "
+                   "summary.md/.csv/.png, models/, logs/.")
+@click.option("--rows", default=None, metavar="0,3-5",
+              help="Reference rows to run (0-based, as in ProteinGym's --DMS_index). [default: all]")
+@click.option("--seeds", default="1", show_default=True, metavar="1,2,3",
+              help="Training seeds: one model per alignment and seed; the scores' mean is the ensemble.")
+@click.option("--columns", type=click.Choice(["all", "uppercase"]), default="all", show_default=True,
+              help="Modelled columns (see 'train --columns'): all = every focus residue, so every mutant "
+                   "of the focus can be scored (ProteinGym's EVE setting).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="train --steps. [default: train's]")
+@click.option("--recipe", default=None, help="train --recipe, forwarded when given.")
+@click.option("--latent-dim", type=click.IntRange(1), default=None, help="train --latent-dim.")
+@click.option("--encoder-hidden", default=None, help="train --encoder-hidden.")
+@click.option("--decoder-hidden", default=None, help="train --decoder-hidden.")
+@click.option("--dictionary-size", type=click.IntRange(0), default=None, help="train --dictionary-size.")
+@click.option("--sparsity-tiles", type=click.IntRange(0), default=None, help="train --sparsity-tiles.")
+@click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
+              help="train --checkpoint-every: a killed training job resumes from its last checkpoint.")
+@click.option("--train-option", "train_extra", multiple=True, metavar="NAME=VALUE",
+              help="Any other 'train' option, e.g. --train-option learning_rate=0.0005 (repeatable).")
+@click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
+              help="score --samples: posterior samples K. [default: 2000 on a GPU, 400 on a CPU]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Device of the training and scoring jobs.")
+@click.option("--cores", type=click.IntRange(1), default=None,
+              help="Snakemake --cores for a local run. [default: 1, unless an executor or profile is given]")
+@click.option("--keep-going/--no-keep-going", default=True, show_default=True,
+              help="Let the other jobs finish when one fails (a failed row fails alone).")
+@click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
+def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, columns, steps, recipe, latent_dim,
+                  encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles, checkpoint_every, train_extra,
+                  n_samples, device, cores, keep_going, snakemake_args):
+    """Train, score and summarise every row of a ProteinGym-style REFERENCE file with Snakemake.
+
+    REFERENCE is a CSV in the schema of ProteinGym's DMS_substitutions.csv (DMS_id, DMS_filename,
+    target_seq, MSA_filename, MSA_start, MSA_end, MSA_theta, weight_file_name; optional
+    DMS_mutant_column and DMS_score_column for other DMS formats). One model per alignment and
+    seed; scores per assay and seed, their ensemble, and a summary (Spearman, AUC, NDCG, top-10%
+    recall). Reruns do only what is missing. Other options go to Snakemake as they are.
+
+    \b
+    Examples:
+      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --seeds 1,2 --steps 6000 --cores 2
+      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile workflow/profiles/slurm
+    """
+    from .batch import BatchError
+    from .pipeline import batch_file
+
+    train = dict(steps=steps, recipe=recipe, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
+                 decoder_hidden=decoder_hidden, dictionary_size=dictionary_size, sparsity_tiles=sparsity_tiles,
+                 checkpoint_every=checkpoint_every)
+    for item in train_extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise BatchError(f"--train-option: expected NAME=VALUE, not {item!r}")
+        train[name.strip().replace("-", "_")] = value
+    status, failed = batch_file(reference, out, msa_dir=msa_dir, dms_dir=dms_dir, weights_dir=weights_dir, rows=rows,
+                                seeds=seeds, columns=columns, samples=n_samples, device=device,
+                                train_options=train, cores=cores, keep_going=keep_going,
+                                snakemake_args=snakemake_args)
+    for dms_id, reason in failed.items():
+        click.echo(f"FAILED {dms_id}: {reason}", err=True)
+    if status != 0:
+        raise UserError(f"Snakemake exited with status {status}; {len(failed)} assay(s) failed"
+                        + (f"; the others are summarised in {out}/summary-partial.md" if failed else ""))
+    click.echo(f"Wrote {out}/scores/ and {out}/summary.md")
+
+
+@main.group("batch-job", hidden=True)
+def batch_job():
+    """Single jobs of the batch workflow (called by its Snakefile)."""
+
+
+def _plan(config_json: str):
+    import json
+
+    from .batch import make_plan
+
+    return make_plan(json.loads(config_json))
+
+
+@batch_job.command("check")
+@click.option("--config-json", required=True)
+@click.option("--assay", required=True)
+@click.option("-o", "--output", required=True)
+def batch_check(config_json, assay, output):
+    """Check an assay's numbering against its alignment's focus."""
+    from .batch import check_assay
+
+    c = check_assay(_plan(config_json), assay, output)
+    click.echo(f"{assay}: offset {c.offset}; {len(c.focus_mismatches)} focus residue(s) differ from target_seq")
+
+
+@batch_job.command("score")
+@click.option("--config-json", required=True)
+@click.option("--assay", required=True)
+@click.option("--seed", type=int, required=True)
+@click.option("--model", required=True)
+@click.option("--check", required=True)
+@click.option("-o", "--output", required=True)
+def batch_score(config_json, assay, seed, model, check, output):
+    """Score one assay with one model."""
+    from .batch import score_assay
+
+    frame = score_assay(_plan(config_json), assay, model, check, output)
+    click.echo(f"{assay} seed {seed}: scored {int(frame['score'].notna().sum())} of {len(frame)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,3 +29,7 @@ class CheckpointError(DeepSeqVAEError):
 
 class TrainingError(DeepSeqVAEError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class ClassifyError(DeepSeqVAEError):
+    """Scores, labels or a mixture prior cannot be used for classification (the message names file and row)."""

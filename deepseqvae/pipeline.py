@@ -1,7 +1,8 @@
 """What each command runs, file in and file out: one ``<command>_file`` function per command.
 
-``weights_file``, ``train_file``, ``score_file``, ``scan_file``, ``embed_file`` and ``sample_file``
-read their inputs, call the library (alignment, weights, train, score, latent, generate, plots)
+``weights_file``, ``train_file``, ``score_file``, ``scan_file``, ``embed_file``, ``sample_file``,
+``classify_file``, ``classify_prior_file`` and ``batch_file`` read their inputs, call the library
+(alignment, weights, train, score, latent, generate, classify, plots, batch)
 and write their outputs atomically. Side effects (device choice, file writes) happen here, at the
 edge, not in the library; the CLI only parses options and prints what these return.
 """
@@ -15,12 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
-from .errors import CheckpointError, DeepSeqVAEError, MutantTableError
+from .errors import CheckpointError, ClassifyError, DeepSeqVAEError, MutantTableError
 from .fileio import atomic_write
 from .generate import GeneratedSequence, interpolate_sequences, sample_sequences
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
@@ -28,6 +30,9 @@ from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
 from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
 from .tables import detect_fitness_col, read_mutant_table
 from .weights import check_theta, compute_weights, default_weights_path, resolve_device, resolve_kernel, save_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .classify import Classification, Evaluation, ScanScores
 
 log = logging.getLogger(__name__)
 
@@ -457,3 +462,189 @@ def sample_file(
         records = sample_sequences(ckpt, n, temperature=temperature, seed=seed, near=start, device=dev,
                                    batch_size=batch_size, elbo_samples=elbo_samples)
     return records, write_fasta(records, output)
+
+
+# --- classify (EVE's mixture step) ---------------------------------------------------------
+
+
+@dataclass
+class ClassifyRun:
+    """What :func:`classify_file` computed and wrote."""
+
+    classification: Classification
+    output: Path
+    evaluation: Evaluation | None   # with labels only
+    written: list[Path]             # every file written, the classes CSV first
+
+
+def default_classify_output(source: str | os.PathLike) -> Path:
+    """``<stem>_classes.csv`` beside the first checkpoint or the scan CSV."""
+    p = Path(source)
+    return p.with_name(f"{p.stem}_classes.csv")
+
+
+def classify_paths(output: str | os.PathLike) -> dict[str, Path]:
+    """Files written beside the classes CSV: ``<stem>_report.md``, ``_labels.csv``, ``_metrics.csv``,
+    ``_histogram.png`` and ``_labels.png``."""
+    p = Path(output)
+    return {"report": p.with_name(f"{p.stem}_report.md"), "labels": p.with_name(f"{p.stem}_labels.csv"),
+            "metrics": p.with_name(f"{p.stem}_metrics.csv"), "histogram": p.with_name(f"{p.stem}_histogram.png"),
+            "positions": p.with_name(f"{p.stem}_labels.png")}
+
+
+def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, n_samples: int | None = None,
+                seed: int = 0, device: str = "auto", batch_size: int = 2048, progress: bool = False):
+    """Saturation scans of one or more checkpoints of the same protein, averaged (an ensemble)."""
+    from .classify import ScanScores, mean_scans, protein_name
+
+    dev = resolve_device(device)
+    scans = []
+    for m in models:
+        ckpt = load_checkpoint(m)
+        res = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
+                              progress=progress)
+        scans.append(ScanScores(protein=protein or protein_name(res.focus_id), mutants=res.mutants,
+                                delta_elbo=res.score, sem=res.score_sem, focus_seq=res.focus_seq,
+                                positions=res.positions, columns=res.columns, codes=res.codes, source=str(m)))
+    return mean_scans(scans)
+
+
+def classify_file(
+    output: str | os.PathLike,
+    *,
+    models: list[str | os.PathLike] = (),
+    scan: str | os.PathLike | None = None,
+    scores: ScanScores | None = None,
+    labels: str | os.PathLike | None = None,
+    prior: str | os.PathLike | None = None,
+    protein: str | None = None,
+    protein_weight: float | None = None,
+    retain: tuple[int, ...] | None = None,
+    thresholds: str = "eve",
+    n_init: int | None = None,
+    gmm_seed: int = 0,
+    label_col: str | None = None,
+    offset: int = 0,
+    plots: bool = True,
+    monotone: bool = True,
+    n_samples: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 2048,
+    progress: bool = False,
+) -> ClassifyRun:
+    """Classify every single mutant of a protein as EVE does and write the classes CSV.
+
+    The scores come from a saturation scan of ``models`` (their mean for several), from a scan
+    CSV (``scan``) or from a :class:`~deepseqvae.classify.ScanScores` already computed (``scores``).
+    With ``labels`` also writes the per-label table, the metrics, a Markdown report and the
+    labelled-variants figure (:func:`classify_paths`); the histogram is drawn when ``plots``.
+    """
+    from . import classify as C
+
+    if sum((bool(models), scan is not None, scores is not None)) != 1:
+        raise ClassifyError("give one source of scores: checkpoints (--model) or a scan CSV (--scan)")
+    out = Path(output)
+    if scan is not None and out.resolve() == Path(scan).resolve():
+        raise ClassifyError(f"{out}: refusing to overwrite the input scan; choose another -o")
+    # read the small inputs first: a bad one fails before minutes of scanning
+    pooled = C.load_prior(prior).mixture if prior is not None else None
+    table = C.read_labels(labels, label_col=label_col) if labels is not None else None
+    if scan is not None:
+        scores = C.read_scan(scan, protein or "")
+    elif models:
+        scores = scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
+                             batch_size=batch_size, progress=progress)
+    cls = C.classify_scores(scores, prior=pooled,
+                            protein_weight=C.PROTEIN_GMM_WEIGHT if protein_weight is None else protein_weight,
+                            retain=C.DEFAULT_RETAIN if retain is None else retain, thresholds=thresholds,
+                            n_init=C.N_INIT if n_init is None else n_init, seed=gmm_seed, monotone=monotone)
+    with atomic_write(out, "w", newline="") as fh:
+        cls.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+    written, paths, ev = [out], classify_paths(out), None
+    if table is not None:
+        ev = C.evaluate(cls, C.match_labels(table, scores, protein=scores.protein, offset=offset))
+        for key, frame in (("labels", ev.table), ("metrics", ev.by_retain)):
+            with atomic_write(paths[key], "w", newline="") as fh:
+                frame.to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+            written.append(paths[key])
+        with atomic_write(paths["report"], "w") as fh:
+            fh.write(f"# deepseqvae classify\n\n- scores: {scores.source}\n- classes: {out}\n\n")
+            fh.write(C.report_markdown(cls, ev))
+        written.append(paths["report"])
+    if plots:
+        written += _classify_figures(cls, ev, paths)
+    return ClassifyRun(classification=cls, output=out, evaluation=ev, written=written)
+
+
+def _classify_figures(cls: Classification, ev: Evaluation | None, paths: dict[str, Path]) -> list[Path]:
+    """The histogram with the fitted components (labelled variants marked) and, with labels, scores along
+    the sequence."""
+    from .classify import pathogenicity
+    from .plots import plot_score_histogram, plot_scores_vs_positions, save_figure
+
+    x = cls.scan.evolutionary_index
+    pad = 0.05 * (x.max() - x.min())
+    grid = np.linspace(x.min() - pad, x.max() + pad, 400)  # (G,)
+    p_grid = pathogenicity(grid, cls.mixture, cls.prior, cls.protein_weight, cls.monotone)
+    above = np.flatnonzero(p_grid > 0.5)
+    boundary = float(grid[above[0]]) if above.size and above[0] > 0 else None
+    name = cls.scan.protein or Path(cls.scan.source).stem
+    labelled = labels = None
+    if ev is not None:
+        ok = ev.match.ok
+        labelled, labels = x[ev.match.index[ok]], ev.match.labels.labels[ok]
+    fig = plot_score_histogram(x, grid, cls.mixture.component_densities(grid), labelled_scores=labelled,
+                               labels=labels, boundary=boundary,
+                               title=f"{name}: evolutionary index of {x.size:,} single mutants and the fitted mixture")
+    out = [save_figure(fig, paths["histogram"])]
+    if ev is not None:
+        idx = ev.match.index[ev.match.ok]
+        fig = plot_scores_vs_positions(cls.scan.positions[cls.scan.columns[idx]], cls.pathogenicity[idx], labels,
+                                       title=f"{name}: EVE_scores of the {idx.size} labelled variants")
+        out.append(save_figure(fig, paths["positions"]))
+    return out
+
+
+def classify_prior_file(scans: list[str | os.PathLike], output: str | os.PathLike, *, n_init: int | None = None,
+               seed: int = 0):
+    """Fit the pooled mixture of several scan CSVs and write it as JSON; returns ``(PooledPrior, path)``."""
+    from . import classify as C
+
+    prior = C.fit_prior([C.read_scan(s) for s in scans], n_init=C.N_INIT if n_init is None else n_init, seed=seed)
+    return prior, C.save_prior(prior, output)
+
+
+# --- batch (many assays through the Snakemake workflow) ------------------------------------
+
+
+def batch_file(
+    reference: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    msa_dir: str | os.PathLike = ".",
+    dms_dir: str | os.PathLike = ".",
+    weights_dir: str | os.PathLike | None = None,
+    rows: str | None = None,
+    seeds: str | list[int] = "1",
+    columns: str = "all",
+    samples: int | None = None,
+    device: str = "auto",
+    train_options: dict | None = None,
+    cores: int | None = None,
+    keep_going: bool = True,
+    snakemake_args: list[str] | tuple[str, ...] = (),
+) -> tuple[int, dict[str, str]]:
+    """Run every row of the ProteinGym-style ``reference`` through the workflow into ``out``.
+
+    ``train_options`` are ``deepseqvae train`` options by name (None values are left out).
+    Returns ``(Snakemake's exit status, {DMS_id: reason} of the failed assays)``; see
+    :func:`deepseqvae.batch.run_batch`.
+    """
+    from .batch import parse_seeds, run_batch
+
+    config = {"reference": str(reference), "msa_dir": str(msa_dir), "dms_dir": str(dms_dir),
+              "weights_dir": None if weights_dir is None else str(weights_dir), "rows": rows,
+              "seeds": parse_seeds(seeds), "columns": columns, "samples": samples, "device": device,
+              "train": {k: v for k, v in (train_options or {}).items() if v is not None}}
+    return run_batch(config, out, cores=cores, keep_going=keep_going, snakemake_args=snakemake_args)

@@ -1,4 +1,5 @@
-"""Figures for exploring a family: saturation-scan heatmaps and latent-space maps (matplotlib, headless).
+"""Figures for exploring a family: saturation-scan heatmaps, latent-space maps and pathogenicity
+classes (matplotlib, headless).
 
 Every function takes arrays and labels, not results of other stages, so this module imports
 nothing of the package but :mod:`alphabet`, :mod:`errors` and :mod:`fileio`.
@@ -175,6 +176,101 @@ def plot_latent(
     return fig
 
 
+#: size in inches of the classification figures (histogram, scores along the sequence)
+CLASSIFY_FIGSIZE = (8.0, 4.5)
+#: colours of the two classes (as EVE's plots: red pathogenic, sky blue benign)
+PATHOGENIC_COLOR, BENIGN_COLOR = "xkcd:red", "xkcd:sky blue"
+
+
+def plot_score_histogram(
+    scores: np.ndarray,
+    grid: np.ndarray,
+    densities: np.ndarray,
+    *,
+    labelled_scores: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    boundary: float | None = None,
+    title: str = "Evolutionary index and the fitted mixture",
+    xlabel: str = "evolutionary index (−ΔELBO; higher = less like the family)",
+) -> Figure:
+    """Histogram of ``scores`` (M,) with a two-component mixture's weighted densities and labelled variants.
+
+    ``densities`` is ``(G, 2)`` on ``grid`` (G,): the benign and pathogenic components (their sum
+    is drawn too). Labelled variants (``labelled_scores`` with ``labels`` 1 = pathogenic, 0 =
+    benign) are ticks under the histogram; ``boundary`` (where P(pathogenic) = 0.5) is a dashed line.
+    """
+    scores, grid, densities = (np.asarray(a, dtype=float) for a in (scores, grid, densities))
+    fig = Figure(figsize=CLASSIFY_FIGSIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.hist(scores, bins=80, density=True, color="0.6", alpha=0.5, label=f"{scores.size:,} single mutants")
+    ax.plot(grid, densities.sum(axis=1), color="black", linestyle="--", linewidth=1, label="mixture")
+    ax.plot(grid, densities[:, 1], color=PATHOGENIC_COLOR, linewidth=2.5, label="pathogenic component")
+    ax.plot(grid, densities[:, 0], color=BENIGN_COLOR, linewidth=2.5, label="benign component")
+    if boundary is not None and np.isfinite(boundary):
+        ax.axvline(boundary, color="0.3", linestyle=":", linewidth=1, label="P(pathogenic) = 0.5")
+    if labelled_scores is not None and labels is not None:
+        ls, lab = np.asarray(labelled_scores, dtype=float), np.asarray(labels)
+        top = ax.get_ylim()[1]
+        for value, color, name, y in ((1, PATHOGENIC_COLOR, "pathogenic", -0.04), (0, BENIGN_COLOR, "benign", -0.09)):
+            sel = lab == value
+            ax.scatter(ls[sel], np.full(int(sel.sum()), y * top), marker="|", s=80, color=color,
+                       label=f"{name} label ({int(sel.sum())})")
+        ax.set_ylim(-0.12 * top, top)
+    ax.axhline(0, color="0.5", linewidth=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_scores_vs_positions(
+    positions: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    title: str = "Scores of the labelled variants",
+    ylabel: str = "P(pathogenic) (EVE_scores)",
+    threshold: float | None = 0.5,
+) -> Figure:
+    """Scatter of labelled variants: residue number (M,) against score (M,), red = pathogenic (label 1),
+    blue = benign (label 0), as EVE's ``plot_scores_vs_labels``; ``threshold`` is a dashed line."""
+    positions, scores, labels = np.asarray(positions, dtype=float), np.asarray(scores, dtype=float), np.asarray(labels)
+    fig = Figure(figsize=CLASSIFY_FIGSIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for value, color, name in ((1, PATHOGENIC_COLOR, "pathogenic"), (0, BENIGN_COLOR, "benign")):
+        sel = labels == value
+        ax.scatter(positions[sel], scores[sel], s=18, color=color, edgecolors="black", linewidths=0.3,
+                   label=f"{name} ({int(sel.sum())})")
+    if threshold is not None:
+        ax.axhline(threshold, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xlabel("residue number")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_spearman_bars(names: list[str], ensemble: np.ndarray, per_seed: np.ndarray | None = None, *,
+                       title: str = "deepseqvae batch (dots: single seeds)") -> Figure:
+    """Bars of the ensemble Spearman ρ (A,) of ``names`` (A,), dots for the single seeds ``per_seed`` (S, A).
+
+    NaN bars are drawn at 0; NaN dots are left out.
+    """
+    ensemble = np.nan_to_num(np.asarray(ensemble, dtype=float), nan=0.0)
+    fig = Figure(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.5), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    ax.bar(x, ensemble, color="tab:blue", label="ensemble")
+    for row in np.atleast_2d(per_seed) if per_seed is not None else ():
+        ax.plot(x, np.asarray(row, dtype=float), "k.", ms=5)
+    ax.set_xticks(x, [str(n) for n in names], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("Spearman ρ")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
     """Save ``fig`` atomically at ``dpi``; the format follows the suffix (PNG without one)."""
     path = Path(path)
@@ -189,4 +285,5 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path
 
 
 __all__ = ["DPI", "HEATMAP_GID", "LATENT_FIGSIZE", "heatmap_layout", "heatmap_figsize", "diverging_norm",
-           "plot_heatmap", "plot_latent", "save_figure"]
+           "plot_heatmap", "plot_latent", "CLASSIFY_FIGSIZE", "plot_score_histogram", "plot_scores_vs_positions",
+           "plot_spearman_bars", "save_figure"]

@@ -267,8 +267,6 @@ def score_table(
     model and their mean as ``score``. With ``fitness_col`` the Spearman correlation over the
     scored rows is computed.
     """
-    from scipy.stats import spearmanr
-
     if not checkpoints:
         raise ValueError("at least one model is needed")
     ref = checkpoints[0].info
@@ -318,7 +316,7 @@ def score_table(
     if fitness_col is not None:
         fitness = numeric_column(table, fitness_col)
         use = np.isfinite(score) & np.isfinite(fitness)
-        rho = float(spearmanr(score[use], fitness[use]).statistic) if use.sum() > 2 else float("nan")
+        rho = spearman(score[use], fitness[use])
         result.spearman = {
             "fitness_col": fitness_col, "rho": rho, "n": int(use.sum()),
             "excluded": int(len(score) - use.sum()),
@@ -327,6 +325,29 @@ def score_table(
             "n_samples": K, "seed": seed,
         }
     return result
+
+
+# --- how well scores rank: the one Spearman and the one ROC AUC (score, classify, batch) -----
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's ρ of ``x`` and ``y`` (M,); NaN with fewer than 3 pairs."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic) if len(x) > 2 else float("nan")
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray, *, min_per_class: int = 1) -> float:
+    """ROC AUC of ``scores`` (M,) for label 1 against label 0 (``labels`` (M,), bools count as 1/0), ties
+    counting half (as sklearn); NaN with fewer than ``min_per_class`` of either label."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    n1, n0 = int((labels == 1).sum()), int((labels == 0).sum())
+    if min(n1, n0) < max(min_per_class, 1):
+        return float("nan")
+    ranks = rankdata(scores)  # Mann-Whitney U: AUC = (sum of ranks of positives − n1(n1+1)/2) / (n1·n0)
+    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 # --- saturation scan ------------------------------------------------------------------------

@@ -63,6 +63,37 @@ def test_a2m_lowercase_and_dot_columns(tmp_path):
     assert aln.n_records == 3 and aln.n_dropped == 0
 
 
+def test_columns_all_models_lowercase_focus_columns_same_numbering(tmp_path):
+    path = write(tmp_path, A2M)
+    aln = read_alignment(path, columns="all")
+    assert aln.L == 6 and aln.focus_seq == "ACDEFG"
+    assert aln.positions.tolist() == [10, 11, 12, 13, 14, 15]  # residue 12 ('d') is now modelled
+    # lowercase residues are uppercased in every row and '.' is a gap
+    assert rows(aln) == ["ACDEFG", "AC-EF-", "ACKE-G"]
+    upper = read_alignment(path)
+    assert upper.positions.tolist() == [10, 11, 13, 14, 15]
+    assert AlignmentOptions(columns="all").read(path).options.columns == "all"
+    with pytest.raises(AlignmentFormatError, match="unknown column choice 'some'"):
+        read_alignment(path, columns="some")
+    result = CliRunner().invoke(main, ["weights", str(path), "-o", str(tmp_path / "w.npy"), "--columns", "all"])
+    assert result.exit_code == 0, result.output
+    assert "L = 6 focus columns, residues 10-15" in result.output
+
+
+def test_columns_recorded_in_the_checkpoint_and_reused(tmp_path):
+    """--columns is an alignment option: the checkpoint records it and embed / sample read the same columns."""
+    from deepseqvae.checkpoint import load_checkpoint
+    from deepseqvae.latent import read_matching_alignment
+    from deepseqvae.pipeline import train_file
+
+    path, model = write(tmp_path, A2M), tmp_path / "all.pt"
+    train_file(path, model, model_kind="independent", options=AlignmentOptions(columns="all"), device="cpu")
+    ckpt = load_checkpoint(model)
+    assert ckpt.info.alignment_options.columns == "all" and len(ckpt.info.focus_seq) == 6
+    assert read_matching_alignment(path, ckpt, None).L == 6  # not told again
+    assert AlignmentOptions.from_dict({}).columns == "uppercase"  # an older checkpoint: DeepSequence's columns
+
+
 def test_column_mapping(tmp_path):
     aln = read_alignment(write(tmp_path, A2M))
     assert aln.column_of(13) == 2

@@ -1,0 +1,168 @@
+"""Pathogenicity classes against ClinVar labels (issue 13): P53_HUMAN and PTEN_HUMAN, EVE's mixture step.
+
+    python -m benchmarks.bench_classify --data-dir ../shared/data --device cuda        # the default recipe, 3 seeds
+    python -m benchmarks.bench_classify --datasets P53_HUMAN --seeds 1 --steps 20 --samples 5 \\
+        --work-dir /tmp/bench_classify --out /tmp/bench_classify/classify.md         # smoke test (minutes, CPU)
+
+For each dataset: trains the default recipe of `deepseqvae train` (every option at its default, the
+paper's model and --steps) once per seed, scans all single mutants of each model (K = --samples),
+averages the seeds' ΔELBO (an ensemble, as EVE) and classifies it as `deepseqvae classify` does (a
+mixture fitted to this protein alone, EVE's default entropy thresholds, no pooled prior), then
+evaluates against `<DATASET>/clinvar_labels.csv`. Checkpoints go to --work-dir (benchmarks/runs/classify)
+and are reused (or resumed) when already there, so an interrupted run continues.
+
+Writes `classify-<date>.md` (command, machine, date, commit; per dataset the mixture, the label
+statuses, AUCs, per-class accuracy and coverage at each retained fraction), `classify-<date>.csv`
+(one row per dataset × retained fraction) and `classify-<date>-<DATASET>-histogram.png` /
+`-labels.png` beside it, under benchmarks/results/ unless --out names the .md.
+
+The targets of issue 13 are printed under each table: P53_HUMAN AUC ≥ 0.90 and ≥ 90 % accuracy at
+75 % retained; PTEN_HUMAN (111 pathogenic, 2 benign labels: no AUC) ≥ 90 % of the classified
+pathogenic labels called pathogenic at 75 % retained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks._common import REPO, add_data_dir, header, result_path, write_result
+from deepseqvae.checkpoint import load_checkpoint
+from deepseqvae.classify import auc, match_labels, mean_scans, read_labels, report_markdown
+from deepseqvae.fileio import atomic_write
+from deepseqvae.model import VAEConfig
+from deepseqvae.pipeline import classify_file, scan_scores, train_file
+from deepseqvae.train import TrainConfig
+
+DATASETS = ("P53_HUMAN", "PTEN_HUMAN")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def fmt(v: float) -> str:
+    return "–" if v != v else f"{v:.3f}"
+
+
+def _plain(d: dict) -> dict:
+    return json.loads(json.dumps(d))  # tuples -> lists, so saved and fresh configs compare equal
+
+
+def same_recipe(ckpt_path: Path) -> bool:
+    """Whether a checkpoint was trained with today's default model and optimiser settings."""
+    ck = load_checkpoint(ckpt_path)
+    fresh = _plain(asdict(VAEConfig(seq_len=ck.model_config["seq_len"])))
+    skip = {"steps", "seed", "checkpoint_every", "log_every"}
+    train_now = {k: v for k, v in _plain(asdict(TrainConfig())).items() if k not in skip}
+    train_then = {k: v for k, v in _plain(ck.train_config).items() if k not in skip}
+    return _plain(ck.model_config) == fresh and train_now == train_then
+
+
+def train_seed(msa: Path, ckpt: Path, steps: int, seed: int, device: str) -> float:
+    """Train (or resume, or reuse) one seed of the default recipe; returns the seconds spent."""
+    t0 = time.perf_counter()
+    if ckpt.exists() and not same_recipe(ckpt):
+        sys.exit(f"{ckpt}: trained with another recipe than the current default; delete it or use another --work-dir")
+    if ckpt.exists() and load_checkpoint(ckpt).step >= steps:
+        print(f"{ckpt}: already trained for {steps} steps, reused", file=sys.stderr)
+        return 0.0
+    train_file(msa, ckpt, train_options={"steps": steps, "seed": seed}, device=device, resume=ckpt.exists(),
+               progress=True)
+    return time.perf_counter() - t0
+
+
+def run_dataset(name: str, args, stem: Path) -> tuple[str, pd.DataFrame]:
+    data = args.data_dir / name
+    msa, labels_path = data / "msa.a2m", data / "clinvar_labels.csv"
+    work = Path(args.work_dir) / name
+    work.mkdir(parents=True, exist_ok=True)
+    ckpts, train_s = [], []
+    for seed in args.seeds:
+        ckpt = work / f"seed{seed}_steps{args.steps}.pt"
+        train_s.append(train_seed(msa, ckpt, args.steps, seed, args.device))
+        ckpts.append(ckpt)
+    t0 = time.perf_counter()
+    scans = [scan_scores([c], n_samples=args.samples, seed=0, device=args.device) for c in ckpts]
+    scan_s = time.perf_counter() - t0
+    table = read_labels(labels_path)
+    per_seed = []
+    for s in scans:
+        m = match_labels(table, s, protein=s.protein)
+        per_seed.append(auc(s.evolutionary_index[m.index[m.ok]], m.labels.labels[m.ok]))
+    run = classify_file(work / f"{name}_classes.csv", scores=mean_scans(scans), labels=labels_path, plots=True,
+                        gmm_seed=0)
+    cls, ev = run.classification, run.evaluation
+    figures = []
+    for kind, src in (("histogram", "_histogram.png"), ("labels", "_labels.png")):
+        dst = stem.with_name(f"{stem.name}-{name}-{kind}.png")
+        shutil.copyfile(run.output.with_name(run.output.stem + src), dst)
+        figures.append(dst)
+    at75 = ev.by_retain.set_index("retain_pct").loc[75]
+    lines = [report_markdown(cls, ev),
+             f"- seeds {', '.join(map(str, args.seeds))}: training {', '.join(f'{t:.0f} s' for t in train_s)}; "
+             f"scans {scan_s:.0f} s; AUC of −ΔELBO per seed: {', '.join(fmt(a) for a in per_seed)}",
+             "- figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures)]
+    if name == "P53_HUMAN":
+        ok = ev.auc_evolutionary_index >= 0.90 and at75.accuracy >= 0.90
+        lines.append(f"- issue 13 target (AUC ≥ 0.90, accuracy ≥ 90 % at 75 % retained): AUC "
+                     f"{fmt(ev.auc_evolutionary_index)}, accuracy {100 * at75.accuracy:.1f} % → "
+                     f"{'met' if ok else 'NOT met'}")
+    elif name == "PTEN_HUMAN":
+        ok = at75.pathogenic_accuracy >= 0.90
+        n_classified = int(round(at75.pathogenic_coverage * ev.n_pathogenic))
+        lines.append(f"- issue 13 target (≥ 90 % of the pathogenic labels called pathogenic at 75 % retained): "
+                     f"{100 * at75.pathogenic_accuracy:.1f} % of the {n_classified} classified, "
+                     f"{100 * at75.pathogenic_accuracy * at75.pathogenic_coverage:.1f} % of all {ev.n_pathogenic} "
+                     f"→ {'met' if ok else 'NOT met'} (counting the classified ones)")
+    rows = ev.by_retain.assign(dataset=name, auc_evolutionary_index=ev.auc_evolutionary_index,
+                               auc_pathogenicity=ev.auc_pathogenicity, n_pathogenic=ev.n_pathogenic,
+                               n_benign=ev.n_benign, seeds=" ".join(map(str, args.seeds)), steps=args.steps,
+                               samples=args.samples if args.samples is not None else "default",
+                               auc_per_seed=" ".join(fmt(a) for a in per_seed))
+    return "\n".join(lines) + "\n", rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_dir(ap)
+    ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated [default: %(default)s]")
+    ap.add_argument("--seeds", type=_ints, default=[1, 2, 3], help="training seeds, comma-separated [default: 1,2,3]")
+    ap.add_argument("--steps", type=int, default=TrainConfig().steps,
+                    help="training steps [default: the 'deepseqvae train' default, %(default)s]")
+    ap.add_argument("--samples", type=int, default=None, help="K per mutant [default: 2000 on a GPU, 400 on a CPU]")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--work-dir", default=str(REPO / "benchmarks" / "runs" / "classify"),
+                    help="checkpoints and full outputs, git-ignored [default: benchmarks/runs/classify]")
+    ap.add_argument("--out", default=None, help="the .md to write [default: benchmarks/results/classify-<date>.md]")
+    args = ap.parse_args()
+    md = result_path(args.out, "classify")
+    stem = md.with_suffix("")
+    md.parent.mkdir(parents=True, exist_ok=True)
+    text = header("Pathogenicity classes against ClinVar (EVE's mixture step)")
+    text += (f"Default training recipe, {args.steps:,} steps, seeds {', '.join(map(str, args.seeds))}; saturation scan "
+             f"with K = {args.samples or 'the device default'}; classify: the mean ΔELBO of the seeds, a mixture "
+             "fitted to the protein alone (no pooled prior), EVE's default thresholds.\n\n")
+    tables = []
+    for name in [d for d in args.datasets.split(",") if d]:
+        section, rows = run_dataset(name, args, stem)
+        text += section + "\n"
+        tables.append(rows)
+    frame = pd.concat(tables, ignore_index=True)
+    lead = ["dataset", "retain_pct"]
+    frame = frame[lead + [c for c in frame.columns if c not in lead]]
+    with atomic_write(stem.with_suffix(".csv"), "w", newline="") as fh:
+        frame.to_csv(fh, index=False, float_format="%.4f")
+    write_result(text, str(md), "classify")
+    print(f"wrote {stem.with_suffix('.csv')} and the figures beside it")
+
+
+if __name__ == "__main__":
+    main()

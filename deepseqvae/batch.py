@@ -1,0 +1,757 @@
+"""Many proteins at once: a ProteinGym-style reference file run through a Snakemake workflow.
+
+``deepseqvae batch`` (and ``snakemake -s deepseqvae/workflow/Snakefile``) read a reference CSV in
+ProteinGym's ``DMS_substitutions.csv`` schema and run, with Snakemake as the scheduler:
+
+    weights (per alignment) -> train (per alignment x seed) -> check (per assay)
+    -> score (per assay x seed) -> ensemble, metrics (per assay) -> summary
+
+This module holds everything the workflow's jobs do; the Snakefile only wires files together.
+
+Numbering (ProteinGym): ``mutant`` positions are 1-based on ``target_seq``; the alignment's focus
+covers ``target_seq[MSA_start - 1 : MSA_end]``. A model numbers residues as its focus header says
+(``NAME/start-end``, else from 1), so the offset added to every mutant position is
+``header start - MSA_start``. Mutants are scored against ``target_seq`` as the wild type: where
+the focus has another residue than the target (a point difference), ΔELBO is taken relative to
+the target's residue there.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .alignment import AlignmentOptions
+from .errors import DeepSeqVAEError
+from .fileio import atomic_write
+
+log = logging.getLogger(__name__)
+
+#: columns of ProteinGym's reference file that a run needs (other columns are ignored)
+REQUIRED_COLUMNS = ("DMS_id", "DMS_filename", "target_seq", "MSA_filename", "MSA_start", "MSA_end",
+                    "MSA_theta", "weight_file_name")
+#: optional columns (not in ProteinGym's file): for DMS tables not in ProteinGym's format
+OPTIONAL_COLUMNS = ("DMS_mutant_column", "DMS_score_column")
+
+#: the Snakefile shipped with the package
+SNAKEFILE = Path(__file__).resolve().parent / "workflow" / "Snakefile"
+
+#: name of the score columns in ``scores/<DMS_id>.csv``: one per seed, and the ensemble mean
+SCORE_PREFIX = "deepseqvae"
+#: ProteinGym directionality of those columns: higher = fitter (their DeepSequence/EVE evol indices are -1)
+DIRECTIONALITY = 1
+
+#: the most focus residues that may differ from ``target_seq`` before a row is an error (fraction)
+MAX_FOCUS_MISMATCH_FRACTION = 0.05
+
+#: per-rule Snakemake resources; override with the ``resources`` config key or a profile's set-resources
+DEFAULT_RESOURCES: dict[str, dict[str, int]] = {
+    "weights": {"threads": 2, "mem_mb": 4000, "runtime": 60},
+    "train": {"threads": 4, "mem_mb": 8000, "runtime": 1440, "gpu": 0},
+    "check": {"threads": 1, "mem_mb": 2000, "runtime": 15},
+    "score": {"threads": 4, "mem_mb": 8000, "runtime": 240},
+    "ensemble": {"threads": 1, "mem_mb": 2000, "runtime": 15},
+    "metrics": {"threads": 1, "mem_mb": 2000, "runtime": 15},
+    "summary": {"threads": 1, "mem_mb": 2000, "runtime": 15},
+}
+
+INSTALL_HINT = ('the batch workflow needs Snakemake: pip install "deepseqvae[workflow]" '
+                '(snakemake>=8 and snakemake-executor-plugin-slurm)')
+
+
+class BatchError(DeepSeqVAEError):
+    """A reference file, a row of it or a batch option is wrong (one line, naming file and row)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Options: rows and seeds
+# --------------------------------------------------------------------------------------------
+
+
+def parse_rows(text: str | None) -> list[int] | None:
+    """``"0,3-5"`` -> ``[0, 3, 4, 5]`` (0-based reference rows, sorted, unique); None/"" = all rows."""
+    if text is None or not str(text).strip():
+        return None
+    out: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if m is None:
+            raise BatchError(f"rows: expected numbers and ranges such as 0,3-5, not {part!r}")
+        lo, hi = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+        if hi < lo:
+            raise BatchError(f"rows: range {part!r} ends before it starts")
+        out.update(range(lo, hi + 1))
+    return sorted(out)
+
+
+def parse_seeds(value) -> list[int]:
+    """``"1,2,3"`` or ``[1, 2, 3]`` -> ``[1, 2, 3]`` (unique, in order)."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    seeds: list[int] = []
+    for item in items:
+        try:
+            seed = int(str(item).strip())
+        except ValueError:
+            raise BatchError(f"seeds: expected integers such as 1,2,3, not {item!r}") from None
+        if seed not in seeds:
+            seeds.append(seed)
+    if not seeds:
+        raise BatchError("seeds: give at least one seed")
+    return seeds
+
+
+def option_args(options: dict) -> list[str]:
+    """``{"steps": 100, "decoder_hidden": "8,16", "flag": True}`` -> CLI arguments of ``train``.
+
+    Keys are option names with ``_`` for ``-``; True is a bare flag, False/None are left out; so
+    a new ``train`` option needs no change here or in the workflow.
+    """
+    args: list[str] = []
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            args += [flag, ",".join(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# The reference file and the plan
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assay:
+    """One row of the reference file: a DMS assay scored with the models of one alignment."""
+
+    row: int                  # 0-based row of the reference file
+    dms_id: str
+    dms_path: Path
+    target_seq: str
+    alignment: str            # key of the alignment (see Plan.alignments)
+    msa_start: int            # 1-based position in target_seq of the focus's first residue
+    msa_end: int
+    mutant_col: str | None    # None: detected (ProteinGym: 'mutant')
+    score_col: str | None     # None: DMS_score, else detected
+
+    @property
+    def where(self) -> str:
+        return f"row {self.row} ({self.dms_id})"
+
+
+@dataclass(frozen=True)
+class AlignmentJob:
+    """One alignment: its weights, and one model per seed shared by every row that uses it."""
+
+    key: str
+    msa_path: Path
+    theta: float
+    weights_path: Path        # precomputed (read), or weights/<key>.npy (computed, relative to the output folder)
+    precomputed: bool
+    rows: tuple[int, ...]
+
+
+@dataclass
+class Plan:
+    """Everything a batch run does, resolved from its configuration (see :func:`make_plan`)."""
+
+    reference: Path
+    assays: dict[str, Assay]
+    alignments: dict[str, AlignmentJob]
+    seeds: list[int]
+    train_options: dict
+    samples: int | None
+    device: str
+    align_options: AlignmentOptions   # how every alignment is read (recorded in its checkpoints)
+    resources: dict[str, dict]
+
+    def model_path(self, key: str, seed: int) -> str:
+        return f"models/{key}/seed{seed}.pt"
+
+    def weights_file(self, key: str) -> str:
+        return str(self.alignments[key].weights_path)
+
+
+def _abs(base: Path, value) -> Path:
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _key(name: str) -> str:
+    """Name of an alignment's models: its file stem, after its folder when MSA_filename has one
+    (``BLAT_ECOLX/msa.a2m`` -> ``BLAT_ECOLX_msa``); the same whichever rows are run."""
+    path = Path(name)
+    stem = path.name
+    for suffix in (".a2m", ".a3m", ".fasta", ".fa", ".afa"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    if path.parent.name not in ("", ".", ".."):
+        stem = f"{path.parent.name}_{stem}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "msa"
+
+
+def _cell(frame: pd.DataFrame, i: int, col: str) -> str:
+    value = frame.at[i, col] if col in frame.columns else ""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+
+
+def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd.DataFrame:
+    """The selected rows of a reference CSV, checked: required columns, unique DMS_id, numbers.
+
+    The index keeps the 0-based row number of the file. Raises :class:`BatchError` naming the file
+    (and the row) on any problem.
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise BatchError(f"{path}: reference file not found") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise BatchError(f"{path}: cannot read reference file ({' '.join(str(exc).split())})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BatchError(f"{path}: missing column(s) {', '.join(missing)} (ProteinGym's DMS_substitutions.csv "
+                         f"schema: {', '.join(REQUIRED_COLUMNS)})")
+    if rows is not None:
+        bad = [r for r in rows if r >= len(frame)]
+        if bad:
+            raise BatchError(f"{path}: row {bad[0]} does not exist (rows 0-{len(frame) - 1})")
+        frame = frame.iloc[rows]
+    if frame.empty:
+        raise BatchError(f"{path}: no rows to run")
+    dup = frame["DMS_id"][frame["DMS_id"].duplicated()]
+    if len(dup):
+        raise BatchError(f"{path}: row {dup.index[0]}: DMS_id {dup.iloc[0]!r} appears twice")
+    for i in frame.index:
+        for col in ("DMS_id", "DMS_filename", "MSA_filename", "target_seq"):
+            if not _cell(frame, i, col):
+                raise BatchError(f"{path}: row {i}: empty {col}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", _cell(frame, i, "DMS_id")):
+            raise BatchError(f"{path}: row {i}: DMS_id {_cell(frame, i, 'DMS_id')!r} must be a file name "
+                             "(letters, digits, _ . -)")
+        for col, kind in (("MSA_start", int), ("MSA_end", int), ("MSA_theta", float)):
+            try:
+                kind(float(_cell(frame, i, col)))
+            except ValueError:
+                raise BatchError(f"{path}: row {i} ({_cell(frame, i, 'DMS_id')}): {col} is not a number: "
+                                 f"{_cell(frame, i, col)!r}") from None
+    return frame
+
+
+def make_plan(config: dict) -> Plan:
+    """Resolve a batch configuration (the Snakemake config) into a :class:`Plan`.
+
+    Config keys: ``reference`` (CSV), ``msa_dir``, ``dms_dir``, optional ``weights_dir``, ``rows``
+    ("0,3-5"), ``seeds`` ([1, 2] or "1,2"), ``train`` (dict of ``deepseqvae train`` options),
+    ``samples``, ``device``, ``columns`` ("all" or "uppercase"), ``align`` (other
+    ``read_alignment`` keywords), ``resources`` ({rule: {resource: value}}), ``base_dir`` (what
+    relative paths are relative to; default the current directory). Files that do not exist do
+    not stop the plan: the jobs of their rows fail alone, with a one-line message.
+    """
+    base = Path(config.get("base_dir") or os.getcwd())
+    if not config.get("reference"):
+        raise BatchError("config: 'reference' (the reference CSV) is required")
+    reference = _abs(base, config["reference"])
+    frame = read_reference(reference, parse_rows(config.get("rows")))
+    msa_dir = _abs(base, config.get("msa_dir") or ".")
+    dms_dir = _abs(base, config.get("dms_dir") or ".")
+    weights_dir = _abs(base, config["weights_dir"]) if config.get("weights_dir") else None
+
+    assays: dict[str, Assay] = {}
+    alignments: dict[str, AlignmentJob] = {}
+    by_msa: dict[tuple[Path, float], str] = {}
+    for i in frame.index:
+        cell = functools.partial(_cell, frame, i)
+        msa_path = _abs(msa_dir, cell("MSA_filename"))
+        theta = float(cell("MSA_theta"))
+        key = by_msa.get((msa_path, theta))
+        if key is None:
+            key = _key(cell("MSA_filename"))
+            if key in alignments:  # same stem, another file or theta
+                key = f"{key}_theta{theta:g}" if alignments[key].msa_path == msa_path else f"{key}_{i}"
+            wname = cell("weight_file_name") or f"{key}_theta_{theta:g}.npy"
+            pre = weights_dir / wname if weights_dir is not None else None
+            precomputed = pre is not None and pre.is_file()
+            alignments[key] = AlignmentJob(key, msa_path, theta, pre if precomputed else Path(f"weights/{key}.npy"),
+                                           precomputed, (int(i),))
+            by_msa[(msa_path, theta)] = key
+        else:
+            job = alignments[key]
+            alignments[key] = replace(job, rows=job.rows + (int(i),))
+        assays[cell("DMS_id")] = Assay(
+            row=int(i), dms_id=cell("DMS_id"), dms_path=_abs(dms_dir, cell("DMS_filename")),
+            target_seq=cell("target_seq").upper(), alignment=key,
+            msa_start=int(float(cell("MSA_start"))), msa_end=int(float(cell("MSA_end"))),
+            mutant_col=cell("DMS_mutant_column") or None, score_col=cell("DMS_score_column") or None)
+
+    resources = {rule: dict(values) for rule, values in DEFAULT_RESOURCES.items()}
+    for rule, values in (config.get("resources") or {}).items():
+        if rule not in resources:
+            raise BatchError(f"config: resources for unknown rule {rule!r} (rules: {', '.join(resources)})")
+        resources[rule].update(values or {})
+    align = dict(config.get("align") or {})
+    align["columns"] = config.get("columns") or align.get("columns") or "all"
+    try:
+        align_options = AlignmentOptions(**align)
+    except TypeError:
+        known = ", ".join(f.name for f in fields(AlignmentOptions))
+        raise BatchError(f"config: unknown key in 'align' ({', '.join(sorted(align))}; known: {known})") from None
+    samples = config.get("samples")
+    return Plan(reference=reference, assays=assays, alignments=alignments,
+                seeds=parse_seeds(config.get("seeds", [1])), train_options=dict(config.get("train") or {}),
+                samples=int(samples) if samples not in (None, "") else None,
+                device=str(config.get("device") or "auto"), align_options=align_options, resources=resources)
+
+
+#: config keys a check or score job needs (others, like the rows run or the resources, do not
+#: change its result, so changing them does not rerun it)
+JOB_CONFIG_KEYS = ("reference", "msa_dir", "dms_dir", "weights_dir", "base_dir", "columns", "align", "samples",
+                   "device")
+
+
+def job_config(config: dict, row: int) -> dict:
+    """The config of one row's jobs: :data:`JOB_CONFIG_KEYS` and ``rows = row``."""
+    out = {k: config[k] for k in JOB_CONFIG_KEYS if config.get(k) not in (None, "", {})}
+    out["rows"] = str(row)
+    return out
+
+
+def align_args(options: AlignmentOptions) -> list[str]:
+    """The alignment options that differ from the defaults, as options of ``deepseqvae weights`` / ``train``."""
+    names = {"fmt": "msa_format"}
+    default = AlignmentOptions()
+    return option_args({names.get(f.name, f.name): getattr(options, f.name) for f in fields(AlignmentOptions)
+                        if getattr(options, f.name) != getattr(default, f.name)})
+
+
+# --------------------------------------------------------------------------------------------
+# Numbering check (per assay)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NumberingCheck:
+    """How an assay's numbering maps onto its alignment's focus (written to checks/<DMS_id>.json)."""
+
+    dms_id: str
+    offset: int                         # added to every mutant position: header start - MSA_start
+    header_start: int                   # residue number of the focus's first residue in the model
+    msa_start: int
+    msa_end: int
+    n_compared: int                     # modelled focus residues compared with target_seq
+    focus_mismatches: list[str]         # e.g. ["F64L"]: focus residue, target position, target residue
+    n_mutants: int
+    n_wt_mismatch_target: int           # DMS mutants whose wild-type letter is not target_seq's
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def check_numbering(assay: Assay, focus_id: str, focus_seq: str, positions) -> tuple[int, int, list[str]]:
+    """Compare the modelled focus residues with ``target_seq`` under ``MSA_start``.
+
+    Returns ``(offset, header_start, mismatches)``. Raises :class:`BatchError` when the focus
+    does not fit in ``target_seq`` or differs from it at more than
+    :data:`MAX_FOCUS_MISMATCH_FRACTION` of the compared residues.
+    """
+    from .alignment import focus_region
+
+    region = focus_region(focus_id)
+    header_start = region[0] if region is not None else 1
+    offset = header_start - assay.msa_start
+    target = assay.target_seq
+    mismatches: list[str] = []
+    outside: list[int] = []
+    for pos, aa in zip(positions, focus_seq, strict=True):
+        t = int(pos) - offset  # 1-based position in target_seq
+        if not 1 <= t <= len(target):
+            outside.append(t)
+        elif target[t - 1] != aa:
+            mismatches.append(f"{aa}{t}{target[t - 1]}")
+    prefix = f"{assay.where}: "
+    if outside:
+        raise BatchError(f"{prefix}the focus '{focus_id}' reaches position {outside[-1]} of target_seq, which has "
+                         f"{len(target)} residues (MSA_start {assay.msa_start}, offset {offset})")
+    if len(mismatches) > MAX_FOCUS_MISMATCH_FRACTION * max(len(focus_seq), 1):
+        hint = ""
+        found = target.find(focus_seq) + 1  # only a contiguous focus (every residue modelled) can be found
+        if found > 0 and len(positions):
+            start = found - (int(positions[0]) - header_start)
+            if start != assay.msa_start:
+                hint = f"; the focus occurs in target_seq from position {start}: should MSA_start be {start}?"
+        raise BatchError(f"{prefix}the alignment's focus '{focus_id}' disagrees with target_seq at "
+                         f"{len(mismatches)} of {len(focus_seq)} residues (first: {', '.join(mismatches[:3])}; "
+                         f"MSA_start {assay.msa_start}, offset {offset}){hint}")
+    return offset, header_start, mismatches
+
+
+def _read_dms(assay: Assay):
+    from .tables import read_mutant_table
+
+    if not assay.dms_path.is_file():
+        raise BatchError(f"{assay.where}: DMS file not found: {assay.dms_path}")
+    return read_mutant_table(assay.dms_path, mutant_col=assay.mutant_col)
+
+
+def check_assay(plan: Plan, dms_id: str, output: str | os.PathLike) -> NumberingCheck:
+    """Check one assay's numbering against its alignment's focus; write the result as JSON."""
+    from .mutants import resolve_mutants
+
+    assay = plan.assays[dms_id]
+    job = plan.alignments[assay.alignment]
+    if not job.msa_path.is_file():
+        raise BatchError(f"{assay.where}: alignment not found: {job.msa_path}")
+    aln = plan.align_options.read(job.msa_path)
+    offset, header_start, mismatches = check_numbering(assay, aln.focus_id, aln.focus_seq, aln.positions)
+    table = _read_dms(assay)
+    # the DMS's wild-type letters against target_seq (ProteinGym's numbering), not the focus
+    target = assay.target_seq
+    resolved = resolve_mutants(table.mutants, target, list(range(1, len(target) + 1)),
+                               separators=table.separators)
+    n_wt = sum(r.reason == "wt_mismatch" for r in resolved)
+    if n_wt > 0.5 * len(resolved):
+        first = next(r for r in resolved if r.reason == "wt_mismatch")
+        raise BatchError(f"{assay.where}: {n_wt} of {len(resolved)} mutants of {assay.dms_path} do not match "
+                         f"target_seq ({first.status}); mutant positions must be 1-based on target_seq")
+    check = NumberingCheck(dms_id, offset, header_start, assay.msa_start, assay.msa_end, aln.L, mismatches,
+                           len(resolved), n_wt)
+    if mismatches:
+        log.warning("%s: focus differs from target_seq at %s; scored against target_seq", assay.where,
+                    ", ".join(mismatches))
+    log.info("%s: offset %d (focus starts at %d, MSA_start %d)", assay.where, offset, header_start, assay.msa_start)
+    with atomic_write(output, "w") as fh:
+        json.dump(check.to_json(), fh, indent=2)
+    return check
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring (per assay and seed), ensemble and metrics (per assay)
+# --------------------------------------------------------------------------------------------
+
+
+def target_checkpoint(ckpt, assay: Assay, offset: int):
+    """``ckpt`` with the target's residues as wild type at the modelled positions.
+
+    The model itself is unchanged; ΔELBO is then taken relative to ``target_seq`` also where the
+    alignment's focus has another residue (e.g. GFP's focus F64 against the assay's L64).
+    """
+    target = assay.target_seq
+    seq = "".join(target[int(p) - offset - 1] for p in ckpt.info.positions)
+    return replace(ckpt, info=replace(ckpt.info, focus_seq=seq))
+
+
+def score_assay(plan: Plan, dms_id: str, model: str | os.PathLike, check: str | os.PathLike,
+                output: str | os.PathLike, *, seed: int = 0) -> pd.DataFrame:
+    """Score every mutant of one assay with one model; write ``mutant, score, score_sem, status``."""
+    from .checkpoint import load_checkpoint
+    from .score import output_column_names, score_table
+    from .weights import resolve_device
+
+    assay = plan.assays[dms_id]
+    offset = int(json.loads(Path(check).read_text())["offset"])
+    ckpt = target_checkpoint(load_checkpoint(model), assay, offset)
+    table = _read_dms(assay)
+    result = score_table([ckpt], table, n_samples=plan.samples, seed=seed, device=resolve_device(plan.device),
+                         offset=offset)
+    cols = output_column_names(table.frame.columns)  # suffixed where the DMS has such columns (PTEN's score)
+    frame = pd.DataFrame({"mutant": table.mutants, "score": result.frame[cols["score"]].to_numpy(),
+                          "score_sem": result.frame[cols["score_sem"]].to_numpy(),
+                          "status": result.frame[cols["status"]].to_numpy()})
+    with atomic_write(output, "w", newline="") as fh:
+        frame.to_csv(fh, index=False, float_format="%.6g")
+    return frame
+
+
+def seed_column(seed: int) -> str:
+    return f"{SCORE_PREFIX}_seed{seed}"
+
+
+ENSEMBLE_COLUMN = f"{SCORE_PREFIX}_ensemble"
+
+
+def ensemble_frame(seed_files: dict[int, str | os.PathLike]) -> pd.DataFrame:
+    """``mutant, status, <one column per seed>, ensemble`` from the per-seed score files."""
+    frames = {s: pd.read_csv(p, dtype={"mutant": str, "status": str}, keep_default_na=False,
+                             na_values={"score": [""], "score_sem": [""]}) for s, p in seed_files.items()}
+    first = next(iter(frames.values()))
+    out = pd.DataFrame({"mutant": first["mutant"], "status": first["status"]})
+    for s, f in frames.items():
+        if len(f) != len(first) or not (f["mutant"].to_numpy() == first["mutant"].to_numpy()).all():
+            raise BatchError(f"{seed_files[s]}: rows differ from {next(iter(seed_files.values()))}")
+        out[seed_column(s)] = pd.to_numeric(f["score"], errors="coerce")
+    out[ENSEMBLE_COLUMN] = out[[seed_column(s) for s in frames]].mean(axis=1, skipna=False)
+    return out
+
+
+def write_ensemble(seed_files: dict[int, str | os.PathLike], scores_out: str | os.PathLike,
+                   unscored_out: str | os.PathLike) -> tuple[int, int]:
+    """ProteinGym's layout: scored mutants with one column per seed and the ensemble; the others
+    with their reason. Returns ``(scored, unscored)``."""
+    frame = ensemble_frame(seed_files)
+    ok = frame[ENSEMBLE_COLUMN].notna().to_numpy()
+    with atomic_write(scores_out, "w", newline="") as fh:
+        frame.loc[ok].drop(columns="status").to_csv(fh, index=False, float_format="%.6g")
+    with atomic_write(unscored_out, "w", newline="") as fh:
+        frame.loc[~ok, ["mutant", "status"]].to_csv(fh, index=False)
+    return int(ok.sum()), int((~ok).sum())
+
+
+# --- ProteinGym's metrics (proteingym/performance_DMS_benchmarks.py), written afresh; Spearman and AUC: score ---
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    return (x - np.min(x)) / (np.max(x) - np.min(x))
+
+
+def _dcg(ranks: np.ndarray, gains: np.ndarray, k: int) -> float:
+    keep = (ranks <= k) & (gains != 0)
+    return float(np.sum(gains[keep] / np.log2(ranks[keep] + 1)))
+
+
+def ndcg(y_true: np.ndarray, y_score: np.ndarray, top: float = 10) -> float:
+    """ProteinGym's NDCG: gains = min-max scaled DMS scores, cut at the top ``top`` % by rank.
+
+    k = floor(n · top / 100); DCG sums gain / log2(rank + 1) over the k best-predicted mutants,
+    normalised by the DCG of the ideal order (0 when no gain falls in the top k).
+    """
+    y_true, y_score = np.asarray(y_true, float), np.asarray(y_score, float)
+    k = int(np.floor(len(y_true) * top / 100))
+    gains = _minmax(y_true)
+    ranks = np.argsort(np.argsort(-y_score)) + 1
+    dcg = _dcg(ranks, gains, k)
+    if dcg == 0:
+        return 0.0
+    ideal = np.argsort(np.argsort(-gains)) + 1
+    return dcg / _dcg(ideal, gains, k)
+
+
+def top_recall(y_true: np.ndarray, y_score: np.ndarray, top_true: float = 10, top_model: float = 10) -> float:
+    """ProteinGym's top-10 % recall: the share of the truly top 10 % that the model puts in its top 10 %."""
+    y_true, y_score = np.asarray(y_true, float), np.asarray(y_score, float)
+    best_true = y_true >= np.percentile(y_true, 100 - top_true)
+    best_model = y_score >= np.percentile(y_score, 100 - top_model)
+    return float((best_true & best_model).sum() / best_true.sum()) if best_true.sum() > 0 else 0.0
+
+
+def _fitness(assay: Assay, table) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+    from .tables import detect_fitness_col, numeric_column
+
+    col = assay.score_col or detect_fitness_col(table.frame)
+    fitness = numeric_column(table, col) if col else None
+    bins = numeric_column(table, "DMS_score_bin") if "DMS_score_bin" in table.frame.columns else None
+    return col, fitness, bins
+
+
+def assay_metrics(plan: Plan, dms_id: str, seed_files: dict[int, str | os.PathLike],
+                  check: str | os.PathLike, output: str | os.PathLike) -> dict:
+    """Spearman (per seed and ensemble), AUC, NDCG and top-10 % recall of one assay; JSON out."""
+    from .score import roc_auc, spearman
+
+    assay = plan.assays[dms_id]
+    table = _read_dms(assay)
+    frame = ensemble_frame(seed_files)
+    checked = json.loads(Path(check).read_text())
+    col, fitness, bins = _fitness(assay, table)
+    score = frame[ENSEMBLE_COLUMN].to_numpy()
+    res: dict = {"DMS_id": dms_id, "row": assay.row, "alignment": assay.alignment, "fitness_col": col,
+                 "n_mutants": len(frame), "n_scored": int(np.isfinite(score).sum()),
+                 "offset": checked["offset"], "focus_mismatches": checked["focus_mismatches"],
+                 "unscored": {k: int(v) for k, v in frame.loc[~np.isfinite(score), "status"]
+                              .str.split(":").str[0].value_counts().items()}}
+    if fitness is not None:
+        use = np.isfinite(score) & np.isfinite(fitness)
+        res["n_with_fitness"] = int(use.sum())
+        res["spearman"] = spearman(fitness[use], score[use])
+        res["spearman_seeds"] = {str(s): spearman(fitness[use], frame[seed_column(s)].to_numpy()[use])
+                                 for s in seed_files}
+        res["ndcg"] = ndcg(fitness[use], score[use]) if use.sum() > 1 else float("nan")
+        res["top10_recall"] = top_recall(fitness[use], score[use]) if use.sum() > 0 else float("nan")
+        if bins is not None:
+            ub = use & np.isfinite(bins)
+            res["auc"] = roc_auc(score[ub], bins[ub] > 0.5)
+    res = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in res.items()}
+    with atomic_write(output, "w") as fh:
+        json.dump(res, fh, indent=2)
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------
+
+SUMMARY_COLUMNS = ("DMS_id", "n_mutants", "n_scored", "spearman", "auc", "ndcg", "top10_recall", "offset")
+
+
+def summary_frame(metrics: list[dict], seeds: list[int]) -> pd.DataFrame:
+    """One row per assay and the average over assays (``DMS_id = "average"``)."""
+    rows = []
+    for m in metrics:
+        row = {c: m.get(c) for c in SUMMARY_COLUMNS}
+        for s in seeds:
+            row[f"spearman_seed{s}"] = (m.get("spearman_seeds") or {}).get(str(s))
+        row["focus_mismatches"] = " ".join(m.get("focus_mismatches") or [])
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        numeric = [c for c in frame.columns if c not in ("DMS_id", "offset", "focus_mismatches")]
+        avg = {c: pd.to_numeric(frame[c], errors="coerce").mean() for c in numeric}
+        frame = pd.concat([frame, pd.DataFrame([{"DMS_id": "average", **avg}])], ignore_index=True)
+    return frame
+
+
+def _fmt(v, digits: int = 3) -> str:
+    """A table cell: '–' for missing, ``digits`` decimals (0 = a whole number with thousands commas)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return f"{float(v):,.0f}" if digits == 0 else f"{float(v):.{digits}f}"
+    return str(v)
+
+
+def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: str | os.PathLike = ".",
+                  failed: dict[str, str] | None = None, name: str = "summary") -> pd.DataFrame:
+    """``<name>.csv``, ``<name>.md`` and ``<name>.png`` (Spearman per assay) in ``out_dir``.
+
+    ``failed`` (assay -> reason) are listed under the table (a partial summary).
+    """
+    out_dir = Path(out_dir)
+    metrics = [json.loads(Path(p).read_text()) for p in metric_files if Path(p).is_file()]
+    frame = summary_frame(metrics, plan.seeds)
+    with atomic_write(out_dir / f"{name}.csv", "w", newline="") as fh:
+        frame.to_csv(fh, index=False, float_format="%.4f")
+    lines = [f"# deepseqvae batch: {plan.reference.name}", "",
+             (f"Seeds {', '.join(map(str, plan.seeds))}; columns = {plan.align_options.columns}; "
+              f"training options {json.dumps(plan.train_options)}; K = {plan.samples or 'default'}."),
+             (f"Scores: `scores/<DMS_id>.csv`, columns `{seed_column(plan.seeds[0])}`… and `{ENSEMBLE_COLUMN}` "
+              f"(ΔELBO, higher = fitter: ProteinGym directionality {DIRECTIONALITY})."), "",
+             "| DMS_id | mutants | scored | Spearman (ensemble) | per seed | AUC | NDCG | top-10% recall | offset |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in frame.to_dict("records"):
+        seeds = " / ".join(_fmt(r.get(f"spearman_seed{s}")) for s in plan.seeds)
+        lines.append(f"| {r['DMS_id']} | {_fmt(r.get('n_mutants'), 0)} | {_fmt(r.get('n_scored'), 0)} | "
+                     f"{_fmt(r.get('spearman'))} | {seeds} | {_fmt(r.get('auc'))} | {_fmt(r.get('ndcg'))} | "
+                     f"{_fmt(r.get('top10_recall'))} | {_fmt(r.get('offset'), 0)} |")
+    notes = [f"- {m['DMS_id']}: focus differs from target_seq at {' '.join(m['focus_mismatches'])}; "
+             "scored against target_seq" for m in metrics if m.get("focus_mismatches")]
+    notes += [f"- {m['DMS_id']}: not scored: " + ", ".join(f"{k} {v}" for k, v in m["unscored"].items())
+              for m in metrics if m.get("unscored")]
+    notes += [f"- {k}: FAILED: {v}" for k, v in (failed or {}).items()]
+    if notes:
+        lines += ["", *notes]
+    with atomic_write(out_dir / f"{name}.md", "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    _plot(frame, plan.seeds, out_dir / f"{name}.png")
+    return frame
+
+
+def _plot(frame: pd.DataFrame, seeds: list[int], path: Path) -> None:
+    """``summary.png``: the ensemble Spearman per assay, the single seeds as dots."""
+    from .plots import plot_spearman_bars, save_figure
+
+    per_seed = [pd.to_numeric(frame[c], errors="coerce").to_numpy() for c in (f"spearman_seed{s}" for s in seeds)
+                if c in frame.columns]
+    fig = plot_spearman_bars(frame["DMS_id"].astype(str).tolist(), pd.to_numeric(frame["spearman"], errors="coerce"),
+                             np.array(per_seed) if per_seed else None)
+    save_figure(fig, path, dpi=120)
+
+
+# --------------------------------------------------------------------------------------------
+# Running the workflow
+# --------------------------------------------------------------------------------------------
+
+
+def snakemake_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("snakemake") is not None
+
+
+def write_config(config: dict, out: str | os.PathLike) -> Path:
+    """Write the resolved config (absolute paths) to ``<out>/batch_config.json`` and return its path."""
+    path = Path(out) / "batch_config.json"
+    text = json.dumps(config, indent=2, sort_keys=True)
+    if not path.is_file() or path.read_text() != text:  # unchanged: keep the file (and its mtime)
+        with atomic_write(path, "w") as fh:
+            fh.write(text)
+    return path
+
+
+def snakemake_command(config_file: str | os.PathLike, out: str | os.PathLike, *, cores: int | None = None,
+                      keep_going: bool = True, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The Snakemake command line that runs the workflow into ``out``."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(out),
+           "--configfile", str(config_file), "--rerun-incomplete"]
+    if keep_going:
+        cmd.append("--keep-going")
+    executor = any(a in ("--executor", "-e", "--profile", "--workflow-profile")
+                   or a.startswith(("--executor=", "--profile=", "--workflow-profile=")) for a in extra)
+    if cores is not None:
+        cmd += ["--cores", str(cores)]
+    elif not executor and not any(a in ("--cores", "-c", "--jobs", "-j") for a in extra):
+        cmd += ["--cores", "1"]
+    return cmd + list(extra)
+
+
+def collect_failures(plan: Plan, out: str | os.PathLike) -> dict[str, str]:
+    """Assays without metrics after a run, with the last error line of their jobs' logs."""
+    out = Path(out)
+    failed = {}
+    for dms_id, assay in plan.assays.items():
+        if (out / "metrics" / f"{dms_id}.json").is_file():
+            continue
+        logs = sorted((out / "logs").glob(f"*/{dms_id}*.log")) + sorted(
+            (out / "logs").glob(f"*/{assay.alignment}*.log"))
+        reason = "did not finish (see the Snakemake output)"
+        for p in logs:
+            errors = [ln.strip() for ln in p.read_text(errors="replace").splitlines() if ln.startswith("Error")]
+            if errors:
+                reason = errors[-1]
+                break
+        failed[dms_id] = reason
+    return failed
+
+
+def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None, keep_going: bool = True,
+              snakemake_args: list[str] | tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
+    """Run the workflow for ``config`` into ``out`` with Snakemake; return (exit status, failed assays).
+
+    The plan is checked first (a bad reference file is an error before anything runs). When some
+    jobs fail, ``summary-partial.md/.csv/.png`` summarises the assays that finished and lists the
+    others with their error (the workflow's own ``summary.md`` needs every assay).
+    """
+    if not snakemake_available():
+        raise BatchError(INSTALL_HINT)
+    out = Path(out).resolve()
+    plan = make_plan(config)
+    config = {**config, "base_dir": str(Path(config.get("base_dir") or os.getcwd()).resolve())}
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = write_config(config, out)
+    cmd = snakemake_command(cfg, out, cores=cores, keep_going=keep_going, extra=snakemake_args)
+    log.info("running %s", " ".join(cmd))
+    status = subprocess.run(cmd, check=False).returncode
+    dry = any(a in ("-n", "--dry-run", "--dryrun") for a in snakemake_args)
+    failed: dict[str, str] = {}
+    if status != 0 and not dry:
+        failed = collect_failures(plan, out)
+        done = [out / "metrics" / f"{d}.json" for d in plan.assays if d not in failed]
+        if done:
+            write_summary(plan, done, out, failed=failed, name="summary-partial")
+    return status, failed

@@ -1,0 +1,332 @@
+"""Tests of deepseqvae.batch and the Snakemake workflow behind ``deepseqvae batch``.
+
+The workflow tests run Snakemake for real (locally, tiny models, a few steps) and need the
+``workflow`` extra; like the shared data, it is skipped on a developer machine without it and
+required when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepseqvae import batch
+from deepseqvae.batch import BatchError
+from deepseqvae.score import roc_auc, spearman
+
+from conftest import REPO_ROOT, require_shared_data
+
+DEMO_SEQ = "HRFQHAEVKSFHTERLTFAIAIDMIRYKVNAQVPLLLTPVSADHPKHEENEENKDIHFEA"
+COLUMNS = ["DMS_id", "DMS_filename", "target_seq", "MSA_filename", "MSA_start", "MSA_end", "MSA_theta",
+           "weight_file_name", "DMS_mutant_column", "DMS_score_column"]
+TINY = ["--steps", "10", "--latent-dim", "2", "--encoder-hidden", "8,8", "--decoder-hidden", "8,16",
+        "--dictionary-size", "0", "--samples", "2", "--device", "cpu"]
+DEMO_KEY = "alignments_demo"  # the name of the demo alignment's models (folder_stem of MSA_filename)
+SLURM_PROFILE = REPO_ROOT / "deepseqvae" / "workflow" / "profiles" / "slurm"
+
+
+def require_workflow(*modules: str) -> None:
+    """Skip without Snakemake (or the SLURM plugin); fail instead when CI is set."""
+    for name in ("snakemake", *modules):
+        if importlib.util.find_spec(name) is None:
+            msg = f"{name} is not installed (pip install 'deepseqvae[workflow]')"
+            if os.environ.get("CI"):
+                pytest.fail(f"{msg} (CI is set, so a missing workflow extra is a failure)")
+            pytest.skip(msg)
+
+
+def demo_row(dms_id: str = "DEMO", **changes) -> dict:
+    row = {"DMS_id": dms_id, "DMS_filename": "alignments/demo_mutants.csv", "target_seq": DEMO_SEQ,
+           "MSA_filename": "alignments/demo.a2m", "MSA_start": 1, "MSA_end": 60, "MSA_theta": 0.2,
+           "weight_file_name": "demo_theta_0.2.npy", "DMS_mutant_column": "mutant", "DMS_score_column": "fitness"}
+    return {**row, **changes}
+
+
+def write_reference(path: Path, rows: list[dict]) -> Path:
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def plan_for(tmp_path, rows, **config):
+    ref = write_reference(tmp_path / "ref.csv", rows)
+    return batch.make_plan({"reference": str(ref), "msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT),
+                            **config})
+
+
+# --- options and the reference file -------------------------------------------------------------
+
+
+def test_parse_rows_and_seeds():
+    assert batch.parse_rows("0,3-5") == [0, 3, 4, 5]
+    assert batch.parse_rows(" 2, 1,2 ") == [1, 2]
+    assert batch.parse_rows(None) is None and batch.parse_rows("") is None
+    for bad, match in (("5-3", "ends before it starts"), ("1,a", "not 'a'"), ("-1", "not '-1'")):
+        with pytest.raises(BatchError, match=match):
+            batch.parse_rows(bad)
+    assert batch.parse_seeds("1,2,2,3") == [1, 2, 3] and batch.parse_seeds([4]) == [4]
+    with pytest.raises(BatchError, match="seeds: expected integers"):
+        batch.parse_seeds("1,x")
+    assert batch.option_args({"steps": 10, "decoder_hidden": (8, 16), "recipe": None, "flag": True,
+                              "off": False}) == ["--steps", "10", "--decoder-hidden", "8,16", "--flag"]
+
+
+def test_reference_errors_name_file_and_row(tmp_path):
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame([{"DMS_id": "A"}]).to_csv(ref, index=False)
+    with pytest.raises(BatchError, match=r"ref\.csv: missing column\(s\) DMS_filename, target_seq"):
+        batch.read_reference(ref)
+    write_reference(ref, [demo_row("A"), demo_row("A")])
+    with pytest.raises(BatchError, match=r"ref\.csv: row 1: DMS_id 'A' appears twice"):
+        batch.read_reference(ref)
+    write_reference(ref, [demo_row("A"), demo_row("B", MSA_start="x")])
+    with pytest.raises(BatchError, match=r"ref\.csv: row 1 \(B\): MSA_start is not a number: 'x'"):
+        batch.read_reference(ref)
+    assert list(batch.read_reference(ref, [0]).index) == [0]
+    with pytest.raises(BatchError, match=r"row 7 does not exist \(rows 0-1\)"):
+        batch.read_reference(ref, [0, 7])
+
+
+def test_plan_shares_one_alignment_and_reuses_precomputed_weights(tmp_path):
+    wdir = tmp_path / "w"
+    wdir.mkdir()
+    np.save(wdir / "demo_theta_0.2.npy", np.ones(3))
+    plan = plan_for(tmp_path, [demo_row("A"), demo_row("B"), demo_row("C", weight_file_name="other.npy",
+                                                                    MSA_theta=0.01)],
+                    weights_dir=str(wdir), seeds="1,2", train={"steps": 5})
+    demo = "alignments_demo"  # folder and stem of MSA_filename
+    assert list(plan.alignments) == [demo, f"{demo}_theta0.01"]  # same file, another theta: another model
+    assert plan.alignments[demo].rows == (0, 1) and plan.alignments[demo].precomputed
+    assert plan.alignments[demo].weights_path == wdir / "demo_theta_0.2.npy"
+    assert not plan.alignments[f"{demo}_theta0.01"].precomputed
+    assert plan.weights_file(f"{demo}_theta0.01") == f"weights/{demo}_theta0.01.npy"
+    assert plan.align_options.columns == "all" and plan.seeds == [1, 2]
+
+
+# --- numbering ------------------------------------------------------------------------------------
+
+
+def test_numbering_offset_point_difference_and_wrong_target_fails_alone(tmp_path):
+    shifted = pd.read_csv(REPO_ROOT / "alignments" / "demo_mutants.csv", dtype=str)
+    shifted["mutant"] = [re.sub(r"\d+", lambda m: str(int(m.group()) + 5), m) for m in shifted["mutant"]]
+    shifted.to_csv(tmp_path / "shifted.csv", index=False)  # numbered on a target with 5 more residues
+    rows = [demo_row("SAME"),
+            # target_seq with 5 extra residues in front: the focus starts at MSA_start 6, offset -5
+            demo_row("LONGER", target_seq="MKTAY" + DEMO_SEQ, MSA_start=6, MSA_end=65,
+                     DMS_filename=str(tmp_path / "shifted.csv")),
+            # one point difference (as GFP's focus F64 against the assay's L64): allowed, reported
+            demo_row("POINT", target_seq="A" + DEMO_SEQ[1:]),
+            # wrong MSA_start: the focus does not match target_seq there
+            demo_row("WRONG", target_seq="MKTAY" + DEMO_SEQ, MSA_start=1, MSA_end=60)]
+    plan = plan_for(tmp_path, rows)
+    checks = {}
+    for dms_id in ("SAME", "LONGER", "POINT"):
+        checks[dms_id] = batch.check_assay(plan, dms_id, tmp_path / f"{dms_id}.json")
+    assert (checks["SAME"].offset, checks["LONGER"].offset, checks["POINT"].offset) == (0, -5, 0)
+    assert checks["POINT"].focus_mismatches == ["H1A"] and checks["SAME"].focus_mismatches == []
+    assert json.loads((tmp_path / "LONGER.json").read_text())["header_start"] == 1
+    with pytest.raises(BatchError, match=r"^row 3 \(WRONG\): the alignment's focus 'DEMO/1-60' disagrees with "
+                                         r"target_seq .*should MSA_start be 6\?$"):
+        batch.check_assay(plan, "WRONG", tmp_path / "WRONG.json")
+    assert not (tmp_path / "WRONG.json").exists()
+    # DMS positions that are not 1-based on target_seq: an error for that row
+    plan2 = plan_for(tmp_path, [demo_row("SHIFTED", target_seq="MKTAY" + DEMO_SEQ, MSA_start=6, MSA_end=65,
+                                         DMS_filename="alignments/demo_mutants.csv")])
+    with pytest.raises(BatchError, match=r"row 0 \(SHIFTED\): \d+ of 1640 mutants .* do not match target_seq"):
+        batch.check_assay(plan2, "SHIFTED", tmp_path / "SHIFTED.json")
+
+
+def test_target_checkpoint_scores_against_the_target():
+    from deepseqvae.checkpoint import Checkpoint, ModelInfo
+
+    info = ModelInfo(focus_id="X/10-13", focus_seq="ACDE", positions=[10, 11, 12, 13], n_seqs=2, neff=2.0,
+                     theta=0.2)
+    ckpt = Checkpoint(kind="independent", model_config={}, state={}, info=info)
+    assay = batch.Assay(0, "X", Path("x.csv"), "MMACWE", "x", 3, 6, None, None)
+    out = batch.target_checkpoint(ckpt, assay, offset=7)  # residue 10 of the model = position 3 of target
+    assert out.info.focus_seq == "ACWE" and out.info.positions == [10, 11, 12, 13]
+    assert ckpt.info.focus_seq == "ACDE"  # the loaded checkpoint is not modified
+
+
+# --- ProteinGym's metrics, against hand computation -------------------------------------------------
+
+
+def test_auc_matches_hand_computation_with_ties():
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    # ties between a positive and a negative count one half: pairs (1,1) .5, (1,2) 0, (2,1) 1, (2,2) .5
+    assert roc_auc(np.array([1.0, 1.0, 2.0, 2.0]), np.array([0, 1, 0, 1])) == pytest.approx(0.5)
+    assert math.isnan(roc_auc(np.array([0.1, 0.2]), np.array([True, True])))
+
+
+def test_ndcg_and_top_recall_match_hand_computation():
+    y_true = np.arange(20.0)  # gains after min-max scaling: i / 19
+    y_score = np.zeros(20)
+    y_score[18], y_score[19], y_score[5] = 3.0, 2.0, 1.0  # model ranks: true 18 first, true 19 second
+    # k = floor(20 * 10 %) = 2; DCG = g18 / log2(2) + g19 / log2(3); ideal: g19 / log2(2) + g18 / log2(3)
+    dcg = (18 / 19) / 1 + 1 / np.log2(3)
+    idcg = 1 / 1 + (18 / 19) / np.log2(3)
+    assert batch.ndcg(y_true, y_score) == pytest.approx(dcg / idcg)
+    assert batch.ndcg(y_true, y_true) == pytest.approx(1.0)
+    # worst order: the top 2 are true 0 (gain 0, left out) and true 1 (gain 1/19, rank 2)
+    assert batch.ndcg(y_true, -y_true) == pytest.approx((1 / 19) / np.log2(3) / idcg)
+    assert batch.ndcg(y_true[:9], y_true[:9]) == 0.0  # k = floor(0.9) = 0: nothing in the top k
+    # top 10 %: truly best are 18 and 19 (>= 90th percentile 17.1); the model's top 2 are 18 and 19
+    assert batch.top_recall(y_true, y_score) == pytest.approx(1.0)
+    y_score[19] = 0.0  # now the model's top 10 % is {18, 5}: half of the truly best
+    assert batch.top_recall(y_true, y_score) == pytest.approx(0.5)
+    assert spearman(y_true, y_true) == pytest.approx(1.0)
+
+
+def test_ensemble_layout_and_unscored_rows(tmp_path):
+    for seed, scores in ((1, ["1.0", "", "3.0"]), (2, ["2.0", "", "5.0"])):
+        pd.DataFrame({"mutant": ["A1C", "A2*", "WT"], "score": scores, "score_sem": ["0.1", "", "0"],
+                      "status": ["ok", "stop: A2* is a nonsense (stop) mutation", "ok"]}).to_csv(
+            tmp_path / f"s{seed}.csv", index=False)
+    files = {1: tmp_path / "s1.csv", 2: tmp_path / "s2.csv"}
+    assert batch.write_ensemble(files, tmp_path / "scores.csv", tmp_path / "unscored.csv") == (2, 1)
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert list(scores.columns) == ["mutant", "deepseqvae_seed1", "deepseqvae_seed2", "deepseqvae_ensemble"]
+    assert scores["deepseqvae_ensemble"].tolist() == [1.5, 4.0]
+    unscored = pd.read_csv(tmp_path / "unscored.csv")
+    assert unscored["mutant"].tolist() == ["A2*"] and unscored["status"].iloc[0].startswith("stop:")
+
+
+def test_batch_without_snakemake_says_how_to_install(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deepseqvae.cli import main
+
+    monkeypatch.setattr(batch, "snakemake_available", lambda: False)
+    ref = write_reference(tmp_path / "ref.csv", [demo_row()])
+    result = CliRunner().invoke(main, ["batch", str(ref), "-o", str(tmp_path / "run"), "--steps", "5"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"Error: {batch.INSTALL_HINT}"]
+    assert 'pip install "deepseqvae[workflow]"' in result.output
+
+
+# --- the workflow -------------------------------------------------------------------------------
+
+
+def run_batch_cli(reference: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "deepseqvae", "batch", str(reference), "--msa-dir", str(REPO_ROOT),
+           "--dms-dir", str(REPO_ROOT), "-o", str(out), *args]
+    return subprocess.run(cmd, cwd=out.parent, capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
+
+
+def executed_rules(proc: subprocess.CompletedProcess) -> list[str]:
+    """Rules of the jobs Snakemake ran (the aggregate 'all' left out)."""
+    rules = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, flags=re.MULTILINE)
+    return sorted(r for r in rules if r != "all")
+
+
+@pytest.mark.integration
+def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
+    """DEMO + GFP (shared data) + a row whose alignment is missing, with tiny models."""
+    require_workflow()
+    require_shared_data("GFP_AEQVI", "msa.a2m")
+    shared = pd.read_csv(REPO_ROOT / "benchmarks" / "reference_shared.csv", dtype=str, keep_default_na=False)
+    gfp = shared[shared["DMS_id"].str.startswith("GFP")].iloc[0].to_dict()
+    gfp["MSA_filename"] = str(REPO_ROOT / gfp["MSA_filename"])
+    gfp["DMS_filename"] = str(REPO_ROOT / gfp["DMS_filename"])
+    ref = write_reference(tmp_path / "ref.csv", [demo_row(), gfp, demo_row("MISSING", MSA_filename="nothere.a2m")])
+    from deepseqvae.alignment import read_alignment
+    from deepseqvae.weights import compute_weights
+
+    wdir = tmp_path / "weights"  # DEMO's weights precomputed (reused); GFP's computed by the workflow
+    wdir.mkdir()
+    np.save(wdir / "demo_theta_0.2.npy", compute_weights(read_alignment(REPO_ROOT / "alignments" / "demo.a2m",
+                                                                        columns="all").codes, 0.2))
+    out = tmp_path / "run"
+    gfp_id = gfp["DMS_id"]
+    # A training job killed at step 5 of 10 left its checkpoint: the workflow resumes it.
+    from deepseqvae.alignment import AlignmentOptions
+    from deepseqvae.pipeline import train_file
+
+    train_file(REPO_ROOT / "alignments" / "demo.a2m", out / "models" / DEMO_KEY / "seed1.partial.pt",
+               options=AlignmentOptions(columns="all"), weights_path=wdir / "demo_theta_0.2.npy", device="cpu",
+               model_options={"latent_dim": 2, "encoder_hidden": (8, 8), "decoder_hidden": (8, 16),
+                              "dictionary_size": 0},
+               train_options={"steps": 5, "seed": 1, "checkpoint_every": 5})
+
+    # 1. All rows: the missing alignment fails its own jobs, with one line; the others complete.
+    one_thread = ["--set-threads", "weights=1", "train=1", "check=1", "score=1"]  # two jobs at a time
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--cores", "2", *one_thread)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    fail = [ln for ln in proc.stderr.splitlines() if ln.startswith("FAILED MISSING")]
+    assert fail == [f"FAILED MISSING: Error: row 2 (MISSING): alignment not found: {REPO_ROOT / 'nothere.a2m'}"]
+    assert "Error: Snakemake exited with status 1; 1 assay(s) failed" in proc.stderr
+    assert not (out / "weights" / f"{DEMO_KEY}.npy").exists()  # precomputed weights used
+    train_log = (out / "logs" / "train" / f"{DEMO_KEY}_seed1.log").read_text()
+    assert train_log.startswith(f"resuming models/{DEMO_KEY}/seed1.partial.pt")
+    from deepseqvae.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "models" / DEMO_KEY / "seed1.pt").step == 10
+    assert not (out / "models" / DEMO_KEY / "seed1.partial.pt").exists()
+    assert [p.name for p in (out / "weights").glob("*.npy")] == ["GFP_AEQVI_msa.npy"]  # computed
+    demo = pd.read_csv(out / "scores" / "DEMO.csv")
+    assert list(demo.columns) == ["mutant", "deepseqvae_seed1", "deepseqvae_ensemble"] and len(demo) == 1640
+    gfp_scores = pd.read_csv(out / "scores" / f"{gfp_id}.csv")
+    assert len(gfp_scores) == 1084 and gfp_scores["deepseqvae_ensemble"].notna().all()  # every mutant, L64 too
+    assert {"L64M", "L64V", "L64P"} <= set(gfp_scores["mutant"])
+    assert pd.read_csv(out / "unscored" / f"{gfp_id}.csv").empty
+    metrics = json.loads((out / "metrics" / f"{gfp_id}.json").read_text())
+    assert metrics["focus_mismatches"] == ["F64L"] and metrics["n_scored"] == 1084
+    assert metrics["auc"] is not None and -1 <= metrics["spearman"] <= 1
+    partial = (out / "summary-partial.md").read_text()
+    assert "| DEMO | 1,640 | 1,640 |" in partial and "MISSING: FAILED: Error: row 2 (MISSING)" in partial
+
+    # 2. The good rows only: just the summary is left to do; then a rerun does nothing.
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert executed_rules(proc) == ["summary"]
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["DMS_id"].tolist() == ["DEMO", gfp_id, "average"]
+    assert (out / "summary.png").stat().st_size > 0
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
+    assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+    # 3. Delete one score file: only the job that writes it runs again.
+    (out / "scores" / "DEMO.csv").unlink()
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert executed_rules(proc) == ["ensemble"]
+    assert pd.read_csv(out / "scores" / "DEMO.csv").equals(demo)
+
+
+def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):
+    require_workflow("snakemake_executor_plugin_slurm")
+    other = tmp_path / "other" / "demo.a2m"  # a second alignment (a copy of the demo's)
+    other.parent.mkdir()
+    other.write_text((REPO_ROOT / "alignments" / "demo.a2m").read_text())
+    ref = write_reference(tmp_path / "ref.csv", [demo_row("A"), demo_row("B"), demo_row("C", MSA_filename=str(other))])
+    out = tmp_path / "run"
+    out.mkdir()
+    proc = run_batch_cli(ref, out, *TINY, "--seeds", "1,2,3", "--workflow-profile", str(SLURM_PROFILE),
+                         "--dry-run")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text
+    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\S)", text, flags=re.MULTILINE | re.DOTALL)
+    train = [body for rule, body in jobs if rule == "train"]
+    assert len(train) == 2 * 3  # 2 alignments x 3 seeds; the three rows share them
+    wildcards = sorted(re.search(r"wildcards: (.*)", b).group(1) for b in train)
+    assert wildcards == sorted(f"aln={a}, seed={s}" for a in (DEMO_KEY, "other_demo") for s in (1, 2, 3))
+    for body in train:  # the profile's resources for training
+        res = re.search(r"resources: (.*)", body).group(1)
+        for item in ("mem_mb=32000", "runtime=1440", "slurm_partition=gpu", "slurm_account=my_account", "gpu=1"):
+            assert item in res.split(", "), res
+    assert sum(rule == "score" for rule, _ in jobs) == 3 * 3
+    weights = [body for rule, body in jobs if rule == "weights"]
+    assert len(weights) == 2 and all("slurm_partition=cpu" in b and "mem_mb=16000" in b for b in weights)
+    assert "Job stats" in text and not (out / "models").exists()

@@ -1,0 +1,409 @@
+"""EVE-style classification: the mixture, the entropy thresholds, labels with a status per row, the command."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from deepseqvae.classify import (
+    BENIGN,
+    EVE_THRESHOLDS,
+    PATHOGENIC,
+    UNCERTAIN,
+    Classification,
+    Mixture,
+    ScanScores,
+    assign_classes,
+    auc,
+    binary_entropy,
+    evaluate,
+    fit_mixture,
+    fit_prior,
+    load_prior,
+    match_labels,
+    pathogenicity,
+    read_labels,
+    read_scan,
+    save_prior,
+    uncertainty_thresholds,
+)
+from deepseqvae.cli import main
+from deepseqvae.errors import ClassifyError
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def _h(p: float) -> float:
+    """Binary entropy written out, for the hand computations."""
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+# --------------------------------------------------------------------------------------------
+# The mixture
+# --------------------------------------------------------------------------------------------
+
+
+def test_fit_mixture_recovers_two_known_gaussians():
+    rng = np.random.default_rng(1)
+    n = 6000
+    benign = rng.normal(-1.0, 0.8, size=int(0.7 * n))      # weight 0.7, mean −1, sd 0.8
+    pathogenic = rng.normal(5.0, 1.5, size=int(0.3 * n))   # weight 0.3, mean 5, sd 1.5
+    x = rng.permutation(np.concatenate([benign, pathogenic]))
+    m = fit_mixture(x, n_init=10, seed=0)
+    assert m.means == pytest.approx((-1.0, 5.0), abs=0.08)
+    assert m.weights == pytest.approx((0.7, 0.3), abs=0.015)
+    assert np.sqrt(m.variances) == pytest.approx((0.8, 1.5), abs=0.06)
+    assert m.n_fitted == n and m.converged
+    # pathogenic = the component with the higher evolutionary index, whatever order sklearn found
+    assert m.posterior(np.array([5.0]))[0] > 0.99 and m.posterior(np.array([-1.0]))[0] < 0.01
+    # seeded: the same seed gives the same numbers
+    assert fit_mixture(x, n_init=10, seed=0) == m
+
+
+def test_fit_mixture_from_a_prior_and_bad_input():
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(0, 1, 3000), rng.normal(6, 1, 1000)])
+    start = Mixture(weights=(0.5, 0.5), means=(1.0, 5.0), variances=(2.0, 2.0))
+    m = fit_mixture(x, init=start)
+    assert m.means == pytest.approx((0.0, 6.0), abs=0.1) and m.weights == pytest.approx((0.75, 0.25), abs=0.02)
+    with pytest.raises(ClassifyError, match="two distinct"):
+        fit_mixture(np.ones(10))
+    with pytest.raises(ClassifyError, match="not finite"):
+        fit_mixture(np.array([1.0, 2.0, np.nan]))
+
+
+def test_posterior_and_mixing_by_hand():
+    m = Mixture(weights=(0.5, 0.5), means=(0.0, 2.0), variances=(1.0, 1.0))
+    # equal weights and variances: 0.5 halfway; at x = 2 the odds are N(2;2,1)/N(2;0,1) = e^2
+    assert m.posterior(np.array([1.0, 2.0])) == pytest.approx([0.5, 1 / (1 + math.exp(-2))], rel=1e-12)
+    m2 = Mixture(weights=(0.8, 0.2), means=(0.0, 3.0), variances=(1.0, 4.0))
+    x = 2.0
+    b = 0.8 * math.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)
+    p = 0.2 * math.exp(-0.5 * (x - 3) ** 2 / 4) / math.sqrt(2 * math.pi * 4)
+    assert m2.posterior(np.array([x]))[0] == pytest.approx(p / (p + b), rel=1e-12)
+    assert m2.component_densities(np.array([x]))[0] == pytest.approx([b, p], rel=1e-12)
+    # EVE's two-level score: 0.3 · P_protein + 0.7 · P_pooled
+    mixed = pathogenicity(np.array([x]), m2, prior=m, protein_weight=0.3)[0]
+    assert mixed == pytest.approx(0.3 * p / (p + b) + 0.7 / (1 + math.exp(-2)), rel=1e-12)
+
+
+def test_monotone_posterior_by_hand():
+    m = Mixture(weights=(0.5, 0.5), means=(0.0, 3.0), variances=(1.0, 4.0))
+    # turning point of the log-odds: (0/1 − 3/4) / (1/1 − 1/4) = −1, a minimum (the pathogenic variance is larger)
+    lo, hi = m.monotone_range()
+    assert lo == pytest.approx(-1.0) and hi == math.inf
+    raw = m.posterior(np.array([-5.0, -1.0]))
+    assert raw[0] > raw[1]  # EVE's raw posterior rises again far below the benign mean
+    mono = m.posterior(np.array([-5.0, -1.0, 2.0]), monotone=True)
+    assert mono[:2] == pytest.approx([raw[1], raw[1]], rel=1e-12)
+    assert mono[2] == pytest.approx(m.posterior(np.array([2.0]))[0], rel=1e-12)
+    assert np.all(np.diff(m.posterior(np.linspace(-20, 20, 401), monotone=True)) >= 0)
+    # smaller pathogenic variance: a maximum at (0/4 − 3/1) / (1/4 − 1/1) = 4, cut above it
+    m2 = Mixture(weights=(0.5, 0.5), means=(0.0, 3.0), variances=(4.0, 1.0))
+    lo, hi = m2.monotone_range()
+    assert lo == -math.inf and hi == pytest.approx(4.0)
+    assert np.all(np.diff(m2.posterior(np.linspace(-20, 20, 401), monotone=True)) >= 0)
+    assert not np.all(np.diff(m2.posterior(np.linspace(-20, 20, 401))) >= 0)
+
+
+def test_binary_entropy_by_hand():
+    h = binary_entropy(np.array([0.0, 0.1, 0.5, 0.9, 1.0]))
+    assert h == pytest.approx([0.0, 0.3250829733914482, math.log(2), 0.3250829733914482, 0.0], abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Thresholds and classes
+# --------------------------------------------------------------------------------------------
+
+
+def test_eve_default_thresholds_on_a_hand_made_example():
+    """Ten posteriors whose entropies fall between EVE's thresholds (computed by hand in the comments)."""
+    p = np.array([0.01, 0.05, 0.06, 0.10, 0.20, 0.50, 0.70, 0.90, 0.95, 0.99])
+    u = binary_entropy(p)
+    # H: 0.056, 0.1985, 0.2270, 0.3251, 0.5004, 0.6931, 0.6109, 0.3251, 0.1985, 0.056
+    assert u == pytest.approx([_h(v) for v in p], rel=1e-12)
+    thr = uncertainty_thresholds([10, 20, 25, 50, 75, 100], u, "eve")
+    assert thr == {10: 0.2197550519787074, 20: 0.3073271315004903, 25: 0.3443212858392093,
+                   50: 0.5199203860577154, 75: 0.6272364669515783, 100: math.inf}
+    classes = assign_classes(p, u, thr)
+    kept = {r: int((c != UNCERTAIN).sum()) for r, c in classes.items()}
+    # 10 %: H ≤ 0.2198 keeps 0.01, 0.05, 0.95, 0.99; 20 % adds 0.06 (0.2270); 25 % adds 0.10 and 0.90 (0.3251);
+    # 50 % adds 0.20 (0.5004); 75 % adds 0.70 (0.6109); 100 % adds 0.50 (ln 2)
+    assert kept == {10: 4, 20: 5, 25: 7, 50: 8, 75: 9, 100: 10}
+    P, B, U = PATHOGENIC, BENIGN, UNCERTAIN
+    assert list(classes[25]) == [B, B, B, B, U, U, U, P, P, P]
+    assert list(classes[100]) == [B, B, B, B, B, B, P, P, P, P]  # 0.5 is not > 0.5: Benign, as EVE
+
+
+def test_an_uncertainty_equal_to_the_threshold_is_kept():
+    p = np.array([0.2, 0.9])
+    u = np.array([0.3, 0.30000001])
+    assert list(assign_classes(p, u, {50: 0.3})[50]) == [BENIGN, UNCERTAIN]
+
+
+def test_protein_thresholds_reproduce_eves_recomputed_deciles():
+    rng = np.random.default_rng(3)
+    u = rng.permutation(np.arange(1, 21) / 100.0)  # 0.01 … 0.20, 20 variants
+    thr = uncertainty_thresholds(list(range(10, 101, 10)), u, "protein")
+    # by hand: the d-th decile keeps the 2·d smallest values, so its threshold is 0.02·d
+    assert thr == pytest.approx({10 * d: 0.02 * d for d in range(1, 11)}, abs=1e-12)
+    # EVE's compute_uncertainty_deciles: pd.qcut into 10 bins, threshold = the largest value of each bin
+    bins = pd.qcut(pd.Series(u), q=10, labels=range(1, 11)).astype(int)
+    eve = {10 * d: float(u[bins == d].max()) for d in range(1, 11)}
+    assert thr == eve
+    classes = assign_classes(np.full(20, 0.9), u, thr)
+    assert {r: int((c != UNCERTAIN).sum()) for r, c in classes.items()} == {10 * d: 2 * d for d in range(1, 11)}
+    # any percentage, e.g. 65 % of 20 variants = 13
+    assert uncertainty_thresholds([65], u, "protein")[65] == pytest.approx(0.13)
+
+
+def test_eve_has_no_default_for_other_fractions():
+    assert sorted(EVE_THRESHOLDS) == [10, 20, 25, 30, 40, 50, 60, 70, 75, 80, 90, 100]
+    with pytest.raises(ClassifyError, match="no default threshold for 65"):
+        uncertainty_thresholds([65], None, "eve")
+    with pytest.raises(ClassifyError, match="not in 1-100"):
+        uncertainty_thresholds([0], None, "eve")
+
+
+# --------------------------------------------------------------------------------------------
+# Scans, labels, evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def _write_scan(path: Path, focus: str = "ACD", first: int = 10) -> pd.DataFrame:
+    """A complete scan CSV of ``focus``: ΔELBO = −(index of the row) / 10, so lower rows are worse."""
+    rows = [f"{wt}{first + i}{aa}" for i, wt in enumerate(focus) for aa in AA if aa != wt]
+    frame = pd.DataFrame({"mutant": rows, "score": -np.arange(len(rows)) / 10.0, "score_sem": 0.01})
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_read_scan_rebuilds_the_wild_type(tmp_path):
+    frame = _write_scan(tmp_path / "scan.csv")
+    scan = read_scan(tmp_path / "scan.csv", protein="TOY")
+    assert scan.focus_seq == "ACD" and list(scan.positions) == [10, 11, 12]
+    assert len(scan.mutants) == 57 and scan.mutants[0] == "A10C"
+    assert scan.evolutionary_index == pytest.approx(-frame.score.to_numpy())
+    assert list(scan.columns[:19]) == [0] * 19 and scan.codes[0] == AA.index("C")
+    # a classes CSV (delta_elbo, delta_elbo_sem) reads as the same scan
+    frame.rename(columns={"score": "delta_elbo", "score_sem": "delta_elbo_sem"}).to_csv(tmp_path / "c.csv", index=False)
+    again = read_scan(tmp_path / "c.csv")
+    assert again.mutants == scan.mutants and np.array_equal(again.delta_elbo, scan.delta_elbo)
+    assert again.sem == pytest.approx(np.full(57, 0.01))
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("mutant,score\nA10C,-1\nC10D,-2\n", "row 3: C10D has wild type C10 but row 2 has A10"),
+    ("mutant,score\nA10C,-1\nA10C:C11A,-2\n", "row 3: 'A10C:C11A' is not a single substitution"),
+    ("mutant,score\nA10C,-1\nA10D,oops\n", "row 3: score 'oops' is not a number"),
+    ("mutant,score\nA10C,-1\nA10C,-2\n", "row 3: A10C repeats row 2"),
+])
+def test_read_scan_errors_name_file_and_row(tmp_path, rows, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(rows)
+    with pytest.raises(ClassifyError) as exc:
+        read_scan(path)
+    assert str(exc.value).startswith(str(path)) and message in str(exc.value)
+
+
+LABELS = """protein_name,mutations,ClinVar_labels
+TOY,A10C,1
+TOY,C11D,0
+TOY,A10W,1.0
+TOY,C10A,1
+TOY,A99G,0
+TOY,A10C:C11D,1
+TOY,A10A,0
+TOY,D12E,0.5
+TOY,foo,1
+TOY,A10C,1
+OTHER,D12E,1
+TOY,D12F,benign
+"""
+
+
+def test_every_label_row_gets_a_status(tmp_path):
+    _write_scan(tmp_path / "scan.csv")
+    (tmp_path / "labels.csv").write_text(LABELS)
+    scan = read_scan(tmp_path / "scan.csv", protein="TOY")
+    match = match_labels(read_labels(tmp_path / "labels.csv"), scan, protein="TOY")
+    reasons = [s.split(":", 1)[0] for s in match.status]
+    assert reasons == ["ok", "ok", "ok", "wt_mismatch", "position_not_modelled", "not_single", "not_single",
+                       "label_not_binary", "parse_error", "duplicate", "other_protein", "ok"]
+    assert match.status[3] == "wt_mismatch: C10 but focus has A10"
+    assert match.status[9] == "duplicate: same variant as row 2"
+    assert match.summary() == {"ok": 4, "wt_mismatch": 1, "position_not_modelled": 1, "not_single": 2,
+                               "label_not_binary": 1, "parse_error": 1, "duplicate": 1, "other_protein": 1}
+    assert list(match.index[match.ok]) == [scan.mutants.index(m) for m in ("A10C", "C11D", "A10W", "D12F")]
+    assert list(match.labels.labels[match.ok]) == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_plain_mutant_label_table_and_protein_choice(tmp_path):
+    _write_scan(tmp_path / "scan.csv")
+    (tmp_path / "plain.csv").write_text("mutant,label\nA10C,pathogenic\nC11D,0\n")
+    scan = read_scan(tmp_path / "scan.csv")
+    match = match_labels(read_labels(tmp_path / "plain.csv"), scan)
+    assert match.status == ["ok", "ok"] and list(match.labels.labels) == [1.0, 0.0]
+    (tmp_path / "two.csv").write_text("protein_name,mutations,ClinVar_labels\nTOY,A10C,1\nOTHER,A10C,1\n")
+    with pytest.raises(ClassifyError, match="rows for several proteins.*--protein"):
+        match_labels(read_labels(tmp_path / "two.csv"), scan)
+    with pytest.raises(ClassifyError, match="no row for protein 'NOPE'"):
+        match_labels(read_labels(tmp_path / "two.csv"), scan, protein="NOPE")
+    (tmp_path / "nolabel.csv").write_text("mutant,fitness\nA10C,1\n")
+    with pytest.raises(ClassifyError, match="no label column"):
+        read_labels(tmp_path / "nolabel.csv")
+
+
+def test_auc_by_hand():
+    pos = [0.9, 0.8, 0.7, 0.6, 0.2]
+    neg = [0.5, 0.4, 0.3, 0.1, 0.65]
+    # pairs with positive > negative: 5 + 5 + 5 + 4 + 1 = 20 of 25
+    y = np.array([1] * 5 + [0] * 5)
+    assert auc(np.array(pos + neg), y) == pytest.approx(0.8)
+    # a tie counts half: 0.2 → 0.5 ties one negative (0.5) instead of losing to it
+    assert auc(np.array([0.9, 0.8, 0.7, 0.6, 0.5] + neg), y) == pytest.approx((5 + 5 + 5 + 4 + 3.5) / 25)
+    assert math.isnan(auc(np.array(pos + neg[:4]), np.array([1] * 5 + [0] * 4)))  # 4 benign: too few
+
+
+def test_evaluate_by_hand(tmp_path):
+    _write_scan(tmp_path / "scan.csv")
+    scan = read_scan(tmp_path / "scan.csv", protein="TOY")
+    labelled = ["A10C", "A10D", "A10E", "C11A", "C11D", "D12A", "D12C"]
+    y = [1, 1, 1, 0, 0, 0, 1]
+    rows = "".join(f"{m},{v}\n" for m, v in zip(labelled, y, strict=True))
+    (tmp_path / "labels.csv").write_text("mutant,label\n" + rows + "Q10A,1\n")
+    match = match_labels(read_labels(tmp_path / "labels.csv"), scan)
+    M = len(scan.mutants)
+    p = np.full(M, 0.5)
+    u = np.full(M, 0.69)
+    idx = [scan.mutants.index(m) for m in labelled]
+    p[idx] = [0.9, 0.8, 0.3, 0.2, 0.7, 0.1, 0.6]   # calls: P P B B P B P
+    u[idx] = [0.1, 0.2, 0.3, 0.1, 0.6, 0.2, 0.5]   # at threshold 0.35: the 5th and 7th are Uncertain
+    thr = {100: math.inf, 50: 0.35}
+    cls = Classification(scan=scan, mixture=Mixture((0.5, 0.5), (0.0, 1.0), (1.0, 1.0)), prior=None,
+                         protein_weight=0.3, pathogenicity=p, uncertainty=u, thresholds=thr, threshold_source="eve",
+                         classes=assign_classes(p, u, thr))
+    ev = evaluate(cls, match)
+    assert (ev.n_pathogenic, ev.n_benign) == (4, 3)
+    row100, row50 = ev.by_retain.set_index("retain_pct").loc[100], ev.by_retain.set_index("retain_pct").loc[50]
+    # 100 %: correct = A10C, A10D, C11A, D12A, D12C = 5 of 7; pathogenic 3 of 4 called P; benign 2 of 3 called B
+    assert (row100.classified, row100.accuracy) == (7, pytest.approx(5 / 7))
+    assert row100.pathogenic_accuracy == pytest.approx(3 / 4) and row100.benign_accuracy == pytest.approx(2 / 3)
+    # 50 %: C11D (benign, called P) and D12C (pathogenic, called P) are Uncertain: 5 classified, 4 correct
+    assert (row50.classified, row50.coverage, row50.accuracy) == (5, pytest.approx(5 / 7), pytest.approx(4 / 5))
+    assert row50.pathogenic_coverage == pytest.approx(3 / 4) and row50.pathogenic_accuracy == pytest.approx(2 / 3)
+    assert row50.benign_coverage == pytest.approx(2 / 3) and row50.benign_accuracy == pytest.approx(1.0)
+    assert row50.variants_retained == pytest.approx(5 / M)
+    assert math.isnan(ev.auc_pathogenicity)  # 3 benign < MIN_PER_CLASS_AUC
+    assert list(ev.table.status) == ["ok"] * 7 + ["wt_mismatch: Q10 but focus has A10"]
+    assert ev.table.EVE_classes_50_pct_retained.tolist()[:7] == ["Pathogenic", "Pathogenic", "Benign", "Benign",
+                                                                  UNCERTAIN, "Benign", UNCERTAIN]
+    assert pd.isna(ev.table.pathogenicity.iloc[7])
+
+
+def test_prior_round_trip_and_errors(tmp_path):
+    rng = np.random.default_rng(4)
+
+    def scan(x, name):
+        return ScanScores(name, [f"A{i}C" for i in range(x.size)], -x, None, "A" * x.size,
+                          np.arange(x.size), np.arange(x.size), np.ones(x.size, dtype=np.int64), name)
+
+    a, b = rng.normal(0, 1, 2000), rng.normal(5, 1, 1000)
+    prior = fit_prior([scan(a, "a.csv"), scan(b, "b.csv")], n_init=5, seed=0)
+    assert prior.mixture == fit_mixture(np.concatenate([a, b]), n_init=5, seed=0)
+    assert prior.sources == (("a.csv", 2000), ("b.csv", 1000))
+    path = save_prior(prior, tmp_path / "prior.json")
+    assert json.loads(path.read_text())["format"] == "deepseqvae-gmm-prior"
+    assert load_prior(path) == prior
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ClassifyError, match="bad.json: not a readable JSON prior"):
+        load_prior(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"weights": [0.5, 0.5]}')
+    with pytest.raises(ClassifyError, match="other.json: not a deepseqvae mixture prior"):
+        load_prior(tmp_path / "other.json")
+
+
+# --------------------------------------------------------------------------------------------
+# The commands, on a tiny model of the demo family
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny(demo_models, tmp_path):
+    """A folder for the outputs and the session's tiny demo VAE (conftest)."""
+    return tmp_path, demo_models["vae"]
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_classify_command_from_a_model_and_from_its_scan(tiny):
+    d, model = tiny
+    labels = d / "labels.csv"
+    labels.write_text("protein_name,mutations,ClinVar_labels\n"
+                      + "".join(f"DEMO,H1{aa},1\n" for aa in "ACDEF") + "".join(f"DEMO,R2{aa},0\n" for aa in "ACDEF")
+                      + "DEMO,A1G,1\nDEMO,H99A,0\n")
+    out = d / "classes.csv"
+    r = run_cli("classify", "-m", model, "-o", out, "--labels", labels, "--samples", 8, "--device", "cpu",
+                "--no-progress")
+    assert r.exit_code == 0, r.output
+    frame = pd.read_csv(out)
+    assert len(frame) == 19 * 60 and frame.mutant.iloc[0] == "H1A"
+    for col in ("delta_elbo", "evolutionary_index", "pathogenicity", "uncertainty", "EVE_scores", "evol_indices",
+                "EVE_classes_100_pct_retained", "EVE_classes_75_pct_retained", "EVE_classes_10_pct_retained"):
+        assert col in frame.columns
+    assert np.allclose(frame.evolutionary_index, -frame.delta_elbo)
+    assert np.allclose(frame.uncertainty, binary_entropy(frame.pathogenicity.to_numpy()), atol=1e-5)
+    assert set(frame.EVE_classes_75_pct_retained) <= {PATHOGENIC, BENIGN, UNCERTAIN}
+    # the pathogenic class has the lower mean ΔELBO
+    called = frame.EVE_classes_100_pct_retained
+    assert frame.delta_elbo[called == PATHOGENIC].mean() < frame.delta_elbo[called == BENIGN].mean()
+    report = (d / "classes_report.md").read_text()
+    assert "12 rows; ok 10, wt_mismatch 1, position_not_modelled 1" in report
+    assert "Labels: 10 of 12 rows used (wt_mismatch 1, position_not_modelled 1)" in r.output
+    per_row = pd.read_csv(d / "classes_labels.csv")
+    assert per_row.status.iloc[10] == "wt_mismatch: A1 but focus has H1"
+    for name in ("classes_histogram.png", "classes_labels.png", "classes_metrics.csv"):
+        assert (d / name).read_bytes()[:4] in (b"\x89PNG", b"reta")
+
+    # the same scores from the scan CSV give the same classes
+    scan = d / "singles.csv"
+    assert run_cli("scan", "-m", model, "-o", scan, "--samples", 8, "--device", "cpu", "--no-progress").exit_code == 0
+    out2 = d / "from_scan.csv"
+    r = run_cli("classify", "--scan", scan, "-o", out2, "--protein", "DEMO", "--no-plots")
+    assert r.exit_code == 0, r.output
+    frame2 = pd.read_csv(out2)
+    assert frame2.mutant.tolist() == frame.mutant.tolist()
+    assert np.allclose(frame2.EVE_scores, frame.EVE_scores, atol=1e-4)
+    assert (frame2.EVE_classes_75_pct_retained == frame.EVE_classes_75_pct_retained).mean() > 0.99
+
+    # a pooled prior from scans, then classify with it
+    prior = d / "prior.json"
+    r = run_cli("classify-prior", scan, scan, "-o", prior, "--n-init", 3)
+    assert r.exit_code == 0, r.output
+    assert json.loads(prior.read_text())["mixture"]["n_fitted"] == 2 * 19 * 60
+    r = run_cli("classify", "--scan", scan, "-o", d / "with_prior.csv", "--prior", prior, "--protein-weight", 0.3,
+                "--retain", "75", "--no-plots")
+    assert r.exit_code == 0, r.output
+    cols = [c for c in pd.read_csv(d / "with_prior.csv").columns if c.startswith("EVE_classes")]
+    assert cols == ["EVE_classes_100_pct_retained", "EVE_classes_75_pct_retained"]
+
+
+def test_classify_command_errors_are_one_line(tiny):
+    d, model = tiny
+    r = CliRunner().invoke(main, ["classify", "-m", str(model), "-o", str(d / "x.csv"), "--retain", "65",
+                                  "--samples", "2", "--device", "cpu", "--no-progress", "--no-plots"])
+    assert r.exit_code == 2 and "Error: EVE has no default threshold for 65" in r.output
+    r = CliRunner().invoke(main, ["classify", "-o", str(d / "x.csv")])
+    assert r.exit_code == 2 and "give a checkpoint with --model or a scan CSV with --scan" in r.output
+    _write_scan(d / "toy_scan.csv")
+    r = CliRunner().invoke(main, ["classify", "--scan", str(d / "toy_scan.csv"), "--prior", str(d / "nope.json")])
+    assert r.exit_code == 2 and r.output.strip() == f"Error: {d / 'nope.json'}: no such prior file"
+    assert not (d / "toy_scan_classes.csv").exists()
