@@ -24,11 +24,9 @@ pathogenic labels called pathogenic at 75 % retained.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -37,9 +35,8 @@ from benchmarks._common import REPO, add_data_dir, header, result_path, write_re
 from deepseqvae.checkpoint import load_checkpoint
 from deepseqvae.classify import auc, match_labels, mean_scans, read_labels, report_markdown
 from deepseqvae.fileio import atomic_write
-from deepseqvae.model import VAEConfig
 from deepseqvae.pipeline import classify_file, scan_scores, train_file
-from deepseqvae.train import TrainConfig
+from deepseqvae.train import DEFAULT_RECIPE
 
 DATASETS = ("P53_HUMAN", "PTEN_HUMAN")
 
@@ -52,30 +49,19 @@ def fmt(v: float) -> str:
     return "–" if v != v else f"{v:.3f}"
 
 
-def _plain(d: dict) -> dict:
-    return json.loads(json.dumps(d))  # tuples -> lists, so saved and fresh configs compare equal
-
-
-def same_recipe(ckpt_path: Path) -> bool:
-    """Whether a checkpoint was trained with today's default model and optimiser settings."""
-    ck = load_checkpoint(ckpt_path)
-    fresh = _plain(asdict(VAEConfig(seq_len=ck.model_config["seq_len"])))
-    skip = {"steps", "seed", "checkpoint_every", "log_every"}
-    train_now = {k: v for k, v in _plain(asdict(TrainConfig())).items() if k not in skip}
-    train_then = {k: v for k, v in _plain(ck.train_config).items() if k not in skip}
-    return _plain(ck.model_config) == fresh and train_now == train_then
-
-
-def train_seed(msa: Path, ckpt: Path, steps: int, seed: int, device: str) -> float:
-    """Train (or resume, or reuse) one seed of the default recipe; returns the seconds spent."""
+def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int, device: str) -> float:
+    """Train (or resume, or reuse) one seed of ``recipe``; returns the seconds spent."""
     t0 = time.perf_counter()
-    if ckpt.exists() and not same_recipe(ckpt):
-        sys.exit(f"{ckpt}: trained with another recipe than the current default; delete it or use another --work-dir")
-    if ckpt.exists() and load_checkpoint(ckpt).step >= steps:
-        print(f"{ckpt}: already trained for {steps} steps, reused", file=sys.stderr)
-        return 0.0
-    train_file(msa, ckpt, train_options={"steps": steps, "seed": seed}, device=device, resume=ckpt.exists(),
-               progress=True)
+    if ckpt.exists():
+        ck = load_checkpoint(ckpt)
+        if ck.train_config.get("recipe") != recipe:
+            sys.exit(f"{ckpt}: trained with recipe {ck.train_config.get('recipe')!r}, not {recipe!r}; delete it "
+                     "or use another --work-dir")
+        if ck.step >= ck.train_config["steps"]:
+            print(f"{ckpt}: already trained for {ck.step} steps, reused", file=sys.stderr)
+            return 0.0
+    train_file(msa, ckpt, recipe=recipe, train_options={"steps": steps, "seed": seed}, device=device,
+               resume=ckpt.exists(), progress=True)
     return time.perf_counter() - t0
 
 
@@ -86,8 +72,8 @@ def run_dataset(name: str, args, stem: Path) -> tuple[str, pd.DataFrame]:
     work.mkdir(parents=True, exist_ok=True)
     ckpts, train_s = [], []
     for seed in args.seeds:
-        ckpt = work / f"seed{seed}_steps{args.steps}.pt"
-        train_s.append(train_seed(msa, ckpt, args.steps, seed, args.device))
+        ckpt = work / f"seed{seed}_{args.recipe}{'' if args.steps is None else f'_steps{args.steps}'}.pt"
+        train_s.append(train_seed(msa, ckpt, args.recipe, args.steps, seed, args.device))
         ckpts.append(ckpt)
     t0 = time.perf_counter()
     scans = [scan_scores([c], n_samples=args.samples, seed=0, device=args.device) for c in ckpts]
@@ -135,8 +121,8 @@ def main() -> None:
     add_data_dir(ap)
     ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated [default: %(default)s]")
     ap.add_argument("--seeds", type=_ints, default=[1, 2, 3], help="training seeds, comma-separated [default: 1,2,3]")
-    ap.add_argument("--steps", type=int, default=TrainConfig().steps,
-                    help="training steps [default: the 'deepseqvae train' default, %(default)s]")
+    ap.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe [default: %(default)s]")
+    ap.add_argument("--steps", type=int, default=None, help="training steps [default: the recipe's]")
     ap.add_argument("--samples", type=int, default=None, help="K per mutant [default: 2000 on a GPU, 400 on a CPU]")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--work-dir", default=str(REPO / "benchmarks" / "runs" / "classify"),
@@ -147,7 +133,8 @@ def main() -> None:
     stem = md.with_suffix("")
     md.parent.mkdir(parents=True, exist_ok=True)
     text = header("Pathogenicity classes against ClinVar (EVE's mixture step)")
-    text += (f"Default training recipe, {args.steps:,} steps, seeds {', '.join(map(str, args.seeds))}; saturation scan "
+    steps = "its step rule" if args.steps is None else f"{args.steps:,} steps"
+    text += (f"Training recipe {args.recipe} ({steps}), seeds {', '.join(map(str, args.seeds))}; saturation scan "
              f"with K = {args.samples or 'the device default'}; classify: the mean ΔELBO of the seeds, a mixture "
              "fitted to the protein alone (no pooled prior), EVE's default thresholds.\n\n")
     tables = []

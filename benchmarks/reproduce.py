@@ -1,6 +1,6 @@
 """Reproduce the benchmark table: Spearman per dataset next to the published values, with timings.
 
-    python -m benchmarks.reproduce --profile quick [--data-dir ../shared/data] [--datasets BLAT_ECOLX,PTEN_HUMAN]
+    python -m benchmarks.reproduce [--profile default] [--data-dir ../shared/data] [--datasets BLAT_ECOLX,PTEN_HUMAN]
     python -m benchmarks.reproduce --profile full --device cuda
 
 For every dataset of ``benchmarks/datasets.csv`` it reads the alignment, computes the sequence
@@ -17,13 +17,16 @@ model is also saved at those steps (for ``benchmarks.convergence``).
 
 Profiles (see benchmarks/README.md for the measurements behind them):
 
+* ``default`` - what ``deepseqvae train`` does with no options (the ``fast`` recipe), seeds 1, 2
+  and 3 and their ensemble, K = 400 (the CPU default of ``score``).
 * ``quick`` - CPU, at most ~20 minutes per dataset on 2 cores: the paper's encoder, latent and
   Bayesian (svi) decoder with the sparsity and dictionary, but a 100-500 decoder (instead of
   100-2000; 5x faster steps on BLAT_ECOLX), 6,000 steps, K = 200 samples, one seed.
   ``--max-train-minutes`` stops training at a time budget instead (checked every 250 steps; the steps reached are
   reported); the quick profile does not use it, because PTEN_HUMAN needs its 6,000 steps
   (Spearman 0.26 after 3,000, 0.42 after 6,000; see benchmarks/README.md).
-* ``full`` - the paper: 100-2000 decoder, 300,000 steps, K = 2,000 samples, 5 seeds (a GPU job).
+* ``full`` - the paper's recipe (100-2000 decoder, DeepSequence's Adam, 300,000 steps), K = 2,000
+  samples, 5 seeds (a GPU job).
 """
 
 from __future__ import annotations
@@ -49,8 +52,12 @@ HERE = REPO / "benchmarks"
 CHUNK = 250
 
 PROFILES: dict[str, dict] = {
-    "quick": {"model": {"decoder_hidden": [100, 500]}, "steps": 6000, "samples": 200, "seeds": [1]},
-    "full": {"model": {}, "steps": 300_000, "samples": 2000, "seeds": [1, 2, 3, 4, 5]},
+    # what `deepseqvae train` does by default (the fast recipe), 3 seeds and their ensemble
+    "default": {"recipe": "fast", "model": {}, "steps": None, "samples": 400, "seeds": [1, 2, 3]},
+    # the 2026-11-22 CPU profile (constant-step Adam), kept to compare against
+    "quick": {"recipe": None, "model": {"decoder_hidden": [100, 500]}, "steps": 6000, "samples": 200, "seeds": [1]},
+    # the paper: DeepSequence's recipe, 5 seeds (a GPU job)
+    "full": {"recipe": "paper", "model": {}, "steps": None, "samples": 2000, "seeds": [1, 2, 3, 4, 5]},
 }
 
 #: published columns of datasets.csv shown in the table: (column, label)
@@ -99,9 +106,10 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     from deepseqvae.model import VAEConfig
     from deepseqvae.mutants import resolve_mutants, status_summary
     from deepseqvae.pipeline import fit_independent
+    from deepseqvae.runtime import keep_heap
     from deepseqvae.score import score_table
     from deepseqvae.tables import numeric_column, read_mutant_table
-    from deepseqvae.train import TrainConfig, fit_alignment
+    from deepseqvae.train import TrainConfig, fit_alignment, recipe_configs
     from deepseqvae.weights import compute_weights, resolve_device
 
     dev = resolve_device(device)
@@ -142,21 +150,31 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     out["excluded"] = out["rows"] - out["n_scored"]
 
     # The VAE, one model per seed.
-    model_cfg = VAEConfig(seq_len=aln.L, **{k: tuple(v) if isinstance(v, list) else v
-                                             for k, v in settings["model"].items()})
+    model_opts = {k: tuple(v) if isinstance(v, list) else v for k, v in settings["model"].items()}
+    recipe = settings.get("recipe")
+    if recipe:
+        keep_heap()  # as `deepseqvae train` does
+        model_cfg, base_cfg = recipe_configs(recipe, aln.L, model_overrides=model_opts,
+                                             train_overrides={"steps": settings["steps"], "checkpoint_every": 0})
+    else:
+        model_cfg, base_cfg = VAEConfig(seq_len=aln.L, **model_opts), TrainConfig(steps=settings["steps"],
+                                                                                  checkpoint_every=0)
     run_dir.mkdir(parents=True, exist_ok=True)
     scores, per_seed = [], []
     for i, seed in enumerate(settings["seeds"]):
         path = run_dir / f"{row['id']}_seed{seed}.pt"
         # Training in stages (resuming is bitwise identical to one uninterrupted run, tested):
         # at the --save-steps of the first seed, and every CHUNK steps when a time budget applies.
-        steps, budget = settings["steps"], settings.get("max_train_minutes")
-        stops = {steps} | ({s for s in save_steps if 0 < s < steps} if i == 0 else set())
-        if budget:
-            stops |= set(range(CHUNK, steps, CHUNK))
+        # A step-size schedule depends on the total, so a scheduled recipe trains in one go.
+        steps, budget = base_cfg.steps, settings.get("max_train_minutes")
+        stops = {steps}
+        if base_cfg.schedule == "constant":
+            stops |= {s for s in save_steps if 0 < s < steps} if i == 0 else set()
+            if budget:
+                stops |= set(range(CHUNK, steps, CHUNK))
         ckpt, t_train, n_steps = None, 0.0, 0
         for stop in sorted(stops):
-            tc = TrainConfig(steps=stop, seed=seed, checkpoint_every=0)
+            tc = TrainConfig(**{**base_cfg.__dict__, "steps": stop, "seed": seed})
             res = fit_alignment(aln, weights, model_cfg, tc, theta=0.2, device=dev, resume=ckpt)
             ckpt, t_train, n_steps = res.checkpoint, t_train + res.seconds, stop
             if i == 0 and stop in save_steps and stop != steps:
@@ -229,10 +247,12 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
 
     s = settings
     text = head
-    text += (f"Profile **{profile}**: model options {json.dumps(s['model'])} (others: the paper's), "
-             f"{s['steps']:,} steps" + (f" or {s['max_train_minutes']:g} minutes of training, whichever comes first"
-                                        if s.get("max_train_minutes") else "") +
-             f", batch 100, K = {s['samples']:,} samples, seeds {s['seeds']}. "
+    steps = "the recipe's step rule" if s["steps"] is None else f"{s['steps']:,} steps"
+    recipe = f"recipe **{s['recipe']}**" if s.get("recipe") else "constant-step Adam (no recipe)"
+    text += (f"Profile **{profile}**: {recipe}, model options {json.dumps(s['model'])} (others: the recipe's), "
+             f"{steps}" + (f" or {s['max_train_minutes']:g} minutes of training, whichever comes first"
+                           if s.get("max_train_minutes") else "") +
+             f", K = {s['samples']:,} samples, seeds {s['seeds']}. "
              f"Total wall time {total_s / 60:.1f} min.\n\n")
     text += "## Spearman ρ\n\n"
     text += ("| dataset | N | L | Neff | scored / rows | deepseqvae (per seed) | ensemble | site-independent (ours) | "
@@ -290,7 +310,7 @@ def main() -> None:
     if worker_main(dataset_worker):
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="default")
     add_data_dir(ap)
     ap.add_argument("--datasets", default=None, help="comma-separated ids (default: every row of datasets.csv)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")

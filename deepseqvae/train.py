@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -203,6 +204,7 @@ def train(
     resume: Checkpoint | None = None,
     progress: bool = False,
     heldout: tuple[np.ndarray, np.ndarray] | None = None,
+    on_eval: Callable[[int, VAE], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on int8 ``codes`` (N, L) with sequence ``weights`` (N,).
 
@@ -213,7 +215,9 @@ def train(
     checkpoint in place. ``heldout`` = (codes (M, L), weights (M,)) of sequences kept out of
     training: their ELBO is recorded every ``cfg.eval_every`` steps (``history['heldout_elbo']``).
     With ``cfg.ema_decay`` the checkpoint's weights are the moving average (what scoring uses)
-    and the raw weights travel in ``Checkpoint.train_state`` for resuming.
+    and the raw weights travel in ``Checkpoint.train_state`` for resuming. ``on_eval(step, model)``
+    is called every ``cfg.eval_every`` steps with the model holding the weights scoring would use
+    (benchmarks follow accuracy along a run with it; it must not change the model).
     """
     device = torch.device(device)
     if codes.shape[0] != weights.shape[0]:
@@ -270,16 +274,22 @@ def train(
                           optimizer=optimizer.state_dict(), rng_state=gen.get_state(),
                           history=history, train_state=None if ema is None else model.state_dict())
 
-    def evaluate() -> float:
-        assert held is not None
-        if ema is None:
-            return heldout_elbo(model, held[0], held[1], cfg.eval_samples, eval_gen)
-        raw = [p.detach().clone() for p in params]
-        torch._foreach_copy_([p.data for p in params], ema)
+    def evaluate() -> float | None:
+        """Held-out ELBO (None without held-out data) and ``on_eval``, with the scoring weights."""
+        raw = None
+        if ema is not None:
+            raw = [p.detach().clone() for p in params]
+            torch._foreach_copy_([p.data for p in params], ema)
         try:
-            return heldout_elbo(model, held[0], held[1], cfg.eval_samples, eval_gen)
+            value = None if held is None else heldout_elbo(model, held[0], held[1], cfg.eval_samples, eval_gen)
+            if on_eval is not None:
+                was_training = model.training
+                on_eval(step, model.eval())
+                model.train(was_training)
+            return value
         finally:
-            torch._foreach_copy_([p.data for p in params], raw)
+            if raw is not None:
+                torch._foreach_copy_([p.data for p in params], raw)
 
     start_step, t0 = step, time.perf_counter()
     running = torch.zeros(len(STAT_NAMES), device=device, dtype=torch.float64)
@@ -310,7 +320,7 @@ def train(
             n_running += 1
             at_log = step % cfg.log_every == 0 or step == cfg.steps
             at_ckpt = checkpoint_path is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-            at_eval = held is not None and (step % cfg.eval_every == 0 or step == cfg.steps)
+            at_eval = (held is not None or on_eval is not None) and (step % cfg.eval_every == 0 or step == cfg.steps)
             if at_log or at_ckpt or at_eval:
                 first_bad = int(bad_step)
                 if first_bad >= 0:
@@ -331,9 +341,10 @@ def train(
                     bar.update(step - bar.n)
             if at_eval:
                 value = evaluate()
-                history["eval_step"].append(step)
-                history["heldout_elbo"].append(value)
-                log.info("step %d: held-out ELBO %.3f", step, value)
+                if value is not None:
+                    history["eval_step"].append(step)
+                    history["heldout_elbo"].append(value)
+                    log.info("step %d: held-out ELBO %.3f", step, value)
             if at_ckpt:
                 save_checkpoint(snapshot(), checkpoint_path)
     finally:
@@ -358,6 +369,7 @@ def fit_alignment(
     checkpoint_path: str | os.PathLike | None = None,
     resume: Checkpoint | None = None,
     progress: bool = False,
+    on_eval: Callable[[int, VAE], None] | None = None,
 ) -> TrainResult:
     """Build a VAE for ``alignment`` (seeded by ``train_cfg.seed``) and train it.
 
@@ -384,7 +396,8 @@ def fit_alignment(
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
     return train(model, codes, weights, train_cfg, info, device=device,
-                 checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout)
+                 checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout,
+                 on_eval=on_eval)
 
 
 def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:

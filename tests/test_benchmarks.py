@@ -72,7 +72,8 @@ def test_missense_mask_excludes_synonymous_and_wild_type_rows():
 def test_reproduce_end_to_end_on_the_demo(tmp_path):
     """A tiny run of the real script: report files, one row per dataset, a failed dataset reported."""
     out = tmp_path / "res"
-    cmd = [sys.executable, "-m", "benchmarks.reproduce", "--datasets", "DEMO,GFP_AEQVI", "--steps", "4",
+    cmd = [sys.executable, "-m", "benchmarks.reproduce", "--profile", "quick", "--datasets", "DEMO,GFP_AEQVI",
+           "--steps", "4",
            "--samples", "2", "--data-dir", str(tmp_path / "no-data"), "--out", str(out),
            "--run-dir", str(tmp_path / "runs"), "--save-steps", "2",
            "--model-options", '{"encoder_hidden": [16], "decoder_hidden": [8, 16], "latent_dim": 2}']
