@@ -148,13 +148,13 @@ def _int_tuple(ctx, param, value):
 
 
 def _recipe_help() -> str:
-    from .train import FAST_L_REF, FAST_STEPS_MIN, FAST_STEPS_REF
+    from .train import FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
 
-    return ("Training recipe. fast (default): the paper's encoder and latent, a 100-500 Bayesian decoder, "
-            f"local reparameterisation, bf16 decoder products, warm-up and cosine decay, weight averaging; "
-            f"steps = {FAST_STEPS_REF} for L <= {FAST_L_REF} columns, else {FAST_STEPS_REF}·{FAST_L_REF}/L "
-            f"(at least {FAST_STEPS_MIN}). paper: DeepSequence exactly (100-2000 decoder, DeepSequence's "
-            "Adam, 300,000 steps: a GPU job). Options below override the recipe's values.")
+    return ("Training recipe. fast (default, for a CPU): the paper's encoder and latent, a 100-500 Bayesian "
+            "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
+            f"decoder products; steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
+            f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}. paper: DeepSequence exactly (100-2000 "
+            "decoder, DeepSequence's Adam, 300,000 steps: a GPU job). The options below override the recipe.")
 
 
 @main.command("train")
@@ -231,7 +231,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
     if TRAINERS[model_kind].iterative and total and total > 50_000 and resolve_device(device).type == "cpu":
         # The paper's 300,000 steps are a GPU job; say so before the user waits for days.
         click.echo(f"Note: {total:,} steps on the CPU can take days at the paper's model size "
-                   "(benchmarks/README.md); the default --recipe fast is made for a CPU. "
+                   "(benchmarks/README.md); the default, --recipe fast, is made for a CPU. "
                    "Interrupted runs continue with --resume.", err=True)
     t0 = time.perf_counter()
     result = train_file(

@@ -75,24 +75,26 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "fast": (
         {"decoder_hidden": (100, 500)},
         {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
-         "warmup_steps": 200, "final_lr_fraction": 0.02, "variance_lr": 1e-2, "variance_delay": 500,
-         "local_reparam": True, "ema_decay": 0.998},
+         "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "bfloat16"},
     ),
 }
 DEFAULT_RECIPE = "fast"
 
-#: the fast recipe's step count: FAST_STEPS_REF steps for a family of FAST_L_REF columns, fewer for
-#: longer ones (the cost of a step grows with L), within [FAST_STEPS_MIN, FAST_STEPS_REF]
-FAST_STEPS_REF = 6000
-FAST_L_REF = 250
-FAST_STEPS_MIN = 3000
+#: the fast recipe's step rule: FAST_STEPS_PER_COLUMN steps per modelled column (a small family has
+#: fewer decoder weights to fit), at most FAST_STEP_BUDGET / L (a step's cost grows with L, so
+#: long families keep a bounded run time), within [FAST_STEPS_MIN, FAST_STEPS_MAX]
+FAST_STEPS_PER_COLUMN = 20
+FAST_STEP_BUDGET = 1_500_000
+FAST_STEPS_MIN = 1000
+FAST_STEPS_MAX = 6000
 
 
 def fast_steps(seq_len: int) -> int:
-    """Steps of the ``fast`` recipe: 6000 up to L = 250 columns, then 6000·250/L (the cost of a step
-    grows with L), at least 3000; rounded to 100."""
-    steps = FAST_STEPS_REF * min(1.0, FAST_L_REF / max(seq_len, 1))
-    return int(round(max(FAST_STEPS_MIN, steps) / 100.0)) * 100
+    """Steps of the ``fast`` recipe for L = ``seq_len``: min(20·L, 1.5e6 / L) within [1000, 6000],
+    rounded to 100 (L = 60: 1,200; L = 253: 5,100; L = 387: 3,900)."""
+    L = max(int(seq_len), 1)
+    steps = min(FAST_STEPS_PER_COLUMN * L, FAST_STEP_BUDGET / L)
+    return int(round(min(max(steps, FAST_STEPS_MIN), FAST_STEPS_MAX) / 100.0)) * 100
 
 
 def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = None,

@@ -192,7 +192,7 @@ def test_version():
 def test_train_prints_a_summary(vae_model):
     path, result = vae_model
     assert path.is_file()
-    assert "Model: vae, trained on N = 3000 sequences, L = 60 columns, Neff = 653.6" in result.stdout
+    assert "Model: vae (fast recipe), trained on N = 3000 sequences, L = 60 columns, Neff = 653.6" in result.stdout
     assert re.search(r"Steps: 300 \([\d.]+ steps/s on cpu\); final ELBO -?\d", result.stdout)
     assert f"Wrote {path}" in result.stdout
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
@@ -528,7 +528,7 @@ def test_real_process_corrupt_checkpoint(tmp_path):
 
 
 def test_long_cpu_training_is_announced(monkeypatch, tmp_path):
-    """The paper's 300,000 steps on a CPU: a note with the quick setting, before any training."""
+    """The paper recipe's 300,000 steps on a CPU: a note pointing to the fast recipe, before any training."""
     import deepseqvae.pipeline as pipeline
     from deepseqvae.errors import DeepSeqVAEError
 
@@ -536,11 +536,13 @@ def test_long_cpu_training_is_announced(monkeypatch, tmp_path):
         raise DeepSeqVAEError("stopped before training")
 
     monkeypatch.setattr(pipeline, "train_file", stop)
-    res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu")
+    res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu", "--recipe", "paper")
     assert res.exit_code == 2
-    assert "300,000 steps on the CPU can take days" in res.stderr and "--steps 6000" in res.stderr
-    res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu", "--steps", "1000")
+    assert "300,000 steps on the CPU can take days" in res.stderr and "--recipe fast" in res.stderr
+    res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu", "--recipe", "paper", "--steps", "1000")
     assert "can take days" not in res.stderr
+    res = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--device", "cpu")  # the default: the fast recipe
+    assert res.exit_code == 2 and "can take days" not in res.stderr
 
 
 def test_small_family_warns_that_predictions_will_be_weak(tmp_path, caplog):
