@@ -11,7 +11,9 @@ fast recipe's 100-500):
 * old: 3dc5b14's step (dense one-hot first layer, one shared weight sample, float32, torch Adam);
 * paper recipe: today's step with DeepSequence's estimator and optimiser (gather-sum encoder,
   the training heap), in float32 and with bfloat16 decoder products;
-* fast recipe: the local-reparameterisation step with bfloat16 products and torch Adam.
+* fast recipe: one shared weight sample, bfloat16 products, torch's fused Adam and the moving
+  average of the weights (``--recipe fast``);
+* the local-reparameterisation option (``TrainConfig.local_reparam``), not in either recipe.
 
 Next to each rate: the matrix-multiply FLOPs of one step (torch's FLOP counter, forward and
 backward) and the rate they were done at, beside the GEMM rate of this CPU measured in the same
@@ -37,12 +39,13 @@ from benchmarks._common import REPO, add_data_dir, header, peak_rss_mb, run_work
 #: the step that issue 11 set out to speed up
 OLD_COMMIT = "3dc5b14"
 SIZES = {"paper size (decoder 100-2000)": (100, 2000), "fast-recipe size (decoder 100-500)": (100, 500)}
-#: name -> (old code?, loss_terms keywords, optimiser, training heap)
+#: name -> (old code?, loss_terms keywords, optimiser, training heap, weight averaging)
 PATHS = {
-    "old (3dc5b14)": (True, {}, "adam", False),
-    "paper recipe, float32": (False, {}, "deepsequence", True),
-    "paper recipe, bf16 products": (False, {"matmul_dtype": "bfloat16"}, "deepsequence", True),
-    "fast recipe (local reparam., bf16)": (False, {"local": True, "matmul_dtype": "bfloat16"}, "adam", True),
+    "old (3dc5b14)": (True, {}, "adam", False, False),
+    "paper recipe, float32": (False, {}, "deepsequence", True, False),
+    "paper recipe, bf16 products": (False, {"matmul_dtype": "bfloat16"}, "deepsequence", True, False),
+    "fast recipe (bf16 products, weight average)": (False, {"matmul_dtype": "bfloat16"}, "adam", True, True),
+    "option: local reparam., bf16": (False, {"local": True, "matmul_dtype": "bfloat16"}, "adam", True, False),
 }
 
 WORKER = r'''
@@ -69,12 +72,16 @@ kw = dict(job["kw"])
 if "matmul_dtype" in kw:
     kw["matmul_dtype"] = getattr(torch, kw["matmul_dtype"])
 gen = torch.Generator().manual_seed(0)
+params = list(model.parameters())
+ema = [p.detach().clone() for p in params] if job["ema"] else None
 def step():
     idx = torch.multinomial(probs, 100, replacement=True, generator=gen)
     loss, _ = loss_terms(model, codes[idx], neff, generator=gen, **kw)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    if ema is not None:
+        torch._foreach_lerp_(ema, [p.detach() for p in params], 0.002)
 for _ in range(job["warmup"]):
     step()
 from torch.utils.flop_counter import FlopCounterMode
@@ -151,9 +158,9 @@ def main() -> None:
         old_dir = old_package(args.old_commit, Path(tmp))
         for r in range(args.rounds):
             for size, decoder in SIZES.items():
-                for name, (old, kw, optimizer, heap) in PATHS.items():
+                for name, (old, kw, optimizer, heap, ema) in PATHS.items():
                     job = {"msa": str(msa), "decoder": decoder, "kw": kw, "optimizer": optimizer, "heap": heap,
-                           "steps": args.steps, "warmup": args.warmup}
+                           "ema": ema, "steps": args.steps, "warmup": args.warmup}
                     res = run_path(job, old_dir if old else REPO)
                     print(f"round {r + 1} {size} {name}: {res['rate']:.2f} steps/s", flush=True)
                     key = (size, name)

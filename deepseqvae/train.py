@@ -83,15 +83,16 @@ DEFAULT_RECIPE = "fast"
 #: the fast recipe's step rule: FAST_STEPS_PER_COLUMN steps per modelled column (a small family has
 #: fewer decoder weights to fit), at most FAST_STEP_BUDGET / L (a step's cost grows with L, so
 #: long families keep a bounded run time), within [FAST_STEPS_MIN, FAST_STEPS_MAX]
-FAST_STEPS_PER_COLUMN = 20
-FAST_STEP_BUDGET = 1_500_000
+FAST_STEPS_PER_COLUMN = 18
+FAST_STEP_BUDGET = 1_150_000
 FAST_STEPS_MIN = 1000
 FAST_STEPS_MAX = 6000
 
 
 def fast_steps(seq_len: int) -> int:
-    """Steps of the ``fast`` recipe for L = ``seq_len``: min(20·L, 1.5e6 / L) within [1000, 6000],
-    rounded to 100 (L = 60: 1,200; L = 253: 5,100; L = 387: 3,900)."""
+    """Steps of the ``fast`` recipe for L = ``seq_len``: min(18·L, 1.15e6 / L) within [1000, 6000],
+    rounded to 100 (L = 60: 1,100; L = 253: 4,500; L = 387: 3,000). The budget keeps a model of a
+    few hundred columns under ~10 minutes on a 2-core CPU (benchmarks/results/train-cpu-*.md)."""
     L = max(int(seq_len), 1)
     steps = min(FAST_STEPS_PER_COLUMN * L, FAST_STEP_BUDGET / L)
     return int(round(min(max(steps, FAST_STEPS_MIN), FAST_STEPS_MAX) / 100.0)) * 100

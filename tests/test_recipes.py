@@ -273,7 +273,7 @@ def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
     torch.testing.assert_close(loaded.encoder.hidden[0].weight, model.encoder.hidden[0].weight)
 
 
-@pytest.mark.parametrize("recipe, optimizer, decoder, steps", [("fast", "adam", (100, 500), 1200),
+@pytest.mark.parametrize("recipe, optimizer, decoder, steps", [("fast", "adam", (100, 500), 1100),
                                                               ("paper", "deepsequence", (100, 2000), 300_000)])
 def test_recipe_configs_and_overrides(recipe, optimizer, decoder, steps):
     from deepseqvae.train import recipe_configs
@@ -291,8 +291,8 @@ def test_recipe_configs_and_overrides(recipe, optimizer, decoder, steps):
 def test_fast_step_rule():
     from deepseqvae.train import fast_steps
 
-    # min(20 L, 1.5e6 / L) within [1000, 6000], rounded to 100
-    assert [fast_steps(L) for L in (10, 60, 253, 274, 387, 1000, 2000)] == [1000, 1200, 5100, 5500, 3900, 1500, 1000]
+    # min(18 L, 1.15e6 / L) within [1000, 6000], rounded to 100
+    assert [fast_steps(L) for L in (10, 60, 253, 387, 1000, 2000)] == [1000, 1100, 4500, 3000, 1200, 1000]
 
 
 def test_train_command_records_the_recipe(tmp_path):
