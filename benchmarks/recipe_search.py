@@ -1,0 +1,87 @@
+"""Compare training settings by the held-out ELBO (label-free), reporting Spearman ρ beside it.
+
+    python -m benchmarks.recipe_search NAME DATASET 'MODEL_JSON' 'TRAIN_JSON' [--threads 1] [--samples 50]
+    python -m benchmarks.recipe_search R2a BLAT_ECOLX '{"decoder_hidden": [100, 500]}' \\
+        '{"steps": 3000, "schedule": "cosine", "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998}'
+
+Trains one model with the given ``VAEConfig`` / ``TrainConfig`` fields on 90 % of the dataset's
+sequences (``holdout_fraction`` 0.1 unless given), records the held-out ELBO every ``eval_every``
+steps, then scores the DMS of ``benchmarks/datasets.csv`` (K = ``--samples``) and appends one
+JSON line to ``--out`` (default ``benchmarks/runs/recipe_search.jsonl``). Several settings run side
+by side with ``--threads 1`` each. How the ``fast`` recipe was chosen with it:
+``benchmarks/results/recipes-2026-11-30.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._common import REPO, add_data_dir, commit
+from benchmarks.reproduce import missense_mask, read_datasets, resolve_path
+
+
+def main() -> None:
+    import torch
+
+    from deepseqvae.alignment import AlignmentOptions
+    from deepseqvae.model import VAEConfig
+    from deepseqvae.mutants import resolve_mutants
+    from deepseqvae.runtime import keep_heap
+    from deepseqvae.score import apply_changes, delta_elbo, spearman
+    from deepseqvae.tables import numeric_column, read_mutant_table
+    from deepseqvae.train import TrainConfig, fit_alignment
+    from deepseqvae.weights import compute_weights
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name")
+    ap.add_argument("dataset")
+    ap.add_argument("model_json")
+    ap.add_argument("train_json")
+    add_data_dir(ap)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "runs" / "recipe_search.jsonl"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_heap()
+    row = read_datasets().loc[args.dataset]
+    aln = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], args.data_dir))
+    weights = compute_weights(aln.codes, 0.2)
+    model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
+    train_kw = {"holdout_fraction": 0.1, "checkpoint_every": 0, **json.loads(args.train_json)}
+    t0 = time.perf_counter()
+    res = fit_alignment(aln, weights, VAEConfig(seq_len=aln.L, **model_kw), TrainConfig(**train_kw), theta=0.2)
+    train_s = time.perf_counter() - t0
+    table = read_mutant_table(resolve_path(row["dms"], args.data_dir), mutant_col=row["mutant_col"] or None,
+                              wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
+                              mut_col=row["mut_col"] or None)
+    resolved = resolve_mutants(table.mutants, aln.focus_seq, aln.positions, separators=table.separators)
+    fitness = numeric_column(table, row["fitness_col"])
+    keep = np.array([r.ok for r in resolved]) & np.isfinite(fitness)
+    if row["subset"] == "missense":
+        keep &= missense_mask(resolved)
+    rows = np.flatnonzero(keep)
+    from deepseqvae.checkpoint import build_model
+
+    model = build_model(res.checkpoint)
+    scores = delta_elbo(model, aln.focus_codes, apply_changes(aln.focus_codes, [resolved[i].changes for i in rows]),
+                        n_samples=args.samples, seed=0)
+    out = {"name": args.name, "dataset": args.dataset, "model": json.loads(args.model_json),
+           "train": json.loads(args.train_json), "rho": round(spearman(scores.mean, fitness[rows]), 4),
+           "heldout_elbo": [round(x, 2) for x in res.history.get("heldout_elbo", [])],
+           "eval_step": res.history.get("eval_step"), "kl_theta_last": round(res.history["kl_theta"][-1], 2),
+           "train_s": round(train_s, 1), "threads": torch.get_num_threads(), "commit": commit()}
+    print(json.dumps(out), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a") as fh:
+        fh.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
