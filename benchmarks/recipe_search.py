@@ -19,10 +19,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks._common import REPO, add_data_dir, commit
-from benchmarks.reproduce import missense_mask, read_datasets, resolve_path
+from benchmarks.reproduce import dms_variants, read_datasets, resolve_path
 
 
 def main() -> None:
@@ -30,10 +28,8 @@ def main() -> None:
 
     from deepseqvae.alignment import AlignmentOptions
     from deepseqvae.model import VAEConfig
-    from deepseqvae.mutants import resolve_mutants
     from deepseqvae.runtime import keep_heap
-    from deepseqvae.score import apply_changes, delta_elbo, spearman
-    from deepseqvae.tables import numeric_column, read_mutant_table
+    from deepseqvae.score import delta_elbo, spearman
     from deepseqvae.train import TrainConfig, fit_alignment
     from deepseqvae.weights import compute_weights
 
@@ -58,22 +54,12 @@ def main() -> None:
     t0 = time.perf_counter()
     res = fit_alignment(aln, weights, VAEConfig(seq_len=aln.L, **model_kw), TrainConfig(**train_kw), theta=0.2)
     train_s = time.perf_counter() - t0
-    table = read_mutant_table(resolve_path(row["dms"], args.data_dir), mutant_col=row["mutant_col"] or None,
-                              wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
-                              mut_col=row["mut_col"] or None)
-    resolved = resolve_mutants(table.mutants, aln.focus_seq, aln.positions, separators=table.separators)
-    fitness = numeric_column(table, row["fitness_col"])
-    keep = np.array([r.ok for r in resolved]) & np.isfinite(fitness)
-    if row["subset"] == "missense":
-        keep &= missense_mask(resolved)
-    rows = np.flatnonzero(keep)
+    variants, fitness = dms_variants(row, args.data_dir, aln)
     from deepseqvae.checkpoint import build_model
 
-    model = build_model(res.checkpoint)
-    scores = delta_elbo(model, aln.focus_codes, apply_changes(aln.focus_codes, [resolved[i].changes for i in rows]),
-                        n_samples=args.samples, seed=0)
+    scores = delta_elbo(build_model(res.checkpoint), aln.focus_codes, variants, n_samples=args.samples, seed=0)
     out = {"name": args.name, "dataset": args.dataset, "model": json.loads(args.model_json),
-           "train": json.loads(args.train_json), "rho": round(spearman(scores.mean, fitness[rows]), 4),
+           "train": json.loads(args.train_json), "rho": round(spearman(scores.mean, fitness), 4),
            "heldout_elbo": [round(x, 2) for x in res.history.get("heldout_elbo", [])],
            "eval_step": res.history.get("eval_step"), "kl_theta_last": round(res.history["kl_theta"][-1], 2),
            "train_s": round(train_s, 1), "threads": torch.get_num_threads(), "commit": commit()}

@@ -90,6 +90,28 @@ def missense_mask(resolved) -> np.ndarray:
     return np.array([bool(r.changes) or not r.ok for r in resolved])
 
 
+def dms_variants(row: dict, data_dir: Path, aln) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's scorable DMS variants of ``aln`` as codes (M, L) and their fitness (M,).
+
+    Rows that cannot be scored, have no fitness or fall outside the dataset's subset are left out
+    (for following ρ along a run; the reproduction itself keeps and reports every row).
+    """
+    from deepseqvae.mutants import resolve_mutants
+    from deepseqvae.score import apply_changes
+    from deepseqvae.tables import numeric_column, read_mutant_table
+
+    table = read_mutant_table(resolve_path(row["dms"], data_dir), mutant_col=row["mutant_col"] or None,
+                              wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
+                              mut_col=row["mut_col"] or None)
+    resolved = resolve_mutants(table.mutants, aln.focus_seq, aln.positions, separators=table.separators)
+    fitness = numeric_column(table, row["fitness_col"])
+    keep = np.array([r.ok for r in resolved]) & np.isfinite(fitness)
+    if row["subset"] == "missense":
+        keep &= missense_mask(resolved)
+    rows = np.flatnonzero(keep)
+    return apply_changes(aln.focus_codes, [resolved[i].changes for i in rows]), fitness[rows]
+
+
 # --------------------------------------------------------------------------------------------
 # One dataset (runs in a subprocess)
 # --------------------------------------------------------------------------------------------

@@ -22,11 +22,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from benchmarks._common import RESULTS, add_data_dir, header, run_worker, worker_main, write_result
-from benchmarks.reproduce import missense_mask, read_datasets, resolve_path
+from benchmarks.reproduce import dms_variants, read_datasets, resolve_path
 
 PROFILES = ("quick", "fast")
 
@@ -47,10 +46,8 @@ def run_one(job: dict) -> dict:
     import torch
 
     from deepseqvae.alignment import AlignmentOptions
-    from deepseqvae.mutants import resolve_mutants
     from deepseqvae.runtime import keep_heap
-    from deepseqvae.score import apply_changes, delta_elbo, spearman
-    from deepseqvae.tables import numeric_column, read_mutant_table
+    from deepseqvae.score import delta_elbo, spearman
     from deepseqvae.train import fit_alignment
     from deepseqvae.weights import compute_weights
 
@@ -59,16 +56,7 @@ def run_one(job: dict) -> dict:
         keep_heap()  # as `deepseqvae train` does
     aln = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], data_dir))
     weights = compute_weights(aln.codes, 0.2)
-    table = read_mutant_table(resolve_path(row["dms"], data_dir), mutant_col=row["mutant_col"] or None,
-                              wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
-                              mut_col=row["mut_col"] or None)
-    resolved = resolve_mutants(table.mutants, aln.focus_seq, aln.positions, separators=table.separators)
-    fitness = numeric_column(table, row["fitness_col"])
-    keep = np.array([r.ok for r in resolved]) & np.isfinite(fitness)
-    if row["subset"] == "missense":
-        keep &= missense_mask(resolved)
-    rows_ok = np.flatnonzero(keep)
-    variants = apply_changes(aln.focus_codes, [resolved[i].changes for i in rows_ok])  # (M, L)
+    variants, fitness = dms_variants(row, data_dir, aln)  # (M, L), (M,)
     model_cfg, train_cfg = configs(job["profile"], aln.L, job["seed"], job["eval_every"])
     trajectory, clock = [], {"eval": 0.0, "t0": time.perf_counter()}
 
@@ -76,7 +64,7 @@ def run_one(job: dict) -> dict:
         t = time.perf_counter()
         res = delta_elbo(model, aln.focus_codes, variants, n_samples=job["samples"], seed=0)
         trajectory.append({"step": step, "train_s": t - clock["t0"] - clock["eval"],
-                           "rho": spearman(res.mean, fitness[rows_ok])})
+                           "rho": spearman(res.mean, fitness)})
         clock["eval"] += time.perf_counter() - t
 
     result = fit_alignment(aln, weights, model_cfg, train_cfg, theta=0.2, on_eval=on_eval)

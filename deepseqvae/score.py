@@ -145,7 +145,7 @@ def delta_elbo(
     L = wt_codes.shape[0]
     M = variant_codes.shape[0]
     variants = torch.as_tensor(variant_codes.reshape(M, L), dtype=torch.int8, device=device)
-    wt = torch.as_tensor(wt_codes.reshape(1, L), dtype=torch.int8, device=device)
+    wt = torch.tensor(np.asarray(wt_codes).reshape(1, L), dtype=torch.int8, device=device)  # a copy: may be read-only
     mu, log_sigma = encode_batched(model, variants, batch_size)  # (M, D) each
     wt_mu, wt_log_sigma = encode_batched(model, wt, 1)  # (1, D) each
     sigma, wt_sigma = torch.exp(log_sigma), torch.exp(wt_log_sigma)
