@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,10 @@ from benchmarks._common import REPO, header, write_result
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    # The repository's package, whatever deepseqvae is installed: `python -m deepseqvae` with it first on the path.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True, env=env)
     return time.perf_counter() - t0, (proc.stdout + proc.stderr).strip()
 
 
@@ -34,13 +37,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="--steps of the train command (README: none)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    exe = str(Path(sys.executable).with_name("deepseqvae"))
+    exe = [sys.executable, "-m", "deepseqvae"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         shutil.copy(REPO / "alignments" / "demo_mutants.csv", tmp)
         steps = [] if args.steps is None else ["--steps", str(args.steps)]
-        train_cmd = [exe, "train", str(REPO / "alignments" / "demo.a2m"), "-o", "demo.pt", *steps, "--no-progress"]
-        score_cmd = [exe, "score", "demo_mutants.csv", "--model", "demo.pt", "--fitness-col", "fitness",
+        train_cmd = [*exe, "train", str(REPO / "alignments" / "demo.a2m"), "-o", "demo.pt", *steps, "--no-progress"]
+        score_cmd = [*exe, "score", "demo_mutants.csv", "--model", "demo.pt", "--fitness-col", "fitness",
                      "--no-progress"]
         t_train, out_train = run(train_cmd, tmp)
         t_score, out_score = run(score_cmd, tmp)
