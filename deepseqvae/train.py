@@ -147,14 +147,16 @@ def variance_group(model: VAE) -> tuple[list[torch.nn.Parameter], list[torch.nn.
     return special, [p for p in model.parameters() if id(p) not in ids]
 
 
+def _base_lr(cfg: TrainConfig, group: str) -> float:
+    """The unscheduled step size of parameter group ``group`` ("main" or "variance")."""
+    return cfg.variance_lr if group == "variance" and cfg.variance_lr is not None else cfg.learning_rate
+
+
 def _make_optimizer(model: VAE, cfg: TrainConfig) -> torch.optim.Optimizer:
     special, rest = variance_group(model)
-    groups = [{"params": rest, "lr": cfg.learning_rate, "name": "main"}]
-    if special:
-        groups.append({"params": special, "lr": cfg.learning_rate if cfg.variance_lr is None else cfg.variance_lr,
-                       "name": "variance"})
+    groups = [{"params": rest, "name": "main"}] + ([{"params": special, "name": "variance"}] if special else [])
     for g in groups:
-        g["base_lr"] = g["lr"]
+        g["lr"] = g["base_lr"] = _base_lr(cfg, g["name"])
     if cfg.optimizer == "deepsequence":
         return DeepSequenceAdam(groups, lr=cfg.learning_rate)
     # The fused kernel updates all parameters in one pass (CPU and CUDA).
@@ -236,14 +238,14 @@ def train(
     step = 0
     history: dict[str, list[float]] = {"step": [], **{k: [] for k in STAT_NAMES}}
     params = list(model.parameters())
+    params_data = [p.detach() for p in params]  # views of the weights, made once for the moving average
     ema: list[torch.Tensor] | None = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else None
     if resume is not None:
         model.load_state_dict(resume.train_state if resume.train_state is not None else resume.state)
         if resume.optimizer is not None:
             optimizer.load_state_dict(resume.optimizer)
             for g in optimizer.param_groups:  # the recipe's base step sizes, not the last scheduled ones
-                g["base_lr"] = (cfg.learning_rate if g["name"] == "main" or cfg.variance_lr is None
-                                else cfg.variance_lr)
+                g["base_lr"] = _base_lr(cfg, g["name"])
         if ema is not None and resume.train_state is not None:
             names = [n for n, _ in model.named_parameters()]
             ema = [resume.state[n].to(device).clone() for n in names]
@@ -315,7 +317,7 @@ def train(
             if ema is not None:
                 # Bias-corrected start: the average covers ~all steps early on, ~1/(1 − decay) later.
                 decay = min(cfg.ema_decay, (1.0 + step) / (10.0 + step))
-                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
+                torch._foreach_lerp_(ema, params_data, 1.0 - decay)
             # Record the first non-finite step without a host sync on every step.
             bad = ~torch.isfinite(loss.detach())
             bad_step = torch.where(bad & (bad_step < 0), torch.tensor(step, device=device), bad_step)
