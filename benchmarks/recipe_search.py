@@ -41,6 +41,8 @@ def main() -> None:
     add_data_dir(ap)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--eval-rho-samples", type=int, default=0,
+                    help="also report Spearman (K = this) at every held-out evaluation (0 = only at the end)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "runs" / "recipe_search.jsonl"))
     args = ap.parse_args()
     if args.threads:
@@ -51,17 +53,28 @@ def main() -> None:
     weights = compute_weights(aln.codes, 0.2)
     model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
     train_kw = {"holdout_fraction": 0.1, "checkpoint_every": 0, **json.loads(args.train_json)}
-    t0 = time.perf_counter()
-    res = fit_alignment(aln, weights, VAEConfig(seq_len=aln.L, **model_kw), TrainConfig(**train_kw), theta=0.2)
-    train_s = time.perf_counter() - t0
     variants, fitness = dms_variants(row, args.data_dir, aln)
+    rho_at: list[float] = []
+
+    def on_eval(step, model):  # reported beside the held-out estimates, never used to choose
+        if args.eval_rho_samples:
+            s = delta_elbo(model, aln.focus_codes, variants, n_samples=args.eval_rho_samples, seed=0)
+            rho_at.append(round(spearman(s.mean, fitness), 4))
+
+    t0 = time.perf_counter()
+    res = fit_alignment(aln, weights, VAEConfig(seq_len=aln.L, **model_kw), TrainConfig(**train_kw), theta=0.2,
+                        on_eval=on_eval)
+    train_s = time.perf_counter() - t0
     from deepseqvae.checkpoint import build_model
 
     scores = delta_elbo(build_model(res.checkpoint), aln.focus_codes, variants, n_samples=args.samples, seed=0)
     out = {"name": args.name, "dataset": args.dataset, "model": json.loads(args.model_json),
-           "train": json.loads(args.train_json), "rho": round(spearman(scores.mean, fitness), 4),
+           "train": json.loads(args.train_json), "holdout_by": TrainConfig(**train_kw).holdout_by,
+           "rho": round(spearman(scores.mean, fitness), 4),
            "heldout_elbo": [round(x, 2) for x in res.history.get("heldout_elbo", [])],
-           "eval_step": res.history.get("eval_step"), "kl_theta_last": round(res.history["kl_theta"][-1], 2),
+           "heldout_iwll": [round(x, 2) for x in res.history.get("heldout_iwll", [])],
+           "eval_step": res.history.get("eval_step"), "rho_at_eval": rho_at,
+           "kl_theta_last": round(res.history["kl_theta"][-1], 2),
            "train_s": round(train_s, 1), "threads": torch.get_num_threads(), "commit": commit()}
     print(json.dumps(out), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

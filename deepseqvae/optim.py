@@ -59,23 +59,27 @@ class DeepSequenceAdam(torch.optim.Optimizer):
         return loss
 
 
-def lr_factor(step: int, total: int, warmup: int, final_fraction: float) -> float:
+def lr_factor(step: int, total: int, warmup: int, final_fraction: float, decay_fraction: float = 1.0) -> float:
     """Multiplier of the base step size at optimisation step ``step`` (1-based) of ``total``.
 
-    1) linear warm-up from ~0 to 1 over the first ``warmup`` steps; 2) cosine decay from 1 to
-    ``final_fraction`` over the remaining steps.
+    1) linear warm-up from ~0 to 1 over the first ``warmup`` steps; 2) constant 1 until the last
+    ``decay_fraction`` of the remaining steps; 3) cosine decay from 1 to ``final_fraction`` over
+    those (``decay_fraction`` 1: cosine over everything after the warm-up).
     """
     if warmup > 0 and step <= warmup:
         return step / warmup
     if total <= warmup:
         return 1.0
-    progress = min(1.0, (step - warmup) / (total - warmup))
+    decay_steps = max(decay_fraction * (total - warmup), 1e-9)
+    decay_start = total - decay_steps
+    progress = min(1.0, max(0.0, (step - decay_start) / decay_steps))
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def delayed_factor(step: int, total: int, delay: int, warmup: int, final_fraction: float) -> float:
+def delayed_factor(step: int, total: int, delay: int, warmup: int, final_fraction: float,
+                   decay_fraction: float = 1.0) -> float:
     """Multiplier of a parameter group frozen for its first ``delay`` steps, then scheduled like
     :func:`lr_factor` over the remaining ``total − delay`` steps (warm-up restarting at ``delay``)."""
     if step <= delay:
         return 0.0
-    return lr_factor(step - delay, max(total - delay, 1), warmup, final_fraction)
+    return lr_factor(step - delay, max(total - delay, 1), warmup, final_fraction, decay_fraction)

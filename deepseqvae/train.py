@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .alphabet import GAP_CODE
 from .checkpoint import Checkpoint, ModelInfo, model_kind, save_checkpoint
 from .errors import TrainingError
 from .model import VAE, loss_terms
@@ -43,12 +44,14 @@ class TrainConfig:
     schedule: str = "constant"      # "constant" or "cosine": linear warm-up, then cosine decay
     warmup_steps: int = 0           # linear warm-up steps of the cosine schedule
     final_lr_fraction: float = 0.0  # the cosine schedule ends at this fraction of each group's step size
+    decay_fraction: float = 1.0     # cosine: decay over this last fraction of the post-warm-up steps (constant before)
     variance_lr: float | None = None  # step size of the variance group (decoder log σ, scale logits); None = base
     variance_delay: int = 0         # the variance group is frozen for this many first steps
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
     matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs; sums, weights stay fp32
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
+    holdout_by: str = "cluster"     # "cluster": no training sequence within 80 % identity of a held-out one; "sequence"
     eval_every: int = 1000          # held-out ELBO every this many steps (with holdout_fraction > 0)
     eval_samples: int = 4           # decoder-weight samples of each held-out ELBO estimate
 
@@ -59,8 +62,12 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
         if self.matmul_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"matmul_dtype must be 'float32' or 'bfloat16', not {self.matmul_dtype!r}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError("decay_fraction must lie in (0, 1]")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must lie in [0, 1)")
+        if self.holdout_by not in ("cluster", "sequence"):
+            raise ValueError(f"holdout_by must be 'cluster' or 'sequence', not {self.holdout_by!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must lie in [0, 1)")
 
@@ -171,30 +178,56 @@ def _set_step_sizes(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: in
     for g in optimizer.param_groups:
         if cfg.schedule == "cosine":
             delay = cfg.variance_delay if g["name"] == "variance" else 0
-            factor = delayed_factor(step, cfg.steps, delay, cfg.warmup_steps, cfg.final_lr_fraction)
+            factor = delayed_factor(step, cfg.steps, delay, cfg.warmup_steps, cfg.final_lr_fraction,
+                                    cfg.decay_fraction)
         else:
             factor = 0.0 if (g["name"] == "variance" and step <= cfg.variance_delay) else 1.0
         g["lr"] = g["base_lr"] * factor
 
 
 @torch.no_grad()
-def heldout_elbo(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
-                 generator: torch.Generator, batch_size: int = 1024) -> float:
-    """Weighted mean ELBO of held-out sequences ``codes`` (M, L) with weights (M,).
+def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
+                      generator: torch.Generator, batch_size: int = 1024) -> dict[str, float]:
+    """Weighted means over held-out sequences ``codes`` (M, L) with weights (M,) of two label-free
+    criteria, from the same ``n_samples`` joint draws (decoder weights θ_k shared by all
+    sequences, one latent z_k per sequence):
 
-    Each of ``n_samples`` decoder-weight draws is shared by all held-out sequences; the estimate
-    is the label-free criterion the recipes are chosen by (higher is better).
+    - ``elbo``: the mean over k of log p(x|z_k, θ_k) − KL(q(z|x) || p(z)), the objective itself;
+    - ``iwll``: log (1/K) Σ_k p(x|z_k, θ_k) p(z_k) / q(z_k|x), the importance-weighted estimate
+      of the held-out log-likelihood under the posterior predictive (Burda et al. 2016). Unlike the
+      mean ELBO it does not charge a broad q(θ) its full Jensen gap, so it compares recipes that
+      end with narrow and with wide decoder posteriors on an equal footing.
+    Higher is better for both.
     """
     was_training = model.training
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=codes.device)
-    for _ in range(n_samples):
-        w = model.decoder.draw(generator=generator)
-        for start in range(0, codes.shape[0], batch_size):
-            terms = model(codes[start:start + batch_size], weights=w, generator=generator)
-            total += (terms.elbo.double() * weights[start:start + batch_size]).sum()
+    elbo = torch.zeros(codes.shape[0], dtype=torch.float64, device=codes.device)
+    log_w = torch.empty((n_samples, codes.shape[0]), dtype=torch.float64, device=codes.device)
+    with torch.no_grad():
+        for k in range(n_samples):
+            w = model.decoder.draw(generator=generator)
+            for start in range(0, codes.shape[0], batch_size):
+                x = codes[start:start + batch_size]
+                mu, log_sigma = model.encoder(x)  # (B, D) each
+                eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+                z = mu + torch.exp(log_sigma) * eps
+                log_px = model.log_likelihood(model.decoder(z, w), x).double()  # (B,)
+                # log p(z) − log q(z|x) for z = mu + σ·eps; the 2π constants cancel
+                log_ratio = (0.5 * (eps**2 - z**2) + log_sigma).sum(-1).double()
+                elbo[start:start + x.shape[0]] += log_px - model.latent_kl(mu, log_sigma).double()
+                log_w[k, start:start + x.shape[0]] = log_px + log_ratio
     model.train(was_training)
-    return float(total / (n_samples * weights.sum()))
+    iw = torch.logsumexp(log_w, dim=0) - math.log(n_samples)  # (M,)
+    total = weights.sum()
+    return {"elbo": float((elbo / n_samples * weights).sum() / total),
+            "iwll": float((iw * weights).sum() / total)}
+
+
+def heldout_elbo(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
+                 generator: torch.Generator, batch_size: int = 1024) -> float:
+    """Weighted mean ELBO of held-out sequences ``codes`` (M, L) with weights (M,)
+    (:func:`heldout_estimates`' ``elbo``)."""
+    return heldout_estimates(model, codes, weights, n_samples, generator, batch_size)["elbo"]
 
 
 def train(
@@ -218,7 +251,8 @@ def train(
     Checkpoints are written atomically to ``checkpoint_path`` every ``cfg.checkpoint_every`` steps
     and at the end; a NaN/inf loss raises :class:`TrainingError` and leaves the last good
     checkpoint in place. ``heldout`` = (codes (M, L), weights (M,)) of sequences kept out of
-    training: their ELBO is recorded every ``cfg.eval_every`` steps (``history['heldout_elbo']``).
+    training: their ELBO and importance-weighted log-likelihood are recorded every ``cfg.eval_every``
+    steps (``history['heldout_elbo']``, ``history['heldout_iwll']``).
     With ``cfg.ema_decay`` the checkpoint's weights are the moving average (what scoring uses)
     and the raw weights travel in ``Checkpoint.train_state`` for resuming. ``on_eval(step, model)``
     is called every ``cfg.eval_every`` steps with the model holding the weights scoring would use
@@ -260,6 +294,7 @@ def train(
                 torch.as_tensor(heldout[1], dtype=torch.float64, device=device))
         history.setdefault("eval_step", [])
         history.setdefault("heldout_elbo", [])
+        history.setdefault("heldout_iwll", [])
     eval_gen = make_generator(device, cfg.seed + 1)  # held-out noise never perturbs the training stream
     local = cfg.local_reparam and model.decoder.bayesian
     mm_dtype = torch.bfloat16 if cfg.matmul_dtype == "bfloat16" else None
@@ -279,14 +314,14 @@ def train(
                           optimizer=optimizer.state_dict(), rng_state=gen.get_state(),
                           history=history, train_state=None if ema is None else model.state_dict())
 
-    def evaluate() -> float | None:
-        """Held-out ELBO (None without held-out data) and ``on_eval``, with the scoring weights."""
+    def evaluate() -> dict[str, float] | None:
+        """Held-out estimates (None without held-out data) and ``on_eval``, with the scoring weights."""
         raw = None
         if ema is not None:
             raw = [p.detach().clone() for p in params]
             torch._foreach_copy_([p.data for p in params], ema)
         try:
-            value = None if held is None else heldout_elbo(model, held[0], held[1], cfg.eval_samples, eval_gen)
+            value = None if held is None else heldout_estimates(model, held[0], held[1], cfg.eval_samples, eval_gen)
             if on_eval is not None:
                 was_training = model.training
                 on_eval(step, model.eval())
@@ -348,8 +383,10 @@ def train(
                 value = evaluate()
                 if value is not None:
                     history["eval_step"].append(step)
-                    history["heldout_elbo"].append(value)
-                    log.info("step %d: held-out ELBO %.3f", step, value)
+                    history["heldout_elbo"].append(value["elbo"])
+                    history.setdefault("heldout_iwll", []).append(value["iwll"])
+                    log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f",
+                             step, value["elbo"], value["iwll"])
             if at_ckpt:
                 save_checkpoint(snapshot(), checkpoint_path)
     finally:
@@ -394,8 +431,14 @@ def fit_alignment(
         model_cfg = VAEConfig(**resume.model_config)
     codes, heldout = alignment.codes, None
     if train_cfg.holdout_fraction > 0:
-        train_rows, held_rows = holdout_split(alignment.N, train_cfg.holdout_fraction, train_cfg.seed,
-                                              keep=alignment.focus_index)
+        if train_cfg.holdout_by == "cluster":
+            train_rows, held_rows = cluster_holdout_split(codes, train_cfg.holdout_fraction, train_cfg.seed,
+                                                          keep=alignment.focus_index, theta=theta)
+        else:
+            train_rows, held_rows = holdout_split(alignment.N, train_cfg.holdout_fraction, train_cfg.seed,
+                                                  keep=alignment.focus_index)
+        log.info("held out %d sequences (by %s), training on %d of %d", len(held_rows), train_cfg.holdout_by,
+                 len(train_rows), alignment.N)
         codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
         weights = weights[train_rows]
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
@@ -419,3 +462,55 @@ def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -
     mask = np.ones(n, dtype=bool)
     mask[held] = False
     return np.flatnonzero(mask), held
+
+
+def _neighbour_mask(codes: torch.Tensor, rows: torch.Tensor, theta: float, block: int = 16) -> torch.Tensor:
+    """(len(rows), N) bool: sequence j is a neighbour of ``rows[i]`` when their identical residues
+    exceed (1 − θ) × the shorter of the two non-gap lengths (symmetric, and at least as wide as
+    the weights' definition, so a held-out cluster leaks less)."""
+    ng = (codes != GAP_CODE).sum(1)  # (N,)
+    out = torch.empty((len(rows), codes.shape[0]), dtype=torch.bool)
+    for start in range(0, len(rows), block):
+        r = rows[start:start + block]
+        a = codes[r]  # (b, L)
+        matches = ((a[:, None, :] == codes[None]) & (a[:, None, :] != GAP_CODE)).sum(-1)  # (b, N)
+        shorter = torch.minimum(ng[r][:, None], ng[None]).clamp(min=1)
+        out[start:start + len(r)] = matches > (1.0 - theta) * shorter
+    return out
+
+
+def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: int | None = None,
+                          theta: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows) of int8 ``codes`` (N, L), held out by clusters.
+
+    A random held-out split of a redundant alignment leaves a near-copy of most held-out
+    sequences in training, so a model that memorises looks good on it. Here whole neighbourhoods
+    (identity > 1 − θ, :func:`_neighbour_mask`) are held out, seeded, until ``fraction`` of the rows
+    are; rows within 1 − θ of a held-out row that were not held out themselves are dropped from
+    training too. The held-out set then measures generalisation to new members of the family.
+    Row ``keep`` (the focus) and its neighbours are never held out. Cost: O(held × N × L).
+    """
+    t = torch.tensor(np.asarray(codes), dtype=torch.int16)  # (N, L)
+    n = t.shape[0]
+    target = int(round(fraction * n))
+    status = np.zeros(n, dtype=np.int8)  # 0 free, 1 held out
+    forbidden = np.zeros(n, dtype=bool)
+    if keep is not None:
+        forbidden = _neighbour_mask(t, torch.tensor([keep]), theta)[0].numpy()
+        forbidden[keep] = True
+    n_held = 0
+    for c in np.random.default_rng(seed).permutation(n):
+        if n_held >= target:
+            break
+        if status[c] or forbidden[c]:
+            continue
+        members = _neighbour_mask(t, torch.tensor([int(c)]), theta)[0].numpy() & (status == 0) & ~forbidden
+        members[c] = True
+        status[members] = 1
+        n_held += int(members.sum())
+    held = np.flatnonzero(status == 1)
+    near = _neighbour_mask(t, torch.as_tensor(held), theta).any(0).numpy() if len(held) else np.zeros(n, bool)
+    train_mask = (status == 0) & ~near
+    if keep is not None:
+        train_mask[keep] = True
+    return np.flatnonzero(train_mask), held

@@ -10,7 +10,15 @@ from test_train import fresh_model
 
 from deepseqvae.model import VAE, VAEConfig, _GaussianKLFromVar, gaussian_kl, loss_terms
 from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
-from deepseqvae.train import TrainConfig, holdout_split, train, variance_group
+from deepseqvae.train import (
+    TrainConfig,
+    _neighbour_mask,
+    cluster_holdout_split,
+    heldout_estimates,
+    holdout_split,
+    train,
+    variance_group,
+)
 
 from conftest import toy_family as family
 from conftest import toy_info as info_for
@@ -58,6 +66,15 @@ def test_lr_factor_warmup_then_cosine():
     assert lr_factor(1000, 1000, 100, 0.1) == pytest.approx(0.1)       # ends at the final fraction
     assert delayed_factor(50, 1000, 100, 10, 0.0) == 0.0              # frozen during the delay
     assert delayed_factor(105, 1000, 100, 10, 0.0) == pytest.approx(0.5)  # warm-up restarts at the delay
+
+
+def test_lr_factor_constant_then_late_decay():
+    # warm-up 100 of 1000 steps, decay over the last 30 % of the other 900: constant until step 730
+    assert lr_factor(500, 1000, 100, 0.0, 0.3) == pytest.approx(1.0)
+    assert lr_factor(730, 1000, 100, 0.0, 0.3) == pytest.approx(1.0)
+    assert lr_factor(865, 1000, 100, 0.0, 0.3) == pytest.approx(0.5)      # half-way through the decay
+    assert lr_factor(1000, 1000, 100, 0.1, 0.3) == pytest.approx(0.1)
+    assert delayed_factor(50, 1000, 100, 10, 0.0, 0.3) == 0.0
 
 
 def test_variance_group_holds_log_sigmas_and_scale_logits():
@@ -143,6 +160,75 @@ def test_holdout_split_is_seeded_disjoint_and_keeps_the_focus():
     tr2, held2 = holdout_split(200, 0.1, seed=4, keep=7)
     assert np.array_equal(held, held2)
     assert not np.array_equal(held, holdout_split(200, 0.1, seed=5, keep=7)[1])
+
+
+def _clustered_family(seed: int = 0) -> np.ndarray:
+    """12 clusters of 10 near-identical sequences (1 of 20 positions mutated) around random centres."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for centre in rng.integers(0, 20, size=(12, 20)):
+        for _ in range(10):
+            row = centre.copy()
+            row[rng.integers(0, 20)] = rng.integers(0, 20)
+            rows.append(row)
+    codes = np.array(rows, dtype=np.int8)
+    codes[5, :3] = 20  # a few gaps: identity counts non-gap residues only
+    return codes
+
+
+def test_cluster_holdout_keeps_every_neighbour_of_a_held_out_sequence_out_of_training():
+    codes = _clustered_family()
+    tr, held = cluster_holdout_split(codes, 0.15, seed=3, keep=0)  # 18 rows asked: two whole clusters
+    assert 0 in tr and not set(tr) & set(held)
+    # whole clusters: 2 of the 12 groups of 10 (rows 10k..10k+9), none of them the focus's group
+    assert len(held) == 20 and len({r // 10 for r in held}) == 2
+    assert all(set(range(10 * (r // 10), 10 * (r // 10) + 10)) <= set(held) for r in held)
+    assert not {r // 10 for r in held} & {0}
+    t = torch.tensor(codes, dtype=torch.int16)
+    assert not _neighbour_mask(t, torch.as_tensor(held), 0.2)[:, tr].any()
+    assert np.array_equal(held, cluster_holdout_split(codes, 0.15, seed=3, keep=0)[1])
+    # a random split of the same family leaks: held-out rows have training neighbours
+    tr_r, held_r = holdout_split(len(codes), 0.2, seed=3, keep=0)
+    assert _neighbour_mask(t, torch.as_tensor(held_r), 0.2)[:, tr_r].any()
+
+
+def test_neighbour_mask_by_hand():
+    a = torch.tensor([[0, 1, 2, 3, 4], [0, 1, 2, 3, 5], [0, 1, 20, 20, 20], [5, 6, 7, 8, 9]], dtype=torch.int16)
+    # row 0 vs 1: 4 of 5 identical (0.8, not > 0.8); vs 2: 2 of min(5, 2) = 1.0; vs 3: 0
+    got = _neighbour_mask(a, torch.tensor([0]), 0.2)[0].tolist()
+    assert got == [True, False, True, False]
+    assert _neighbour_mask(a, torch.tensor([0]), 0.25)[0].tolist() == [True, True, True, False]
+
+
+def test_heldout_estimates_against_a_hand_computation():
+    codes, w = family(n=30)
+    model = fresh_model()
+    x = torch.tensor(codes[:7])
+    wt = torch.linspace(0.5, 1.5, 7, dtype=torch.float64)
+    K = 5
+    got = heldout_estimates(model, x, wt, K, torch.Generator().manual_seed(11), batch_size=4)
+    # the same draws in the same order: per k one decoder sample, then one eps per batch of 4
+    g = torch.Generator().manual_seed(11)
+    log_w, elbos = [], []
+    with torch.no_grad():
+        mu, log_sigma = model.encoder(x)
+        sigma = log_sigma.exp()
+        for _ in range(K):
+            dec = model.decoder.draw(generator=g)
+            eps = torch.cat([torch.randn(mu[s:s + 4].shape, generator=g) for s in (0, 4)])
+            z = mu + sigma * eps
+            log_px = model.log_likelihood(model.decoder(z, dec), x).double()
+            prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).double()
+            post = torch.distributions.Normal(mu, sigma).log_prob(z).sum(-1).double()
+            log_w.append(log_px + prior - post)
+            kl = torch.distributions.kl_divergence(torch.distributions.Normal(mu, sigma),
+                                                   torch.distributions.Normal(0.0, 1.0)).sum(-1).double()
+            elbos.append(log_px - kl)
+    iw = torch.logsumexp(torch.stack(log_w), 0) - math.log(K)
+    assert got["iwll"] == pytest.approx(float((iw * wt).sum() / wt.sum()), rel=1e-5)
+    assert got["elbo"] == pytest.approx(float((torch.stack(elbos).mean(0) * wt).sum() / wt.sum()), rel=1e-5)
+    # Jensen on the same draws: the importance-weighted estimate is never below their mean log weight
+    assert got["iwll"] >= float((torch.stack(log_w).mean(0) * wt).sum() / wt.sum())
 
 
 FAST = dict(schedule="cosine", warmup_steps=5, final_lr_fraction=0.05, variance_lr=1e-2, variance_delay=6,
