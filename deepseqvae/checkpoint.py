@@ -121,6 +121,8 @@ class Checkpoint:
     rng_state: torch.Tensor | None = None
     history: dict[str, list[float]] = field(default_factory=dict)  # logged training curves
     train_state: dict[str, torch.Tensor] | None = None  # raw weights when ``state`` holds their moving average
+    average_state: dict[str, torch.Tensor] | None = None  # the moving average when ``state`` holds the best
+    #                                                       held-out snapshot instead (early stopping)
 
     def scorer(self) -> MutationScorer:
         """The model with its weights, as the scoring interface of its kind (on the CPU, eval mode)."""
@@ -154,6 +156,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
         "rng_state": None if ckpt.rng_state is None else ckpt.rng_state.cpu(),
         "history": ckpt.history,
         "train_state": None if ckpt.train_state is None else {k: v.detach().cpu() for k, v in ckpt.train_state.items()},
+        "average_state": None if ckpt.average_state is None else {k: v.detach().cpu()
+                                                                  for k, v in ckpt.average_state.items()},
     }
     with atomic_write(path, "wb") as fh:
         torch.save(payload, fh)
@@ -191,6 +195,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             rng_state=payload.get("rng_state"),
             history={k: list(v) for k, v in (payload.get("history") or {}).items()},
             train_state=None if payload.get("train_state") is None else dict(payload["train_state"]),
+            average_state=None if payload.get("average_state") is None else dict(payload["average_state"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None

@@ -153,8 +153,10 @@ def _recipe_help() -> str:
     return ("Training recipe. fast (default, for a CPU): the paper's encoder and latent, a 100-500 Bayesian "
             "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
             f"decoder products; steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
-            f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}. paper: DeepSequence exactly (100-2000 "
-            "decoder, DeepSequence's Adam, 300,000 steps: a GPU job). The options below override the recipe.")
+            f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, ending earlier when the held-out "
+            "log-likelihood (10 % of the sequences, by clusters) stops improving. paper: DeepSequence "
+            "exactly (100-2000 decoder, DeepSequence's Adam, 300,000 steps: a GPU job). "
+            "The options below override the recipe.")
 
 
 @main.command("train")
@@ -200,6 +202,12 @@ def _recipe_help() -> str:
               help="Dropout on decoder hidden layers while training (mle decoder only). [default: 0]")
 @click.option("--pseudocount", type=click.FloatRange(0), default=0.1, show_default=True,
               help="Pseudocount of the independent model, as a fraction of each column's weighted count.")
+@click.option("--holdout", "holdout_fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Fraction of the sequences held out of training, by 80 %-identity clusters, to measure "
+                   "generalisation (0 = train on all). [default: 0.1 (fast), 0 (paper)]")
+@click.option("--early-stopping", type=click.IntRange(0), default=None,
+              help="Stop after N held-out evaluations (one per tenth of the steps) without a better held-out "
+                   "log-likelihood and keep the best weights (0 = run all steps). [default: 3 (fast), 0 (paper)]")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
               help="Save a checkpoint every N steps (0 = only at the end).")
 @click.option("--resume", is_flag=True,
@@ -208,7 +216,8 @@ def _recipe_help() -> str:
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, seed, device, decoder, theta,
                   weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles,
-                  dropout, pseudocount, checkpoint_every, resume, progress, align_opts):
+                  dropout, pseudocount, holdout_fraction, early_stopping, checkpoint_every, resume, progress,
+                  align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -240,7 +249,8 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                            decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
                            sparsity_tiles=sparsity_tiles, dropout=dropout),
         train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                           checkpoint_every=checkpoint_every),
+                           checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
+                           early_stopping=early_stopping),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))
 

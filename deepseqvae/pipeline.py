@@ -131,14 +131,17 @@ class TrainSummary:
     device: str
     weights_seconds: float
     recipe: str = ""                  # training recipe of a VAE
+    note: str = ""                    # what the held-out evaluation did, when there was one
 
     def summary(self, total_seconds: float) -> str:
         what = f"{self.kind} ({self.recipe} recipe)" if self.recipe else self.kind
-        lines = [f"Model: {what}, trained on N = {self.n_seqs} sequences, L = {self.seq_len} columns, "
+        lines = [f"Model: {what}, alignment of N = {self.n_seqs} sequences, L = {self.seq_len} columns, "
                  f"Neff = {self.neff:.1f}"]
         if self.steps_per_second is not None:
             lines.append(f"Steps: {self.steps} ({self.steps_per_second:.1f} steps/s on {self.device}); "
                          f"final ELBO {self.final_elbo:.2f} (mean of the last logging interval)")
+        if self.note:
+            lines.append(self.note)
         lines.append(f"Time: {total_seconds:.1f} s (weights {self.weights_seconds:.1f} s, "
                      f"training {self.train_seconds:.1f} s)")
         lines.append(f"Wrote {self.output}")
@@ -171,13 +174,13 @@ class _Fit:
     recipe: str
 
 
-def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None]:
+def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     t0 = time.perf_counter()
     save_checkpoint(fit_independent(fit.aln, fit.weights, fit.theta, fit.pseudocount), fit.output)
-    return 0, None, time.perf_counter() - t0, None
+    return 0, None, time.perf_counter() - t0, None, ""
 
 
-def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None]:
+def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     from .runtime import keep_heap
     from .train import fit_alignment, recipe_configs
 
@@ -193,14 +196,22 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None]:
     result = fit_alignment(fit.aln, fit.weights, model_cfg, train_cfg, theta=fit.theta, device=fit.device,
                            checkpoint_path=fit.output, resume=resume, progress=fit.progress)
     elbo = result.history.get("elbo") or [float("nan")]
-    return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second
+    h, note = result.history, ""
+    if h.get("heldout_iwll"):
+        note = (f"Held out: {train_cfg.holdout_fraction:.0%} of the sequences by clusters; held-out log-likelihood "
+                f"{h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
+        if h.get("best_step"):
+            stopped = result.checkpoint.step < train_cfg.steps
+            note += (f"; scored with the weights of step {h['best_step'][-1]} (best, {h['best_iwll'][-1]:.2f})"
+                     + (", stopped early" if stopped else ""))
+    return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second, note
 
 
 @dataclass(frozen=True)
 class Trainer:
     """How ``train_file`` fits one model kind."""
 
-    fit: Callable[[_Fit], tuple[int, float | None, float, float | None]]  # -> (steps, final ELBO, s, steps/s)
+    fit: Callable[[_Fit], tuple[int, float | None, float, float | None, str]]  # -> (steps, ELBO, s, steps/s, note)
     iterative: bool  # trained by steps (their number matters for run time), else fitted in closed form
 
 
@@ -251,10 +262,10 @@ def train_file(
     check_family_size(aln, neff)
     fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
                pseudocount, resume, progress, recipe)
-    steps, elbo, seconds, rate = TRAINERS[model_kind].fit(fit)
+    steps, elbo, seconds, rate, note = TRAINERS[model_kind].fit(fit)
     return TrainSummary(fit.output, model_kind, aln.N, aln.L, neff, steps, elbo, seconds, rate,
                         str(dev) if rate is not None else "cpu", t_weights,
-                        recipe if TRAINERS[model_kind].iterative else "")
+                        recipe if TRAINERS[model_kind].iterative else "", note)
 
 
 # --- score ----------------------------------------------------------------------------------

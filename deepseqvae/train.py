@@ -53,6 +53,8 @@ class TrainConfig:
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
     holdout_by: str = "cluster"     # "cluster": no training sequence within 80 % identity of a held-out one; "sequence"
     eval_every: int = 1000          # held-out ELBO every this many steps (with holdout_fraction > 0)
+    early_stopping: int = 0         # > 0 with held-out data: stop after this many evaluations without a better
+    #                                 held-out importance-weighted log-likelihood, and score with the best weights
     eval_samples: int = 4           # decoder-weight samples of each held-out ELBO estimate
 
     def __post_init__(self) -> None:
@@ -62,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
         if self.matmul_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"matmul_dtype must be 'float32' or 'bfloat16', not {self.matmul_dtype!r}")
+        if self.early_stopping < 0:
+            raise ValueError("early_stopping must be >= 0")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError("decay_fraction must lie in (0, 1]")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -71,6 +75,13 @@ class TrainConfig:
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must lie in [0, 1)")
 
+
+#: the fast recipe's early stopping: FAST_HOLDOUT of the sequences held out by clusters, an evaluation
+#: every tenth of the step budget, stop after FAST_PATIENCE evaluations without a better held-out
+#: importance-weighted log-likelihood (benchmarks/results/recipes-heldout-2026-11-30.md)
+FAST_HOLDOUT = 0.1
+FAST_PATIENCE = 3
+FAST_EVALS = 10
 
 #: The named recipes: (model-configuration overrides, training-configuration overrides).
 #: ``paper`` is DeepSequence exactly; ``fast`` is the CPU default (see README "Training recipes").
@@ -82,7 +93,9 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "fast": (
         {"decoder_hidden": (100, 500)},
         {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
-         "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "bfloat16"},
+         "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "bfloat16",
+         "holdout_fraction": FAST_HOLDOUT, "holdout_by": "cluster", "early_stopping": FAST_PATIENCE,
+         "eval_every": None, "eval_samples": 16},
     ),
 }
 DEFAULT_RECIPE = "fast"
@@ -120,6 +133,8 @@ def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = No
     train_kw.update({k: v for k, v in (train_overrides or {}).items() if v is not None})
     if train_kw.get("steps") is None:
         train_kw["steps"] = fast_steps(seq_len)
+    if train_kw.get("eval_every", 0) is None:  # a tenth of the steps, in multiples of 50
+        train_kw["eval_every"] = max(50, int(round(train_kw["steps"] / FAST_EVALS / 50.0)) * 50)
     train_kw["recipe"] = name
     return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
 
@@ -282,7 +297,8 @@ def train(
                 g["base_lr"] = _base_lr(cfg, g["name"])
         if ema is not None and resume.train_state is not None:
             names = [n for n, _ in model.named_parameters()]
-            ema = [resume.state[n].to(device).clone() for n in names]
+            average = resume.average_state if resume.average_state is not None else resume.state
+            ema = [average[n].to(device).clone() for n in names]
         if resume.rng_state is not None:
             gen.set_state(resume.rng_state.to(gen.get_state().device))
         step = resume.step
@@ -296,6 +312,14 @@ def train(
         history.setdefault("heldout_elbo", [])
         history.setdefault("heldout_iwll", [])
     eval_gen = make_generator(device, cfg.seed + 1)  # held-out noise never perturbs the training stream
+    # Early stopping: the best held-out snapshot so far and the evaluations since it (restored on resume,
+    # where the checkpoint's scoring state is that snapshot).
+    best_state: dict[str, torch.Tensor] | None = None
+    n_worse = 0
+    if cfg.early_stopping and history.get("best_step"):
+        best_state = {k: v.to(device) for k, v in resume.state.items()}
+        n_worse = sum(s > history["best_step"][-1] for s in history.get("eval_step", []))
+    stopped = bool(cfg.early_stopping) and n_worse >= cfg.early_stopping
     local = cfg.local_reparam and model.decoder.bayesian
     mm_dtype = torch.bfloat16 if cfg.matmul_dtype == "bfloat16" else None
 
@@ -309,10 +333,15 @@ def train(
         return state
 
     def snapshot() -> Checkpoint:
-        return Checkpoint(kind="vae", model_config=asdict(model.cfg), state=scoring_state(),
+        current = scoring_state()
+        if best_state is None:
+            state, average, raw = current, None, None if ema is None else model.state_dict()
+        else:  # score with the best held-out snapshot; keep what training needs to go on
+            state, average, raw = best_state, None if ema is None else current, model.state_dict()
+        return Checkpoint(kind="vae", model_config=asdict(model.cfg), state=state,
                           info=info, train_config=asdict(cfg), step=step,
                           optimizer=optimizer.state_dict(), rng_state=gen.get_state(),
-                          history=history, train_state=None if ema is None else model.state_dict())
+                          history=history, train_state=raw, average_state=average)
 
     def evaluate() -> dict[str, float] | None:
         """Held-out estimates (None without held-out data) and ``on_eval``, with the scoring weights."""
@@ -341,7 +370,7 @@ def train(
 
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True, leave=True)
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not stopped:
             _set_step_sizes(optimizer, cfg, step + 1)
             idx = torch.multinomial(probs, cfg.batch_size, replacement=True, generator=gen)  # (B,)
             loss, stats = loss_terms(model, data[idx], neff, generator=gen, local=local, matmul_dtype=mm_dtype)
@@ -387,6 +416,17 @@ def train(
                     history.setdefault("heldout_iwll", []).append(value["iwll"])
                     log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f",
                              step, value["elbo"], value["iwll"])
+                    if cfg.early_stopping:
+                        if not history.get("best_iwll") or value["iwll"] > history["best_iwll"][-1]:
+                            best_state = {k: v.detach().clone() for k, v in scoring_state().items()}
+                            history["best_step"], history["best_iwll"] = [step], [value["iwll"]]
+                            n_worse = 0
+                        else:
+                            n_worse += 1
+                        if n_worse >= cfg.early_stopping:
+                            stopped = True
+                            log.info("stopping at step %d: no better held-out log-likelihood in %d evaluations; "
+                                     "keeping step %d's weights", step, n_worse, history["best_step"][-1])
             if at_ckpt:
                 save_checkpoint(snapshot(), checkpoint_path)
     finally:

@@ -132,7 +132,8 @@ COMMAND_OPTIONS = {
     "train": ["-o", "--output", "--model", "--recipe", "--steps", "--batch-size", "--learning-rate", "--seed",
               "--device",
               "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
-              "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--checkpoint-every",
+              "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--early-stopping",
+              "--checkpoint-every",
               "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
     "info": [],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
@@ -192,7 +193,7 @@ def test_version():
 def test_train_prints_a_summary(vae_model):
     path, result = vae_model
     assert path.is_file()
-    assert "Model: vae (fast recipe), trained on N = 3000 sequences, L = 60 columns, Neff = 653.6" in result.stdout
+    assert "Model: vae (fast recipe), alignment of N = 3000 sequences, L = 60 columns, Neff = 653.6" in result.stdout
     assert re.search(r"Steps: 300 \([\d.]+ steps/s on cpu\); final ELBO -?\d", result.stdout)
     assert f"Wrote {path}" in result.stdout
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind

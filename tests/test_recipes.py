@@ -395,3 +395,50 @@ def test_train_command_records_the_recipe(tmp_path):
     ck = load_checkpoint(out)
     assert (ck.train_config["recipe"], ck.train_config["optimizer"], ck.step) == ("paper", "deepsequence", 3)
     assert ck.model_config["decoder_hidden"] in ([8, 16], (8, 16))
+
+
+def _scripted_heldout(monkeypatch, values):
+    """Replace the held-out estimate by a scripted sequence of IWLL values (one per evaluation)."""
+    import deepseqvae.train as train_mod
+
+    calls = {"n": 0}
+
+    def fake(*args, **kwargs):
+        v = values[min(calls["n"], len(values) - 1)]
+        calls["n"] += 1
+        return {"elbo": v - 1.0, "iwll": v}
+
+    monkeypatch.setattr(train_mod, "heldout_estimates", fake)
+    return calls
+
+
+def test_early_stopping_keeps_the_best_evaluation_and_resumes(tmp_path, monkeypatch):
+    from deepseqvae.checkpoint import load_checkpoint, save_checkpoint
+
+    codes, w = family()
+    held = (codes[:10], w[:10])
+    base = dict(batch_size=16, seed=3, log_every=5, eval_every=5, ema_decay=0.9, early_stopping=2)
+    # IWLL at steps 5, 10, 15, 20: best at step 10, then two worse evaluations -> stop at step 20
+    _scripted_heldout(monkeypatch, [-10.0, -9.0, -9.5, -9.7, -8.0])
+    run = train(fresh_model(2), codes, w, TrainConfig(steps=100, **base), info_for(codes, w), heldout=held)
+    ck = run.checkpoint
+    assert ck.step == 20 and ck.history["best_step"] == [10] and ck.history["best_iwll"] == [-9.0]
+    assert ck.history["eval_step"] == [5, 10, 15, 20]
+    # the scored weights are the moving average at step 10: the same run stopped there by its length
+    _scripted_heldout(monkeypatch, [0.0])
+    at10 = train(fresh_model(2), codes, w, TrainConfig(steps=10, **{**base, "early_stopping": 0}),
+                 info_for(codes, w), heldout=held).checkpoint
+    for k in at10.state:
+        assert torch.equal(ck.state[k], at10.state[k]), k
+    assert not all(torch.equal(ck.state[k], ck.average_state[k]) for k in ck.state)  # it went on to 20
+    # resuming after step 15 (best 10, one worse evaluation) stops at 20 with the same weights
+    _scripted_heldout(monkeypatch, [-10.0, -9.0, -9.5])
+    part = train(fresh_model(2), codes, w, TrainConfig(steps=15, **base), info_for(codes, w), heldout=held)
+    save_checkpoint(part.checkpoint, tmp_path / "part.pt")
+    _scripted_heldout(monkeypatch, [-9.7])
+    resumed = train(fresh_model(7), codes, w, TrainConfig(steps=100, **base), info_for(codes, w), heldout=held,
+                    resume=load_checkpoint(tmp_path / "part.pt")).checkpoint
+    assert resumed.step == 20 and resumed.history["best_step"] == [10]
+    for k in ck.state:
+        assert torch.equal(ck.state[k], resumed.state[k]), k
+        assert torch.equal(ck.train_state[k], resumed.train_state[k]), k
