@@ -219,11 +219,13 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
     elbo = torch.zeros(codes.shape[0], dtype=torch.float64, device=codes.device)
     log_w = torch.empty((n_samples, codes.shape[0]), dtype=torch.float64, device=codes.device)
     with torch.no_grad():
+        # the encoder is deterministic: its outputs once, (M, D) each, reused by every draw
+        enc = [model.encoder(codes[start:start + batch_size]) for start in range(0, codes.shape[0], batch_size)]
         for k in range(n_samples):
             w = model.decoder.draw(generator=generator)
-            for start in range(0, codes.shape[0], batch_size):
+            for b, start in enumerate(range(0, codes.shape[0], batch_size)):
                 x = codes[start:start + batch_size]
-                mu, log_sigma = model.encoder(x)  # (B, D) each
+                mu, log_sigma = enc[b]  # (B, D) each
                 eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
                 z = mu + torch.exp(log_sigma) * eps
                 log_px = model.log_likelihood(model.decoder(z, w), x).double()  # (B,)
