@@ -198,7 +198,7 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
         for stop in sorted(stops):
             tc = TrainConfig(**{**base_cfg.__dict__, "steps": stop, "seed": seed})
             res = fit_alignment(aln, weights, model_cfg, tc, theta=0.2, device=dev, resume=ckpt)
-            ckpt, t_train, n_steps = res.checkpoint, t_train + res.seconds, stop
+            ckpt, t_train, n_steps = res.checkpoint, t_train + res.seconds, res.checkpoint.step  # early stop: fewer
             if i == 0 and stop in save_steps and stop != steps:
                 save_checkpoint(ckpt, run_dir / f"{row['id']}_seed{seed}_step{stop}.pt")
             if budget and t_train >= 60 * budget:
