@@ -240,13 +240,6 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
             "iwll": float((iw * weights).sum() / total)}
 
 
-def heldout_elbo(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
-                 generator: torch.Generator, batch_size: int = 1024) -> float:
-    """Weighted mean ELBO of held-out sequences ``codes`` (M, L) with weights (M,)
-    (:func:`heldout_estimates`' ``elbo``)."""
-    return heldout_estimates(model, codes, weights, n_samples, generator, batch_size)["elbo"]
-
-
 def train(
     model: VAE,
     codes: np.ndarray,
@@ -415,7 +408,7 @@ def train(
                 if value is not None:
                     history["eval_step"].append(step)
                     history["heldout_elbo"].append(value["elbo"])
-                    history.setdefault("heldout_iwll", []).append(value["iwll"])
+                    history["heldout_iwll"].append(value["iwll"])
                     log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f",
                              step, value["elbo"], value["iwll"])
                     if cfg.early_stopping:
