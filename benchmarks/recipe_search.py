@@ -3,8 +3,10 @@
     python -m benchmarks.recipe_search NAME DATASET 'MODEL_JSON' 'TRAIN_JSON' [--threads 1] [--samples 50]
     python -m benchmarks.recipe_search R2a BLAT_ECOLX '{"decoder_hidden": [100, 500]}' \\
         '{"steps": 3000, "schedule": "cosine", "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998}'
+    python -m benchmarks.recipe_search P1 PTEN_HUMAN '{}' '{"init_bias": "profile"}' --recipe fast
 
-Trains one model with the given ``VAEConfig`` / ``TrainConfig`` fields on 90 % of the dataset's
+Trains one model with the given ``VAEConfig`` / ``TrainConfig`` fields (with ``--recipe``: changes
+to that recipe, its step rule and early stopping included) on 90 % of the dataset's
 sequences (``holdout_fraction`` 0.1 unless given), records the held-out ELBO every ``eval_every``
 steps, then scores the DMS of ``benchmarks/datasets.csv`` (K = ``--samples``) and appends one
 JSON line to ``--out`` (default ``benchmarks/runs/recipe_search.jsonl``). Several settings run side
@@ -30,7 +32,7 @@ def main() -> None:
     from deepseqvae.model import VAEConfig
     from deepseqvae.runtime import keep_heap
     from deepseqvae.score import delta_elbo, spearman
-    from deepseqvae.train import TrainConfig, fit_alignment
+    from deepseqvae.train import TrainConfig, fit_alignment, recipe_configs
     from deepseqvae.weights import compute_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,6 +42,7 @@ def main() -> None:
     ap.add_argument("train_json")
     add_data_dir(ap)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--recipe", default=None, help="the JSON fields change this recipe (fast, paper)")
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--eval-rho-samples", type=int, default=0,
                     help="also report Spearman (K = this) at every held-out evaluation (0 = only at the end)")
@@ -52,7 +55,12 @@ def main() -> None:
     aln = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], args.data_dir))
     weights = compute_weights(aln.codes, 0.2)
     model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
-    train_kw = {"holdout_fraction": 0.1, "checkpoint_every": 0, **json.loads(args.train_json)}
+    if args.recipe:
+        model_cfg, train_cfg = recipe_configs(args.recipe, aln.L, model_overrides=model_kw,
+                                              train_overrides={"checkpoint_every": 0, **json.loads(args.train_json)})
+    else:
+        train_cfg = TrainConfig(**{"holdout_fraction": 0.1, "checkpoint_every": 0, **json.loads(args.train_json)})
+        model_cfg = VAEConfig(seq_len=aln.L, **model_kw)
     variants, fitness = dms_variants(row, args.data_dir, aln)
     rho_at: list[float] = []
 
@@ -62,14 +70,14 @@ def main() -> None:
             rho_at.append(round(spearman(s.mean, fitness), 4))
 
     t0 = time.perf_counter()
-    res = fit_alignment(aln, weights, VAEConfig(seq_len=aln.L, **model_kw), TrainConfig(**train_kw), theta=0.2,
-                        on_eval=on_eval)
+    res = fit_alignment(aln, weights, model_cfg, train_cfg, theta=0.2, on_eval=on_eval)
     train_s = time.perf_counter() - t0
     from deepseqvae.checkpoint import build_model
 
     scores = delta_elbo(build_model(res.checkpoint), aln.focus_codes, variants, n_samples=args.samples, seed=0)
     out = {"name": args.name, "dataset": args.dataset, "model": json.loads(args.model_json),
-           "train": json.loads(args.train_json), "holdout_by": TrainConfig(**train_kw).holdout_by,
+           "train": json.loads(args.train_json), "recipe": args.recipe, "holdout_by": train_cfg.holdout_by,
+           "steps": res.checkpoint.step, "budget": train_cfg.steps, "best_step": res.history.get("best_step"),
            "rho": round(spearman(scores.mean, fitness), 4),
            "heldout_elbo": [round(x, 2) for x in res.history.get("heldout_elbo", [])],
            "heldout_iwll": [round(x, 2) for x in res.history.get("heldout_iwll", [])],

@@ -56,6 +56,8 @@ class TrainConfig:
     early_stopping: int = 0         # > 0 with held-out data: stop after this many evaluations without a better
     #                                 held-out importance-weighted log-likelihood, and score with the best weights
     eval_samples: int = 4           # decoder-weight samples of each held-out ELBO estimate
+    init_bias: str = "constant"     # output-bias start: "constant" (DeepSequence's 0.1) or "profile": the training
+    #                                 sequences' weighted log-frequencies per column (the site-independent model)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "deepsequence"):
@@ -74,12 +76,16 @@ class TrainConfig:
             raise ValueError(f"holdout_by must be 'cluster' or 'sequence', not {self.holdout_by!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must lie in [0, 1)")
+        if self.init_bias not in ("constant", "profile"):
+            raise ValueError(f"init_bias must be 'constant' or 'profile', not {self.init_bias!r}")
 
 
 #: the fast recipe's early stopping: FAST_HOLDOUT of the sequences held out by clusters, an evaluation
 #: every tenth of the step budget, stop after FAST_PATIENCE evaluations without a better held-out
 #: importance-weighted log-likelihood (benchmarks/results/recipes-heldout-2026-11-30.md)
 FAST_HOLDOUT = 0.1
+#: pseudocount (effective sequences per residue) of the profile the fast recipe's output bias starts at
+PROFILE_PSEUDOCOUNT = 1.0
 FAST_PATIENCE = 3
 FAST_EVALS = 10
 
@@ -277,6 +283,8 @@ def train(
     model.to(device).train()
     data = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (N, L) copy, stays compact
     probs = torch.as_tensor(weights, dtype=torch.float64, device=device) / neff  # (N,)
+    if resume is None and cfg.init_bias == "profile":
+        init_output_bias(model, data, torch.as_tensor(weights, dtype=torch.float64, device=device))
     optimizer = _make_optimizer(model, cfg)
     gen = make_generator(device, cfg.seed)
     step = 0
@@ -481,6 +489,42 @@ def fit_alignment(
     return train(model, codes, weights, train_cfg, info, device=device,
                  checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout,
                  on_eval=on_eval)
+
+
+def profile_logits(codes: torch.Tensor, weights: torch.Tensor, pseudocount: float = PROFILE_PSEUDOCOUNT
+                   ) -> torch.Tensor:
+    """Centred log-frequencies (L, 20) of int8 ``codes`` (N, L) under sequence ``weights`` (N,)
+    (unnormalised: the pseudocount is in the same units).
+
+    Gaps are not counted; every residue gets ``pseudocount`` (in units of effective sequences)
+    so that one never seen in a column has a finite logit. Each column's logits sum to zero: the
+    softmax ignores a shift, and the zero-mean one is the cheapest under the N(0, 1) prior.
+    """
+    n, length = codes.shape
+    index = codes.long() + (GAP_CODE + 1) * torch.arange(length, device=codes.device)  # (N, L) into (L, 21)
+    counts = torch.bincount(index.flatten(), weights=weights.double().repeat_interleave(length),
+                            minlength=length * (GAP_CODE + 1)).view(length, GAP_CODE + 1)[:, :GAP_CODE]  # (L, 20)
+    log_f = torch.log(counts + pseudocount) - torch.log(counts.sum(1, keepdim=True) + GAP_CODE * pseudocount)
+    return (log_f - log_f.mean(1, keepdim=True)).float()  # (L, 20)
+
+
+def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor) -> None:
+    """Start the decoder's output bias at the site-independent model of the training sequences.
+
+    With DeepSequence's constant start the bias must travel to log-odds of 4-6 nats in conserved
+    columns, ~one learning rate per Adam step: thousands of steps, so a short run under-scores
+    exactly the most conserved (often the most damaging) positions. Starting at the profile's
+    logits (divided by the initial inverse temperature, which multiplies them) changes the starting
+    point only: same model, priors and objective.
+    """
+    decoder = model.decoder
+    if "b_out" not in decoder.mu:
+        raise ValueError("init_bias='profile' needs a model with an output bias (output_bias=True)")
+    logits = profile_logits(codes, weights).to(decoder.mu["b_out"].device)  # (L, 20)
+    if "temperature" in decoder.mu:
+        logits = logits / torch.nn.functional.softplus(decoder.mu["temperature"].detach())
+    with torch.no_grad():
+        decoder.mu["b_out"].copy_(logits)
 
 
 def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:

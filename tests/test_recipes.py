@@ -16,6 +16,7 @@ from deepseqvae.train import (
     cluster_holdout_split,
     heldout_estimates,
     holdout_split,
+    profile_logits,
     train,
     variance_group,
 )
@@ -233,6 +234,42 @@ def test_heldout_estimates_against_a_hand_computation():
 
 FAST = dict(schedule="cosine", warmup_steps=5, final_lr_fraction=0.05, variance_lr=1e-2, variance_delay=6,
             local_reparam=True, ema_decay=0.9)
+
+
+def test_profile_logits_by_hand():
+    # Column 0: A (weight 2), C (weight 1), gap (weight 5, not counted); column 1: D in all three.
+    codes = torch.tensor([[0, 2], [1, 2], [20, 2]], dtype=torch.int8)
+    w = torch.tensor([2.0, 1.0, 5.0], dtype=torch.float64)
+    got = profile_logits(codes, w, pseudocount=0.5)  # (2, 20)
+    f0 = np.full(20, 0.5)
+    f0[0], f0[1] = 2.5, 1.5
+    f1 = np.full(20, 0.5)
+    f1[2] = 8.5
+    for col, f in ((0, f0), (1, f1)):
+        log_f = np.log(f / f.sum())
+        np.testing.assert_allclose(got[col].numpy(), log_f - log_f.mean(), rtol=1e-6)
+    assert got.dtype == torch.float32 and abs(float(got.sum())) < 1e-4
+
+
+def test_profile_start_makes_the_first_decoding_the_site_independent_model():
+    codes, w = family()
+    model = fresh_model()
+    res = train(model, codes, w, TrainConfig(steps=1, batch_size=16, learning_rate=1e-12, init_bias="profile"),
+                info_for(codes, w))
+    bias = res.checkpoint.state["decoder.mu.b_out"]  # one step of lr 1e-12 later: the start
+    temp = torch.nn.functional.softplus(res.checkpoint.state["decoder.mu.temperature"])
+    expected = profile_logits(torch.as_tensor(codes), torch.as_tensor(w))
+    torch.testing.assert_close(bias * temp, expected, rtol=1e-5, atol=1e-5)
+    # The log-softmax of the bias alone is the profile: log((count + 1) / (total + 20)).
+    counts = np.stack([np.bincount(codes[:, j], minlength=20) for j in range(codes.shape[1])])
+    torch.testing.assert_close(torch.log_softmax(bias * temp, -1).double(),
+                               torch.as_tensor(np.log((counts + 1.0) / (counts.sum(1, keepdims=True) + 20.0))),
+                               rtol=1e-5, atol=1e-5)
+    default = train(fresh_model(), codes, w, TrainConfig(steps=1, batch_size=16, learning_rate=1e-12),
+                    info_for(codes, w))
+    torch.testing.assert_close(default.checkpoint.state["decoder.mu.b_out"], torch.full_like(bias, 0.1))
+    with pytest.raises(ValueError, match="init_bias"):
+        TrainConfig(init_bias="uniform")
 
 
 def test_variance_group_frozen_during_its_delay():
