@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,7 +160,6 @@ def main() -> None:
         text += (f"| {ds} | {profile} | {int(end.step)} | {end.train_s:.0f} | {int(kept.step)} | {kept.rho:.3f} | "
                  f"{sub.rho.max():.3f} | {kept.heldout_iwll:.2f} | {kept.heldout_elbo:.2f} |\n")
     write_result(text, str(stem.with_suffix(".md")), "time-to-accuracy")
-    json.dumps(rows)  # plain data
 
 
 if __name__ == "__main__":

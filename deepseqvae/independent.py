@@ -16,6 +16,16 @@ from torch import nn
 from .alphabet import GAP_CODE, N_AA
 
 
+def weighted_counts(codes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted residue counts (L, 20) of int8 ``codes`` (N, L) under sequence ``weights`` (N,); gaps not counted."""
+    L = codes.shape[1]
+    # One bincount over flattened (column, code) pairs.
+    flat = (np.arange(L)[None, :] * (N_AA + 1) + codes.astype(np.int64)).ravel()
+    counts = np.bincount(flat, weights=np.repeat(np.asarray(weights, dtype=np.float64), L),
+                         minlength=L * (N_AA + 1)).reshape(L, N_AA + 1)
+    return counts[:, :GAP_CODE]
+
+
 @dataclass(frozen=True)
 class IndependentConfig:
     """Settings of the site-independent model."""
@@ -51,12 +61,8 @@ class IndependentModel(nn.Module):
         l, n_l = Σ_a n_l(a) (gaps excluded) and λ = ``pseudocount``: a pseudocount proportional to
         the column's weighted occupancy, so sparse and dense columns are smoothed alike.
         """
-        N, L = codes.shape
-        counts = np.zeros((L, N_AA + 1))
-        # Weighted counts per (column, code) with one bincount over flattened (column, code) pairs.
-        flat = (np.arange(L)[None, :] * (N_AA + 1) + codes.astype(np.int64)).ravel()
-        counts = np.bincount(flat, weights=np.repeat(weights, L), minlength=L * (N_AA + 1)).reshape(L, N_AA + 1)
-        counts = counts[:, :GAP_CODE]  # (L, 20), gaps dropped
+        L = codes.shape[1]
+        counts = weighted_counts(codes, weights)  # (L, 20)
         n = counts.sum(1, keepdims=True)  # (L, 1)
         n_safe = np.where(n > 0, n, 1.0)
         p = (counts + pseudocount * n_safe / N_AA) / (n_safe * (1.0 + pseudocount))

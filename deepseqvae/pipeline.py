@@ -198,7 +198,8 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     elbo = result.history.get("elbo") or [float("nan")]
     h, note = result.history, ""
     if h.get("heldout_iwll"):
-        note = (f"Held out: {train_cfg.holdout_fraction:.0%} of the sequences by clusters; held-out log-likelihood "
+        note = (f"Held out: {train_cfg.holdout_fraction:.0%} of the sequences (by {train_cfg.holdout_by}); held-out "
+                f"log-likelihood "
                 f"{h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
         if h.get("best_step"):
             stopped = result.checkpoint.step < train_cfg.steps

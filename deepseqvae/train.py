@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .alphabet import GAP_CODE
+from .alphabet import GAP_CODE, N_AA
 from .checkpoint import Checkpoint, ModelInfo, model_kind, save_checkpoint
 from .errors import TrainingError
 from .model import VAE, loss_terms
@@ -500,12 +500,11 @@ def profile_logits(codes: torch.Tensor, weights: torch.Tensor, pseudocount: floa
     so that one never seen in a column has a finite logit. Each column's logits sum to zero: the
     softmax ignores a shift, and the zero-mean one is the cheapest under the N(0, 1) prior.
     """
-    n, length = codes.shape
-    index = codes.long() + (GAP_CODE + 1) * torch.arange(length, device=codes.device)  # (N, L) into (L, 21)
-    counts = torch.bincount(index.flatten(), weights=weights.double().repeat_interleave(length),
-                            minlength=length * (GAP_CODE + 1)).view(length, GAP_CODE + 1)[:, :GAP_CODE]  # (L, 20)
-    log_f = torch.log(counts + pseudocount) - torch.log(counts.sum(1, keepdim=True) + GAP_CODE * pseudocount)
-    return (log_f - log_f.mean(1, keepdim=True)).float()  # (L, 20)
+    from .independent import weighted_counts
+
+    counts = torch.from_numpy(weighted_counts(codes.cpu().numpy(), weights.cpu().numpy()))  # (L, 20) float64
+    log_f = torch.log(counts + pseudocount) - torch.log(counts.sum(1, keepdim=True) + N_AA * pseudocount)
+    return (log_f - log_f.mean(1, keepdim=True)).float().to(codes.device)  # (L, 20)
 
 
 def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor) -> None:
