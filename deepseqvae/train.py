@@ -224,21 +224,21 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
     model.eval()
     elbo = torch.zeros(codes.shape[0], dtype=torch.float64, device=codes.device)
     log_w = torch.empty((n_samples, codes.shape[0]), dtype=torch.float64, device=codes.device)
-    with torch.no_grad():
-        # the encoder is deterministic: its outputs once, (M, D) each, reused by every draw
-        enc = [model.encoder(codes[start:start + batch_size]) for start in range(0, codes.shape[0], batch_size)]
-        for k in range(n_samples):
-            w = model.decoder.draw(generator=generator)
-            for b, start in enumerate(range(0, codes.shape[0], batch_size)):
-                x = codes[start:start + batch_size]
-                mu, log_sigma = enc[b]  # (B, D) each
-                eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-                z = mu + torch.exp(log_sigma) * eps
-                log_px = model.log_likelihood(model.decoder(z, w), x).double()  # (B,)
-                # log p(z) − log q(z|x) for z = mu + σ·eps; the 2π constants cancel
-                log_ratio = (0.5 * (eps**2 - z**2) + log_sigma).sum(-1).double()
-                elbo[start:start + x.shape[0]] += log_px - model.latent_kl(mu, log_sigma).double()
-                log_w[k, start:start + x.shape[0]] = log_px + log_ratio
+    # the encoder is deterministic: its outputs once, (M, D) each, reused by every draw
+    enc = [model.encoder(codes[start:start + batch_size]) for start in range(0, codes.shape[0], batch_size)]
+    for k in range(n_samples):
+        w = model.decoder.draw(generator=generator)
+        w_out = model.decoder.output_weight(w)  # (H, 20L), once per draw, shared by the batches
+        for b, start in enumerate(range(0, codes.shape[0], batch_size)):
+            x = codes[start:start + batch_size]
+            mu, log_sigma = enc[b]  # (B, D) each
+            eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+            z = mu + torch.exp(log_sigma) * eps
+            log_px = model.log_likelihood(model.decoder(z, w, w_out), x).double()  # (B,)
+            # log p(z) − log q(z|x) for z = mu + σ·eps; the 2π constants cancel
+            log_ratio = (0.5 * (eps**2 - z**2) + log_sigma).sum(-1).double()
+            elbo[start:start + x.shape[0]] += log_px - model.latent_kl(mu, log_sigma).double()
+            log_w[k, start:start + x.shape[0]] = log_px + log_ratio
     model.train(was_training)
     iw = torch.logsumexp(log_w, dim=0) - math.log(n_samples)  # (M,)
     total = weights.sum()
