@@ -10,14 +10,16 @@ fast recipe's 100-500):
 
 * old: 3dc5b14's step (dense one-hot first layer, one shared weight sample, float32, torch Adam);
 * paper recipe: today's step with DeepSequence's estimator and optimiser (gather-sum encoder,
-  the training heap), in float32 and with bfloat16 decoder products;
+  the training heap, split noise draws, compiled sampling + KL kernels), in float32 and with
+  bfloat16 decoder products;
 * fast recipe: one shared weight sample, bfloat16 products, torch's fused Adam and the moving
-  average of the weights (``--recipe fast``);
+  average of the weights (``--recipe fast``), with the compiled kernels (the default) and
+  without them (``--no-compile``: the eager kernels);
 * the local-reparameterisation option (``TrainConfig.local_reparam``), not in either recipe.
 
 Next to each rate: the matrix-multiply FLOPs of one step (torch's FLOP counter, forward and
-backward) and the rate they were done at, beside the GEMM rate of this CPU measured in the same
-run. Writes benchmarks/results/train-cpu-<date>.md.
+backward, counted on an eager step) and the rate they were done at, beside the GEMM rate of this
+CPU measured in the same run. Writes benchmarks/results/train-cpu-<date>.md.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ SIZES = {"paper size (decoder 100-2000)": (100, 2000), "fast-recipe size (decode
 #: name -> (old code?, loss_terms keywords, optimiser, training heap, weight averaging)
 PATHS = {
     "old (3dc5b14)": (True, {}, "adam", False, False),
-    "paper recipe, float32": (False, {}, "deepsequence", True, False),
-    "paper recipe, bf16 products": (False, {"matmul_dtype": "bfloat16"}, "deepsequence", True, False),
-    "fast recipe (bf16 products, weight average)": (False, {"matmul_dtype": "bfloat16"}, "adam", True, True),
-    "option: local reparam., bf16": (False, {"local": True, "matmul_dtype": "bfloat16"}, "adam", True, False),
+    "paper recipe, float32": (False, {"compiled": True}, "deepsequence", True, False),
+    "paper recipe, bf16 products": (False, {"matmul_dtype": "bfloat16", "compiled": True}, "deepsequence", True, False),
+    "fast recipe (bf16 products, weight average)": (False, {"matmul_dtype": "bfloat16", "compiled": True}, "adam",
+                                                    True, True),
+    "fast recipe, eager kernels (--no-compile)": (False, {"matmul_dtype": "bfloat16"}, "adam", True, True),
+    "option: local reparam., bf16": (False, {"local": True, "matmul_dtype": "bfloat16", "compiled": True}, "adam",
+                                     True, False),
 }
 
 WORKER = r'''
@@ -74,7 +79,7 @@ if "matmul_dtype" in kw:
 gen = torch.Generator().manual_seed(0)
 params = list(model.parameters())
 ema = [p.detach().clone() for p in params] if job["ema"] else None
-def step():
+def step(kw=kw):
     idx = torch.multinomial(probs, 100, replacement=True, generator=gen)
     loss, _ = loss_terms(model, codes[idx], neff, generator=gen, **kw)
     opt.zero_grad(set_to_none=True)
@@ -85,13 +90,17 @@ def step():
 for _ in range(job["warmup"]):
     step()
 from torch.utils.flop_counter import FlopCounterMode
-with FlopCounterMode(display=False) as fc:
-    step()
+with FlopCounterMode(display=False) as fc:  # an eager step: the same products, no compiled code under the mode
+    step({k: v for k, v in kw.items() if k != "compiled"})
 t0 = time.perf_counter()
 for _ in range(job["steps"]):
     step()
 rate = job["steps"] / (time.perf_counter() - t0)
-print(json.dumps({"rate": rate, "flops": fc.get_total_flops()}))
+failure = None
+if kw.get("compiled"):
+    from deepseqvae import kernels
+    failure = kernels.compile_failure()
+print(json.dumps({"rate": rate, "flops": fc.get_total_flops(), "compile_failure": failure}))
 '''
 
 
@@ -178,7 +187,8 @@ def main() -> None:
         for name in PATHS:
             res = best[(size, name)]
             gf = res["flops"] / 1e9
-            text += (f"| {name} | {res['rate']:.2f} | **{res['rate'] / old_rate:.2f}x** | {gf:.1f} | "
+            failed = f" (compile failed: {res['compile_failure']}; eager kernels)" if res.get("compile_failure") else ""
+            text += (f"| {name}{failed} | {res['rate']:.2f} | **{res['rate'] / old_rate:.2f}x** | {gf:.1f} | "
                      f"{gf * res['rate']:.0f} |\n")
         text += "\n"
     peak = run_worker("bench_train", {"msa": str(msa), "steps": args.peak_steps})

@@ -210,14 +210,17 @@ def _recipe_help() -> str:
                    "log-likelihood and keep the best weights (0 = run all steps). [default: 3 (fast), 0 (paper)]")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
               help="Save a checkpoint every N steps (0 = only at the end).")
+@click.option("--compile/--no-compile", "compile_kernels", default=None,
+              help="Sample and regularise the largest decoder weights (>= 4M) with torch.compile'd kernels; "
+                   "without a working C++ compiler training says so and runs eagerly. [default: --compile]")
 @click.option("--resume", is_flag=True,
               help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, seed, device, decoder, theta,
                   weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles,
-                  dropout, pseudocount, holdout_fraction, early_stopping, checkpoint_every, resume, progress,
-                  align_opts):
+                  dropout, pseudocount, holdout_fraction, early_stopping, checkpoint_every, compile_kernels, resume,
+                  progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -250,7 +253,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                            sparsity_tiles=sparsity_tiles, dropout=dropout),
         train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
-                           early_stopping=early_stopping),
+                           early_stopping=early_stopping, compile_kernels=compile_kernels),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))
 

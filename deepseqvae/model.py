@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import kernels
 from .alphabet import GAP_CODE, N_AA
 
 DecoderKind = Literal["svi", "mle"]
@@ -76,36 +77,75 @@ def gaussian_kl(mu: Tensor, log_sigma: Tensor, prior_mu: float = 0.0, prior_sigm
     return kl + mu.numel() * (math.log(prior_sigma) - 0.5)
 
 
+def _sample_kl_flat(mu: Tensor, log_sigma: Tensor, eps: Tensor, prior_mu: float, inv_var: float
+                    ) -> tuple[Tensor, Tensor]:
+    """Flat (n,) tensors -> (w = mu + exp(log_sigma)·eps, the KL without its constant): the
+    compiled kernel of :class:`_SampleWithKL`, one loop over memory under ``torch.compile``."""
+    sigma = torch.exp(log_sigma)
+    centred = mu - prior_mu
+    kl = (0.5 * inv_var * (sigma * sigma + centred * centred) - log_sigma).sum()
+    return mu + sigma * eps, kl
+
+
+def _sample_kl_flat_grad(grad_w: Tensor, grad_kl: Tensor, mu: Tensor, log_sigma: Tensor, eps: Tensor,
+                         prior_mu: float, inv_var: float) -> tuple[Tensor, Tensor]:
+    """Gradients of :func:`_sample_kl_flat` with respect to (mu, log_sigma), sigma recomputed."""
+    sigma = torch.exp(log_sigma)
+    c = grad_kl * inv_var
+    return grad_w + c * (mu - prior_mu), sigma * (grad_w * eps + c * sigma) - grad_kl
+
+
 class _SampleWithKL(torch.autograd.Function):
     """w = mu + exp(log_sigma)·eps together with KL(N(mu, sigma²) || N(m, s²)), fused.
 
     The forward makes one pass for sigma, one for w and three reductions; the backward is written
     out analytically. Over the ~20M output weights this halves the memory traffic of sampling
     plus KL written as separate tensor expressions (the elementwise passes dominate a CPU step).
+    With ``compiled`` and at least :data:`kernels.COMPILE_MIN` elements, forward and backward are
+    each one compiled loop (:func:`_sample_kl_flat`); the same mathematics, summed in another order.
     """
 
     @staticmethod
-    def forward(ctx, mu: Tensor, log_sigma: Tensor, eps: Tensor, prior_mu: float, prior_sigma: float):
+    def forward(ctx, mu: Tensor, log_sigma: Tensor, eps: Tensor, prior_mu: float, prior_sigma: float,
+                compiled: bool = False):
+        inv_var = 1.0 / prior_sigma**2
+        const = mu.numel() * (math.log(prior_sigma) - 0.5)
+        ctx.prior = (float(prior_mu), inv_var)
+        if compiled and mu.numel() >= kernels.COMPILE_MIN:
+            out = kernels.run_compiled(_sample_kl_flat, mu.reshape(-1), log_sigma.reshape(-1), eps.reshape(-1),
+                                       float(prior_mu), inv_var)
+            if out is not None:
+                w, kl = out
+                ctx.save_for_backward(mu, log_sigma, eps)
+                ctx.compiled = True
+                return w.view(mu.shape), kl + const
         sigma = torch.exp(log_sigma)
         w = torch.addcmul(mu, sigma, eps)
-        inv_var = 1.0 / prior_sigma**2
         centred = mu - prior_mu if prior_mu else mu
         flat_c, flat_s = centred.reshape(-1), sigma.reshape(-1)
-        kl = (0.5 * inv_var * (torch.dot(flat_s, flat_s) + torch.dot(flat_c, flat_c)) - log_sigma.sum()
-              + mu.numel() * (math.log(prior_sigma) - 0.5))
+        kl = 0.5 * inv_var * (torch.dot(flat_s, flat_s) + torch.dot(flat_c, flat_c)) - log_sigma.sum() + const
         ctx.save_for_backward(mu, sigma, eps)
-        ctx.prior = (prior_mu, inv_var)
+        ctx.compiled = False
         return w, kl
 
     @staticmethod
     def backward(ctx, grad_w: Tensor, grad_kl: Tensor):
-        mu, sigma, eps = ctx.saved_tensors
         prior_mu, inv_var = ctx.prior
+        if ctx.compiled:
+            mu, log_sigma, eps = ctx.saved_tensors
+            out = kernels.run_compiled(_sample_kl_flat_grad, grad_w.reshape(-1), grad_kl, mu.reshape(-1),
+                                       log_sigma.reshape(-1), eps.reshape(-1), prior_mu, inv_var)
+            if out is None:  # compiled forward, failing backward: the same expression, eagerly
+                out = _sample_kl_flat_grad(grad_w.reshape(-1), grad_kl, mu.reshape(-1), log_sigma.reshape(-1),
+                                           eps.reshape(-1), prior_mu, inv_var)
+            grad_mu, grad_ls = out
+            return (grad_mu.view(mu.shape), grad_ls.view(mu.shape), *[None] * (len(ctx.needs_input_grad) - 2))
+        mu, sigma, eps = ctx.saved_tensors
         c = grad_kl * inv_var
         # d/dmu: grad_w + c·(mu − m);  d/dlog_sigma: grad_w·eps·sigma + c·sigma² − grad_kl
         grad_mu = grad_w + c * (mu - prior_mu if prior_mu else mu)
         grad_ls = sigma * torch.addcmul(c * sigma, grad_w, eps) - grad_kl
-        return grad_mu, grad_ls, None, None, None
+        return (grad_mu, grad_ls, *[None] * (len(ctx.needs_input_grad) - 2))  # None for eps and the settings
 
 
 def _glorot_normal(fan_in: int, fan_out: int, shape: tuple[int, ...]) -> Tensor:
@@ -221,23 +261,24 @@ class Decoder(nn.Module):
             return dict(self.mu.items())
         out = {}
         for k, mu in self.mu.items():
-            eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+            eps = kernels.standard_normal(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
             out[k] = mu + torch.exp(self.log_sigma[k]) * eps
         return out
 
-    def draw_with_kl(self, generator: torch.Generator | None = None, skip: tuple[str, ...] = ()
-                     ) -> tuple[dict[str, Tensor], Tensor]:
+    def draw_with_kl(self, generator: torch.Generator | None = None, skip: tuple[str, ...] = (),
+                     compiled: bool = False) -> tuple[dict[str, Tensor], Tensor]:
         """One posterior sample of every weight and KL(q(θ) || p(θ)), fused (for training).
 
         Weights named in ``skip`` are not sampled (nor in the returned KL): the caller handles them
-        (the local-reparameterisation path integrates ``W_out`` out).
+        (the local-reparameterisation path integrates ``W_out`` out). ``compiled`` lets the large
+        weights take the compiled kernels (:mod:`deepseqvae.kernels`).
         """
         out, kl = {}, None
         for k, mu in self.mu.items():
             if k in skip:
                 continue
-            eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-            out[k], kl_k = _SampleWithKL.apply(mu, self.log_sigma[k], eps, *self.prior(k))
+            eps = kernels.standard_normal(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+            out[k], kl_k = _SampleWithKL.apply(mu, self.log_sigma[k], eps, *self.prior(k), compiled)
             kl = kl_k if kl is None else kl + kl_k
         return out, kl
 
@@ -441,7 +482,7 @@ class _GaussianKLFromVar(torch.autograd.Function):
 
 
 def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generator | None = None,
-               *, local: bool = False, matmul_dtype: torch.dtype | None = None,
+               *, local: bool = False, matmul_dtype: torch.dtype | None = None, compiled: bool = False,
                ) -> tuple[Tensor, dict[str, Tensor]]:
     """Training loss = −mean ELBO of a weight-sampled batch + regulariser / Neff.
 
@@ -450,10 +491,11 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
     (:meth:`Decoder.forward_local`): the same expected loss with a lower-variance gradient.
     ``matmul_dtype`` (e.g. bfloat16) sets the precision of the decoder's large products (inputs
     rounded, float32 accumulation and results; KL sums, log-softmax and the weights stay float32).
+    ``compiled`` runs the sampling and KL of the largest decoder weights as compiled kernels.
     """
     if model.decoder.bayesian and local:
         dec = model.decoder
-        weights, kl = dec.draw_with_kl(generator=generator, skip=("W_out",))
+        weights, kl = dec.draw_with_kl(generator=generator, skip=("W_out",), compiled=compiled)
         log_sigma_out = dec.log_sigma["W_out"]
         out_var = torch.exp(2.0 * log_sigma_out)  # (H, L, C), shared by the KL and the logit variance
         kl = kl + _GaussianKLFromVar.apply(dec.mu["W_out"], log_sigma_out, out_var, *dec.prior("W_out"))
@@ -465,7 +507,7 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
         reg = kl / neff
     elif model.decoder.bayesian:
         # Sample and KL in one fused pass over the decoder weights (same draw order as ``draw``).
-        weights, kl = model.decoder.draw_with_kl(generator=generator)
+        weights, kl = model.decoder.draw_with_kl(generator=generator, compiled=compiled)
         terms = model(codes, weights=weights, generator=generator, matmul_dtype=matmul_dtype)
         reg = kl / neff
     else:

@@ -49,6 +49,7 @@ class TrainConfig:
     variance_delay: int = 0         # the variance group is frozen for this many first steps
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
     matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs; sums, weights stay fp32
+    compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
     holdout_by: str = "cluster"     # "cluster": no training sequence within 80 % identity of a held-out one; "sequence"
@@ -376,7 +377,8 @@ def train(
         while step < cfg.steps and not stopped:
             _set_step_sizes(optimizer, cfg, step + 1)
             idx = torch.multinomial(probs, cfg.batch_size, replacement=True, generator=gen)  # (B,)
-            loss, stats = loss_terms(model, data[idx], neff, generator=gen, local=local, matmul_dtype=mm_dtype)
+            loss, stats = loss_terms(model, data[idx], neff, generator=gen, local=local, matmul_dtype=mm_dtype,
+                                     compiled=cfg.compile_kernels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -133,7 +133,7 @@ COMMAND_OPTIONS = {
               "--device",
               "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
               "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--early-stopping",
-              "--checkpoint-every",
+              "--checkpoint-every", "--compile", "--no-compile",
               "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
     "info": [],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
