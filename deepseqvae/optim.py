@@ -16,47 +16,43 @@ import math
 import torch
 
 
-class DeepSequenceAdam(torch.optim.Optimizer):
+class DeepSequenceAdam(torch.optim.Adam):
     """Adam with DeepSequence's frozen bias correction (gradient descent on the loss).
 
     Per parameter: ``m ← b1·m + (1 − b1)·g``, ``v ← b2·v + (1 − b2)·g²`` and
     ``p ← p − lr·γ·m / (sqrt(v) + eps)`` with the constant ``γ = sqrt(1 − b2) / (1 − b1)``
     (DeepSequence maximises the objective with ``+``; we minimise its negative).
+
+    It runs as torch's Adam (the fused kernel where the device has one: one pass over the
+    weights instead of six) whose step counter is set back to 0 before every step, so every
+    update uses the t = 1 bias correction, and whose ``eps`` is stored as ``eps / sqrt(1 − b2)``:
+    torch's update ``lr/(1 − b1) · m / (sqrt(v/(1 − b2)) + eps')`` is then exactly the one above.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         if lr <= 0 or eps <= 0 or not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise ValueError("invalid DeepSequenceAdam hyper-parameters")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+        kw = {"lr": lr, "betas": tuple(betas), "eps": eps / math.sqrt(1.0 - betas[1])}
+        params = list(params)
+        try:
+            super().__init__(params, fused=True, **kw)
+        except (RuntimeError, TypeError):  # no fused kernel for this device or dtype
+            super().__init__(params, **kw)
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: D102 - torch API
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            gamma = math.sqrt(1.0 - b2) / (1.0 - b1)  # t stays 1 in DeepSequence's code
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads, ms, vs = [], [], []
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                grads.append(p.grad)
-                ms.append(state["m"])
-                vs.append(state["v"])
-            torch._foreach_lerp_(ms, grads, 1.0 - b1)            # m = b1·m + (1 − b1)·g
-            torch._foreach_mul_(vs, b2)
-            torch._foreach_addcmul_(vs, grads, grads, 1.0 - b2)  # v = b2·v + (1 − b2)·g²
-            denom = torch._foreach_sqrt(vs)
-            torch._foreach_add_(denom, group["eps"])
-            torch._foreach_addcdiv_(params, ms, denom, -group["lr"] * gamma)
-        return loss
+        steps = [s["step"] for s in self.state.values() if "step" in s]
+        if steps:
+            torch._foreach_zero_(steps)  # DeepSequence's t never advances: torch's Adam counts it to 1
+        return super().step(closure)
+
+    def load_state_dict(self, state_dict: dict) -> None:  # noqa: D102 - torch API
+        # checkpoints of the earlier, hand-written version kept the moments as "m" and "v"
+        for st in state_dict.get("state", {}).values():
+            if "m" in st and "exp_avg" not in st:
+                st["exp_avg"], st["exp_avg_sq"] = st.pop("m"), st.pop("v")
+                st["step"] = torch.zeros((), dtype=torch.float32)
+        super().load_state_dict(state_dict)
 
 
 def lr_factor(step: int, total: int, warmup: int, final_fraction: float, decay_fraction: float = 1.0) -> float:

@@ -49,6 +49,22 @@ def test_deepsequence_adam_first_updates_by_hand():
     np.testing.assert_allclose(q.detach().numpy(), [-1e-3, 1e-3, -1e-3], rtol=1e-5)
 
 
+def test_deepsequence_adam_resumes_from_the_earlier_state_layout():
+    # the hand-written optimiser of earlier versions saved its moments as "m" and "v"
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = DeepSequenceAdam([p], lr=1e-3)
+    state = opt.state_dict()
+    m, v = np.array([0.05, -0.1]), np.array([2.5e-4, 1e-3])
+    state["state"] = {0: {"m": torch.tensor(m), "v": torch.tensor(v)}}
+    opt.load_state_dict(state)
+    p.grad = torch.tensor([0.2, 3.0], dtype=torch.float64)
+    opt.step()
+    m = 0.9 * m + 0.1 * np.array([0.2, 3.0])
+    v = 0.999 * v + 0.001 * np.array([0.2, 3.0]) ** 2
+    want = np.array([1.0, -2.0]) - 1e-3 * math.sqrt(0.001) / 0.1 * m / (np.sqrt(v) + 1e-8)
+    np.testing.assert_allclose(p.detach().numpy(), want, rtol=0, atol=1e-15)
+
+
 def test_deepsequence_adam_late_step_is_0316_lr():
     # A constant gradient for many steps: m -> g, v -> g^2, so each step moves by lr * gamma = 3.16e-4.
     p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
