@@ -73,7 +73,7 @@ def test_deepsequence_adam_late_step_is_0316_lr():
         p.grad = torch.ones(1, dtype=torch.float64)
         before = float(p.detach())
         opt.step()
-    assert before - float(p) == pytest.approx(1e-3 * math.sqrt(0.001) / 0.1, rel=1e-4)
+    assert before - float(p.detach()) == pytest.approx(1e-3 * math.sqrt(0.001) / 0.1, rel=1e-4)
 
 
 def test_lr_factor_warmup_then_cosine():
