@@ -113,7 +113,7 @@ def scan_dataset(name: str, args, seeds: list[int]) -> tuple[list, list[float], 
 
 
 def with_prior(name: str, scan, others: dict, args) -> tuple[str, dict]:
-    """Markdown lines and figures of ``scan`` classified with a pooled prior fitted to the ``others`` scans."""
+    """One Markdown line and the CSV columns of ``scan`` classified with a pooled prior fitted to ``others``."""
     work = Path(args.work_dir) / name
     prior = fit_prior(list(others.values()), seed=0)
     prior_path = save_prior(prior, work / f"{name}_loo_prior.json")
@@ -144,8 +144,8 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float], 
     for s in scans:
         m = match_labels(table, s, protein=s.protein)
         per_seed.append(auc(s.evolutionary_index[m.index[m.ok]], m.labels.labels[m.ok]))
-    run = classify_file(work / f"{name}_classes.csv", scores=mean_scans(scans), labels=labels_path, plots=True,
-                        gmm_seed=0)
+    mean = mean_scans(scans)  # the ensemble: the seeds' mean ΔELBO
+    run = classify_file(work / f"{name}_classes.csv", scores=mean, labels=labels_path, plots=True, gmm_seed=0)
     cls, ev = run.classification, run.evaluation
     figures = []
     for kind, src in (("histogram", "_histogram.png"), ("labels", "_labels.png")):
@@ -162,7 +162,7 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float], 
     others = {k: v for k, v in prior_scans.items() if k != name}
     prior_cols: dict = {}
     if others:
-        line, prior_cols = with_prior(name, mean_scans(scans), others, args)
+        line, prior_cols = with_prior(name, mean, others, args)
         lines.append(line)
     if name == "P53_HUMAN":
         ok = ev.auc_evolutionary_index >= 0.90 and at75.accuracy >= 0.90

@@ -19,6 +19,7 @@ to the model's mathematics:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -72,9 +73,7 @@ def standard_normal(shape: tuple[int, ...] | torch.Size, *, generator: torch.Gen
     """
     device = torch.device(device) if device is not None else (
         generator.device if generator is not None else torch.device("cpu"))
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     if generator is None or device.type != "cpu" or n < NOISE_SPLIT_MIN:
         return torch.randn(shape, generator=generator, dtype=dtype, device=device)
     seeds = torch.randint(0, 2**62, (NOISE_SPLITS,), generator=generator, device=device).tolist()
