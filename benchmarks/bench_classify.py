@@ -46,6 +46,7 @@ from deepseqvae.classify import (
     match_labels,
     mean_scans,
     read_labels,
+    read_scan,
     report_markdown,
     save_prior,
 )
@@ -108,8 +109,22 @@ def scan_dataset(name: str, args, seeds: list[int]) -> tuple[list, list[float], 
         train_s.append(train_seed(msa, ckpt, args.recipe, args.steps, seed, args.device))
         ckpts.append(ckpt)
     t0 = time.perf_counter()
-    scans = [scan_scores([c], n_samples=args.samples, seed=0, device=args.device) for c in ckpts]
+    scans = [cached_scan(c, name, args) for c in ckpts]
     return scans, train_s, time.perf_counter() - t0
+
+
+def cached_scan(ckpt: Path, name: str, args):
+    """The saturation scan of ``ckpt`` (K = --samples, seed 0), read back from ``<ckpt>.scan-K<k>.csv`` when
+    that file is newer than the checkpoint, so classification variants can be rerun without rescanning."""
+    cache = ckpt.with_name(f"{ckpt.stem}.scan-K{args.samples or 'default'}.csv")
+    if cache.exists() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
+        print(f"{ckpt}: scan reused from {cache}", file=sys.stderr)
+        return read_scan(cache, protein=name)
+    scan = scan_scores([ckpt], n_samples=args.samples, seed=0, device=args.device)
+    frame = pd.DataFrame({"mutant": scan.mutants, "score": scan.delta_elbo, "score_sem": scan.sem})
+    with atomic_write(cache, "w", newline="") as fh:
+        frame.to_csv(fh, index=False, float_format="%.17g")
+    return scan
 
 
 def with_prior(name: str, scan, others: dict, args) -> tuple[str, dict]:
