@@ -8,7 +8,8 @@
 Trains one model with the given ``VAEConfig`` / ``TrainConfig`` fields (with ``--recipe``: changes
 to that recipe, its step rule and early stopping included) on 90 % of the dataset's
 sequences (``holdout_fraction`` 0.1 unless given), records the held-out ELBO every ``eval_every``
-steps, then scores the DMS of ``benchmarks/datasets.csv`` (K = ``--samples``) and appends one
+steps, then scores the DMS of ``benchmarks/datasets.csv`` (K = ``--samples``; DATASET may instead be an
+alignment path, relative to --data-dir or not, for a family without a DMS: ρ is then null) and appends one
 JSON line to ``--out`` (default ``benchmarks/runs/recipe_search.jsonl``). Several settings run side
 by side with ``--threads 1`` each. How the ``fast`` recipe was chosen with it:
 ``benchmarks/results/recipes-2026-11-30.md``.
@@ -51,8 +52,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_heap()
-    row = read_datasets().loc[args.dataset]
-    aln = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], args.data_dir))
+    table = read_datasets()
+    if args.dataset in table.index:
+        row = table.loc[args.dataset]
+        aln = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], args.data_dir))
+    else:  # a family without a DMS (e.g. P53_HUMAN/msa.a2m under --data-dir): held-out estimates only
+        row = None
+        msa = Path(args.dataset) if Path(args.dataset).exists() else args.data_dir / args.dataset
+        if not msa.exists():
+            ap.error(f"{args.dataset}: neither a dataset of benchmarks/datasets.csv nor an alignment file")
+        aln = AlignmentOptions().read(msa)
     weights = compute_weights(aln.codes, 0.2)
     model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
     if args.recipe:
@@ -61,11 +70,11 @@ def main() -> None:
     else:
         train_cfg = TrainConfig(**{"holdout_fraction": 0.1, "checkpoint_every": 0, **json.loads(args.train_json)})
         model_cfg = VAEConfig(seq_len=aln.L, **model_kw)
-    variants, fitness = dms_variants(row, args.data_dir, aln)
+    variants, fitness = dms_variants(row, args.data_dir, aln) if row is not None else (None, None)
     rho_at: list[float] = []
 
     def on_eval(step, model):  # reported beside the held-out estimates, never used to choose
-        if args.eval_rho_samples:
+        if args.eval_rho_samples and row is not None:
             s = delta_elbo(model, aln.focus_codes, variants, n_samples=args.eval_rho_samples, seed=0)
             rho_at.append(round(spearman(s.mean, fitness), 4))
 
@@ -74,11 +83,14 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     from deepseqvae.checkpoint import build_model
 
-    scores = delta_elbo(build_model(res.checkpoint), aln.focus_codes, variants, n_samples=args.samples, seed=0)
+    rho = None
+    if row is not None:
+        scores = delta_elbo(build_model(res.checkpoint), aln.focus_codes, variants, n_samples=args.samples, seed=0)
+        rho = round(spearman(scores.mean, fitness), 4)
     out = {"name": args.name, "dataset": args.dataset, "model": json.loads(args.model_json),
            "train": json.loads(args.train_json), "recipe": args.recipe, "holdout_by": train_cfg.holdout_by,
            "steps": res.checkpoint.step, "budget": train_cfg.steps, "best_step": res.history.get("best_step"),
-           "rho": round(spearman(scores.mean, fitness), 4),
+           "rho": rho,
            "heldout_elbo": [round(x, 2) for x in res.history.get("heldout_elbo", [])],
            "heldout_iwll": [round(x, 2) for x in res.history.get("heldout_iwll", [])],
            "eval_step": res.history.get("eval_step"), "rho_at_eval": rho_at,
