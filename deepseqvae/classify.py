@@ -61,6 +61,9 @@ PROTEIN_GMM_WEIGHT = 0.3
 N_INIT = 30
 #: fewer labelled variants than this in either class: no AUC (it would be noise)
 MIN_PER_CLASS_AUC = 5
+#: Ashman's D below which the two components of a mixture overlap too much to be two classes
+#: (D > 2 is the usual criterion for a clean separation; Ashman, Bird & Zepf, J. Classif. 1994)
+MIN_SEPARATION = 2.0
 #: spellings of the two labels in a label table (compared lower-cased)
 _LABEL_VALUES = {"1": 1.0, "1.0": 1.0, "pathogenic": 1.0, "likely_pathogenic": 1.0, "likely pathogenic": 1.0,
                  "0": 0.0, "0.0": 0.0, "benign": 0.0, "likely_benign": 0.0, "likely benign": 0.0}
@@ -101,6 +104,13 @@ class Mixture:
         x = np.asarray(x, dtype=np.float64).reshape(-1, 1)  # (M, 1)
         w, mu, var = (np.asarray(v, dtype=np.float64)[None, :] for v in (self.weights, self.means, self.variances))
         return np.log(w) - 0.5 * np.log(2 * np.pi * var) - 0.5 * (x - mu) ** 2 / var  # (M, 2)
+
+    @property
+    def separation(self) -> float:
+        """Ashman's D = √2·|m_p − m_b| / √(v_b + v_p): how far apart the two components are in units of
+        their spread; below :data:`MIN_SEPARATION` they overlap like one broad, skewed peak."""
+        (mb, mp), (vb, vp) = self.means, self.variances
+        return math.sqrt(2.0) * abs(mp - mb) / math.sqrt(vb + vp)
 
     def monotone_range(self) -> tuple[float, float]:
         """Where P(pathogenic | x) increases with x.
@@ -375,6 +385,10 @@ def classify_scores(scan: ScanScores, *, prior: Mixture | None = None, protein_w
         raise ClassifyError(f"protein_GMM_weight must be in [0, 1], got {protein_weight}")
     retain = list(dict.fromkeys([100, *retain]))  # the 100 % classes always come first
     x = scan.evolutionary_index
+    if prior is not None and prior.separation < MIN_SEPARATION:
+        log.warning("the pooled prior's components overlap (Ashman's D = %.2f < %g): it has no clear pathogenic "
+                    "component and will blur this protein's classes; pool more proteins or classify without a "
+                    "prior", prior.separation, MIN_SEPARATION)
     mixture = fit_mixture(x, n_init=n_init, seed=seed, init=prior)
     p = pathogenicity(x, mixture, prior, protein_weight, monotone)
     u = binary_entropy(p)
@@ -405,8 +419,11 @@ def fit_prior(scans: Sequence[ScanScores], *, n_init: int = N_INIT, seed: int = 
     if not scans:
         raise ClassifyError("a pooled prior needs at least one scan")
     x = np.concatenate([s.evolutionary_index for s in scans])
-    return PooledPrior(fit_mixture(x, n_init=n_init, seed=seed),
-                       tuple((s.source, len(s.mutants)) for s in scans), n_init, seed)
+    mixture = fit_mixture(x, n_init=n_init, seed=seed)
+    if mixture.separation < MIN_SEPARATION:
+        log.warning("the pooled mixture's components overlap (Ashman's D = %.2f < %g): as a prior it would blur "
+                    "every protein's classes; pool more proteins", mixture.separation, MIN_SEPARATION)
+    return PooledPrior(mixture, tuple((s.source, len(s.mutants)) for s in scans), n_init, seed)
 
 
 def save_prior(prior: PooledPrior, path: str | os.PathLike) -> Path:
@@ -653,13 +670,14 @@ def report_markdown(cls: Classification, ev: Evaluation) -> str:
     status = ", ".join(f"{k} {v}" for k, v in counts.items())
     note = "" if min(ev.n_pathogenic, ev.n_benign) >= MIN_PER_CLASS_AUC else (
         f" (no AUC: fewer than {MIN_PER_CLASS_AUC} labelled variants in a class)")
-    prior = (f"; mixed with a pooled prior (means {_means(cls.prior)}) at protein_GMM_weight "
-             f"{cls.protein_weight:g}" if cls.prior is not None else "; no pooled prior")
+    prior = (f"; mixed with a pooled prior (means {_means(cls.prior)}, separation D {cls.prior.separation:.2f}) at "
+             f"protein_GMM_weight {cls.protein_weight:g}" if cls.prior is not None else "; no pooled prior")
     lines = [
         f"## {cls.scan.protein or cls.scan.source}: {len(cls.scan.mutants):,} single mutants\n",
         (f"- mixture over the evolutionary index (−ΔELBO): benign mean {m.means[0]:.3f} (sd "
          f"{math.sqrt(m.variances[0]):.3f}, weight {m.weights[0]:.3f}), pathogenic mean {m.means[1]:.3f} "
-         f"(sd {math.sqrt(m.variances[1]):.3f}, weight {m.weights[1]:.3f}){prior}"),
+         f"(sd {math.sqrt(m.variances[1]):.3f}, weight {m.weights[1]:.3f}), separation (Ashman's D) "
+         f"{m.separation:.2f}{prior}"),
         (f"- thresholds: {'EVE defaults' if cls.threshold_source == 'eve' else 'recomputed on this protein'}; "
          f"posterior {'made monotone in the evolutionary index' if cls.monotone else 'raw, as EVE'}"),
         f"- labels {ev.match.labels.path} (protein {ev.match.protein or '–'}): {len(ev.match.status)} rows; {status}",
@@ -693,6 +711,7 @@ __all__ = [
     "EVE_QUARTILES",
     "EVE_THRESHOLDS",
     "MIN_PER_CLASS_AUC",
+    "MIN_SEPARATION",
     "N_INIT",
     "PATHOGENIC",
     "PROTEIN_GMM_WEIGHT",

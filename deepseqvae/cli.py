@@ -613,7 +613,8 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
     cls, ev = run.classification, run.evaluation
     m = cls.mixture
     click.echo(f"Classified {len(cls.scan.mutants):,} single mutants of {cls.scan.protein or cls.scan.source}: "
-               f"mixture means {m.means[0]:.2f} (benign) and {m.means[1]:.2f} (pathogenic) in −ΔELBO"
+               f"mixture means {m.means[0]:.2f} (benign) and {m.means[1]:.2f} (pathogenic) in −ΔELBO, "
+               f"separation (Ashman's D) {m.separation:.2f}"
                + (f", mixed with the prior at w = {protein_weight:g}" if prior else "") + ".")
     for r, c in sorted(cls.classes.items()):
         n = {k: int((c == k).sum()) for k in ("Pathogenic", "Benign", "Uncertain")}
@@ -645,7 +646,8 @@ def classify_prior_command(scans, output, n_init, seed):
 
     Pools the evolutionary indices (−ΔELBO) of every single mutant in the scan CSVs (from
     'deepseqvae scan') and fits one two-component Gaussian mixture; writes its weights, means and
-    variances as JSON.
+    variances as JSON and prints their separation (Ashman's D): below 2 the two components overlap,
+    and it warns that such a prior would blur every protein's classes (pool more proteins).
 
     \b
     Example:
@@ -656,7 +658,8 @@ def classify_prior_command(scans, output, n_init, seed):
     prior, out = classify_prior_file(list(scans), output, n_init=n_init, seed=seed)
     m = prior.mixture
     click.echo(f"Pooled {m.n_fitted:,} variants of {len(scans)} scans: benign mean {m.means[0]:.3f} "
-               f"(weight {m.weights[0]:.3f}), pathogenic mean {m.means[1]:.3f} (weight {m.weights[1]:.3f})")
+               f"(weight {m.weights[0]:.3f}), pathogenic mean {m.means[1]:.3f} (weight {m.weights[1]:.3f}); "
+               f"separation (Ashman's D) {m.separation:.2f}")
     click.echo(f"Wrote {out}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 from deepseqvae.classify import (
     BENIGN,
     EVE_THRESHOLDS,
+    MIN_SEPARATION,
     PATHOGENIC,
     UNCERTAIN,
     Classification,
@@ -22,6 +24,7 @@ from deepseqvae.classify import (
     assign_classes,
     auc,
     binary_entropy,
+    classify_scores,
     evaluate,
     fit_mixture,
     fit_prior,
@@ -327,6 +330,36 @@ def test_prior_round_trip_and_errors(tmp_path):
     (tmp_path / "other.json").write_text('{"weights": [0.5, 0.5]}')
     with pytest.raises(ClassifyError, match="other.json: not a deepseqvae mixture prior"):
         load_prior(tmp_path / "other.json")
+
+
+def test_separation_by_hand_and_the_overlap_warnings(caplog):
+    # Ashman's D = sqrt(2)·|3 − 0| / sqrt(1 + 3) = 2.1213...
+    assert Mixture((0.5, 0.5), (0.0, 3.0), (1.0, 3.0)).separation == pytest.approx(math.sqrt(2) * 3 / 2)
+    assert Mixture((0.4, 0.6), (1.0, 1.5), (4.0, 4.0)).separation == pytest.approx(math.sqrt(2) * 0.5 / math.sqrt(8))
+    rng = np.random.default_rng(5)
+
+    def scan(x, name):
+        return ScanScores(name, [f"A{i}C" for i in range(x.size)], -x, None, "A" * x.size,
+                          np.arange(x.size), np.arange(x.size), np.ones(x.size, dtype=np.int64), name)
+
+    two = [scan(rng.normal(0, 1, 1500), "a.csv"), scan(rng.normal(6, 1, 1500), "b.csv")]
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        clear = fit_prior(two, n_init=3, seed=0)
+    assert clear.mixture.separation > 5 and "Ashman" not in caplog.text
+    # one skewed peak (a gamma): the fit splits it into two overlapping halves, D < 2 -> warned, twice over
+    skewed = [scan(rng.gamma(4.0, 1.0, 3000), "c.csv")]
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        blur = fit_prior(skewed, n_init=3, seed=0)
+    assert blur.mixture.separation < MIN_SEPARATION
+    assert "pooled mixture's components overlap (Ashman's D = " in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        classify_scores(two[0], prior=blur.mixture, n_init=1)
+    assert "the pooled prior's components overlap" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        classify_scores(two[0], prior=clear.mixture, n_init=1)
+    assert "Ashman" not in caplog.text
 
 
 # --------------------------------------------------------------------------------------------
