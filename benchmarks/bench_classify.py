@@ -30,6 +30,7 @@ this pools three or four, so it shows the mechanism, not EVE's prior.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -65,7 +66,8 @@ def fmt(v: float) -> str:
     return "–" if v != v else f"{v:.3f}"
 
 
-def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int, device: str) -> float:
+def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int, device: str,
+               options: dict | None = None) -> float:
     """Train (or resume, or reuse) one seed of ``recipe``; returns the seconds spent."""
     t0 = time.perf_counter()
     if ckpt.exists():
@@ -76,7 +78,7 @@ def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int,
         if ck.step >= ck.train_config["steps"]:
             print(f"{ckpt}: already trained for {ck.step} steps, reused", file=sys.stderr)
             return 0.0
-    train_file(msa, ckpt, recipe=recipe, train_options={"steps": steps, "seed": seed}, device=device,
+    train_file(msa, ckpt, recipe=recipe, train_options={**(options or {}), "steps": steps, "seed": seed}, device=device,
                resume=ckpt.exists(), progress=True)
     return time.perf_counter() - t0
 
@@ -106,7 +108,7 @@ def scan_dataset(name: str, args, seeds: list[int]) -> tuple[list, list[float], 
     ckpts, train_s = [], []
     for seed in seeds:
         ckpt = work / f"seed{seed}_{args.recipe}{'' if args.steps is None else f'_steps{args.steps}'}.pt"
-        train_s.append(train_seed(msa, ckpt, args.recipe, args.steps, seed, args.device))
+        train_s.append(train_seed(msa, ckpt, args.recipe, args.steps, seed, args.device, args.train_options))
         ckpts.append(ckpt)
     t0 = time.perf_counter()
     scans = [cached_scan(c, name, args) for c in ckpts]
@@ -208,6 +210,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="training steps [default: the recipe's]")
     ap.add_argument("--samples", type=int, default=None, help="K per mutant [default: 2000 on a GPU, 400 on a CPU]")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--train-options", type=json.loads, default={},
+                    help="JSON of TrainConfig fields changing the recipe, e.g. "
+                         "'{\"holdout_fraction\": 0, \"early_stopping\": 0}' (use another --work-dir: checkpoints "
+                         "are named by recipe and seed) [default: none]")
     ap.add_argument("--prior-datasets", default="BLAT_ECOLX,GFP_AEQVI",
                     help="unlabelled datasets pooled into each protein's leave-one-out prior ('' = none) "
                          "[default: %(default)s]")
@@ -221,6 +227,8 @@ def main() -> None:
     md.parent.mkdir(parents=True, exist_ok=True)
     text = header("Pathogenicity classes against ClinVar (EVE's mixture step)")
     steps = "its step rule" if args.steps is None else f"{args.steps:,} steps"
+    if args.train_options:
+        steps += f"; changed: `{json.dumps(args.train_options)}`"
     text += (f"Training recipe {args.recipe} ({steps}), seeds {', '.join(map(str, args.seeds))}; saturation scan "
              f"with K = {args.samples or 'the device default'}; classify: the mean ΔELBO of the seeds, a mixture "
              "fitted to the protein alone (no pooled prior), EVE's default thresholds.\n\n")
