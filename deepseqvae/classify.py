@@ -62,7 +62,7 @@ N_INIT = 30
 #: fewer labelled variants than this in either class: no AUC (it would be noise)
 MIN_PER_CLASS_AUC = 5
 #: Ashman's D below which the two components of a mixture overlap too much to be two classes
-#: (D > 2 is the usual criterion for a clean separation; Ashman, Bird & Zepf, J. Classif. 1994)
+#: (D > 2 is the usual criterion for a clean separation; Ashman, Bird & Zepf, Astron. J. 108, 2348, 1994)
 MIN_SEPARATION = 2.0
 #: spellings of the two labels in a label table (compared lower-cased)
 _LABEL_VALUES = {"1": 1.0, "1.0": 1.0, "pathogenic": 1.0, "likely_pathogenic": 1.0, "likely pathogenic": 1.0,
