@@ -422,6 +422,8 @@ def test_classify_command_from_a_model_and_from_its_scan(tiny):
     r = run_cli("classify-prior", scan, scan, "-o", prior, "--n-init", 3)
     assert r.exit_code == 0, r.output
     assert json.loads(prior.read_text())["mixture"]["n_fitted"] == 2 * 19 * 60
+    saved = load_prior(prior).mixture
+    assert f"separation (Ashman's D) {saved.separation:.2f}" in r.output
     r = run_cli("classify", "--scan", scan, "-o", d / "with_prior.csv", "--prior", prior, "--protein-weight", 0.3,
                 "--retain", "75", "--no-plots")
     assert r.exit_code == 0, r.output
