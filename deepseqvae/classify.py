@@ -390,6 +390,10 @@ def classify_scores(scan: ScanScores, *, prior: Mixture | None = None, protein_w
                     "component and will blur this protein's classes; pool more proteins or classify without a "
                     "prior", prior.separation, MIN_SEPARATION)
     mixture = fit_mixture(x, n_init=n_init, seed=seed, init=prior)
+    if mixture.separation < MIN_SEPARATION:
+        log.warning("%s: the two components fitted to its scores overlap (Ashman's D = %.2f < %g): the scores have "
+                    "no clear second mode, so the classes rest on a weak split", scan.protein or scan.source or
+                    "this protein", mixture.separation, MIN_SEPARATION)
     p = pathogenicity(x, mixture, prior, protein_weight, monotone)
     u = binary_entropy(p)
     thr = uncertainty_thresholds(retain, u, thresholds)

@@ -357,9 +357,14 @@ def test_separation_by_hand_and_the_overlap_warnings(caplog):
         classify_scores(two[0], prior=blur.mixture, n_init=1)
     assert "the pooled prior's components overlap" in caplog.text
     caplog.clear()
+    bimodal = scan(np.concatenate([rng.normal(0, 1, 1500), rng.normal(6, 1, 1500)]), "d.csv")
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
-        classify_scores(two[0], prior=clear.mixture, n_init=1)
+        classify_scores(bimodal, prior=clear.mixture, n_init=1)
     assert "Ashman" not in caplog.text
+    # the protein's own scores as one skewed peak: its mixture is warned about, named by the scan
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        classify_scores(skewed[0], n_init=3)
+    assert "c.csv: the two components fitted to its scores overlap (Ashman's D = " in caplog.text
 
 
 # --------------------------------------------------------------------------------------------
