@@ -26,20 +26,13 @@ from deepseqvae.score import delta_elbo, encode_batched
 from deepseqvae.weights import compute_weights
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="a VAE checkpoint")
-    ap.add_argument("--msa", required=True, help="the alignment it was trained on (for column frequencies)")
-    ap.add_argument("--mutants", required=True, help="comma-separated single mutants, e.g. R175H,R248Q")
-    ap.add_argument("--samples", type=int, default=50, help="K posterior draws [default: %(default)s]")
-    ap.add_argument("--out", default=None,
-                    help="the .md to write [default: benchmarks/results/decoder-columns-<date>.md]")
-    args = ap.parse_args()
-    ck = load_checkpoint(args.model)
+def model_table(path: str, args) -> str:
+    """The Markdown table of one checkpoint."""
+    ck = load_checkpoint(path)
     model = build_model(ck).eval()
     aln = ck.info.alignment_options.read(args.msa)  # read as for training: the same columns and numbering
     if aln.focus_seq != ck.info.focus_seq:
-        ap.error(f"{args.msa}: not the alignment {args.model} was trained on (another focus or other columns)")
+        raise SystemExit(f"{args.msa}: not the alignment {path} was trained on (another focus or other columns)")
     codes = np.asarray(aln.codes)  # (N, L) int8
     weights = np.asarray(compute_weights(aln.codes, 0.2))  # (N,)
     wt = np.asarray(aln.focus_codes).astype(np.int64)  # (L,)
@@ -67,12 +60,11 @@ def main() -> None:
             probs += logp.exp() / args.samples
             fixed += (logp[cols, muts] - logp[cols, wt[cols]]) / args.samples
     full = delta_elbo(model, wt, variants, n_samples=args.samples, seed=0)
-    text = header("Decoder predictions at chosen columns")
-    text += (f"Model `{args.model}` (trained {ck.step} steps); alignment `{args.msa}`; K = {args.samples}. "
-             "p(·) = the decoder's probability at z ~ q(z | wild type), averaged over draws; freq = weighted column "
-             "frequency (theta 0.2). EI = −ΔELBO (the scan's score); EI at fixed z = −(log p(mut) − log p(wt)) at "
-             "the wild type's latent draws.\n\n"
-             "| mutant | p(wt) | freq(wt) | p(mut) | freq(mut) | EI | EI at fixed z |\n|---|---|---|---|---|---|---|\n")
+    text = (f"## `{path}`\n\nTrained {ck.step} steps; alignment `{args.msa}`; K = {args.samples}. "
+            "p(·) = the decoder's probability at z ~ q(z | wild type), averaged over draws; freq = weighted column "
+            "frequency (theta 0.2). EI = −ΔELBO (the scan's score); EI at fixed z = −(log p(mut) − log p(wt)) at "
+            "the wild type's latent draws.\n\n"
+            "| mutant | p(wt) | freq(wt) | p(mut) | freq(mut) | EI | EI at fixed z |\n|---|---|---|---|---|---|---|\n")
     for i, s in enumerate(subs):
         c = cols[i]
         text += (f"| {s} | {probs[c, wt[c]]:.3f} | {freq[c, wt[c]]:.3f} | {probs[c, muts[i]]:.4f} | "
@@ -82,6 +74,22 @@ def main() -> None:
     cons = fw > 0.85
     text += (f"\nAll {L} columns: mean p(wt) {pw.mean():.3f}, mean freq(wt) {fw.mean():.3f}; the {int(cons.sum())} "
              f"columns with freq(wt) > 0.85: mean p(wt) {pw[cons].mean():.3f}, mean freq(wt) {fw[cons].mean():.3f}.\n")
+    return text + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, action="append",
+                    help="a VAE checkpoint (repeat for several: one table each)")
+    ap.add_argument("--msa", required=True, help="the alignment it was trained on (for column frequencies)")
+    ap.add_argument("--mutants", required=True, help="comma-separated single mutants, e.g. R175H,R248Q")
+    ap.add_argument("--samples", type=int, default=50, help="K posterior draws [default: %(default)s]")
+    ap.add_argument("--out", default=None,
+                    help="the .md to write [default: benchmarks/results/decoder-columns-<date>.md]")
+    args = ap.parse_args()
+    text = header("Decoder predictions at chosen columns")
+    for path in args.model:
+        text += model_table(path, args)
     md = result_path(args.out, "decoder-columns")
     write_result(text, str(md), "decoder-columns")
 
