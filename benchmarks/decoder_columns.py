@@ -26,22 +26,32 @@ from deepseqvae.score import delta_elbo, encode_batched
 from deepseqvae.weights import compute_weights
 
 
-def model_table(path: str, args) -> str:
-    """The Markdown table of one checkpoint."""
-    ck = load_checkpoint(path)
-    model = build_model(ck).eval()
-    aln = ck.info.alignment_options.read(args.msa)  # read as for training: the same columns and numbering
-    if aln.focus_seq != ck.info.focus_seq:
-        raise SystemExit(f"{args.msa}: not the alignment {path} was trained on (another focus or other columns)")
+def column_frequencies(aln) -> np.ndarray:
+    """``(L, 20)`` weighted residue frequencies per column (theta 0.2, gaps not counted)."""
     codes = np.asarray(aln.codes)  # (N, L) int8
     weights = np.asarray(compute_weights(aln.codes, 0.2))  # (N,)
-    wt = np.asarray(aln.focus_codes).astype(np.int64)  # (L,)
-    L = wt.size
-    freq = np.zeros((L, len(ALPHABET)))
-    for c in range(L):
+    freq = np.zeros((codes.shape[1], len(ALPHABET)))
+    for c in range(codes.shape[1]):
         ok = codes[:, c] < len(ALPHABET)
         counts = np.bincount(codes[ok, c], weights=weights[ok], minlength=len(ALPHABET))
         freq[c] = counts / max(counts.sum(), 1e-12)
+    return freq
+
+
+def model_table(path: str, args, read: dict) -> str:
+    """The Markdown table of one checkpoint; ``read`` keeps (alignment, frequencies) per reading options, so
+    several models of one alignment read and weight it once."""
+    ck = load_checkpoint(path)
+    model = build_model(ck).eval()
+    key = repr(ck.info.alignment_options)
+    if key not in read:
+        aln = ck.info.alignment_options.read(args.msa)  # read as for training: the same columns and numbering
+        read[key] = (aln, column_frequencies(aln))
+    aln, freq = read[key]
+    if aln.focus_seq != ck.info.focus_seq:
+        raise SystemExit(f"{args.msa}: not the alignment {path} was trained on (another focus or other columns)")
+    wt = np.asarray(aln.focus_codes).astype(np.int64)  # (L,)
+    L = wt.size
     subs = [parse_mutant(m)[0] for m in args.mutants.split(",") if m.strip()]
     cols = np.array([aln.position_to_column[s.pos] for s in subs])
     muts = np.array([AA_TO_CODE[s.mut] for s in subs])
@@ -88,8 +98,9 @@ def main() -> None:
                     help="the .md to write [default: benchmarks/results/decoder-columns-<date>.md]")
     args = ap.parse_args()
     text = header("Decoder predictions at chosen columns")
+    read: dict = {}
     for path in args.model:
-        text += model_table(path, args)
+        text += model_table(path, args, read)
     md = result_path(args.out, "decoder-columns")
     write_result(text, str(md), "decoder-columns")
 
