@@ -208,6 +208,10 @@ def _recipe_help() -> str:
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
               help="Stop after N held-out evaluations (one per tenth of the steps) without a better held-out "
                    "log-likelihood and keep the best weights (0 = run all steps). [default: 3 (fast), 0 (paper)]")
+@click.option("--init-bias", type=click.Choice(["constant", "profile"]), default=None,
+              help="Start of the decoder's output bias: DeepSequence's constant, or the alignment's site-independent "
+                   "profile (conserved columns are fitted from the first step; README \"Pathogenicity classes\"). "
+                   "[default: constant]")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
               help="Save a checkpoint every N steps (0 = only at the end).")
 @click.option("--compile/--no-compile", "compile_kernels", default=None,
@@ -219,8 +223,8 @@ def _recipe_help() -> str:
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, seed, device, decoder, theta,
                   weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles,
-                  dropout, pseudocount, holdout_fraction, early_stopping, checkpoint_every, compile_kernels, resume,
-                  progress, align_opts):
+                  dropout, pseudocount, holdout_fraction, early_stopping, init_bias, checkpoint_every, compile_kernels,
+                  resume, progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -253,7 +257,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                            sparsity_tiles=sparsity_tiles, dropout=dropout),
         train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
-                           early_stopping=early_stopping, compile_kernels=compile_kernels),
+                           early_stopping=early_stopping, init_bias=init_bias, compile_kernels=compile_kernels),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))
 

@@ -85,7 +85,7 @@ class TrainConfig:
 #: every tenth of the step budget, stop after FAST_PATIENCE evaluations without a better held-out
 #: importance-weighted log-likelihood (benchmarks/results/recipes-heldout-2026-11-30.md)
 FAST_HOLDOUT = 0.1
-#: pseudocount (effective sequences per residue) of the profile the fast recipe's output bias starts at
+#: pseudocount (effective sequences per residue) of the profile that ``init_bias='profile'`` starts the output bias at
 PROFILE_PSEUDOCOUNT = 1.0
 FAST_PATIENCE = 3
 FAST_EVALS = 10

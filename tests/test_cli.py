@@ -528,6 +528,31 @@ def test_real_process_corrupt_checkpoint(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"Error: {ckpt}: not a readable deepseqvae checkpoint"), lines
 
 
+def test_train_init_bias_profile_starts_at_the_alignments_profile(tmp_path):
+    """--init-bias profile reaches TrainConfig: one step of a vanishing step size later the output bias
+    (times the inverse temperature) is the weighted profile's centred log-frequencies, by hand."""
+    import torch
+
+    from deepseqvae.checkpoint import load_checkpoint
+    from deepseqvae.weights import compute_weights
+
+    out = tmp_path / "p.pt"
+    tiny = [a for a in TINY_VAE]
+    tiny[tiny.index("--steps") + 1] = "1"
+    assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--learning-rate", "1e-12", "--holdout", "0",
+                     "--init-bias", "profile"))
+    ckpt = load_checkpoint(out)
+    assert ckpt.train_config["init_bias"] == "profile"
+    bias = ckpt.state["decoder.mu.b_out"] * torch.nn.functional.softplus(ckpt.state["decoder.mu.temperature"])
+    codes = read_alignment(DEMO_A2M).codes
+    w = np.asarray(compute_weights(codes, 0.2), dtype=np.float64)  # (N,)
+    counts = np.stack([np.bincount(codes[:, j], weights=w, minlength=21)[:20] for j in range(codes.shape[1])])
+    log_f = np.log(counts + 1.0) - np.log(counts.sum(1, keepdims=True) + 20.0)  # (L, 20), pseudocount 1
+    expected = log_f - log_f.mean(1, keepdims=True)
+    np.testing.assert_allclose(bias.double().numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert "--init-bias [constant|profile]" in assert_ok(invoke("train", "--help")).output
+
+
 def test_long_cpu_training_is_announced(monkeypatch, tmp_path):
     """The paper recipe's 300,000 steps on a CPU: a note pointing to the fast recipe, before any training."""
     import deepseqvae.pipeline as pipeline
