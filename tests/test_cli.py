@@ -132,7 +132,7 @@ COMMAND_OPTIONS = {
     "train": ["-o", "--output", "--model", "--recipe", "--steps", "--batch-size", "--learning-rate", "--seed",
               "--device",
               "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
-              "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--early-stopping",
+              "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--early-stopping", "--init-bias",
               "--checkpoint-every", "--compile", "--no-compile",
               "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
     "info": [],

@@ -360,7 +360,7 @@ def test_bfloat16_products_stay_close_to_float32(local):
         loss, _ = loss_terms(model, codes, 30.0, generator=torch.Generator().manual_seed(0), local=local,
                              matmul_dtype=dtype)
         loss.backward()
-        out[dtype] = (float(loss), {n: p.grad.clone() for n, p in model.named_parameters()})
+        out[dtype] = (float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()})
     assert out[torch.bfloat16][0] == pytest.approx(out[None][0], rel=1e-2)
     for name, g in out[None][1].items():
         g16 = out[torch.bfloat16][1][name]
