@@ -59,6 +59,7 @@ class TrainConfig:
     eval_samples: int = 4           # decoder-weight samples of each held-out ELBO estimate
     init_bias: str = "constant"     # output-bias start: "constant" (DeepSequence's 0.1) or "profile": the training
     #                                 sequences' weighted log-frequencies per column (the site-independent model)
+    profile_pseudocount: float = 1.0  # init_bias="profile": effective sequences added to each residue's count
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "deepsequence"):
@@ -79,14 +80,17 @@ class TrainConfig:
             raise ValueError("holdout_fraction must lie in [0, 1)")
         if self.init_bias not in ("constant", "profile"):
             raise ValueError(f"init_bias must be 'constant' or 'profile', not {self.init_bias!r}")
+        if not self.profile_pseudocount > 0:
+            raise ValueError("profile_pseudocount must be > 0 (a zero count would give a log of zero)")
 
 
 #: the fast recipe's early stopping: FAST_HOLDOUT of the sequences held out by clusters, an evaluation
 #: every tenth of the step budget, stop after FAST_PATIENCE evaluations without a better held-out
 #: importance-weighted log-likelihood (benchmarks/results/recipes-heldout-2026-11-30.md)
 FAST_HOLDOUT = 0.1
-#: pseudocount (effective sequences per residue) of the profile that ``init_bias='profile'`` starts the output bias at
-PROFILE_PSEUDOCOUNT = 1.0
+#: default pseudocount (effective sequences per residue) of the profile that ``init_bias='profile'`` starts the
+#: output bias at (``TrainConfig.profile_pseudocount``)
+PROFILE_PSEUDOCOUNT = TrainConfig.profile_pseudocount
 FAST_PATIENCE = 3
 FAST_EVALS = 10
 
@@ -285,7 +289,8 @@ def train(
     data = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (N, L) copy, stays compact
     probs = torch.as_tensor(weights, dtype=torch.float64, device=device) / neff  # (N,)
     if resume is None and cfg.init_bias == "profile":
-        init_output_bias(model, data, torch.as_tensor(weights, dtype=torch.float64, device=device))
+        init_output_bias(model, data, torch.as_tensor(weights, dtype=torch.float64, device=device),
+                         pseudocount=cfg.profile_pseudocount)
     optimizer = _make_optimizer(model, cfg)
     gen = make_generator(device, cfg.seed)
     step = 0
@@ -509,7 +514,8 @@ def profile_logits(codes: torch.Tensor, weights: torch.Tensor, pseudocount: floa
     return (log_f - log_f.mean(1, keepdim=True)).float().to(codes.device)  # (L, 20)
 
 
-def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor) -> None:
+def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor,
+                     pseudocount: float = PROFILE_PSEUDOCOUNT) -> None:
     """Start the decoder's output bias at the site-independent model of the training sequences.
 
     With DeepSequence's constant start the bias must travel to log-odds of 4-6 nats in conserved
@@ -521,7 +527,7 @@ def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor) -> 
     decoder = model.decoder
     if "b_out" not in decoder.mu:
         raise ValueError("init_bias='profile' needs a model with an output bias (output_bias=True)")
-    logits = profile_logits(codes, weights).to(decoder.mu["b_out"].device)  # (L, 20)
+    logits = profile_logits(codes, weights, pseudocount).to(decoder.mu["b_out"].device)  # (L, 20)
     if "temperature" in decoder.mu:
         logits = logits / torch.nn.functional.softplus(decoder.mu["temperature"].detach())
     with torch.no_grad():

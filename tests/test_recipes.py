@@ -288,6 +288,19 @@ def test_profile_start_makes_the_first_decoding_the_site_independent_model():
         TrainConfig(init_bias="uniform")
 
 
+def test_profile_pseudocount_reaches_the_start():
+    codes, w = family()
+    cfg = TrainConfig(steps=1, batch_size=16, learning_rate=1e-12, init_bias="profile", profile_pseudocount=5.0)
+    res = train(fresh_model(), codes, w, cfg, info_for(codes, w))
+    temp = torch.nn.functional.softplus(res.checkpoint.state["decoder.mu.temperature"])
+    logp = torch.log_softmax(res.checkpoint.state["decoder.mu.b_out"] * temp, -1).double()  # (L, 20)
+    counts = np.stack([np.bincount(codes[:, j], weights=w, minlength=20) for j in range(codes.shape[1])])
+    torch.testing.assert_close(logp, torch.as_tensor(np.log((counts + 5.0) / (counts.sum(1, keepdims=True) + 100.0))),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="profile_pseudocount"):
+        TrainConfig(profile_pseudocount=0.0)
+
+
 def test_variance_group_frozen_during_its_delay():
     codes, w = family()
     model = fresh_model()
