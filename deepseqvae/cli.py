@@ -212,6 +212,9 @@ def _recipe_help() -> str:
               help="Start of the decoder's output bias: DeepSequence's constant, or the alignment's site-independent "
                    "profile (conserved columns are fitted from the first step; README \"Pathogenicity classes\"). "
                    "[default: constant]")
+@click.option("--profile-pseudocount", type=click.FloatRange(0, min_open=True), default=None, metavar="C",
+              help="With --init-bias profile: effective sequences added to each residue's count (a family much "
+                   "smaller than 20·C effective sequences starts near the uniform). [default: 1]")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
               help="Save a checkpoint every N steps (0 = only at the end).")
 @click.option("--compile/--no-compile", "compile_kernels", default=None,
@@ -223,8 +226,8 @@ def _recipe_help() -> str:
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, seed, device, decoder, theta,
                   weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles,
-                  dropout, pseudocount, holdout_fraction, early_stopping, init_bias, checkpoint_every, compile_kernels,
-                  resume, progress, align_opts):
+                  dropout, pseudocount, holdout_fraction, early_stopping, init_bias, profile_pseudocount,
+                  checkpoint_every, compile_kernels, resume, progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -257,7 +260,8 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                            sparsity_tiles=sparsity_tiles, dropout=dropout),
         train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
-                           early_stopping=early_stopping, init_bias=init_bias, compile_kernels=compile_kernels),
+                           early_stopping=early_stopping, init_bias=init_bias,
+                           profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))
 

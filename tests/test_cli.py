@@ -133,7 +133,7 @@ COMMAND_OPTIONS = {
               "--device",
               "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
               "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--early-stopping",
-              "--init-bias", "--checkpoint-every", "--compile", "--no-compile",
+              "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
               "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
     "info": [],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
@@ -540,14 +540,14 @@ def test_train_init_bias_profile_starts_at_the_alignments_profile(tmp_path):
     tiny = [a for a in TINY_VAE]
     tiny[tiny.index("--steps") + 1] = "1"
     assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--learning-rate", "1e-12", "--holdout", "0",
-                     "--init-bias", "profile"))
+                     "--init-bias", "profile", "--profile-pseudocount", "3"))
     ckpt = load_checkpoint(out)
-    assert ckpt.train_config["init_bias"] == "profile"
+    assert ckpt.train_config["init_bias"] == "profile" and ckpt.train_config["profile_pseudocount"] == 3.0
     bias = ckpt.state["decoder.mu.b_out"] * torch.nn.functional.softplus(ckpt.state["decoder.mu.temperature"])
     codes = read_alignment(DEMO_A2M).codes
     w = np.asarray(compute_weights(codes, 0.2), dtype=np.float64)  # (N,)
     counts = np.stack([np.bincount(codes[:, j], weights=w, minlength=21)[:20] for j in range(codes.shape[1])])
-    log_f = np.log(counts + 1.0) - np.log(counts.sum(1, keepdims=True) + 20.0)  # (L, 20), pseudocount 1
+    log_f = np.log(counts + 3.0) - np.log(counts.sum(1, keepdims=True) + 60.0)  # (L, 20), pseudocount 3
     expected = log_f - log_f.mean(1, keepdims=True)
     np.testing.assert_allclose(bias.double().numpy(), expected, rtol=1e-4, atol=1e-4)
     assert "--init-bias [constant|profile]" in assert_ok(invoke("train", "--help")).output
