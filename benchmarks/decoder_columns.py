@@ -21,6 +21,7 @@ import torch
 from benchmarks._common import header, result_path, write_result
 from deepseqvae.alphabet import AA_TO_CODE, ALPHABET
 from deepseqvae.checkpoint import build_model, load_checkpoint
+from deepseqvae.independent import weighted_counts
 from deepseqvae.mutants import parse_mutant
 from deepseqvae.score import delta_elbo, encode_batched
 from deepseqvae.weights import compute_weights
@@ -28,14 +29,9 @@ from deepseqvae.weights import compute_weights
 
 def column_frequencies(aln) -> np.ndarray:
     """``(L, 20)`` weighted residue frequencies per column (theta 0.2, gaps not counted)."""
-    codes = np.asarray(aln.codes)  # (N, L) int8
     weights = np.asarray(compute_weights(aln.codes, 0.2))  # (N,)
-    freq = np.zeros((codes.shape[1], len(ALPHABET)))
-    for c in range(codes.shape[1]):
-        ok = codes[:, c] < len(ALPHABET)
-        counts = np.bincount(codes[ok, c], weights=weights[ok], minlength=len(ALPHABET))
-        freq[c] = counts / max(counts.sum(), 1e-12)
-    return freq
+    counts = weighted_counts(np.asarray(aln.codes), weights)  # (L, 20)
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1e-12)
 
 
 def model_table(path: str, args, read: dict) -> str:

@@ -210,7 +210,7 @@ def _recipe_help() -> str:
                    "log-likelihood and keep the best weights (0 = run all steps). [default: 3 (fast), 0 (paper)]")
 @click.option("--init-bias", type=click.Choice(["constant", "profile"]), default=None,
               help="Start of the decoder's output bias: DeepSequence's constant, or the alignment's site-independent "
-                   "profile (conserved columns are fitted from the first step; README \"Pathogenicity classes\"). "
+                   "profile (conserved columns are fitted from the first step; README, \"Training recipes\"). "
                    "[default: constant]")
 @click.option("--profile-pseudocount", type=click.FloatRange(0, min_open=True), default=None, metavar="C",
               help="With --init-bias profile: effective sequences added to each residue's count (a family much "
