@@ -245,6 +245,9 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
     from .train import RECIPES
     from .weights import resolve_device
 
+    if profile_pseudocount is not None and init_bias != "profile":
+        raise click.UsageError("--profile-pseudocount sets the profile start's pseudocount: "
+                               "it needs --init-bias profile")
     out = Path(output) if output else Path(Path(msa).stem + ".pt")
     total = steps if steps is not None else RECIPES[recipe][1].get("steps")
     if TRAINERS[model_kind].iterative and total and total > 50_000 and resolve_device(device).type == "cpu":

@@ -551,6 +551,11 @@ def test_train_init_bias_profile_starts_at_the_alignments_profile(tmp_path):
     expected = log_f - log_f.mean(1, keepdims=True)
     np.testing.assert_allclose(bias.double().numpy(), expected, rtol=1e-4, atol=1e-4)
     assert "--init-bias [constant|profile]" in assert_ok(invoke("train", "--help")).output
+    # the pseudocount alone would be ignored silently: an error instead, and no file
+    bad = invoke("train", DEMO_A2M, "-o", tmp_path / "q.pt", *tiny, "--profile-pseudocount", "3")
+    assert bad.exit_code == 2 and "--profile-pseudocount sets the profile start's pseudocount: it needs --init-bias " \
+        "profile" in bad.output
+    assert not (tmp_path / "q.pt").exists()
 
 
 def test_long_cpu_training_is_announced(monkeypatch, tmp_path):
