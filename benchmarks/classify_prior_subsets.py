@@ -10,6 +10,10 @@ datasets (EVE's protein_GMM_weight 0.3, EVE's thresholds), and once alone. Per r
 components and separation (Ashman's D), the protein's own mixture, and accuracy at 75 % retained against
 the ClinVar labels. Nothing is chosen here: it measures the spread.
 
+`--prior-file NAME=PATH` (repeatable) adds a row per labelled protein with a prior read from a JSON file
+written by `deepseqvae classify-prior` (or in its format): e.g. a mixture fitted elsewhere, over many more
+proteins.
+
 Writes `classify-prior-subsets-<date>.md` and `.csv` under benchmarks/results/ unless --out names the .md.
 """
 
@@ -27,11 +31,13 @@ from deepseqvae.classify import (
     classify_scores,
     evaluate,
     fit_prior,
+    load_prior,
     match_labels,
     mean_scans,
     read_labels,
     read_scan,
 )
+from deepseqvae.errors import ClassifyError
 from deepseqvae.fileio import atomic_write
 
 LABELLED = ("P53_HUMAN", "PTEN_HUMAN")
@@ -50,7 +56,18 @@ def main() -> None:
     ap.add_argument("--recipe", default="fast", help="recipe in the scans' file names [default: %(default)s]")
     ap.add_argument("--out", default=None, help="the .md to write [default: benchmarks/results/classify-prior-"
                                                  "subsets-<date>.md]")
+    ap.add_argument("--prior-file", action="append", default=[], metavar="NAME=PATH",
+                    help="also classify with the prior in PATH (a classify-prior JSON), shown as NAME; repeatable")
     args = ap.parse_args()
+    outside = {}
+    for item in args.prior_file:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            ap.error(f"--prior-file {item!r}: expected NAME=PATH")
+        try:
+            outside[name] = load_prior(path).mixture
+        except ClassifyError as exc:
+            ap.error(str(exc))
     work = Path(args.work_dir)
     scans, files = {}, {}
     for name in (*LABELLED, *OTHERS):
@@ -68,19 +85,28 @@ def main() -> None:
              f"separation of the two components (below {MIN_SEPARATION:g} the library warns). P53 accuracy is over "
              f"its classified labels (130 pathogenic, 27 benign used); PTEN's target counts the pathogenic labels "
              f"called pathogenic.\n\n")
+    if outside:
+        text += "Priors from files (`--prior-file`), one more row each:\n\n" + "".join(
+            f"- {n} ({p}): means {m.means[0]:.3f} / {m.means[1]:.3f}, sd {m.variances[0] ** 0.5:.3f} / "
+            f"{m.variances[1] ** 0.5:.3f}, weights {m.weights[0]:.3f} / {m.weights[1]:.3f}\n"
+            for (n, m), p in zip(outside.items(), [i.partition("=")[2] for i in args.prior_file], strict=True)) + "\n"
     rows = []
     for name in LABELLED:
         others = [o for o in scans if o != name]
         table = read_labels(args.data_dir / name / "clinvar_labels.csv")
         subsets = [()] + [c for k in range(1, len(others) + 1) for c in itertools.combinations(others, k)]
-        for subset in subsets:
-            prior = fit_prior([scans[o] for o in subset], seed=0).mixture if subset else None
+        for subset in [*subsets, *outside]:
+            if isinstance(subset, str):  # an outside prior, by its name
+                prior, label = outside[subset], f"file: {subset}"
+            else:
+                prior = fit_prior([scans[o] for o in subset], seed=0).mixture if subset else None
+                label = "+".join(subset) or "(none: alone)"
             cls = classify_scores(scans[name], prior=prior, seed=0)
             ev = evaluate(cls, match_labels(table, scans[name], protein=name))
             r = ev.by_retain.set_index("retain_pct").loc[75]
             m = cls.mixture
             rows.append({
-                "dataset": name, "prior_of": "+".join(subset) or "(none: alone)",
+                "dataset": name, "prior_of": label,
                 "prior_benign_mean": prior.means[0] if prior else float("nan"),
                 "prior_pathogenic_mean": prior.means[1] if prior else float("nan"),
                 "prior_pathogenic_weight": prior.weights[1] if prior else float("nan"),
