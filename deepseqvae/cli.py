@@ -206,8 +206,9 @@ def _recipe_help() -> str:
               help="Fraction of the sequences held out of training, by 80 %-identity clusters, to measure "
                    "generalisation (0 = train on all). [default: 0.1 (fast), 0 (paper)]")
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
-              help="Stop after N held-out evaluations (one per tenth of the steps) without a better held-out "
-                   "log-likelihood and keep the best weights (0 = run all steps). [default: 3 (fast), 0 (paper)]")
+              help="Stop after N held-out evaluations (one every 100 steps) without a better held-out "
+                   "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 30 % of the "
+                   "steps, e.g. 14 of 4,500; paper: 0]")
 @click.option("--init-bias", type=click.Choice(["constant", "profile"]), default=None,
               help="Start of the decoder's output bias: DeepSequence's constant, or the alignment's site-independent "
                    "profile (conserved columns are fitted from the first step; README, \"Training recipes\"). "

@@ -85,14 +85,16 @@ class TrainConfig:
 
 
 #: the fast recipe's early stopping: FAST_HOLDOUT of the sequences held out by clusters, an evaluation
-#: every tenth of the step budget, stop after FAST_PATIENCE evaluations without a better held-out
-#: importance-weighted log-likelihood (benchmarks/results/recipes-heldout-2026-11-30.md)
+#: every FAST_EVAL_EVERY steps, stop once FAST_PATIENCE_FRACTION of the step budget has passed without a
+#: better held-out importance-weighted log-likelihood (benchmarks/results/recipes-heldout-2026-11-30.md;
+#: the 100-step cadence: benchmarks/results/recipes-cadence-2026-12-01.md: small families peak within
+#: the first few hundred steps, between the evaluations of a coarser cadence)
 FAST_HOLDOUT = 0.1
+FAST_EVAL_EVERY = 100
+FAST_PATIENCE_FRACTION = 0.3
 #: default pseudocount (effective sequences per residue) of the profile that ``init_bias='profile'`` starts the
 #: output bias at (``TrainConfig.profile_pseudocount``)
 PROFILE_PSEUDOCOUNT = TrainConfig.profile_pseudocount
-FAST_PATIENCE = 3
-FAST_EVALS = 10
 
 #: The named recipes: (model-configuration overrides, training-configuration overrides).
 #: ``paper`` is DeepSequence exactly; ``fast`` is the CPU default (see README "Training recipes").
@@ -105,8 +107,8 @@ RECIPES: dict[str, tuple[dict, dict]] = {
         {"decoder_hidden": (100, 500)},
         {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
          "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "bfloat16",
-         "holdout_fraction": FAST_HOLDOUT, "holdout_by": "cluster", "early_stopping": FAST_PATIENCE,
-         "eval_every": None, "eval_samples": 16},
+         "holdout_fraction": FAST_HOLDOUT, "holdout_by": "cluster", "early_stopping": None,
+         "eval_every": FAST_EVAL_EVERY, "eval_samples": 16},
     ),
 }
 DEFAULT_RECIPE = "fast"
@@ -129,6 +131,13 @@ def fast_steps(seq_len: int) -> int:
     return int(round(min(max(steps, FAST_STEPS_MIN), FAST_STEPS_MAX) / 100.0)) * 100
 
 
+def fast_patience(steps: int, eval_every: int) -> int:
+    """Evaluations without a better held-out score after which the ``fast`` recipe stops:
+    FAST_PATIENCE_FRACTION of ``steps``, in evaluations every ``eval_every`` steps, at least 1
+    (4,500 steps every 100: 14; 3,000: 9; the demo's 1,100: 4)."""
+    return max(1, math.ceil(FAST_PATIENCE_FRACTION * steps / max(int(eval_every), 1)))
+
+
 def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = None,
                    train_overrides: dict | None = None):
     """(VAEConfig, TrainConfig) of recipe ``name`` for L = ``seq_len``, with explicit overrides.
@@ -144,8 +153,8 @@ def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = No
     train_kw.update({k: v for k, v in (train_overrides or {}).items() if v is not None})
     if train_kw.get("steps") is None:
         train_kw["steps"] = fast_steps(seq_len)
-    if train_kw.get("eval_every", 0) is None:  # a tenth of the steps, in multiples of 50
-        train_kw["eval_every"] = max(50, int(round(train_kw["steps"] / FAST_EVALS / 50.0)) * 50)
+    if train_kw.get("early_stopping", 0) is None:  # a share of the steps, in evaluations
+        train_kw["early_stopping"] = fast_patience(train_kw["steps"], train_kw.get("eval_every", TrainConfig.eval_every))
     train_kw["recipe"] = name
     return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
 

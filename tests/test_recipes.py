@@ -447,6 +447,20 @@ def test_fast_step_rule():
     assert [fast_steps(L) for L in (10, 60, 253, 387, 1000, 2000)] == [1000, 1100, 4500, 3000, 1200, 1000]
 
 
+def test_fast_early_stopping_rule():
+    from deepseqvae.train import recipe_configs
+
+    # held-out every 100 steps; stop after 30 % of the steps without a better one, counted in evaluations:
+    # ceil(0.3 * steps / 100), so L = 253 (4,500 steps) -> 14, L = 387 (3,000) -> 9, L = 60 (1,100) -> 4
+    got = [(c.steps, c.eval_every, c.early_stopping) for c in (recipe_configs("fast", L)[1] for L in (253, 387, 60))]
+    assert got == [(4500, 100, 14), (3000, 100, 9), (1100, 100, 4)]
+    # an explicit patience is kept; a shorter run gets a shorter patience (ceil(0.3 * 500 / 100) = 2)
+    assert recipe_configs("fast", 253, train_overrides={"early_stopping": 5})[1].early_stopping == 5
+    assert recipe_configs("fast", 253, train_overrides={"steps": 500})[1].early_stopping == 2
+    assert recipe_configs("fast", 253, train_overrides={"early_stopping": 0})[1].early_stopping == 0
+    assert recipe_configs("paper", 253)[1].early_stopping == 0
+
+
 def test_train_command_records_the_recipe(tmp_path):
     from click.testing import CliRunner
 
