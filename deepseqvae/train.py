@@ -154,7 +154,8 @@ def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = No
     if train_kw.get("steps") is None:
         train_kw["steps"] = fast_steps(seq_len)
     if train_kw.get("early_stopping", 0) is None:  # a share of the steps, in evaluations
-        train_kw["early_stopping"] = fast_patience(train_kw["steps"], train_kw.get("eval_every", TrainConfig.eval_every))
+        every = train_kw.get("eval_every", TrainConfig.eval_every)
+        train_kw["early_stopping"] = fast_patience(train_kw["steps"], every)
     train_kw["recipe"] = name
     return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
 
