@@ -65,7 +65,7 @@ def main() -> None:
         if not (sep and name and path):
             ap.error(f"--prior-file {item!r}: expected NAME=PATH")
         try:
-            outside[name] = load_prior(path).mixture
+            outside[name] = (path, load_prior(path).mixture)
         except ClassifyError as exc:
             ap.error(str(exc))
     work = Path(args.work_dir)
@@ -89,7 +89,7 @@ def main() -> None:
         text += "Priors from files (`--prior-file`), one more row each:\n\n" + "".join(
             f"- {n} ({p}): means {m.means[0]:.3f} / {m.means[1]:.3f}, sd {m.variances[0] ** 0.5:.3f} / "
             f"{m.variances[1] ** 0.5:.3f}, weights {m.weights[0]:.3f} / {m.weights[1]:.3f}\n"
-            for (n, m), p in zip(outside.items(), [i.partition("=")[2] for i in args.prior_file], strict=True)) + "\n"
+            for n, (p, m) in outside.items()) + "\n"
     rows = []
     for name in LABELLED:
         others = [o for o in scans if o != name]
@@ -97,7 +97,7 @@ def main() -> None:
         subsets = [()] + [c for k in range(1, len(others) + 1) for c in itertools.combinations(others, k)]
         for subset in [*subsets, *outside]:
             if isinstance(subset, str):  # an outside prior, by its name
-                prior, label = outside[subset], f"file: {subset}"
+                prior, label = outside[subset][1], f"file: {subset}"
             else:
                 prior = fit_prior([scans[o] for o in subset], seed=0).mixture if subset else None
                 label = "+".join(subset) or "(none: alone)"

@@ -206,7 +206,7 @@ def _recipe_help() -> str:
               help="Fraction of the sequences held out of training, by 80 %-identity clusters, to measure "
                    "generalisation (0 = train on all). [default: 0.1 (fast), 0 (paper)]")
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
-              help="Stop after N held-out evaluations (one every 100 steps) without a better held-out "
+              help="Stop after N held-out evaluations (every 100 steps in the fast recipe) without a better held-out "
                    "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 30 % of the "
                    "steps, e.g. 14 of 4,500; paper: 0]")
 @click.option("--init-bias", type=click.Choice(["constant", "profile"]), default=None,
