@@ -65,7 +65,7 @@ def main() -> None:
     weights = compute_weights(aln.codes, 0.2)
     model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
     if args.recipe:
-        model_cfg, train_cfg = recipe_configs(args.recipe, aln.L, model_overrides=model_kw,
+        model_cfg, train_cfg = recipe_configs(args.recipe, aln.L, neff=float(weights.sum()), model_overrides=model_kw,
                                               train_overrides={"checkpoint_every": 0, **json.loads(args.train_json)})
     else:
         train_cfg = TrainConfig(**{"holdout_fraction": 0.1, "checkpoint_every": 0, **json.loads(args.train_json)})

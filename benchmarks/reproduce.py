@@ -176,7 +176,7 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     recipe = settings.get("recipe")
     if recipe:
         keep_heap()  # as `deepseqvae train` does
-        model_cfg, base_cfg = recipe_configs(recipe, aln.L, model_overrides=model_opts,
+        model_cfg, base_cfg = recipe_configs(recipe, aln.L, neff=neff, model_overrides=model_opts,
                                              train_overrides={"steps": settings["steps"], "checkpoint_every": 0})
     else:
         model_cfg, base_cfg = VAEConfig(seq_len=aln.L, **model_opts), TrainConfig(steps=settings["steps"],

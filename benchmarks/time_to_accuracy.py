@@ -33,17 +33,17 @@ from benchmarks.reproduce import dms_variants, read_datasets, resolve_path
 PROFILES = ("quick", "fast")
 
 
-def configs(profile: str, seq_len: int, seed: int, eval_every: int):
+def configs(profile: str, seq_len: int, neff: float, seed: int, eval_every: int):
     """(VAEConfig, TrainConfig) of a profile, with the held-out 10 %."""
     from deepseqvae.model import VAEConfig
     from deepseqvae.train import TrainConfig, recipe_configs
 
     if profile == "quick":  # held out exactly as the default recipe holds out, evaluated as it evaluates
-        fast = recipe_configs("fast", seq_len)[1]
+        fast = recipe_configs("fast", seq_len, neff=neff)[1]
         return VAEConfig(seq_len=seq_len, decoder_hidden=(100, 500)), TrainConfig(
             steps=6000, seed=seed, eval_every=eval_every, checkpoint_every=0, holdout_fraction=fast.holdout_fraction,
             holdout_by=fast.holdout_by, eval_samples=fast.eval_samples)
-    return recipe_configs(profile, seq_len, train_overrides={"seed": seed, "checkpoint_every": 0})
+    return recipe_configs(profile, seq_len, neff=neff, train_overrides={"seed": seed, "checkpoint_every": 0})
 
 
 def run_one(job: dict) -> dict:
@@ -64,7 +64,7 @@ def run_one(job: dict) -> dict:
     aln = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], data_dir))
     weights = compute_weights(aln.codes, 0.2)
     variants, fitness = dms_variants(row, data_dir, aln)  # (M, L), (M,)
-    model_cfg, train_cfg = configs(job["profile"], aln.L, job["seed"], job["eval_every"])
+    model_cfg, train_cfg = configs(job["profile"], aln.L, float(weights.sum()), job["seed"], job["eval_every"])
     trajectory, clock = [], {"eval": 0.0, "t0": time.perf_counter()}
 
     def on_eval(step: int, model) -> None:

@@ -154,7 +154,8 @@ def _recipe_help() -> str:
             "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
             f"decoder products; steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
             f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, ending earlier when the held-out "
-            "log-likelihood (10 % of the sequences, by clusters) stops improving. paper: DeepSequence "
+            "log-likelihood (10 % of the sequences, by clusters) stops improving; the posterior variances "
+            "step faster in families with fewer than 1,000 effective sequences (--variance-lr). paper: DeepSequence "
             "exactly (100-2000 decoder, DeepSequence's Adam, 300,000 steps: a GPU job). "
             "The options below override the recipe.")
 
@@ -176,6 +177,10 @@ def _recipe_help() -> str:
                    "[default: 100]")
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None,
               help="Base Adam step size. [default: 0.001]")
+@click.option("--variance-lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="Step size of the decoder's posterior log σ's and sparsity logits. [default: fast: the learning "
+                   "rate × √(1000 / Neff) within 1-3× it (Neff 131: 2.76e-3; >= 1,000: the learning rate); paper: "
+                   "the learning rate]")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Seeds initialisation, batch sampling and noise; a CPU run is bitwise reproducible.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -225,10 +230,10 @@ def _recipe_help() -> str:
               help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @alignment_options
-def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, seed, device, decoder, theta,
-                  weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size, sparsity_tiles,
-                  dropout, pseudocount, holdout_fraction, early_stopping, init_bias, profile_pseudocount,
-                  checkpoint_every, compile_kernels, resume, progress, align_opts):
+def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, variance_lr, seed, device,
+                  decoder, theta, weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size,
+                  sparsity_tiles, dropout, pseudocount, holdout_fraction, early_stopping, init_bias,
+                  profile_pseudocount, checkpoint_every, compile_kernels, resume, progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -262,7 +267,8 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
         model_options=dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
                            decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
                            sparsity_tiles=sparsity_tiles, dropout=dropout),
-        train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                           variance_lr=variance_lr, seed=seed,
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
                            early_stopping=early_stopping, init_bias=init_bias,
                            profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels),

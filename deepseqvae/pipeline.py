@@ -189,7 +189,8 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
         if not fit.output.exists():
             raise CheckpointError(f"{fit.output}: nothing to resume (no such checkpoint)")
         resume = load_checkpoint(fit.output)
-    model_cfg, train_cfg = recipe_configs(fit.recipe, fit.aln.L, model_overrides=fit.model_options,
+    model_cfg, train_cfg = recipe_configs(fit.recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
+                                          model_overrides=fit.model_options,
                                           train_overrides=fit.train_options)
     log.info("recipe %s: %d steps, decoder %s", fit.recipe, train_cfg.steps, model_cfg.decoder_hidden)
     keep_heap()  # a training process reuses its freed memory instead of page-faulting it in every step

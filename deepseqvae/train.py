@@ -92,6 +92,15 @@ class TrainConfig:
 FAST_HOLDOUT = 0.1
 FAST_EVAL_EVERY = 100
 FAST_PATIENCE_FRACTION = 0.3
+#: the fast recipe's step size for the variance group (decoder log σ's, sparsity logits): the learning rate
+#: times √(FAST_VARIANCE_NEFF / Neff), within [1, FAST_VARIANCE_MAX_FACTOR] times it. KL(θ)/Neff, which drives
+#: those parameters, is stronger the fewer effective sequences a family has, and Adam moves a parameter by at
+#: most about its step size per step, so small families get a faster path out of the start; a family of
+#: Neff >= 1,000 keeps the learning rate (benchmarks/results/recipes-variance-neff-2026-12-01.md)
+FAST_VARIANCE_NEFF = 1000.0
+FAST_VARIANCE_MAX_FACTOR = 3.0
+#: marks a recipe field that :func:`recipe_configs` derives from the family's Neff
+FROM_NEFF = "from_neff"
 #: default pseudocount (effective sequences per residue) of the profile that ``init_bias='profile'`` starts the
 #: output bias at (``TrainConfig.profile_pseudocount``)
 PROFILE_PSEUDOCOUNT = TrainConfig.profile_pseudocount
@@ -108,7 +117,7 @@ RECIPES: dict[str, tuple[dict, dict]] = {
         {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
          "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "bfloat16",
          "holdout_fraction": FAST_HOLDOUT, "holdout_by": "cluster", "early_stopping": None,
-         "eval_every": FAST_EVAL_EVERY, "eval_samples": 16},
+         "eval_every": FAST_EVAL_EVERY, "eval_samples": 16, "variance_lr": FROM_NEFF},
     ),
 }
 DEFAULT_RECIPE = "fast"
@@ -138,11 +147,24 @@ def fast_patience(steps: int, eval_every: int) -> int:
     return max(1, math.ceil(FAST_PATIENCE_FRACTION * steps / max(int(eval_every), 1)))
 
 
-def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = None,
+def fast_variance_lr(neff: float, learning_rate: float = 1e-3) -> float:
+    """Step size of the ``fast`` recipe's variance group for a family of ``neff`` effective sequences:
+    ``learning_rate`` · √(1000 / Neff) within [1, 3] × ``learning_rate`` (Neff 13: 3e-3; 131: 2.76e-3;
+    443: 1.50e-3; >= 1,000: ``learning_rate``)."""
+    if not neff > 0:
+        raise ValueError(f"Neff must be > 0, not {neff}")
+    factor = min(max(math.sqrt(FAST_VARIANCE_NEFF / neff), 1.0), FAST_VARIANCE_MAX_FACTOR)
+    return learning_rate * factor
+
+
+def recipe_configs(name: str, seq_len: int, *, neff: float | None = None, model_overrides: dict | None = None,
                    train_overrides: dict | None = None):
-    """(VAEConfig, TrainConfig) of recipe ``name`` for L = ``seq_len``, with explicit overrides.
+    """(VAEConfig, TrainConfig) of recipe ``name`` for L = ``seq_len`` and ``neff`` effective
+    sequences (the whole alignment's, before any hold-out), with explicit overrides.
 
     Overrides whose value is ``None`` are ignored, so CLI options left unset keep the recipe's.
+    ``neff`` is needed by a recipe that derives a setting from it (``fast``: the variance group's
+    step size, :func:`fast_variance_lr`) unless that setting is overridden.
     """
     from .model import VAEConfig
 
@@ -156,6 +178,10 @@ def recipe_configs(name: str, seq_len: int, *, model_overrides: dict | None = No
     if train_kw.get("early_stopping", 0) is None:  # a share of the steps, in evaluations
         every = train_kw.get("eval_every", TrainConfig.eval_every)
         train_kw["early_stopping"] = fast_patience(train_kw["steps"], every)
+    if train_kw.get("variance_lr") == FROM_NEFF:
+        if neff is None:
+            raise ValueError(f"recipe {name!r} derives the variance step size from Neff: pass neff")
+        train_kw["variance_lr"] = fast_variance_lr(neff, train_kw.get("learning_rate", TrainConfig.learning_rate))
     train_kw["recipe"] = name
     return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
 

@@ -129,8 +129,8 @@ ALIGNMENT_OPTIONS = ["--focus", "--first-index", "--msa-format", "--max-gap-frac
                      "--columns"]
 COMMAND_OPTIONS = {
     "weights": ["--theta", "-o", "--output", "--device", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
-    "train": ["-o", "--output", "--model", "--recipe", "--steps", "--batch-size", "--learning-rate", "--seed",
-              "--device",
+    "train": ["-o", "--output", "--model", "--recipe", "--steps", "--batch-size", "--learning-rate", "--variance-lr",
+              "--seed", "--device",
               "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
               "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--early-stopping",
               "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",

@@ -430,10 +430,11 @@ def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
 def test_recipe_configs_and_overrides(recipe, optimizer, decoder, steps):
     from deepseqvae.train import recipe_configs
 
-    model_cfg, train_cfg = recipe_configs(recipe, 60)
+    model_cfg, train_cfg = recipe_configs(recipe, 60, neff=500.0)
     assert (train_cfg.recipe, train_cfg.optimizer, model_cfg.decoder_hidden, train_cfg.steps) == (
         recipe, optimizer, decoder, steps)
-    model_cfg, train_cfg = recipe_configs(recipe, 60, model_overrides={"decoder_hidden": (8, 16), "latent_dim": None},
+    model_cfg, train_cfg = recipe_configs(recipe, 60, neff=500.0,
+                                          model_overrides={"decoder_hidden": (8, 16), "latent_dim": None},
                                           train_overrides={"steps": 7, "seed": None})
     assert (model_cfg.decoder_hidden, model_cfg.latent_dim, train_cfg.steps, train_cfg.seed) == ((8, 16), 30, 7, 42)
     with pytest.raises(ValueError, match="unknown recipe 'slow'"):
@@ -452,13 +453,32 @@ def test_fast_early_stopping_rule():
 
     # held-out every 100 steps; stop after 30 % of the steps without a better one, counted in evaluations:
     # ceil(0.3 * steps / 100), so L = 253 (4,500 steps) -> 14, L = 387 (3,000) -> 9, L = 60 (1,100) -> 4
-    got = [(c.steps, c.eval_every, c.early_stopping) for c in (recipe_configs("fast", L)[1] for L in (253, 387, 60))]
+    got = [(c.steps, c.eval_every, c.early_stopping)
+           for c in (recipe_configs("fast", L, neff=100.0)[1] for L in (253, 387, 60))]
     assert got == [(4500, 100, 14), (3000, 100, 9), (1100, 100, 4)]
     # an explicit patience is kept; a shorter run gets a shorter patience (ceil(0.3 * 500 / 100) = 2)
-    assert recipe_configs("fast", 253, train_overrides={"early_stopping": 5})[1].early_stopping == 5
-    assert recipe_configs("fast", 253, train_overrides={"steps": 500})[1].early_stopping == 2
-    assert recipe_configs("fast", 253, train_overrides={"early_stopping": 0})[1].early_stopping == 0
+    assert recipe_configs("fast", 253, neff=100.0, train_overrides={"early_stopping": 5})[1].early_stopping == 5
+    assert recipe_configs("fast", 253, neff=100.0, train_overrides={"steps": 500})[1].early_stopping == 2
+    assert recipe_configs("fast", 253, neff=100.0, train_overrides={"early_stopping": 0})[1].early_stopping == 0
     assert recipe_configs("paper", 253)[1].early_stopping == 0
+
+
+def test_fast_variance_step_size_rule():
+    from deepseqvae.train import fast_variance_lr, recipe_configs
+
+    # 1e-3 * sqrt(1000 / Neff) within [1e-3, 3e-3], by hand: Neff 13 -> 8.77e-3 clipped to 3e-3;
+    # 131 -> sqrt(7.634) = 2.763e-3; 443 -> sqrt(2.257) = 1.502e-3; 1000 and 2605 -> 1e-3
+    got = [fast_variance_lr(n) for n in (13.0, 131.0, 443.0, 1000.0, 2605.0)]
+    assert got == pytest.approx([3e-3, 2.7629e-3, 1.5024e-3, 1e-3, 1e-3], rel=1e-4)
+    assert fast_variance_lr(131.0, learning_rate=2e-3) == pytest.approx(2 * 2.7629e-3, rel=1e-4)
+    assert recipe_configs("fast", 253, neff=131.0)[1].variance_lr == pytest.approx(2.7629e-3, rel=1e-4)
+    # an explicit value wins and needs no Neff; the paper recipe has one step size for every parameter
+    assert recipe_configs("fast", 253, train_overrides={"variance_lr": 5e-3})[1].variance_lr == 5e-3
+    assert recipe_configs("paper", 253)[1].variance_lr is None
+    with pytest.raises(ValueError, match="derives the variance step size from Neff: pass neff"):
+        recipe_configs("fast", 253)
+    with pytest.raises(ValueError, match="Neff must be > 0"):
+        fast_variance_lr(0.0)
 
 
 def test_train_command_records_the_recipe(tmp_path):
