@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--eval-rho-samples", type=int, default=0,
                     help="also report Spearman (K = this) at every held-out evaluation (0 = only at the end)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "runs" / "recipe_search.jsonl"))
+    ap.add_argument("--save", default=None, help="also write the trained model's checkpoint here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,7 +82,10 @@ def main() -> None:
     t0 = time.perf_counter()
     res = fit_alignment(aln, weights, model_cfg, train_cfg, theta=0.2, on_eval=on_eval)
     train_s = time.perf_counter() - t0
-    from deepseqvae.checkpoint import build_model
+    from deepseqvae.checkpoint import build_model, save_checkpoint
+
+    if args.save:
+        save_checkpoint(res.checkpoint, args.save)
 
     rho = None
     if row is not None:
