@@ -18,6 +18,7 @@ noise. Nothing is trained.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -25,15 +26,8 @@ import torch
 from benchmarks._common import header, result_path, write_result
 from deepseqvae.alignment import AlignmentOptions
 from deepseqvae.checkpoint import build_model, load_checkpoint
-from deepseqvae.train import TrainConfig, cluster_holdout_split, heldout_estimates, holdout_split
+from deepseqvae.train import TrainConfig, heldout_estimates, run_holdout_split
 from deepseqvae.weights import compute_weights
-
-
-def heldout_rows(codes, cfg: TrainConfig, focus_index: int, theta: float):
-    """The held-out rows of a training run with configuration ``cfg`` (as ``fit_alignment`` chose them)."""
-    if cfg.holdout_by == "cluster":
-        return cluster_holdout_split(codes, cfg.holdout_fraction, cfg.seed, keep=focus_index, theta=theta)[1]
-    return holdout_split(codes.shape[0], cfg.holdout_fraction, cfg.seed, keep=focus_index)[1]
 
 
 def main() -> None:
@@ -62,7 +56,7 @@ def main() -> None:
             aln = opts.read(args.msa)
             cache[key] = (aln, compute_weights(aln.codes, ck.info.theta))
         aln, weights = cache[key]
-        rows = heldout_rows(aln.codes, cfg, aln.focus_index, ck.info.theta)
+        rows = run_holdout_split(aln.codes, cfg, aln.focus_index, ck.info.theta)[1]  # as training chose them
         codes = torch.as_tensor(aln.codes[rows], dtype=torch.int8)
         w = torch.as_tensor(weights[rows], dtype=torch.float64)
         model = build_model(ck)
@@ -72,7 +66,7 @@ def main() -> None:
             gen = torch.Generator().manual_seed(args.seed)
             est = heldout_estimates(model, codes, w, k, gen)
             cells += [f"{est['elbo']:.2f}", f"{est['iwll']:.2f}"]
-        mean_model = build_model(ck)
+        mean_model = copy.deepcopy(model)
         with torch.no_grad():
             for p in mean_model.decoder.log_sigma.parameters():
                 p.fill_(-30.0)  # draws equal the means to float precision

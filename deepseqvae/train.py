@@ -96,7 +96,8 @@ FAST_PATIENCE_FRACTION = 0.3
 #: times √(FAST_VARIANCE_NEFF / Neff), within [1, FAST_VARIANCE_MAX_FACTOR] times it. KL(θ)/Neff, which drives
 #: those parameters, is stronger the fewer effective sequences a family has, and Adam moves a parameter by at
 #: most about its step size per step, so small families get a faster path out of the start; a family of
-#: Neff >= 1,000 keeps the learning rate (benchmarks/results/recipes-variance-neff-2026-12-01.md)
+#: Neff >= 1,000 keeps the learning rate (adopted by the held-out rule of
+#: benchmarks/results/recipes-variance-neff-seeds-2026-12-01.md)
 FAST_VARIANCE_NEFF = 1000.0
 FAST_VARIANCE_MAX_FACTOR = 3.0
 #: marks a recipe field that :func:`recipe_configs` derives from the family's Neff
@@ -517,12 +518,7 @@ def fit_alignment(
         model_cfg = VAEConfig(**resume.model_config)
     codes, heldout = alignment.codes, None
     if train_cfg.holdout_fraction > 0:
-        if train_cfg.holdout_by == "cluster":
-            train_rows, held_rows = cluster_holdout_split(codes, train_cfg.holdout_fraction, train_cfg.seed,
-                                                          keep=alignment.focus_index, theta=theta)
-        else:
-            train_rows, held_rows = holdout_split(alignment.N, train_cfg.holdout_fraction, train_cfg.seed,
-                                                  keep=alignment.focus_index)
+        train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta)
         log.info("held out %d sequences (by %s), training on %d of %d", len(held_rows), train_cfg.holdout_by,
                  len(train_rows), alignment.N)
         codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
@@ -568,6 +564,16 @@ def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor,
         logits = logits / torch.nn.functional.softplus(decoder.mu["temperature"].detach())
     with torch.no_grad():
         decoder.mu["b_out"].copy_(logits)
+
+
+def run_holdout_split(codes: np.ndarray, cfg: TrainConfig, focus_index: int, theta: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows) of a run with configuration ``cfg`` on int8 ``codes`` (N, L):
+    its kind (``holdout_by``), fraction and seed; the focus row is never held out. What
+    :func:`fit_alignment` trains and evaluates on, and how a checkpoint's split is found again."""
+    if cfg.holdout_by == "cluster":
+        return cluster_holdout_split(codes, cfg.holdout_fraction, cfg.seed, keep=focus_index, theta=theta)
+    return holdout_split(codes.shape[0], cfg.holdout_fraction, cfg.seed, keep=focus_index)
 
 
 def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
