@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def main() -> None:
                     help="also report Spearman (K = this) at every held-out evaluation (0 = only at the end)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "runs" / "recipe_search.jsonl"))
     ap.add_argument("--save", default=None, help="also write the trained model's checkpoint here")
+    ap.add_argument("--arms-dir", default=None,
+                    help="keep the scoring weights of every evaluation and, after the run, write the model each "
+                         "stopping rule would have kept (<name>_<rule>.pt: held-out IWLL with theta sampled, at "
+                         "the decoder's means, or the last step; the recipe's patience), with its rho; the run "
+                         "itself should go to its budget (\"early_stopping\": 0)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,8 +79,11 @@ def main() -> None:
         model_cfg = VAEConfig(seq_len=aln.L, **model_kw)
     variants, fitness = dms_variants(row, args.data_dir, aln) if row is not None else (None, None)
     rho_at: list[float] = []
+    states: dict[int, dict] = {}
 
     def on_eval(step, model):  # reported beside the held-out estimates, never used to choose
+        if args.arms_dir:
+            states[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if args.eval_rho_samples and row is not None:
             s = delta_elbo(model, aln.focus_codes, variants, n_samples=args.eval_rho_samples, seed=0)
             rho_at.append(round(spearman(s.mean, fitness), 4))
@@ -97,13 +106,59 @@ def main() -> None:
            "rho": rho,
            "heldout_elbo": [round(x, 2) for x in res.history.get("heldout_elbo", [])],
            "heldout_iwll": [round(x, 2) for x in res.history.get("heldout_iwll", [])],
+           "heldout_iwll_mean": [round(x, 2) for x in res.history.get("heldout_iwll_mean", [])],
            "eval_step": res.history.get("eval_step"), "rho_at_eval": rho_at,
            "kl_theta_last": round(res.history["kl_theta"][-1], 2),
            "train_s": round(train_s, 1), "threads": torch.get_num_threads(), "commit": commit()}
+    if args.arms_dir:
+        out["arms"] = stopping_arms(args, res, states, train_cfg, aln, variants, fitness)
     print(json.dumps(out), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as fh:
         fh.write(json.dumps(out) + "\n")
+
+
+def simulated_stop(steps: list[int], values: list[float], patience: int) -> tuple[int, int]:
+    """(kept step, stop step) of early stopping with ``patience`` on the criterion ``values`` at ``steps``."""
+    best, best_step, n_worse = -math.inf, steps[-1], 0
+    for step, v in zip(steps, values, strict=True):
+        if v > best:
+            best, best_step, n_worse = v, step, 0
+        else:
+            n_worse += 1
+            if n_worse >= patience:
+                return best_step, step
+    return best_step, steps[-1]
+
+
+def stopping_arms(args, res, states, train_cfg, aln, variants, fitness) -> dict:
+    """Write the model each stopping rule keeps along this one run, and its rho (reported only)."""
+    import dataclasses
+
+    from deepseqvae.checkpoint import build_model, save_checkpoint
+    from deepseqvae.score import delta_elbo, spearman
+    from deepseqvae.train import fast_patience
+
+    h = res.history
+    patience = fast_patience(train_cfg.steps, train_cfg.eval_every)
+    rules = {"iwll": simulated_stop(h["eval_step"], h["heldout_iwll"], patience),
+             "iwll_mean": simulated_stop(h["eval_step"], h["heldout_iwll_mean"], patience),
+             "end": (h["eval_step"][-1], h["eval_step"][-1])}
+    arms = {}
+    Path(args.arms_dir).mkdir(parents=True, exist_ok=True)
+    for rule, (kept, stop) in rules.items():
+        ck = dataclasses.replace(res.checkpoint, state=states[kept], step=stop, train_state=None,
+                                 average_state=None, optimizer=None)
+        path = Path(args.arms_dir) / f"{args.name}_{rule}.pt"
+        save_checkpoint(ck, path)
+        rho = None
+        if variants is not None:
+            s = delta_elbo(build_model(ck), aln.focus_codes, variants, n_samples=args.samples, seed=0)
+            rho = round(spearman(s.mean, fitness), 4)
+        i = h["eval_step"].index(kept)
+        arms[rule] = {"kept": kept, "stop": stop, "rho": rho, "path": str(path),
+                      "iwll": round(h["heldout_iwll"][i], 2), "iwll_mean": round(h["heldout_iwll_mean"][i], 2)}
+    return arms
 
 
 if __name__ == "__main__":

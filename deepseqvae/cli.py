@@ -214,6 +214,10 @@ def _recipe_help() -> str:
               help="Stop after N held-out evaluations (every 100 steps in the fast recipe) without a better held-out "
                    "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 30 % of the "
                    "steps, e.g. 14 of 4,500; paper: 0]")
+@click.option("--stop-on", type=click.Choice(["iwll", "iwll_mean"]), default=None,
+              help="Held-out criterion of --early-stopping: the importance-weighted log-likelihood with the decoder "
+                   "weights drawn from their posterior (iwll) or held at their posterior means (iwll_mean: the "
+                   "fit without the weights' sampling noise). [default: iwll]")
 @click.option("--init-bias", type=click.Choice(["constant", "profile"]), default=None,
               help="Start of the decoder's output bias: DeepSequence's constant, or the alignment's site-independent "
                    "profile (conserved columns are fitted from the first step; README, \"Training recipes\"). "
@@ -232,7 +236,7 @@ def _recipe_help() -> str:
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, variance_lr, seed, device,
                   decoder, theta, weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size,
-                  sparsity_tiles, dropout, pseudocount, holdout_fraction, early_stopping, init_bias,
+                  sparsity_tiles, dropout, pseudocount, holdout_fraction, early_stopping, stop_on, init_bias,
                   profile_pseudocount, checkpoint_every, compile_kernels, resume, progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
@@ -270,7 +274,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
         train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                            variance_lr=variance_lr, seed=seed,
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
-                           early_stopping=early_stopping, init_bias=init_bias,
+                           early_stopping=early_stopping, stop_on=stop_on, init_bias=init_bias,
                            profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))

@@ -26,6 +26,8 @@ from .optim import DeepSequenceAdam, delayed_factor
 log = logging.getLogger(__name__)
 
 STAT_NAMES = ("elbo", "log_px_z", "kl_z", "kl_theta")
+#: early stopping's held-out criteria (``TrainConfig.stop_on``) and the history key each is recorded under
+STOP_CRITERIA = {"iwll": "heldout_iwll", "iwll_mean": "heldout_iwll_mean"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class TrainConfig:
     early_stopping: int = 0         # > 0 with held-out data: stop after this many evaluations without a better
     #                                 held-out importance-weighted log-likelihood, and score with the best weights
     eval_samples: int = 4           # decoder-weight samples of each held-out ELBO estimate
+    stop_on: str = "iwll"           # early stopping's criterion: "iwll" (θ sampled from q(θ)) or "iwll_mean" (the
+    #                                 decoder at its posterior means: the fit without θ's sampling noise)
     init_bias: str = "constant"     # output-bias start: "constant" (DeepSequence's 0.1) or "profile": the training
     #                                 sequences' weighted log-frequencies per column (the site-independent model)
     profile_pseudocount: float = 1.0  # init_bias="profile": effective sequences added to each residue's count
@@ -68,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
         if self.matmul_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"matmul_dtype must be 'float32' or 'bfloat16', not {self.matmul_dtype!r}")
+        if self.stop_on not in STOP_CRITERIA:
+            raise ValueError(f"stop_on must be one of {', '.join(STOP_CRITERIA)}, not {self.stop_on!r}")
         if self.early_stopping < 0:
             raise ValueError("early_stopping must be >= 0")
         if not 0.0 < self.decay_fraction <= 1.0:
@@ -250,7 +256,8 @@ def _set_step_sizes(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: in
 
 @torch.no_grad()
 def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
-                      generator: torch.Generator, batch_size: int = 1024) -> dict[str, float]:
+                      generator: torch.Generator, batch_size: int = 1024, sample_theta: bool = True
+                      ) -> dict[str, float]:
     """Weighted means over held-out sequences ``codes`` (M, L) with weights (M,) of two label-free
     criteria, from the same ``n_samples`` joint draws (decoder weights θ_k shared by all
     sequences, one latent z_k per sequence):
@@ -260,7 +267,8 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
       of the held-out log-likelihood under the posterior predictive (Burda et al. 2016). Unlike the
       mean ELBO it does not charge a broad q(θ) its full Jensen gap, so it compares recipes that
       end with narrow and with wide decoder posteriors on an equal footing.
-    Higher is better for both.
+    Higher is better for both. With ``sample_theta=False`` every draw uses the decoder's posterior
+    means (only z is drawn): the held-out fit of the mean decoder, free of θ's sampling noise.
     """
     was_training = model.training
     model.eval()
@@ -269,7 +277,7 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
     # the encoder is deterministic: its outputs once, (M, D) each, reused by every draw
     enc = [model.encoder(codes[start:start + batch_size]) for start in range(0, codes.shape[0], batch_size)]
     for k in range(n_samples):
-        w = model.decoder.draw(generator=generator)
+        w = model.decoder.draw(sample=sample_theta, generator=generator)
         w_out = model.decoder.output_weight(w)  # (H, 20L), once per draw, shared by the batches
         for b, start in enumerate(range(0, codes.shape[0], batch_size)):
             x = codes[start:start + batch_size]
@@ -357,7 +365,9 @@ def train(
         history.setdefault("eval_step", [])
         history.setdefault("heldout_elbo", [])
         history.setdefault("heldout_iwll", [])
+        history.setdefault("heldout_iwll_mean", [])
     eval_gen = make_generator(device, cfg.seed + 1)  # held-out noise never perturbs the training stream
+    mean_gen = make_generator(device, cfg.seed + 2)  # the mean decoder's draws of z: nor the sampled estimate's
     # Early stopping: the best held-out snapshot so far and the evaluations since it (restored on resume,
     # where the checkpoint's scoring state is that snapshot).
     best_state: dict[str, torch.Tensor] | None = None
@@ -396,7 +406,11 @@ def train(
             raw = [p.detach().clone() for p in params]
             torch._foreach_copy_([p.data for p in params], ema)
         try:
-            value = None if held is None else heldout_estimates(model, held[0], held[1], cfg.eval_samples, eval_gen)
+            value = None
+            if held is not None:
+                value = heldout_estimates(model, held[0], held[1], cfg.eval_samples, eval_gen)
+                value["iwll_mean"] = heldout_estimates(model, held[0], held[1], cfg.eval_samples, mean_gen,
+                                                       sample_theta=False)["iwll"]
             if on_eval is not None:
                 was_training = model.training
                 on_eval(step, model.eval())
@@ -461,12 +475,14 @@ def train(
                     history["eval_step"].append(step)
                     history["heldout_elbo"].append(value["elbo"])
                     history["heldout_iwll"].append(value["iwll"])
-                    log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f",
-                             step, value["elbo"], value["iwll"])
+                    history["heldout_iwll_mean"].append(value["iwll_mean"])
+                    log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f (%.3f at the "
+                             "decoder's means)", step, value["elbo"], value["iwll"], value["iwll_mean"])
                     if cfg.early_stopping:
-                        if not history.get("best_iwll") or value["iwll"] > history["best_iwll"][-1]:
+                        current = value[cfg.stop_on]
+                        if not history.get("best_iwll") or current > history["best_iwll"][-1]:
                             best_state = {k: v.detach().clone() for k, v in scoring_state().items()}
-                            history["best_step"], history["best_iwll"] = [step], [value["iwll"]]
+                            history["best_step"], history["best_iwll"] = [step], [current]
                             n_worse = 0
                         else:
                             n_worse += 1

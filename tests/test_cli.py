@@ -133,7 +133,7 @@ COMMAND_OPTIONS = {
               "--seed", "--device",
               "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
               "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--early-stopping",
-              "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
+              "--stop-on", "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
               "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
     "info": [],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",

@@ -497,19 +497,64 @@ def test_train_command_records_the_recipe(tmp_path):
     assert ck.model_config["decoder_hidden"] in ([8, 16], (8, 16))
 
 
-def _scripted_heldout(monkeypatch, values):
-    """Replace the held-out estimate by a scripted sequence of IWLL values (one per evaluation)."""
+def _scripted_heldout(monkeypatch, values, mean_values=(0.0,)):
+    """Replace the held-out estimates by scripted sequences of IWLL values (one per evaluation): ``values``
+    with θ sampled, ``mean_values`` at the decoder's means."""
     import deepseqvae.train as train_mod
 
-    calls = {"n": 0}
+    calls = {"n": 0, "mean": 0}
 
-    def fake(*args, **kwargs):
-        v = values[min(calls["n"], len(values) - 1)]
-        calls["n"] += 1
+    def fake(*args, sample_theta=True, **kwargs):
+        key, seq = ("n", values) if sample_theta else ("mean", mean_values)
+        v = seq[min(calls[key], len(seq) - 1)]
+        calls[key] += 1
         return {"elbo": v - 1.0, "iwll": v}
 
     monkeypatch.setattr(train_mod, "heldout_estimates", fake)
     return calls
+
+
+def test_early_stopping_on_the_mean_decoder_criterion(monkeypatch):
+    codes, w = family()
+    held = (codes[:10], w[:10])
+    base = dict(batch_size=16, seed=3, log_every=5, eval_every=5, early_stopping=2)
+    sampled = [-10.0, -11.0, -12.0, -13.0, -14.0, -15.0]  # best at the first evaluation
+    means = [-10.0, -9.0, -8.0, -8.5, -8.6, -7.0]  # best at step 15, then two worse -> stop at 25
+    _scripted_heldout(monkeypatch, sampled, means)
+    ck = train(fresh_model(2), codes, w, TrainConfig(steps=100, stop_on="iwll_mean", **base), info_for(codes, w),
+               heldout=held).checkpoint
+    assert ck.step == 25 and ck.history["best_step"] == [15] and ck.history["best_iwll"] == [-8.0]
+    assert ck.history["heldout_iwll"] == sampled[:5] and ck.history["heldout_iwll_mean"] == means[:5]
+    # the same estimates, the default criterion: best at step 5, stop at 15
+    _scripted_heldout(monkeypatch, sampled, means)
+    ck = train(fresh_model(2), codes, w, TrainConfig(steps=100, **base), info_for(codes, w), heldout=held).checkpoint
+    assert ck.step == 15 and ck.history["best_step"] == [5] and ck.history["best_iwll"] == [-10.0]
+    with pytest.raises(ValueError, match="stop_on must be one of iwll, iwll_mean, not 'elbo'"):
+        TrainConfig(stop_on="elbo")
+
+
+def test_heldout_estimates_at_the_decoder_means_by_hand():
+    codes, w = family(n=30)
+    model = fresh_model()
+    x = torch.tensor(codes[:6])
+    wt = torch.ones(6, dtype=torch.float64)
+    K = 3
+    got = heldout_estimates(model, x, wt, K, torch.Generator().manual_seed(5), sample_theta=False)
+    g = torch.Generator().manual_seed(5)
+    log_w = []
+    with torch.no_grad():
+        mu, log_sigma = model.encoder(x)
+        means = {k: v.detach() for k, v in model.decoder.mu.items()}  # no θ drawn: only z's noise
+        for _ in range(K):
+            z = mu + log_sigma.exp() * torch.randn(mu.shape, generator=g)
+            log_px = model.log_likelihood(model.decoder(z, means), x).double()
+            prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).double()
+            post = torch.distributions.Normal(mu, log_sigma.exp()).log_prob(z).sum(-1).double()
+            log_w.append(log_px + prior - post)
+    iw = torch.logsumexp(torch.stack(log_w), 0) - math.log(K)
+    assert got["iwll"] == pytest.approx(float(iw.mean()), rel=1e-5)
+    sampled = heldout_estimates(model, x, wt, K, torch.Generator().manual_seed(5))
+    assert sampled["iwll"] != pytest.approx(got["iwll"], rel=1e-6)  # the sampled estimate does draw θ
 
 
 def test_early_stopping_keeps_the_best_evaluation_and_resumes(tmp_path, monkeypatch):
