@@ -54,7 +54,8 @@ def main() -> None:
                     help="keep the scoring weights of every evaluation and, after the run, write the model each "
                          "stopping rule would have kept (<name>_<rule>.pt: held-out IWLL with theta sampled, at "
                          "the decoder's means, or the last step; the recipe's patience), with its rho; the run "
-                         "itself should go to its budget (\"early_stopping\": 0)")
+                         "itself should go to its budget and record both criteria "
+                         "('\"early_stopping\": 0, \"stop_on\": \"iwll_mean\"')")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

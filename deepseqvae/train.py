@@ -365,7 +365,8 @@ def train(
         history.setdefault("eval_step", [])
         history.setdefault("heldout_elbo", [])
         history.setdefault("heldout_iwll", [])
-        history.setdefault("heldout_iwll_mean", [])
+        if cfg.stop_on == "iwll_mean":
+            history.setdefault("heldout_iwll_mean", [])
     eval_gen = make_generator(device, cfg.seed + 1)  # held-out noise never perturbs the training stream
     mean_gen = make_generator(device, cfg.seed + 2)  # the mean decoder's draws of z: nor the sampled estimate's
     # Early stopping: the best held-out snapshot so far and the evaluations since it (restored on resume,
@@ -409,8 +410,9 @@ def train(
             value = None
             if held is not None:
                 value = heldout_estimates(model, held[0], held[1], cfg.eval_samples, eval_gen)
-                value["iwll_mean"] = heldout_estimates(model, held[0], held[1], cfg.eval_samples, mean_gen,
-                                                       sample_theta=False)["iwll"]
+                if cfg.stop_on == "iwll_mean":  # one more pass, only where it is the criterion
+                    value["iwll_mean"] = heldout_estimates(model, held[0], held[1], cfg.eval_samples, mean_gen,
+                                                           sample_theta=False)["iwll"]
             if on_eval is not None:
                 was_training = model.training
                 on_eval(step, model.eval())
@@ -475,9 +477,11 @@ def train(
                     history["eval_step"].append(step)
                     history["heldout_elbo"].append(value["elbo"])
                     history["heldout_iwll"].append(value["iwll"])
-                    history["heldout_iwll_mean"].append(value["iwll_mean"])
-                    log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f (%.3f at the "
-                             "decoder's means)", step, value["elbo"], value["iwll"], value["iwll_mean"])
+                    log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f", step,
+                             value["elbo"], value["iwll"])
+                    if "iwll_mean" in value:
+                        history["heldout_iwll_mean"].append(value["iwll_mean"])
+                        log.info("step %d: held-out IWLL of the decoder at its means %.3f", step, value["iwll_mean"])
                     if cfg.early_stopping:
                         current = value[cfg.stop_on]
                         if not history.get("best_iwll") or current > history["best_iwll"][-1]:

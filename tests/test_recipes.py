@@ -529,6 +529,7 @@ def test_early_stopping_on_the_mean_decoder_criterion(monkeypatch):
     _scripted_heldout(monkeypatch, sampled, means)
     ck = train(fresh_model(2), codes, w, TrainConfig(steps=100, **base), info_for(codes, w), heldout=held).checkpoint
     assert ck.step == 15 and ck.history["best_step"] == [5] and ck.history["best_iwll"] == [-10.0]
+    assert "heldout_iwll_mean" not in ck.history  # not computed where it is not the criterion
     with pytest.raises(ValueError, match="stop_on must be one of iwll, iwll_mean, not 'elbo'"):
         TrainConfig(stop_on="elbo")
 
