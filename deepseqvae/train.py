@@ -26,8 +26,8 @@ from .optim import DeepSequenceAdam, delayed_factor
 log = logging.getLogger(__name__)
 
 STAT_NAMES = ("elbo", "log_px_z", "kl_z", "kl_theta")
-#: early stopping's held-out criteria (``TrainConfig.stop_on``) and the history key each is recorded under
-STOP_CRITERIA = {"iwll": "heldout_iwll", "iwll_mean": "heldout_iwll_mean"}
+#: early stopping's held-out criteria (``TrainConfig.stop_on``), recorded as ``history['heldout_<name>']``
+STOP_CRITERIA = ("iwll", "iwll_mean")
 
 
 @dataclass(frozen=True)
