@@ -28,21 +28,14 @@ import numpy as np
 from benchmarks._common import header, result_path, write_result
 from deepseqvae.alphabet import N_AA
 from deepseqvae.checkpoint import build_model, load_checkpoint
-from deepseqvae.score import delta_elbo
+from deepseqvae.score import apply_changes, delta_elbo
 from deepseqvae.train import TrainConfig, run_holdout_split
 
 
 def substitution_block(seq: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """Every single substitution of int8 ``seq`` (L,) at ``columns`` (P,): (P·19, L), column-major
     in the order of ``columns``, then residue code, skipping the residue already there."""
-    out = []
-    for c in columns:
-        for a in range(N_AA):
-            if a != seq[c]:
-                v = seq.copy()
-                v[c] = a
-                out.append(v)
-    return np.stack(out)
+    return apply_changes(seq, [((int(c), a),) for c in columns for a in range(N_AA) if a != seq[c]])
 
 
 def recovery(model, codes: np.ndarray, n_positions: int, n_samples: int, rng: np.random.Generator

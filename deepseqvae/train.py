@@ -276,9 +276,11 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
     log_w = torch.empty((n_samples, codes.shape[0]), dtype=torch.float64, device=codes.device)
     # the encoder is deterministic: its outputs once, (M, D) each, reused by every draw
     enc = [model.encoder(codes[start:start + batch_size]) for start in range(0, codes.shape[0], batch_size)]
+    w = w_out = None
     for k in range(n_samples):
-        w = model.decoder.draw(sample=sample_theta, generator=generator)
-        w_out = model.decoder.output_weight(w)  # (H, 20L), once per draw, shared by the batches
+        if sample_theta or w is None:  # the means draw no noise: one output matrix serves every k
+            w = model.decoder.draw(sample=sample_theta, generator=generator)
+            w_out = model.decoder.output_weight(w)  # (H, 20L), once per draw, shared by the batches
         for b, start in enumerate(range(0, codes.shape[0], batch_size)):
             x = codes[start:start + batch_size]
             mu, log_sigma = enc[b]  # (B, D) each
