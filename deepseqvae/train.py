@@ -49,6 +49,7 @@ class TrainConfig:
     decay_fraction: float = 1.0     # cosine: decay over this last fraction of the post-warm-up steps (constant before)
     variance_lr: float | None = None  # step size of the variance group (decoder log σ, scale logits); None = base
     variance_delay: int = 0         # the variance group is frozen for this many first steps
+    bias_lr: float | None = None    # step size of the output bias's posterior mean (its own group); None = base
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
     matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs; sums, weights stay fp32
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
@@ -86,6 +87,8 @@ class TrainConfig:
             raise ValueError("holdout_fraction must lie in [0, 1)")
         if self.init_bias not in ("constant", "profile"):
             raise ValueError(f"init_bias must be 'constant' or 'profile', not {self.init_bias!r}")
+        if self.bias_lr is not None and not self.bias_lr > 0:
+            raise ValueError("bias_lr must be > 0 (or None: the learning rate)")
         if not self.profile_pseudocount > 0:
             raise ValueError("profile_pseudocount must be > 0 (a zero count would give a log of zero)")
 
@@ -224,13 +227,21 @@ def variance_group(model: VAE) -> tuple[list[torch.nn.Parameter], list[torch.nn.
 
 
 def _base_lr(cfg: TrainConfig, group: str) -> float:
-    """The unscheduled step size of parameter group ``group`` ("main" or "variance")."""
-    return cfg.variance_lr if group == "variance" and cfg.variance_lr is not None else cfg.learning_rate
+    """The unscheduled step size of parameter group ``group`` ("main", "variance" or "bias")."""
+    own = {"variance": cfg.variance_lr, "bias": cfg.bias_lr}.get(group)
+    return own if own is not None else cfg.learning_rate
 
 
 def _make_optimizer(model: VAE, cfg: TrainConfig) -> torch.optim.Optimizer:
     special, rest = variance_group(model)
     groups = [{"params": rest, "name": "main"}] + ([{"params": special, "name": "variance"}] if special else [])
+    bias = model.decoder.mu.get("b_out", None)
+    if cfg.bias_lr is not None and bias is not None:
+        # Its own group only when asked for, so the optimiser state of earlier runs still loads. The output
+        # bias's mean must travel to the columns' log-odds (±5 and more) and Adam moves it by about its step
+        # size per step: at 1e-3 the early-stopped models cannot reach a conserved column's profile.
+        groups[0]["params"] = [p for p in rest if p is not bias]
+        groups.append({"params": [bias], "name": "bias"})
     for g in groups:
         g["lr"] = g["base_lr"] = _base_lr(cfg, g["name"])
     if cfg.optimizer == "deepsequence":

@@ -312,6 +312,26 @@ def test_variance_group_frozen_during_its_delay():
     assert not torch.equal(after["decoder.mu.W_out"], before["decoder.mu.W_out"])
 
 
+def test_output_bias_steps_at_its_own_step_size():
+    # Adam's first step moves each parameter by its step size times sign(gradient) (m/sqrt(v) = ±1), so
+    # after one constant-schedule step the output bias has moved by bias_lr and the other means by the base.
+    codes, w = family()
+    model = fresh_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = TrainConfig(steps=1, batch_size=16, learning_rate=1e-4, bias_lr=3e-2)
+    after = train(model, codes, w, cfg, info_for(codes, w)).checkpoint.state
+    moved = (after["decoder.mu.b_out"] - before["decoder.mu.b_out"]).abs()  # (L, 20)
+    assert float(moved.max()) == pytest.approx(3e-2, rel=1e-3)
+    for name in ("decoder.mu.W_out", "decoder.log_sigma.b_out", "encoder.mu.weight"):
+        # (float32 near log σ = −5 rounds a 1e-4 step to within 0.5 %)
+        assert float((after[name] - before[name]).abs().max()) == pytest.approx(1e-4, rel=1e-2)
+    plain = train(fresh_model(), codes, w, TrainConfig(steps=1, batch_size=16, learning_rate=1e-4),
+                  info_for(codes, w)).checkpoint.state
+    assert float((plain["decoder.mu.b_out"] - before["decoder.mu.b_out"]).abs().max()) == pytest.approx(1e-4, rel=1e-3)
+    with pytest.raises(ValueError, match="bias_lr"):
+        TrainConfig(bias_lr=0.0)
+
+
 def test_ema_is_the_average_of_the_raw_weights():
     # With a constant schedule the raw trajectory does not depend on the total step count, so the
     # raw weights after t steps come from runs of t steps; average them by hand.
