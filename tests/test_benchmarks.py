@@ -96,3 +96,23 @@ def test_reproduce_end_to_end_on_the_demo(tmp_path):
     assert (tmp_path / "runs" / "DEMO_seed1_step2.pt").is_file() and (tmp_path / "runs" / "DEMO_seed1.pt").is_file()
     assert np.isfinite(demo.t_train_s)
     json.dumps(demo.to_dict(), default=str)  # the row is plain data
+
+
+def test_label_neighbours_counts_carriers_by_identity_to_the_focus(tmp_path):
+    from benchmarks.label_neighbours import carriers
+    from deepseqvae.alignment import AlignmentOptions
+    from deepseqvae.weights import compute_weights
+
+    # Focus ACDE (positions 1-4). Carriers of F at position 4: ACDF (identity 3/4) and KKKF (0/4);
+    # ACDE itself and GGGE do not carry it; ACD- has a gap there (not counted in the frequency).
+    path = tmp_path / "tiny.a2m"
+    path.write_text(">focus/1-4\nACDE\n>s1\nACDF\n>s2\nKKKF\n>s3\nGGGE\n>s4\nACD-\n")
+    aln = AlignmentOptions().read(path)
+    w = np.asarray(compute_weights(aln.codes, 0.2))  # (5,)
+    got = carriers(aln, w, "E4F")
+    assert (got["n_0.0"], got["n_0.3"], got["n_0.5"], got["n_0.7"], got["n_close"]) == (1, 0, 0, 1, 1)
+    # band < 30 %: KKKF (carrier) and GGGE (present, not a carrier); band >= 70 %: focus, ACDF, ACD- (gap)
+    assert got["freq_0.0"] == pytest.approx(w[2] / (w[2] + w[3]))
+    assert got["freq_0.7"] == pytest.approx(w[1] / (w[0] + w[1]))
+    assert np.isnan(got["freq_0.3"]) and np.isnan(got["freq_0.5"])
+    assert got["freq_close"] == pytest.approx(got["freq_0.7"])
