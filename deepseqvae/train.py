@@ -238,8 +238,8 @@ def _make_optimizer(model: VAE, cfg: TrainConfig) -> torch.optim.Optimizer:
     bias = model.decoder.mu.get("b_out", None)
     if cfg.bias_lr is not None and bias is not None:
         # Its own group only when asked for, so the optimiser state of earlier runs still loads. The output
-        # bias's mean must travel to the columns' log-odds (±5 and more) and Adam moves it by about its step
-        # size per step: at 1e-3 the early-stopped models cannot reach a conserved column's profile.
+        # bias's mean holds the columns' log-odds and Adam moves it by about its step size per step. Off in
+        # both recipes: 10x made no held-out difference (benchmarks/results/recipes-bias-lr-2026-12-01.md).
         groups[0]["params"] = [p for p in rest if p is not bias]
         groups.append({"params": [bias], "name": "bias"})
     for g in groups:
