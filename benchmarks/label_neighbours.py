@@ -23,7 +23,8 @@ import pandas as pd
 
 from benchmarks._common import header, result_path, write_result
 from deepseqvae.alignment import AlignmentOptions
-from deepseqvae.alphabet import AA_TO_CODE
+from deepseqvae.alphabet import AA_TO_CODE, N_AA
+from deepseqvae.latent import identity_to_focus
 from deepseqvae.mutants import parse_mutant
 from deepseqvae.weights import compute_weights
 
@@ -31,15 +32,17 @@ from deepseqvae.weights import compute_weights
 BANDS = (0.0, 0.3, 0.5, 0.7)
 
 
-def carriers(aln, weights: np.ndarray, mutant: str) -> dict:
-    """Carriers of ``mutant``'s residue at its column: counts and weighted frequency per identity band."""
+def carriers(aln, weights: np.ndarray, mutant: str, identity: np.ndarray | None = None) -> dict:
+    """Carriers of ``mutant``'s residue at its column: counts and weighted frequency per identity band.
+    ``identity`` (N,) is :func:`deepseqvae.latent.identity_to_focus` of the alignment (computed here if not
+    given; pass it when asking about many mutants)."""
     sub = parse_mutant(mutant)[0]
     col = aln.position_to_column[sub.pos]
     codes = np.asarray(aln.codes)  # (N, L) int8
-    focus = np.asarray(aln.focus_codes)  # (L,)
-    identity = ((codes == focus) & (focus < 20)).sum(1) / max(int((focus < 20).sum()), 1)  # (N,)
+    if identity is None:
+        identity = identity_to_focus(codes, aln.focus_codes)  # (N,)
     has = codes[:, col] == AA_TO_CODE[sub.mut]  # (N,)
-    present = codes[:, col] < 20  # gaps at the column are not counted in its frequency
+    present = codes[:, col] < N_AA  # gaps at the column are not counted in its frequency
     out = {}
     edges = (*BANDS, 1.0 + 1e-9)
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -86,11 +89,19 @@ def main() -> None:
     args = ap.parse_args()
     aln = AlignmentOptions().read(args.msa)
     weights = np.asarray(compute_weights(aln.codes, 0.2))
+    identity = identity_to_focus(aln.codes, aln.focus_codes)  # (N,), once for every label
     frames = []
     for path in args.labels:
-        lab = pd.read_csv(path)
+        try:
+            lab = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"{path}: cannot read ({exc})") from None
+        need = {"mutant", "label", "status", "evolutionary_index", f"EVE_classes_{args.retain}_pct_retained"}
+        if not need <= set(lab.columns):
+            raise SystemExit(f"{path}: not a 'deepseqvae classify --labels' _labels.csv (lacks "
+                             f"{', '.join(sorted(need - set(lab.columns)))})")
         ok = lab[lab.status == "ok"].copy()
-        extra = pd.DataFrame([carriers(aln, weights, m) for m in ok.mutant], index=ok.index)
+        extra = pd.DataFrame([carriers(aln, weights, m, identity) for m in ok.mutant], index=ok.index)
         frames.append(pd.concat([ok, extra], axis=1).assign(source=path))
     rows = pd.concat(frames)
     text = header("Labelled variants and the focus's close homologs")
