@@ -50,6 +50,7 @@ class TrainConfig:
     variance_lr: float | None = None  # step size of the variance group (decoder log σ, scale logits); None = base
     variance_delay: int = 0         # the variance group is frozen for this many first steps
     bias_lr: float | None = None    # step size of the output bias's posterior mean (its own group); None = base
+    kl_neff_floor: float | None = None  # divide KL(q(θ)||p(θ)) by max(Neff, this) instead of Neff (None: by Neff)
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
     matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs; sums, weights stay fp32
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
@@ -89,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"init_bias must be 'constant' or 'profile', not {self.init_bias!r}")
         if self.bias_lr is not None and not self.bias_lr > 0:
             raise ValueError("bias_lr must be > 0 (or None: the learning rate)")
+        if self.kl_neff_floor is not None and not self.kl_neff_floor > 0:
+            raise ValueError("kl_neff_floor must be > 0 (or None: divide by Neff)")
         if not self.profile_pseudocount > 0:
             raise ValueError("profile_pseudocount must be > 0 (a zero count would give a log of zero)")
 
@@ -346,6 +349,9 @@ def train(
     model.to(device).train()
     data = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (N, L) copy, stays compact
     probs = torch.as_tensor(weights, dtype=torch.float64, device=device) / neff  # (N,)
+    # KL(θ) is shared by the whole family, so the per-sequence objective carries KL(θ)/Neff; a floor tempers the
+    # weight prior of families with few effective sequences (a change to DeepSequence's objective, off by default)
+    kl_neff = neff if cfg.kl_neff_floor is None else max(neff, cfg.kl_neff_floor)
     if resume is None and cfg.init_bias == "profile":
         init_output_bias(model, data, torch.as_tensor(weights, dtype=torch.float64, device=device),
                          pseudocount=cfg.profile_pseudocount)
@@ -448,7 +454,7 @@ def train(
         while step < cfg.steps and not stopped:
             _set_step_sizes(optimizer, cfg, step + 1)
             idx = torch.multinomial(probs, cfg.batch_size, replacement=True, generator=gen)  # (B,)
-            loss, stats = loss_terms(model, data[idx], neff, generator=gen, local=local, matmul_dtype=mm_dtype,
+            loss, stats = loss_terms(model, data[idx], kl_neff, generator=gen, local=local, matmul_dtype=mm_dtype,
                                      compiled=cfg.compile_kernels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -332,6 +332,29 @@ def test_output_bias_steps_at_its_own_step_size():
         TrainConfig(bias_lr=0.0)
 
 
+def test_kl_neff_floor_divides_the_weight_kl_by_the_larger_of_neff_and_the_floor():
+    # Step 1 draws the same batch and noise whatever the divisor, so the logged KL(θ) term of a floored run is the
+    # plain run's times Neff / floor, the data term is unchanged, and a floor below Neff changes nothing at all.
+    codes, w = family()
+    neff = float(w.sum())
+    cfg = dict(steps=1, batch_size=16, log_every=1)
+    plain = train(fresh_model(), codes, w, TrainConfig(**cfg), info_for(codes, w))
+    floor = 4.0 * neff
+    tempered = train(fresh_model(), codes, w, TrainConfig(kl_neff_floor=floor, **cfg), info_for(codes, w))
+    assert tempered.history["kl_theta"][0] == pytest.approx(plain.history["kl_theta"][0] * neff / floor, rel=1e-5)
+    assert tempered.history["elbo"][0] == pytest.approx(plain.history["elbo"][0], rel=1e-6)
+    below = train(fresh_model(), codes, w, TrainConfig(kl_neff_floor=neff / 2, **cfg), info_for(codes, w))
+    for name, value in plain.checkpoint.state.items():
+        assert torch.equal(below.checkpoint.state[name], value), name
+    # Adam's steps are scale-free, but the floor changes the mix of the data and KL gradients: a few steps apart
+    longer = dict(cfg, steps=5)
+    a = train(fresh_model(), codes, w, TrainConfig(**longer), info_for(codes, w)).checkpoint.state
+    b = train(fresh_model(), codes, w, TrainConfig(kl_neff_floor=floor, **longer), info_for(codes, w)).checkpoint.state
+    assert not torch.equal(a["decoder.mu.W_out"], b["decoder.mu.W_out"])
+    with pytest.raises(ValueError, match="kl_neff_floor"):
+        TrainConfig(kl_neff_floor=0.0)
+
+
 def test_ema_is_the_average_of_the_raw_weights():
     # With a constant schedule the raw trajectory does not depend on the total step count, so the
     # raw weights after t steps come from runs of t steps; average them by hand.
