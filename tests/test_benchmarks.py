@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_datasets_csv_rows_and_reading_instructions():
     ds = reproduce.read_datasets()
-    assert list(ds.index) == ["BLAT_ECOLX", "PTEN_HUMAN", "GFP_AEQVI", "DEMO"]
+    assert list(ds.index) == ["BLAT_ECOLX", "PTEN_HUMAN", "GFP_AEQVI", "GFP_AEQVI_ALT", "DEMO"]
     assert ds.loc["BLAT_ECOLX", "fitness_col"] == "2500"
     assert ds.loc["PTEN_HUMAN", "fitness_col"] == "score" and ds.loc["PTEN_HUMAN", "subset"] == "missense"
     assert (ds.loc["PTEN_HUMAN", ["wt_col", "pos_col", "mut_col"]] == ["wildtype", "site", "mutant"]).all()
