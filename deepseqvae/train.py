@@ -50,7 +50,8 @@ class TrainConfig:
     variance_lr: float | None = None  # step size of the variance group (decoder log σ, scale logits); None = base
     variance_delay: int = 0         # the variance group is frozen for this many first steps
     bias_lr: float | None = None    # step size of the output bias's posterior mean (its own group); None = base
-    kl_neff_floor: float | None = None  # divide KL(q(θ)||p(θ)) by max(Neff, this) instead of Neff (None: by Neff)
+    kl_neff_floor: float | None = None  # divide KL(q(θ)||p(θ)) by max(Neff, this) instead of Neff (None: by Neff;
+    #                                 1,000 generalised worse: benchmarks/results/recipes-kl-floor-2026-12-01.md)
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
     matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs; sums, weights stay fp32
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
