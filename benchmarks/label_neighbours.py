@@ -43,17 +43,17 @@ def carriers(aln, weights: np.ndarray, mutant: str, identity: np.ndarray | None 
         identity = identity_to_focus(codes, aln.focus_codes)  # (N,)
     has = codes[:, col] == AA_TO_CODE[sub.mut]  # (N,)
     present = codes[:, col] < N_AA  # gaps at the column are not counted in its frequency
+
+    def count_and_freq(group: np.ndarray) -> tuple[int, float]:
+        # carriers in the group (N,) bool, and their weighted share of its non-gap residues at the column
+        denom = float(weights[group & present].sum())
+        return int((group & has).sum()), float(weights[group & has].sum()) / denom if denom > 0 else float("nan")
+
     out = {}
     edges = (*BANDS, 1.0 + 1e-9)
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        band = (identity >= lo) & (identity < hi)
-        out[f"n_{lo:.1f}"] = int((band & has).sum())
-        denom = float(weights[band & present].sum())
-        out[f"freq_{lo:.1f}"] = float(weights[band & has].sum()) / denom if denom > 0 else float("nan")
-    close = identity >= 0.5
-    out["n_close"] = int((has & close).sum())
-    denom = float(weights[close & present].sum())
-    out["freq_close"] = float(weights[close & has].sum()) / denom if denom > 0 else float("nan")
+        out[f"n_{lo:.1f}"], out[f"freq_{lo:.1f}"] = count_and_freq((identity >= lo) & (identity < hi))
+    out["n_close"], out["freq_close"] = count_and_freq(identity >= 0.5)
     return out
 
 
