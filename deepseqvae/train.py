@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 STAT_NAMES = ("elbo", "log_px_z", "kl_z", "kl_theta")
 #: early stopping's held-out criteria (``TrainConfig.stop_on``), recorded as ``history['heldout_<name>']``
 STOP_CRITERIA = ("iwll", "iwll_mean")
+#: how a held-out set is drawn (``TrainConfig.holdout_by``, :func:`run_holdout_split`)
+HOLDOUT_KINDS = ("cluster", "weight", "sequence")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ class TrainConfig:
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
-    holdout_by: str = "cluster"     # "cluster": no training sequence within 80 % identity of a held-out one; "sequence"
+    holdout_by: str = "cluster"     # "cluster": whole 80 %-identity neighbourhoods until holdout_fraction of the rows;
+    #                                 "weight": the same until holdout_fraction of the total weight (Neff); "sequence"
     eval_every: int = 1000          # held-out ELBO every this many steps (with holdout_fraction > 0)
     early_stopping: int = 0         # > 0 with held-out data: stop after this many evaluations without a better
     #                                 held-out importance-weighted log-likelihood, and score with the best weights
@@ -83,8 +86,8 @@ class TrainConfig:
             raise ValueError("decay_fraction must lie in (0, 1]")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must lie in [0, 1)")
-        if self.holdout_by not in ("cluster", "sequence"):
-            raise ValueError(f"holdout_by must be 'cluster' or 'sequence', not {self.holdout_by!r}")
+        if self.holdout_by not in HOLDOUT_KINDS:
+            raise ValueError(f"holdout_by must be one of {', '.join(HOLDOUT_KINDS)}, not {self.holdout_by!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must lie in [0, 1)")
         if self.init_bias not in ("constant", "profile"):
@@ -558,7 +561,7 @@ def fit_alignment(
         model_cfg = VAEConfig(**resume.model_config)
     codes, heldout = alignment.codes, None
     if train_cfg.holdout_fraction > 0:
-        train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta)
+        train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights)
         log.info("held out %d sequences (by %s), training on %d of %d", len(held_rows), train_cfg.holdout_by,
                  len(train_rows), alignment.N)
         codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
@@ -606,11 +609,17 @@ def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor,
         decoder.mu["b_out"].copy_(logits)
 
 
-def run_holdout_split(codes: np.ndarray, cfg: TrainConfig, focus_index: int, theta: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def run_holdout_split(codes: np.ndarray, cfg: TrainConfig, focus_index: int, theta: float, *,
+                      weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, held-out rows) of a run with configuration ``cfg`` on int8 ``codes`` (N, L):
     its kind (``holdout_by``), fraction and seed; the focus row is never held out. What
-    :func:`fit_alignment` trains and evaluates on, and how a checkpoint's split is found again."""
+    :func:`fit_alignment` trains and evaluates on, and how a checkpoint's split is found again.
+    ``weights`` (N,), the sequence weights, are needed by ``holdout_by="weight"``."""
+    if cfg.holdout_by == "weight":
+        if weights is None:
+            raise ValueError("holdout_by='weight' needs the sequence weights")
+        return cluster_holdout_split(codes, cfg.holdout_fraction, cfg.seed, keep=focus_index, theta=theta,
+                                     weights=weights)
     if cfg.holdout_by == "cluster":
         return cluster_holdout_split(codes, cfg.holdout_fraction, cfg.seed, keep=focus_index, theta=theta)
     return holdout_split(codes.shape[0], cfg.holdout_fraction, cfg.seed, keep=focus_index)
@@ -648,7 +657,7 @@ def _neighbour_mask(codes: torch.Tensor, rows: torch.Tensor, theta: float, block
 
 
 def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: int | None = None,
-                          theta: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+                          theta: float = 0.2, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, held-out rows) of int8 ``codes`` (N, L), held out by clusters.
 
     A random held-out split of a redundant alignment leaves a near-copy of most held-out
@@ -657,10 +666,19 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
     are; rows within 1 − θ of a held-out row that were not held out themselves are dropped from
     training too. The held-out set then measures generalisation to new members of the family.
     Row ``keep`` (the focus) and its neighbours are never held out. Cost: O(held × N × L).
+
+    With ``weights`` (N,) the target is ``fraction`` of their sum instead of the rows: in a redundant
+    alignment a tenth of the rows can be one dense cluster worth a few effective sequences (EVE's
+    P53_HUMAN: 1,341 rows, ~4 of its 443), while a tenth of the weight is a tenth of the family's diversity.
     """
     t = torch.tensor(np.asarray(codes), dtype=torch.int16)  # (N, L)
     n = t.shape[0]
-    target = int(round(fraction * n))
+    size = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)  # what a held-out row counts
+    if size.shape != (n,):
+        raise ValueError(f"weights has shape {size.shape}, the alignment {n} rows")
+    target = fraction * size.sum()
+    if weights is None:
+        target = int(round(target))
     status = np.zeros(n, dtype=np.int8)  # 0 free, 1 held out
     forbidden = np.zeros(n, dtype=bool)
     if keep is not None:
@@ -675,7 +693,7 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
         members = _neighbour_mask(t, torch.tensor([int(c)]), theta)[0].numpy() & (status == 0) & ~forbidden
         members[c] = True
         status[members] = 1
-        n_held += int(members.sum())
+        n_held += size[members].sum()
     held = np.flatnonzero(status == 1)
     near = _neighbour_mask(t, torch.as_tensor(held), theta).any(0).numpy() if len(held) else np.zeros(n, bool)
     train_mask = (status == 0) & ~near

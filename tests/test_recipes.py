@@ -17,6 +17,7 @@ from deepseqvae.train import (
     heldout_estimates,
     holdout_split,
     profile_logits,
+    run_holdout_split,
     train,
     variance_group,
 )
@@ -631,3 +632,27 @@ def test_early_stopping_keeps_the_best_evaluation_and_resumes(tmp_path, monkeypa
     for k in ck.state:
         assert torch.equal(ck.state[k], resumed.state[k]), k
         assert torch.equal(ck.train_state[k], resumed.train_state[k]), k
+
+
+def test_weight_holdout_counts_the_weight_not_the_rows():
+    # 10 copies of one sequence (weight 0.1 each: 1 effective sequence) and 9 distinct singletons (weight 1 each).
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 20, size=40).astype(np.int8)
+    dense = np.tile(base, (10, 1))
+    singles = rng.integers(0, 20, size=(9, 40)).astype(np.int8)  # ~5 % identical to anything: own clusters
+    codes = np.concatenate([singles[:1], dense, singles[1:]])  # focus = row 0, a singleton
+    weights = np.array([1.0] + [0.1] * 10 + [1.0] * 8)  # Neff 10
+    for seed in range(6):
+        tr, held = cluster_holdout_split(codes, 0.2, seed=seed, keep=0, weights=weights)
+        # a fifth of the weight is 2 effective sequences: the dense cluster alone (1.0) never suffices
+        assert weights[held].sum() >= 2.0 - 1e-9
+        assert 0 not in held and set(tr).isdisjoint(held)
+    # by rows, 20 % is 4 of 19 rows: a draw landing in the dense cluster first holds out its 10 rows and stops
+    # there, one effective sequence of the ten
+    by_rows = [cluster_holdout_split(codes, 0.2, seed=seed, keep=0)[1] for seed in range(6)]
+    assert sum(list(h) == list(range(1, 11)) for h in by_rows) >= 3
+    cfg = TrainConfig(holdout_fraction=0.2, holdout_by="weight", seed=3)
+    with pytest.raises(ValueError, match="needs the sequence weights"):
+        run_holdout_split(codes, cfg, 0, 0.2)
+    assert np.array_equal(run_holdout_split(codes, cfg, 0, 0.2, weights=weights)[1],
+                          cluster_holdout_split(codes, 0.2, seed=3, keep=0, weights=weights)[1])
