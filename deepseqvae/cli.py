@@ -210,6 +210,14 @@ def _recipe_help() -> str:
 @click.option("--holdout", "holdout_fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Fraction of the sequences held out of training, by 80 %-identity clusters, to measure "
                    "generalisation (0 = train on all). [default: 0.1 (fast), 0 (paper)]")
+@click.option("--holdout-by", type=click.Choice(["cluster", "weight", "sequence"]), default=None,
+              help="How --holdout is drawn: whole 80 %-identity clusters until that fraction of the rows (cluster) "
+                   "or of the total sequence weight, Neff (weight), or single sequences (sequence). "
+                   "[default: cluster]")
+@click.option("--refit/--no-refit", default=None,
+              help="With --holdout: after early stopping, train again from the same start on every sequence up to "
+                   "the step the held-out set chose, and save that model (about 1.7x the training time). "
+                   "[default: --no-refit]")
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
               help="Stop after N held-out evaluations (every 100 steps in the fast recipe) without a better held-out "
                    "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 30 % of the "
@@ -236,8 +244,8 @@ def _recipe_help() -> str:
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, variance_lr, seed, device,
                   decoder, theta, weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size,
-                  sparsity_tiles, dropout, pseudocount, holdout_fraction, early_stopping, stop_on, init_bias,
-                  profile_pseudocount, checkpoint_every, compile_kernels, resume, progress, align_opts):
+                  sparsity_tiles, dropout, pseudocount, holdout_fraction, holdout_by, refit, early_stopping, stop_on,
+                  init_bias, profile_pseudocount, checkpoint_every, compile_kernels, resume, progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -274,7 +282,8 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
         train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                            variance_lr=variance_lr, seed=seed,
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
-                           early_stopping=early_stopping, stop_on=stop_on, init_bias=init_bias,
+                           holdout_by=holdout_by, refit=refit, early_stopping=early_stopping, stop_on=stop_on,
+                           init_bias=init_bias,
                            profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))

@@ -199,10 +199,14 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     elbo = result.history.get("elbo") or [float("nan")]
     h, note = result.history, ""
     if h.get("heldout_iwll"):
-        note = (f"Held out: {train_cfg.holdout_fraction:.0%} of the sequences (by {train_cfg.holdout_by}); held-out "
+        share = "the sequence weight" if train_cfg.holdout_by == "weight" else "the sequences"
+        note = (f"Held out: {train_cfg.holdout_fraction:.0%} of {share} (by {train_cfg.holdout_by}); held-out "
                 f"log-likelihood "
                 f"{h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
-        if h.get("best_step"):
+        if h.get("refit_step"):
+            note += (f"; best at step {h['best_step'][-1]} ({h['best_iwll'][-1]:.2f}), then refit on all "
+                     f"{fit.aln.N:,} sequences up to that step")
+        elif h.get("best_step"):
             stopped = result.checkpoint.step < train_cfg.steps
             note += (f"; scored with the weights of step {h['best_step'][-1]} (best, {h['best_iwll'][-1]:.2f})"
                      + (", stopped early" if stopped else ""))

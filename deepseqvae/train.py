@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -70,6 +70,9 @@ class TrainConfig:
     init_bias: str = "constant"     # output-bias start: "constant" (DeepSequence's 0.1) or "profile": the training
     #                                 sequences' weighted log-frequencies per column (the site-independent model)
     profile_pseudocount: float = 1.0  # init_bias="profile": effective sequences added to each residue's count
+    refit: bool = False             # with held-out data: then train again from the same start on every sequence,
+    #                                 up to the step early stopping kept, and keep that model (fit_alignment)
+    stop_step: int | None = None    # end the run at this step (None: at steps); the schedule still spans steps
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "deepsequence"):
@@ -96,6 +99,8 @@ class TrainConfig:
             raise ValueError("bias_lr must be > 0 (or None: the learning rate)")
         if self.kl_neff_floor is not None and not self.kl_neff_floor > 0:
             raise ValueError("kl_neff_floor must be > 0 (or None: divide by Neff)")
+        if self.stop_step is not None and not 0 < self.stop_step <= self.steps:
+            raise ValueError(f"stop_step must lie in [1, steps = {self.steps}], not {self.stop_step}")
         if not self.profile_pseudocount > 0:
             raise ValueError("profile_pseudocount must be > 0 (a zero count would give a log of zero)")
 
@@ -445,6 +450,7 @@ def train(
             if raw is not None:
                 torch._foreach_copy_([p.data for p in params], raw)
 
+    end = cfg.steps if cfg.stop_step is None else cfg.stop_step  # the schedule still spans cfg.steps
     start_step, t0 = step, time.perf_counter()
     running = torch.zeros(len(STAT_NAMES), device=device, dtype=torch.float64)
     bad_step = torch.full((), -1, device=device, dtype=torch.long)  # first non-finite step, on device
@@ -453,9 +459,9 @@ def train(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True, leave=True)
+        bar = tqdm(total=end, initial=step, unit="step", dynamic_ncols=True, leave=True)
     try:
-        while step < cfg.steps and not stopped:
+        while step < end and not stopped:
             _set_step_sizes(optimizer, cfg, step + 1)
             idx = torch.multinomial(probs, cfg.batch_size, replacement=True, generator=gen)  # (B,)
             loss, stats = loss_terms(model, data[idx], kl_neff, generator=gen, local=local, matmul_dtype=mm_dtype,
@@ -473,9 +479,9 @@ def train(
             bad_step = torch.where(bad & (bad_step < 0), torch.tensor(step, device=device), bad_step)
             running += torch.stack([stats[k] for k in STAT_NAMES]).double()
             n_running += 1
-            at_log = step % cfg.log_every == 0 or step == cfg.steps
+            at_log = step % cfg.log_every == 0 or step == end
             at_ckpt = checkpoint_path is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-            at_eval = (held is not None or on_eval is not None) and (step % cfg.eval_every == 0 or step == cfg.steps)
+            at_eval = (held is not None or on_eval is not None) and (step % cfg.eval_every == 0 or step == end)
             if at_log or at_ckpt or at_eval:
                 first_bad = int(bad_step)
                 if first_bad >= 0:
@@ -559,7 +565,12 @@ def fit_alignment(
             raise CheckpointError("the checkpoint to resume was trained on a different focus sequence "
                                   f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")
         model_cfg = VAEConfig(**resume.model_config)
-    codes, heldout = alignment.codes, None
+    refitting = train_cfg.refit and train_cfg.holdout_fraction > 0
+    if refitting and resume is not None and resume.history.get("refit_step"):  # resume the refit itself
+        return _refit(alignment, weights, model_cfg, train_cfg, info, int(resume.history["refit_step"][0]), {},
+                      device=device, checkpoint_path=checkpoint_path, resume=resume, progress=progress,
+                      on_eval=on_eval)
+    codes, heldout, all_weights = alignment.codes, None, weights
     if train_cfg.holdout_fraction > 0:
         train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights)
         log.info("held out %d sequences (by %s), training on %d of %d", len(held_rows), train_cfg.holdout_by,
@@ -568,9 +579,39 @@ def fit_alignment(
         weights = weights[train_rows]
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
-    return train(model, codes, weights, train_cfg, info, device=device,
-                 checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout,
-                 on_eval=on_eval)
+    result = train(model, codes, weights, train_cfg, info, device=device,
+                   checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout,
+                   on_eval=on_eval)
+    if not refitting:
+        return result
+    h = result.history
+    kept = int(h["best_step"][-1]) if h.get("best_step") else result.checkpoint.step
+    record = {k: list(h[k]) for k in ("eval_step", "heldout_elbo", "heldout_iwll", "best_step", "best_iwll") if k in h}
+    log.info("refitting on all %d sequences up to step %d, the step the held-out set chose", alignment.N, kept)
+    refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
+                   checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
+    return TrainResult(checkpoint=refit.checkpoint, seconds=result.seconds + refit.seconds,
+                       steps_per_second=refit.steps_per_second, history=refit.history)
+
+
+def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
+           record: dict[str, list], *, device, checkpoint_path, progress: bool, on_eval,
+           resume: Checkpoint | None = None) -> TrainResult:
+    """The second stage of ``TrainConfig.refit``: the same start (seed), recipe and learning-rate path on
+    every sequence, ended at step ``kept``; its checkpoint's history also carries the first stage's
+    held-out ``record`` and ``refit_step``."""
+    # the record keeps holdout_fraction and refit (what was done); no early stopping in this stage
+    cfg = replace(train_cfg, early_stopping=0, stop_step=kept)
+    torch.manual_seed(cfg.seed)  # the first stage's initialisation
+    model = VAE(model_cfg)
+    result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None, resume=resume,
+                   progress=progress, on_eval=on_eval)
+    history = {**result.history, **record, "refit_step": [kept]}
+    ck = replace(result.checkpoint, history=history)
+    if checkpoint_path is not None:
+        save_checkpoint(ck, checkpoint_path)
+    return TrainResult(checkpoint=ck, seconds=result.seconds, steps_per_second=result.steps_per_second,
+                       history=history)
 
 
 def profile_logits(codes: torch.Tensor, weights: torch.Tensor, pseudocount: float = PROFILE_PSEUDOCOUNT

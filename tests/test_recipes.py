@@ -656,3 +656,45 @@ def test_weight_holdout_counts_the_weight_not_the_rows():
         run_holdout_split(codes, cfg, 0, 0.2)
     assert np.array_equal(run_holdout_split(codes, cfg, 0, 0.2, weights=weights)[1],
                           cluster_holdout_split(codes, 0.2, seed=3, keep=0, weights=weights)[1])
+
+
+def test_refit_trains_every_sequence_to_the_kept_step(tmp_path, monkeypatch):
+    from test_train import CFG
+
+    from deepseqvae.alignment import read_alignment
+    from deepseqvae.alphabet import ALPHABET
+    from deepseqvae.checkpoint import ModelInfo, load_checkpoint
+    from deepseqvae.train import fit_alignment
+
+    codes, _ = family()
+    msa = tmp_path / "toy.a2m"
+    msa.write_text("".join(f">s{i}\n{''.join(ALPHABET[c] for c in row)}\n" for i, row in enumerate(codes)))
+    aln = read_alignment(msa)
+    w = np.ones(aln.N)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+    base = dict(batch_size=16, seed=3, log_every=5, eval_every=5, ema_decay=0.9, schedule="cosine", warmup_steps=2,
+                final_lr_fraction=0.1)
+    # IWLL at steps 5, 10, 15, 20: best at step 10, then two worse evaluations -> the first stage stops at 20
+    _scripted_heldout(monkeypatch, [-10.0, -9.0, -9.5, -9.7, -8.0])
+    cfg = TrainConfig(steps=100, early_stopping=2, holdout_fraction=0.2, holdout_by="sequence", refit=True, **base)
+    ck = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, checkpoint_path=tmp_path / "m.pt").checkpoint
+    assert ck.step == 10 and ck.history["refit_step"] == [10]
+    assert ck.history["best_step"] == [10] and ck.history["eval_step"] == [5, 10, 15, 20]  # the first stage's record
+    assert ck.train_config["stop_step"] == 10 and ck.train_config["refit"]
+    assert ck.train_config["holdout_fraction"] == 0.2
+    # the refit is a run on all 120 sequences from the same start and learning-rate path (100 steps), ended at 10
+    info = ModelInfo.from_alignment(aln, w, 0.2)
+    torch.manual_seed(3)
+    direct = train(VAE(model_cfg), aln.codes, w, TrainConfig(steps=100, stop_step=10, **base), info).checkpoint
+    for k in direct.state:
+        assert torch.equal(ck.state[k], direct.state[k]), k
+    torch.manual_seed(3)
+    short = train(VAE(model_cfg), aln.codes, w, TrainConfig(steps=10, **base), info).checkpoint  # its own schedule
+    assert not all(torch.equal(ck.state[k], short.state[k]) for k in ck.state)
+    # the file holds the refit; resuming it trains nothing more (the first stage is not run on top of it)
+    saved = load_checkpoint(tmp_path / "m.pt")
+    assert saved.history["refit_step"] == [10] and saved.step == 10
+    again = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, resume=saved).checkpoint
+    assert again.step == 10 and all(torch.equal(again.state[k], ck.state[k]) for k in ck.state)
+    with pytest.raises(ValueError, match=r"stop_step must lie in \[1, steps = 100\], not 101"):
+        TrainConfig(steps=100, stop_step=101)
