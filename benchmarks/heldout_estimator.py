@@ -49,13 +49,15 @@ def main() -> None:
     for path in args.model:
         ck = load_checkpoint(path)
         cfg = TrainConfig(**ck.train_config)
+        if cfg.refit or not cfg.holdout_fraction > 0:
+            raise SystemExit(f"error: {path}: trained on every sequence (refit or no hold-out): nothing is held out")
         opts: AlignmentOptions = ck.info.alignment_options  # read as the model was trained
         key = (repr(opts), ck.info.theta)
         if key not in cache:
             aln = opts.read(args.msa)
             cache[key] = (aln, compute_weights(aln.codes, ck.info.theta))
         aln, weights = cache[key]
-        rows = run_holdout_split(aln.codes, cfg, aln.focus_index, ck.info.theta)[1]  # as training chose them
+        rows = run_holdout_split(aln.codes, cfg, aln.focus_index, ck.info.theta, weights=weights)[1]  # as training
         codes = torch.as_tensor(aln.codes[rows], dtype=torch.int8)
         w = torch.as_tensor(weights[rows], dtype=torch.float64)
         model = build_model(ck)

@@ -107,7 +107,7 @@ def main() -> None:
            "inner_rows": len(inner_rows), "inner_neff": round(neff, 2), "arms": {}}
     for arm, kind in (("current", "cluster"), ("weight", "weight")):
         model_cfg, train_cfg = recipe_configs("fast", aln.L, neff=neff, train_overrides={
-            "checkpoint_every": 0, "seed": args.seed, "holdout_by": kind})
+            "checkpoint_every": 0, "seed": args.seed, "holdout_by": kind, "refit": False})
         t0 = time.perf_counter()
         res = fit_alignment(aln, weights, model_cfg, train_cfg, theta=0.2)
         train_s = time.perf_counter() - t0
@@ -119,7 +119,7 @@ def main() -> None:
     # the refit: the weight arm's recipe and seed on every inner sequence, stopped at its kept step
     best = out["arms"]["weight"]["best_step"]
     _, refit_cfg = recipe_configs("fast", aln.L, neff=neff, train_overrides={
-        "checkpoint_every": 0, "seed": args.seed, "holdout_fraction": 0.0, "early_stopping": 0})
+        "checkpoint_every": 0, "seed": args.seed, "holdout_fraction": 0.0, "early_stopping": 0, "refit": False})
     kept: dict = {}
 
     def stop_at(step, model):  # the model holds the scoring (averaged) weights here

@@ -7,7 +7,8 @@
 
 Trains one model with the given ``VAEConfig`` / ``TrainConfig`` fields (with ``--recipe``: changes
 to that recipe, its step rule and early stopping included) on 90 % of the dataset's
-sequences (``holdout_fraction`` 0.1 unless given), records the held-out ELBO every ``eval_every``
+sequences (``holdout_fraction`` 0.1 unless given; no refit on every sequence unless the JSON sets ``refit``:
+the run is judged on its held-out set), records the held-out ELBO every ``eval_every``
 steps, then scores the DMS of ``benchmarks/datasets.csv`` (K = ``--samples``; DATASET may instead be an
 alignment path, relative to --data-dir or not, for a family without a DMS: ρ is then null) and appends one
 JSON line to ``--out`` (default ``benchmarks/runs/recipe_search.jsonl``). Several settings run side
@@ -74,7 +75,8 @@ def main() -> None:
     model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
     if args.recipe:
         model_cfg, train_cfg = recipe_configs(args.recipe, aln.L, neff=float(weights.sum()), model_overrides=model_kw,
-                                              train_overrides={"checkpoint_every": 0, **json.loads(args.train_json)})
+                                              train_overrides={"checkpoint_every": 0, "refit": False,
+                                                               **json.loads(args.train_json)})
     else:
         train_cfg = TrainConfig(**{"holdout_fraction": 0.1, "checkpoint_every": 0, **json.loads(args.train_json)})
         model_cfg = VAEConfig(seq_len=aln.L, **model_kw)

@@ -30,6 +30,7 @@ from deepseqvae.alphabet import N_AA
 from deepseqvae.checkpoint import build_model, load_checkpoint
 from deepseqvae.score import apply_changes, delta_elbo
 from deepseqvae.train import TrainConfig, run_holdout_split
+from deepseqvae.weights import compute_weights
 
 
 def substitution_block(seq: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -74,11 +75,14 @@ def main() -> None:
     for path in args.model:
         ck = load_checkpoint(path)
         cfg = TrainConfig(**ck.train_config)
+        if cfg.refit or not cfg.holdout_fraction > 0:
+            raise SystemExit(f"error: {path}: trained on every sequence (refit or no hold-out): nothing is held out")
         opts = ck.info.alignment_options  # read as the model was trained
         if repr(opts) not in cache:
-            cache[repr(opts)] = opts.read(args.msa)
-        aln = cache[repr(opts)]
-        held = run_holdout_split(aln.codes, cfg, aln.focus_index, ck.info.theta)[1]
+            read = opts.read(args.msa)
+            cache[repr(opts)] = (read, compute_weights(read.codes, ck.info.theta))
+        aln, weights = cache[repr(opts)]
+        held = run_holdout_split(aln.codes, cfg, aln.focus_index, ck.info.theta, weights=weights)[1]
         rng = np.random.default_rng(args.seed)
         rows = np.sort(rng.choice(held, size=min(args.sequences, held.size), replace=False))
         t0 = time.perf_counter()
