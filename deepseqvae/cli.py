@@ -154,7 +154,8 @@ def _recipe_help() -> str:
             "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
             f"decoder products; steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
             f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, ending earlier when the held-out "
-            "log-likelihood (10 % of the sequences, by clusters) stops improving; the posterior variances "
+            "log-likelihood (80 %-identity clusters worth 10 % of the sequence weight) stops improving, then "
+            "trained again on every sequence up to that step (--refit); the posterior variances "
             "step faster in families with fewer than 1,000 effective sequences (--variance-lr). paper: DeepSequence "
             "exactly (100-2000 decoder, DeepSequence's Adam, 300,000 steps: a GPU job). "
             "The options below override the recipe.")
@@ -213,11 +214,11 @@ def _recipe_help() -> str:
 @click.option("--holdout-by", type=click.Choice(["cluster", "weight", "sequence"]), default=None,
               help="How --holdout is drawn: whole 80 %-identity clusters until that fraction of the rows (cluster) "
                    "or of the total sequence weight, Neff (weight), or single sequences (sequence). "
-                   "[default: cluster]")
+                   "[default: weight]")
 @click.option("--refit/--no-refit", default=None,
               help="With --holdout: after early stopping, train again from the same start on every sequence up to "
-                   "the step the held-out set chose, and save that model (about 1.7x the training time). "
-                   "[default: --no-refit]")
+                   "the step the held-out set chose, and save that model (a second run up to that step). "
+                   "[default: fast: --refit; paper: no hold-out]")
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
               help="Stop after N held-out evaluations (every 100 steps in the fast recipe) without a better held-out "
                    "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 30 % of the "

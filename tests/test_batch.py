@@ -257,7 +257,7 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
                options=AlignmentOptions(columns="all"), weights_path=wdir / "demo_theta_0.2.npy", device="cpu",
                model_options={"latent_dim": 2, "encoder_hidden": (8, 8), "decoder_hidden": (8, 16),
                               "dictionary_size": 0},
-               train_options={"steps": 5, "seed": 1, "checkpoint_every": 5})
+               train_options={"steps": 5, "seed": 1, "checkpoint_every": 5, "refit": False})  # as a killed job
 
     # 1. All rows: the missing alignment fails its own jobs, with one line; the others complete.
     one_thread = ["--set-threads", "weights=1", "train=1", "check=1", "score=1"]  # two jobs at a time

@@ -2,6 +2,7 @@
 averaging and the held-out split, each against a hand computation."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -495,6 +496,10 @@ def test_fast_step_rule():
 def test_fast_early_stopping_rule():
     from deepseqvae.train import recipe_configs
 
+    fast, paper = recipe_configs("fast", 253, neff=100.0)[1], recipe_configs("paper", 253)[1]
+    assert (fast.holdout_fraction, fast.holdout_by, fast.refit) == (0.1, "weight", True)
+    assert (paper.holdout_fraction, paper.refit) == (0.0, False)
+
     # held-out every 100 steps; stop after 30 % of the steps without a better one, counted in evaluations:
     # ceil(0.3 * steps / 100), so L = 253 (4,500 steps) -> 14, L = 387 (3,000) -> 9, L = 60 (1,100) -> 4
     got = [(c.steps, c.eval_every, c.early_stopping)
@@ -664,6 +669,7 @@ def test_refit_trains_every_sequence_to_the_kept_step(tmp_path, monkeypatch):
     from deepseqvae.alignment import read_alignment
     from deepseqvae.alphabet import ALPHABET
     from deepseqvae.checkpoint import ModelInfo, load_checkpoint
+    from deepseqvae.errors import CheckpointError
     from deepseqvae.train import fit_alignment
 
     codes, _ = family()
@@ -696,5 +702,8 @@ def test_refit_trains_every_sequence_to_the_kept_step(tmp_path, monkeypatch):
     assert saved.history["refit_step"] == [10] and saved.step == 10
     again = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, resume=saved).checkpoint
     assert again.step == 10 and all(torch.equal(again.state[k], ck.state[k]) for k in ck.state)
+    with pytest.raises(CheckpointError, match="refit on every sequence up to step 10 of a 100-step run; it cannot be "
+                       "continued with other settings: train anew"):
+        fit_alignment(aln, w, model_cfg, replace(cfg, steps=200), theta=0.2, resume=saved)
     with pytest.raises(ValueError, match=r"stop_step must lie in \[1, steps = 100\], not 101"):
         TrainConfig(steps=100, stop_step=101)
