@@ -597,8 +597,10 @@ def fit_alignment(
     log.info("refitting on all %d sequences up to step %d, the step the held-out set chose", alignment.N, kept)
     refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
                    checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
-    return TrainResult(checkpoint=refit.checkpoint, seconds=result.seconds + refit.seconds,
-                       steps_per_second=refit.steps_per_second, history=refit.history)
+    seconds = result.seconds + refit.seconds
+    n_steps = result.steps_per_second * result.seconds + refit.steps_per_second * refit.seconds  # of both runs
+    return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
+                       steps_per_second=n_steps / seconds if seconds > 0 else math.nan, history=refit.history)
 
 
 def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
