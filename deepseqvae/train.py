@@ -555,6 +555,12 @@ def fit_alignment(
 
     With ``resume``, the model configuration comes from the checkpoint, whose focus sequence must
     equal the alignment's.
+
+    With ``train_cfg.refit`` and held-out data, the (early-stopped) run is followed by a second one
+    from the same start and learning-rate path on every sequence, ended at the step the held-out
+    set chose; that model is returned and saved, its history carrying the first run's held-out
+    record and ``refit_step``. The second run writes no intermediate checkpoint: interrupted, a
+    resume finds the first run's end in ``checkpoint_path`` and runs the second again.
     """
     from .errors import CheckpointError
     from .model import VAEConfig
@@ -593,7 +599,8 @@ def fit_alignment(
         return result
     h = result.history
     kept = int(h["best_step"][-1]) if h.get("best_step") else result.checkpoint.step
-    record = {k: list(h[k]) for k in ("eval_step", "heldout_elbo", "heldout_iwll", "best_step", "best_iwll") if k in h}
+    record = {k: list(h[k]) for k in ("eval_step", "heldout_elbo", "heldout_iwll", "heldout_iwll_mean", "best_step",
+                                      "best_iwll") if k in h}
     log.info("refitting on all %d sequences up to step %d, the step the held-out set chose", alignment.N, kept)
     refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
                    checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
