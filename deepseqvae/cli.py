@@ -209,8 +209,8 @@ def _recipe_help() -> str:
 @click.option("--pseudocount", type=click.FloatRange(0), default=0.1, show_default=True,
               help="Pseudocount of the independent model, as a fraction of each column's weighted count.")
 @click.option("--holdout", "holdout_fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Fraction of the sequences held out of training, by 80 %-identity clusters, to measure "
-                   "generalisation (0 = train on all). [default: 0.1 (fast), 0 (paper)]")
+              help="Share held out of training, by 80 %-identity clusters (see --holdout-by), to measure "
+                   "generalisation and stop early (0 = train on all). [default: 0.1 (fast), 0 (paper)]")
 @click.option("--holdout-by", type=click.Choice(["cluster", "weight", "sequence"]), default=None,
               help="How --holdout is drawn: whole 80 %-identity clusters until that fraction of the rows (cluster) "
                    "or of the total sequence weight, Neff (weight), or single sequences (sequence). "
