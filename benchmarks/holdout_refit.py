@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import REPO, add_data_dir, commit
-from benchmarks.reproduce import dms_variants, read_datasets, resolve_path
+from benchmarks.recipe_search import dataset_alignment
+from benchmarks.reproduce import dms_variants
 
 OUTER_SEED = 1000
 OUTER_FRACTION = 0.1
@@ -55,7 +56,6 @@ def subset(aln, rows: np.ndarray):
 def main() -> None:
     import torch
 
-    from deepseqvae.alignment import AlignmentOptions
     from deepseqvae.checkpoint import build_model
     from deepseqvae.model import VAE
     from deepseqvae.runtime import keep_heap
@@ -75,14 +75,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_heap()
-    table = read_datasets()
-    if args.dataset in table.index:
-        row = table.loc[args.dataset]
-        full = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], args.data_dir))
-    else:
-        row = None
-        msa = Path(args.dataset) if Path(args.dataset).exists() else args.data_dir / args.dataset
-        full = AlignmentOptions().read(msa)
+    try:
+        row, full = dataset_alignment(args.dataset, args.data_dir)
+    except FileNotFoundError as exc:
+        ap.error(str(exc))
     full_w = compute_weights(full.codes, 0.2)
     inner_rows, outer_rows = cluster_holdout_split(full.codes, OUTER_FRACTION, OUTER_SEED + args.seed,
                                                    keep=full.focus_index, theta=0.2, weights=full_w)

@@ -31,7 +31,6 @@ from benchmarks.reproduce import dms_variants, read_datasets, resolve_path
 def main() -> None:
     import torch
 
-    from deepseqvae.alignment import AlignmentOptions
     from deepseqvae.model import VAEConfig
     from deepseqvae.runtime import keep_heap
     from deepseqvae.score import delta_elbo, spearman
@@ -61,16 +60,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_heap()
-    table = read_datasets()
-    if args.dataset in table.index:
-        row = table.loc[args.dataset]
-        aln = AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], args.data_dir))
-    else:  # a family without a DMS (e.g. P53_HUMAN/msa.a2m under --data-dir): held-out estimates only
-        row = None
-        msa = Path(args.dataset) if Path(args.dataset).exists() else args.data_dir / args.dataset
-        if not msa.exists():
-            ap.error(f"{args.dataset}: neither a dataset of benchmarks/datasets.csv nor an alignment file")
-        aln = AlignmentOptions().read(msa)
+    try:
+        row, aln = dataset_alignment(args.dataset, args.data_dir)
+    except FileNotFoundError as exc:
+        ap.error(str(exc))
     weights = compute_weights(aln.codes, 0.2)
     model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
     if args.recipe:
@@ -119,6 +112,21 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as fh:
         fh.write(json.dumps(out) + "\n")
+
+
+def dataset_alignment(dataset: str, data_dir: Path):
+    """(row of benchmarks/datasets.csv or None, Alignment) for ``dataset``: a dataset id, or an alignment path
+    (relative to ``data_dir`` or not) for a family without a DMS (e.g. P53_HUMAN/msa.a2m: held-out estimates only)."""
+    from deepseqvae.alignment import AlignmentOptions
+
+    table = read_datasets()
+    if dataset in table.index:
+        row = table.loc[dataset]
+        return row, AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], data_dir))
+    msa = Path(dataset) if Path(dataset).exists() else data_dir / dataset
+    if not msa.exists():
+        raise FileNotFoundError(f"{dataset}: neither a dataset of benchmarks/datasets.csv nor an alignment file")
+    return None, AlignmentOptions().read(msa)
 
 
 def simulated_stop(steps: list[int], values: list[float], patience: int) -> tuple[int, int]:
