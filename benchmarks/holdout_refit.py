@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import REPO, add_data_dir, commit
-from benchmarks.recipe_search import dataset_alignment
-from benchmarks.reproduce import dms_variants
+from benchmarks.reproduce import dataset_alignment, dms_variants
 
 OUTER_SEED = 1000
 OUTER_FRACTION = 0.1

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import REPO, add_data_dir, commit
-from benchmarks.reproduce import dms_variants, read_datasets, resolve_path
+from benchmarks.reproduce import dataset_alignment, dms_variants
 
 
 def main() -> None:
@@ -112,21 +112,6 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as fh:
         fh.write(json.dumps(out) + "\n")
-
-
-def dataset_alignment(dataset: str, data_dir: Path):
-    """(row of benchmarks/datasets.csv or None, Alignment) for ``dataset``: a dataset id, or an alignment path
-    (relative to ``data_dir`` or not) for a family without a DMS (e.g. P53_HUMAN/msa.a2m: held-out estimates only)."""
-    from deepseqvae.alignment import AlignmentOptions
-
-    table = read_datasets()
-    if dataset in table.index:
-        row = table.loc[dataset]
-        return row, AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], data_dir))
-    msa = Path(dataset) if Path(dataset).exists() else data_dir / dataset
-    if not msa.exists():
-        raise FileNotFoundError(f"{dataset}: neither a dataset of benchmarks/datasets.csv nor an alignment file")
-    return None, AlignmentOptions().read(msa)
 
 
 def simulated_stop(steps: list[int], values: list[float], patience: int) -> tuple[int, int]:

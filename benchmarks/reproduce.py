@@ -85,6 +85,21 @@ def resolve_path(value: str, data_dir: Path) -> Path:
     return REPO / value[len("@repo/"):] if value.startswith("@repo/") else data_dir / value
 
 
+def dataset_alignment(dataset: str, data_dir: Path):
+    """(row of benchmarks/datasets.csv or None, Alignment) for ``dataset``: a dataset id, or an alignment path
+    (relative to ``data_dir`` or not) for a family without a DMS (e.g. P53_HUMAN/msa.a2m: held-out estimates only)."""
+    from deepseqvae.alignment import AlignmentOptions
+
+    table = read_datasets()
+    if dataset in table.index:
+        row = table.loc[dataset]
+        return row, AlignmentOptions(fmt=row["msa_format"] or "auto").read(resolve_path(row["msa"], data_dir))
+    msa = Path(dataset) if Path(dataset).exists() else data_dir / dataset
+    if not msa.exists():
+        raise FileNotFoundError(f"{dataset}: neither a dataset of benchmarks/datasets.csv nor an alignment file")
+    return None, AlignmentOptions().read(msa)
+
+
 def missense_mask(resolved) -> np.ndarray:
     """True for rows that change at least one residue (synonymous rows and the wild type excluded)."""
     return np.array([bool(r.changes) or not r.ok for r in resolved])
