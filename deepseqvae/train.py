@@ -65,6 +65,8 @@ class TrainConfig:
     early_stopping: int = 0         # > 0 with held-out data: stop after this many evaluations without a better
     #                                 held-out importance-weighted log-likelihood, and score with the best weights
     eval_samples: int = 4           # decoder-weight samples of each held-out ELBO estimate
+    eval_rows: int = 0              # > 0: estimate on a fixed sample of at most this many held-out sequences, drawn
+    #                                 in proportion to their weights (heldout_sample); 0 = every held-out sequence
     stop_on: str = "iwll"           # early stopping's criterion: "iwll" (θ sampled from q(θ)) or "iwll_mean" (the
     #                                 decoder at its posterior means: the fit without θ's sampling noise)
     init_bias: str = "constant"     # output-bias start: "constant" (DeepSequence's 0.1) or "profile": the training
@@ -85,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"stop_on must be one of {', '.join(STOP_CRITERIA)}, not {self.stop_on!r}")
         if self.early_stopping < 0:
             raise ValueError("early_stopping must be >= 0")
+        if self.eval_rows < 0:
+            raise ValueError("eval_rows must be >= 0 (0 = every held-out sequence)")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError("decay_fraction must lie in (0, 1]")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -323,6 +327,31 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
             "iwll": float((iw * weights).sum() / total)}
 
 
+def heldout_sample(weights: np.ndarray, n_draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, counts): ``n_draws`` draws from held-out sequences with ``weights`` (M,), each row
+    drawn in proportion to its weight, as distinct rows and how often each was drawn.
+
+    Systematic sampling (one seeded random start, ``n_draws`` equally spaced points along the
+    weights' running sum, in a seeded random order): row i is drawn ⌊n·w_i/W⌋ or ⌈n·w_i/W⌉ times,
+    so ``Σ counts · f / n_draws`` is an unbiased estimate of the weighted mean ``Σ w·f / W`` with less
+    variance than independent draws; at most ``n_draws`` distinct rows, never one of weight zero.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or not np.all(w >= 0) or not w.sum() > 0:
+        raise ValueError("held-out weights must be a 1-D array of non-negative numbers with a positive sum")
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, not {n_draws}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(w.shape[0])
+    order = order[w[order] > 0]  # (M',) a zero weight spans no stretch of the running sum
+    edges = np.cumsum(w[order]) * (n_draws / w.sum())  # (M',) running sum in units of draws; the last ~n_draws
+    points = rng.random() + np.arange(n_draws)  # (n_draws,) in [0, n_draws)
+    # row order[j] takes the points in [edges[j-1], edges[j]); the clip only catches the last edge's rounding
+    picked = order[np.minimum(np.searchsorted(edges, points, side="right"), order.shape[0] - 1)]
+    rows, counts = np.unique(picked, return_counts=True)
+    return rows, counts
+
+
 def train(
     model: VAE,
     codes: np.ndarray,
@@ -390,8 +419,15 @@ def train(
         log.info("resuming at step %d", step)
     held = None
     if heldout is not None and heldout[0].shape[0] > 0:
-        held = (torch.tensor(np.asarray(heldout[0]), dtype=torch.int8, device=device),
-                torch.as_tensor(heldout[1], dtype=torch.float64, device=device))
+        held_codes, held_weights = np.asarray(heldout[0]), np.asarray(heldout[1], dtype=np.float64)
+        if cfg.eval_rows and held_codes.shape[0] > cfg.eval_rows:
+            # a large family's held-out set costs more to evaluate than the training between evaluations
+            rows, counts = heldout_sample(held_weights, cfg.eval_rows, cfg.seed)
+            log.info("held-out estimates on %d of the %d held-out sequences (a weight-proportional sample)",
+                     len(rows), held_codes.shape[0])
+            held_codes, held_weights = held_codes[rows], counts.astype(np.float64)
+        held = (torch.tensor(held_codes, dtype=torch.int8, device=device),
+                torch.as_tensor(held_weights, dtype=torch.float64, device=device))
         history.setdefault("eval_step", [])
         history.setdefault("heldout_elbo", [])
         history.setdefault("heldout_iwll", [])
