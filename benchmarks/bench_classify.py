@@ -53,7 +53,7 @@ from deepseqvae.classify import (
 )
 from deepseqvae.fileio import atomic_write
 from deepseqvae.pipeline import classify_file, scan_scores, train_file
-from deepseqvae.train import DEFAULT_RECIPE
+from deepseqvae.train import DEFAULT_RECIPE, training_finished
 
 DATASETS = ("P53_HUMAN", "PTEN_HUMAN")
 
@@ -67,17 +67,17 @@ def fmt(v: float) -> str:
 
 
 def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int, device: str,
-               options: dict | None = None) -> float:
-    """Train (or resume, or reuse) one seed of ``recipe``; returns the seconds spent."""
+               options: dict | None = None) -> float | None:
+    """Train (or resume, or reuse) one seed of ``recipe``; returns the seconds spent (None: reused as it was)."""
     t0 = time.perf_counter()
     if ckpt.exists():
         ck = load_checkpoint(ckpt)
         if ck.train_config.get("recipe") != recipe:
             sys.exit(f"{ckpt}: trained with recipe {ck.train_config.get('recipe')!r}, not {recipe!r}; delete it "
                      "or use another --work-dir")
-        if ck.step >= ck.train_config["steps"]:
-            print(f"{ckpt}: already trained for {ck.step} steps, reused", file=sys.stderr)
-            return 0.0
+        if training_finished(ck):
+            print(f"{ckpt}: finished training (step {ck.step}), reused", file=sys.stderr)
+            return None
     train_file(msa, ckpt, recipe=recipe, train_options={**(options or {}), "steps": steps, "seed": seed}, device=device,
                resume=ckpt.exists(), progress=True)
     return time.perf_counter() - t0
@@ -94,6 +94,10 @@ def site_independent_baseline(msa: Path, labels_path: Path, work: Path, name: st
             f"classified the same way: AUC {fmt(ev.auc_evolutionary_index)}; at 75 % retained accuracy "
             f"{100 * at75.accuracy:.1f} %, pathogenic labels called pathogenic {100 * at75.pathogenic_accuracy:.1f} % "
             f"(coverage {100 * at75.pathogenic_coverage:.1f} %), benign called benign {fmt_pct(at75.benign_accuracy)}")
+
+
+def fmt_seconds(t: float | None) -> str:
+    return "reused" if t is None else f"{t:.0f} s"
 
 
 def fmt_pct(v: float) -> str:
@@ -151,7 +155,7 @@ def with_prior(name: str, scan, others: dict, args) -> tuple[str, dict]:
                   "loo_prior_benign_accuracy_75": at75.benign_accuracy, "loo_prior_auc": ev.auc_pathogenicity}
 
 
-def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float], scan_s: float,
+def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | None], scan_s: float,
                 prior_scans: dict) -> tuple[str, pd.DataFrame]:
     data = args.data_dir / name
     msa, labels_path = data / "msa.a2m", data / "clinvar_labels.csv"
@@ -172,7 +176,7 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float], 
     at75 = ev.by_retain.set_index("retain_pct").loc[75]
     baseline = site_independent_baseline(msa, labels_path, work, name)
     lines = [report_markdown(cls, ev),
-             f"- seeds {', '.join(map(str, args.seeds))}: training {', '.join(f'{t:.0f} s' for t in train_s)}; "
+             f"- seeds {', '.join(map(str, args.seeds))}: training {', '.join(map(fmt_seconds, train_s))}; "
              f"scans {scan_s:.0f} s; AUC of −ΔELBO per seed: {', '.join(fmt(a) for a in per_seed)}",
              "- figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures),
              baseline]
@@ -240,7 +244,7 @@ def main() -> None:
         scans, train_s, scan_s = scan_dataset(name, args, args.prior_seeds)
         prior_scans[name] = mean_scans(scans)
         text += (f"Prior dataset {name} (seeds {', '.join(map(str, args.prior_seeds))}): {len(scans[0].mutants):,} "
-                 f"single mutants; training {', '.join(f'{t:.0f} s' for t in train_s)}; scan {scan_s:.0f} s.\n\n")
+                 f"single mutants; training {', '.join(map(fmt_seconds, train_s))}; scan {scan_s:.0f} s.\n\n")
     tables = []
     for name in names:
         section, rows = run_dataset(name, args, stem, *runs[name], prior_scans if len(prior_scans) > 1 else {})

@@ -209,12 +209,12 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
             stops |= {s for s in save_steps if 0 < s < steps} if i == 0 else set()
             if budget:
                 stops |= set(range(CHUNK, steps, CHUNK))
-        ckpt, t_train, n_steps, n_run = None, 0.0, 0, 0.0
+        ckpt, t_train, n_steps, n_run = None, 0.0, 0, 0
         for stop in sorted(stops):
             tc = TrainConfig(**{**base_cfg.__dict__, "steps": stop, "seed": seed})
             res = fit_alignment(aln, weights, model_cfg, tc, theta=0.2, device=dev, resume=ckpt)
             ckpt, t_train, n_steps = res.checkpoint, t_train + res.seconds, res.checkpoint.step  # early stop: fewer
-            n_run += res.steps_per_second * res.seconds  # steps run, a refit's second run included
+            n_run += res.steps_run  # steps run, a refit's second run included
             if i == 0 and stop in save_steps and stop != steps:
                 save_checkpoint(ckpt, run_dir / f"{row['id']}_seed{seed}_step{stop}.pt")
             if budget and t_train >= 60 * budget:

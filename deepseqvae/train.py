@@ -220,7 +220,8 @@ class TrainResult:
 
     checkpoint: Checkpoint          # final state (also written to disk when a path was given)
     seconds: float                  # wall time of this call
-    steps_per_second: float         # over this call
+    steps_per_second: float         # steps_run / seconds
+    steps_run: int = 0              # optimisation steps this call ran (with a refit: both runs')
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -571,7 +572,8 @@ def train(
     if checkpoint_path is not None:
         save_checkpoint(final, checkpoint_path)
     rate = (step - start_step) / seconds if seconds > 0 else math.nan
-    return TrainResult(checkpoint=final, seconds=seconds, steps_per_second=rate, history=history)
+    return TrainResult(checkpoint=final, seconds=seconds, steps_per_second=rate, steps_run=step - start_step,
+                       history=history)
 
 
 def fit_alignment(
@@ -641,9 +643,25 @@ def fit_alignment(
     refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
                    checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
     seconds = result.seconds + refit.seconds
-    n_steps = result.steps_per_second * result.seconds + refit.steps_per_second * refit.seconds  # of both runs
+    n_steps = result.steps_run + refit.steps_run  # of both runs
     return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
-                       steps_per_second=n_steps / seconds if seconds > 0 else math.nan, history=refit.history)
+                       steps_per_second=n_steps / seconds if seconds > 0 else math.nan, steps_run=n_steps,
+                       history=refit.history)
+
+
+def training_finished(ck: Checkpoint) -> bool:
+    """Whether ``ck`` ends its training run: a refit's second run is done (with ``refit`` and held-out
+    data), else the run reached its steps or early stopping ended it. A resume of a finished checkpoint
+    trains no further; one of an unfinished checkpoint goes on (:func:`fit_alignment`)."""
+    cfg, h = ck.train_config or {}, ck.history or {}
+    if cfg.get("refit") and cfg.get("holdout_fraction", 0) > 0:
+        return bool(h.get("refit_step"))  # the first run's end is not yet the model
+    if ck.step >= cfg.get("steps", math.inf):
+        return True
+    patience = cfg.get("early_stopping", 0)
+    if not patience or not h.get("best_step"):
+        return False
+    return sum(s > h["best_step"][-1] for s in h.get("eval_step", [])) >= patience
 
 
 def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
@@ -663,7 +681,7 @@ def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, in
     if checkpoint_path is not None:
         save_checkpoint(ck, checkpoint_path)
     return TrainResult(checkpoint=ck, seconds=result.seconds, steps_per_second=result.steps_per_second,
-                       history=history)
+                       steps_run=result.steps_run, history=history)
 
 
 def profile_logits(codes: torch.Tensor, weights: torch.Tensor, pseudocount: float = PROFILE_PSEUDOCOUNT

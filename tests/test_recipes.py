@@ -16,6 +16,7 @@ from deepseqvae.train import (
     _neighbour_mask,
     cluster_holdout_split,
     heldout_estimates,
+    heldout_sample,
     holdout_split,
     profile_logits,
     run_holdout_split,
@@ -683,8 +684,10 @@ def test_refit_trains_every_sequence_to_the_kept_step(tmp_path, monkeypatch):
     # IWLL at steps 5, 10, 15, 20: best at step 10, then two worse evaluations -> the first stage stops at 20
     _scripted_heldout(monkeypatch, [-10.0, -9.0, -9.5, -9.7, -8.0])
     cfg = TrainConfig(steps=100, early_stopping=2, holdout_fraction=0.2, holdout_by="sequence", refit=True, **base)
-    ck = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, checkpoint_path=tmp_path / "m.pt").checkpoint
+    res = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, checkpoint_path=tmp_path / "m.pt")
+    ck = res.checkpoint
     assert ck.step == 10 and ck.history["refit_step"] == [10]
+    assert res.steps_run == 20 + 10  # the first stage to its stop, then the refit to the kept step
     assert ck.history["best_step"] == [10] and ck.history["eval_step"] == [5, 10, 15, 20]  # the first stage's record
     assert ck.train_config["stop_step"] == 10 and ck.train_config["refit"]
     assert ck.train_config["holdout_fraction"] == 0.2
@@ -707,3 +710,72 @@ def test_refit_trains_every_sequence_to_the_kept_step(tmp_path, monkeypatch):
         fit_alignment(aln, w, model_cfg, replace(cfg, steps=200), theta=0.2, resume=saved)
     with pytest.raises(ValueError, match=r"stop_step must lie in \[1, steps = 100\], not 101"):
         TrainConfig(steps=100, stop_step=101)
+
+
+def test_heldout_sample_draws_each_row_in_proportion_to_its_weight():
+    w = np.array([0.5, 0.0, 2.0, 1.0, 0.1, 0.4])  # total 4.0: 40 draws give 5, 0, 20, 10, 1, 4 exactly
+    rows, counts = heldout_sample(w, 40, seed=3)
+    assert rows.tolist() == [0, 2, 3, 4, 5] and counts.tolist() == [5, 20, 10, 1, 4]
+    # 7 draws: row i is drawn floor or ceil of 7 w_i / W times, 7 in all, never the zero-weight row
+    for seed in range(20):
+        rows, counts = heldout_sample(w, 7, seed=seed)
+        expected = 7 * w[rows] / w.sum()
+        assert counts.sum() == 7 and 1 not in rows
+        assert np.all(counts >= np.floor(expected)) and np.all(counts <= np.ceil(expected))
+    # unbiased: over many starts the mean count of each row is n w_i / W
+    mean = np.zeros_like(w)
+    for seed in range(2000):
+        rows, counts = heldout_sample(w, 7, seed=seed)
+        mean[rows] += counts / 2000
+    assert mean == pytest.approx(7 * w / w.sum(), abs=0.05)
+    a, b = heldout_sample(w, 7, seed=5), heldout_sample(w, 7, seed=5)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="positive sum"):
+        heldout_sample(np.zeros(3), 2, seed=0)
+    with pytest.raises(ValueError, match="n_draws must be >= 1"):
+        heldout_sample(w, 0, seed=0)
+
+
+def test_eval_rows_estimates_on_the_weight_sample_of_the_held_out_set():
+    from deepseqvae.train import make_generator
+
+    codes, w = family(n=60)
+    held = (codes[40:], np.linspace(0.2, 2.0, 20))
+    base = dict(steps=10, batch_size=8, seed=2, log_every=5, eval_every=5, eval_samples=3)
+    out = {}
+    for rows in (0, 8, 20):  # 20 = every held-out row: no sample
+        model = fresh_model(seed=1)
+        res = train(model, codes[:40], w[:40], TrainConfig(eval_rows=rows, **base), info_for(codes[:40], w[:40]),
+                    heldout=held)
+        out[rows] = res.history["heldout_iwll"]
+        if rows == 8:  # the last evaluation, by hand: the sample's rows weighted by their counts
+            idx, counts = heldout_sample(held[1], 8, seed=2)
+            assert len(idx) <= 8 and counts.sum() == 8
+            gen = make_generator(torch.device("cpu"), 3)  # train's evaluation stream (seed + 1)
+            args = (torch.tensor(held[0][idx]), torch.as_tensor(counts, dtype=torch.float64), 3)
+            heldout_estimates(model, *args, gen)  # the first evaluation's draws
+            # the model's final weights are the last evaluation's (no moving average here)
+            assert heldout_estimates(model, *args, gen)["iwll"] == pytest.approx(out[8][-1], rel=1e-6)
+    assert out[0] == out[20] and out[0] != out[8]
+    with pytest.raises(ValueError, match="eval_rows must be >= 0"):
+        TrainConfig(eval_rows=-1)
+
+
+def test_training_finished_by_steps_early_stopping_or_refit():
+    from deepseqvae.checkpoint import Checkpoint
+    from deepseqvae.train import training_finished
+
+    def ck(step, cfg, **history):
+        return Checkpoint(kind="vae", model_config={}, state={}, info=None, train_config=cfg, step=step,
+                          history=history)
+
+    assert training_finished(ck(100, {"steps": 100}))
+    assert not training_finished(ck(60, {"steps": 100}))
+    stopping = {"steps": 100, "early_stopping": 2}
+    assert training_finished(ck(40, stopping, eval_step=[10, 20, 30, 40], best_step=[20]))  # two worse since 20
+    assert not training_finished(ck(30, stopping, eval_step=[10, 20, 30], best_step=[20]))
+    refit = {"steps": 100, "early_stopping": 2, "holdout_fraction": 0.1, "refit": True}
+    # the first run's early-stopped end is not the model yet; the refit's checkpoint is
+    assert not training_finished(ck(40, refit, eval_step=[10, 20, 30, 40], best_step=[20]))
+    assert training_finished(ck(20, {**refit, "stop_step": 20}, eval_step=[10, 20, 30, 40], best_step=[20],
+                                refit_step=[20]))
