@@ -227,6 +227,10 @@ def _recipe_help() -> str:
               help="Held-out criterion of --early-stopping: the importance-weighted log-likelihood with the decoder "
                    "weights drawn from their posterior (iwll) or held at their posterior means (iwll_mean: the "
                    "fit without the weights' sampling noise). [default: iwll]")
+@click.option("--eval-rows", type=click.IntRange(0), default=None, metavar="N",
+              help="Held-out estimates on a fixed sample of N draws from the held-out sequences, in proportion to "
+                   "their weights, instead of all of them: bounds the evaluations' cost on a very large family, at "
+                   "the price of a noisier stopping criterion (0 = every held-out sequence). [default: 0]")
 @click.option("--init-bias", type=click.Choice(["constant", "profile"]), default=None,
               help="Start of the decoder's output bias: DeepSequence's constant, or the alignment's site-independent "
                    "profile (conserved columns are fitted from the first step; README, \"Training recipes\"). "
@@ -246,7 +250,8 @@ def _recipe_help() -> str:
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, variance_lr, seed, device,
                   decoder, theta, weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size,
                   sparsity_tiles, dropout, pseudocount, holdout_fraction, holdout_by, refit, early_stopping, stop_on,
-                  init_bias, profile_pseudocount, checkpoint_every, compile_kernels, resume, progress, align_opts):
+                  eval_rows, init_bias, profile_pseudocount, checkpoint_every, compile_kernels, resume, progress,
+                  align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -284,7 +289,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                            variance_lr=variance_lr, seed=seed,
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
                            holdout_by=holdout_by, refit=refit, early_stopping=early_stopping, stop_on=stop_on,
-                           init_bias=init_bias,
+                           eval_rows=eval_rows, init_bias=init_bias,
                            profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))

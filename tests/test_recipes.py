@@ -545,6 +545,13 @@ def test_train_command_records_the_recipe(tmp_path):
     ck = load_checkpoint(out)
     assert (ck.train_config["recipe"], ck.train_config["optimizer"], ck.step) == ("paper", "deepsequence", 3)
     assert ck.model_config["decoder_hidden"] in ([8, 16], (8, 16))
+    # --eval-rows reaches the run (the fast recipe evaluates every held-out sequence unless told)
+    res = CliRunner().invoke(main, ["train", "alignments/demo.a2m", "-o", str(out), "--steps", "3", "--eval-rows", "50",
+                                    "--no-refit", "--encoder-hidden", "16", "--decoder-hidden", "8,16",
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    ck = load_checkpoint(out)
+    assert (ck.train_config["recipe"], ck.train_config["eval_rows"], ck.step) == ("fast", 50, 3)
 
 
 def _scripted_heldout(monkeypatch, values, mean_values=(0.0,)):
