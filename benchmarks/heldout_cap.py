@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks._common import add_data_dir, commit, machine
 from benchmarks.recipe_search import simulated_stop
-from benchmarks.reproduce import dataset_alignment
+from benchmarks.reproduce import open_run
 
 
 def main() -> None:
@@ -35,7 +35,6 @@ def main() -> None:
 
     from deepseqvae.checkpoint import ModelInfo
     from deepseqvae.model import VAE
-    from deepseqvae.runtime import keep_heap
     from deepseqvae.train import (
         fast_patience,
         heldout_estimates,
@@ -56,13 +55,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="heldout_cap.jsonl")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_heap()
-    try:
-        _, aln = dataset_alignment(args.dataset, args.data_dir)
-    except FileNotFoundError as exc:
-        ap.error(str(exc))
+    _, aln = open_run(ap, args)
     theta = 0.2
     weights = compute_weights(aln.codes, theta)
     model_cfg, cfg = recipe_configs("fast", aln.L, neff=float(weights.sum()),

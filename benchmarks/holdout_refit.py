@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import REPO, add_data_dir, commit
-from benchmarks.reproduce import dataset_alignment, dms_variants
+from benchmarks.reproduce import dms_variants, open_run
 
 OUTER_SEED = 1000
 OUTER_FRACTION = 0.1
@@ -57,7 +57,6 @@ def main() -> None:
 
     from deepseqvae.checkpoint import build_model
     from deepseqvae.model import VAE
-    from deepseqvae.runtime import keep_heap
     from deepseqvae.score import delta_elbo, spearman
     from deepseqvae.train import cluster_holdout_split, fit_alignment, heldout_estimates, make_generator, recipe_configs
     from deepseqvae.weights import compute_weights
@@ -71,13 +70,7 @@ def main() -> None:
     ap.add_argument("--outer-samples", type=int, default=32, help="K joint draws of the outer log-likelihood")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "runs" / "holdout_refit.jsonl"))
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_heap()
-    try:
-        row, full = dataset_alignment(args.dataset, args.data_dir)
-    except FileNotFoundError as exc:
-        ap.error(str(exc))
+    row, full = open_run(ap, args)
     full_w = compute_weights(full.codes, 0.2)
     inner_rows, outer_rows = cluster_holdout_split(full.codes, OUTER_FRACTION, OUTER_SEED + args.seed,
                                                    keep=full.focus_index, theta=0.2, weights=full_w)

@@ -25,14 +25,13 @@ import time
 from pathlib import Path
 
 from benchmarks._common import REPO, add_data_dir, commit
-from benchmarks.reproduce import dataset_alignment, dms_variants
+from benchmarks.reproduce import dms_variants, open_run
 
 
 def main() -> None:
     import torch
 
     from deepseqvae.model import VAEConfig
-    from deepseqvae.runtime import keep_heap
     from deepseqvae.score import delta_elbo, spearman
     from deepseqvae.train import TrainConfig, fit_alignment, recipe_configs
     from deepseqvae.weights import compute_weights
@@ -57,13 +56,7 @@ def main() -> None:
                          "itself should go to its budget and record both criteria "
                          "('\"early_stopping\": 0, \"stop_on\": \"iwll_mean\"')")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_heap()
-    try:
-        row, aln = dataset_alignment(args.dataset, args.data_dir)
-    except FileNotFoundError as exc:
-        ap.error(str(exc))
+    row, aln = open_run(ap, args)
     weights = compute_weights(aln.codes, 0.2)
     model_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.model_json).items()}
     if args.recipe:

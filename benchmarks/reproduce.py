@@ -100,6 +100,23 @@ def dataset_alignment(dataset: str, data_dir: Path):
     return None, AlignmentOptions().read(msa)
 
 
+def open_run(ap, args):
+    """The start of a one-run training script (recipe_search, holdout_refit, heldout_cap): ``args.threads``
+    (if set), the training process's heap setting (as ``deepseqvae train``), then ``dataset_alignment`` of
+    ``args.dataset``; an unknown dataset is a usage error of ``ap``. Returns (row or None, Alignment)."""
+    import torch
+
+    from deepseqvae.runtime import keep_heap
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_heap()
+    try:
+        return dataset_alignment(args.dataset, args.data_dir)
+    except FileNotFoundError as exc:
+        ap.error(str(exc))
+
+
 def missense_mask(resolved) -> np.ndarray:
     """True for rows that change at least one residue (synonymous rows and the wild type excluded)."""
     return np.array([bool(r.changes) or not r.ok for r in resolved])
