@@ -442,7 +442,7 @@ def train(
     n_worse = 0
     if cfg.early_stopping and history.get("best_step"):
         best_state = {k: v.to(device) for k, v in resume.state.items()}
-        n_worse = sum(s > history["best_step"][-1] for s in history.get("eval_step", []))
+        n_worse = _evaluations_since_best(history)
     stopped = bool(cfg.early_stopping) and n_worse >= cfg.early_stopping
     local = cfg.local_reparam and model.decoder.bayesian
     mm_dtype = torch.bfloat16 if cfg.matmul_dtype == "bfloat16" else None
@@ -661,7 +661,12 @@ def training_finished(ck: Checkpoint) -> bool:
     patience = cfg.get("early_stopping", 0)
     if not patience or not h.get("best_step"):
         return False
-    return sum(s > h["best_step"][-1] for s in h.get("eval_step", [])) >= patience
+    return _evaluations_since_best(h) >= patience
+
+
+def _evaluations_since_best(history: dict[str, list]) -> int:
+    """Held-out evaluations after the best one so far (early stopping's count, also on resume)."""
+    return sum(s > history["best_step"][-1] for s in history.get("eval_step", []))
 
 
 def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
