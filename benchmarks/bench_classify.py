@@ -36,12 +36,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmarks._common import REPO, add_data_dir, header, result_path, write_result
 from deepseqvae.checkpoint import load_checkpoint
 from deepseqvae.classify import (
+    BENIGN,
+    PATHOGENIC,
     PROTEIN_GMM_WEIGHT,
+    UNCERTAIN,
+    Classification,
+    Evaluation,
     auc,
     fit_prior,
     match_labels,
@@ -83,17 +89,46 @@ def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int,
     return time.perf_counter() - t0
 
 
-def site_independent_baseline(msa: Path, labels_path: Path, work: Path, name: str) -> str:
-    """One Markdown line: the same classification of the site-independent model of the same alignment."""
+def site_independent_baseline(msa: Path, labels_path: Path, work: Path, name: str) -> tuple[str, Evaluation]:
+    """One Markdown line (the same classification of the site-independent model of the same alignment) and
+    that model's evaluation."""
     ckpt = work / "site_independent.pt"
     train_file(msa, ckpt, model_kind="independent")
     ev = classify_file(work / f"{name}_site_independent_classes.csv", models=[ckpt], labels=labels_path,
                        gmm_seed=0).evaluation
     at75 = ev.by_retain.set_index("retain_pct").loc[75]
-    return (f"- baseline, the site-independent model of the same alignment (`deepseqvae train --model independent`), "
+    line = (f"- baseline, the site-independent model of the same alignment (`deepseqvae train --model independent`), "
             f"classified the same way: AUC {fmt(ev.auc_evolutionary_index)}; at 75 % retained accuracy "
             f"{100 * at75.accuracy:.1f} %, pathogenic labels called pathogenic {100 * at75.pathogenic_accuracy:.1f} % "
             f"(coverage {100 * at75.pathogenic_coverage:.1f} %), benign called benign {fmt_pct(at75.benign_accuracy)}")
+    return line, ev
+
+
+def wrong_classes(cls: Classification, ev: Evaluation, base: Evaluation, retain: int = 75) -> str:
+    """Markdown: the labelled variants whose class at ``retain`` % retained is not their label, with where their
+    evolutionary index falls among all single mutants of the scan and the site-independent model's class."""
+    col = f"EVE_classes_{retain}_pct_retained"
+    t = ev.table.assign(label=np.asarray(ev.match.labels.labels, dtype=float))  # 1 pathogenic, 0 benign
+    t = t[t.status == "ok"]
+    label = np.where(t.label == 1.0, PATHOGENIC, BENIGN)
+    wrong = t[(t[col] != UNCERTAIN) & (t[col] != label)].sort_values("evolutionary_index")
+    if wrong.empty:
+        return f"- at {retain} % retained every classified labelled variant has its label's class\n"
+    everything = np.sort(cls.scan.evolutionary_index)
+    b = base.table.set_index("mutant")
+    rows = ["| variant | label | evolutionary index | percentile among all single mutants | P(pathogenic) | "
+            "site-independent: index, class |", "|---|---|---|---|---|---|"]
+    for _, r in wrong.iterrows():
+        pct = 100.0 * np.searchsorted(everything, r.evolutionary_index, side="right") / len(everything)
+        rows.append(f"| {r.mutant} | {'pathogenic' if r.label == 1.0 else 'benign'} | {r.evolutionary_index:.2f} | "
+                    f"{pct:.0f} | {r.pathogenicity:.3f} | {b.evolutionary_index.get(r.mutant, np.nan):.2f}, "
+                    f"{b[col].get(r.mutant, '–')} |")
+    called_benign = wrong[wrong.label == 1.0]
+    also = int((called_benign.mutant.map(b[col]) != PATHOGENIC).sum())
+    return (f"- labelled variants in the wrong class at {retain} % retained: {len(wrong)} "
+            f"({len(called_benign)} pathogenic called benign, {len(wrong) - len(called_benign)} benign called "
+            f"pathogenic); the site-independent model does not call {also} of those {len(called_benign)} pathogenic "
+            "ones pathogenic either\n\n" + "\n".join(rows) + "\n")
 
 
 def fmt_seconds(t: float | None) -> str:
@@ -174,7 +209,7 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | 
         shutil.copyfile(run.output.with_name(run.output.stem + src), dst)
         figures.append(dst)
     at75 = ev.by_retain.set_index("retain_pct").loc[75]
-    baseline = site_independent_baseline(msa, labels_path, work, name)
+    baseline, base_ev = site_independent_baseline(msa, labels_path, work, name)
     lines = [report_markdown(cls, ev),
              f"- seeds {', '.join(map(str, args.seeds))}: training {', '.join(map(fmt_seconds, train_s))}; "
              f"scans {scan_s:.0f} s; AUC of −ΔELBO per seed: {', '.join(fmt(a) for a in per_seed)}",
@@ -185,6 +220,7 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | 
     if others:
         line, prior_cols = with_prior(name, mean, others, args)
         lines.append(line)
+    lines.append(wrong_classes(cls, ev, base_ev))
     if name == "P53_HUMAN":
         ok = ev.auc_evolutionary_index >= 0.90 and at75.accuracy >= 0.90
         lines.append(f"- issue 13 target (AUC ≥ 0.90, accuracy ≥ 90 % at 75 % retained): AUC "
