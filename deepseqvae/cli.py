@@ -221,8 +221,8 @@ def _recipe_help() -> str:
                    "[default: fast: --refit; paper: no hold-out]")
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
               help="Stop after N held-out evaluations (every 100 steps in the fast recipe) without a better held-out "
-                   "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 30 % of the "
-                   "steps, e.g. 14 of 4,500; paper: 0]")
+                   "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 15 % of the "
+                   "steps, e.g. 7 of 4,500; paper: 0]")
 @click.option("--stop-on", type=click.Choice(["iwll", "iwll_mean"]), default=None,
               help="Held-out criterion of --early-stopping: the importance-weighted log-likelihood with the decoder "
                    "weights drawn from their posterior (iwll) or held at their posterior means (iwll_mean: the "

@@ -501,14 +501,15 @@ def test_fast_early_stopping_rule():
     assert (fast.holdout_fraction, fast.holdout_by, fast.refit) == (0.1, "weight", True)
     assert (paper.holdout_fraction, paper.refit) == (0.0, False)
 
-    # held-out every 100 steps; stop after 30 % of the steps without a better one, counted in evaluations:
-    # ceil(0.3 * steps / 100), so L = 253 (4,500 steps) -> 14, L = 387 (3,000) -> 9, L = 60 (1,100) -> 4
+    # held-out every 100 steps; stop after 15 % of the steps without a better one, counted in evaluations:
+    # ceil(0.15 * steps / 100), so L = 253 (4,500 steps) -> 7, L = 387 (3,000) -> 5, L = 60 (1,100) -> 2
     got = [(c.steps, c.eval_every, c.early_stopping)
            for c in (recipe_configs("fast", L, neff=100.0)[1] for L in (253, 387, 60))]
-    assert got == [(4500, 100, 14), (3000, 100, 9), (1100, 100, 4)]
-    # an explicit patience is kept; a shorter run gets a shorter patience (ceil(0.3 * 500 / 100) = 2)
+    assert got == [(4500, 100, 7), (3000, 100, 5), (1100, 100, 2)]
+    # an explicit patience is kept; a shorter run gets a shorter patience (ceil(0.15 * 1000 / 100) = 2), at least 1
     assert recipe_configs("fast", 253, neff=100.0, train_overrides={"early_stopping": 5})[1].early_stopping == 5
-    assert recipe_configs("fast", 253, neff=100.0, train_overrides={"steps": 500})[1].early_stopping == 2
+    assert recipe_configs("fast", 253, neff=100.0, train_overrides={"steps": 1000})[1].early_stopping == 2
+    assert recipe_configs("fast", 253, neff=100.0, train_overrides={"steps": 200})[1].early_stopping == 1
     assert recipe_configs("fast", 253, neff=100.0, train_overrides={"early_stopping": 0})[1].early_stopping == 0
     assert recipe_configs("paper", 253)[1].early_stopping == 0
 
