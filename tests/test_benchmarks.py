@@ -116,3 +116,28 @@ def test_label_neighbours_counts_carriers_by_identity_to_the_focus(tmp_path):
     assert got["freq_0.7"] == pytest.approx(w[1] / (w[0] + w[1]))
     assert np.isnan(got["freq_0.3"]) and np.isnan(got["freq_0.5"])
     assert got["freq_close"] == pytest.approx(got["freq_0.7"])
+
+
+def test_compare_screen_pairs_runs_and_applies_the_rule(tmp_path):
+    from benchmarks.compare_screen import compare, load_runs
+
+    def run(ds, seed, iwll):  # a recipe_search line with held-out IWLL at steps 100, 200, ...
+        return json.dumps({"dataset": ds, "train": {"seed": seed}, "heldout_iwll": iwll,
+                           "eval_step": [100 * (i + 1) for i in range(len(iwll))], "train_s": 1.0, "rho": None})
+
+    cur, cand = tmp_path / "cur.jsonl", tmp_path / "cand.jsonl"
+    cur.write_text("\n".join([run("A", 1, [-10, -8, -9]), run("B", 1, [-20, -21]), run("C", 2, [-5])]))
+    # best -8 → -3 (+5), -20 → -19 (+1), -5 → -9 (−4): mean +2/3, one pair worse by > 3
+    cand.write_text("\n".join([run("A", 1, [-3]), run("B", 1, [-19, -30]), run("C", 2, [-9, -12]),
+                               run("D", 1, [-1])]))
+    text, adopted = compare(load_runs(cur), load_runs(cand), min_mean=1.0, max_worse=2, worse_by=3.0)
+    assert not adopted and "mean Δ +0.67" in text and "1 worse by more than 3" in text
+    assert "| A | 1 | -8.00 (200) | -3.00 (100) | +5.00 |" in text
+    assert "| D | 1 | missing | present | unpaired" in text  # listed, not dropped
+    _, adopted = compare(load_runs(cur), load_runs(cand), min_mean=0.5, max_worse=1, worse_by=3.0)
+    assert adopted
+    _, adopted = compare(load_runs(cur), load_runs(cand), min_mean=0.5, max_worse=0, worse_by=3.0)
+    assert not adopted
+    cand.write_text(run("A", 1, [-3]) + "\n" + run("A", 1, [-4]))
+    with pytest.raises(SystemExit, match="a second run of A seed 1"):
+        load_runs(cand)
