@@ -13,7 +13,12 @@ same data:
 - ``weight``: clusters held out until a tenth of the total sequence weight (``holdout_by="weight"``),
   the model trained on the rest and early-stopped on them;
 - ``weight_refit``: ``weight``'s kept step count, then a second run from the same seed on *every*
-  sequence, the same learning-rate path, stopped at that step (the textbook refit after early stopping).
+  sequence, the same learning-rate path, stopped at that step (the textbook refit after early stopping);
+- ``weight_refit_anneal`` (with ``--anneal``): the same second run, but its schedule spans only the kept
+  steps (warm-up, then the cosine decay to ``final_lr_fraction`` ending at the kept step) instead of
+  following the first run's path and stopping in the middle of it.
+
+``--arms weight`` skips the ``current`` arm (the refit arms need only ``weight``'s kept step).
 
 None of them can be judged on its own held-out set, so an *outer* set is taken out first: clusters
 worth a tenth of the weight (seed 1000 + ``--seed``), never trained on by any arm. The alignment the
@@ -68,8 +73,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--samples", type=int, default=50, help="K per mutant for rho (reported only)")
     ap.add_argument("--outer-samples", type=int, default=32, help="K joint draws of the outer log-likelihood")
+    ap.add_argument("--arms", default="current,weight",
+                    help="first-run arms, comma-separated (weight is needed by the refits; default both)")
+    ap.add_argument("--anneal", action="store_true", help="also the refit whose schedule ends at the kept step")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "runs" / "holdout_refit.jsonl"))
     args = ap.parse_args()
+    arms = args.arms.split(",")
+    if "weight" not in arms or not set(arms) <= {"current", "weight"}:
+        ap.error("--arms: current and/or weight, and weight must be one of them")
     row, full = open_run(ap, args)
     full_w = compute_weights(full.codes, 0.2)
     inner_rows, outer_rows = cluster_holdout_split(full.codes, OUTER_FRACTION, OUTER_SEED + args.seed,
@@ -94,6 +105,8 @@ def main() -> None:
            "outer_rows": len(outer_rows), "outer_weight": round(float(full_w[outer_rows].sum()), 2),
            "inner_rows": len(inner_rows), "inner_neff": round(neff, 2), "arms": {}}
     for arm, kind in (("current", "cluster"), ("weight", "weight")):
+        if arm not in arms:
+            continue
         model_cfg, train_cfg = recipe_configs("fast", aln.L, neff=neff, train_overrides={
             "checkpoint_every": 0, "seed": args.seed, "holdout_by": kind, "refit": False})
         t0 = time.perf_counter()
@@ -115,17 +128,23 @@ def main() -> None:
             kept.update({k: v.detach().clone() for k, v in model.state_dict().items()})
             raise _Reached
 
-    t0 = time.perf_counter()
-    with contextlib.suppress(_Reached):
-        fit_alignment(aln, weights, model_cfg, dataclasses.replace(refit_cfg, eval_every=100), theta=0.2,
-                      on_eval=stop_at)
-    if not kept:
-        raise RuntimeError(f"the refit never reached step {best}")
-    train_s = time.perf_counter() - t0
-    model = VAE(model_cfg)
-    model.load_state_dict(kept)
-    out["arms"]["weight_refit"] = {"best_step": best, "train_s": round(train_s, 1), **measure(model)}
-    print("weight_refit", json.dumps(out["arms"]["weight_refit"]), flush=True)
+    def refit(arm: str, cfg) -> None:
+        kept.clear()
+        t0 = time.perf_counter()
+        with contextlib.suppress(_Reached):
+            fit_alignment(aln, weights, model_cfg, dataclasses.replace(cfg, eval_every=100), theta=0.2,
+                          on_eval=stop_at)
+        if not kept:
+            raise RuntimeError(f"the refit never reached step {best}")
+        train_s = time.perf_counter() - t0
+        model = VAE(model_cfg)
+        model.load_state_dict(kept)
+        out["arms"][arm] = {"best_step": best, "train_s": round(train_s, 1), **measure(model)}
+        print(arm, json.dumps(out["arms"][arm]), flush=True)
+
+    refit("weight_refit", refit_cfg)
+    if args.anneal:  # the schedule spans the kept steps alone: it ends, decayed, where the other refit stops
+        refit("weight_refit_anneal", dataclasses.replace(refit_cfg, steps=best))
     out.update({"threads": torch.get_num_threads(), "commit": commit()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as fh:
