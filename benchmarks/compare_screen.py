@@ -39,6 +39,11 @@ def best_iwll(row: dict) -> tuple[float, int]:
     return values[i], steps[i]
 
 
+def _rho(row: dict) -> str:
+    """A run's ρ for the table (reported only); a family without a DMS has none."""
+    return "—" if row.get("rho") is None else f"{row['rho']:.3f}"
+
+
 def compare(current: dict, candidate: dict, min_mean: float, max_worse: int, worse_by: float) -> tuple[str, bool]:
     """The Markdown table of the paired runs and whether the rule adopts the candidate."""
     head = ("| family | seed | best IWLL current (step) | best IWLL candidate (step) | Δ (nats) "
@@ -53,13 +58,9 @@ def compare(current: dict, candidate: dict, min_mean: float, max_worse: int, wor
         a, b = current[key], candidate[key]
         (va, sa), (vb, sb) = best_iwll(a), best_iwll(b)
         deltas.append(vb - va)
-
-        def rho(r: dict) -> str:
-            return "—" if r.get("rho") is None else f"{r['rho']:.3f}"
-
         lines.append(f"| {key[0]} | {key[1]} | {va:.2f} ({sa:,}) | {vb:.2f} ({sb:,}) | {vb - va:+.2f} "
                      f"| {a['eval_step'][-1]:,} / {b['eval_step'][-1]:,} | {a['train_s']:.0f} / {b['train_s']:.0f} "
-                     f"| {rho(a)} / {rho(b)} |")
+                     f"| {_rho(a)} / {_rho(b)} |")
     if not deltas:
         raise SystemExit("no (dataset, seed) is in both files")
     mean = sum(deltas) / len(deltas)
