@@ -14,6 +14,7 @@ from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
 from deepseqvae.train import (
     TrainConfig,
     _neighbour_mask,
+    _neighbour_of_any,
     cluster_holdout_split,
     heldout_estimates,
     heldout_sample,
@@ -218,6 +219,25 @@ def test_neighbour_mask_by_hand():
     got = _neighbour_mask(a, torch.tensor([0]), 0.2)[0].tolist()
     assert got == [True, False, True, False]
     assert _neighbour_mask(a, torch.tensor([0]), 0.25)[0].tolist() == [True, True, True, False]
+
+
+def test_neighbour_of_any_is_the_pairwise_mask_reduced_over_rows():
+    # random codes with many gaps and some near-copies, so that every branch of the threshold is hit
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 20, size=(12, 30))
+    codes = base[rng.integers(0, 12, size=90)].copy()
+    flip = rng.random(codes.shape) < rng.choice([0.05, 0.2, 0.5], size=(90, 1))
+    codes[flip] = rng.integers(0, 21, size=int(flip.sum()))  # mutations and gaps (code 20)
+    codes[3, :25] = 20  # a mostly-gap row: normalised by the shorter length
+    codes[4, :] = 20  # an all-gap row: nobody's neighbour
+    t = torch.tensor(codes, dtype=torch.int16)
+    for theta, rows in [(0.2, [0, 3, 17, 50]), (0.5, list(range(0, 90, 7))), (0.05, [4]), (0.2, [])]:
+        rows = torch.tensor(rows, dtype=torch.int64)
+        expect = _neighbour_mask(t, rows, theta).any(0) if len(rows) else torch.zeros(90, dtype=torch.bool)
+        for block in (2048, 8):  # one block, and blocks smaller than both sides
+            got = _neighbour_of_any(t, rows, theta, block=block)
+            assert torch.equal(got, expect), (theta, block)
+    assert _neighbour_of_any(t, torch.tensor([0]), 0.2)[0] and not _neighbour_of_any(t, torch.tensor([4]), 0.2).any()
 
 
 def test_heldout_estimates_against_a_hand_computation():
