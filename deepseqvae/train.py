@@ -763,7 +763,11 @@ def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -
 def _neighbour_mask(codes: torch.Tensor, rows: torch.Tensor, theta: float, block: int = 16) -> torch.Tensor:
     """(len(rows), N) bool: sequence j is a neighbour of ``rows[i]`` when their identical residues
     exceed (1 − θ) × the shorter of the two non-gap lengths (symmetric, and at least as wide as
-    the weights' definition, so a held-out cluster leaks less)."""
+    the weights' definition, so a held-out cluster leaks less).
+
+    The definition, pair by pair; :func:`_neighbour_rows` makes the same decision faster and is
+    what the split uses (this one is the reference its tests and benchmarks/bench_split.py check against).
+    """
     ng = (codes != GAP_CODE).sum(1)  # (N,)
     out = torch.empty((len(rows), codes.shape[0]), dtype=torch.bool)
     for start in range(0, len(rows), block):
@@ -775,44 +779,54 @@ def _neighbour_mask(codes: torch.Tensor, rows: torch.Tensor, theta: float, block
     return out
 
 
-def _neighbour_of_any(codes: torch.Tensor, rows: torch.Tensor, theta: float, block: int = 2048) -> torch.Tensor:
-    """(N,) bool: sequence j is a neighbour (as :func:`_neighbour_mask`) of at least one of ``rows``.
-
-    The same decision as ``_neighbour_mask(codes, rows, theta).any(0)``, bit for bit, but with the
-    identical-residue counts as products of one-hot blocks (float32: counts below 2**24 are exact)
-    instead of an elementwise comparison of every pair: a held-out set of thousands of rows in a
-    family of thousands costs seconds, not minutes (BLAT_ECOLX: 3,439 held-out rows x 8,355, 34 s
-    before), and the working memory stays two (``block``, K) one-hot blocks and one (``block``,
-    ``block``) product, never a (len(rows), N) matrix.
-    """
-    from .weights import _column_map
+def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, block: int = 2048) -> torch.Tensor:
+    """(len(rows), N) bool: :func:`_neighbour_mask`'s decision, bit for bit, with the identical-residue
+    counts as products of one-hot blocks (those of :mod:`deepseqvae.weights`: int8 where the CPU has
+    exact int8 products, else float32; counts below 2**24 are exact either way) instead of a comparison
+    of every pair of residues: ~20x faster on BLAT_ECOLX's held-out rows (benchmarks/results/split-*.md).
+    The working memory is the (len(rows), N) result, the rows' one-hot and one (K, ``block``) block."""
+    from .weights import _column_map, resolve_kernel
 
     n, length = codes.shape
-    out = torch.zeros(n, dtype=torch.bool)
+    rows = torch.as_tensor(rows, dtype=torch.int64)
+    out = torch.zeros((len(rows), n), dtype=torch.bool)
     if len(rows) == 0 or n == 0:
         return out
-    col_of, width = _column_map(codes, 1 << 28)  # (L*21,) column of each (position, residue) pair, K
+    int8 = resolve_kernel("auto", torch.device("cpu")) == "int8"
+    dtype = torch.int8 if int8 else torch.float32
+    col_of, width = _column_map(codes, 1 << 28)  # (L*21,) column of each (position, residue) pair; K
     offsets = torch.arange(length, dtype=torch.int64) * (N_AA + 1)  # (L,)
     ng = (codes != GAP_CODE).sum(1)  # (N,)
 
     def one_hot(sel: torch.Tensor) -> torch.Tensor:
-        """(len(sel), K) float32 one-hot of the rows ``sel``; gaps add 0 (to column 0)."""
+        """(len(sel), K) one-hot of the rows ``sel``; gaps add 0 (to column 0)."""
         cb = codes[sel].long()  # (b, L)
-        val = (cb != GAP_CODE).to(torch.float32)
-        return torch.zeros(len(sel), width).scatter_add_(1, col_of[cb + offsets], val)
+        val = (cb != GAP_CODE).to(dtype)
+        return torch.zeros(len(sel), width, dtype=dtype).scatter_add_(1, col_of[cb + offsets], val)
 
-    rows = torch.as_tensor(rows, dtype=torch.int64)
+    x_rows = [one_hot(rows[s:s + block]) for s in range(0, len(rows), block)]  # (R, K) each
     for lo in range(0, n, block):
         cols = torch.arange(lo, min(lo + block, n))
-        x_c = one_hot(cols)  # (C, K)
-        hit = torch.zeros(len(cols), dtype=torch.bool)
-        for start in range(0, len(rows), block):
-            r = rows[start:start + block]
-            matches = one_hot(r) @ x_c.T  # (R, C) exact counts
-            shorter = torch.minimum(ng[r][:, None], ng[cols][None]).clamp(min=1)
-            hit |= (matches > (1.0 - theta) * shorter).any(0)  # the comparison _neighbour_mask makes
-        out[lo:lo + len(cols)] = hit
+        x_c = one_hot(cols).T.contiguous()  # (K, C): _int_mm's fastest right operand
+        for s, x in zip(range(0, len(rows), block), x_rows, strict=True):
+            matches = torch._int_mm(x, x_c) if int8 else x @ x_c  # (R, C) exact counts
+            shorter = torch.minimum(ng[rows[s:s + len(x)]][:, None], ng[cols][None]).clamp(min=1)
+            out[s:s + len(x), lo:lo + len(cols)] = matches > (1.0 - theta) * shorter  # _neighbour_mask's test
     return out
+
+
+def _neighbour_of_any(codes: torch.Tensor, rows: torch.Tensor, theta: float, block: int = 2048) -> torch.Tensor:
+    """(N,) bool: sequence j is a neighbour (:func:`_neighbour_mask`) of at least one of ``rows``,
+    ``block`` rows at a time (the memory of a (``block``, N) mask, never (len(rows), N))."""
+    rows = torch.as_tensor(rows, dtype=torch.int64)
+    out = torch.zeros(codes.shape[0], dtype=torch.bool)
+    for s in range(0, len(rows), block):
+        out |= _neighbour_rows(codes, rows[s:s + block], theta, block).any(0)
+    return out
+
+
+#: candidate cluster centres whose neighbours the held-out split computes in one product
+SPLIT_CENTRE_BATCH = 256
 
 
 def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: int | None = None,
@@ -842,18 +856,27 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
     status = np.zeros(n, dtype=np.int8)  # 0 free, 1 held out
     forbidden = np.zeros(n, dtype=bool)
     if keep is not None:
-        forbidden = _neighbour_mask(t, torch.tensor([keep]), theta)[0].numpy()
+        forbidden = _neighbour_rows(t, torch.tensor([keep]), theta)[0].numpy()
         forbidden[keep] = True
     n_held = 0
-    for c in np.random.default_rng(seed).permutation(n):
+    order = np.random.default_rng(seed).permutation(n)
+    # Centres in random order, each taking its free neighbours. The neighbours of the next candidates are
+    # computed SPLIT_CENTRE_BATCH at a time (a row's neighbours do not depend on the split so far), then
+    # the candidates are visited one by one exactly as a row-at-a-time loop would.
+    for lo in range(0, n, SPLIT_CENTRE_BATCH):
         if n_held >= target:
             break
-        if status[c] or forbidden[c]:
-            continue
-        members = _neighbour_mask(t, torch.tensor([int(c)]), theta)[0].numpy() & (status == 0) & ~forbidden
-        members[c] = True
-        status[members] = 1
-        n_held += size[members].sum()
+        batch = [int(c) for c in order[lo:lo + SPLIT_CENTRE_BATCH] if not (status[c] or forbidden[c])]
+        masks = _neighbour_rows(t, torch.tensor(batch, dtype=torch.int64), theta).numpy()  # (b, N)
+        for c, mask in zip(batch, masks, strict=True):
+            if n_held >= target:
+                break
+            if status[c] or forbidden[c]:
+                continue
+            members = mask & (status == 0) & ~forbidden
+            members[c] = True
+            status[members] = 1
+            n_held += size[members].sum()
     held = np.flatnonzero(status == 1)
     near = _neighbour_of_any(t, torch.as_tensor(held), theta).numpy()  # (N,) within 1 − θ of a held-out row
     train_mask = (status == 0) & ~near

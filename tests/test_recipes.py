@@ -240,6 +240,25 @@ def test_neighbour_of_any_is_the_pairwise_mask_reduced_over_rows():
     assert _neighbour_of_any(t, torch.tensor([0]), 0.2)[0] and not _neighbour_of_any(t, torch.tensor([4]), 0.2).any()
 
 
+@pytest.mark.parametrize("batch", [1, 7, 256])
+def test_cluster_holdout_split_with_batched_centres_is_the_one_at_a_time_split(monkeypatch, batch):
+    import deepseqvae.train as train_module
+    from benchmarks.bench_split import split_pairwise
+
+    monkeypatch.setattr(train_module, "SPLIT_CENTRE_BATCH", batch)
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 20, size=(15, 40))
+    codes = base[rng.integers(0, 15, size=150)].copy()
+    flip = rng.random(codes.shape) < rng.choice([0.02, 0.1, 0.3], size=(150, 1))
+    codes[flip] = rng.integers(0, 21, size=int(flip.sum()))
+    weights = rng.uniform(0.1, 1.0, size=150)
+    for seed in range(4):
+        got = cluster_holdout_split(codes, 0.3, seed, keep=0, theta=0.2, weights=weights)
+        expect = split_pairwise(codes, 0.3, seed, keep=0, theta=0.2, weights=weights)
+        assert np.array_equal(got[0], expect[0]) and np.array_equal(got[1], expect[1])
+        assert len(expect[1]) > 10  # several clusters, so the batches' order matters
+
+
 def test_heldout_estimates_against_a_hand_computation():
     codes, w = family(n=30)
     model = fresh_model()
