@@ -96,7 +96,7 @@ def main() -> None:
         codes = synthetic_codes(n, args.synthetic_l, seed=0)
         rows.append(measure(f"synthetic ({n:,} x {args.synthetic_l})", codes, args.old_max_rows))
         print(rows[-1], flush=True)
-    lines = [header("Held-out split of the fast recipe: one-hot products and batched centres against the pairwise split"),
+    lines = [header("Held-out split of the fast recipe: one-hot products, batched centres, against the pairwise one"),
              "Seed 42, θ = 0.2, clusters worth 10 % of the weight (what `deepseqvae train` does before training). "
              "new = `cluster_holdout_split` as train runs it (one-hot products, centres in batches); old = "
              "`split_pairwise`, the same algorithm one centre at a time with pairwise comparisons (skipped above "
