@@ -229,8 +229,9 @@ def _recipe_help() -> str:
                    "fit without the weights' sampling noise). [default: iwll]")
 @click.option("--eval-rows", type=click.IntRange(0), default=None, metavar="N",
               help="Held-out estimates on a fixed sample of N draws from the held-out sequences, in proportion to "
-                   "their weights, instead of all of them: bounds the evaluations' cost on a very large family, at "
-                   "the price of a noisier stopping criterion (0 = every held-out sequence). [default: 0]")
+                   "their weights, when more than N are held out: bounds the evaluations' cost on a very large "
+                   "family, at the price of a noisier stopping criterion (0 = every held-out sequence). "
+                   "[default: fast: 5,000; paper: 0]")
 @click.option("--init-bias", type=click.Choice(["constant", "profile"]), default=None,
               help="Start of the decoder's output bias: DeepSequence's constant, or the alignment's site-independent "
                    "profile (conserved columns are fitted from the first step; README, \"Training recipes\"). "

@@ -122,6 +122,13 @@ class TrainConfig:
 FAST_HOLDOUT = 0.1
 FAST_EVAL_EVERY = 100
 FAST_PATIENCE_FRACTION = 0.15
+#: the fast recipe's bound on an evaluation's cost: with more held-out rows than this, the held-out estimates
+#: use a fixed weight-proportional sample of this many draws (TrainConfig.eval_rows). Above every shared
+#: family (the most: BLAT_ECOLX, 3,526 held-out rows over seeds 1-10), so none of them changes; a
+#: 40,000-row family holding out 22,244 rows would otherwise spend longer on one evaluation than on the
+#: 100 steps between two (benchmarks/results/heldout-cap-large-2026-12-02.md). A sample of 1,000 was
+#: screened on BLAT_ECOLX and P53_HUMAN and not adopted (heldout-cap-2026-12-02.md)
+FAST_EVAL_ROWS = 5000
 #: the fast recipe's step size for the variance group (decoder log σ's, sparsity logits): the learning rate
 #: times √(FAST_VARIANCE_NEFF / Neff), within [1, FAST_VARIANCE_MAX_FACTOR] times it. KL(θ)/Neff, which drives
 #: those parameters, is stronger the fewer effective sequences a family has, and Adam moves a parameter by at
@@ -148,7 +155,7 @@ RECIPES: dict[str, tuple[dict, dict]] = {
         {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
          "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "bfloat16",
          "holdout_fraction": FAST_HOLDOUT, "holdout_by": "weight", "refit": True, "early_stopping": None,
-         "eval_every": FAST_EVAL_EVERY, "eval_samples": 16, "variance_lr": FROM_NEFF},
+         "eval_every": FAST_EVAL_EVERY, "eval_samples": 16, "eval_rows": FAST_EVAL_ROWS, "variance_lr": FROM_NEFF},
     ),
 }
 DEFAULT_RECIPE = "fast"

@@ -539,6 +539,8 @@ def test_fast_early_stopping_rule():
     fast, paper = recipe_configs("fast", 253, neff=100.0)[1], recipe_configs("paper", 253)[1]
     assert (fast.holdout_fraction, fast.holdout_by, fast.refit) == (0.1, "weight", True)
     assert (paper.holdout_fraction, paper.refit) == (0.0, False)
+    # evaluations on a sample of 5,000 draws only where more rows are held out (no shared family: <= 3,526)
+    assert (fast.eval_rows, paper.eval_rows) == (5000, 0)
 
     # held-out every 100 steps; stop after 15 % of the steps without a better one, counted in evaluations:
     # ceil(0.15 * steps / 100), so L = 253 (4,500 steps) -> 7, L = 387 (3,000) -> 5, L = 60 (1,100) -> 2
