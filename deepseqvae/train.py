@@ -125,7 +125,7 @@ FAST_PATIENCE_FRACTION = 0.15
 #: the fast recipe's bound on an evaluation's cost: with more held-out rows than this, the held-out estimates
 #: use a fixed weight-proportional sample of this many draws (TrainConfig.eval_rows). Above every shared
 #: family (the most: BLAT_ECOLX, 3,526 held-out rows over seeds 1-10), so none of them changes; a
-#: 40,000-row family holding out 22,244 rows would otherwise spend longer on one evaluation than on the
+#: 40,000-row family holding out ~22,000 rows would otherwise spend longer on one evaluation than on the
 #: 100 steps between two (benchmarks/results/heldout-cap-large-2026-12-02.md). A sample of 1,000 was
 #: screened on BLAT_ECOLX and P53_HUMAN and not adopted (heldout-cap-2026-12-02.md)
 FAST_EVAL_ROWS = 5000
@@ -792,7 +792,7 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, block
     exact int8 products, else float32; counts below 2**24 are exact either way) instead of a comparison
     of every pair of residues: ~20x faster on BLAT_ECOLX's held-out rows (benchmarks/results/split-*.md).
     The working memory is the (len(rows), N) result, the rows' one-hot and one (K, ``block``) block."""
-    from .weights import _column_map, resolve_kernel
+    from .weights import column_map, resolve_kernel
 
     n, length = codes.shape
     rows = torch.as_tensor(rows, dtype=torch.int64)
@@ -801,7 +801,7 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, block
         return out
     int8 = resolve_kernel("auto", torch.device("cpu")) == "int8"
     dtype = torch.int8 if int8 else torch.float32
-    col_of, width = _column_map(codes, 1 << 28)  # (L*21,) column of each (position, residue) pair; K
+    col_of, width = column_map(codes, 1 << 28)  # (L*21,) column of each (position, residue) pair; K
     offsets = torch.arange(length, dtype=torch.int64) * (N_AA + 1)  # (L,)
     ng = (codes != GAP_CODE).sum(1)  # (N,)
 

@@ -207,7 +207,7 @@ def compute_weights(codes: np.ndarray | torch.Tensor, theta: float = 0.2, *,
     n, length = codes_t.shape
 
     with torch.no_grad():
-        col_of, width = _column_map(codes_t, budget)  # (L*21,) int64, K
+        col_of, width = column_map(codes_t, budget)  # (L*21,) int64, K
         if width == 0:  # no residue anywhere (or N == 0): every weight is 0
             return np.zeros(n, dtype=np.float64)
         offsets = torch.arange(length, device=dev, dtype=torch.int64) * (N_AA + 1)  # (L,)
@@ -281,10 +281,12 @@ def compute_weights(codes: np.ndarray | torch.Tensor, theta: float = 0.2, *,
     return weights
 
 
-def _column_map(codes: torch.Tensor, memory_budget_bytes: int) -> tuple[torch.Tensor, int]:
+def column_map(codes: torch.Tensor, memory_budget_bytes: int) -> tuple[torch.Tensor, int]:
     """Map (position, code) -> one-hot column for the K residue pairs that occur; gaps -> 0.
 
-    Returns a flat ``(L * 21,)`` int64 lookup indexed by ``position * 21 + code`` and ``K``.
+    Returns a flat ``(L * 21,)`` int64 lookup indexed by ``position * 21 + code`` and ``K``. Shared by
+    every compact one-hot product over the codes (the weights here; the held-out split's neighbours,
+    :func:`deepseqvae.train.cluster_holdout_split`). ``memory_budget_bytes`` bounds the scan's chunks.
     """
     n, length = codes.shape
     offsets = torch.arange(length, device=codes.device, dtype=torch.int64) * (N_AA + 1)
