@@ -786,18 +786,21 @@ def _neighbour_mask(codes: torch.Tensor, rows: torch.Tensor, theta: float, block
     return out
 
 
-def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, block: int = 2048) -> torch.Tensor:
-    """(len(rows), N) bool: :func:`_neighbour_mask`'s decision, bit for bit, with the identical-residue
-    counts as products of one-hot blocks (those of :mod:`deepseqvae.weights`: int8 where the CPU has
-    exact int8 products, else float32; counts below 2**24 are exact either way) instead of a comparison
-    of every pair of residues: ~20x faster on BLAT_ECOLX's held-out rows (benchmarks/results/split-*.md).
-    The working memory is the (len(rows), N) result, the rows' one-hot and one (K, ``block``) block."""
+def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, cols: torch.Tensor | None = None,
+                    block: int = 2048) -> torch.Tensor:
+    """(len(rows), len(cols)) bool (``cols`` None: every row of ``codes``): :func:`_neighbour_mask`'s decision,
+    bit for bit, with the identical-residue counts as products of one-hot blocks (those of
+    :mod:`deepseqvae.weights`: int8 where the CPU has exact int8 products, else float32; counts below
+    2**24 are exact either way) instead of a comparison of every pair of residues: ~20x faster on
+    BLAT_ECOLX's held-out rows (benchmarks/results/split-*.md). The working memory is the result, the
+    rows' one-hot and one (K, ``block``) block of the columns'."""
     from .weights import column_map, resolve_kernel
 
     n, length = codes.shape
     rows = torch.as_tensor(rows, dtype=torch.int64)
-    out = torch.zeros((len(rows), n), dtype=torch.bool)
-    if len(rows) == 0 or n == 0:
+    cols = torch.arange(n) if cols is None else torch.as_tensor(cols, dtype=torch.int64)
+    out = torch.zeros((len(rows), len(cols)), dtype=torch.bool)
+    if len(rows) == 0 or len(cols) == 0:
         return out
     int8 = resolve_kernel("auto", torch.device("cpu")) == "int8"
     dtype = torch.int8 if int8 else torch.float32
@@ -812,23 +815,24 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, block
         return torch.zeros(len(sel), width, dtype=dtype).scatter_add_(1, col_of[cb + offsets], val)
 
     x_rows = [one_hot(rows[s:s + block]) for s in range(0, len(rows), block)]  # (R, K) each
-    for lo in range(0, n, block):
-        cols = torch.arange(lo, min(lo + block, n))
-        x_c = one_hot(cols).T.contiguous()  # (K, C): _int_mm's fastest right operand
+    for lo in range(0, len(cols), block):
+        c = cols[lo:lo + block]
+        x_c = one_hot(c).T.contiguous()  # (K, C): _int_mm's fastest right operand
         for s, x in zip(range(0, len(rows), block), x_rows, strict=True):
             matches = torch._int_mm(x, x_c) if int8 else x @ x_c  # (R, C) exact counts
-            shorter = torch.minimum(ng[rows[s:s + len(x)]][:, None], ng[cols][None]).clamp(min=1)
-            out[s:s + len(x), lo:lo + len(cols)] = matches > (1.0 - theta) * shorter  # _neighbour_mask's test
+            shorter = torch.minimum(ng[rows[s:s + len(x)]][:, None], ng[c][None]).clamp(min=1)
+            out[s:s + len(x), lo:lo + len(c)] = matches > (1.0 - theta) * shorter  # _neighbour_mask's test
     return out
 
 
-def _neighbour_of_any(codes: torch.Tensor, rows: torch.Tensor, theta: float, block: int = 2048) -> torch.Tensor:
-    """(N,) bool: sequence j is a neighbour (:func:`_neighbour_mask`) of at least one of ``rows``,
-    ``block`` rows at a time (the memory of a (``block``, N) mask, never (len(rows), N))."""
+def _has_neighbour_in(codes: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, theta: float,
+                      block: int = 2048) -> torch.Tensor:
+    """(len(rows),) bool: whether each of ``rows`` has a neighbour (:func:`_neighbour_mask`, a symmetric
+    relation) among ``targets``, ``block`` rows at a time (the memory of a (``block``, len(targets)) mask)."""
     rows = torch.as_tensor(rows, dtype=torch.int64)
-    out = torch.zeros(codes.shape[0], dtype=torch.bool)
+    out = torch.zeros(len(rows), dtype=torch.bool)
     for s in range(0, len(rows), block):
-        out |= _neighbour_rows(codes, rows[s:s + block], theta, block).any(0)
+        out[s:s + block] = _neighbour_rows(codes, rows[s:s + block], theta, cols=targets, block=block).any(1)
     return out
 
 
@@ -845,8 +849,8 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
     (identity > 1 − θ, :func:`_neighbour_mask`) are held out, seeded, until ``fraction`` of the rows
     are; rows within 1 − θ of a held-out row that were not held out themselves are dropped from
     training too. The held-out set then measures generalisation to new members of the family.
-    Row ``keep`` (the focus) and its neighbours are never held out. Cost: O(held × N × K) multiply-adds
-    (one-hot products, K ≤ 20 L) for the neighbours of the held-out rows.
+    Row ``keep`` (the focus) and its neighbours are never held out. Cost: O(held × (N − held) × K)
+    multiply-adds (one-hot products, K ≤ 20 L) for the rows near a held-out one.
 
     With ``weights`` (N,) the target is ``fraction`` of their sum instead of the rows: in a redundant
     alignment a tenth of the rows can be one dense cluster worth a few effective sequences (EVE's
@@ -885,7 +889,11 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
             status[members] = 1
             n_held += size[members].sum()
     held = np.flatnonzero(status == 1)
-    near = _neighbour_of_any(t, torch.as_tensor(held), theta).numpy()  # (N,) within 1 − θ of a held-out row
+    # rows not held out but within 1 − θ of a held-out row: only the free rows need the check
+    free = np.flatnonzero(status == 0)
+    near = np.zeros(n, dtype=bool)
+    if len(held):
+        near[free] = _has_neighbour_in(t, torch.as_tensor(free), torch.as_tensor(held), theta).numpy()
     train_mask = (status == 0) & ~near
     if keep is not None:
         train_mask[keep] = True

@@ -13,8 +13,9 @@ from deepseqvae.model import VAE, VAEConfig, _GaussianKLFromVar, gaussian_kl, lo
 from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
 from deepseqvae.train import (
     TrainConfig,
+    _has_neighbour_in,
     _neighbour_mask,
-    _neighbour_of_any,
+    _neighbour_rows,
     cluster_holdout_split,
     heldout_estimates,
     heldout_sample,
@@ -221,7 +222,7 @@ def test_neighbour_mask_by_hand():
     assert _neighbour_mask(a, torch.tensor([0]), 0.25)[0].tolist() == [True, True, True, False]
 
 
-def test_neighbour_of_any_is_the_pairwise_mask_reduced_over_rows():
+def test_neighbour_products_are_the_pairwise_mask():
     # random codes with many gaps and some near-copies, so that every branch of the threshold is hit
     rng = np.random.default_rng(0)
     base = rng.integers(0, 20, size=(12, 30))
@@ -231,13 +232,17 @@ def test_neighbour_of_any_is_the_pairwise_mask_reduced_over_rows():
     codes[3, :25] = 20  # a mostly-gap row: normalised by the shorter length
     codes[4, :] = 20  # an all-gap row: nobody's neighbour
     t = torch.tensor(codes, dtype=torch.int16)
+    others = torch.tensor([1, 4, 5, 60, 89, 3])
     for theta, rows in [(0.2, [0, 3, 17, 50]), (0.5, list(range(0, 90, 7))), (0.05, [4]), (0.2, [])]:
         rows = torch.tensor(rows, dtype=torch.int64)
-        expect = _neighbour_mask(t, rows, theta).any(0) if len(rows) else torch.zeros(90, dtype=torch.bool)
+        full = _neighbour_mask(t, rows, theta) if len(rows) else torch.zeros((0, 90), dtype=torch.bool)
         for block in (2048, 8):  # one block, and blocks smaller than both sides
-            got = _neighbour_of_any(t, rows, theta, block=block)
-            assert torch.equal(got, expect), (theta, block)
-    assert _neighbour_of_any(t, torch.tensor([0]), 0.2)[0] and not _neighbour_of_any(t, torch.tensor([4]), 0.2).any()
+            assert torch.equal(_neighbour_rows(t, rows, theta, block=block), full), (theta, block)
+            assert torch.equal(_neighbour_rows(t, rows, theta, cols=others, block=block), full[:, others])
+            # the relation is symmetric: "has a neighbour among rows" is the pairwise mask's any over rows
+            assert torch.equal(_has_neighbour_in(t, torch.arange(90), rows, theta, block=block), full.any(0))
+    assert _has_neighbour_in(t, torch.tensor([0]), torch.tensor([0]), 0.2).all()
+    assert not _has_neighbour_in(t, torch.tensor([4]), torch.arange(90), 0.2).any()
 
 
 @pytest.mark.parametrize("batch", [1, 7, 256])
