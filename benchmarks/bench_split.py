@@ -1,4 +1,4 @@
-"""Speed of the fast recipe's held-out split (``deepseqvae.train.cluster_holdout_split``), old against new.
+"""Speed of the fast recipe's held-out split (``deepseqvae.holdout.cluster_holdout_split``), old against new.
 
     python -m benchmarks.bench_split [--data-dir ../shared/data] [--synthetic-n 10000,40000] [--synthetic-l 250]
         [--old-max-rows 10000] [--out FILE]
@@ -28,7 +28,7 @@ import torch
 from benchmarks._common import add_data_dir, header, write_result
 from benchmarks.bench_weights import synthetic_codes
 from deepseqvae.alignment import read_alignment
-from deepseqvae.train import _neighbour_mask, cluster_holdout_split
+from deepseqvae.holdout import _neighbour_mask, cluster_holdout_split
 from deepseqvae.weights import compute_weights
 
 FAMILIES = ("BLAT_ECOLX", "P53_HUMAN", "PTEN_HUMAN", "GFP_AEQVI")
@@ -37,7 +37,7 @@ FAMILIES = ("BLAT_ECOLX", "P53_HUMAN", "PTEN_HUMAN", "GFP_AEQVI")
 def split_pairwise(codes: np.ndarray, fraction: float, seed: int, keep: int, theta: float,
                    weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, held-out rows): ``cluster_holdout_split`` (by weight) as first written, one centre
-    at a time with the pairwise :func:`deepseqvae.train._neighbour_mask`; the reference of the speed
+    at a time with the pairwise :func:`deepseqvae.holdout._neighbour_mask`; the reference of the speed
     comparison and of the test that the batched split is the same split."""
     t = torch.tensor(np.asarray(codes), dtype=torch.int16)  # (N, L)
     n = t.shape[0]

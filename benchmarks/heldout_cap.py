@@ -5,7 +5,7 @@
 The ``fast`` recipe evaluates its held-out set (10 % of the weight, by clusters) every 100 steps with
 16 draws; the cost grows with the held-out rows while a training step's does not, so on a large
 family the evaluations become a real share of the run. ``TrainConfig.eval_rows`` caps them at a
-fixed sample drawn in proportion to the weights (:func:`deepseqvae.train.heldout_sample`).
+fixed sample drawn in proportion to the weights (:func:`deepseqvae.holdout.heldout_sample`).
 
 One training run of the ``fast`` recipe (seed, split and learning-rate path of a default run; no
 early stopping, to ``--stop-step`` or the budget) computes, at every evaluation and with the
@@ -34,11 +34,11 @@ def main() -> None:
     import torch
 
     from deepseqvae.checkpoint import ModelInfo
+    from deepseqvae.holdout import heldout_sample
     from deepseqvae.model import VAE
     from deepseqvae.train import (
         fast_patience,
         heldout_estimates,
-        heldout_sample,
         make_generator,
         recipe_configs,
         run_holdout_split,

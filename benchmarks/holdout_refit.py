@@ -61,9 +61,10 @@ def main() -> None:
     import torch
 
     from deepseqvae.checkpoint import build_model
+    from deepseqvae.holdout import cluster_holdout_split
     from deepseqvae.model import VAE
     from deepseqvae.score import delta_elbo, spearman
-    from deepseqvae.train import cluster_holdout_split, fit_alignment, heldout_estimates, make_generator, recipe_configs
+    from deepseqvae.train import fit_alignment, heldout_estimates, make_generator, recipe_configs
     from deepseqvae.weights import compute_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

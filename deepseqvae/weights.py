@@ -286,7 +286,7 @@ def column_map(codes: torch.Tensor, memory_budget_bytes: int) -> tuple[torch.Ten
 
     Returns a flat ``(L * 21,)`` int64 lookup indexed by ``position * 21 + code`` and ``K``. Shared by
     every compact one-hot product over the codes (the weights here; the held-out split's neighbours,
-    :func:`deepseqvae.train.cluster_holdout_split`). ``memory_budget_bytes`` bounds the scan's chunks.
+    :func:`deepseqvae.holdout.cluster_holdout_split`). ``memory_budget_bytes`` bounds the scan's chunks.
     """
     n, length = codes.shape
     offsets = torch.arange(length, device=codes.device, dtype=torch.int64) * (N_AA + 1)

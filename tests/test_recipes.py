@@ -9,17 +9,19 @@ import pytest
 import torch
 from test_train import fresh_model
 
-from deepseqvae.model import VAE, VAEConfig, _GaussianKLFromVar, gaussian_kl, loss_terms
-from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
-from deepseqvae.train import (
-    TrainConfig,
+from deepseqvae.holdout import (
     _has_neighbour_in,
     _neighbour_mask,
     _neighbour_rows,
     cluster_holdout_split,
-    heldout_estimates,
     heldout_sample,
     holdout_split,
+)
+from deepseqvae.model import VAE, VAEConfig, _GaussianKLFromVar, gaussian_kl, loss_terms
+from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
+from deepseqvae.train import (
+    TrainConfig,
+    heldout_estimates,
     profile_logits,
     run_holdout_split,
     train,
@@ -247,10 +249,10 @@ def test_neighbour_products_are_the_pairwise_mask():
 
 @pytest.mark.parametrize("batch", [1, 7, 256])
 def test_cluster_holdout_split_with_batched_centres_is_the_one_at_a_time_split(monkeypatch, batch):
-    import deepseqvae.train as train_module
+    import deepseqvae.holdout as holdout_module
     from benchmarks.bench_split import split_pairwise
 
-    monkeypatch.setattr(train_module, "SPLIT_CENTRE_BATCH", batch)
+    monkeypatch.setattr(holdout_module, "SPLIT_CENTRE_BATCH", batch)
     rng = np.random.default_rng(1)
     base = rng.integers(0, 20, size=(15, 40))
     codes = base[rng.integers(0, 15, size=150)].copy()
