@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .alphabet import GAP_CODE, N_AA
-from .weights import column_map, resolve_kernel
+from .alphabet import GAP_CODE
+from .weights import column_map, compact_one_hot, resolve_kernel
 
 
 def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +62,7 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, cols:
     2**24 are exact either way) instead of a comparison of every pair of residues (the whole split 34x
     faster on BLAT_ECOLX: benchmarks/results/split-2026-12-02.md). The working memory is the result, the
     rows' one-hot and one (K, ``block``) block of the columns'."""
-    n, length = codes.shape
+    n = codes.shape[0]
     rows = torch.as_tensor(rows, dtype=torch.int64)
     cols = torch.arange(n) if cols is None else torch.as_tensor(cols, dtype=torch.int64)
     out = torch.zeros((len(rows), len(cols)), dtype=torch.bool)
@@ -71,14 +71,10 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, cols:
     int8 = resolve_kernel("auto", torch.device("cpu")) == "int8"
     dtype = torch.int8 if int8 else torch.float32
     col_of, width = column_map(codes, 1 << 28)  # (L*21,) column of each (position, residue) pair; K
-    offsets = torch.arange(length, dtype=torch.int64) * (N_AA + 1)  # (L,)
     ng = (codes != GAP_CODE).sum(1)  # (N,)
 
-    def one_hot(sel: torch.Tensor) -> torch.Tensor:
-        """(len(sel), K) one-hot of the rows ``sel``; gaps add 0 (to column 0)."""
-        cb = codes[sel].long()  # (b, L)
-        val = (cb != GAP_CODE).to(dtype)
-        return torch.zeros(len(sel), width, dtype=dtype).scatter_add_(1, col_of[cb + offsets], val)
+    def one_hot(sel: torch.Tensor) -> torch.Tensor:  # (len(sel), K)
+        return compact_one_hot(codes[sel], col_of, width, dtype)
 
     x_rows = [one_hot(rows[s:s + block]) for s in range(0, len(rows), block)]  # (R, K) each
     for lo in range(0, len(cols), block):

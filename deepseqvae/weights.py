@@ -210,7 +210,6 @@ def compute_weights(codes: np.ndarray | torch.Tensor, theta: float = 0.2, *,
         col_of, width = column_map(codes_t, budget)  # (L*21,) int64, K
         if width == 0:  # no residue anywhere (or N == 0): every weight is 0
             return np.zeros(n, dtype=np.float64)
-        offsets = torch.arange(length, device=dev, dtype=torch.int64) * (N_AA + 1)  # (L,)
         nongap = (codes_t != GAP_CODE).sum(dim=1)  # (N,) int64
         table = min_matches_table(length, theta)  # (L+1,) float64
         table[0] = length + 1  # an all-gap row: no count can reach it (matches <= L)
@@ -235,12 +234,7 @@ def compute_weights(codes: np.ndarray | torch.Tensor, theta: float = 0.2, *,
             """One-hot rows lo..lo+B as (left operand (B, K), right operand (K, B))."""
             if lo in cache:
                 return cache[lo]
-            hi = min(lo + bs, n)
-            cb = codes_t[lo:hi].long()  # (B, L)
-            idx = col_of[cb + offsets]  # (B, L) column in 0..K-1 (0 for gaps, adding 0 there)
-            oh_dtype = torch.int8 if int8 else torch.float32
-            val = (cb != GAP_CODE).to(oh_dtype)  # (B, L)
-            x = torch.zeros(hi - lo, width, dtype=oh_dtype, device=dev).scatter_add_(1, idx, val)
+            x = compact_one_hot(codes_t[lo:min(lo + bs, n)], col_of, width, torch.int8 if int8 else torch.float32)
             # _int_mm is fastest with a contiguous (K, B) right operand; BLAS takes x.T as is.
             pair = (x, x.T.contiguous() if int8 else x.T)
             if cache_all:
@@ -279,6 +273,15 @@ def compute_weights(codes: np.ndarray | torch.Tensor, theta: float = 0.2, *,
     has = counts_np > 0  # False exactly for all-gap rows
     weights[has] = 1.0 / counts_np[has]
     return weights
+
+
+def compact_one_hot(codes: torch.Tensor, col_of: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, K) one-hot of the int codes (B, L) over the K (position, residue) columns of :func:`column_map`
+    (``col_of``, ``width``), in ``dtype``; a gap adds 0 (to column 0). The operand of every identity product."""
+    cb = codes.long()  # (B, L)
+    offsets = torch.arange(cb.shape[1], device=cb.device, dtype=torch.int64) * (N_AA + 1)  # (L,)
+    val = (cb != GAP_CODE).to(dtype)  # (B, L)
+    return torch.zeros(cb.shape[0], width, dtype=dtype, device=cb.device).scatter_add_(1, col_of[cb + offsets], val)
 
 
 def column_map(codes: torch.Tensor, memory_budget_bytes: int) -> tuple[torch.Tensor, int]:
