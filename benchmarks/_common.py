@@ -71,7 +71,12 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    from deepseqvae.hardware import cpu_flags
+
+    native = [name for name, has in cpu_flags().items() if has]
+    text = (f"{cpu}, {os.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()}; native "
+            f"{', '.join(native) if native else 'int8/bf16 units: none'}), torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads)")
     if torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text

@@ -152,7 +152,8 @@ def _recipe_help() -> str:
 
     return ("Training recipe. fast (default, for a CPU): the paper's encoder and latent, a 100-500 Bayesian "
             "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
-            f"decoder products; steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
+            "decoder products where the device has native bf16 units (else float32); "
+            f"steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
             f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, ending earlier when the held-out "
             "log-likelihood (80 %-identity clusters worth 10 % of the sequence weight) stops improving, then "
             "trained again on every sequence up to that step (--refit); the posterior variances "

@@ -20,6 +20,7 @@ import torch
 from .alphabet import N_AA
 from .checkpoint import Checkpoint, ModelInfo, model_kind, save_checkpoint
 from .errors import TrainingError
+from .hardware import MATMUL_DTYPES, resolve_matmul_dtype
 from .holdout import cluster_holdout_split, heldout_sample, holdout_split
 from .model import VAE, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor
@@ -56,7 +57,9 @@ class TrainConfig:
     kl_neff_floor: float | None = None  # divide KL(q(θ)||p(θ)) by max(Neff, this) instead of Neff (None: by Neff;
     #                                 1,000 generalised worse: benchmarks/results/recipes-kl-floor-2026-12-01.md)
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
-    matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs; sums, weights stay fp32
+    matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs (sums, weights stay
+    #                                 fp32); "auto": bfloat16 where the device runs it natively, else float32
+    #                                 (hardware.resolve_matmul_dtype; a run records what it used)
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
@@ -82,8 +85,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'deepsequence', not {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', not {self.schedule!r}")
-        if self.matmul_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"matmul_dtype must be 'float32' or 'bfloat16', not {self.matmul_dtype!r}")
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype must be one of {', '.join(MATMUL_DTYPES)}, not {self.matmul_dtype!r}")
         if self.stop_on not in STOP_CRITERIA:
             raise ValueError(f"stop_on must be one of {', '.join(STOP_CRITERIA)}, not {self.stop_on!r}")
         if self.early_stopping < 0:
@@ -154,7 +157,7 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "fast": (
         {"decoder_hidden": (100, 500)},
         {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
-         "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "bfloat16",
+         "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "auto",
          "holdout_fraction": FAST_HOLDOUT, "holdout_by": "weight", "refit": True, "early_stopping": None,
          "eval_every": FAST_EVAL_EVERY, "eval_samples": 16, "eval_rows": FAST_EVAL_ROWS, "variance_lr": FROM_NEFF},
     ),
@@ -295,6 +298,20 @@ def _set_step_sizes(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: in
         g["lr"] = g["base_lr"] * factor
 
 
+def _run_matmul_dtype(cfg: TrainConfig, device: torch.device, resume: Checkpoint | None) -> str:
+    """The decoder-product precision a run uses: ``cfg.matmul_dtype`` when explicit; for "auto", a resumed
+    run's recorded choice (it continues the same arithmetic) or else what ``device`` runs natively."""
+    if cfg.matmul_dtype != "auto":
+        return cfg.matmul_dtype
+    recorded = (resume.train_config or {}).get("matmul_dtype") if resume is not None else None
+    if recorded in ("float32", "bfloat16"):
+        return recorded
+    chosen = resolve_matmul_dtype("auto", device)
+    log.info("decoder products in %s (%s)", chosen, "native on this device" if chosen == "bfloat16"
+             else "no native bfloat16 products on this device")
+    return chosen
+
+
 @torch.no_grad()
 def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
                       generator: torch.Generator, batch_size: int = 1024, sample_theta: bool = True
@@ -368,6 +385,7 @@ def train(
     (benchmarks follow accuracy along a run with it; it must not change the model).
     """
     device = torch.device(device)
+    cfg = replace(cfg, matmul_dtype=_run_matmul_dtype(cfg, device, resume))  # the checkpoint records the one used
     if codes.shape[0] != weights.shape[0]:
         raise ValueError("codes and weights differ in length")
     neff = float(weights.sum())

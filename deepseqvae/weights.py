@@ -20,8 +20,10 @@ Two exact product kernels:
 * ``"float32"``: float32 one-hot blocks and an ordinary matmul (CPU or CUDA). Match counts are
   integers below 2**24, so float32 products are exact.
 * ``"int8"``: int8 one-hot blocks and ``torch._int_mm`` (int8 x int8 -> int32). On CPUs with
-  VNNI it runs about 3x faster than float32. It is used on the CPU by default ("auto") when a
-  self-check at first use shows that it exists and is exact; otherwise float32 is used.
+  VNNI it runs about 3x faster than float32; without native int8 units it is emulated and ~100x
+  slower. It is used on the CPU by default ("auto") where the CPU has them
+  (:func:`deepseqvae.hardware.native_int8_matmul`) and a self-check at first use shows that it
+  exists and is exact; otherwise float32 is used.
 
 The threshold decision is bit-identical to EVE's float64 ``matches / nongap > 1 - theta``: for
 every possible ``nongap = n`` the smallest integer ``m`` with ``float64(m / n) > 1 - theta`` is
@@ -43,6 +45,7 @@ import torch
 from .alphabet import GAP_CODE, N_AA
 from .errors import DeepSeqVAEError
 from .fileio import atomic_write
+from .hardware import native_int8_matmul
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +165,11 @@ def int8_matmul_available(device_type: str = "cpu") -> bool:
 
 
 def resolve_kernel(kernel: str, device: torch.device) -> str:
-    """``"auto"`` -> "int8" on a CPU where :func:`int8_matmul_available`, else "float32"."""
+    """``"auto"`` -> "int8" on a CPU with native int8 products (:func:`deepseqvae.hardware.native_int8_matmul`)
+    where :func:`int8_matmul_available`, else "float32"."""
     if kernel == "auto":
-        return "int8" if int8_matmul_available(device.type) else "float32"
+        fast = native_int8_matmul(device.type) and int8_matmul_available(device.type)
+        return "int8" if fast else "float32"
     if kernel == "float32":
         return kernel
     if kernel == "int8":

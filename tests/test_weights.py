@@ -13,6 +13,7 @@ from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import GAP_CODE, encode_many
 from deepseqvae.cli import main
 from deepseqvae.errors import DeepSeqVAEError
+from deepseqvae.hardware import native_int8_matmul
 from deepseqvae.weights import (
     WeightsError,
     block_size,
@@ -157,7 +158,8 @@ def test_blocked_equals_unblocked_and_eve_reference(kernel):
 def test_kernels():
     cpu = torch.device("cpu")
     assert resolve_kernel("float32", cpu) == "float32"
-    assert resolve_kernel("auto", cpu) == ("int8" if int8_matmul_available("cpu") else "float32")
+    native = native_int8_matmul("cpu") and int8_matmul_available("cpu")
+    assert resolve_kernel("auto", cpu) == ("int8" if native else "float32")
     assert resolve_kernel("auto", torch.device("meta")) == "float32"
     with pytest.raises(WeightsError, match="unknown kernel"):
         compute_weights(encode_many(["ACD"]), kernel="fp8")  # type: ignore[arg-type]
