@@ -141,3 +141,15 @@ def test_compare_screen_pairs_runs_and_applies_the_rule(tmp_path):
     cand.write_text(run("A", 1, [-3]) + "\n" + run("A", 1, [-4]))
     with pytest.raises(SystemExit, match="a second run of A seed 1"):
         load_runs(cand)
+
+
+def test_train_benchmark_runs_bfloat16_paths_only_on_native_units():
+    from benchmarks.bench_train import PATHS, planned_paths
+
+    assert planned_paths(True) == PATHS
+    emulated = planned_paths(False)
+    assert all(spec[1].get("matmul_dtype") != "bfloat16" for spec in emulated.values())
+    # the fast recipe's rows remain, in float32 (its "auto" choice there); the other bf16 paths are dropped
+    assert "fast recipe (float32 products here, weight average)" in emulated
+    assert "paper recipe, bf16 products" not in emulated and "paper recipe, float32" in emulated
+    assert len(emulated) == len(PATHS) - 2
