@@ -53,10 +53,12 @@ def native_int8_matmul(device_type: str = "cpu") -> bool:
 
 
 def native_bf16_matmul(device: torch.device) -> bool:
-    """Whether bfloat16 products run natively on ``device``: a CUDA device that supports bfloat16, or
-    an x86 CPU with AVX-512 BF16 or AMX."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+    """Whether bfloat16 products run natively on ``device``: a CUDA device of compute capability 8 or
+    more (or ROCm), or an x86 CPU with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":  # bfloat16 tensor cores from Ampere (compute capability 8) on; ROCm devices have them
+        if not torch.cuda.is_available():
+            return False
+        return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
     flags = cpu_flags()
