@@ -28,6 +28,7 @@ import torch
 from benchmarks._common import add_data_dir, header, peak_rss_mb, run_worker, worker_main, write_result
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import GAP_CODE, N_AA
+from deepseqvae.hardware import native_int8_matmul
 from deepseqvae.weights import compute_weights, int8_matmul_available, resolve_kernel
 
 GOAL_MB = 2048
@@ -131,7 +132,9 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available")
     data = args.data_dir
-    kernels = [k for k in ("int8", "float32") if k == "float32" or int8_matmul_available(device.type)]
+    # int8 only where it runs on native units: emulated (AVX2-only CPUs) it is ~50x slower (bench_hardware)
+    native = native_int8_matmul(device.type) and int8_matmul_available(device.type)
+    kernels = [k for k in ("int8", "float32") if k == "float32" or native]
 
     # first, before this process holds the real alignments
     synth = None
@@ -183,7 +186,8 @@ def main() -> None:
             text += (f"| {name} | {n:,} | {length} | {kernel} | {best:.3f} | "
                      f"{', '.join(f'{t:.3f}' for t in runs)} | {neff:.2f} | {note} |\n")
         if "int8" not in kernels:
-            text += f"\nThe int8 kernel (torch._int_mm) is not available on {device}.\n"
+            text += (f"\nThe int8 kernel (torch._int_mm) was not run: not available natively on {device} "
+                     "(`python -m benchmarks.bench_hardware` measures it emulated).\n")
         text += "\n"
     if synth is not None:
         gpu = f"{synth['gpu_peak_mb']:,.0f} MB" if synth["gpu_peak_mb"] is not None else "-"
