@@ -245,6 +245,12 @@ def _recipe_help() -> str:
 @click.option("--compile/--no-compile", "compile_kernels", default=None,
               help="Sample and regularise the largest decoder weights (>= 4M) with torch.compile'd kernels; "
                    "without a working C++ compiler training says so and runs eagerly. [default: --compile]")
+@click.option("--products", "matmul_dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default=None,
+              help="Precision of the decoder's large training products. auto: bfloat16 inputs (float32 sums) where "
+                   "the device has native bfloat16 units (AVX-512 BF16 or AMX CPUs, CUDA from compute capability "
+                   "8), float32 elsewhere, where emulated bfloat16 is far slower; float32 gives the same model on "
+                   "every machine. The checkpoint records the one used. [default: the recipe's: fast auto, paper "
+                   "float32]")
 @click.option("--resume", is_flag=True,
               help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
@@ -252,8 +258,8 @@ def _recipe_help() -> str:
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, variance_lr, seed, device,
                   decoder, theta, weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size,
                   sparsity_tiles, dropout, pseudocount, holdout_fraction, holdout_by, refit, early_stopping, stop_on,
-                  eval_rows, init_bias, profile_pseudocount, checkpoint_every, compile_kernels, resume, progress,
-                  align_opts):
+                  eval_rows, init_bias, profile_pseudocount, checkpoint_every, compile_kernels, matmul_dtype, resume,
+                  progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -292,7 +298,8 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                            checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
                            holdout_by=holdout_by, refit=refit, early_stopping=early_stopping, stop_on=stop_on,
                            eval_rows=eval_rows, init_bias=init_bias,
-                           profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels),
+                           profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels,
+                           matmul_dtype=matmul_dtype),
         pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe)
     click.echo(result.summary(time.perf_counter() - t0))
 

@@ -135,7 +135,7 @@ COMMAND_OPTIONS = {
               "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--holdout-by",
               "--refit", "--no-refit", "--early-stopping", "--stop-on", "--eval-rows",
               "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
-              "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
+              "--products", "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
     "info": [],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
               "--samples", "--seed", "--device", "--strict", "--fitness-col", "--batch-size", "--progress",
@@ -587,3 +587,25 @@ def test_small_family_warns_that_predictions_will_be_weak(tmp_path, caplog):
         caplog.clear()
         assert_ok(invoke("weights", DEMO_A2M, "-o", tmp_path / "w2.npy"))
         assert "Neff/L" not in caplog.text
+
+
+@pytest.mark.parametrize("products", ["float32", "bfloat16", "auto"])
+def test_train_products_reach_the_run_and_the_checkpoint(tmp_path, monkeypatch, products):
+    """--products sets the decoder-product precision; "auto" is resolved from the CPU's flags (here
+    made an AVX2-only CPU, which has no bfloat16 units) and the checkpoint records what ran."""
+    from deepseqvae import hardware
+    from deepseqvae.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {})
+    out = tmp_path / "m.pt"
+    tiny = [a for a in TINY_VAE]
+    tiny[tiny.index("--steps") + 1] = "2"
+    assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--holdout", "0", "--products", products))
+    expected = "float32" if products == "auto" else products
+    assert load_checkpoint(out).train_config["matmul_dtype"] == expected
+
+
+def test_train_rejects_unknown_products(tmp_path):
+    bad = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--products", "fp8")
+    assert bad.exit_code == 2 and "Invalid value for '--products'" in bad.output
+    assert not (tmp_path / "m.pt").exists()
