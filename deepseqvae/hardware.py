@@ -4,11 +4,12 @@ Two speed-ups of the package depend on the processor's matrix units, and both ar
 float32 where the units are missing, because the library then emulates them:
 
 * int8 one-hot products (``torch._int_mm``) for the sequence weights and the held-out split: exact
-  either way, so only speed is at stake. Measured on a 2-core AMD EPYC without AVX-512: 0.7 int8
-  GOP/s against 83 float32 GFLOP/s, and the BLAT_ECOLX weights of 3,000 rows took 61 s instead of
-  0.8 s (benchmarks/results/hardware-*.md).
+  either way, so only speed is at stake. Measured on a 2-core AMD EPYC with AVX2 only
+  (benchmarks/results/hardware-2026-12-02.md): 0.9-1.6 int8 GOP/s against 54-77 float32 GFLOP/s, and
+  the weights of 2,000 BLAT_ECOLX rows took 15.8 s instead of 0.32 s.
 * bfloat16 inputs to the decoder's large products during training (the fast recipe): they change the
-  rounding of the results, and on the same machine ran at 0.6-1.7 GFLOP/s against 47-59 in float32.
+  rounding of the results, and on the same machine ran at 0.5-1.6 GFLOP/s against 54-77 in float32
+  (a BLAT_ECOLX training step 3.9x slower).
 
 The answers come from the CPU's feature flags, never from a timing, so the same machine always makes
 the same choice (a bf16 model and a float32 model differ in their last digits).
@@ -16,12 +17,9 @@ the same choice (a bf16 model and a float32 model differ in their last digits).
 
 from __future__ import annotations
 
-import logging
 import platform
 
 import torch
-
-log = logging.getLogger(__name__)
 
 #: x86 feature flags (torch.cpu's names) under which oneDNN runs each product natively
 _INT8_FLAGS = ("avx512_vnni", "amx_tile")
