@@ -600,9 +600,11 @@ def test_train_products_reach_the_run_and_the_checkpoint(tmp_path, monkeypatch, 
     out = tmp_path / "m.pt"
     tiny = [a for a in TINY_VAE]
     tiny[tiny.index("--steps") + 1] = "2"
-    assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--holdout", "0", "--products", products))
+    result = assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--holdout", "0", "--products", products))
     expected = "float32" if products == "auto" else products
     assert load_checkpoint(out).train_config["matmul_dtype"] == expected
+    said = "float32 (auto: no native bfloat16 units on cpu)" if products == "auto" else products
+    assert f"Decoder products: {said}\n" in result.output
 
 
 def test_train_rejects_unknown_products(tmp_path):
