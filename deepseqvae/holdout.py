@@ -58,7 +58,7 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, cols:
                     block: int = 2048) -> torch.Tensor:
     """(len(rows), len(cols)) bool (``cols`` None: every row of ``codes``): :func:`_neighbour_mask`'s decision,
     bit for bit, with the identical-residue counts as products of one-hot blocks (those of
-    :mod:`deepseqvae.weights`: int8 where the CPU has exact int8 products, else float32; counts below
+    :mod:`deepseqvae.weights`: int8 where the CPU has native, exact int8 products, else float32; counts below
     2**24 are exact either way) instead of a comparison of every pair of residues (the whole split 34x
     faster on BLAT_ECOLX: benchmarks/results/split-2026-12-02.md). The working memory is the result, the
     rows' one-hot and one (K, ``block``) block of the columns'."""

@@ -304,7 +304,7 @@ def _run_matmul_dtype(cfg: TrainConfig, device: torch.device, resume: Checkpoint
     if cfg.matmul_dtype != "auto":
         return cfg.matmul_dtype
     recorded = (resume.train_config or {}).get("matmul_dtype") if resume is not None else None
-    if recorded in ("float32", "bfloat16"):
+    if recorded is not None and recorded != "auto":  # a run always records a concrete precision
         return recorded
     chosen = resolve_matmul_dtype("auto", device)
     log.info("decoder products in %s (%s)", chosen, "native on this device" if chosen == "bfloat16"

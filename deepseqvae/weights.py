@@ -20,8 +20,8 @@ Two exact product kernels:
 * ``"float32"``: float32 one-hot blocks and an ordinary matmul (CPU or CUDA). Match counts are
   integers below 2**24, so float32 products are exact.
 * ``"int8"``: int8 one-hot blocks and ``torch._int_mm`` (int8 x int8 -> int32). On CPUs with
-  VNNI it runs about 3x faster than float32; without native int8 units it is emulated and ~100x
-  slower. It is used on the CPU by default ("auto") where the CPU has them
+  VNNI it runs about 3x faster than float32; without native int8 units it is emulated and ~50x
+  slower (benchmarks/results/hardware-2026-12-02.md). It is used on the CPU by default ("auto") where the CPU has them
   (:func:`deepseqvae.hardware.native_int8_matmul`) and a self-check at first use shows that it
   exists and is exact; otherwise float32 is used.
 
