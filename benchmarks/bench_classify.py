@@ -157,7 +157,7 @@ def scan_dataset(name: str, args, seeds: list[int]) -> tuple[list, list[float], 
 def cached_scan(ckpt: Path, name: str, args):
     """The saturation scan of ``ckpt`` (K = --samples, seed 0), read back from ``<ckpt>.scan-K<k>.csv`` when
     that file is newer than the checkpoint, so classification variants can be rerun without rescanning."""
-    cache = ckpt.with_name(f"{ckpt.stem}.scan-K{args.samples or 'default'}.csv")
+    cache = ckpt.with_name(f"{ckpt.stem}.scan-K{args.samples or 'auto'}.csv")
     if cache.exists() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
         print(f"{ckpt}: scan reused from {cache}", file=sys.stderr)
         return read_scan(cache, protein=name)
@@ -236,7 +236,7 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | 
     rows = ev.by_retain.assign(dataset=name, auc_evolutionary_index=ev.auc_evolutionary_index,
                                auc_pathogenicity=ev.auc_pathogenicity, n_pathogenic=ev.n_pathogenic,
                                n_benign=ev.n_benign, seeds=" ".join(map(str, args.seeds)), steps=args.steps,
-                               samples=args.samples if args.samples is not None else "default",
+                               samples=args.samples if args.samples is not None else "automatic",
                                auc_per_seed=" ".join(fmt(a) for a in per_seed), **prior_cols)
     return "\n".join(lines) + "\n", rows
 
@@ -248,7 +248,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=_ints, default=[1, 2, 3], help="training seeds, comma-separated [default: 1,2,3]")
     ap.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe [default: %(default)s]")
     ap.add_argument("--steps", type=int, default=None, help="training steps [default: the recipe's]")
-    ap.add_argument("--samples", type=int, default=None, help="K per mutant [default: 2000 on a GPU, 400 on a CPU]")
+    ap.add_argument("--samples", type=int, default=None, help="K per mutant [default: each model's automatic K]")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--train-options", type=json.loads, default={},
                     help="JSON of TrainConfig fields changing the recipe, e.g. "
@@ -269,8 +269,9 @@ def main() -> None:
     steps = "its step rule" if args.steps is None else f"{args.steps:,} steps"
     if args.train_options:
         steps += f"; changed: `{json.dumps(args.train_options)}`"
+    k_text = args.samples or "each model's automatic K"
     text += (f"Training recipe {args.recipe} ({steps}), seeds {', '.join(map(str, args.seeds))}; saturation scan "
-             f"with K = {args.samples or 'the device default'}; classify: the mean ΔELBO of the seeds, a mixture "
+             f"with K = {k_text}; classify: the mean ΔELBO of the seeds, a mixture "
              "fitted to the protein alone (no pooled prior), EVE's default thresholds.\n\n")
     names = [d for d in args.datasets.split(",") if d]
     prior_names = [d for d in args.prior_datasets.split(",") if d and d not in names]

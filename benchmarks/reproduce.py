@@ -18,7 +18,7 @@ model is also saved at those steps (for ``benchmarks.convergence``).
 Profiles (see benchmarks/README.md for the measurements behind them):
 
 * ``default`` - what ``deepseqvae train`` does with no options (the ``fast`` recipe), seeds 1, 2
-  and 3 and their ensemble, K = 400 (the CPU default of ``score``).
+  and 3 and their ensemble, each model's automatic K (the default of ``score``; ``--samples`` fixes it).
 * ``quick`` - CPU, at most ~20 minutes per dataset on 2 cores: the paper's encoder, latent and
   Bayesian (svi) decoder with the sparsity and dictionary, but a 100-500 decoder (instead of
   100-2000; 5x faster steps on BLAT_ECOLX), 6,000 steps, K = 200 samples, one seed.
@@ -53,7 +53,7 @@ CHUNK = 250
 
 PROFILES: dict[str, dict] = {
     # what `deepseqvae train` does by default (the fast recipe), 3 seeds and their ensemble
-    "default": {"recipe": "fast", "model": {}, "steps": None, "samples": 400, "seeds": [1, 2, 3]},
+    "default": {"recipe": "fast", "model": {}, "steps": None, "samples": None, "seeds": [1, 2, 3]},
     # the 2026-11-22 CPU profile (constant-step Adam), kept to compare against
     "quick": {"recipe": None, "model": {"decoder_hidden": [100, 500]}, "steps": 6000, "samples": 200, "seeds": [1]},
     # the paper: DeepSequence's recipe, 5 seeds (a GPU job)
@@ -244,10 +244,10 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
         scores.append(s)
         r, _ = rho(s)
         per_seed.append({"seed": seed, "rho": r, "train_s": t_train, "steps": n_steps,
-                         "steps_per_s": n_run / t_train, "score_s": t_score,
+                         "steps_per_s": n_run / t_train, "score_s": t_score, "samples": scored.n_samples,
                          "final_elbo": (ckpt.history.get("elbo") or [math.nan])[-1]})
         print(f"  {row['id']} seed {seed}: rho {r:.4f}, train {t_train:.0f} s ({n_run / t_train:.2f} steps/s), "
-              f"score {t_score:.0f} s", file=sys.stderr, flush=True)
+              f"score {t_score:.0f} s (K = {scored.n_samples})", file=sys.stderr, flush=True)
     out["seeds"] = per_seed
     out["rho_ensemble"] = rho(np.mean(scores, axis=0))[0] if len(scores) > 1 else None
     out["t_train_s"] = sum(p["train_s"] for p in per_seed)
@@ -291,6 +291,7 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
             row.update({k: r[k] for k in ("t_weights_s", "t_train_s", "t_score_s", "t_independent_s", "peak_rss_mb",
                                           "device")})
             row["steps"] = r["seeds"][0]["steps"]
+            row["samples"] = "/".join(str(sd.get("samples")) for sd in r["seeds"])
             row["steps_per_s"] = np.mean([s["steps_per_s"] for s in r["seeds"]])
             row["total_s"] = r["total_s"]
         for col, _ in PUBLISHED:
@@ -303,11 +304,12 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
     s = settings
     text = head
     steps = "the recipe's step rule" if s["steps"] is None else f"{s['steps']:,} steps"
+    k_text = "each model's automatic" if s["samples"] is None else f"{s['samples']:,}"
     recipe = f"recipe **{s['recipe']}**" if s.get("recipe") else "constant-step Adam (no recipe)"
     text += (f"Profile **{profile}**: {recipe}, model options {json.dumps(s['model'])} (others: the recipe's), "
              f"{steps}" + (f" or {s['max_train_minutes']:g} minutes of training, whichever comes first"
                            if s.get("max_train_minutes") else "") +
-             f", K = {s['samples']:,} samples, seeds {s['seeds']}. "
+             f", K = {k_text} samples, seeds {s['seeds']}. "
              f"Total wall time {total_s / 60:.1f} min.\n\n")
     text += "## Spearman ρ\n\n"
     text += ("| dataset | N | L | Neff | scored / rows | deepseqvae (per seed) | ensemble | site-independent (ours) | "
@@ -323,13 +325,13 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
         text += (f"| {r['dataset']} | {r['N']:,} | {r['L']} | {r['Neff']:.1f} | {r['n_scored']:,} / {r['rows']:,} | "
                  f"**{seeds}** | {_f(r['rho_ensemble'])} | {_f(r['rho_independent'])} | {pub or '–'} | {pg or '–'} |\n")
     text += "\n## Time and memory\n\n"
-    text += ("| dataset | weights | training | steps (saved model) | steps/s (all runs) | scoring (all seeds) "
+    text += ("| dataset | weights | training | steps (saved model) | steps/s (all runs) | scoring (all seeds; K) "
              "| site-independent | total | peak RSS | device |\n|---|---|---|---|---|---|---|---|---|---|\n")
     for row in flat:
         if row["status"] != "ok":
             continue
         text += (f"| {row['dataset']} | {row['t_weights_s']:.2f} s | {row['t_train_s'] / 60:.1f} min | "
-                 f"{row['steps']:,} | {row['steps_per_s']:.2f} | {row['t_score_s']:.0f} s | "
+                 f"{row['steps']:,} | {row['steps_per_s']:.2f} | {row['t_score_s']:.0f} s; {row['samples']} | "
                  f"{row['t_independent_s']:.1f} s | "
                  f"{row['total_s'] / 60:.1f} min | {row['peak_rss_mb']:.0f} MB | {row['device']} |\n")
     text += "\n## Rows not used for Spearman\n\n"

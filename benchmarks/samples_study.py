@@ -42,13 +42,16 @@ ROUND = 50
 
 
 def reliability(per_sample: np.ndarray) -> float:
-    """R of the mean of ``per_sample`` (K, M): 1 − mean Monte-Carlo variance / variance across the M variants,
-    each sample's mean over variants removed first."""
-    k = per_sample.shape[0]
-    centred = per_sample - per_sample.mean(axis=1, keepdims=True)  # (K, M)
-    estimate = centred.mean(axis=0)  # (M,)
-    noise = centred.var(axis=0, ddof=1).mean() / k
-    return float(1.0 - noise / estimate.var(ddof=1))
+    """R of the mean of ``per_sample`` (K, M), each sample's mean over the variants removed first: what
+    ``deepseqvae.score.delta_elbo`` measures for the automatic K (:meth:`deepseqvae.score.Welford.reliability`)."""
+    import torch
+
+    from deepseqvae.score import Welford
+
+    acc = Welford(per_sample.shape[1], "cpu")
+    for row in per_sample:
+        acc.add(torch.from_numpy(row - row.mean()))
+    return acc.reliability()
 
 
 def study(dataset: str, ckpt_path: Path, data_dir: Path, max_samples: int, device: str) -> list[dict]:
@@ -57,10 +60,13 @@ def study(dataset: str, ckpt_path: Path, data_dir: Path, max_samples: int, devic
 
     from benchmarks.reproduce import dms_variants, read_datasets
     from deepseqvae.checkpoint import build_model, load_checkpoint
-    from deepseqvae.score import delta_elbo
+    from deepseqvae.score import auto_samples, delta_elbo
 
     ckpt = load_checkpoint(ckpt_path)
     variants, fitness = dms_variants(read_datasets().loc[dataset], data_dir, ckpt.info)
+    t0 = time.perf_counter()
+    library_k = auto_samples(build_model(ckpt), ckpt.info.focus_codes, seed=0, device=device, most=max_samples)
+    probe_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = delta_elbo(build_model(ckpt), ckpt.info.focus_codes, variants, n_samples=max_samples, seed=0,
                      device=device, trace_at=tuple(range(1, max_samples + 1)))
@@ -71,13 +77,14 @@ def study(dataset: str, ckpt_path: Path, data_dir: Path, max_samples: int, devic
     auto = next((k for k in range(ROUND, max_samples + 1, ROUND) if reliability(per_sample[:k]) >= MIN_RELIABILITY),
                 max_samples)
     rows = []
-    for k in sorted({k for k in KS if k <= max_samples} | {auto}):
+    for k in sorted({k for k in KS if k <= max_samples} | {auto, library_k}):
         rows.append({"dataset": dataset, "K": k, "reliability": reliability(per_sample[:k]),
                      "spearman_to_max": float(spearmanr(means[k - 1], means[-1]).statistic),
                      "rho_dms": float(spearmanr(means[k - 1], fitness).statistic),
                      "median_sem": float(np.median(per_sample[:k].std(axis=0, ddof=1) / np.sqrt(k))),
                      "seconds": seconds * k / max_samples, "variants": int(variants.shape[0]),
-                     "model_step": int(ckpt.step), "auto": k == auto})
+                     "model_step": int(ckpt.step), "auto": k == auto, "library_auto": k == library_k,
+                     "probe_seconds": probe_seconds})
         print(f"{dataset} K={k}: R {rows[-1]['reliability']:.5f}, Spearman to K={max_samples} "
               f"{rows[-1]['spearman_to_max']:.5f}, rho {rows[-1]['rho_dms']:.4f}", flush=True)
     return rows
@@ -85,7 +92,7 @@ def study(dataset: str, ckpt_path: Path, data_dir: Path, max_samples: int, devic
 
 def decide(frame) -> bool:
     """The rule of the module docstring: adopt the automatic K (True) or keep K = 400 (False)."""
-    at = frame[frame["auto"]]
+    at = frame[frame["auto"] | frame["library_auto"]]
     return bool((at["spearman_to_max"] >= MIN_SPEARMAN_TO_MAX).all())
 
 
@@ -117,11 +124,18 @@ def main() -> None:
     text += ("| dataset | variants | model step | K | reliability | Spearman to K = max | ρ vs DMS | median SEM | "
              "scoring time |\n|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
-        k = f"**{r['K']} (auto)**" if r["auto"] else str(r["K"])
+        marks = [m for m, on in (("auto", r["auto"]), ("library", r["library_auto"])) if on]
+        k = f"**{r['K']} ({', '.join(marks)})**" if marks else str(r["K"])
         text += (f"| {r['dataset']} | {r['variants']:,} | {r['model_step']:,} | {k} | {r['reliability']:.5f} | "
                  f"{r['spearman_to_max']:.5f} | {r['rho_dms']:.4f} | {r['median_sem']:.3f} | {r['seconds']:.0f} s |\n")
-    text += (f"\nAutomatic K: the first multiple of {ROUND} samples with reliability >= {MIN_RELIABILITY} (at most "
-             f"{args.max_samples}). Rule (written before the runs): adopt it as the default if its scores have a "
+    probes = frame.groupby("dataset", sort=False)["probe_seconds"].first()
+    text += (f"\nAutomatic K (auto): the first multiple of {ROUND} samples with reliability >= {MIN_RELIABILITY} on "
+             f"the DMS variants (at most {args.max_samples}). The library's automatic K (library: "
+             "`deepseqvae.score.auto_samples`, what `score`, `scan` and `classify` use without `--samples`) measures "
+             "the same on 200 fixed single substitutions of the focus instead, so that it does not depend on the "
+             "variants scored; its cost per model: "
+             + ", ".join(f"{d} {t:.1f} s" for d, t in probes.items())
+             + ". Rule (written before the runs): adopt it as the default if its scores (both K) have a "
              f"Spearman correlation >= {MIN_SPEARMAN_TO_MAX} with the {args.max_samples}-sample ones on every model; "
              f"else keep K = 400. **Result: {'adopt' if chosen else 'keep K = 400'}.**\n")
     path = write_result(text, args.out, "samples")

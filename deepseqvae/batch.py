@@ -639,7 +639,7 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
         frame.to_csv(fh, index=False, float_format="%.4f")
     lines = [f"# deepseqvae batch: {plan.reference.name}", "",
              (f"Seeds {', '.join(map(str, plan.seeds))}; columns = {plan.align_options.columns}; "
-              f"training options {json.dumps(plan.train_options)}; K = {plan.samples or 'default'}."),
+              f"training options {json.dumps(plan.train_options)}; K = {plan.samples or 'automatic'}."),
              (f"Scores: `scores/<DMS_id>.csv`, columns `{seed_column(plan.seeds[0])}`… and `{ENSEMBLE_COLUMN}` "
               f"(ΔELBO, higher = fitter: ProteinGym directionality {DIRECTIONALITY})."), "",
              "| DMS_id | mutants | scored | Spearman (ensemble) | per seed | AUC | NDCG | top-10% recall | offset |",

@@ -10,6 +10,12 @@ import click
 from . import __version__
 from .errors import DeepSeqVAEError
 
+#: the default of every --samples option (literal, so that --help does not import torch; a test checks it
+#: against deepseqvae.score: AUTO_ROUND, AUTO_PROBE, AUTO_RELIABILITY, DEFAULT_SAMPLES_CPU, _GPU)
+SAMPLES_DEFAULT_HELP = ("[default: automatic, per model: rounds of 50 samples until the scores of 200 fixed single "
+                        "substitutions reach reliability 0.999 (their expected squared correlation with the "
+                        "K → ∞ limit); at most 400 on a CPU, 2000 on a GPU]")
+
 
 class UserError(click.ClickException):
     """A bad-input error: one line on stderr, exit status 2, no traceback."""
@@ -341,7 +347,7 @@ def info_command(checkpoint):
 @click.option("--offset", type=int, default=0, show_default=True,
               help="Added to every position in the table before it is matched to the model's numbering.")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
-              help="Posterior samples K per mutant. [default: 2000 on a GPU, 400 on a CPU]")
+              help="Posterior samples K per mutant. " + SAMPLES_DEFAULT_HELP)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling; same seed, same scores.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
@@ -374,7 +380,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
     n_ok = result.summary.get("ok", 0)
     n_rows = len(result.frame)
     others = {k: v for k, v in result.summary.items() if k != "ok"}
-    click.echo(f"Scored {n_ok} of {n_rows} rows with {len(models)} model(s), K = {result.n_samples} samples.",
+    click.echo(f"Scored {n_ok} of {n_rows} rows with {len(models)} model(s), {result.samples_text()}.",
                err=True)
     if others:
         click.echo("Not scored (kept with an empty score): "
@@ -428,7 +434,7 @@ def simulate_command(out_dir, seed, n_seqs, L, n_doubles):
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also draw a heatmap (positions × 20 amino acids, wild type dotted) to this PNG.")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
-              help="Posterior samples K per mutant, as in 'score'. [default: 2000 on a GPU, 400 on a CPU]")
+              help="Posterior samples K per mutant, as in 'score'. " + SAMPLES_DEFAULT_HELP)
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the sampling; the same seed, K and --batch-size give the numbers 'score' gives.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -453,7 +459,8 @@ def scan_command(model, output, plot, n_samples, seed, device, batch_size, max_p
 
     result, out, pos = scan_file(model, output, plot=plot, n_samples=n_samples, seed=seed, device=device,
                                  batch_size=batch_size, max_per_row=max_per_row, progress=progress)
-    how = f"K = {result.n_samples} samples" if result.n_samples is not None else "independent model"
+    how = "independent model" if result.n_samples is None else \
+        f"K = {result.n_samples} samples" + (" (automatic)" if n_samples is None else "")
     click.echo(f"Scanned {len(result.mutants)} single substitutions at {len(result.focus_seq)} positions ({how}).",
                err=True)
     click.echo(f"Wrote {out} and {pos}" + (f"; heatmap {plot}" if plot else ""))
@@ -620,7 +627,7 @@ def _fmt_pct(v: float) -> str:
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Draw <OUTPUT stem>_histogram.png (and _labels.png with --labels).")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
-              help="Posterior samples K per mutant for the scan, as in 'scan'. [default: 2000 on a GPU, 400 on a CPU]")
+              help="Posterior samples K per mutant for the scan, as in 'scan'. " + SAMPLES_DEFAULT_HELP)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scan's sampling.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
@@ -743,7 +750,7 @@ def classify_prior_command(scans, output, n_init, seed):
 @click.option("--train-option", "train_extra", multiple=True, metavar="NAME=VALUE",
               help="Any other 'train' option, e.g. --train-option learning_rate=0.0005 (repeatable).")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
-              help="score --samples: posterior samples K. [default: 2000 on a GPU, 400 on a CPU]")
+              help="score --samples: posterior samples K. " + SAMPLES_DEFAULT_HELP)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Device of the training and scoring jobs.")
 @click.option("--cores", type=click.IntRange(1), default=None,

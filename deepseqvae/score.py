@@ -42,7 +42,7 @@ Changes = tuple[tuple[int, int], ...]
 class MutationScorer(Protocol):
     """What scoring needs from a model: scores of variants of the wild type, higher = fitter.
 
-    A new model kind is one class with these three attributes and one method, registered in
+    A new model kind is one class with these three attributes and two methods, registered in
     :mod:`deepseqvae.checkpoint`; :func:`score_table` and :func:`saturation_scan` then score it.
     """
 
@@ -50,10 +50,17 @@ class MutationScorer(Protocol):
     method: str        # what a score is, for titles ("ΔELBO", "site-independent log-ratio")
     score_label: str   # axis label of a score
 
-    def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int, seed: int,
+    def resolve_samples(self, wt_codes: np.ndarray, *, n_samples: int | None, seed: int,
+                        device: torch.device | str, batch_size: int) -> int | None:
+        """K to score variants of ``wt_codes`` with: ``n_samples``, or the scorer's own choice when it is
+        None; None when the scores are not sampled."""
+        ...
+
+    def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int | None, seed: int,
                       device: torch.device | str, batch_size: int, progress: bool
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean, sem)``, (M,) each, of the M variants of ``wt_codes`` (L,) given by ``changes``."""
+        """``(mean, sem)``, (M,) each, of the M variants of ``wt_codes`` (L,) given by ``changes``, with
+        ``n_samples`` from :meth:`resolve_samples`."""
         ...
 
 
@@ -67,9 +74,20 @@ class VAEScorer:
     def __init__(self, model: VAE) -> None:
         self.model = model
 
-    def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int, seed: int,
+    def resolve_samples(self, wt_codes: np.ndarray, *, n_samples: int | None, seed: int,
+                        device: torch.device | str, batch_size: int) -> int:
+        """``n_samples``, or when None :func:`auto_samples` (at most :func:`default_samples` of ``device``)."""
+        if n_samples is not None:
+            return n_samples
+        return auto_samples(self.model, wt_codes, seed=seed, device=device, batch_size=batch_size,
+                            most=default_samples(device))
+
+    def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int | None, seed: int,
                       device: torch.device | str, batch_size: int, progress: bool
                       ) -> tuple[np.ndarray, np.ndarray]:
+        if n_samples is None:
+            n_samples = self.resolve_samples(wt_codes, n_samples=None, seed=seed, device=device,
+                                             batch_size=batch_size)
         variants = apply_changes(wt_codes, list(changes))  # (M, L) int8
         res = delta_elbo(self.model, wt_codes, variants, n_samples=n_samples, seed=seed, device=device,
                          batch_size=batch_size, progress=progress)
@@ -82,8 +100,75 @@ class DeltaElbo:
 
     mean: np.ndarray  # (M,) mean over samples of ELBO(variant) − ELBO(wild type); higher = fitter
     sem: np.ndarray   # (M,) standard error of that mean
-    n_samples: int
+    n_samples: int    # samples drawn
     trace: dict[int, np.ndarray] = field(default_factory=dict)  # {k: (M,) mean of the first k samples}
+
+
+#: the automatic K: samples are drawn in rounds of AUTO_ROUND until the scores' reliability reaches
+#: AUTO_RELIABILITY (benchmarks/results/samples-*.md)
+AUTO_ROUND = 50
+AUTO_RELIABILITY = 0.999
+#: how many single substitutions of the focus the automatic K is measured on (a fixed draw)
+AUTO_PROBE = 200
+
+
+class Welford:
+    """Running mean and sum of squared deviations, over samples, of M values (float64), and the
+    reliability of the means."""
+
+    def __init__(self, m: int, device: torch.device | str) -> None:
+        self.k = 0
+        self.mean = torch.zeros(m, dtype=torch.float64, device=device)  # (M,)
+        self.m2 = torch.zeros(m, dtype=torch.float64, device=device)  # (M,)
+
+    def add(self, x: torch.Tensor) -> None:
+        """Take one sample ``x`` (M,)."""
+        self.k += 1
+        delta = x - self.mean
+        self.mean += delta / self.k
+        self.m2 += delta * (x - self.mean)
+
+    def reliability(self) -> float:
+        """1 − (the means' mean Monte-Carlo variance) / (their variance across the M values): the
+        expected squared correlation of the M means with their limit over infinitely many samples.
+        −inf where undefined (fewer than 2 samples or 3 values, or no spread)."""
+        if self.k < 2 or self.mean.numel() < 3:
+            return -math.inf
+        spread = float(self.mean.var())
+        if not spread > 0:
+            return -math.inf
+        noise = float((self.m2 / (self.k - 1)).mean()) / self.k
+        return 1.0 - noise / spread
+
+
+def probe_changes(wt_codes: np.ndarray, n: int = AUTO_PROBE) -> list[Changes]:
+    """A fixed draw of ``n`` of the 19·L single substitutions of ``wt_codes`` (L,) (all when fewer),
+    in position order: the variants :func:`auto_samples` measures."""
+    singles = [((c, a),) for c in range(len(wt_codes)) for a in range(N_AA) if a != wt_codes[c]]
+    if len(singles) <= n:
+        return singles
+    pick = np.sort(np.random.default_rng(0).choice(len(singles), size=n, replace=False))
+    return [singles[i] for i in pick]
+
+
+def auto_samples(model: VAE, wt_codes: np.ndarray, *, seed: int, device: torch.device | str = "cpu",
+                 batch_size: int = 2048, most: int = 400) -> int:
+    """The automatic K of ``model`` and scoring ``seed``: the first multiple of :data:`AUTO_ROUND`
+    samples at which the ΔELBO of :func:`probe_changes` (the same draws as any scoring run with that
+    seed) reaches reliability :data:`AUTO_RELIABILITY`, at most ``most``.
+
+    It depends on the model, the seed and the device, not on the variants a caller scores, so a
+    table and a saturation scan of one model use the same K and agree. The reliability (the expected
+    squared correlation of the scores with their K → ∞ limit) is measured on each sample's
+    differences less their mean over the probe: the wild type's draw, shared by every variant of a
+    sample, moves them alike and changes no ranking.
+    """
+    probe = apply_changes(wt_codes, probe_changes(wt_codes))  # (≤ AUTO_PROBE, L)
+    k = delta_elbo(model, wt_codes, probe, n_samples=most, seed=seed, device=device, batch_size=batch_size,
+                   min_reliability=AUTO_RELIABILITY).n_samples
+    log.info("automatic K: %d samples (reliability >= %s on %d single substitutions, at most %d)", k,
+             AUTO_RELIABILITY, probe.shape[0], most)
+    return k
 
 
 def apply_changes(wt_codes: np.ndarray, changes: Sequence[Changes]) -> np.ndarray:
@@ -132,6 +217,7 @@ def delta_elbo(
     batch_size: int = 2048,
     progress: bool = False,
     trace_at: tuple[int, ...] = (),
+    min_reliability: float | None = None,
 ) -> DeltaElbo:
     """ΔELBO of each variant (M, L) against the wild type (L,), with common random numbers.
 
@@ -139,6 +225,9 @@ def delta_elbo(
     O(M·D + batch_size·L·20) whatever M is. ``trace_at`` lists sample counts k at which the
     running mean is also kept (``DeltaElbo.trace[k]``): the estimate a run with ``n_samples = k``
     and the same seed would give, at no extra cost (used to study convergence in K).
+    With ``min_reliability``, sampling stops after the first multiple of :data:`AUTO_ROUND` samples
+    at which the scores' reliability (:meth:`Welford.reliability`) reaches it (``n_samples`` is then
+    the most drawn); the estimate is then exactly that of a run with ``n_samples`` = the samples drawn.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -153,9 +242,11 @@ def delta_elbo(
     kl_wt = VAE.latent_kl(wt_mu, torch.log(wt_sigma))
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    # Running mean and sum of squared deviations (Welford) of the per-sample differences.
-    mean = torch.zeros(M, dtype=torch.float64, device=device)
-    m2 = torch.zeros(M, dtype=torch.float64, device=device)
+    stats = Welford(M, device)  # running mean and squared deviations of the per-sample differences
+    diff = torch.zeros(M, dtype=torch.float64, device=device)  # (M,) this sample's differences
+    # The same, of each sample's differences less their mean over the variants (for the reliability only).
+    centred = Welford(M, device) if min_reliability is not None and M > 2 else None
+    drawn = n_samples
     trace: dict[int, np.ndarray] = {}
     bar = None
     if progress:
@@ -173,18 +264,22 @@ def delta_elbo(
         for start in range(0, M, batch_size):
             sl = slice(start, start + batch_size)
             z = mu[sl] + sigma[sl] * eps  # (b, D)
-            diff = _log_px(dec, w, w_out, z, variants[sl]) - kl_var[sl].double() - wt_elbo
-            delta = diff - mean[sl]
-            mean[sl] += delta / k
-            m2[sl] += delta * (diff - mean[sl])
+            diff[sl] = _log_px(dec, w, w_out, z, variants[sl]) - kl_var[sl].double() - wt_elbo
+        stats.add(diff)
         if k in trace_at:
-            trace[k] = mean.cpu().numpy().copy()
+            trace[k] = stats.mean.cpu().numpy().copy()
         if bar is not None:
             bar.update(1)
+        if centred is not None:
+            centred.add(diff - diff.mean())
+            if k % AUTO_ROUND == 0 and k < n_samples and centred.reliability() >= min_reliability:
+                drawn = k
+                break
     if bar is not None:
         bar.close()
     # standard error of the mean; undefined for a single sample
-    sem = torch.sqrt(m2 / (n_samples - 1) / n_samples) if n_samples > 1 else torch.full_like(mean, math.nan)
+    mean = stats.mean
+    sem = torch.sqrt(stats.m2 / (drawn - 1) / drawn) if drawn > 1 else torch.full_like(mean, math.nan)
     # A variant identical to the wild type differs from it by exactly 0 under common random numbers;
     # set it so rather than keep the last-bit noise of computing the two in batches of other sizes.
     same = (variants == wt).all(dim=1)
@@ -193,7 +288,7 @@ def delta_elbo(
     same_np = same.cpu().numpy()
     for k in trace:
         trace[k][same_np] = 0.0
-    return DeltaElbo(mean.cpu().numpy(), sem.cpu().numpy(), n_samples, trace)
+    return DeltaElbo(mean.cpu().numpy(), sem.cpu().numpy(), drawn, trace)
 
 
 def _log_px(dec, w: dict[str, torch.Tensor], w_out: torch.Tensor, z: torch.Tensor,
@@ -204,13 +299,14 @@ def _log_px(dec, w: dict[str, torch.Tensor], w_out: torch.Tensor, z: torch.Tenso
 
 # --- scoring a mutant table -----------------------------------------------------------------
 
-#: default number of posterior samples K: the paper's 2,000 on a GPU, fewer on a CPU (see README)
+#: the most posterior samples K the automatic choice draws (auto_samples): the paper's 2,000 on a GPU,
+#: fewer on a CPU (see README)
 DEFAULT_SAMPLES_GPU = 2000
 DEFAULT_SAMPLES_CPU = 400
 
 
 def default_samples(device: torch.device | str) -> int:
-    """K used when the user gives none: 2,000 on CUDA, :data:`DEFAULT_SAMPLES_CPU` on the CPU."""
+    """The automatic K's upper bound: 2,000 on CUDA, :data:`DEFAULT_SAMPLES_CPU` on the CPU."""
     return DEFAULT_SAMPLES_GPU if torch.device(device).type == "cuda" else DEFAULT_SAMPLES_CPU
 
 
@@ -220,8 +316,22 @@ class TableScores:
 
     frame: pd.DataFrame                   # every input column, per-model scores, score, score_sem, status
     summary: dict[str, int]               # rows per status reason ("ok" = scored)
-    n_samples: int                        # K
+    samples: list[int | None]             # K of each model (None: an exact score)
+    automatic: bool = False               # K was each model's automatic one (auto_samples)
     spearman: dict | None = None          # {"rho", "n", "excluded", "fitness_col", ...} when a fitness column was used
+
+    @property
+    def n_samples(self) -> int | None:
+        """The largest K of the models (None when no score is sampled)."""
+        return max((k for k in self.samples if k is not None), default=None)
+
+    def samples_text(self) -> str:
+        """K for a message: 'K = 50 samples (automatic)', 'K = 50, 100 samples', or 'exact scores'."""
+        ks = [k for k in self.samples if k is not None]
+        if not ks:
+            return "exact scores"
+        text = f"K = {', '.join(str(k) for k in dict.fromkeys(ks))} samples"
+        return text + " (automatic)" if self.automatic else text
 
 
 def model_column_names(paths: list[str]) -> list[str]:
@@ -265,7 +375,7 @@ def score_table(
     saying why (``--strict`` turns them into an :class:`InvalidMutantError`); if no row can be
     scored the error suggests the likely cause. With several models the output has one column per
     model and their mean as ``score``. With ``fitness_col`` the Spearman correlation over the
-    scored rows is computed.
+    scored rows is computed. ``n_samples`` None: each model's automatic K (:func:`auto_samples`).
     """
     if not checkpoints:
         raise ValueError("at least one model is needed")
@@ -290,13 +400,16 @@ def score_table(
                                  f"({rows} cannot be scored; drop --strict to keep them with a status)")
     ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
     changes = [resolved[i].changes for i in ok_idx]
-    K = n_samples if n_samples is not None else default_samples(device)
     names = model_names or model_column_names([f"model{i}" for i in range(len(checkpoints))])
     frame = table.frame.copy()
-    means, sems = [], []
+    means, sems, samples = [], [], []
     for ck, name in zip(checkpoints, names, strict=True):
-        mean, sem = ck.scorer().score_changes(ref.focus_codes, changes, n_samples=K, seed=seed, device=device,
-                                              batch_size=batch_size, progress=progress)
+        scorer = ck.scorer()
+        K = scorer.resolve_samples(ref.focus_codes, n_samples=n_samples, seed=seed, device=device,
+                                   batch_size=batch_size)
+        mean, sem = scorer.score_changes(ref.focus_codes, changes, n_samples=K, seed=seed, device=device,
+                                         batch_size=batch_size, progress=progress)
+        samples.append(K)
         means.append(mean)
         sems.append(sem)
         if len(checkpoints) > 1:
@@ -312,7 +425,7 @@ def score_table(
     frame[out_cols["score"]] = score
     frame[out_cols["score_sem"]] = score_sem
     frame[out_cols["status"]] = [r.status for r in resolved]
-    result = TableScores(frame=frame, summary=summary, n_samples=K)
+    result = TableScores(frame=frame, summary=summary, samples=samples, automatic=n_samples is None)
     if fitness_col is not None:
         fitness = numeric_column(table, fitness_col)
         use = np.isfinite(score) & np.isfinite(fitness)
@@ -322,7 +435,7 @@ def score_table(
             "excluded": int(len(score) - use.sum()),
             "excluded_unscorable": int((~np.isfinite(score)).sum()),
             "excluded_no_fitness": int((np.isfinite(score) & ~np.isfinite(fitness)).sum()),
-            "n_samples": K, "seed": seed,
+            "n_samples": result.n_samples, "samples_per_model": samples, "seed": seed,
         }
     return result
 
@@ -429,14 +542,14 @@ def saturation_scan(
     """Score all ``19·L`` single substitutions of the focus sequence of ``ckpt`` (a Checkpoint).
 
     The same call as :func:`score_table` (the checkpoint's :class:`MutationScorer` with
-    ``n_samples``, default :func:`default_samples` of ``device``, ``seed`` and ``batch_size``), so
-    scoring the returned mutants with ``score_table`` / ``deepseqvae score`` with the same seed, K,
-    batch size and device gives the same numbers.
+    ``n_samples``, by default the model's automatic K (:func:`auto_samples`), ``seed`` and
+    ``batch_size``), so scoring the returned mutants with ``score_table`` / ``deepseqvae score``
+    with the same seed, K (or both automatic), batch size and device gives the same numbers.
     """
     info = ckpt.info
     names, changes = saturation_mutants(info.focus_seq, info.positions)
     scorer = ckpt.scorer()
-    K = n_samples if n_samples is not None else default_samples(device)
+    K = scorer.resolve_samples(info.focus_codes, n_samples=n_samples, seed=seed, device=device, batch_size=batch_size)
     log.info("scanning %d single substitutions (%s)", len(names), scorer.method)
     score, sem = scorer.score_changes(info.focus_codes, changes, n_samples=K, seed=seed, device=device,
                                       batch_size=batch_size, progress=progress)
@@ -444,4 +557,4 @@ def saturation_scan(
                       codes=np.array([c[0][1] for c in changes], dtype=np.int64), score=np.asarray(score),
                       score_sem=np.asarray(sem), focus_id=info.focus_id, focus_seq=info.focus_seq,
                       positions=np.asarray(info.positions, dtype=np.int64), method=scorer.method,
-                      score_label=scorer.score_label, n_samples=K if scorer.sampled else None, seed=seed)
+                      score_label=scorer.score_label, n_samples=K, seed=seed)

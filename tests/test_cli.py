@@ -254,6 +254,32 @@ def test_score_same_seed_same_file(vae_model, vae_scored, tmp_path):
     assert again.read_bytes() == vae_scored[0].read_bytes()
 
 
+def test_score_uses_the_automatic_k_by_default(vae_model, tmp_path):
+    table = tmp_path / "few.csv"
+    table.write_text("\n".join(DEMO_CSV.read_text().splitlines()[:6]) + "\n")  # header + 5 mutants
+    out = tmp_path / "few_scored.csv"
+    result = assert_ok(invoke("score", table, "-m", vae_model[0], "-o", out, "--fitness-col", "fitness",
+                              "--no-progress", "--device", "cpu"))
+    match = re.search(r"rows with 1 model\(s\), K = (\d+) samples \(automatic\)\.", result.stderr)
+    assert match, result.stderr
+    k = int(match.group(1))
+    assert k % 50 == 0 and 50 <= k <= 400
+    assert json.loads(out.with_suffix(".spearman.json").read_text())["n_samples"] == k
+    fixed = tmp_path / "fixed.csv"  # the automatic K is what --samples K gives
+    assert_ok(invoke("score", table, "-m", vae_model[0], "-o", fixed, "--fitness-col", "fitness", "--samples", k,
+                     "--no-progress", "--device", "cpu"))
+    assert fixed.read_bytes() == out.read_bytes()
+
+
+def test_samples_help_states_the_automatic_rule():
+    from deepseqvae import score
+    from deepseqvae.cli import SAMPLES_DEFAULT_HELP
+
+    for value in (score.AUTO_ROUND, score.AUTO_PROBE, score.AUTO_RELIABILITY, score.DEFAULT_SAMPLES_CPU,
+                  score.DEFAULT_SAMPLES_GPU):
+        assert re.search(rf"(?<![\d.]){re.escape(str(value))}(?![\d.])", SAMPLES_DEFAULT_HELP), value
+
+
 def test_independent_model_end_to_end(independent_model, tmp_path):
     table = tmp_path / "demo_mutants.csv"
     table.write_bytes(DEMO_CSV.read_bytes())

@@ -14,7 +14,16 @@ from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
 from deepseqvae.errors import InvalidMutantError, MutantTableError
 from deepseqvae.independent import IndependentModel
 from deepseqvae.pipeline import score_file
-from deepseqvae.score import apply_changes, delta_elbo, score_table
+from deepseqvae.score import (
+    AUTO_ROUND,
+    Welford,
+    apply_changes,
+    auto_samples,
+    delta_elbo,
+    probe_changes,
+    saturation_scan,
+    score_table,
+)
 from deepseqvae.tables import read_mutant_table
 
 from conftest import TOY_FOCUS, TOY_POSITIONS, TOY_WT, toy_vae_checkpoint
@@ -172,3 +181,64 @@ def test_heap_growth_bound_is_applied_on_linux():
 
     assert bound_heap_growth() is True
     assert bound_heap_growth(1 << 20) is True  # idempotent (cached)
+
+
+def test_welford_reliability_is_one_minus_noise_over_spread():
+    """R = 1 − mean(s²_m / K) / var_m(mean), by hand on a small matrix."""
+    x = np.random.default_rng(0).normal(size=(7, 5)) + np.arange(5) * 0.8  # (K, M)
+    acc = Welford(5, "cpu")
+    for row in x:
+        acc.add(torch.tensor(row, dtype=torch.float64))
+    np.testing.assert_allclose(acc.mean.numpy(), x.mean(0))
+    np.testing.assert_allclose(acc.m2.numpy(), ((x - x.mean(0)) ** 2).sum(0))
+    expected = 1.0 - (x.var(axis=0, ddof=1) / 7).mean() / x.mean(0).var(ddof=1)
+    assert acc.reliability() == pytest.approx(expected, rel=1e-12)
+    one = Welford(5, "cpu")
+    one.add(torch.zeros(5, dtype=torch.float64))
+    assert one.reliability() == -np.inf  # undefined from a single sample
+
+
+def test_min_reliability_stops_on_a_round_with_the_fixed_k_estimate():
+    _, model = toy_vae_checkpoint()
+    variants = apply_changes(TOY_WT, probe_changes(TOY_WT))
+    early = delta_elbo(model, TOY_WT, variants, n_samples=3 * AUTO_ROUND, seed=5, min_reliability=0.0)
+    assert early.n_samples == AUTO_ROUND  # any reliability passes at the first check
+    fixed = delta_elbo(model, TOY_WT, variants, n_samples=AUTO_ROUND, seed=5)
+    assert np.array_equal(early.mean, fixed.mean) and np.array_equal(early.sem, fixed.sem)
+    never = delta_elbo(model, TOY_WT, variants, n_samples=2 * AUTO_ROUND + 3, seed=5, min_reliability=1.0)
+    assert never.n_samples == 2 * AUTO_ROUND + 3
+
+
+def test_probe_is_a_fixed_set_of_single_substitutions():
+    wt = np.tile(TOY_WT, 3)  # L = 30: 570 singles
+    probe = probe_changes(wt)
+    assert len(probe) == 200 and probe == probe_changes(wt)
+    assert all(len(ch) == 1 and ch[0][1] != wt[ch[0][0]] for ch in probe)
+    assert len(probe_changes(TOY_WT)) == 19 * len(TOY_WT)  # fewer than 200: all of them
+
+
+def test_automatic_k_follows_the_posterior_noise():
+    """A decoder posterior this narrow needs the first round; one this wide needs the most allowed."""
+    _, model = toy_vae_checkpoint()
+    with torch.no_grad():
+        for ls in model.decoder.log_sigma.values():
+            ls.fill_(-10.0)
+    assert auto_samples(model, TOY_WT, seed=0, most=400) == AUTO_ROUND
+    with torch.no_grad():
+        for ls in model.decoder.log_sigma.values():
+            ls.fill_(0.0)
+    assert auto_samples(model, TOY_WT, seed=0, most=400) == 400
+
+
+def test_table_and_scan_agree_under_the_automatic_k(tmp_path):
+    """The automatic K depends on the model and seed only: a table of a few singles gets the scan's numbers."""
+    ck, _ = toy_vae_checkpoint()
+    table = read_mutant_table(write_table(tmp_path / "m.csv", ["K6A,1", "T7W,2", "Y9F,0.5"]))
+    res = score_table([ck], table)
+    scan = saturation_scan(ck)
+    assert res.automatic and res.samples == [scan.n_samples] and scan.n_samples % AUTO_ROUND == 0
+    assert res.samples_text() == f"K = {scan.n_samples} samples (automatic)"
+    by_name = dict(zip(scan.mutants, scan.score, strict=True))
+    np.testing.assert_allclose(res.frame["score"], [by_name[m] for m in ("K6A", "T7W", "Y9F")], rtol=1e-5)
+    fixed = score_table([ck], table, n_samples=7)
+    assert not fixed.automatic and fixed.samples_text() == "K = 7 samples"
