@@ -5,7 +5,10 @@ site-independent :class:`~deepseqvae.independent.IndependentModel` directly) is 
 :func:`score_table` and :func:`saturation_scan` alike; which class a checkpoint holds is decided in
 one place, :meth:`deepseqvae.checkpoint.Checkpoint.scorer`.
 
-The VAE's score is ΔELBO = ELBO(mutant) − ELBO(wild type), averaged over K posterior samples.
+The VAE's score is ΔELBO = ELBO(mutant) − ELBO(wild type), averaged over K posterior samples;
+unless the caller fixes K, each model's K is chosen before scoring (:func:`auto_samples`: the fewest
+rounds of :data:`AUTO_ROUND` samples whose scores of a fixed probe of single substitutions reach
+reliability :data:`AUTO_RELIABILITY`).
 
 Common random numbers: in sample k one decoder-weight draw and one latent noise vector ε (D,) are
 shared by the wild type and every mutant, so the wild type and synonymous variants score exactly
