@@ -289,8 +289,11 @@ def test_independent_model_end_to_end(independent_model, tmp_path):
     result = assert_ok(invoke("score", table, "-m", independent_model, "--no-progress", "--device", "cpu"))
     out = tmp_path / "demo_mutants_scored.csv"
     assert f"Wrote {N_DEMO_MUTANTS} rows to {out}" in result.stdout
-    rho = json.loads((tmp_path / "demo_mutants_scored.spearman.json").read_text())["rho"]
+    assert "rows with 1 model(s), exact scores." in result.stderr  # no K: nothing is sampled
+    payload = json.loads((tmp_path / "demo_mutants_scored.spearman.json").read_text())
+    rho = payload["rho"]
     assert rho > MIN_INDEPENDENT_RHO, rho
+    assert payload["n_samples"] is None and payload["samples_per_model"] == [None]
     scored = read_csv_text(out)
     assert len(scored) == N_DEMO_MUTANTS and (scored["score_sem"].astype(float) == 0).all()
 
