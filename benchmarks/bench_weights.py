@@ -28,8 +28,7 @@ import torch
 from benchmarks._common import add_data_dir, header, peak_rss_mb, run_worker, worker_main, write_result
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import GAP_CODE, N_AA
-from deepseqvae.hardware import native_int8_matmul
-from deepseqvae.weights import compute_weights, int8_matmul_available, resolve_kernel
+from deepseqvae.weights import compute_weights, resolve_kernel
 
 GOAL_MB = 2048
 
@@ -132,9 +131,8 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available")
     data = args.data_dir
-    # int8 only where it runs on native units: emulated (AVX2-only CPUs) it is ~50x slower (bench_hardware)
-    native = native_int8_matmul(device.type) and int8_matmul_available(device.type)
-    kernels = [k for k in ("int8", "float32") if k == "float32" or native]
+    # int8 only where the library's own choice takes it (native units): emulated (AVX2-only CPUs) it is ~50x slower
+    kernels = ["int8", "float32"] if resolve_kernel("auto", device) == "int8" else ["float32"]
 
     # first, before this process holds the real alignments
     synth = None

@@ -248,7 +248,7 @@ def delta_elbo(
     stats = Welford(M, device)  # running mean and squared deviations of the per-sample differences
     diff = torch.zeros(M, dtype=torch.float64, device=device)  # (M,) this sample's differences
     # The same, of each sample's differences less their mean over the variants (for the reliability only).
-    centred = Welford(M, device) if min_reliability is not None and M > 2 else None
+    centred = Welford(M, device) if min_reliability is not None else None
     drawn = n_samples
     trace: dict[int, np.ndarray] = {}
     bar = None
