@@ -212,7 +212,8 @@ def _recipe_help() -> str:
               help="Hidden units per group sharing one sparsity scale per position (0 = no sparsity). "
                    "[default: 4]")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Dropout on decoder hidden layers while training (mle decoder only). [default: 0]")
+              help="Dropout on the decoder's hidden layers while training (svi and mle decoders; never when "
+                   "scoring). [default: 0]")
 @click.option("--pseudocount", type=click.FloatRange(0), default=0.1, show_default=True,
               help="Pseudocount of the independent model, as a fraction of each column's weighted count.")
 @click.option("--holdout", "holdout_fraction", type=click.FloatRange(0, 1, max_open=True), default=None,

@@ -45,7 +45,7 @@ class VAEConfig:
     init_log_sigma: float = -5.0                   # initial log std of every variational posterior
     temperature: bool = True                       # learn an inverse temperature softplus(lambda) on the logits
     output_bias: bool = True                       # per-(position, residue) output bias
-    dropout: float = 0.0                           # "mle" only: dropout on decoder hidden layers while training
+    dropout: float = 0.0                           # dropout on the decoder's hidden layers while training (either kind)
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -303,15 +303,22 @@ class Decoder(nn.Module):
             W = W * scale.unsqueeze(-1)
         return W.reshape(W.shape[0], -1)
 
-    def hidden(self, z: Tensor, w: dict[str, Tensor]) -> Tensor:
-        """Last hidden layer (B, H) of the decoder MLP for latents z (B, D) under weights ``w``."""
+    def hidden(self, z: Tensor, w: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Last hidden layer (B, H) of the decoder MLP for latents z (B, D) under weights ``w``.
+
+        With ``cfg.dropout`` and in training mode, each hidden layer's units are dropped with that
+        probability (inverted scaling), the masks drawn from ``generator``: the run's own stream,
+        which a checkpoint carries, so a resumed run draws the masks the uninterrupted one would.
+        """
         h = z  # (B, D)
+        keep = 1.0 - self.cfg.dropout
         for i in range(self.n_layers):
             h = h @ w[f"W{i}"] + w[f"b{i}"]
             # DeepSequence: ReLU on hidden layers, sigmoid on the last one.
             h = torch.sigmoid(h) if i == self.n_layers - 1 else F.relu(h)
             if self.cfg.dropout and self.training:
-                h = F.dropout(h, self.cfg.dropout, training=True)
+                mask = torch.empty_like(h).bernoulli_(keep, generator=generator)  # (B, width)
+                h = h * mask / keep
         return h
 
     def _finish(self, logits: Tensor, w: dict[str, Tensor]) -> Tensor:
@@ -324,13 +331,14 @@ class Decoder(nn.Module):
         return F.log_softmax(logits, dim=-1)  # (B, L, 20)
 
     def forward(self, z: Tensor, w: dict[str, Tensor], w_out: Tensor | None = None,
-                matmul_dtype: torch.dtype | None = None) -> Tensor:
+                matmul_dtype: torch.dtype | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Log-probabilities (B, L, 20) for latents z (B, D) under weights ``w``.
 
         ``w_out`` may carry ``self.output_weight(w)`` precomputed, when many batches share ``w``.
         ``matmul_dtype`` (training only) runs the dictionary and output products in that precision.
+        ``generator`` draws the dropout masks (training with ``cfg.dropout`` only).
         """
-        h = self.hidden(z, w)  # (B, H)
+        h = self.hidden(z, w, generator)  # (B, H)
         if w_out is None:
             w_out = self.output_weight(w, matmul_dtype)  # (H, 20L)
         if matmul_dtype is not None and matmul_dtype != h.dtype:
@@ -354,7 +362,7 @@ class Decoder(nn.Module):
         (B, H) x (H, 20L) products in that precision with float32 accumulation and results.
         """
         cfg = self.cfg
-        h = self.hidden(z, w)  # (B, H)
+        h = self.hidden(z, w, generator)  # (B, H)
         mean_w, var_w = self.mu["W_out"], out_var  # (H, L, C) each
         if cfg.dictionary_size:
             D = w["dictionary"]  # (C, 20)
@@ -444,7 +452,7 @@ class VAE(nn.Module):
         z = mu + torch.exp(log_sigma) * eps
         if weights is None:
             weights = self.decoder.draw(generator=generator)
-        log_probs = self.decoder(z, weights, matmul_dtype=matmul_dtype)
+        log_probs = self.decoder(z, weights, matmul_dtype=matmul_dtype, generator=generator)
         return ElboTerms(self.log_likelihood(log_probs, codes), self.latent_kl(mu, log_sigma))
 
     def regulariser(self) -> Tensor:

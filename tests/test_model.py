@@ -148,3 +148,27 @@ def test_fused_sample_and_kl_values_and_gradients(prior):
     torch.testing.assert_close(w, mu + log_sigma.exp() * eps)
     torch.testing.assert_close(kl, gaussian_kl(mu, log_sigma, *prior))
     assert torch.autograd.gradcheck(lambda a, b: _SampleWithKL.apply(a, b, eps, *prior), (mu, log_sigma))
+
+
+@pytest.mark.parametrize("decoder", ["svi", "mle"])
+def test_dropout_acts_in_training_only_and_follows_the_generator(decoder):
+    torch.manual_seed(0)
+    model = VAE(tiny_config(decoder=decoder, dropout=0.5))
+    plain = VAE(tiny_config(decoder=decoder))
+    plain.load_state_dict(model.state_dict())
+    z, w = torch.randn(6, 2), model.decoder.draw(sample=False)
+    model.eval(), plain.eval()
+    assert torch.equal(model.decoder.hidden(z, w), plain.decoder.hidden(z, w))  # scoring: no dropout
+    model.train()
+    h = model.decoder.hidden(z, w, torch.Generator().manual_seed(4))
+    again = model.decoder.hidden(z, w, torch.Generator().manual_seed(4))
+    assert torch.equal(h, again)
+    # by hand: the same masks from the same stream, kept units scaled by 1 / (1 - p)
+    g = torch.Generator().manual_seed(4)
+    x = z
+    for i in range(model.decoder.n_layers):
+        x = x @ w[f"W{i}"] + w[f"b{i}"]
+        x = torch.sigmoid(x) if i == model.decoder.n_layers - 1 else torch.relu(x)
+        x = x * torch.empty_like(x).bernoulli_(0.5, generator=g) * 2.0
+    torch.testing.assert_close(h, x, rtol=0, atol=0)
+    assert (h == 0).any() and not torch.equal(h, plain.decoder.hidden(z, w))

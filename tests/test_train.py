@@ -50,15 +50,20 @@ def test_checkpoint_round_trip(tmp_path):
     assert not model.training
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("model_kw", [{}, {"dropout": 0.3}, {"dropout": 0.3, "decoder": "mle"}],
+                         ids=["plain", "svi-dropout", "mle-dropout"])
+def test_resume_equals_uninterrupted_run(tmp_path, model_kw):
+    # dropout masks come from the run's generator, whose state the checkpoint carries: a resume that
+    # drew them from torch's global generator would continue another stream
     codes, w = toy_family()
     full_cfg = TrainConfig(steps=30, batch_size=16, seed=3, log_every=5, checkpoint_every=0)
-    full = train(fresh_model(2), codes, w, full_cfg, toy_info(codes, w)).checkpoint.state
+    full = train(fresh_model(2, **model_kw), codes, w, full_cfg, toy_info(codes, w)).checkpoint.state
 
     path = tmp_path / "half.pt"
     half_cfg = TrainConfig(steps=12, batch_size=16, seed=3, log_every=5, checkpoint_every=0)
-    train(fresh_model(2), codes, w, half_cfg, toy_info(codes, w), checkpoint_path=path)
+    train(fresh_model(2, **model_kw), codes, w, half_cfg, toy_info(codes, w), checkpoint_path=path)
     ck = load_checkpoint(path)
+    torch.manual_seed(123)  # whatever else the resuming process drew from torch's global generator
     resumed = train(build_model(ck), codes, w, full_cfg, toy_info(codes, w), resume=ck).checkpoint
     assert resumed.step == 30
     for k in full:
