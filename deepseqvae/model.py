@@ -335,7 +335,8 @@ class Decoder(nn.Module):
         """Log-probabilities (B, L, 20) for latents z (B, D) under weights ``w``.
 
         ``w_out`` may carry ``self.output_weight(w)`` precomputed, when many batches share ``w``.
-        ``matmul_dtype`` (training only) runs the dictionary and output products in that precision.
+        ``matmul_dtype`` (training and held-out estimates; scoring stays float32) runs the dictionary and output
+        products in that precision.
         ``generator`` draws the dropout masks (training with ``cfg.dropout`` only).
         """
         h = self.hidden(z, w, generator)  # (B, H)

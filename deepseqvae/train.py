@@ -314,8 +314,8 @@ def _run_matmul_dtype(cfg: TrainConfig, device: torch.device, resume: Checkpoint
 
 @torch.no_grad()
 def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_samples: int,
-                      generator: torch.Generator, batch_size: int = 1024, sample_theta: bool = True
-                      ) -> dict[str, float]:
+                      generator: torch.Generator, batch_size: int = 1024, sample_theta: bool = True,
+                      matmul_dtype: torch.dtype | None = None) -> dict[str, float]:
     """Weighted means over held-out sequences ``codes`` (M, L) with weights (M,) of two label-free
     criteria, from the same ``n_samples`` joint draws (decoder weights θ_k shared by all
     sequences, one latent z_k per sequence):
@@ -327,6 +327,8 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
       end with narrow and with wide decoder posteriors on an equal footing.
     Higher is better for both. With ``sample_theta=False`` every draw uses the decoder's posterior
     means (only z is drawn): the held-out fit of the mean decoder, free of θ's sampling noise.
+    ``matmul_dtype`` (e.g. bfloat16) rounds the inputs of the decoder's output product, the bulk of an
+    evaluation's work (float32 accumulation; log-softmax and the sums stay float32); None: float32.
     """
     was_training = model.training
     model.eval()
@@ -339,12 +341,14 @@ def heldout_estimates(model: VAE, codes: torch.Tensor, weights: torch.Tensor, n_
         if sample_theta or w is None:  # the means draw no noise: one output matrix serves every k
             w = model.decoder.draw(sample=sample_theta, generator=generator)
             w_out = model.decoder.output_weight(w)  # (H, 20L), once per draw, shared by the batches
+            if matmul_dtype is not None:
+                w_out = w_out.to(matmul_dtype)  # rounded once per draw, not once per batch
         for b, start in enumerate(range(0, codes.shape[0], batch_size)):
             x = codes[start:start + batch_size]
             mu, log_sigma = enc[b]  # (B, D) each
             eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
             z = mu + torch.exp(log_sigma) * eps
-            log_px = model.log_likelihood(model.decoder(z, w, w_out), x).double()  # (B,)
+            log_px = model.log_likelihood(model.decoder(z, w, w_out, matmul_dtype=matmul_dtype), x).double()  # (B,)
             # log p(z) − log q(z|x) for z = mu + σ·eps; the 2π constants cancel
             log_ratio = (0.5 * (eps**2 - z**2) + log_sigma).sum(-1).double()
             elbo[start:start + x.shape[0]] += log_px - model.latent_kl(mu, log_sigma).double()

@@ -297,6 +297,38 @@ def test_heldout_estimates_against_a_hand_computation():
     assert got["iwll"] >= float((torch.stack(log_w).mean(0) * wt).sum() / wt.sum())
 
 
+
+def test_heldout_estimates_with_bfloat16_output_products_by_hand():
+    """matmul_dtype rounds the inputs of the output product only: the hand computation with h and the output
+    matrix rounded to bfloat16 (float32 accumulation) agrees; float32 is the default's value exactly."""
+    codes, w = family(n=30)
+    model = fresh_model()
+    x = torch.tensor(codes[:6])
+    wt = torch.ones(6, dtype=torch.float64)
+    K = 3
+    got = heldout_estimates(model, x, wt, K, torch.Generator().manual_seed(7), matmul_dtype=torch.bfloat16)
+    full = heldout_estimates(model, x, wt, K, torch.Generator().manual_seed(7))
+    assert heldout_estimates(model, x, wt, K, torch.Generator().manual_seed(7), matmul_dtype=torch.float32) == full
+    g = torch.Generator().manual_seed(7)
+    dec = model.decoder
+    log_w = []
+    with torch.no_grad():
+        mu, log_sigma = model.encoder(x)
+        for _ in range(K):
+            theta = dec.draw(generator=g)
+            z = mu + log_sigma.exp() * torch.randn(mu.shape, generator=g)
+            h = dec.hidden(z, theta)  # (B, H)
+            w_out = dec.output_weight(theta)  # (H, 20L)
+            logits = h.bfloat16().float() @ w_out.bfloat16().float()  # rounded inputs, float32 sums
+            log_px = model.log_likelihood(dec._finish(logits, theta), x).double()
+            prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).double()
+            post = torch.distributions.Normal(mu, log_sigma.exp()).log_prob(z).sum(-1).double()
+            log_w.append(log_px + prior - post)
+    iw = torch.logsumexp(torch.stack(log_w), 0) - math.log(K)
+    assert got["iwll"] == pytest.approx(float(iw.mean()), rel=1e-5)
+    assert got["iwll"] != full["iwll"]  # the rounding is real
+    assert got["iwll"] == pytest.approx(full["iwll"], rel=1e-2)
+
 FAST = dict(schedule="cosine", warmup_steps=5, final_lr_fraction=0.05, variance_lr=1e-2, variance_delay=6,
             local_reparam=True, ema_decay=0.9)
 
