@@ -253,7 +253,8 @@ def _recipe_help() -> str:
               help="Sample and regularise the largest decoder weights (>= 4M) with torch.compile'd kernels; "
                    "without a working C++ compiler training says so and runs eagerly. [default: --compile]")
 @click.option("--products", "matmul_dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default=None,
-              help="Precision of the decoder's large training products. auto: bfloat16 inputs (float32 sums) where "
+              help="Precision of the decoder's large products in training and in the held-out evaluations (scoring "
+                   "is float32). auto: bfloat16 inputs (float32 sums) where "
                    "the device has native bfloat16 units (AVX-512 BF16 or AMX CPUs, CUDA from compute capability "
                    "8), float32 elsewhere, where emulated bfloat16 is far slower; float32 gives the same model on "
                    "every machine. The checkpoint records the one used. [default: the recipe's: fast auto, paper "

@@ -57,8 +57,9 @@ class TrainConfig:
     kl_neff_floor: float | None = None  # divide KL(q(θ)||p(θ)) by max(Neff, this) instead of Neff (None: by Neff;
     #                                 1,000 generalised worse: benchmarks/results/recipes-kl-floor-2026-12-01.md)
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
-    matmul_dtype: str = "float32"   # decoder's large products: "bfloat16" rounds their inputs (sums, weights stay
-    #                                 fp32); "auto": bfloat16 where the device runs it natively, else float32
+    matmul_dtype: str = "float32"   # decoder's large products in training and in the held-out evaluations:
+    #                                 "bfloat16" rounds their inputs (sums, weights stay fp32; scoring is fp32);
+    #                                 "auto": bfloat16 where the device runs it natively, else float32
     #                                 (hardware.resolve_matmul_dtype; a run records what it used)
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
@@ -484,10 +485,12 @@ def train(
         try:
             value = None
             if held is not None:
-                value = heldout_estimates(model, held[0], held[1], cfg.eval_samples, eval_gen)
+                # the output product in the run's precision: bfloat16 where the training products are
+                # (benchmarks/results/eval-precision-2026-12-03.md: the same kept step on every screened run)
+                value = heldout_estimates(model, held[0], held[1], cfg.eval_samples, eval_gen, matmul_dtype=mm_dtype)
                 if cfg.stop_on == "iwll_mean":  # one more pass, only where it is the criterion
                     value["iwll_mean"] = heldout_estimates(model, held[0], held[1], cfg.eval_samples, mean_gen,
-                                                           sample_theta=False)["iwll"]
+                                                           sample_theta=False, matmul_dtype=mm_dtype)["iwll"]
             if on_eval is not None:
                 was_training = model.training
                 on_eval(step, model.eval())

@@ -849,6 +849,26 @@ def test_eval_rows_estimates_on_the_weight_sample_of_the_held_out_set():
         TrainConfig(eval_rows=-1)
 
 
+
+def test_heldout_evaluations_use_the_runs_product_precision():
+    """A run with bfloat16 decoder products evaluates its held-out set with them too (float32 runs: float32)."""
+    from deepseqvae.train import make_generator
+
+    codes, w = family(n=60)
+    held = (codes[40:], np.linspace(0.2, 2.0, 20))
+    base = dict(steps=10, batch_size=8, seed=2, log_every=5, eval_every=10, eval_samples=3)
+    for name, dtype in (("bfloat16", torch.bfloat16), ("float32", None)):
+        model = fresh_model(seed=1)
+        res = train(model, codes[:40], w[:40], TrainConfig(matmul_dtype=name, **base), info_for(codes[:40], w[:40]),
+                    heldout=held)
+        args = (torch.tensor(held[0]), torch.as_tensor(held[1], dtype=torch.float64), 3)
+        gen = make_generator(torch.device("cpu"), 3)  # train's evaluation stream (seed + 1); one evaluation
+        expect = heldout_estimates(model, *args, gen, matmul_dtype=dtype)["iwll"]
+        other = heldout_estimates(model, *args, make_generator(torch.device("cpu"), 3),
+                                  matmul_dtype=None if dtype else torch.bfloat16)["iwll"]
+        assert res.history["heldout_iwll"] == [pytest.approx(expect, rel=1e-9)]
+        assert other != pytest.approx(expect, rel=1e-9)  # the two precisions are told apart
+
 def test_training_finished_by_steps_early_stopping_or_refit():
     from deepseqvae.checkpoint import Checkpoint
     from deepseqvae.train import training_finished
