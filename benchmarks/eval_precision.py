@@ -17,26 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 from benchmarks._common import REPO, add_data_dir, commit
+from benchmarks.recipe_search import simulated_stop
 from benchmarks.reproduce import open_run
 
 
 def patience_stop(steps: list[int], values: list[float], patience: int) -> tuple[int, int | None]:
-    """(kept step, stop step) of early stopping with ``patience`` evaluations on ``values`` at ``steps``;
-    the stop step is None when the series never runs out of patience."""
-    best, kept, n_worse = -math.inf, steps[0], 0
-    for step, value in zip(steps, values, strict=True):
-        if value > best:
-            best, kept, n_worse = value, step, 0
-        else:
-            n_worse += 1
-            if n_worse >= patience:
-                return kept, step
-    return kept, None
+    """(kept step, stop step) of early stopping with ``patience`` evaluations on ``values`` at ``steps``
+    (``benchmarks.recipe_search.simulated_stop``); the stop step is None when the series never runs out of
+    patience: with a strictly better value resetting the count, the run stops ``patience`` evaluations after the
+    step it keeps."""
+    kept, _ = simulated_stop(steps, values, patience)
+    after = steps.index(kept) + patience
+    return kept, steps[after] if after < len(steps) else None
 
 
 def main() -> None:

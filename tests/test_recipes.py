@@ -266,6 +266,14 @@ def test_cluster_holdout_split_with_batched_centres_is_the_one_at_a_time_split(m
         assert len(expect[1]) > 10  # several clusters, so the batches' order matters
 
 
+def _log_importance_weight(log_px: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
+                           ) -> torch.Tensor:
+    """log p(x|z, θ) + log p(z) − log q(z|x) per sequence, by torch.distributions (the held-out tests' hand side)."""
+    prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).double()
+    post = torch.distributions.Normal(mu, sigma).log_prob(z).sum(-1).double()
+    return log_px + prior - post
+
+
 def test_heldout_estimates_against_a_hand_computation():
     codes, w = family(n=30)
     model = fresh_model()
@@ -284,9 +292,7 @@ def test_heldout_estimates_against_a_hand_computation():
             eps = torch.cat([torch.randn(mu[s:s + 4].shape, generator=g) for s in (0, 4)])
             z = mu + sigma * eps
             log_px = model.log_likelihood(model.decoder(z, dec), x).double()
-            prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).double()
-            post = torch.distributions.Normal(mu, sigma).log_prob(z).sum(-1).double()
-            log_w.append(log_px + prior - post)
+            log_w.append(_log_importance_weight(log_px, z, mu, sigma))
             kl = torch.distributions.kl_divergence(torch.distributions.Normal(mu, sigma),
                                                    torch.distributions.Normal(0.0, 1.0)).sum(-1).double()
             elbos.append(log_px - kl)
@@ -321,13 +327,12 @@ def test_heldout_estimates_with_bfloat16_output_products_by_hand():
             w_out = dec.output_weight(theta)  # (H, 20L)
             logits = h.bfloat16().float() @ w_out.bfloat16().float()  # rounded inputs, float32 sums
             log_px = model.log_likelihood(dec._finish(logits, theta), x).double()
-            prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).double()
-            post = torch.distributions.Normal(mu, log_sigma.exp()).log_prob(z).sum(-1).double()
-            log_w.append(log_px + prior - post)
+            log_w.append(_log_importance_weight(log_px, z, mu, log_sigma.exp()))
     iw = torch.logsumexp(torch.stack(log_w), 0) - math.log(K)
     assert got["iwll"] == pytest.approx(float(iw.mean()), rel=1e-5)
     assert got["iwll"] != full["iwll"]  # the rounding is real
     assert got["iwll"] == pytest.approx(full["iwll"], rel=1e-2)
+
 
 FAST = dict(schedule="cosine", warmup_steps=5, final_lr_fraction=0.05, variance_lr=1e-2, variance_delay=6,
             local_reparam=True, ema_decay=0.9)
@@ -687,9 +692,7 @@ def test_heldout_estimates_at_the_decoder_means_by_hand():
         for _ in range(K):
             z = mu + log_sigma.exp() * torch.randn(mu.shape, generator=g)
             log_px = model.log_likelihood(model.decoder(z, means), x).double()
-            prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).double()
-            post = torch.distributions.Normal(mu, log_sigma.exp()).log_prob(z).sum(-1).double()
-            log_w.append(log_px + prior - post)
+            log_w.append(_log_importance_weight(log_px, z, mu, log_sigma.exp()))
     iw = torch.logsumexp(torch.stack(log_w), 0) - math.log(K)
     assert got["iwll"] == pytest.approx(float(iw.mean()), rel=1e-5)
     sampled = heldout_estimates(model, x, wt, K, torch.Generator().manual_seed(5))
