@@ -6,11 +6,13 @@ Runs the ``fast`` recipe's first run (the one whose held-out set chooses the ste
 DATASET (a row of ``benchmarks/datasets.csv`` or an alignment path) and, at every evaluation,
 computes the held-out estimates twice from the same random draws (the evaluation generator's state
 is restored between the two): with the decoder's output product in bfloat16
-(``heldout_estimates(..., matmul_dtype=torch.bfloat16)``) and in float32, which the run uses, so the
-run itself is the current recipe's. Appends one JSON line with both series, the seconds of each
-evaluation, and the step each series would keep and stop at under the recipe's patience
-(as the training loop: a strictly better value resets the count). A bfloat16 series still within its
-patience when the run stopped is marked ``"undetermined"``. Reads nothing but the alignment; ρ is not computed.
+(``heldout_estimates(..., matmul_dtype=torch.bfloat16)``) and in float32. The run goes on with the one
+it asks for, so it is the current recipe's run (since 41696be the run's own product precision,
+bfloat16 where native; the screen of ``eval-precision-2026-12-03.md`` ran before, on float32 values).
+Appends one JSON line with both series, the seconds of each evaluation, and the step each series would
+keep and stop at under the recipe's patience (as the training loop: a strictly better value resets
+the count). A bfloat16 series still within its patience when the run stopped is marked
+``"undetermined"``. Reads nothing but the alignment; ρ is not computed.
 """
 
 from __future__ import annotations
@@ -57,18 +59,18 @@ def main() -> None:
                                       "s_f32": [], "s_bf16": []}
     original = train_module.heldout_estimates
 
-    def both(model, codes, w, n_samples, generator, *a, **kw):
+    def both(model, codes, w, n_samples, generator, *a, matmul_dtype=None, **kw):
         state = generator.get_state()
         t0 = time.perf_counter()
         low = original(model, codes, w, n_samples, generator, *a, matmul_dtype=torch.bfloat16, **kw)
         t1 = time.perf_counter()
-        generator.set_state(state)  # the same draws again, in float32: the value the run uses
-        full = original(model, codes, w, n_samples, generator, *a, **kw)
+        generator.set_state(state)  # the same draws again, in float32
+        full = original(model, codes, w, n_samples, generator, *a, matmul_dtype=None, **kw)
         t2 = time.perf_counter()
         for key, value in (("iwll_bf16", low["iwll"]), ("iwll_f32", full["iwll"]), ("elbo_bf16", low["elbo"]),
                            ("elbo_f32", full["elbo"]), ("s_bf16", t1 - t0), ("s_f32", t2 - t1)):
             record[key].append(value)
-        return full
+        return low if matmul_dtype == torch.bfloat16 else full  # the value the run asked for
 
     train_module.heldout_estimates = both
     try:
