@@ -204,10 +204,16 @@ class Encoder(nn.Module):
                 lin.bias.fill_(0.1)
             self.log_sigma.bias.fill_(-5.0)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, matmul_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """``matmul_dtype`` (e.g. bfloat16; training only) runs the hidden layers after the first (the
+        1500-1500 product) with inputs and weights rounded to it and float32 results; the gather-sum first
+        layer and the mu / log-sigma heads stay float32."""
         h = x  # (B, L) codes or (B, L, 20) one-hot
-        for lin in self.hidden:
-            h = F.relu(lin(h))  # (B, H_i)
+        for i, lin in enumerate(self.hidden):
+            if i and matmul_dtype is not None and matmul_dtype != h.dtype:
+                h = F.relu(F.linear(h.to(matmul_dtype), lin.weight.to(matmul_dtype)).to(h.dtype) + lin.bias)
+            else:
+                h = F.relu(lin(h))  # (B, H_i)
         return self.mu(h), self.log_sigma(h)
 
 
@@ -441,13 +447,15 @@ class VAE(nn.Module):
         eps: Tensor | None = None,
         generator: torch.Generator | None = None,
         matmul_dtype: torch.dtype | None = None,
+        encoder_dtype: torch.dtype | None = None,
     ) -> ElboTerms:
         """ELBO terms for int codes (B, L), with one latent sample per sequence.
 
         ``weights`` (from ``decoder.draw``) and ``eps`` (B, latent_dim) may be given to share
         random numbers between calls; otherwise they are drawn here (one decoder sample per call).
+        ``matmul_dtype`` / ``encoder_dtype``: precision of the decoder's / the encoder's large products.
         """
-        mu, log_sigma = self.encoder(codes)  # (B, D) each, gather-sum first layer
+        mu, log_sigma = self.encoder(codes, encoder_dtype)  # (B, D) each, gather-sum first layer
         if eps is None:
             eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
         z = mu + torch.exp(log_sigma) * eps
@@ -492,7 +500,7 @@ class _GaussianKLFromVar(torch.autograd.Function):
 
 def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generator | None = None,
                *, local: bool = False, matmul_dtype: torch.dtype | None = None, compiled: bool = False,
-               ) -> tuple[Tensor, dict[str, Tensor]]:
+               encoder_dtype: torch.dtype | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Training loss = −mean ELBO of a weight-sampled batch + regulariser / Neff.
 
     This is DeepSequence's objective (maximised there, minimised here). With ``local`` (svi
@@ -501,6 +509,7 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
     ``matmul_dtype`` (e.g. bfloat16) sets the precision of the decoder's large products (inputs
     rounded, float32 accumulation and results; KL sums, log-softmax and the weights stay float32).
     ``compiled`` runs the sampling and KL of the largest decoder weights as compiled kernels.
+    ``encoder_dtype`` (e.g. bfloat16) sets the precision of the encoder's hidden products (:meth:`Encoder.forward`).
     """
     if model.decoder.bayesian and local:
         dec = model.decoder
@@ -508,7 +517,7 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
         log_sigma_out = dec.log_sigma["W_out"]
         out_var = torch.exp(2.0 * log_sigma_out)  # (H, L, C), shared by the KL and the logit variance
         kl = kl + _GaussianKLFromVar.apply(dec.mu["W_out"], log_sigma_out, out_var, *dec.prior("W_out"))
-        mu, log_sigma = model.encoder(codes)  # (B, D) each
+        mu, log_sigma = model.encoder(codes, encoder_dtype)  # (B, D) each
         eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
         log_probs = dec.forward_local(mu + torch.exp(log_sigma) * eps, weights, out_var, generator,
                                       matmul_dtype=matmul_dtype)
@@ -517,7 +526,8 @@ def loss_terms(model: VAE, codes: Tensor, neff: float, generator: torch.Generato
     elif model.decoder.bayesian:
         # Sample and KL in one fused pass over the decoder weights (same draw order as ``draw``).
         weights, kl = model.decoder.draw_with_kl(generator=generator, compiled=compiled)
-        terms = model(codes, weights=weights, generator=generator, matmul_dtype=matmul_dtype)
+        terms = model(codes, weights=weights, generator=generator, matmul_dtype=matmul_dtype,
+                      encoder_dtype=encoder_dtype)
         reg = kl / neff
     else:
         terms = model(codes, generator=generator)

@@ -61,6 +61,8 @@ class TrainConfig:
     #                                 "bfloat16" rounds their inputs (sums, weights stay fp32; scoring is fp32);
     #                                 "auto": bfloat16 where the device runs it natively, else float32
     #                                 (hardware.resolve_matmul_dtype; a run records what it used)
+    encoder_products: bool = False  # the encoder's hidden products (1500-1500) in matmul_dtype too (the gather-sum
+    #                                 first layer and the heads stay fp32); off: fp32 encoder
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
@@ -455,6 +457,7 @@ def train(
     stopped = bool(cfg.early_stopping) and n_worse >= cfg.early_stopping
     local = cfg.local_reparam and model.decoder.bayesian
     mm_dtype = torch.bfloat16 if cfg.matmul_dtype == "bfloat16" else None
+    enc_dtype = mm_dtype if cfg.encoder_products else None
 
     def scoring_state() -> dict[str, torch.Tensor]:
         """The weights scoring uses: the moving average when there is one, else the raw weights."""
@@ -515,7 +518,7 @@ def train(
             _set_step_sizes(optimizer, cfg, step + 1)
             idx = torch.multinomial(probs, cfg.batch_size, replacement=True, generator=gen)  # (B,)
             loss, stats = loss_terms(model, data[idx], kl_neff, generator=gen, local=local, matmul_dtype=mm_dtype,
-                                     compiled=cfg.compile_kernels)
+                                     compiled=cfg.compile_kernels, encoder_dtype=enc_dtype)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

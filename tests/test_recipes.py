@@ -536,6 +536,43 @@ def test_gather_sum_encoder_equals_the_dense_one_hot_product():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
 
 
+
+def test_encoder_products_in_bfloat16_by_hand():
+    """Encoder(matmul_dtype=bf16) rounds the hidden product's inputs only: the gather-sum first layer and the
+    heads stay float32, the bias is added in float32; float32 (or None) is the plain encoder exactly."""
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(seq_len=7, encoder_hidden=(16, 8), latent_dim=3, decoder_hidden=(4, 8)))
+    enc = model.encoder
+    codes = torch.randint(0, 21, (32, 7), generator=torch.Generator().manual_seed(2))
+    h1 = torch.relu(enc.hidden[0](codes))  # (B, 16), float32
+    lin = enc.hidden[1]
+    h2 = torch.relu((h1.bfloat16().float() @ lin.weight.bfloat16().float().t()).bfloat16().float() + lin.bias)
+    got = enc(codes, torch.bfloat16)
+    for a, b in zip(got, (enc.mu(h2), enc.log_sigma(h2)), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    plain = enc(codes)
+    assert all(torch.equal(a, b) for a, b in zip(enc(codes, torch.float32), plain, strict=True))
+    assert not torch.equal(got[0], plain[0])  # the rounding is real
+    got[0].sum().backward()  # gradients reach the float32 weights through the casts
+    assert lin.weight.grad.dtype == torch.float32 and lin.weight.grad.abs().sum() > 0
+
+
+def test_training_with_encoder_products():
+    """TrainConfig.encoder_products runs the encoder's hidden products in the run's precision: deterministic,
+    and a different run from the float32 encoder; without bfloat16 decoder products it changes nothing."""
+    codes, w = family(n=60)
+    base = dict(steps=6, batch_size=8, seed=2, log_every=3)
+    states = {}
+    for key, kw in {"bf16": dict(matmul_dtype="bfloat16"), "bf16+enc": dict(matmul_dtype="bfloat16",
+                    encoder_products=True), "f32": {}, "f32+enc": dict(encoder_products=True)}.items():
+        torch.manual_seed(0)  # the same start for every arm
+        model = VAE(VAEConfig(seq_len=codes.shape[1], encoder_hidden=(16, 8), latent_dim=2, decoder_hidden=(4, 8)))
+        train(model, codes, w, TrainConfig(**base, **kw), info_for(codes, w))
+        states[key] = model.state_dict()
+    same = lambda a, b: all(torch.equal(states[a][k], states[b][k]) for k in states[a])  # noqa: E731
+    assert not same("bf16", "bf16+enc") and same("f32", "f32+enc")
+    assert not same("bf16", "f32")  # and the decoder's products alone change the run too
+
 def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
     from dataclasses import asdict
 
