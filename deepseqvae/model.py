@@ -148,6 +148,14 @@ class _SampleWithKL(torch.autograd.Function):
         return (grad_mu, grad_ls, *[None] * (len(ctx.needs_input_grad) - 2))  # None for eps and the settings
 
 
+def rounded_matmul(a: Tensor, b: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """``a @ b`` with both inputs rounded to ``dtype`` (e.g. bfloat16: float32 accumulation inside the
+    product) and the result in ``a``'s dtype; the plain product when ``dtype`` is None or ``a``'s own."""
+    if dtype is None or dtype == a.dtype:
+        return a @ b
+    return (a.to(dtype) @ b.to(dtype)).to(a.dtype)
+
+
 def _glorot_normal(fan_in: int, fan_out: int, shape: tuple[int, ...]) -> Tensor:
     return torch.randn(shape) * math.sqrt(2.0 / (fan_in + fan_out))
 
@@ -210,8 +218,8 @@ class Encoder(nn.Module):
         layer and the mu / log-sigma heads stay float32."""
         h = x  # (B, L) codes or (B, L, 20) one-hot
         for i, lin in enumerate(self.hidden):
-            if i and matmul_dtype is not None and matmul_dtype != h.dtype:
-                h = F.relu(F.linear(h.to(matmul_dtype), lin.weight.to(matmul_dtype)).to(h.dtype) + lin.bias)
+            if i and matmul_dtype not in (None, h.dtype):  # (float32 keeps nn.Linear's fused bias)
+                h = F.relu(rounded_matmul(h, lin.weight.t(), matmul_dtype) + lin.bias)
             else:
                 h = F.relu(lin(h))  # (B, H_i)
         return self.mu(h), self.log_sigma(h)
@@ -298,11 +306,7 @@ class Decoder(nn.Module):
         W = w["W_out"]  # (H, L, C)
         if cfg.dictionary_size:
             D = w["dictionary"]
-            if matmul_dtype is not None and matmul_dtype != W.dtype:
-                # W[h, l, :] = W_raw[h, l, :] @ D, as DeepSequence, with low-precision inputs
-                W = (W.to(matmul_dtype) @ D.to(matmul_dtype)).to(W.dtype)
-            else:
-                W = W @ D  # (H, L, 20): W[h, l, :] = W_raw[h, l, :] @ D, as DeepSequence
+            W = rounded_matmul(W, D, matmul_dtype)  # (H, L, 20): W[h, l, :] = W_raw[h, l, :] @ D, as DeepSequence
         if cfg.sparsity_tiles:
             # One scale per (group, position); unit h belongs to group h mod (H/k) (DeepSequence's tiling).
             scale = torch.sigmoid(w["scale_logit"]).repeat(cfg.sparsity_tiles, 1)  # (H, L)
@@ -348,9 +352,7 @@ class Decoder(nn.Module):
         h = self.hidden(z, w, generator)  # (B, H)
         if w_out is None:
             w_out = self.output_weight(w, matmul_dtype)  # (H, 20L)
-        if matmul_dtype is not None and matmul_dtype != h.dtype:
-            return self._finish((h.to(matmul_dtype) @ w_out.to(matmul_dtype)).to(h.dtype), w)
-        return self._finish(h @ w_out, w)
+        return self._finish(rounded_matmul(h, w_out, matmul_dtype), w)
 
     def forward_local(self, z: Tensor, w: dict[str, Tensor], out_var: Tensor,
                       generator: torch.Generator | None = None, matmul_dtype: torch.dtype | None = None) -> Tensor:
@@ -379,12 +381,8 @@ class Decoder(nn.Module):
             mean_w, var_w = mean_w * scale, var_w * (scale * scale)
         H = h.shape[1]
         mean_w, var_w = mean_w.reshape(H, -1), var_w.reshape(H, -1)  # (H, 20L)
-        if matmul_dtype is not None and matmul_dtype != h.dtype:
-            lo = matmul_dtype
-            mean = (h.to(lo) @ mean_w.to(lo)).to(h.dtype)  # (B, 20L)
-            var = ((h * h).to(lo) @ var_w.to(lo)).to(h.dtype)
-        else:
-            mean, var = h @ mean_w, (h * h) @ var_w  # (B, 20L) each
+        mean = rounded_matmul(h, mean_w, matmul_dtype)  # (B, 20L)
+        var = rounded_matmul(h * h, var_w, matmul_dtype)  # (B, 20L)
         eps = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
         # var > 0 always (sigma > 0, h > 0 after the sigmoid); the floor guards sqrt's gradient.
         return self._finish(mean + torch.sqrt(var.clamp_min(1e-12)) * eps, w)

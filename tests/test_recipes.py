@@ -536,7 +536,6 @@ def test_gather_sum_encoder_equals_the_dense_one_hot_product():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
 
 
-
 def test_encoder_products_in_bfloat16_by_hand():
     """Encoder(matmul_dtype=bf16) rounds the hidden product's inputs only: the gather-sum first layer and the
     heads stay float32, the bias is added in float32; float32 (or None) is the plain encoder exactly."""
@@ -569,9 +568,13 @@ def test_training_with_encoder_products():
         model = VAE(VAEConfig(seq_len=codes.shape[1], encoder_hidden=(16, 8), latent_dim=2, decoder_hidden=(4, 8)))
         train(model, codes, w, TrainConfig(**base, **kw), info_for(codes, w))
         states[key] = model.state_dict()
-    same = lambda a, b: all(torch.equal(states[a][k], states[b][k]) for k in states[a])  # noqa: E731
+
+    def same(a: str, b: str) -> bool:
+        return all(torch.equal(states[a][k], states[b][k]) for k in states[a])
+
     assert not same("bf16", "bf16+enc") and same("f32", "f32+enc")
     assert not same("bf16", "f32")  # and the decoder's products alone change the run too
+
 
 def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
     from dataclasses import asdict
@@ -889,7 +892,6 @@ def test_eval_rows_estimates_on_the_weight_sample_of_the_held_out_set():
         TrainConfig(eval_rows=-1)
 
 
-
 def test_heldout_evaluations_use_the_runs_product_precision():
     """A run with bfloat16 decoder products evaluates its held-out set with them too (float32 runs: float32)."""
     from deepseqvae.train import make_generator
@@ -908,6 +910,7 @@ def test_heldout_evaluations_use_the_runs_product_precision():
                                   matmul_dtype=None if dtype else torch.bfloat16)["iwll"]
         assert res.history["heldout_iwll"] == [pytest.approx(expect, rel=1e-9)]
         assert other != pytest.approx(expect, rel=1e-9)  # the two precisions are told apart
+
 
 def test_training_finished_by_steps_early_stopping_or_refit():
     from deepseqvae.checkpoint import Checkpoint
