@@ -213,7 +213,10 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     used = result.checkpoint.train_config.get("matmul_dtype", "float32")
     if train_cfg.matmul_dtype == "auto":  # say what "auto" chose: a CPU without bf16 units trains in float32
         used += f" (auto: {'native' if used == 'bfloat16' else 'no native bfloat16 units'} on {fit.device})"
-    note = "\n".join(filter(None, [note, f"Decoder products: {used}"]))
+    # the encoder's hidden product follows the run's precision where the recipe (from Neff) or --encoder-products says
+    encoder = result.checkpoint.train_config.get("matmul_dtype", "float32") if result.checkpoint.train_config.get(
+        "encoder_products") else "float32"
+    note = "\n".join(filter(None, [note, f"Decoder products: {used}", f"Encoder products: {encoder}"]))
     return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second, note
 
 

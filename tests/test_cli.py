@@ -135,7 +135,8 @@ COMMAND_OPTIONS = {
               "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--holdout-by",
               "--refit", "--no-refit", "--early-stopping", "--stop-on", "--eval-rows",
               "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
-              "--products", "--resume", "--progress", "--no-progress", *ALIGNMENT_OPTIONS],
+              "--products", "--encoder-products", "--no-encoder-products", "--resume", "--progress", "--no-progress",
+              *ALIGNMENT_OPTIONS],
     "info": [],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
               "--samples", "--seed", "--device", "--strict", "--fitness-col", "--batch-size", "--progress",
@@ -634,6 +635,22 @@ def test_train_products_reach_the_run_and_the_checkpoint(tmp_path, monkeypatch, 
     assert load_checkpoint(out).train_config["matmul_dtype"] == expected
     said = "float32 (auto: no native bfloat16 units on cpu)" if products == "auto" else products
     assert f"Decoder products: {said}\n" in result.output
+
+
+@pytest.mark.parametrize("flag, used", [(None, "bfloat16"), ("--no-encoder-products", "float32"),
+                                        ("--encoder-products", "bfloat16")])
+def test_train_encoder_products_follow_neff_or_the_flag(tmp_path, flag, used):
+    """The fast recipe runs the encoder's hidden products in the run's precision for the demo (Neff 654 >= 100);
+    --no-encoder-products keeps them float32; the summary and the checkpoint say which ran."""
+    from deepseqvae.checkpoint import load_checkpoint
+
+    out = tmp_path / "m.pt"
+    tiny = [a for a in TINY_VAE]
+    tiny[tiny.index("--steps") + 1] = "2"
+    result = assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--holdout", "0", "--products", "bfloat16",
+                              *([flag] if flag else [])))
+    assert load_checkpoint(out).train_config["encoder_products"] is (used == "bfloat16")
+    assert f"Decoder products: bfloat16\nEncoder products: {used}\n" in result.output
 
 
 def test_train_rejects_unknown_products(tmp_path):

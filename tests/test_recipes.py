@@ -649,12 +649,31 @@ def test_fast_variance_step_size_rule():
     assert fast_variance_lr(131.0, learning_rate=2e-3) == pytest.approx(2 * 2.7629e-3, rel=1e-4)
     assert recipe_configs("fast", 253, neff=131.0)[1].variance_lr == pytest.approx(2.7629e-3, rel=1e-4)
     # an explicit value wins and needs no Neff; the paper recipe has one step size for every parameter
-    assert recipe_configs("fast", 253, train_overrides={"variance_lr": 5e-3})[1].variance_lr == 5e-3
+    assert recipe_configs("fast", 253, train_overrides={"variance_lr": 5e-3, "encoder_products": False}
+                          )[1].variance_lr == 5e-3
     assert recipe_configs("paper", 253)[1].variance_lr is None
     with pytest.raises(ValueError, match="derives the variance step size from Neff: pass neff"):
         recipe_configs("fast", 253)
     with pytest.raises(ValueError, match="Neff must be > 0"):
         fast_variance_lr(0.0)
+
+
+def test_fast_encoder_products_rule():
+    """The fast recipe's encoder products follow the run's precision from 100 effective sequences on."""
+    from deepseqvae.train import fast_encoder_products, recipe_configs
+
+    assert [fast_encoder_products(n) for n in (13.1, 99.9, 100.0, 131.5, 2605.0)] == [False, False, True, True, True]
+    assert recipe_configs("fast", 253, neff=13.1)[1].encoder_products is False
+    assert recipe_configs("fast", 253, neff=131.5)[1].encoder_products is True
+    # an explicit choice wins (and needs no Neff for this field); the paper recipe keeps a float32 encoder
+    assert recipe_configs("fast", 253, neff=2605.0, train_overrides={"encoder_products": False}
+                          )[1].encoder_products is False
+    assert recipe_configs("fast", 253, neff=13.1, train_overrides={"encoder_products": True})[1].encoder_products
+    assert recipe_configs("paper", 253)[1].encoder_products is False
+    with pytest.raises(ValueError, match="derives the encoder's product precision from Neff: pass neff"):
+        recipe_configs("fast", 253, train_overrides={"variance_lr": 1e-3})
+    with pytest.raises(ValueError, match="Neff must be > 0"):
+        fast_encoder_products(0.0)
 
 
 def test_train_command_records_the_recipe(tmp_path):
