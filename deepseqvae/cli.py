@@ -263,8 +263,8 @@ def _recipe_help() -> str:
 @click.option("--encoder-products/--no-encoder-products", default=None,
               help="Run the encoder's 1500-1500 hidden product in the --products precision too (bfloat16 inputs, "
                    "float32 sums; the first layer, the heads and scoring stay float32). [default: fast: on for "
-                   "families of at least 100 effective sequences (3-26 % less training time, the same held-out "
-                   "fit), off below; paper: off]")
+                   "families of at least 100 effective sequences (up to 26 % less training time, the same "
+                   "held-out fit), off below; paper: off]")
 @click.option("--resume", is_flag=True,
               help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")

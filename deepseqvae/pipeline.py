@@ -210,12 +210,12 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
             stopped = result.checkpoint.step < train_cfg.steps
             note += (f"; scored with the weights of step {h['best_step'][-1]} (best, {h['best_iwll'][-1]:.2f})"
                      + (", stopped early" if stopped else ""))
-    used = result.checkpoint.train_config.get("matmul_dtype", "float32")
+    ran = result.checkpoint.train_config
+    used = precision = ran.get("matmul_dtype", "float32")
     if train_cfg.matmul_dtype == "auto":  # say what "auto" chose: a CPU without bf16 units trains in float32
         used += f" (auto: {'native' if used == 'bfloat16' else 'no native bfloat16 units'} on {fit.device})"
     # the encoder's hidden product follows the run's precision where the recipe (from Neff) or --encoder-products says
-    encoder = result.checkpoint.train_config.get("matmul_dtype", "float32") if result.checkpoint.train_config.get(
-        "encoder_products") else "float32"
+    encoder = precision if ran.get("encoder_products") else "float32"
     note = "\n".join(filter(None, [note, f"Decoder products: {used}", f"Encoder products: {encoder}"]))
     return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second, note
 

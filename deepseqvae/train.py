@@ -148,7 +148,7 @@ FAST_VARIANCE_MAX_FACTOR = 3.0
 #: the fast recipe runs the encoder's hidden products in the run's product precision (TrainConfig.encoder_products;
 #: bfloat16 where it is native) for families of at least FAST_ENCODER_PRODUCTS_NEFF effective sequences, float32
 #: below. On 16 of 16 screened runs of families with Neff 131-2,605 the best held-out log-likelihood was within
-#: ±0.6 nats of the float32 encoder's, in 3-26 % less training time; on GFP_AEQVI (Neff 13) it lost 1.6-6.0 nats
+#: ±0.71 nats of the float32 encoder's, in 0-26 % less training time; on GFP_AEQVI (Neff 13) it lost 1.6-6.0 nats
 #: (benchmarks/results/recipes-encoder-bf16-2026-12-03.md, and, gated at this threshold on fresh seeds,
 #: recipes-encoder-bf16-neff-2026-12-03.md)
 FAST_ENCODER_PRODUCTS_NEFF = 100.0
@@ -241,14 +241,15 @@ def recipe_configs(name: str, seq_len: int, *, neff: float | None = None, model_
     if train_kw.get("early_stopping", 0) is None:  # a share of the steps, in evaluations
         every = train_kw.get("eval_every", TrainConfig.eval_every)
         train_kw["early_stopping"] = fast_patience(train_kw["steps"], every)
-    if train_kw.get("variance_lr") == FROM_NEFF:
-        if neff is None:
-            raise ValueError(f"recipe {name!r} derives the variance step size from Neff: pass neff")
-        train_kw["variance_lr"] = fast_variance_lr(neff, train_kw.get("learning_rate", TrainConfig.learning_rate))
-    if train_kw.get("encoder_products") == FROM_NEFF:
-        if neff is None:
-            raise ValueError(f"recipe {name!r} derives the encoder's product precision from Neff: pass neff")
-        train_kw["encoder_products"] = fast_encoder_products(neff)
+    # the settings a recipe leaves to the family's Neff: (field, what it is, its rule)
+    derived = (("variance_lr", "the variance step size",
+                lambda n: fast_variance_lr(n, train_kw.get("learning_rate", TrainConfig.learning_rate))),
+               ("encoder_products", "the encoder's product precision", fast_encoder_products))
+    for key, what, rule in derived:
+        if train_kw.get(key) == FROM_NEFF:
+            if neff is None:
+                raise ValueError(f"recipe {name!r} derives {what} from Neff: pass neff")
+            train_kw[key] = rule(neff)
     train_kw["recipe"] = name
     return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
 
