@@ -42,6 +42,9 @@ COMPILE_MIN = 1 << 22
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _compiled: dict[Callable, Callable] = {}
+#: torch.compile (dynamo's guards, caches and compiler) is not thread-safe (pytorch/pytorch#118260):
+#: a refit training on a second thread (deepseqvae.pace) enters compiled code one call at a time
+_call_lock = threading.Lock()
 _compile_failure: str | None = None
 
 
@@ -99,11 +102,12 @@ def run_compiled(fn: Callable[..., object], *args: object) -> object | None:
     global _compile_failure
     if _compile_failure is not None:
         return None
-    compiled = _compiled.get(fn)
-    if compiled is None:
-        compiled = _compiled[fn] = torch.compile(fn, dynamic=True)
     try:
-        return compiled(*args)
+        with _call_lock:
+            compiled = _compiled.get(fn)
+            if compiled is None:
+                compiled = _compiled[fn] = torch.compile(fn, dynamic=True)
+            return compiled(*args)
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the eager kernels
         _compile_failure = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         log.warning("torch.compile is not available here (%s); training uses the eager kernels",

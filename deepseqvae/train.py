@@ -7,9 +7,11 @@ proportional to the sequence weights (DeepSequence/EVE); there are no epochs. Th
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +26,7 @@ from .hardware import MATMUL_DTYPES, resolve_matmul_dtype
 from .holdout import cluster_holdout_split, heldout_sample, holdout_split
 from .model import VAE, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor
+from .pace import RefitAbandoned, RefitPace
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +266,7 @@ class TrainResult:
     steps_per_second: float         # steps_run / seconds
     steps_run: int = 0              # optimisation steps this call ran (with a refit: both runs')
     history: dict[str, list[float]] = field(default_factory=dict)
+    refit_alongside: bool = False   # the refit trained beside the held-out run, on a second thread
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -399,6 +403,9 @@ def train(
     progress: bool = False,
     heldout: tuple[np.ndarray, np.ndarray] | None = None,
     on_eval: Callable[[int, VAE], None] | None = None,
+    report_to: RefitPace | None = None,
+    follow: RefitPace | None = None,
+    label: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on int8 ``codes`` (N, L) with sequence ``weights`` (N,).
 
@@ -413,6 +420,11 @@ def train(
     and the raw weights travel in ``Checkpoint.train_state`` for resuming. ``on_eval(step, model)``
     is called every ``cfg.eval_every`` steps with the model holding the weights scoring would use
     (benchmarks follow accuracy along a run with it; it must not change the model).
+
+    A refit running beside a held-out run on another thread (:mod:`deepseqvae.pace`): the held-out
+    run passes ``report_to`` and reports each evaluation to it; the refit passes ``follow``, waits at
+    each evaluation step for the held-out run's verdict and ends at the step it chose, returning the
+    checkpoint of that step (as a run with ``stop_step`` at it would). ``label`` names the progress bar.
     """
     device = torch.device(device)
     cfg = replace(cfg, matmul_dtype=_run_matmul_dtype(cfg, device, resume))  # the checkpoint records the one used
@@ -478,6 +490,8 @@ def train(
         best_state = {k: v.to(device) for k, v in resume.state.items()}
         n_worse = _evaluations_since_best(history)
     stopped = bool(cfg.early_stopping) and n_worse >= cfg.early_stopping
+    if report_to is not None and history.get("best_step"):  # resumed: what the refit beside it may use already
+        report_to.report(history["eval_step"][-1], history["best_step"][-1], stopped)
     local = cfg.local_reparam and model.decoder.bayesian
     mm_dtype = torch.bfloat16 if cfg.matmul_dtype == "bfloat16" else None
     enc_dtype = mm_dtype if cfg.encoder_products else None
@@ -527,6 +541,7 @@ def train(
                 torch._foreach_copy_([p.data for p in params], raw)
 
     end = cfg.steps if cfg.stop_step is None else cfg.stop_step  # the schedule still spans cfg.steps
+    kept: Checkpoint | None = None  # following a held-out run: a copy of the state at its best step so far
     start_step, t0 = step, time.perf_counter()
     running = torch.zeros(len(STAT_NAMES), device=device, dtype=torch.float64)
     bad_step = torch.full((), -1, device=device, dtype=torch.long)  # first non-finite step, on device
@@ -535,9 +550,12 @@ def train(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=end, initial=step, unit="step", dynamic_ncols=True, leave=True)
+        bar = tqdm(total=end, initial=step, unit="step", dynamic_ncols=True, leave=True, desc=label,
+                   position=1 if follow is not None else None)
     try:
         while step < end and not stopped:
+            if follow is not None:
+                follow.check()  # the held-out run failed or was interrupted: stop here too
             _set_step_sizes(optimizer, cfg, step + 1)
             idx = torch.multinomial(probs, cfg.batch_size, replacement=True, generator=gen)  # (B,)
             loss, stats = loss_terms(model, data[idx], kl_neff, generator=gen, local=local, matmul_dtype=mm_dtype,
@@ -599,18 +617,27 @@ def train(
                             stopped = True
                             log.info("stopping at step %d: no better held-out log-likelihood in %d evaluations; "
                                      "keeping step %d's weights", step, n_worse, history["best_step"][-1])
+                        if report_to is not None:
+                            report_to.report(step, history["best_step"][-1], stopped or step == end)
+            if follow is not None and (step % cfg.eval_every == 0 or step == end):
+                keep, stop = follow.wait(step)  # the held-out run's verdict on this step
+                if keep:  # a deep copy: training goes on in place (optimizer state, moving average, history)
+                    kept = copy.deepcopy(snapshot())
+                    kept = replace(kept, train_config={**kept.train_config, "stop_step": step})
+                if stop:
+                    break
             if at_ckpt:
                 save_checkpoint(snapshot(), checkpoint_path)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    final = snapshot()
+    final = snapshot() if kept is None else kept
     if checkpoint_path is not None:
         save_checkpoint(final, checkpoint_path)
     rate = (step - start_step) / seconds if seconds > 0 else math.nan
     return TrainResult(checkpoint=final, seconds=seconds, steps_per_second=rate, steps_run=step - start_step,
-                       history=history)
+                       history=final.history)
 
 
 def fit_alignment(
@@ -625,6 +652,7 @@ def fit_alignment(
     resume: Checkpoint | None = None,
     progress: bool = False,
     on_eval: Callable[[int, VAE], None] | None = None,
+    alongside: bool | None = None,
 ) -> TrainResult:
     """Build a VAE for ``alignment`` (seeded by ``train_cfg.seed``) and train it.
 
@@ -635,7 +663,10 @@ def fit_alignment(
     from the same start and learning-rate path on every sequence, ended at the step the held-out
     set chose; that model is returned and saved, its history carrying the first run's held-out
     record and ``refit_step``. The second run writes no intermediate checkpoint: interrupted, a
-    resume finds the first run's end in ``checkpoint_path`` and runs the second again.
+    resume finds the first run's end in ``checkpoint_path`` and runs the second again. On a CPU with
+    at least 2 torch threads (``alongside`` None; True or False decides) the second run trains at the
+    same time as the first, on a second thread, each with half the threads (:func:`refit_alongside`):
+    the same model as the two one after the other with that many threads each, in less time.
     """
     from .errors import CheckpointError
     from .model import VAEConfig
@@ -667,15 +698,16 @@ def fit_alignment(
         weights = weights[train_rows]
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
+    if refitting and refit_alongside(train_cfg, device, on_eval, alongside):
+        return _fit_with_refit_alongside(model, codes, weights, heldout, alignment.codes, all_weights, train_cfg, info,
+                                         device=device, checkpoint_path=checkpoint_path, resume=resume,
+                                         progress=progress)
     result = train(model, codes, weights, train_cfg, info, device=device,
                    checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout,
                    on_eval=on_eval)
     if not refitting:
         return result
-    h = result.history
-    kept = int(h["best_step"][-1]) if h.get("best_step") else result.checkpoint.step
-    record = {k: list(h[k]) for k in ("eval_step", "heldout_elbo", "heldout_iwll", "heldout_iwll_mean", "best_step",
-                                      "best_iwll") if k in h}
+    kept, record = _chosen_step(result)
     log.info("refitting on all %d sequences up to step %d, the step the held-out set chose", alignment.N, kept)
     refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
                    checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
@@ -684,6 +716,90 @@ def fit_alignment(
     return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
                        steps_per_second=n_steps / seconds if seconds > 0 else math.nan, steps_run=n_steps,
                        history=refit.history)
+
+
+def refit_alongside(cfg: TrainConfig, device: torch.device | str, on_eval: Callable | None = None,
+                    requested: bool | None = None) -> bool:
+    """Whether :func:`fit_alignment` runs a refit on a second thread beside the held-out run
+    (:mod:`deepseqvae.pace`) instead of after it: as ``requested`` if given, else on a CPU whose torch
+    uses at least 2 threads. Either way the refit's model is the same for the same threads per run; a
+    refit needs early stopping to choose its step and evaluations on logging steps, and ``on_eval``
+    (called from both runs) keeps the runs one after the other."""
+    possible = cfg.early_stopping > 0 and cfg.eval_every % cfg.log_every == 0
+    if requested is not None:
+        if requested and not possible:
+            raise ValueError("a refit beside the held-out run needs early stopping and eval_every a multiple of "
+                             "log_every")
+        return requested
+    return possible and on_eval is None and torch.device(device).type == "cpu" and torch.get_num_threads() >= 2
+
+
+def _chosen_step(result: TrainResult) -> tuple[int, dict[str, list]]:
+    """(the step the held-out run chose, its held-out record for the refit's history)."""
+    h = result.history
+    kept = int(h["best_step"][-1]) if h.get("best_step") else result.checkpoint.step
+    record = {k: list(h[k]) for k in ("eval_step", "heldout_elbo", "heldout_iwll", "heldout_iwll_mean", "best_step",
+                                      "best_iwll") if k in h}
+    return kept, record
+
+
+def _fit_with_refit_alongside(model: VAE, codes: np.ndarray, weights: np.ndarray,
+                              heldout: tuple[np.ndarray, np.ndarray] | None, all_codes: np.ndarray,
+                              all_weights: np.ndarray, train_cfg: TrainConfig, info: ModelInfo, *, device,
+                              checkpoint_path, resume: Checkpoint | None, progress: bool) -> TrainResult:
+    """The held-out run (``model`` on ``codes``) and the refit (on ``all_codes``) at the same time, on two
+    threads with half of torch's threads each: the refit paces itself on the held-out run's evaluations
+    and keeps the state of the step it chooses (:class:`deepseqvae.pace.RefitPace`)."""
+    threads = torch.get_num_threads()
+    each = max(1, threads // 2)
+    pace = RefitPace()
+    torch.manual_seed(train_cfg.seed)  # the held-out run's start
+    refit_model = VAE(model.cfg)
+    refit_cfg = replace(train_cfg, early_stopping=0)  # its end comes from the pace
+    out: dict[str, object] = {}
+
+    def run_refit() -> None:
+        torch.set_num_threads(each)  # per thread where the threading backend keeps it so
+        try:
+            out["result"] = train(refit_model, all_codes, all_weights, refit_cfg, info, device=device,
+                                  progress=progress, follow=pace, label="refit on all")
+        except RefitAbandoned:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported, or replaced by a refit after the held-out run
+            out["error"] = exc
+
+    log.info("refitting on all %d sequences beside the held-out run (two threads, %d torch thread%s each)",
+             all_codes.shape[0], each, "" if each == 1 else "s")
+    t0 = time.perf_counter()
+    torch.set_num_threads(each)
+    refit_thread = threading.Thread(target=run_refit, name="deepseqvae-refit", daemon=True)
+    refit_thread.start()
+    try:
+        result = train(model, codes, weights, train_cfg, info, device=device, checkpoint_path=checkpoint_path,
+                       resume=resume, progress=progress, heldout=heldout, report_to=pace,
+                       label="held-out run" if progress else None)
+        kept, record = _chosen_step(result)
+        pace.finish(kept)
+    except BaseException:
+        pace.abandon()
+        raise
+    finally:
+        refit_thread.join()
+        torch.set_num_threads(threads)
+    error = out.get("error")
+    if isinstance(error, TrainingError):
+        raise error
+    if error is not None or "result" not in out:  # not expected: the refit after the held-out run instead
+        log.warning("the refit beside the held-out run failed (%s); refitting after it", error)
+        refit = _refit(None, all_weights, model.cfg, train_cfg, info, kept, record, device=device,
+                       checkpoint_path=checkpoint_path, progress=progress, on_eval=None, codes=all_codes)
+    else:
+        refit = _finish_refit(out["result"], kept, record, checkpoint_path)
+    seconds = time.perf_counter() - t0
+    n_steps = result.steps_run + refit.steps_run  # of both runs
+    return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
+                       steps_per_second=n_steps / seconds if seconds > 0 else math.nan, steps_run=n_steps,
+                       history=refit.history, refit_alongside="result" in out)
 
 
 def training_finished(ck: Checkpoint) -> bool:
@@ -708,16 +824,21 @@ def _evaluations_since_best(history: dict[str, list]) -> int:
 
 def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
            record: dict[str, list], *, device, checkpoint_path, progress: bool, on_eval,
-           resume: Checkpoint | None = None) -> TrainResult:
+           resume: Checkpoint | None = None, codes: np.ndarray | None = None) -> TrainResult:
     """The second stage of ``TrainConfig.refit``: the same start (seed), recipe and learning-rate path on
-    every sequence, ended at step ``kept``; its checkpoint's history also carries the first stage's
-    held-out ``record`` and ``refit_step``."""
+    every sequence (``alignment``'s, or ``codes``), ended at step ``kept``; its checkpoint's history also
+    carries the first stage's held-out ``record`` and ``refit_step``."""
     # the record keeps holdout_fraction and refit (what was done); no early stopping in this stage
     cfg = replace(train_cfg, early_stopping=0, stop_step=kept)
     torch.manual_seed(cfg.seed)  # the first stage's initialisation
     model = VAE(model_cfg)
-    result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None, resume=resume,
-                   progress=progress, on_eval=on_eval)
+    result = train(model, alignment.codes if codes is None else codes, weights, cfg, info, device=device,
+                   checkpoint_path=None, resume=resume, progress=progress, on_eval=on_eval)
+    return _finish_refit(result, kept, record, checkpoint_path)
+
+
+def _finish_refit(result: TrainResult, kept: int, record: dict[str, list], checkpoint_path) -> TrainResult:
+    """The refit's result with the first stage's held-out ``record`` and ``refit_step`` in its history, saved."""
     history = {**result.history, **record, "refit_step": [kept]}
     ck = replace(result.checkpoint, history=history)
     if checkpoint_path is not None:

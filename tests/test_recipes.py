@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_train import fresh_model
 
+from deepseqvae.errors import TrainingError
 from deepseqvae.holdout import (
     _has_neighbour_in,
     _neighbour_mask,
@@ -19,6 +20,7 @@ from deepseqvae.holdout import (
 )
 from deepseqvae.model import VAE, VAEConfig, _GaussianKLFromVar, gaussian_kl, loss_terms
 from deepseqvae.optim import DeepSequenceAdam, delayed_factor, lr_factor
+from deepseqvae.pace import RefitAbandoned, RefitPace
 from deepseqvae.train import (
     TrainConfig,
     heldout_estimates,
@@ -860,6 +862,195 @@ def test_refit_trains_every_sequence_to_the_kept_step(tmp_path, monkeypatch):
         fit_alignment(aln, w, model_cfg, replace(cfg, steps=200), theta=0.2, resume=saved)
     with pytest.raises(ValueError, match=r"stop_step must lie in \[1, steps = 100\], not 101"):
         TrainConfig(steps=100, stop_step=101)
+
+
+def _toy_alignment(tmp_path):
+    from deepseqvae.alignment import read_alignment
+    from deepseqvae.alphabet import ALPHABET
+
+    codes, _ = family()
+    msa = tmp_path / "toy.a2m"
+    msa.write_text("".join(f">s{i}\n{''.join(ALPHABET[c] for c in row)}\n" for i, row in enumerate(codes)))
+    return read_alignment(msa)
+
+
+#: a refit setting with evaluations every 5 steps (logged every 5), patience 2, 100 planned steps
+REFIT_BASE = dict(steps=100, batch_size=16, seed=3, log_every=5, eval_every=5, ema_decay=0.9, schedule="cosine",
+                  warmup_steps=2, final_lr_fraction=0.1, early_stopping=2, holdout_fraction=0.2,
+                  holdout_by="sequence", refit=True)
+
+
+@pytest.mark.parametrize("script, kept, steps_first", [
+    ([-10.0, -9.0, -9.5, -9.7, -8.0], 10, 20),  # best at step 10, two worse: the held-out run stops at 20
+    ([-10.0, -9.0, -8.0, -7.0, -6.0, -6.5, -6.6], 25, 35),  # the best moves forward four times
+    ([-1.0, -2.0, -3.0], 5, 15),  # best at the first evaluation
+])
+def test_refit_beside_the_heldout_run_is_the_refit_after_it(tmp_path, monkeypatch, script, kept, steps_first):
+    from test_train import CFG
+
+    from deepseqvae.checkpoint import load_checkpoint
+    from deepseqvae.train import fit_alignment
+
+    aln = _toy_alignment(tmp_path)
+    w = np.ones(aln.N)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+    cfg = TrainConfig(**REFIT_BASE)
+    _scripted_heldout(monkeypatch, script)
+    after = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=False)
+    _scripted_heldout(monkeypatch, script)
+    beside = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True, checkpoint_path=tmp_path / "m.pt")
+    a, b = after.checkpoint, beside.checkpoint
+    assert a.step == b.step == kept and b.history["refit_step"] == [kept] and b.train_config["stop_step"] == kept
+    for k in a.state:  # the same model, bit for bit (one torch thread per run in both)
+        assert torch.equal(a.state[k], b.state[k]), k
+    assert a.history == b.history and a.train_config == b.train_config
+    assert torch.equal(a.rng_state, b.rng_state)
+    assert all(torch.equal(a.train_state[k], b.train_state[k]) for k in a.train_state)
+    assert [s["exp_avg_sq"] for s in b.optimizer["state"].values()][0].equal(
+        [s["exp_avg_sq"] for s in a.optimizer["state"].values()][0])
+    # the refit beside it stops at the held-out run's last evaluation at the latest, never a step later
+    assert after.steps_run == steps_first + kept
+    assert steps_first + kept <= beside.steps_run <= 2 * steps_first
+    saved = load_checkpoint(tmp_path / "m.pt")  # the file holds the refit, not the held-out run's end
+    assert saved.step == kept and all(torch.equal(saved.state[k], a.state[k]) for k in a.state)
+
+
+def test_refit_beside_a_resumed_heldout_run(tmp_path, monkeypatch):
+    from test_train import CFG
+
+    from deepseqvae.checkpoint import load_checkpoint
+    from deepseqvae.train import fit_alignment
+
+    aln = _toy_alignment(tmp_path)
+    w = np.ones(aln.N)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+    cfg = TrainConfig(**REFIT_BASE, checkpoint_every=10)
+    script = [-10.0, -9.0, -9.5, -8.0, -8.5, -8.6]  # best at 10, then at 20; stops at 30
+    _scripted_heldout(monkeypatch, script)
+    whole = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True).checkpoint
+    assert whole.step == 20
+    # the held-out run interrupted at its evaluation of step 25, after its checkpoint at step 20 (best so far: 20)
+    import deepseqvae.train as train_mod
+
+    def interrupted(*args, **kwargs):
+        if interrupted.n == 4:
+            raise KeyboardInterrupt
+        v = script[interrupted.n]
+        interrupted.n += 1
+        return {"elbo": v - 1.0, "iwll": v}
+
+    interrupted.n = 0
+    monkeypatch.setattr(train_mod, "heldout_estimates", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True, checkpoint_path=tmp_path / "m.pt")
+    first = load_checkpoint(tmp_path / "m.pt")
+    assert first.step == 20 and first.history["best_step"] == [20] and "refit_step" not in first.history
+    calls = _scripted_heldout(monkeypatch, script[4:])  # the evaluations after step 20
+    resumed = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True, resume=first).checkpoint
+    assert calls["n"] == 2 and resumed.step == 20 and resumed.history["refit_step"] == [20]
+    for k in whole.state:  # the refit beside the resumed run is the uninterrupted one's
+        assert torch.equal(whole.state[k], resumed.state[k]), k
+
+
+def test_a_failed_heldout_run_stops_the_refit_beside_it(tmp_path, monkeypatch):
+    import threading
+
+    from test_train import CFG
+
+    from deepseqvae.train import fit_alignment
+
+    aln = _toy_alignment(tmp_path)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+
+    def broken(*args, **kwargs):
+        raise TrainingError("held-out estimate failed")
+
+    import deepseqvae.train as train_mod
+
+    monkeypatch.setattr(train_mod, "heldout_estimates", broken)
+    with pytest.raises(TrainingError, match="held-out estimate failed"):
+        fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, alongside=True)
+    assert not any(t.name == "deepseqvae-refit" for t in threading.enumerate())  # the refit thread has ended
+
+
+def test_a_failed_refit_beside_is_run_again_after(tmp_path, monkeypatch, caplog):
+    from test_train import CFG
+
+    from deepseqvae.train import fit_alignment
+
+    aln = _toy_alignment(tmp_path)
+    w = np.ones(aln.N)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+    cfg = TrainConfig(**REFIT_BASE)
+    script = [-10.0, -9.0, -9.5, -9.7]
+    _scripted_heldout(monkeypatch, script)
+    after = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=False).checkpoint
+
+    def fail(self, step):
+        raise RuntimeError("lost the pace")
+
+    _scripted_heldout(monkeypatch, script)
+    monkeypatch.setattr(RefitPace, "wait", fail)
+    with caplog.at_level("WARNING", logger="deepseqvae.train"):
+        res = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True)
+    assert "the refit beside the held-out run failed (lost the pace); refitting after it" in caplog.text
+    assert res.checkpoint.step == 10 and res.checkpoint.history["refit_step"] == [10]
+    assert all(torch.equal(after.state[k], res.checkpoint.state[k]) for k in after.state)
+
+
+def test_refit_pace_keeps_the_best_step_and_stops_after_the_chosen_one():
+    import threading
+
+    pace = RefitPace()
+    # the refit waits at an evaluation step until the held-out run has evaluated it
+    got = []
+    t = threading.Thread(target=lambda: got.append(pace.wait(10)))
+    t.start()
+    t.join(timeout=0.2)
+    assert t.is_alive() and got == []
+    pace.report(10, 10, False)
+    t.join(timeout=10)
+    assert got == [(True, False)]  # step 10 is the best so far: keep it
+    pace.report(20, 10, False)
+    assert pace.wait(20) == (False, False)
+    pace.report(30, 30, False)
+    assert pace.wait(30) == (True, False)
+    pace.report(40, 30, True)  # the held-out run stops at 40 and chose 30: the refit, kept at 30, stops
+    assert pace.wait(40) == (False, True)
+    # a held-out run ahead: step 10 was its best but 20 is now; only the current best is kept
+    pace = RefitPace()
+    pace.report(20, 20, False)
+    assert pace.wait(10) == (False, False) and pace.wait(20) == (True, False)
+    # a refit behind the held-out run's end goes on to the chosen step, keeps it and stops there
+    pace = RefitPace()
+    pace.finish(30)
+    assert [pace.wait(s) for s in (10, 20, 30)] == [(False, False), (False, False), (True, True)]
+    pace = RefitPace()
+    pace.abandon()
+    with pytest.raises(RefitAbandoned, match="ended without choosing a step"):
+        pace.wait(10)
+    with pytest.raises(RefitAbandoned):
+        pace.check()
+
+
+def test_refit_alongside_on_a_multithreaded_cpu_only():
+    from deepseqvae.train import refit_alongside
+
+    cfg = TrainConfig(**REFIT_BASE)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert refit_alongside(cfg, "cpu")
+        assert not refit_alongside(cfg, "cpu", on_eval=lambda step, model: None)  # called from both runs: in turn
+        assert not refit_alongside(cfg, "meta")  # an accelerator runs one thing at a time anyway
+        assert not refit_alongside(replace(cfg, eval_every=7), "cpu")  # evaluations off the logging steps
+        assert not refit_alongside(cfg, "cpu", requested=False)
+        torch.set_num_threads(1)
+        assert not refit_alongside(cfg, "cpu") and refit_alongside(cfg, "cpu", requested=True)
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="needs early stopping and eval_every a multiple of log_every"):
+        refit_alongside(replace(cfg, early_stopping=0), "cpu", requested=True)
 
 
 def test_heldout_sample_draws_each_row_in_proportion_to_its_weight():
