@@ -1,4 +1,4 @@
-"""The refit alongside the held-out run: two training runs on two threads, one choosing the step.
+"""The refit beside the held-out run: two training runs on two threads, one choosing the step.
 
 The fast recipe trains twice from the same start: a run on 90 % of the weight that measures, on the
 held-out 10 %, the step after which more training stops generalising, then a refit on every sequence

@@ -172,6 +172,7 @@ class _Fit:
     resume: bool
     progress: bool
     recipe: str
+    refit_beside: bool | None = None  # the refit beside the held-out run (None: train.refits_beside decides)
 
 
 def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
@@ -195,7 +196,8 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     log.info("recipe %s: %d steps, decoder %s", fit.recipe, train_cfg.steps, model_cfg.decoder_hidden)
     keep_heap()  # a training process reuses its freed memory instead of page-faulting it in every step
     result = fit_alignment(fit.aln, fit.weights, model_cfg, train_cfg, theta=fit.theta, device=fit.device,
-                           checkpoint_path=fit.output, resume=resume, progress=fit.progress)
+                           checkpoint_path=fit.output, resume=resume, progress=fit.progress,
+                           refit_beside=fit.refit_beside)
     elbo = result.history.get("elbo") or [float("nan")]
     h, note = result.history, ""
     if h.get("heldout_iwll"):
@@ -204,7 +206,7 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
                 f"log-likelihood "
                 f"{h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
         if h.get("refit_step"):
-            when = "beside it on a second thread" if result.refit_alongside else "then"
+            when = "beside it on a second thread" if result.refit_beside else "then"
             note += (f"; best at step {h['best_step'][-1]} ({h['best_iwll'][-1]:.2f}) of {h['eval_step'][-1]:,}; "
                      f"{when} a second run on all {fit.aln.N:,} sequences up to that step (--refit), the model saved")
         elif h.get("best_step"):
@@ -252,13 +254,15 @@ def train_file(
     resume: bool = False,
     progress: bool = False,
     recipe: str | None = None,
+    refit_beside: bool | None = None,
 ) -> TrainSummary:
     """Read ``msa``, weight it, train a ``model_kind`` model and write its checkpoint to ``output``.
 
     A VAE is trained with the named training ``recipe`` (:data:`deepseqvae.train.RECIPES`, default
     ``fast``); ``model_options`` / ``train_options`` override its settings (``None`` values are
     ignored). The alignment ``options`` are recorded in the checkpoint (``embed`` and ``sample
-    --msa`` reuse them).
+    --msa`` reuse them). ``refit_beside``: train a refit beside the held-out run (True), after it
+    (False) or as :func:`deepseqvae.train.refits_beside` decides (None).
     """
     from .train import DEFAULT_RECIPE
 
@@ -275,7 +279,7 @@ def train_file(
     log.info("%s: N=%d L=%d Neff=%.1f", msa, aln.N, aln.L, neff)
     check_family_size(aln, neff)
     fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
-               pseudocount, resume, progress, recipe)
+               pseudocount, resume, progress, recipe, refit_beside)
     steps, elbo, seconds, rate, note = TRAINERS[model_kind].fit(fit)
     return TrainSummary(fit.output, model_kind, aln.N, aln.L, neff, steps, elbo, seconds, rate,
                         str(dev) if rate is not None else "cpu", t_weights,

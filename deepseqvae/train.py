@@ -266,7 +266,7 @@ class TrainResult:
     steps_per_second: float         # steps_run / seconds
     steps_run: int = 0              # optimisation steps this call ran (with a refit: both runs')
     history: dict[str, list[float]] = field(default_factory=dict)
-    refit_alongside: bool = False   # the refit trained beside the held-out run, on a second thread
+    refit_beside: bool = False   # the refit trained beside the held-out run, on a second thread
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -652,7 +652,7 @@ def fit_alignment(
     resume: Checkpoint | None = None,
     progress: bool = False,
     on_eval: Callable[[int, VAE], None] | None = None,
-    alongside: bool | None = None,
+    refit_beside: bool | None = None,
 ) -> TrainResult:
     """Build a VAE for ``alignment`` (seeded by ``train_cfg.seed``) and train it.
 
@@ -664,8 +664,8 @@ def fit_alignment(
     set chose; that model is returned and saved, its history carrying the first run's held-out
     record and ``refit_step``. The second run writes no intermediate checkpoint: interrupted, a
     resume finds the first run's end in ``checkpoint_path`` and runs the second again. On a CPU with
-    at least 2 torch threads (``alongside`` None; True or False decides) the second run trains at the
-    same time as the first, on a second thread, each with half the threads (:func:`refit_alongside`):
+    at least 2 torch threads (``refit_beside`` None; True or False decides) the second run trains at the
+    same time as the first, on a second thread, each with half the threads (:func:`refits_beside`):
     the same model as the two one after the other with that many threads each, in less time.
     """
     from .errors import CheckpointError
@@ -698,8 +698,8 @@ def fit_alignment(
         weights = weights[train_rows]
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
-    if refitting and refit_alongside(train_cfg, device, on_eval, alongside):
-        return _fit_with_refit_alongside(model, codes, weights, heldout, alignment.codes, all_weights, train_cfg, info,
+    if refitting and refits_beside(train_cfg, device, on_eval, refit_beside):
+        return _fit_with_refit_beside(model, codes, weights, heldout, alignment.codes, all_weights, train_cfg, info,
                                          device=device, checkpoint_path=checkpoint_path, resume=resume,
                                          progress=progress)
     result = train(model, codes, weights, train_cfg, info, device=device,
@@ -718,7 +718,7 @@ def fit_alignment(
                        history=refit.history)
 
 
-def refit_alongside(cfg: TrainConfig, device: torch.device | str, on_eval: Callable | None = None,
+def refits_beside(cfg: TrainConfig, device: torch.device | str, on_eval: Callable | None = None,
                     requested: bool | None = None) -> bool:
     """Whether :func:`fit_alignment` runs a refit on a second thread beside the held-out run
     (:mod:`deepseqvae.pace`) instead of after it: as ``requested`` if given, else on a CPU whose torch
@@ -743,7 +743,7 @@ def _chosen_step(result: TrainResult) -> tuple[int, dict[str, list]]:
     return kept, record
 
 
-def _fit_with_refit_alongside(model: VAE, codes: np.ndarray, weights: np.ndarray,
+def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
                               heldout: tuple[np.ndarray, np.ndarray] | None, all_codes: np.ndarray,
                               all_weights: np.ndarray, train_cfg: TrainConfig, info: ModelInfo, *, device,
                               checkpoint_path, resume: Checkpoint | None, progress: bool) -> TrainResult:
@@ -799,7 +799,7 @@ def _fit_with_refit_alongside(model: VAE, codes: np.ndarray, weights: np.ndarray
     n_steps = result.steps_run + refit.steps_run  # of both runs
     return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
                        steps_per_second=n_steps / seconds if seconds > 0 else math.nan, steps_run=n_steps,
-                       history=refit.history, refit_alongside="result" in out)
+                       history=refit.history, refit_beside="result" in out)
 
 
 def training_finished(ck: Checkpoint) -> bool:

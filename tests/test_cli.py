@@ -133,7 +133,8 @@ COMMAND_OPTIONS = {
               "--seed", "--device",
               "--decoder", "--theta", "--weights", "--latent-dim", "--encoder-hidden", "--decoder-hidden",
               "--dictionary-size", "--sparsity-tiles", "--dropout", "--pseudocount", "--holdout", "--holdout-by",
-              "--refit", "--no-refit", "--early-stopping", "--stop-on", "--eval-rows",
+              "--refit", "--no-refit", "--refit-beside", "--refit-after", "--early-stopping", "--stop-on",
+              "--eval-rows",
               "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
               "--products", "--encoder-products", "--no-encoder-products", "--resume", "--progress", "--no-progress",
               *ALIGNMENT_OPTIONS],
@@ -651,6 +652,31 @@ def test_train_encoder_products_follow_neff_or_the_flag(tmp_path, flag, used):
                               *([flag] if flag else [])))
     assert load_checkpoint(out).train_config["encoder_products"] is (used == "bfloat16")
     assert f"Decoder products: bfloat16\nEncoder products: {used}\n" in result.output
+
+
+def test_train_refit_beside_or_after_the_heldout_run(tmp_path, monkeypatch):
+    """With two torch threads the fast recipe's refit trains beside the held-out run unless --refit-after; the
+    summary says which, and both give the same model for the same threads per run."""
+    import torch
+
+    from deepseqvae.checkpoint import load_checkpoint
+
+    tiny = [a for a in TINY_VAE]
+    tiny[tiny.index("--steps") + 1] = "30"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the default decides by torch's threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the suite stays on one thread
+    states = {}
+    for flag, when in [(None, "beside it on a second thread"), ("--refit-beside", "beside it on a second thread"),
+                       ("--refit-after", "then")]:
+        out = tmp_path / f"{flag}.pt"
+        result = assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--holdout", "0.1", "--early-stopping", "1",
+                                  *([flag] if flag else [])))
+        assert f"; {when} a second run on all 3,000 sequences up to that step (--refit)" in result.output
+        ck = load_checkpoint(out)
+        assert ck.history["refit_step"] == [ck.step] == [30]
+        states[flag] = ck.state
+    for k in states[None]:
+        assert torch.equal(states[None][k], states["--refit-after"][k]), k
 
 
 def test_train_rejects_unknown_products(tmp_path):

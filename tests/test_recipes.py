@@ -896,9 +896,9 @@ def test_refit_beside_the_heldout_run_is_the_refit_after_it(tmp_path, monkeypatc
     model_cfg = VAEConfig(seq_len=aln.L, **CFG)
     cfg = TrainConfig(**REFIT_BASE)
     _scripted_heldout(monkeypatch, script)
-    after = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=False)
+    after = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=False)
     _scripted_heldout(monkeypatch, script)
-    beside = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True, checkpoint_path=tmp_path / "m.pt")
+    beside = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=True, checkpoint_path=tmp_path / "m.pt")
     a, b = after.checkpoint, beside.checkpoint
     assert a.step == b.step == kept and b.history["refit_step"] == [kept] and b.train_config["stop_step"] == kept
     for k in a.state:  # the same model, bit for bit (one torch thread per run in both)
@@ -927,7 +927,7 @@ def test_refit_beside_a_resumed_heldout_run(tmp_path, monkeypatch):
     cfg = TrainConfig(**REFIT_BASE, checkpoint_every=10)
     script = [-10.0, -9.0, -9.5, -8.0, -8.5, -8.6]  # best at 10, then at 20; stops at 30
     _scripted_heldout(monkeypatch, script)
-    whole = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True).checkpoint
+    whole = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=True).checkpoint
     assert whole.step == 20
     # the held-out run interrupted at its evaluation of step 25, after its checkpoint at step 20 (best so far: 20)
     import deepseqvae.train as train_mod
@@ -942,11 +942,11 @@ def test_refit_beside_a_resumed_heldout_run(tmp_path, monkeypatch):
     interrupted.n = 0
     monkeypatch.setattr(train_mod, "heldout_estimates", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True, checkpoint_path=tmp_path / "m.pt")
+        fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=True, checkpoint_path=tmp_path / "m.pt")
     first = load_checkpoint(tmp_path / "m.pt")
     assert first.step == 20 and first.history["best_step"] == [20] and "refit_step" not in first.history
     calls = _scripted_heldout(monkeypatch, script[4:])  # the evaluations after step 20
-    resumed = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True, resume=first).checkpoint
+    resumed = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=True, resume=first).checkpoint
     assert calls["n"] == 2 and resumed.step == 20 and resumed.history["refit_step"] == [20]
     for k in whole.state:  # the refit beside the resumed run is the uninterrupted one's
         assert torch.equal(whole.state[k], resumed.state[k]), k
@@ -969,7 +969,7 @@ def test_a_failed_heldout_run_stops_the_refit_beside_it(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "heldout_estimates", broken)
     with pytest.raises(TrainingError, match="held-out estimate failed"):
-        fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, alongside=True)
+        fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, refit_beside=True)
     assert not any(t.name == "deepseqvae-refit" for t in threading.enumerate())  # the refit thread has ended
 
 
@@ -984,7 +984,7 @@ def test_a_failed_refit_beside_is_run_again_after(tmp_path, monkeypatch, caplog)
     cfg = TrainConfig(**REFIT_BASE)
     script = [-10.0, -9.0, -9.5, -9.7]
     _scripted_heldout(monkeypatch, script)
-    after = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=False).checkpoint
+    after = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=False).checkpoint
 
     def fail(self, step):
         raise RuntimeError("lost the pace")
@@ -992,7 +992,7 @@ def test_a_failed_refit_beside_is_run_again_after(tmp_path, monkeypatch, caplog)
     _scripted_heldout(monkeypatch, script)
     monkeypatch.setattr(RefitPace, "wait", fail)
     with caplog.at_level("WARNING", logger="deepseqvae.train"):
-        res = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, alongside=True)
+        res = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=True)
     assert "the refit beside the held-out run failed (lost the pace); refitting after it" in caplog.text
     assert res.checkpoint.step == 10 and res.checkpoint.history["refit_step"] == [10]
     assert all(torch.equal(after.state[k], res.checkpoint.state[k]) for k in after.state)
@@ -1033,24 +1033,24 @@ def test_refit_pace_keeps_the_best_step_and_stops_after_the_chosen_one():
         pace.check()
 
 
-def test_refit_alongside_on_a_multithreaded_cpu_only():
-    from deepseqvae.train import refit_alongside
+def test_refits_beside_on_a_multithreaded_cpu_only():
+    from deepseqvae.train import refits_beside
 
     cfg = TrainConfig(**REFIT_BASE)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert refit_alongside(cfg, "cpu")
-        assert not refit_alongside(cfg, "cpu", on_eval=lambda step, model: None)  # called from both runs: in turn
-        assert not refit_alongside(cfg, "meta")  # an accelerator runs one thing at a time anyway
-        assert not refit_alongside(replace(cfg, eval_every=7), "cpu")  # evaluations off the logging steps
-        assert not refit_alongside(cfg, "cpu", requested=False)
+        assert refits_beside(cfg, "cpu")
+        assert not refits_beside(cfg, "cpu", on_eval=lambda step, model: None)  # called from both runs: in turn
+        assert not refits_beside(cfg, "meta")  # an accelerator runs one thing at a time anyway
+        assert not refits_beside(replace(cfg, eval_every=7), "cpu")  # evaluations off the logging steps
+        assert not refits_beside(cfg, "cpu", requested=False)
         torch.set_num_threads(1)
-        assert not refit_alongside(cfg, "cpu") and refit_alongside(cfg, "cpu", requested=True)
+        assert not refits_beside(cfg, "cpu") and refits_beside(cfg, "cpu", requested=True)
     finally:
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="needs early stopping and eval_every a multiple of log_every"):
-        refit_alongside(replace(cfg, early_stopping=0), "cpu", requested=True)
+        refits_beside(replace(cfg, early_stopping=0), "cpu", requested=True)
 
 
 def test_heldout_sample_draws_each_row_in_proportion_to_its_weight():
