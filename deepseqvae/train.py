@@ -266,7 +266,7 @@ class TrainResult:
     steps_per_second: float         # steps_run / seconds
     steps_run: int = 0              # optimisation steps this call ran (with a refit: both runs')
     history: dict[str, list[float]] = field(default_factory=dict)
-    refit_beside: bool = False   # the refit trained beside the held-out run, on a second thread
+    refit_beside: bool = False      # the refit trained beside the held-out run, on a second thread
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -699,9 +699,8 @@ def fit_alignment(
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
     if refitting and refits_beside(train_cfg, device, on_eval, refit_beside):
-        return _fit_with_refit_beside(model, codes, weights, heldout, alignment.codes, all_weights, train_cfg, info,
-                                         device=device, checkpoint_path=checkpoint_path, resume=resume,
-                                         progress=progress)
+        return _fit_with_refit_beside(model, codes, weights, heldout, alignment, all_weights, train_cfg, info,
+                                      device=device, checkpoint_path=checkpoint_path, resume=resume, progress=progress)
     result = train(model, codes, weights, train_cfg, info, device=device,
                    checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout,
                    on_eval=on_eval)
@@ -719,7 +718,7 @@ def fit_alignment(
 
 
 def refits_beside(cfg: TrainConfig, device: torch.device | str, on_eval: Callable | None = None,
-                    requested: bool | None = None) -> bool:
+                  requested: bool | None = None) -> bool:
     """Whether :func:`fit_alignment` runs a refit on a second thread beside the held-out run
     (:mod:`deepseqvae.pace`) instead of after it: as ``requested`` if given, else on a CPU whose torch
     uses at least 2 threads. Either way the refit's model is the same for the same threads per run; a
@@ -744,12 +743,12 @@ def _chosen_step(result: TrainResult) -> tuple[int, dict[str, list]]:
 
 
 def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
-                              heldout: tuple[np.ndarray, np.ndarray] | None, all_codes: np.ndarray,
-                              all_weights: np.ndarray, train_cfg: TrainConfig, info: ModelInfo, *, device,
-                              checkpoint_path, resume: Checkpoint | None, progress: bool) -> TrainResult:
-    """The held-out run (``model`` on ``codes``) and the refit (on ``all_codes``) at the same time, on two
-    threads with half of torch's threads each: the refit paces itself on the held-out run's evaluations
-    and keeps the state of the step it chooses (:class:`deepseqvae.pace.RefitPace`)."""
+                           heldout: tuple[np.ndarray, np.ndarray] | None, alignment, all_weights: np.ndarray,
+                           train_cfg: TrainConfig, info: ModelInfo, *, device, checkpoint_path,
+                           resume: Checkpoint | None, progress: bool) -> TrainResult:
+    """The held-out run (``model`` on ``codes``) and the refit (on every sequence of ``alignment``) at the
+    same time, on two threads with half of torch's threads each: the refit paces itself on the held-out
+    run's evaluations and keeps the state of the step it chooses (:class:`deepseqvae.pace.RefitPace`)."""
     threads = torch.get_num_threads()
     each = max(1, threads // 2)
     pace = RefitPace()
@@ -761,7 +760,7 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
     def run_refit() -> None:
         torch.set_num_threads(each)  # per thread where the threading backend keeps it so
         try:
-            out["result"] = train(refit_model, all_codes, all_weights, refit_cfg, info, device=device,
+            out["result"] = train(refit_model, alignment.codes, all_weights, refit_cfg, info, device=device,
                                   progress=progress, follow=pace, label="refit on all")
         except RefitAbandoned:
             pass
@@ -769,7 +768,7 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
             out["error"] = exc
 
     log.info("refitting on all %d sequences beside the held-out run (two threads, %d torch thread%s each)",
-             all_codes.shape[0], each, "" if each == 1 else "s")
+             alignment.N, each, "" if each == 1 else "s")
     t0 = time.perf_counter()
     torch.set_num_threads(each)
     refit_thread = threading.Thread(target=run_refit, name="deepseqvae-refit", daemon=True)
@@ -791,8 +790,8 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
         raise error
     if error is not None or "result" not in out:  # not expected: the refit after the held-out run instead
         log.warning("the refit beside the held-out run failed (%s); refitting after it", error)
-        refit = _refit(None, all_weights, model.cfg, train_cfg, info, kept, record, device=device,
-                       checkpoint_path=checkpoint_path, progress=progress, on_eval=None, codes=all_codes)
+        refit = _refit(alignment, all_weights, model.cfg, train_cfg, info, kept, record, device=device,
+                       checkpoint_path=checkpoint_path, progress=progress, on_eval=None)
     else:
         refit = _finish_refit(out["result"], kept, record, checkpoint_path)
     seconds = time.perf_counter() - t0
@@ -824,16 +823,16 @@ def _evaluations_since_best(history: dict[str, list]) -> int:
 
 def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
            record: dict[str, list], *, device, checkpoint_path, progress: bool, on_eval,
-           resume: Checkpoint | None = None, codes: np.ndarray | None = None) -> TrainResult:
+           resume: Checkpoint | None = None) -> TrainResult:
     """The second stage of ``TrainConfig.refit``: the same start (seed), recipe and learning-rate path on
-    every sequence (``alignment``'s, or ``codes``), ended at step ``kept``; its checkpoint's history also
-    carries the first stage's held-out ``record`` and ``refit_step``."""
+    every sequence, ended at step ``kept``; its checkpoint's history also carries the first stage's
+    held-out ``record`` and ``refit_step``."""
     # the record keeps holdout_fraction and refit (what was done); no early stopping in this stage
     cfg = replace(train_cfg, early_stopping=0, stop_step=kept)
     torch.manual_seed(cfg.seed)  # the first stage's initialisation
     model = VAE(model_cfg)
-    result = train(model, alignment.codes if codes is None else codes, weights, cfg, info, device=device,
-                   checkpoint_path=None, resume=resume, progress=progress, on_eval=on_eval)
+    result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None, resume=resume,
+                   progress=progress, on_eval=on_eval)
     return _finish_refit(result, kept, record, checkpoint_path)
 
 

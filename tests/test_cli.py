@@ -666,12 +666,13 @@ def test_train_refit_beside_or_after_the_heldout_run(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the default decides by torch's threads
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the suite stays on one thread
     states = {}
-    for flag, when in [(None, "beside it on a second thread"), ("--refit-beside", "beside it on a second thread"),
-                       ("--refit-after", "then")]:
+    beside = "a second run on all 3,000 sequences beside it, on a second thread, up to that step (--refit)"
+    for flag, when in [(None, beside), ("--refit-beside", beside),
+                       ("--refit-after", "then a second run on all 3,000 sequences up to that step (--refit)")]:
         out = tmp_path / f"{flag}.pt"
         result = assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--holdout", "0.1", "--early-stopping", "1",
                                   *([flag] if flag else [])))
-        assert f"; {when} a second run on all 3,000 sequences up to that step (--refit)" in result.output
+        assert f"; {when}, the model saved" in result.output
         ck = load_checkpoint(out)
         assert ck.history["refit_step"] == [ck.step] == [30]
         states[flag] = ck.state
