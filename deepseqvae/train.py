@@ -13,7 +13,9 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -406,6 +408,7 @@ def train(
     report_to: RefitPace | None = None,
     follow: RefitPace | None = None,
     label: str | None = None,
+    evaluate_beside: bool = False,
 ) -> TrainResult:
     """Train ``model`` on int8 ``codes`` (N, L) with sequence ``weights`` (N,).
 
@@ -425,6 +428,8 @@ def train(
     run passes ``report_to`` and reports each evaluation to it; the refit passes ``follow``, waits at
     each evaluation step for the held-out run's verdict and ends at the step it chose, returning the
     checkpoint of that step (as a run with ``stop_step`` at it would). ``label`` names the progress bar.
+    With ``evaluate_beside`` (and no ``on_eval``) the held-out estimates run on a worker thread while
+    training goes on: the same values and best weights, early stopping up to an evaluation interval later.
     """
     device = torch.device(device)
     cfg = replace(cfg, matmul_dtype=_run_matmul_dtype(cfg, device, resume))  # the checkpoint records the one used
@@ -516,6 +521,60 @@ def train(
                           optimizer=optimizer.state_dict(), rng_state=gen.get_state(),
                           history=history, train_state=raw, average_state=average)
 
+    def estimates(m: VAE) -> dict[str, float]:
+        """The held-out estimates of ``m`` (holding the scoring weights), in the order of the run's evaluations."""
+        # the output product in the run's precision: bfloat16 where the training products are
+        # (benchmarks/results/eval-precision-2026-12-03.md: the same kept step on every screened run)
+        value = heldout_estimates(m, held[0], held[1], cfg.eval_samples, eval_gen, matmul_dtype=mm_dtype)
+        if cfg.stop_on == "iwll_mean":  # one more pass, only where it is the criterion
+            value["iwll_mean"] = heldout_estimates(m, held[0], held[1], cfg.eval_samples, mean_gen,
+                                                   sample_theta=False, matmul_dtype=mm_dtype)["iwll"]
+        return value
+
+    def record(at: int, value: dict[str, float], state_at: Callable[[], dict[str, torch.Tensor]]) -> None:
+        """Record step ``at``'s held-out ``value`` and apply early stopping (``state_at()``: its scoring weights)."""
+        nonlocal best_state, n_worse, stopped
+        history["eval_step"].append(at)
+        history["heldout_elbo"].append(value["elbo"])
+        history["heldout_iwll"].append(value["iwll"])
+        log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f", at,
+                 value["elbo"], value["iwll"])
+        if "iwll_mean" in value:
+            history["heldout_iwll_mean"].append(value["iwll_mean"])
+            log.info("step %d: held-out IWLL of the decoder at its means %.3f", at, value["iwll_mean"])
+        if not cfg.early_stopping:
+            return
+        current = value[cfg.stop_on]
+        if not history.get("best_iwll") or current > history["best_iwll"][-1]:
+            best_state = state_at()
+            history["best_step"], history["best_iwll"] = [at], [current]
+            n_worse = 0
+        else:
+            n_worse += 1
+        if n_worse >= cfg.early_stopping:
+            stopped = True
+            log.info("stopping at step %d: no better held-out log-likelihood in %d evaluations; "
+                     "keeping step %d's weights", at, n_worse, history["best_step"][-1])
+        if report_to is not None:
+            report_to.report(at, history["best_step"][-1], stopped or at == end)
+
+    # Held-out evaluations beside training (evaluate_beside): each on a copy of the scoring weights, on a worker
+    # thread, in step order (so with the same noise as in turn); training goes on and applies each result once
+    # it is in, all of them before a checkpoint and at the end. Early stopping then ends the run up to an
+    # evaluation interval after the step whose evaluation decided it, with the same record and best weights.
+    pending: deque[tuple[int, dict[str, torch.Tensor], Future]] = deque()
+    evaluator: ThreadPoolExecutor | None = None
+    if evaluate_beside and held is not None and on_eval is None:
+        eval_model = copy.deepcopy(model)
+        eval_threads = torch.get_num_threads()
+
+        def evaluate_copy(state: dict[str, torch.Tensor]) -> dict[str, float]:
+            torch.set_num_threads(eval_threads)  # per thread where the threading backend keeps it so
+            eval_model.load_state_dict(state)
+            return estimates(eval_model)
+
+        evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepseqvae-eval")
+
     def evaluate() -> dict[str, float] | None:
         """Held-out estimates (None without held-out data) and ``on_eval``, with the scoring weights."""
         raw = None
@@ -523,14 +582,7 @@ def train(
             raw = [p.detach().clone() for p in params]
             torch._foreach_copy_([p.data for p in params], ema)
         try:
-            value = None
-            if held is not None:
-                # the output product in the run's precision: bfloat16 where the training products are
-                # (benchmarks/results/eval-precision-2026-12-03.md: the same kept step on every screened run)
-                value = heldout_estimates(model, held[0], held[1], cfg.eval_samples, eval_gen, matmul_dtype=mm_dtype)
-                if cfg.stop_on == "iwll_mean":  # one more pass, only where it is the criterion
-                    value["iwll_mean"] = heldout_estimates(model, held[0], held[1], cfg.eval_samples, mean_gen,
-                                                           sample_theta=False, matmul_dtype=mm_dtype)["iwll"]
+            value = estimates(model) if held is not None else None
             if on_eval is not None:
                 was_training = model.training
                 on_eval(step, model.eval())
@@ -594,31 +646,17 @@ def train(
                     bar.set_postfix_str(f"ELBO {means[0]:.2f} (logp {means[1]:.2f}, KLz {means[2]:.2f}, "
                                         f"KLθ/Neff {means[3]:.2f}) {rate:.1f} step/s", refresh=False)
                     bar.update(step - bar.n)
-            if at_eval:
+            if at_eval and evaluator is not None:
+                state = {k: v.detach().clone() for k, v in scoring_state().items()}
+                pending.append((step, state, evaluator.submit(evaluate_copy, state)))
+            elif at_eval:
                 value = evaluate()
                 if value is not None:
-                    history["eval_step"].append(step)
-                    history["heldout_elbo"].append(value["elbo"])
-                    history["heldout_iwll"].append(value["iwll"])
-                    log.info("step %d: held-out ELBO %.3f, importance-weighted log-likelihood %.3f", step,
-                             value["elbo"], value["iwll"])
-                    if "iwll_mean" in value:
-                        history["heldout_iwll_mean"].append(value["iwll_mean"])
-                        log.info("step %d: held-out IWLL of the decoder at its means %.3f", step, value["iwll_mean"])
-                    if cfg.early_stopping:
-                        current = value[cfg.stop_on]
-                        if not history.get("best_iwll") or current > history["best_iwll"][-1]:
-                            best_state = {k: v.detach().clone() for k, v in scoring_state().items()}
-                            history["best_step"], history["best_iwll"] = [step], [current]
-                            n_worse = 0
-                        else:
-                            n_worse += 1
-                        if n_worse >= cfg.early_stopping:
-                            stopped = True
-                            log.info("stopping at step %d: no better held-out log-likelihood in %d evaluations; "
-                                     "keeping step %d's weights", step, n_worse, history["best_step"][-1])
-                        if report_to is not None:
-                            report_to.report(step, history["best_step"][-1], stopped or step == end)
+                    record(step, value, lambda: {k: v.detach().clone() for k, v in scoring_state().items()})
+            # evaluations beside training: apply those done (every one before a checkpoint and at the end)
+            while pending and not stopped and (at_ckpt or step >= end or pending[0][2].done()):
+                at, state, job = pending.popleft()
+                record(at, job.result(), lambda state=state: state)
             if follow is not None and (step % cfg.eval_every == 0 or step == end):
                 keep, stop = follow.wait(step)  # the held-out run's verdict on this step
                 if keep:  # a deep copy: training goes on in place (optimizer state, moving average, history)
@@ -629,6 +667,8 @@ def train(
             if at_ckpt:
                 save_checkpoint(snapshot(), checkpoint_path)
     finally:
+        if evaluator is not None:  # evaluations after the deciding one are dropped, as in turn they never ran
+            evaluator.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
@@ -748,7 +788,9 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
                            resume: Checkpoint | None, progress: bool) -> TrainResult:
     """The held-out run (``model`` on ``codes``) and the refit (on every sequence of ``alignment``) at the
     same time, on two threads with half of torch's threads each: the refit paces itself on the held-out
-    run's evaluations and keeps the state of the step it chooses (:class:`deepseqvae.pace.RefitPace`)."""
+    run's evaluations and keeps the state of the step it chooses (:class:`deepseqvae.pace.RefitPace`).
+    The held-out evaluations run on a third thread (``train(evaluate_beside=True)``): the refit, with no
+    evaluations, would otherwise wait for each of them, leaving its core idle."""
     threads = torch.get_num_threads()
     each = max(1, threads // 2)
     pace = RefitPace()
@@ -776,7 +818,7 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
     try:
         result = train(model, codes, weights, train_cfg, info, device=device, checkpoint_path=checkpoint_path,
                        resume=resume, progress=progress, heldout=heldout, report_to=pace,
-                       label="held-out run" if progress else None)
+                       label="held-out run" if progress else None, evaluate_beside=True)
         kept, record = _chosen_step(result)
         pace.finish(kept)
     except BaseException:
