@@ -4,9 +4,11 @@ The fast recipe trains twice from the same start: a run on 90 % of the weight th
 held-out 10 %, the step after which more training stops generalising, then a refit on every sequence
 up to that step (:func:`deepseqvae.train.fit_alignment`). The refit depends on the first run only
 through the chosen step, so the two can run at the same time, each on half the CPU threads: small
-products gain little from a second thread (two runs of the demo family side by side on 2 cores take
-0.7x the time of the two one after the other with both threads each), and the refit's model is
-bit-identical to a refit run afterwards with the same number of threads.
+products gain little from a second thread (on 2 cores the demo family's two runs side by side took
+0.74x the time of the two one after the other with both threads each, BLAT_ECOLX's 0.83x:
+benchmarks/results/default-beside-2026-12-03.md), and the refit's model is bit-identical to a refit
+run afterwards with the same number of threads per run. The held-out run's evaluations go to a third
+thread (``train(evaluate_beside=True)``), so that the refit, which has none, does not wait for them.
 
 :class:`RefitPace` is the hand-over between the two threads. The held-out run reports each
 evaluation (the best step so far, and whether it has stopped); the refit waits at each evaluation
