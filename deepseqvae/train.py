@@ -510,6 +510,10 @@ def train(
             state[name] = e
         return state
 
+    def scoring_copy() -> dict[str, torch.Tensor]:
+        """A copy of the scoring weights (training goes on changing them in place)."""
+        return {k: v.detach().clone() for k, v in scoring_state().items()}
+
     def snapshot() -> Checkpoint:
         current = scoring_state()
         if best_state is None:
@@ -647,12 +651,12 @@ def train(
                                         f"KLθ/Neff {means[3]:.2f}) {rate:.1f} step/s", refresh=False)
                     bar.update(step - bar.n)
             if at_eval and evaluator is not None:
-                state = {k: v.detach().clone() for k, v in scoring_state().items()}
+                state = scoring_copy()
                 pending.append((step, state, evaluator.submit(evaluate_copy, state)))
             elif at_eval:
                 value = evaluate()
                 if value is not None:
-                    record(step, value, lambda: {k: v.detach().clone() for k, v in scoring_state().items()})
+                    record(step, value, scoring_copy)
             # evaluations beside training: apply those done (every one before a checkpoint and at the end)
             while pending and not stopped and (at_ckpt or step >= end or pending[0][2].done()):
                 at, state, job = pending.popleft()
@@ -750,11 +754,7 @@ def fit_alignment(
     log.info("refitting on all %d sequences up to step %d, the step the held-out set chose", alignment.N, kept)
     refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
                    checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
-    seconds = result.seconds + refit.seconds
-    n_steps = result.steps_run + refit.steps_run  # of both runs
-    return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
-                       steps_per_second=n_steps / seconds if seconds > 0 else math.nan, steps_run=n_steps,
-                       history=refit.history)
+    return _both_runs(result, refit, result.seconds + refit.seconds, beside=False)
 
 
 def refits_beside(cfg: TrainConfig, device: torch.device | str, on_eval: Callable | None = None,
@@ -836,11 +836,15 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
                        checkpoint_path=checkpoint_path, progress=progress, on_eval=None)
     else:
         refit = _finish_refit(out["result"], kept, record, checkpoint_path)
-    seconds = time.perf_counter() - t0
-    n_steps = result.steps_run + refit.steps_run  # of both runs
+    return _both_runs(result, refit, time.perf_counter() - t0, beside="result" in out)
+
+
+def _both_runs(result: TrainResult, refit: TrainResult, seconds: float, *, beside: bool) -> TrainResult:
+    """The refit's model with the time and steps of both runs (``seconds``: their wall time together)."""
+    n_steps = result.steps_run + refit.steps_run
     return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
                        steps_per_second=n_steps / seconds if seconds > 0 else math.nan, steps_run=n_steps,
-                       history=refit.history, refit_beside="result" in out)
+                       history=refit.history, refit_beside=beside)
 
 
 def training_finished(ck: Checkpoint) -> bool:
