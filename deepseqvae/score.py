@@ -446,23 +446,47 @@ def score_table(
 # --- how well scores rank: the one Spearman and the one ROC AUC (score, classify, batch) -----
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's ρ of ``x`` and ``y`` (M,); NaN with fewer than 3 pairs."""
-    from scipy.stats import spearmanr
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..M of ``x`` (M,), ties sharing their average rank (scipy's ``rankdata``, method "average"), float64.
 
-    return float(spearmanr(x, y).statistic) if len(x) > 2 else float("nan")
+    A NaN makes every rank NaN (as scipy). NumPy only: the score command imports no ``scipy.stats`` (over a
+    second of a short command's start)."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        return np.full(x.size, np.nan)
+    order = np.argsort(x, kind="mergesort")  # (M,)
+    xs = x[order]
+    new = np.r_[True, xs[1:] != xs[:-1]]  # (M,) first element of each run of ties
+    starts = np.r_[np.flatnonzero(new), x.size]  # (T + 1,) where each tie run starts, then M
+    run = np.cumsum(new) - 1  # (M,) tie run of each sorted element
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = 0.5 * (starts[run] + starts[run + 1] + 1)  # mean of the 1-based ranks start+1 .. end
+    return ranks
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's ρ of ``x`` and ``y`` (M,): the Pearson correlation of their average ranks (as scipy's
+    ``spearmanr``); NaN with fewer than 3 pairs, a NaN among them or a constant side."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs two sequences of one length, not {len(x)} and {len(y)}")
+    if len(x) < 3 or np.isnan(x).any() or np.isnan(y).any():
+        return float("nan")
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    return float(np.clip(float(rx @ ry) / denom, -1.0, 1.0)) if denom > 0 else float("nan")
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray, *, min_per_class: int = 1) -> float:
     """ROC AUC of ``scores`` (M,) for label 1 against label 0 (``labels`` (M,), bools count as 1/0), ties
     counting half (as sklearn); NaN with fewer than ``min_per_class`` of either label."""
-    from scipy.stats import rankdata
-
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     n1, n0 = int((labels == 1).sum()), int((labels == 0).sum())
     if min(n1, n0) < max(min_per_class, 1):
         return float("nan")
-    ranks = rankdata(scores)  # Mann-Whitney U: AUC = (sum of ranks of positives − n1(n1+1)/2) / (n1·n0)
+    ranks = average_ranks(scores)  # Mann-Whitney U: AUC = (sum of ranks of positives − n1(n1+1)/2) / (n1·n0)
     return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 

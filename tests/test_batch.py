@@ -22,7 +22,7 @@ import pytest
 
 from deepseqvae import batch
 from deepseqvae.batch import BatchError
-from deepseqvae.score import roc_auc, spearman
+from deepseqvae.score import average_ranks, roc_auc, spearman
 
 from conftest import REPO_ROOT, require_shared_data
 
@@ -165,6 +165,25 @@ def test_auc_matches_hand_computation_with_ties():
     # ties between a positive and a negative count one half: pairs (1,1) .5, (1,2) 0, (2,1) 1, (2,2) .5
     assert roc_auc(np.array([1.0, 1.0, 2.0, 2.0]), np.array([0, 1, 0, 1])) == pytest.approx(0.5)
     assert math.isnan(roc_auc(np.array([0.1, 0.2]), np.array([True, True])))
+
+
+def test_ranks_and_spearman_match_scipy_with_ties_inf_nan_and_constants():
+    from scipy.stats import rankdata, spearmanr
+
+    # hand example: 3.0 twice shares ranks 2 and 3; inf ranks last
+    assert average_ranks(np.array([5.0, 3.0, np.inf, 3.0, 1.0])).tolist() == [4.0, 2.5, 5.0, 2.5, 1.0]
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(3, 40))
+        x = rng.integers(0, 5, n).astype(float) if trial % 2 else rng.normal(size=n)
+        y = rng.integers(0, 3, n).astype(float) if trial % 3 else rng.normal(size=n)
+        assert np.array_equal(average_ranks(x), rankdata(x))
+        assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12, nan_ok=True)
+    assert np.isnan(average_ranks(np.array([1.0, np.nan, 2.0]))).all()  # scipy: a NaN makes every rank NaN
+    assert math.isnan(spearman(np.array([1.0, np.nan, 2.0, 4.0]), np.arange(4.0)))
+    assert math.isnan(spearman(np.ones(5), np.arange(5.0)))  # constant side: undefined
+    assert math.isnan(spearman(np.arange(2.0), np.arange(2.0)))  # fewer than 3 pairs
+    assert spearman(np.arange(6.0), -np.arange(6.0) ** 3) == -1.0
 
 
 def test_ndcg_and_top_recall_match_hand_computation():
