@@ -59,6 +59,9 @@ class TrainConfig:
     variance_lr: float | None = None  # step size of the variance group (decoder log σ, scale logits); None = base
     variance_delay: int = 0         # the variance group is frozen for this many first steps
     bias_lr: float | None = None    # step size of the output bias's posterior mean (its own group); None = base
+    encoder_weight_decay: float = 0.0  # > 0: decoupled (AdamW) weight decay of the encoder's weight matrices, each
+    #                                 step w ← w·(1 − lr·this); the encoder is the one unregularised part of the
+    #                                 objective (optimizer "adam" only; 0 = none, DeepSequence's)
     kl_neff_floor: float | None = None  # divide KL(q(θ)||p(θ)) by max(Neff, this) instead of Neff (None: by Neff;
     #                                 1,000 generalised worse: benchmarks/results/recipes-kl-floor-2026-12-01.md)
     local_reparam: bool = False     # integrate the output weights out per sequence (same expected ELBO, lower variance)
@@ -114,6 +117,10 @@ class TrainConfig:
             raise ValueError(f"init_bias must be 'constant' or 'profile', not {self.init_bias!r}")
         if self.bias_lr is not None and not self.bias_lr > 0:
             raise ValueError("bias_lr must be > 0 (or None: the learning rate)")
+        if not self.encoder_weight_decay >= 0:
+            raise ValueError("encoder_weight_decay must be >= 0 (0 = none)")
+        if self.encoder_weight_decay and self.optimizer != "adam":
+            raise ValueError("encoder_weight_decay needs optimizer 'adam' (decoupled weight decay, AdamW)")
         if self.kl_neff_floor is not None and not self.kl_neff_floor > 0:
             raise ValueError("kl_neff_floor must be > 0 (or None: divide by Neff)")
         if self.stop_step is not None and not 0 < self.stop_step <= self.steps:
@@ -307,15 +314,23 @@ def _make_optimizer(model: VAE, cfg: TrainConfig) -> torch.optim.Optimizer:
         # both recipes: 10x made no held-out difference (benchmarks/results/recipes-bias-lr-2026-12-01.md).
         groups[0]["params"] = [p for p in rest if p is not bias]
         groups.append({"params": [bias], "name": "bias"})
+    if cfg.encoder_weight_decay:
+        # the encoder's weight matrices in their own group, the only one that decays (biases do not)
+        decayed = [p for p in model.encoder.parameters() if p.dim() >= 2]
+        ids = {id(p) for p in decayed}
+        groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in ids]
+        groups.append({"params": decayed, "name": "encoder", "weight_decay": cfg.encoder_weight_decay})
     for g in groups:
         g["lr"] = g["base_lr"] = _base_lr(cfg, g["name"])
     if cfg.optimizer == "deepsequence":
         return DeepSequenceAdam(groups, lr=cfg.learning_rate)
-    # The fused kernel updates all parameters in one pass (CPU and CUDA).
+    # AdamW only with a decay: the groups without one get weight_decay 0, the same update as Adam's. The fused
+    # kernel updates all parameters in one pass (CPU and CUDA).
+    kind, kw = (torch.optim.AdamW, {"weight_decay": 0.0}) if cfg.encoder_weight_decay else (torch.optim.Adam, {})
     try:
-        return torch.optim.Adam(groups, lr=cfg.learning_rate, fused=True)
+        return kind(groups, lr=cfg.learning_rate, fused=True, **kw)
     except (RuntimeError, TypeError):  # older torch or unsupported device
-        return torch.optim.Adam(groups, lr=cfg.learning_rate)
+        return kind(groups, lr=cfg.learning_rate, **kw)
 
 
 def _set_step_sizes(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> None:

@@ -420,6 +420,33 @@ def test_output_bias_steps_at_its_own_step_size():
         TrainConfig(bias_lr=0.0)
 
 
+def test_encoder_weight_decay_shrinks_only_the_encoder_weight_matrices_by_lr_times_decay():
+    # AdamW's step: w ← w·(1 − lr·λ) − lr·m̂/(√v̂ + eps). The same run without the decay takes the same Adam step
+    # from the same weights (one step: same batch, noise and gradient), so their difference is lr·λ·w exactly
+    # (to float32 rounding) on the encoder's weight matrices and zero on every other parameter.
+    codes, w = family()
+    model = fresh_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lr, lam = 1e-3, 5.0
+    cfg = TrainConfig(steps=1, batch_size=16, learning_rate=lr)
+    plain = train(model, codes, w, cfg, info_for(codes, w)).checkpoint.state
+    decayed = train(fresh_model(), codes, w, replace(cfg, encoder_weight_decay=lam),
+                    info_for(codes, w)).checkpoint.state
+    n_decayed = 0
+    for name, w0 in before.items():
+        diff = plain[name] - decayed[name]
+        if name.startswith("encoder.") and name.endswith("weight") and w0.dim() >= 2:
+            torch.testing.assert_close(diff, lr * lam * w0, rtol=1e-3, atol=1e-7)
+            n_decayed += 1
+        else:
+            assert torch.equal(diff, torch.zeros_like(diff)), name
+    assert n_decayed == len(model.cfg.encoder_hidden) + 2  # each hidden layer's weight and the two heads'
+    with pytest.raises(ValueError, match="encoder_weight_decay"):
+        TrainConfig(encoder_weight_decay=-1.0)
+    with pytest.raises(ValueError, match="optimizer 'adam'"):
+        TrainConfig(encoder_weight_decay=1.0, optimizer="deepsequence")
+
+
 def test_kl_neff_floor_divides_the_weight_kl_by_the_larger_of_neff_and_the_floor():
     # Step 1 draws the same batch and noise whatever the divisor, so the logged KL(θ) term of a floored run is the
     # plain run's times Neff / floor, the data term is unchanged, and a floor below Neff changes nothing at all.
