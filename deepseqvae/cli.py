@@ -326,19 +326,27 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
 
 @main.command("info")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-def info_command(checkpoint):
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the training curves to this image (.png, .pdf, .svg): training ELBO and KL(θ)/Neff "
+                   "per logged step, the held-out ELBO and log-likelihood per evaluation, the step kept.")
+def info_command(checkpoint, plot):
     """Print what a checkpoint holds: model, data it was trained on, training state.
 
     \b
     Example:
       deepseqvae info demo.pt
+      deepseqvae info demo.pt --plot demo_training.png
     """
     from .checkpoint import describe, load_checkpoint
+    from .pipeline import plot_history_file
 
+    written = plot_history_file(checkpoint, plot) if plot is not None else None  # a failure: nothing printed
     for key, value in describe(load_checkpoint(checkpoint)).items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key:>22}: {value}")
+    if written is not None:
+        click.echo(f"Wrote {written}")
 
 
 # --- score ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -438,6 +439,36 @@ def embed_file(
                                 f"D = {emb.mu.shape[1]})")
         save_figure(fig, plot)
     return emb, out
+
+
+# --- training curves ------------------------------------------------------------------------
+
+
+def plot_history_file(model: str | os.PathLike, plot: str | os.PathLike) -> Path:
+    """Draw the training history a checkpoint carries (``deepseqvae info --plot``): its training ELBO and
+    regulariser per logged step and, where the run held sequences out, their ELBO and importance-weighted
+    log-likelihood per evaluation and the step the model keeps. Returns the figure's path."""
+    from .plots import plot_training_history, save_figure
+
+    ckpt = load_checkpoint(model)
+    h = ckpt.history or {}
+    if not h.get("step"):
+        raise CheckpointError(f"{model}: holds no training history to plot (a '{ckpt.kind}' model is not "
+                              "trained step by step)")
+    cfg = ckpt.train_config or {}
+    refit = h.get("refit_step")
+    kept = int(refit[0]) if refit else (int(h["best_step"][-1]) if h.get("best_step") else None)
+    run_label = "the refit on every sequence" if refit else "training batches"
+    heldout_label = "held-out clusters (first run)" if refit else "held-out sequences"
+    bayesian = (ckpt.model_config or {}).get("decoder", "svi") == "svi"
+    info = ckpt.info
+    fig = plot_training_history(
+        h["step"], h["elbo"], h.get("kl_theta", [math.nan] * len(h["step"])), eval_steps=h.get("eval_step"),
+        heldout_elbo=h.get("heldout_elbo"), heldout_iwll=h.get("heldout_iwll"), kept_step=kept,
+        run_label=run_label, heldout_label=heldout_label, kl_label="KL(θ) / Neff" if bayesian else "penalty / Neff",
+        title=f"{info.focus_id}: {ckpt.kind} ({cfg.get('recipe', 'custom')} recipe), N = {info.n_seqs:,}, "
+              f"Neff = {info.neff:.1f}")
+    return save_figure(fig, plot)
 
 
 # --- sample ---------------------------------------------------------------------------------

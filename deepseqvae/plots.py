@@ -1,5 +1,5 @@
-"""Figures for exploring a family: saturation-scan heatmaps, latent-space maps and pathogenicity
-classes (matplotlib, headless).
+"""Figures for exploring a family: saturation-scan heatmaps, latent-space maps, pathogenicity
+classes and training curves (matplotlib, headless).
 
 Every function takes arrays and labels, not results of other stages, so this module imports
 nothing of the package but :mod:`alphabet`, :mod:`errors` and :mod:`fileio`.
@@ -271,6 +271,57 @@ def plot_spearman_bars(names: list[str], ensemble: np.ndarray, per_seed: np.ndar
     return fig
 
 
+#: training-curve figure size in inches (two panels)
+HISTORY_FIGSIZE = (8.0, 6.0)
+
+
+def plot_training_history(
+    steps: np.ndarray,
+    elbo: np.ndarray,
+    kl_theta: np.ndarray,
+    *,
+    eval_steps: np.ndarray | None = None,
+    heldout_elbo: np.ndarray | None = None,
+    heldout_iwll: np.ndarray | None = None,
+    kept_step: int | None = None,
+    run_label: str = "training batches",
+    heldout_label: str = "held-out sequences",
+    kl_label: str = "KL(θ) / Neff",
+    title: str = "Training history",
+) -> Figure:
+    """A run's curves against the optimisation step: two panels sharing the x axis.
+
+    Top: the training ELBO per sequence (mean of each logging interval's batches) at ``steps`` (S,), and where
+    given the held-out ELBO and importance-weighted log-likelihood at ``eval_steps`` (E,); ``kept_step`` (the
+    step whose weights the model keeps) is a dashed line. Bottom: the regulariser at ``steps`` (``kl_label``;
+    KL(q(θ)||p(θ))/Neff of a Bayesian decoder), the decoder weights' share of the objective.
+    """
+    steps, elbo, kl_theta = (np.asarray(a, dtype=float) for a in (steps, elbo, kl_theta))
+    fig = Figure(figsize=HISTORY_FIGSIZE, dpi=DPI, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    top.plot(steps, elbo, color="0.3", linewidth=1.5, label=f"ELBO, {run_label}")
+    if eval_steps is not None and len(eval_steps):
+        ev = np.asarray(eval_steps, dtype=float)
+        if heldout_elbo is not None:
+            top.plot(ev, np.asarray(heldout_elbo, dtype=float), "o-", color="tab:blue", markersize=3,
+                     linewidth=1.2, label=f"ELBO, {heldout_label}")
+        if heldout_iwll is not None:
+            top.plot(ev, np.asarray(heldout_iwll, dtype=float), "s-", color="tab:orange", markersize=3,
+                     linewidth=1.2, label=f"importance-weighted log-likelihood, {heldout_label}")
+    if np.isfinite(kl_theta).any():
+        bottom.plot(steps, kl_theta, color="tab:green", linewidth=1.5)
+    for ax in (top, bottom):
+        if kept_step is not None:
+            ax.axvline(kept_step, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"kept: step {kept_step:,}" if ax is top else None)
+    top.set_ylabel("nats per sequence")
+    top.set_title(title, fontsize=11)
+    top.legend(fontsize=8, frameon=False)
+    bottom.set_ylabel(kl_label)
+    bottom.set_xlabel("optimisation step")
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
     """Save ``fig`` atomically at ``dpi``; the format follows the suffix (PNG without one)."""
     path = Path(path)
@@ -286,4 +337,4 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path
 
 __all__ = ["DPI", "HEATMAP_GID", "LATENT_FIGSIZE", "heatmap_layout", "heatmap_figsize", "diverging_norm",
            "plot_heatmap", "plot_latent", "CLASSIFY_FIGSIZE", "plot_score_histogram", "plot_scores_vs_positions",
-           "plot_spearman_bars", "save_figure"]
+           "plot_spearman_bars", "HISTORY_FIGSIZE", "plot_training_history", "save_figure"]

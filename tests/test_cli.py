@@ -138,7 +138,7 @@ COMMAND_OPTIONS = {
               "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
               "--products", "--encoder-products", "--no-encoder-products", "--resume", "--progress", "--no-progress",
               *ALIGNMENT_OPTIONS],
-    "info": [],
+    "info": ["--plot"],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
               "--samples", "--seed", "--device", "--strict", "--fitness-col", "--batch-size", "--progress",
               "--no-progress"],
@@ -280,6 +280,17 @@ def test_samples_help_states_the_automatic_rule():
     for value in (score.AUTO_ROUND, score.AUTO_PROBE, score.AUTO_RELIABILITY, score.DEFAULT_SAMPLES_CPU,
                   score.DEFAULT_SAMPLES_GPU):
         assert re.search(rf"(?<![\d.]){re.escape(str(value))}(?![\d.])", SAMPLES_DEFAULT_HELP), value
+
+
+def test_info_plots_the_training_history_or_says_why_not(vae_model, independent_model, tmp_path):
+    out = tmp_path / "curves.png"
+    result = assert_ok(invoke("info", vae_model[0], "--plot", out))
+    assert result.stdout.rstrip().endswith(f"Wrote {out}")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]  # written atomically: no temporary file left
+    assert_user_error(invoke("info", independent_model, "--plot", tmp_path / "si.png"), str(independent_model),
+                      "no training history to plot")
+    assert_user_error(invoke("info", vae_model[0], "--plot", tmp_path / "c.xyz"), "cannot save a figure as '.xyz'")
 
 
 def test_independent_model_end_to_end(independent_model, tmp_path):

@@ -21,7 +21,17 @@ from deepseqvae.errors import CheckpointError, DeepSeqVAEError
 from deepseqvae.generate import decode_argmax, interpolate_sequences, sample_sequences
 from deepseqvae.latent import embed_alignment, encode_latent, identity_to_focus, latent_2d, read_values
 from deepseqvae.pipeline import positions_path, train_file, write_scan
-from deepseqvae.plots import DPI, HEATMAP_GID, LATENT_FIGSIZE, heatmap_figsize, plot_heatmap, plot_latent, save_figure
+from deepseqvae.plots import (
+    DPI,
+    HEATMAP_GID,
+    HISTORY_FIGSIZE,
+    LATENT_FIGSIZE,
+    heatmap_figsize,
+    plot_heatmap,
+    plot_latent,
+    plot_training_history,
+    save_figure,
+)
 from deepseqvae.score import saturation_mutants, saturation_scan, score_table
 from deepseqvae.tables import read_mutant_table
 
@@ -213,6 +223,26 @@ def test_latent_plot_png_size(tmp_path):
     assert fig.axes[0].get_title() == "t" and fig.axes[0].get_xlabel() == "z1"
     path = save_figure(fig, tmp_path / "lat.png")
     assert png_shape(path) == (round(LATENT_FIGSIZE[1] * DPI), round(LATENT_FIGSIZE[0] * DPI))
+
+
+def test_training_history_plot_draws_each_curve_and_the_kept_step(tmp_path):
+    steps, elbo, kl = [100, 200, 300], [-90.0, -70.0, -65.0], [40.0, 30.0, 25.0]
+    fig = plot_training_history(steps, elbo, kl, eval_steps=[100, 200, 300], heldout_elbo=[-95.0, -80.0, -85.0],
+                                heldout_iwll=[-93.0, -78.0, -84.0], kept_step=200, title="t")
+    top, bottom = fig.axes
+    curves = {line.get_label(): line for line in top.get_lines()}
+    assert list(curves["ELBO, training batches"].get_ydata()) == elbo
+    assert list(curves["ELBO, held-out sequences"].get_ydata()) == [-95.0, -80.0, -85.0]
+    iwll = curves["importance-weighted log-likelihood, held-out sequences"]
+    assert list(iwll.get_xdata()) == [100, 200, 300] and list(iwll.get_ydata()) == [-93.0, -78.0, -84.0]
+    assert list(curves["kept: step 200"].get_xdata()) == [200, 200]  # the dashed line, on both panels
+    assert [list(line.get_xdata()) for line in bottom.get_lines()] == [steps, [200, 200]]
+    assert list(bottom.get_lines()[0].get_ydata()) == kl and bottom.get_ylabel() == "KL(θ) / Neff"
+    path = save_figure(fig, tmp_path / "curves.png")
+    assert png_shape(path) == (round(HISTORY_FIGSIZE[1] * DPI), round(HISTORY_FIGSIZE[0] * DPI))
+    # a run without held-out data or a kept step: the training curves alone
+    plain = plot_training_history(steps, elbo, kl)
+    assert [line.get_label() for line in plain.axes[0].get_lines()] == ["ELBO, training batches"]
 
 
 def test_cli_embed(models, tmp_path):
