@@ -78,13 +78,9 @@ class IndependentModel(nn.Module):
             out[i] = sum(log_p[c, a] - log_p[c, wt_codes[c]] for c, a in ch)
         return out
 
-    def resolve_samples(self, wt_codes: np.ndarray, *, n_samples: int | None, seed: int, device,
-                        batch_size: int) -> None:
-        """None: an exact score draws no samples (the scoring interface)."""
-        return None
-
     def score_changes(self, wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...]], *,
                       n_samples: int | None, seed: int, device, batch_size: int, progress: bool
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """``(delta, 0)``: the scoring interface; sampling settings do not apply to an exact score."""
-        return self.delta(wt_codes, changes), np.zeros(len(changes))
+                      ) -> tuple[np.ndarray, np.ndarray, None]:
+        """``(delta, 0, None)``: the scoring interface; an exact score draws no samples, so sampling settings do
+        not apply."""
+        return self.delta(wt_codes, changes), np.zeros(len(changes)), None

@@ -6,9 +6,9 @@ site-independent :class:`~deepseqvae.independent.IndependentModel` directly) is 
 one place, :meth:`deepseqvae.checkpoint.Checkpoint.scorer`.
 
 The VAE's score is ΔELBO = ELBO(mutant) − ELBO(wild type), averaged over K posterior samples;
-unless the caller fixes K, each model's K is chosen before scoring (:func:`auto_samples`: the fewest
+unless the caller fixes K, each model's K is its automatic one (:func:`auto_samples`: the fewest
 rounds of :data:`AUTO_ROUND` samples whose scores of a fixed probe of single substitutions reach
-reliability :data:`AUTO_RELIABILITY`).
+reliability :data:`AUTO_RELIABILITY`), found while scoring: the probe rides along in the same pass.
 
 Common random numbers: in sample k one decoder-weight draw and one latent noise vector ε (D,) are
 shared by the wild type and every mutant, so the wild type and synonymous variants score exactly
@@ -45,7 +45,7 @@ Changes = tuple[tuple[int, int], ...]
 class MutationScorer(Protocol):
     """What scoring needs from a model: scores of variants of the wild type, higher = fitter.
 
-    A new model kind is one class with these three attributes and two methods, registered in
+    A new model kind is one class with these three attributes and one method, registered in
     :mod:`deepseqvae.checkpoint`; :func:`score_table` and :func:`saturation_scan` then score it.
     """
 
@@ -53,17 +53,12 @@ class MutationScorer(Protocol):
     method: str        # what a score is, for titles ("ΔELBO", "site-independent log-ratio")
     score_label: str   # axis label of a score
 
-    def resolve_samples(self, wt_codes: np.ndarray, *, n_samples: int | None, seed: int,
-                        device: torch.device | str, batch_size: int) -> int | None:
-        """K to score variants of ``wt_codes`` with: ``n_samples``, or the scorer's own choice when it is
-        None; None when the scores are not sampled."""
-        ...
-
     def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int | None, seed: int,
                       device: torch.device | str, batch_size: int, progress: bool
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean, sem)``, (M,) each, of the M variants of ``wt_codes`` (L,) given by ``changes``, with
-        ``n_samples`` from :meth:`resolve_samples`."""
+                      ) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """``(mean, sem, K)`` of the M variants of ``wt_codes`` (L,) given by ``changes``: their scores and
+        standard errors, (M,) each, and the samples K drawn: ``n_samples``, or the scorer's own choice when it
+        is None; K is None when the scores are not sampled."""
         ...
 
 
@@ -77,24 +72,28 @@ class VAEScorer:
     def __init__(self, model: VAE) -> None:
         self.model = model
 
-    def resolve_samples(self, wt_codes: np.ndarray, *, n_samples: int | None, seed: int,
-                        device: torch.device | str, batch_size: int) -> int:
-        """``n_samples``, or when None :func:`auto_samples` (at most :func:`default_samples` of ``device``)."""
-        if n_samples is not None:
-            return n_samples
-        return auto_samples(self.model, wt_codes, seed=seed, device=device, batch_size=batch_size,
-                            most=default_samples(device))
-
     def score_changes(self, wt_codes: np.ndarray, changes: Sequence[Changes], *, n_samples: int | None, seed: int,
                       device: torch.device | str, batch_size: int, progress: bool
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        if n_samples is None:
-            n_samples = self.resolve_samples(wt_codes, n_samples=None, seed=seed, device=device,
-                                             batch_size=batch_size)
-        variants = apply_changes(wt_codes, list(changes))  # (M, L) int8
-        res = delta_elbo(self.model, wt_codes, variants, n_samples=n_samples, seed=seed, device=device,
-                         batch_size=batch_size, progress=progress)
-        return res.mean, res.sem
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
+        """:func:`delta_elbo` of the variants. With ``n_samples`` None the automatic K is found in the same pass:
+        :func:`probe_changes` are scored first in it and its rounds stop where their reliability reaches
+        :data:`AUTO_RELIABILITY` (at most :func:`default_samples` of ``device``), the K :func:`auto_samples` finds
+        from the same draws, without a pass of their own (its fixed cost per sample, a decoder-weight draw and
+        the output matrix, is paid once)."""
+        changes = list(changes)
+        if n_samples is not None:
+            res = delta_elbo(self.model, wt_codes, apply_changes(wt_codes, changes), n_samples=n_samples, seed=seed,
+                             device=device, batch_size=batch_size, progress=progress)
+            return res.mean, res.sem, res.n_samples
+        probe = probe_changes(wt_codes)
+        variants = apply_changes(wt_codes, [*probe, *changes])  # (P + M, L): the probe first
+        most = default_samples(device)
+        res = delta_elbo(self.model, wt_codes, variants, n_samples=most, seed=seed, device=device,
+                         batch_size=batch_size, progress=progress, min_reliability=AUTO_RELIABILITY,
+                         reliability_rows=len(probe))
+        log.info("automatic K: %d samples (reliability >= %s on %d single substitutions, at most %d)",
+                 res.n_samples, AUTO_RELIABILITY, len(probe), most)
+        return res.mean[len(probe):], res.sem[len(probe):], res.n_samples
 
 
 @dataclass
@@ -221,6 +220,7 @@ def delta_elbo(
     progress: bool = False,
     trace_at: tuple[int, ...] = (),
     min_reliability: float | None = None,
+    reliability_rows: int | None = None,
 ) -> DeltaElbo:
     """ΔELBO of each variant (M, L) against the wild type (L,), with common random numbers.
 
@@ -231,6 +231,7 @@ def delta_elbo(
     With ``min_reliability``, sampling stops after the first multiple of :data:`AUTO_ROUND` samples
     at which the scores' reliability (:meth:`Welford.reliability`) reaches it (``n_samples`` is then
     the most drawn); the estimate is then exactly that of a run with ``n_samples`` = the samples drawn.
+    ``reliability_rows``: only the first this many variants decide it (None: all of them).
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -248,7 +249,8 @@ def delta_elbo(
     stats = Welford(M, device)  # running mean and squared deviations of the per-sample differences
     diff = torch.zeros(M, dtype=torch.float64, device=device)  # (M,) this sample's differences
     # The same, of each sample's differences less their mean over the variants (for the reliability only).
-    centred = Welford(M, device) if min_reliability is not None else None
+    n_rel = M if reliability_rows is None else min(int(reliability_rows), M)
+    centred = Welford(n_rel, device) if min_reliability is not None else None
     drawn = n_samples
     trace: dict[int, np.ndarray] = {}
     bar = None
@@ -274,9 +276,13 @@ def delta_elbo(
         if bar is not None:
             bar.update(1)
         if centred is not None:
-            centred.add(diff - diff.mean())
+            probe = diff[:n_rel]
+            centred.add(probe - probe.mean())
             if k % AUTO_ROUND == 0 and k < n_samples and centred.reliability() >= min_reliability:
                 drawn = k
+                if bar is not None:  # the bar counted up to the most K: it ends here
+                    bar.total = k
+                    bar.refresh()
                 break
     if bar is not None:
         bar.close()
@@ -408,10 +414,8 @@ def score_table(
     means, sems, samples = [], [], []
     for ck, name in zip(checkpoints, names, strict=True):
         scorer = ck.scorer()
-        K = scorer.resolve_samples(ref.focus_codes, n_samples=n_samples, seed=seed, device=device,
-                                   batch_size=batch_size)
-        mean, sem = scorer.score_changes(ref.focus_codes, changes, n_samples=K, seed=seed, device=device,
-                                         batch_size=batch_size, progress=progress)
+        mean, sem, K = scorer.score_changes(ref.focus_codes, changes, n_samples=n_samples, seed=seed, device=device,
+                                            batch_size=batch_size, progress=progress)
         samples.append(K)
         means.append(mean)
         sems.append(sem)
@@ -571,15 +575,15 @@ def saturation_scan(
     The same call as :func:`score_table` (the checkpoint's :class:`MutationScorer` with
     ``n_samples``, by default the model's automatic K (:func:`auto_samples`), ``seed`` and
     ``batch_size``), so scoring the returned mutants with ``score_table`` / ``deepseqvae score``
-    with the same seed, K (or both automatic), batch size and device gives the same numbers.
+    with the same seed, K (or both automatic), batch size and device gives the same numbers (up to float rounding:
+    other variants share their batches).
     """
     info = ckpt.info
     names, changes = saturation_mutants(info.focus_seq, info.positions)
     scorer = ckpt.scorer()
-    K = scorer.resolve_samples(info.focus_codes, n_samples=n_samples, seed=seed, device=device, batch_size=batch_size)
     log.info("scanning %d single substitutions (%s)", len(names), scorer.method)
-    score, sem = scorer.score_changes(info.focus_codes, changes, n_samples=K, seed=seed, device=device,
-                                      batch_size=batch_size, progress=progress)
+    score, sem, K = scorer.score_changes(info.focus_codes, changes, n_samples=n_samples, seed=seed, device=device,
+                                         batch_size=batch_size, progress=progress)
     return ScanResult(mutants=names, columns=np.array([c[0][0] for c in changes], dtype=np.int64),
                       codes=np.array([c[0][1] for c in changes], dtype=np.int64), score=np.asarray(score),
                       score_sem=np.asarray(sem), focus_id=info.focus_id, focus_seq=info.focus_seq,

@@ -375,7 +375,7 @@ def test_a_new_model_kind_is_one_class(models, monkeypatch):
             hydrophobic = np.isin(np.arange(N_AA), [ALPHABET.index(a) for a in "AILMFVW"])
             gain = np.array([sum(int(hydrophobic[a]) - int(hydrophobic[wt_codes[c]]) for c, a in ch)
                              for ch in changes], dtype=float)
-            return gain, np.zeros(len(changes))
+            return gain, np.zeros(len(changes)), None  # exact: no samples
 
     monkeypatch.setitem(checkpoint.KINDS, "hydrophobic",
                         checkpoint.ModelKind(Hydrophobic, Hydrophobic.from_config, lambda m: m, has_latent=False))

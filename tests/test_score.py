@@ -16,6 +16,7 @@ from deepseqvae.independent import IndependentModel
 from deepseqvae.pipeline import score_file
 from deepseqvae.score import (
     AUTO_ROUND,
+    VAEScorer,
     Welford,
     apply_changes,
     auto_samples,
@@ -228,6 +229,27 @@ def test_automatic_k_follows_the_posterior_noise():
         for ls in model.decoder.log_sigma.values():
             ls.fill_(0.0)
     assert auto_samples(model, TOY_WT, seed=0, most=400) == 400
+
+
+def test_automatic_k_in_one_pass_equals_auto_samples_then_that_k():
+    """The probe scored in the table's own pass stops at the K auto_samples finds alone, and the table's scores
+    are those of a fixed-K run with that K (the same draws; float rounding apart: other rows share the batches)."""
+    ck, model = toy_vae_checkpoint()
+    wt = TOY_WT
+    changes = [((1, 3),), ((4, 7), (6, 2)), ((2, 11),)]
+    for noise, want in ((-10.0, AUTO_ROUND), (-3.0, 3 * AUTO_ROUND), (-1.0, 400)):  # first, third, last round
+        with torch.no_grad():
+            for ls in model.decoder.log_sigma.values():
+                ls.fill_(noise)
+        scorer = VAEScorer(model)
+        mean, sem, k = scorer.score_changes(wt, changes, n_samples=None, seed=3, device="cpu", batch_size=2048,
+                                            progress=False)
+        assert k == auto_samples(model, wt, seed=3, most=400) == want
+        fixed = delta_elbo(model, wt, apply_changes(wt, changes), n_samples=k, seed=3)
+        np.testing.assert_allclose(mean, fixed.mean, rtol=1e-5, atol=1e-6)  # float32 sums in other batch shapes
+        np.testing.assert_allclose(sem, fixed.sem, rtol=1e-4, atol=1e-6)
+        again = scorer.score_changes(wt, changes, n_samples=7, seed=3, device="cpu", batch_size=2048, progress=False)
+        assert again[2] == 7
 
 
 def test_table_and_scan_agree_under_the_automatic_k(tmp_path):
