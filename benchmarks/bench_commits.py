@@ -1,0 +1,89 @@
+"""Time one deepseqvae command at several commits, alternating them, in one run on one machine.
+
+    python -m benchmarks.bench_commits --commits acd658b,7f13f93 --rounds 5 --cwd DIR -- \\
+        score demo_mutants.csv --model demo.pt --fitness-col fitness --no-progress
+
+Each commit is checked out once into a temporary ``git worktree`` (a clean tree: no uncommitted change
+is measured); then, for each round, the command runs once per commit in turn as ``python -m deepseqvae ...``
+with that worktree first on the path, in ``--cwd`` (where its input files are). Wall times per run, their
+mean per commit and each commit's mean relative to the first commit's go to the Markdown result, with the
+last line each run printed (so that the outputs can be compared too). The speed comparison the project
+asks for: ratios measured in the same run, never against an old file.
+Writes benchmarks/results/commits-<date>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks._common import REPO, header, write_result
+
+
+def worktree(commit: str, root: Path) -> Path:
+    """A detached worktree of ``commit`` under ``root``."""
+    path = root / commit
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(path), commit], check=True)
+    return path
+
+
+def run_once(tree: Path, args: list[str], cwd: Path) -> tuple[float, str]:
+    """(wall seconds, last non-empty output line) of ``python -m deepseqvae args`` from ``tree`` in ``cwd``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "deepseqvae", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=True)
+    seconds = time.perf_counter() - t0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    return seconds, lines[-1] if lines else ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--commits", required=True, help="comma-separated commits; the first is the reference")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--cwd", type=Path, default=Path.cwd(), help="folder the command runs in (its input files)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("command", nargs=argparse.REMAINDER, help="the deepseqvae command and its options, after --")
+    args = ap.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        ap.error("give the deepseqvae command after --")
+    commits = [c.strip() for c in args.commits.split(",") if c.strip()]
+    times: dict[str, list[float]] = {c: [] for c in commits}
+    last: dict[str, list[str]] = {c: [] for c in commits}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {c: worktree(c, Path(tmp)) for c in commits}
+        try:
+            for r in range(args.rounds):
+                for c in commits:
+                    seconds, line = run_once(trees[c], command, args.cwd)
+                    times[c].append(seconds)
+                    last[c].append(line)
+                    print(f"round {r + 1} {c}: {seconds:.2f} s", flush=True)
+        finally:
+            for tree in trees.values():
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+    ref = statistics.mean(times[commits[0]])
+    text = header("One command at several commits, alternating")
+    text += (f"- timed: `deepseqvae {' '.join(command)}` in `{args.cwd}`, {args.rounds} rounds, the commits in turn "
+             "within each round\n\n| commit | wall times (s) | mean | relative to the first |\n|---|---|---|---|\n")
+    for c in commits:
+        mean = statistics.mean(times[c])
+        text += f"| {c} | {', '.join(f'{t:.2f}' for t in times[c])} | **{mean:.2f} s** | {mean / ref:.3f} |\n"
+    text += "\nLast output line of each commit's runs (identical within a commit unless marked):\n\n"
+    for c in commits:
+        same = len(set(last[c])) == 1
+        text += f"- {c}: `{last[c][0]}`" + ("" if same else " (the rounds differ)") + "\n"
+    print(text)
+    write_result(text, args.out, "commits")
+
+
+if __name__ == "__main__":
+    main()
