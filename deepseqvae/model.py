@@ -334,10 +334,14 @@ class Decoder(nn.Module):
     def _finish(self, logits: Tensor, w: dict[str, Tensor]) -> Tensor:
         """Output bias, inverse temperature and log-softmax: logits (B, 20L) -> log-probs (B, L, 20)."""
         logits = logits.view(logits.shape[0], self.cfg.seq_len, self.cfg.alphabet_size)
+        # Without autograd (scoring, held-out estimates) the callers' fresh product is updated in place: the same
+        # arithmetic, without two more (B, L, 20) tensors, each a fresh block of memory to fault in.
+        inplace = not torch.is_grad_enabled()
         if self.cfg.output_bias:
-            logits = logits + w["b_out"]
+            logits = logits.add_(w["b_out"]) if inplace else logits + w["b_out"]
         if self.cfg.temperature:
-            logits = logits * F.softplus(w["temperature"])
+            scale = F.softplus(w["temperature"])
+            logits = logits.mul_(scale) if inplace else logits * scale
         return F.log_softmax(logits, dim=-1)  # (B, L, 20)
 
     def forward(self, z: Tensor, w: dict[str, Tensor], w_out: Tensor | None = None,

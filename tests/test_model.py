@@ -172,3 +172,22 @@ def test_dropout_acts_in_training_only_and_follows_the_generator(decoder):
         x = x * torch.empty_like(x).bernoulli_(0.5, generator=g) * 2.0
     torch.testing.assert_close(h, x, rtol=0, atol=0)
     assert (h == 0).any() and not torch.equal(h, plain.decoder.hidden(z, w))
+
+
+def test_decoder_output_without_autograd_is_the_same_arithmetic_in_place():
+    # Scoring runs without autograd, where the output bias and temperature update the fresh product in place:
+    # bit for bit the out-of-place result training computes, and the caller's product tensor is reused.
+    torch.manual_seed(0)
+    dec = VAE(tiny_config()).decoder
+    w = dec.draw(generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        w["b_out"] = w["b_out"] + torch.randn_like(w["b_out"])  # a bias that is not constant
+    product = torch.randn(5, dec.cfg.seq_len * dec.cfg.alphabet_size)
+    with torch.enable_grad():
+        reference = dec._finish(product.clone(), w)
+    mine = product.clone()
+    with torch.no_grad():
+        out = dec._finish(mine, w)
+    assert torch.equal(out, reference.detach())
+    scale = torch.nn.functional.softplus(w["temperature"])
+    assert torch.equal(mine.view_as(out), (product.view_as(out) + w["b_out"]) * scale)  # updated in place
