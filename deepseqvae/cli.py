@@ -340,8 +340,9 @@ def info_command(checkpoint, plot):
     from .checkpoint import describe, load_checkpoint
     from .pipeline import plot_history_file
 
-    written = plot_history_file(checkpoint, plot) if plot is not None else None  # a failure: nothing printed
-    for key, value in describe(load_checkpoint(checkpoint)).items():
+    ckpt = load_checkpoint(checkpoint)
+    written = plot_history_file(checkpoint, plot, ckpt=ckpt) if plot is not None else None  # fails: nothing printed
+    for key, value in describe(ckpt).items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key:>22}: {value}")

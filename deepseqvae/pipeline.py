@@ -444,13 +444,14 @@ def embed_file(
 # --- training curves ------------------------------------------------------------------------
 
 
-def plot_history_file(model: str | os.PathLike, plot: str | os.PathLike) -> Path:
-    """Draw the training history a checkpoint carries (``deepseqvae info --plot``): its training ELBO and
-    regulariser per logged step and, where the run held sequences out, their ELBO and importance-weighted
-    log-likelihood per evaluation and the step the model keeps. Returns the figure's path."""
+def plot_history_file(model: str | os.PathLike, plot: str | os.PathLike, *, ckpt: Checkpoint | None = None) -> Path:
+    """Draw the training history the checkpoint ``model`` carries (``deepseqvae info --plot``): its training ELBO
+    and regulariser per logged step and, where the run held sequences out, their ELBO and importance-weighted
+    log-likelihood per evaluation and the step the model keeps. ``ckpt``: that checkpoint, when the caller has
+    loaded it already. Returns the figure's path."""
     from .plots import plot_training_history, save_figure
 
-    ckpt = load_checkpoint(model)
+    ckpt = load_checkpoint(model) if ckpt is None else ckpt
     h = ckpt.history or {}
     if not h.get("step"):
         raise CheckpointError(f"{model}: holds no training history to plot (a '{ckpt.kind}' model is not "
