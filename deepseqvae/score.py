@@ -85,15 +85,9 @@ class VAEScorer:
             res = delta_elbo(self.model, wt_codes, apply_changes(wt_codes, changes), n_samples=n_samples, seed=seed,
                              device=device, batch_size=batch_size, progress=progress)
             return res.mean, res.sem, res.n_samples
-        probe = probe_changes(wt_codes)
-        variants = apply_changes(wt_codes, [*probe, *changes])  # (P + M, L): the probe first
-        most = default_samples(device)
-        res = delta_elbo(self.model, wt_codes, variants, n_samples=most, seed=seed, device=device,
-                         batch_size=batch_size, progress=progress, min_reliability=AUTO_RELIABILITY,
-                         reliability_rows=len(probe))
-        log.info("automatic K: %d samples (reliability >= %s on %d single substitutions, at most %d)",
-                 res.n_samples, AUTO_RELIABILITY, len(probe), most)
-        return res.mean[len(probe):], res.sem[len(probe):], res.n_samples
+        res, n_probe = _with_probe(self.model, wt_codes, changes, seed=seed, device=device, batch_size=batch_size,
+                                   most=default_samples(device), progress=progress)
+        return res.mean[n_probe:], res.sem[n_probe:], res.n_samples
 
 
 @dataclass
@@ -165,12 +159,20 @@ def auto_samples(model: VAE, wt_codes: np.ndarray, *, seed: int, device: torch.d
     differences less their mean over the probe: the wild type's draw, shared by every variant of a
     sample, moves them alike and changes no ranking.
     """
-    probe = apply_changes(wt_codes, probe_changes(wt_codes))  # (≤ AUTO_PROBE, L)
-    k = delta_elbo(model, wt_codes, probe, n_samples=most, seed=seed, device=device, batch_size=batch_size,
-                   min_reliability=AUTO_RELIABILITY).n_samples
-    log.info("automatic K: %d samples (reliability >= %s on %d single substitutions, at most %d)", k,
-             AUTO_RELIABILITY, probe.shape[0], most)
-    return k
+    return _with_probe(model, wt_codes, [], seed=seed, device=device, batch_size=batch_size, most=most)[0].n_samples
+
+
+def _with_probe(model: VAE, wt_codes: np.ndarray, changes: list[Changes], *, seed: int, device: torch.device | str,
+                batch_size: int, most: int, progress: bool = False) -> tuple[DeltaElbo, int]:
+    """(:func:`delta_elbo` of :func:`probe_changes` then ``changes``, in one pass that stops at the automatic K,
+    the number of probe rows leading it): the one place the automatic K is measured."""
+    probe = probe_changes(wt_codes)
+    variants = apply_changes(wt_codes, [*probe, *changes])  # (P + M, L): the probe first
+    res = delta_elbo(model, wt_codes, variants, n_samples=most, seed=seed, device=device, batch_size=batch_size,
+                     progress=progress, min_reliability=AUTO_RELIABILITY, reliability_rows=len(probe))
+    log.info("automatic K: %d samples (reliability >= %s on %d single substitutions, at most %d)", res.n_samples,
+             AUTO_RELIABILITY, len(probe), most)
+    return res, len(probe)
 
 
 def apply_changes(wt_codes: np.ndarray, changes: Sequence[Changes]) -> np.ndarray:
@@ -474,12 +476,12 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
         raise ValueError(f"spearman needs two sequences of one length, not {len(x)} and {len(y)}")
-    if len(x) < 3 or np.isnan(x).any() or np.isnan(y).any():
+    if len(x) < 3:
         return float("nan")
-    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = average_ranks(x), average_ranks(y)  # NaN everywhere where a side holds a NaN
     rx -= rx.mean()
     ry -= ry.mean()
-    denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    denom = math.sqrt(float(rx @ rx) * float(ry @ ry))  # NaN (a NaN) or 0 (a constant side): undefined
     return float(np.clip(float(rx @ ry) / denom, -1.0, 1.0)) if denom > 0 else float("nan")
 
 
