@@ -59,7 +59,8 @@ from deepseqvae.classify import (
 )
 from deepseqvae.fileio import atomic_write
 from deepseqvae.pipeline import classify_file, scan_scores, train_file
-from deepseqvae.train import DEFAULT_RECIPE, training_finished
+from deepseqvae.recipes import DEFAULT_RECIPE
+from deepseqvae.train import training_finished
 
 DATASETS = ("P53_HUMAN", "PTEN_HUMAN")
 

@@ -67,7 +67,8 @@ def step_rates(msa, steps: int, rounds: int = 2) -> dict[str, float]:
     """Best fast-recipe steps/s of each decoder-product precision on alignment ``msa``."""
     from deepseqvae.checkpoint import ModelInfo
     from deepseqvae.model import VAE
-    from deepseqvae.train import recipe_configs, train
+    from deepseqvae.recipes import recipe_configs
+    from deepseqvae.train import train
     from deepseqvae.weights import compute_weights
 
     w = compute_weights(msa.codes, 0.2, kernel="float32")

@@ -41,7 +41,8 @@ def main() -> None:
     import torch
 
     import deepseqvae.train as train_module
-    from deepseqvae.train import fit_alignment, recipe_configs
+    from deepseqvae.recipes import recipe_configs
+    from deepseqvae.train import fit_alignment
     from deepseqvae.weights import compute_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

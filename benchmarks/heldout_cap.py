@@ -36,14 +36,8 @@ def main() -> None:
     from deepseqvae.checkpoint import ModelInfo
     from deepseqvae.holdout import heldout_sample
     from deepseqvae.model import VAE
-    from deepseqvae.train import (
-        fast_patience,
-        heldout_estimates,
-        make_generator,
-        recipe_configs,
-        run_holdout_split,
-        train,
-    )
+    from deepseqvae.recipes import fast_patience, recipe_configs
+    from deepseqvae.train import heldout_estimates, make_generator, run_holdout_split, train
     from deepseqvae.weights import compute_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -63,8 +63,9 @@ def main() -> None:
     from deepseqvae.checkpoint import build_model
     from deepseqvae.holdout import cluster_holdout_split
     from deepseqvae.model import VAE
+    from deepseqvae.recipes import recipe_configs
     from deepseqvae.score import delta_elbo, spearman
-    from deepseqvae.train import fit_alignment, heldout_estimates, make_generator, recipe_configs
+    from deepseqvae.train import fit_alignment, heldout_estimates, make_generator
     from deepseqvae.weights import compute_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

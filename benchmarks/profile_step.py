@@ -24,8 +24,9 @@ from benchmarks._common import REPO, header, write_result
 from deepseqvae.alignment import read_alignment
 from deepseqvae.hardware import resolve_matmul_dtype
 from deepseqvae.model import VAE, loss_terms
+from deepseqvae.recipes import recipe_configs
 from deepseqvae.runtime import keep_heap
-from deepseqvae.train import _make_optimizer, _set_step_sizes, recipe_configs
+from deepseqvae.train import _make_optimizer, _set_step_sizes
 from deepseqvae.weights import compute_weights
 
 

@@ -32,8 +32,9 @@ def main() -> None:
     import torch
 
     from deepseqvae.model import VAEConfig
+    from deepseqvae.recipes import recipe_configs
     from deepseqvae.score import delta_elbo, spearman
-    from deepseqvae.train import TrainConfig, fit_alignment, recipe_configs
+    from deepseqvae.train import TrainConfig, fit_alignment
     from deepseqvae.weights import compute_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,8 +126,8 @@ def stopping_arms(args, res, states, train_cfg, aln, variants, fitness) -> dict:
     import dataclasses
 
     from deepseqvae.checkpoint import build_model, save_checkpoint
+    from deepseqvae.recipes import fast_patience
     from deepseqvae.score import delta_elbo, spearman
-    from deepseqvae.train import fast_patience
 
     h = res.history
     patience = fast_patience(train_cfg.steps, train_cfg.eval_every)

@@ -160,10 +160,11 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     from deepseqvae.model import VAEConfig
     from deepseqvae.mutants import resolve_mutants, status_summary
     from deepseqvae.pipeline import fit_independent
+    from deepseqvae.recipes import recipe_configs
     from deepseqvae.runtime import keep_heap
     from deepseqvae.score import score_table
     from deepseqvae.tables import numeric_column, read_mutant_table
-    from deepseqvae.train import TrainConfig, fit_alignment, recipe_configs
+    from deepseqvae.train import TrainConfig, fit_alignment
     from deepseqvae.weights import compute_weights, resolve_device
 
     dev = resolve_device(device)

@@ -36,7 +36,8 @@ PROFILES = ("quick", "fast")
 def configs(profile: str, seq_len: int, neff: float, seed: int, eval_every: int):
     """(VAEConfig, TrainConfig) of a profile, with the held-out 10 %."""
     from deepseqvae.model import VAEConfig
-    from deepseqvae.train import TrainConfig, recipe_configs
+    from deepseqvae.recipes import recipe_configs
+    from deepseqvae.train import TrainConfig
 
     if profile == "quick":  # held out exactly as the default recipe holds out, evaluated as it evaluates
         fast = recipe_configs("fast", seq_len, neff=neff)[1]

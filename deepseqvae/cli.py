@@ -154,7 +154,7 @@ def _int_tuple(ctx, param, value):
 
 
 def _recipe_help() -> str:
-    from .train import FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
+    from .recipes import FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
 
     return ("Training recipe. fast (default, for a CPU): the paper's encoder and latent, a 100-500 Bayesian "
             "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
@@ -293,7 +293,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
     from pathlib import Path
 
     from .pipeline import TRAINERS, train_file
-    from .train import RECIPES
+    from .recipes import RECIPES
     from .weights import resolve_device
 
     if profile_pseudocount is not None and init_bias != "profile":

@@ -183,8 +183,9 @@ def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | Non
 
 
 def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
+    from .recipes import recipe_configs
     from .runtime import keep_heap
-    from .train import fit_alignment, recipe_configs
+    from .train import fit_alignment
 
     resume = None
     if fit.resume:
@@ -260,13 +261,13 @@ def train_file(
 ) -> TrainSummary:
     """Read ``msa``, weight it, train a ``model_kind`` model and write its checkpoint to ``output``.
 
-    A VAE is trained with the named training ``recipe`` (:data:`deepseqvae.train.RECIPES`, default
+    A VAE is trained with the named training ``recipe`` (:data:`deepseqvae.recipes.RECIPES`, default
     ``fast``); ``model_options`` / ``train_options`` override its settings (``None`` values are
     ignored). The alignment ``options`` are recorded in the checkpoint (``embed`` and ``sample
     --msa`` reuse them). ``refit_beside``: train a refit beside the held-out run (True), after it
     (False) or as :func:`deepseqvae.train.refits_beside` decides (None).
     """
-    from .train import DEFAULT_RECIPE
+    from .recipes import DEFAULT_RECIPE
 
     recipe = recipe or DEFAULT_RECIPE
     if model_kind not in TRAINERS:

@@ -550,6 +550,20 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def test_help_does_not_import_torch(tmp_path):
+    # --help of every command is read before anything runs: it must not wait for torch (~2 s) to import
+    code = ("import sys\n"
+            "from click.testing import CliRunner\n"
+            "from deepseqvae.cli import main\n"
+            "for name in [None, *main.commands]:\n"
+            "    result = CliRunner().invoke(main, [name, '--help'] if name else ['--help'])\n"
+            "    assert result.exit_code == 0, (name, result.output)\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'scipy') if m in sys.modules))\n")
+    proc = _run([sys.executable, "-c", code], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_real_process_bad_input_one_line_exit_2(tmp_path):
     msa = tmp_path / "empty.a2m"
     msa.write_text("")

@@ -7,7 +7,8 @@ from deepseqvae import hardware
 from deepseqvae.checkpoint import build_model, load_checkpoint
 from deepseqvae.hardware import native_bf16_matmul, native_int8_matmul, resolve_matmul_dtype
 from deepseqvae.model import VAE, VAEConfig
-from deepseqvae.train import RECIPES, TrainConfig, train
+from deepseqvae.recipes import RECIPES
+from deepseqvae.train import TrainConfig, train
 from deepseqvae.weights import int8_matmul_available, resolve_kernel
 
 from conftest import TINY_VAE, toy_family, toy_info

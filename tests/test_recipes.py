@@ -626,7 +626,7 @@ def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
 @pytest.mark.parametrize("recipe, optimizer, decoder, steps", [("fast", "adam", (100, 500), 1100),
                                                               ("paper", "deepsequence", (100, 2000), 300_000)])
 def test_recipe_configs_and_overrides(recipe, optimizer, decoder, steps):
-    from deepseqvae.train import recipe_configs
+    from deepseqvae.recipes import recipe_configs
 
     model_cfg, train_cfg = recipe_configs(recipe, 60, neff=500.0)
     assert (train_cfg.recipe, train_cfg.optimizer, model_cfg.decoder_hidden, train_cfg.steps) == (
@@ -640,14 +640,14 @@ def test_recipe_configs_and_overrides(recipe, optimizer, decoder, steps):
 
 
 def test_fast_step_rule():
-    from deepseqvae.train import fast_steps
+    from deepseqvae.recipes import fast_steps
 
     # min(18 L, 1.15e6 / L) within [1000, 6000], rounded to 100
     assert [fast_steps(L) for L in (10, 60, 253, 387, 1000, 2000)] == [1000, 1100, 4500, 3000, 1200, 1000]
 
 
 def test_fast_early_stopping_rule():
-    from deepseqvae.train import recipe_configs
+    from deepseqvae.recipes import recipe_configs
 
     fast, paper = recipe_configs("fast", 253, neff=100.0)[1], recipe_configs("paper", 253)[1]
     assert (fast.holdout_fraction, fast.holdout_by, fast.refit) == (0.1, "weight", True)
@@ -669,7 +669,7 @@ def test_fast_early_stopping_rule():
 
 
 def test_fast_variance_step_size_rule():
-    from deepseqvae.train import fast_variance_lr, recipe_configs
+    from deepseqvae.recipes import fast_variance_lr, recipe_configs
 
     # 1e-3 * sqrt(1000 / Neff) within [1e-3, 3e-3], by hand: Neff 13 -> 8.77e-3 clipped to 3e-3;
     # 131 -> sqrt(7.634) = 2.763e-3; 443 -> sqrt(2.257) = 1.502e-3; 1000 and 2605 -> 1e-3
@@ -689,7 +689,7 @@ def test_fast_variance_step_size_rule():
 
 def test_fast_encoder_products_rule():
     """The fast recipe's encoder products follow the run's precision from 100 effective sequences on."""
-    from deepseqvae.train import fast_encoder_products, recipe_configs
+    from deepseqvae.recipes import fast_encoder_products, recipe_configs
 
     assert [fast_encoder_products(n) for n in (13.1, 99.9, 100.0, 131.5, 2605.0)] == [False, False, True, True, True]
     assert recipe_configs("fast", 253, neff=13.1)[1].encoder_products is False
