@@ -156,7 +156,8 @@ def _int_tuple(ctx, param, value):
 def _recipe_help() -> str:
     from .recipes import FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
 
-    return ("Training recipe. fast (default, for a CPU): the paper's encoder and latent, a 100-500 Bayesian "
+    return ("Training recipe. fast (default, for a CPU): the paper's latent and encoder (narrower below 150 columns: "
+            "--encoder-hidden), a 100-500 Bayesian "
             "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
             "decoder products (and encoder products, from 100 effective sequences on) where the device has native "
             "bf16 units (else float32); "
@@ -203,7 +204,8 @@ def _recipe_help() -> str:
               help="Precomputed weights (.npy from 'deepseqvae weights') instead of computing them.")
 @click.option("--latent-dim", type=click.IntRange(1), default=None, help="Latent dimension. [default: 30]")
 @click.option("--encoder-hidden", callback=_int_tuple, default=None,
-              help="Encoder layer widths, comma-separated. [default: 1500,1500]")
+              help="Encoder layer widths, comma-separated. [default: paper 1500,1500; fast h,h with h = "
+                   "min(1500, 10·L): 1500,1500 from L = 150 columns on, 600,600 for L = 60]")
 @click.option("--decoder-hidden", callback=_int_tuple, default=None,
               help="Decoder layer widths, comma-separated; the last must be divisible by --sparsity-tiles. "
                    "[default: 100,500 (fast), 100,2000 (paper)]")
@@ -266,7 +268,7 @@ def _recipe_help() -> str:
                    "every machine. The checkpoint records the one used. [default: the recipe's: fast auto, paper "
                    "float32]")
 @click.option("--encoder-products/--no-encoder-products", default=None,
-              help="Run the encoder's 1500-1500 hidden product in the --products precision too (bfloat16 inputs, "
+              help="Run the encoder's hidden product (1500-1500) in the --products precision too (bfloat16 inputs, "
                    "float32 sums; the first layer, the heads and scoring stay float32). [default: fast: on for "
                    "families of at least 100 effective sequences (up to 26 % less training time, the same "
                    "held-out fit), off below; paper: off]")

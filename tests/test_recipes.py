@@ -687,6 +687,21 @@ def test_fast_variance_step_size_rule():
         fast_variance_lr(0.0)
 
 
+def test_fast_encoder_width_rule():
+    """The fast recipe's encoder is (h, h), h = min(1500, 10 L); the paper's is always 1500-1500."""
+    from deepseqvae.recipes import fast_encoder_hidden, recipe_configs
+
+    # by hand: 10 L below 150 columns, the paper's width from there on
+    assert [fast_encoder_hidden(L)[0] for L in (5, 48, 60, 120, 149, 150, 253, 2000)] == [
+        50, 480, 600, 1200, 1490, 1500, 1500, 1500]
+    assert recipe_configs("fast", 60, neff=500.0)[0].encoder_hidden == (600, 600)
+    assert recipe_configs("fast", 253, neff=500.0)[0].encoder_hidden == (1500, 1500)
+    assert recipe_configs("paper", 60)[0].encoder_hidden == (1500, 1500)
+    # an explicit width wins
+    assert recipe_configs("fast", 60, neff=500.0, model_overrides={"encoder_hidden": (32, 16)}
+                          )[0].encoder_hidden == (32, 16)
+
+
 def test_fast_encoder_products_rule():
     """The fast recipe's encoder products follow the run's precision from 100 effective sequences on."""
     from deepseqvae.recipes import fast_encoder_products, recipe_configs
