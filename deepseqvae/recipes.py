@@ -49,7 +49,9 @@ FAST_ENCODER_PRODUCTS_NEFF = 100.0
 #: short family the encoder is most of a step's work (L = 60: ~70 % of the product FLOPs, 60 % of the weights
 #: Adam and the average pass over). On 9 screened runs of families with L = 48-120 (the demo and three new simulated
 #: ones) the best held-out log-likelihood changed by +0.35 nats on average, the worst run by −0.07
-#: (benchmarks/results/recipes-encoder-width-2026-12-03.md). A change to the model, named in the README
+#: (benchmarks/results/recipes-encoder-width-2026-12-03.md). A change to the model, named in the README. A cap of
+#: 750 for long families too was screened and not adopted (BLAT_ECOLX −1.71, GFP_AEQVI −5.89 nats per family mean:
+#: recipes-encoder-cap-2026-12-03.md)
 FAST_ENCODER_WIDTH_PER_COLUMN = 10
 FAST_ENCODER_WIDTH_MAX = 1500
 #: marks a recipe field that :func:`recipe_configs` derives from the family's Neff
