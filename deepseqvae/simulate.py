@@ -375,7 +375,7 @@ def simulate_family(
     n_seqs: int = 3000,
     seed: int | np.random.Generator = DEMO_SEED,
     *,
-    n_roots: int = 48,
+    n_roots: int | None = None,
     root_chains: int = 24,
     root_burn_in: int = 200,
     root_thin: int = 20,
@@ -388,7 +388,8 @@ def simulate_family(
     """Sample a redundant, gappy family of ``n_seqs`` sequences from ``model``.
 
     1. Roots: ``n_roots`` sequences from ``root_chains`` Gibbs chains (burn-in, thinning), so
-       roots from the same chain are correlated.
+       roots from the same chain are correlated. None: 48, or as many as ``n_seqs`` leaves need
+       (ceil(n_seqs / 2**len(branch_sweeps))), so a family of any size can be drawn.
     2. Phylogeny: the population doubles once per entry of ``branch_sweeps``; after each doubling
        every lineage evolves independently for that many sweeps' worth of Gibbs updates
        (fractional values = each site resampled with that probability per sweep). Deep branches
@@ -400,6 +401,8 @@ def simulate_family(
        ``internal_gap_frac`` share get one internal deletion (length in ``internal_gap_len``).
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if n_roots is None:  # 48 roots give 6,144 leaves; a larger family gets more roots, not a deeper tree
+        n_roots = max(48, -(-n_seqs // 2 ** len(branch_sweeps)))
     n_leaves = n_roots * 2 ** len(branch_sweeps)
     if n_seqs > n_leaves:
         raise ValueError(f"n_seqs={n_seqs} exceeds the {n_leaves} leaves of the tree; "

@@ -192,6 +192,9 @@ def test_simulate_family_shapes_and_wild_type_first():
     assert model.energy(fam.full[0]) == model.energy(fam.full).max()  # the fittest leaf is the wild type
     with pytest.raises(ValueError, match="exceeds"):
         simulate_family(model, n_seqs=1000, seed=1, n_roots=2, branch_sweeps=(1.0,))
+    # without n_roots the roots are sized from n_seqs: 48 roots · 2 leaves would be 96 < 250
+    big = simulate_family(model, n_seqs=250, seed=1, root_burn_in=5, branch_sweeps=(0.1,))
+    assert big.codes.shape == (250, 12)
 
 
 # --- mutants and their exact fitness ---------------------------------------------------------------
