@@ -427,9 +427,12 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
 @click.option("--seed", type=int, default=None, help="Random seed. [default: the seed of the committed demo]")
 @click.option("--n-seqs", type=click.IntRange(2), default=3000, show_default=True, help="Sequences in the family.")
 @click.option("--length", "L", type=click.IntRange(5), default=60, show_default=True, help="Sequence length L.")
+@click.option("--pairs", "n_pairs", type=click.IntRange(0), default=None,
+              help="Coupled residue pairs of the Potts model (its epistasis). [default: round(7·L/6), 70 for "
+                   "L = 60: as dense in couplings as the demo at any length]")
 @click.option("--n-doubles", type=click.IntRange(0), default=500, show_default=True,
               help="Double mutants in demo_mutants.csv (after all 19·L singles).")
-def simulate_command(out_dir, seed, n_seqs, L, n_doubles):
+def simulate_command(out_dir, seed, n_seqs, L, n_pairs, n_doubles):
     """Sample a protein-like family from a known Potts model (a demo with a known answer).
 
     Writes demo.a2m (wild type first, >DEMO/1-L) and demo_mutants.csv (mutant,fitness with the true
@@ -439,9 +442,10 @@ def simulate_command(out_dir, seed, n_seqs, L, n_doubles):
     Example:
       deepseqvae simulate -o my_demo
     """
-    from .simulate import DEMO_SEED, write_demo
+    from .simulate import DEMO_SEED, demo_pairs, write_demo
 
-    stats = write_demo(out_dir, seed=DEMO_SEED if seed is None else seed, n_seqs=n_seqs, L=L, n_doubles=n_doubles)
+    stats = write_demo(out_dir, seed=DEMO_SEED if seed is None else seed, n_seqs=n_seqs, L=L,
+                       n_pairs=demo_pairs(L) if n_pairs is None else n_pairs, n_doubles=n_doubles)
     click.echo(", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}" for k, v in stats.items()))
     click.echo(f"Wrote {out_dir}/demo.a2m and {out_dir}/demo_mutants.csv")
 

@@ -517,6 +517,13 @@ def _header(name: str, row: np.ndarray) -> str:
     return f">{name}/{start}-{end}"
 
 
+def demo_pairs(L: int) -> int:
+    """Coupled pairs of a simulated family of length ``L`` as dense as the demo's (70 for L = 60):
+    round(7·L/6). A fixed count would make a long family almost site-independent (L = 800 with 70
+    pairs: under one partner per five columns), and its VAE no better than a profile."""
+    return round(7 * L / 6)
+
+
 def write_demo(
     out_dir: str | os.PathLike = "alignments",
     seed: int = DEMO_SEED,

@@ -142,7 +142,7 @@ COMMAND_OPTIONS = {
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
               "--samples", "--seed", "--device", "--strict", "--fitness-col", "--batch-size", "--progress",
               "--no-progress"],
-    "simulate": ["-o", "--out-dir", "--seed", "--n-seqs", "--length", "--n-doubles"],
+    "simulate": ["-o", "--out-dir", "--seed", "--n-seqs", "--length", "--pairs", "--n-doubles"],
     "scan": ["-m", "--model", "-o", "--output", "--plot", "--samples", "--seed", "--device", "--batch-size",
              "--per-row", "--progress", "--no-progress"],
     "embed": ["-m", "--model", "-o", "--output", "--plot", "--color-by", "--batch-size", "--device",
@@ -332,6 +332,19 @@ def test_simulate_regenerates_the_committed_demo(tmp_path):
     assert "n_seqs = 3000" in result.stdout and "spearman_si_singles = " in result.stdout
     assert (tmp_path / "demo.a2m").read_bytes() == DEMO_A2M.read_bytes()
     assert (tmp_path / "demo_mutants.csv").read_bytes() == DEMO_CSV.read_bytes()
+
+
+def test_simulate_pairs_set_the_epistasis(tmp_path):
+    from deepseqvae.simulate import demo_pairs
+
+    assert (demo_pairs(60), demo_pairs(120), demo_pairs(800)) == (70, 140, 933)  # the demo's density at any L
+    # no coupled pairs: a site-independent landscape, every double mutant is the sum of its singles
+    result = assert_ok(invoke("simulate", "-o", tmp_path, "--length", "20", "--n-seqs", "40", "--pairs", "0",
+                              "--n-doubles", "30"))
+    epistasis = re.compile(r"mean_abs_epistasis_doubles = ([0-9.e+-]+)")
+    assert float(epistasis.search(result.stdout).group(1)) < 1e-5  # the fitness is written to 6 decimals
+    result = assert_ok(invoke("simulate", "-o", tmp_path, "--length", "20", "--n-seqs", "40", "--n-doubles", "30"))
+    assert float(epistasis.search(result.stdout).group(1)) > 0.01
 
 
 # --- bad input: one line, exit status 2, no traceback ----------------------------------------------------
