@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.special import entr
 
 from .alphabet import AA_TO_CODE
-from .errors import ClassifyError, DeepSeqVAEError
+from .errors import ClassifyError, DeepSeqVAEError, MutantTableError
 from .fileio import atomic_write
 from .mutants import parse_mutant, resolve_mutants
 from .tables import numeric_column, read_mutant_table
@@ -279,7 +279,14 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
     type of each position is taken from the mutants themselves and must agree between rows.
     """
     path = Path(path)
-    table = read_mutant_table(path)
+    try:
+        table = read_mutant_table(path)
+    except MutantTableError as exc:
+        if "--mutant-col" not in str(exc):  # unreadable, empty, ...: its own message says it
+            raise
+        # the table reader's advice names score's column options, which classify does not take
+        raise ClassifyError(f"{path}: not a scan CSV: no column of mutants such as A42G (expected mutant,score"
+                            "[,score_sem] as 'deepseqvae scan' writes it, or a classes CSV)") from None
     if table.mutant_col is None:
         raise ClassifyError(f"{path}: no 'mutant' column (expected a scan CSV mutant,score,score_sem)")
     col = "delta_elbo" if "delta_elbo" in table.frame.columns and "score" not in table.frame.columns else "score"

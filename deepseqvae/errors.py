@@ -33,3 +33,7 @@ class TrainingError(DeepSeqVAEError):
 
 class ClassifyError(DeepSeqVAEError):
     """Scores, labels or a mixture prior cannot be used for classification (the message names file and row)."""
+
+
+class OutputError(DeepSeqVAEError):
+    """An output file cannot be written, or would replace one of the command's own inputs."""

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from .errors import OutputError
+
 
 def _default_mode() -> int:
     """Permissions a plain ``open()`` would give a new file (mkstemp's are 0600)."""
@@ -17,22 +19,73 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links and different spellings)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Fail before any work if ``path`` cannot be written or is one of ``inputs``.
+
+    Creates the output's folder (as the write would) and checks that a file can be made in it, so
+    a long training or scan does not end in an unwritable path. ``None`` inputs are ignored.
+    Raises :class:`OutputError` with a one-line message naming the path.
+    """
+    path = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            named = "" if str(source) == str(path) else f" {source}"  # a link or another spelling of it
+            raise OutputError(f"{path}: refusing to overwrite the input{named}; choose another output")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    _make_parent(path)
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot write in the folder {path.parent} (permission denied)")
+    return path
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, a read-only or virtual file system
+        raise OutputError(f"{path}: cannot create its folder {path.parent}: {exc.strerror or exc}") from None
+
+
+def _temporary(path: Path, suffix: str) -> tuple[int, str]:
+    _make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
+    os.chmod(tmp, _default_mode())
+    return fd, tmp
+
+
+def _replace(tmp: str, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:  # e.g. the target is a folder
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it onto ``path``.
 
-    If the body raises, the temporary file is removed and any existing ``path`` is untouched.
+    If the body raises, the temporary file is removed and any existing ``path`` is untouched. A path
+    that cannot be written raises :class:`OutputError`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, _default_mode())
+    fd, tmp = _temporary(path, ".tmp")
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -45,14 +98,11 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
     @contextlib.contextmanager
     def _cm() -> Iterator[Path]:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp",
-                                   dir=target.parent)
+        fd, tmp = _temporary(target, target.suffix or ".tmp")
         os.close(fd)
-        os.chmod(tmp, _default_mode())
         try:
             yield Path(tmp)
-            os.replace(tmp, target)
+            _replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

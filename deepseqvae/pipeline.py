@@ -23,8 +23,8 @@ import numpy as np
 
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
-from .errors import CheckpointError, ClassifyError, DeepSeqVAEError, MutantTableError
-from .fileio import atomic_write
+from .errors import CheckpointError, ClassifyError, DeepSeqVAEError
+from .fileio import atomic_write, check_output
 from .generate import GeneratedSequence, interpolate_sequences, sample_sequences
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
@@ -88,12 +88,13 @@ def weights_file(msa: str | os.PathLike, output: str | os.PathLike | None = None
     theta = check_theta(theta)
     dev = resolve_device(device)
     kernel = resolve_kernel("auto", dev)
+    out = check_output(output if output is not None else default_weights_path(msa, theta), msa)
     t0 = time.perf_counter()
     aln = (options or AlignmentOptions()).read(msa)
     t1 = time.perf_counter()
     weights = compute_weights(aln.codes, theta, device=dev, progress=progress, kernel=kernel)
     t2 = time.perf_counter()
-    out = save_weights(output if output is not None else default_weights_path(msa, theta), weights)
+    out = save_weights(out, weights)
     check_family_size(aln, float(weights.sum()))
     return WeightsSummary(aln, weights, theta, out, str(dev), kernel, t1 - t0, t2 - t1)
 
@@ -106,11 +107,25 @@ def load_or_compute_weights(aln: Alignment, theta: float, weights_path: str | os
     try:
         weights = np.load(weights_path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise DeepSeqVAEError(f"{weights_path}: cannot read weights ({exc})") from None
+        raise DeepSeqVAEError(f"{weights_path}: cannot read weights ({exc}); expected a .npy from "
+                              "'deepseqvae weights'") from None
+    if not isinstance(weights, np.ndarray):  # an .npz archive (or a pickle np.load refused above)
+        raise DeepSeqVAEError(f"{weights_path}: not a .npy array of weights (expected a .npy from "
+                              "'deepseqvae weights')")
     if weights.ndim != 1 or weights.shape[0] != aln.N:
         raise DeepSeqVAEError(f"{weights_path}: holds {weights.shape} weights but {aln.path} has "
                               f"{aln.N} sequences after filtering (same filters and alignment?)")
-    return weights.astype(np.float64)
+    if not np.issubdtype(weights.dtype, np.number) or np.issubdtype(weights.dtype, np.complexfloating):
+        raise DeepSeqVAEError(f"{weights_path}: weights of type {weights.dtype}, not real numbers")
+    weights = weights.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if bad.size:  # a negative or infinite weight breaks Neff and the batch sampling
+        i = int(bad[0])
+        raise DeepSeqVAEError(f"{weights_path}: {bad.size} weight(s) negative, NaN or infinite, the first of "
+                              f"sequence {i + 1} ({aln.ids[i]!r}): {weights[i]}")
+    if not weights.sum() > 0:
+        raise DeepSeqVAEError(f"{weights_path}: every weight is 0; Neff must be positive")
+    return weights
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -182,6 +197,21 @@ def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | Non
     return 0, None, time.perf_counter() - t0, None, ""
 
 
+def _check_resume_model(resume: Checkpoint, model_options: dict, path: Path) -> None:
+    """A resumed run keeps its checkpoint's model: an explicit model option that says otherwise is an error."""
+    def as_tuple(value):  # the file stores lists where the config has tuples
+        return tuple(value) if isinstance(value, list | tuple) else value
+
+    def shown(value) -> str:  # as the option is written: 1500,1500
+        return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+    differ = [f"{k} {shown(resume.model_config[k])} (asked: {shown(v)})" for k, v in model_options.items()
+              if v is not None and k in resume.model_config and as_tuple(resume.model_config[k]) != as_tuple(v)]
+    if differ:
+        raise CheckpointError(f"{path}: --resume keeps the checkpoint's model, which has {'; '.join(differ)}; "
+                              "drop those options or train anew")
+
+
 def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     from .recipes import recipe_configs
     from .runtime import keep_heap
@@ -192,6 +222,7 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
         if not fit.output.exists():
             raise CheckpointError(f"{fit.output}: nothing to resume (no such checkpoint)")
         resume = load_checkpoint(fit.output)
+        _check_resume_model(resume, fit.model_options, fit.output)
     model_cfg, train_cfg = recipe_configs(fit.recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
                                           model_overrides=fit.model_options,
                                           train_overrides=fit.train_options)
@@ -273,6 +304,7 @@ def train_file(
     if model_kind not in TRAINERS:
         raise ValueError(f"unknown model kind {model_kind!r} (known: {', '.join(TRAINERS)})")
     theta = check_theta(theta)
+    check_output(output, msa, weights_path)
     dev = resolve_device(device)
     aln = (options or AlignmentOptions()).read(msa)
     t0 = time.perf_counter()
@@ -322,9 +354,7 @@ def score_file(
     input row and column in order, adding per-model scores (ensembles), ``score``, ``score_sem``
     and ``status``; it is written atomically and never onto the input file.
     """
-    out = Path(output) if output else default_score_output(mutants)
-    if out.resolve() == Path(mutants).resolve():
-        raise MutantTableError(f"{out}: refusing to overwrite the input table; choose another -o")
+    out = check_output(Path(output) if output else default_score_output(mutants), mutants, *models)
     table = read_mutant_table(mutants, mutant_col=mutant_col, wt_col=wt_col, pos_col=pos_col, mut_col=mut_col)
     if len(table.mutants) > LARGE_TABLE_ROWS:
         bound_heap_growth()  # bounded memory at some cost in speed (see runtime.py)
@@ -390,11 +420,17 @@ def scan_file(
 
     Returns ``(result, scan CSV, positions CSV)``.
     """
+    out = check_output(output if output is not None else default_scan_output(model), model)
+    check_output(positions_path(out), model)
+    if plot is not None:
+        from .plots import check_figure_path
+
+        check_figure_path(plot, model, out, positions_path(out))
     ckpt = load_checkpoint(model)
     dev = resolve_device(device)
     result = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
                              progress=progress)
-    out, pos = write_scan(result, output if output is not None else default_scan_output(model))
+    out, pos = write_scan(result, out)
     if plot is not None:
         from .plots import plot_heatmap, save_figure
 
@@ -421,11 +457,15 @@ def embed_file(
 
     ``msa`` is read with the options recorded in the checkpoint; fields set in ``options`` override them.
     """
+    out = check_output(output, model, msa)
+    if plot is not None:
+        from .plots import check_figure_path
+
+        check_figure_path(plot, model, msa, out)
     ckpt = load_checkpoint(model)
     ckpt.latent_model("embed", model)  # fail before reading the alignment
     dev = resolve_device(device)
     emb = embed_alignment(ckpt, msa, options=options, batch_size=batch_size, device=dev)
-    out = Path(output)
     with atomic_write(out, "w", newline="") as fh:
         emb.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
     if plot is not None:
@@ -450,8 +490,9 @@ def plot_history_file(model: str | os.PathLike, plot: str | os.PathLike, *, ckpt
     and regulariser per logged step and, where the run held sequences out, their ELBO and importance-weighted
     log-likelihood per evaluation and the step the model keeps. ``ckpt``: that checkpoint, when the caller has
     loaded it already. Returns the figure's path."""
-    from .plots import plot_training_history, save_figure
+    from .plots import check_figure_path, plot_training_history, save_figure
 
+    check_figure_path(plot, model)
     ckpt = load_checkpoint(model) if ckpt is None else ckpt
     h = ckpt.history or {}
     if not h.get("step"):
@@ -506,6 +547,7 @@ def sample_file(
     ``msa`` (for ``near`` / ``interpolate``) is read with the options recorded in the checkpoint;
     fields set in ``options`` override them.
     """
+    check_output(output, model, msa)
     ckpt = load_checkpoint(model)
     ckpt.latent_model("sample", model)  # fail before reading the alignment
     dev = resolve_device(device)
@@ -607,12 +649,16 @@ def classify_file(
 
     if sum((bool(models), scan is not None, scores is not None)) != 1:
         raise ClassifyError("give one source of scores: checkpoints (--model) or a scan CSV (--scan)")
-    out = Path(output)
-    if scan is not None and out.resolve() == Path(scan).resolve():
-        raise ClassifyError(f"{out}: refusing to overwrite the input scan; choose another -o")
+    inputs = (*models, scan, labels, prior)
+    out = check_output(output, *inputs)
+    for key, path in classify_paths(out).items():  # the files written beside it
+        if labels is not None or key == "histogram":
+            check_output(path, *inputs)
     # read the small inputs first: a bad one fails before minutes of scanning
     pooled = C.load_prior(prior).mixture if prior is not None else None
     table = C.read_labels(labels, label_col=label_col) if labels is not None else None
+    if table is not None and models:  # a label table of another protein fails before the scan, not after it
+        C.choose_protein(table, protein or C.protein_name(load_checkpoint(models[0]).info.focus_id))
     if scan is not None:
         scores = C.read_scan(scan, protein or "")
     elif models:
@@ -674,6 +720,12 @@ def classify_prior_file(scans: list[str | os.PathLike], output: str | os.PathLik
     """Fit the pooled mixture of several scan CSVs and write it as JSON; returns ``(PooledPrior, path)``."""
     from . import classify as C
 
+    check_output(output, *scans)
+    seen: dict[Path, int] = {}
+    for i, scan in enumerate(scans):  # one protein twice would count double in the pooled fit
+        first = seen.setdefault(Path(scan).resolve(), i)
+        if first != i:
+            raise ClassifyError(f"{scan}: given twice (also as {scans[first]}); each protein's scan is pooled once")
     prior = C.fit_prior([C.read_scan(s) for s in scans], n_init=C.N_INIT if n_init is None else n_init, seed=seed)
     return prior, C.save_prior(prior, output)
 

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from .alphabet import ALPHABET, N_AA  # noqa: E402
 from .errors import DeepSeqVAEError  # noqa: E402
-from .fileio import atomic_path  # noqa: E402
+from .fileio import atomic_path, check_output  # noqa: E402
 
 #: resolution of every saved figure (pixels per inch)
 DPI = 100
@@ -322,6 +322,18 @@ def plot_training_history(
     return fig
 
 
+def check_figure_path(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Fail before any work if a figure cannot be saved at ``path``: an unknown format (suffix), an
+    unwritable folder, or one of ``inputs`` (see :func:`deepseqvae.fileio.check_output`)."""
+    path = check_output(path, *inputs)
+    fmt = path.suffix[1:].lower() or "png"
+    supported = Figure().canvas.get_supported_filetypes()  # what save_figure's canvas will offer
+    if fmt not in supported:
+        raise DeepSeqVAEError(f"{path}: cannot save a figure as '.{fmt}' (use one of "
+                              f"{', '.join('.' + k for k in sorted(supported))})")
+    return path
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
     """Save ``fig`` atomically at ``dpi``; the format follows the suffix (PNG without one)."""
     path = Path(path)
@@ -337,4 +349,4 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path
 
 __all__ = ["DPI", "HEATMAP_GID", "LATENT_FIGSIZE", "heatmap_layout", "heatmap_figsize", "diverging_norm",
            "plot_heatmap", "plot_latent", "CLASSIFY_FIGSIZE", "plot_score_histogram", "plot_scores_vs_positions",
-           "plot_spearman_bars", "HISTORY_FIGSIZE", "plot_training_history", "save_figure"]
+           "plot_spearman_bars", "HISTORY_FIGSIZE", "plot_training_history", "check_figure_path", "save_figure"]

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from .alphabet import ALPHABET, N_AA
-from .errors import CheckpointError, InvalidMutantError
+from .errors import CheckpointError, InvalidMutantError, MutantTableError
 from .model import VAE
 from .mutants import resolve_mutants, status_summary, suggest_cause
 from .tables import numeric_column
@@ -409,6 +409,9 @@ def score_table(
         rows = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
         raise InvalidMutantError(f"{where}row {row} ({first.text!r}): {first.status} "
                                  f"({rows} cannot be scored; drop --strict to keep them with a status)")
+    if 2 * len(bad) >= len(resolved):  # most rows unscorable: often an offset, said before the work
+        log.warning("%s%d of %d rows cannot be scored: %s", where, len(bad), len(resolved),
+                    suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset))
     ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
     changes = [resolved[i].changes for i in ok_idx]
     names = model_names or model_column_names([f"model{i}" for i in range(len(checkpoints))])
@@ -437,6 +440,9 @@ def score_table(
     result = TableScores(frame=frame, summary=summary, samples=samples, automatic=n_samples is None)
     if fitness_col is not None:
         fitness = numeric_column(table, fitness_col)
+        if len(fitness) and not np.isfinite(fitness).any():  # e.g. a text column: no Spearman can be meant
+            raise MutantTableError(f"{where}column {fitness_col!r} holds no numbers; choose the measured "
+                                   "fitness column with --fitness-col")
         use = np.isfinite(score) & np.isfinite(fitness)
         rho = spearman(score[use], fitness[use])
         result.spearman = {

@@ -567,6 +567,24 @@ def train(
                        history=final.history)
 
 
+#: training settings whose change at a resume is reported (the run is then no longer one uninterrupted run)
+RESUME_SETTINGS = ("seed", "batch_size", "learning_rate", "variance_lr", "optimizer", "schedule", "warmup_steps",
+                   "final_lr_fraction", "ema_decay", "holdout_fraction", "holdout_by")
+
+
+def _check_same_data(resume: Checkpoint, info: ModelInfo, alignment) -> None:
+    """A resumed run must see the data its checkpoint was trained on: the same sequences and weights."""
+    from .errors import CheckpointError
+
+    was = resume.info
+    same_neff = math.isclose(was.neff, info.neff, rel_tol=1e-9, abs_tol=1e-9)
+    if was.n_seqs != info.n_seqs or not same_neff or was.theta != info.theta:
+        raise CheckpointError(f"the checkpoint to resume was trained on N = {was.n_seqs} sequences, Neff = "
+                              f"{was.neff:.2f}, theta {was.theta:g} ({was.alignment or 'its alignment'}); "
+                              f"{alignment.path} gives N = {info.n_seqs}, Neff = {info.neff:.2f}, theta "
+                              f"{info.theta:g}: resume with the same alignment, filters and weights, or train anew")
+
+
 def fit_alignment(
     alignment,
     weights: np.ndarray,
@@ -605,7 +623,16 @@ def fit_alignment(
         if resume.info.focus_seq != alignment.focus_seq:
             raise CheckpointError("the checkpoint to resume was trained on a different focus sequence "
                                   f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")
+        _check_same_data(resume, info, alignment)
         model_cfg = VAEConfig(**resume.model_config)
+        if resume.step >= train_cfg.steps and not resume.history.get("refit_step"):
+            log.warning("the checkpoint to resume is at step %d, already at or past the %d steps asked: nothing "
+                        "to train (give a larger --steps to continue it)", resume.step, train_cfg.steps)
+        changed = {k: (v, getattr(train_cfg, k)) for k, v in (resume.train_config or {}).items()
+                   if k in RESUME_SETTINGS and hasattr(train_cfg, k) and v != getattr(train_cfg, k)}
+        if changed:  # allowed (e.g. a lower learning rate for the rest), but the run is then not one uninterrupted run
+            log.warning("resuming with settings other than the checkpoint's: %s",
+                        ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
     refitting = train_cfg.refit and train_cfg.holdout_fraction > 0
     if resume is not None and resume.history.get("refit_step"):  # a finished refit: nothing of stage 1 is left
         planned = (resume.train_config or {}).get("steps")

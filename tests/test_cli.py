@@ -26,6 +26,8 @@ from click.testing import CliRunner, Result
 from deepseqvae import __version__
 from deepseqvae.alignment import read_alignment
 from deepseqvae.cli import main
+from deepseqvae.errors import OutputError
+from deepseqvae.fileio import check_output
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_A2M = REPO_ROOT / "alignments" / "demo.a2m"
@@ -479,7 +481,7 @@ def test_score_refuses_to_overwrite_its_input(independent_model, tmp_path):
     (tmp_path / "sub").mkdir()
     for output in (table, tmp_path / "sub" / ".." / "mutants.csv"):
         assert_user_error(invoke("score", table, "-m", independent_model, "-o", output, "--no-progress"),
-                          "refusing to overwrite the input table", "mutants.csv")
+                          "refusing to overwrite the input", "mutants.csv")
     assert table.read_bytes() == DEMO_CSV.read_bytes()
 
 
@@ -554,6 +556,106 @@ def test_failed_weights_leaves_an_existing_output_untouched(tmp_path):
     out.write_bytes(b"precious")
     assert_user_error(invoke("weights", msa, "-o", out), "duplicate record id")
     assert out.read_bytes() == b"precious"
+
+
+# --- outputs: never an input, an unwritable path fails first -------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["weights", "train", "scan", "sample", "embed", "classify", "info"])
+def test_no_command_overwrites_its_input(command, vae_model, tmp_path):
+    msa, model = tmp_path / "msa.a2m", tmp_path / "m.pt"
+    msa.write_bytes(DEMO_A2M.read_bytes())
+    model.write_bytes(vae_model[0].read_bytes())
+    args, victim = {
+        "weights": (["weights", msa, "-o", msa], msa),
+        "train": (["train", msa, "-o", msa, "--model", "independent", "--no-progress"], msa),
+        "scan": (["scan", "-m", model, "-o", model, "--samples", 2, "--no-progress"], model),
+        "sample": (["sample", "-m", model, "-n", 3, "-o", model], model),
+        "embed": (["embed", msa, "-m", model, "-o", msa], msa),
+        "classify": (["classify", "-m", model, "-o", model, "--samples", 2], model),
+        "info": (["info", model, "--plot", model], model),
+    }[command]
+    before = victim.read_bytes()
+    assert_user_error(invoke(*args), "refusing to overwrite the input", victim.name)
+    assert victim.read_bytes() == before
+
+
+def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "x.csv"  # its folder cannot be made: a file is in the way
+    assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", out, "--no-progress"),
+                      "cannot create its folder", "a_file")
+    assert_user_error(invoke("train", DEMO_A2M, "-o", blocker / "m.pt", "--model", "independent"),
+                      "cannot create its folder")
+    with pytest.raises(OutputError, match="is a folder"):  # the CLI's own check says so first, as a usage error
+        check_output(tmp_path)
+
+
+def test_scan_checks_the_figure_name_before_scanning(independent_model, tmp_path):
+    out = tmp_path / "scan.csv"
+    assert_user_error(invoke("scan", "-m", independent_model, "-o", out, "--plot", tmp_path / "heat.jpgx"),
+                      "cannot save a figure as '.jpgx'")
+    assert not out.exists()  # failed before the scan wrote anything
+
+
+@pytest.mark.parametrize("case", ["negative", "nan", "zeros", "npz", "csv"])
+def test_train_rejects_bad_weights(case, tmp_path):
+    n = 3000  # the demo's sequences
+    path = tmp_path / ("w.npz" if case == "npz" else "w.csv" if case == "csv" else "w.npy")
+    w = np.ones(n)
+    if case == "negative":
+        w[41] = -1e6
+    elif case == "nan":
+        w[7] = np.nan
+    elif case == "zeros":
+        w[:] = 0
+    if case == "npz":
+        with open(path, "wb") as fh:
+            np.savez(fh, w=w)
+    elif case == "csv":
+        path.write_text("\n".join("1.0" for _ in range(n)))
+    else:
+        np.save(path, w)
+    expected = {"negative": ["negative, NaN or infinite", "sequence 42", "-1000000.0"],
+                "nan": ["negative, NaN or infinite", "sequence 8"], "zeros": ["every weight is 0"],
+                "npz": ["not a .npy array"], "csv": ["cannot read weights", "expected a .npy"]}[case]
+    for kind in ("independent", "vae"):
+        assert_user_error(invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--weights", path, "--model", kind,
+                                 *TINY_VAE[:2]), path.name, *expected)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
+    model = tmp_path / "r.pt"
+    assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 20, "--holdout", 0))
+    before = model.read_bytes()
+    fewer = tmp_path / "fewer.a2m"
+    fewer.write_text("".join(DEMO_A2M.read_text().splitlines(keepends=True)[:400]))  # the first 200 records
+    assert_user_error(invoke("train", fewer, "-o", model, *TINY_VAE[2:], "--steps", 40, "--holdout", 0, "--resume"),
+                      "trained on N = 3000 sequences", "fewer.a2m gives N = 200", "train anew")
+    tiny = TINY_VAE[2:]
+    other = tiny[:tiny.index("--encoder-hidden") + 1] + ["60"] + tiny[tiny.index("--encoder-hidden") + 2:]
+    assert_user_error(invoke("train", DEMO_A2M, "-o", model, *other, "--steps", 40, "--holdout", 0, "--resume"),
+                      "--resume keeps the checkpoint's model", "encoder_hidden 64 (asked: 60)")
+    assert model.read_bytes() == before
+    # the same data and model: allowed, and what differs from the first run is said
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 10, "--holdout", 0, "--resume"))
+        assert "already at or past the 10 steps asked" in caplog.text
+        assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 25, "--holdout", 0, "--resume",
+                         "--learning-rate", "0.002"))
+        assert "resuming with settings other than the checkpoint's: learning_rate 0.001 -> 0.002" in caplog.text
+
+
+def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_path, caplog):
+    assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "s.csv", "--fitness-col",
+                             "mutant", "--no-progress"), "column 'mutant' holds no numbers", "--fitness-col")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "s.csv", "--offset", "1",
+                         "--no-progress"))
+    # the demo table shifted by one: most rows mismatch the wild type, and the cause is named with its fix
+    assert "rows cannot be scored: positions look shifted by -1" in caplog.text and "try --offset 0" in caplog.text
 
 
 # --- a real process ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from deepseqvae.alphabet import ALPHABET
 from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
-from deepseqvae.errors import InvalidMutantError, MutantTableError
+from deepseqvae.errors import InvalidMutantError, OutputError
 from deepseqvae.independent import IndependentModel
 from deepseqvae.pipeline import score_file
 from deepseqvae.score import (
@@ -152,8 +152,10 @@ def test_score_file_writes_atomically_and_never_overwrites_input(tmp_path):
     assert out == tmp_path / "muts_scored.csv" and js == tmp_path / "muts_scored.spearman.json"
     assert json.loads(js.read_text())["fitness_col"] == "DMS_score"  # auto-detected
     assert len(pd.read_csv(out)) == 3
-    with pytest.raises(MutantTableError, match="refusing to overwrite the input"):
+    with pytest.raises(OutputError, match="refusing to overwrite the input"):
         score_file(table, [tmp_path / "m.pt"], output=table, n_samples=2)
+    with pytest.raises(OutputError, match=r"refusing to overwrite the input .*m\.pt"):  # the model is an input too
+        score_file(table, [tmp_path / "m.pt"], output=tmp_path / "sub" / ".." / "m.pt", n_samples=2)
 
 
 def test_input_column_named_score_is_not_overwritten(tmp_path):
