@@ -15,6 +15,9 @@ For BLAT_ECOLX this gives DeepSequence's 8,355 sequences x 253 columns.
 
 Two optional EVE-style filters, both off by default, run afterwards (see :func:`read_alignment`).
 
+The file may be gzip-compressed (recognised by its first bytes, whatever its name; a ``.gz`` suffix
+is ignored when the format is chosen from the name) and may start with a UTF-8 byte order mark.
+
 Residue numbering: focus residue ``k`` (0-based, counting every letter of the focus row, upper or
 lower case, never gaps) has residue number ``start + k``; ``start`` comes from a ``NAME/start-end``
 focus id, else 1, and ``first_index`` overrides both.
@@ -23,6 +26,7 @@ focus id, else 1, and ``first_index`` overrides both.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import re
@@ -35,6 +39,7 @@ import numpy as np
 
 from .alphabet import ALPHABET, GAP_CODE, INVALID_CODE, NONSTANDARD_CODE, encode_raw
 from .errors import AlignmentFormatError, InvalidMutantError
+from .fileio import GZIP_ERRORS, open_input, plain_name
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +76,17 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     ``id`` is the header up to the first whitespace (a3m headers carry tab-separated hit
     statistics after the name). Sequence lines are concatenated with all whitespace removed.
     Lines starting with ``#`` before the first record (a3m comment lines, e.g. ColabFold's
-    ``#<len>\\t<n>``) are skipped.
+    ``#<len>\\t<n>``) are skipped. A gzip-compressed file is decompressed (:func:`open_input`)
+    and a UTF-8 byte order mark at its start is ignored (Windows editors write one).
 
-    Raises :class:`AlignmentFormatError` when the file is missing or unreadable, empty, has no
-    record, or does not start with a ``>`` header line, or when a header has no name.
+    Raises :class:`AlignmentFormatError` when the file is missing or unreadable, truncated or
+    damaged gzip data, empty, has no record, or does not start with a ``>`` header line, or
+    when a header has no name.
     """
     path = Path(path)
     try:
-        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - opened apart: an open error reads differently
+        # utf-8-sig drops a byte order mark at the very start and reads the rest as UTF-8.
+        fh = io.TextIOWrapper(open_input(path), encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
     with fh:
@@ -105,8 +113,11 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
                     chunks = []
                 else:
                     chunks.append("".join(line.split()))
-        except OSError as exc:  # e.g. a directory or an I/O error while reading
+        except OSError as exc:  # e.g. a directory, an I/O error or a bad gzip header while reading
             raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
+        except GZIP_ERRORS as exc:
+            raise AlignmentFormatError(
+                f"{path}: cannot read alignment: truncated or damaged gzip data ({exc})") from None
         if name is None:
             if seen_text:
                 raise AlignmentFormatError(f"{path}: no records (no line starts with '>')")
@@ -288,13 +299,13 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
     """Read an a2m / a3m / aligned FASTA file and keep the focus columns (DeepSequence recipe).
 
     Args:
-        path: the alignment file.
+        path: the alignment file, plain or gzip-compressed (:func:`iter_fasta`).
         focus: id of the focus record (default: the first record).
         first_index: residue number of the first focus residue; overrides a ``NAME/start-end``
             region in the focus id (default: the region start, or 1 without a region).
         fmt: "a3m" removes lowercase insertions and '.' from every row first; "a2m" / "fasta"
-            require equal row lengths; "auto" picks a3m for a ``.a3m`` file, else a2m when all
-            rows have equal length, else a3m when removing insertions equalises them.
+            require equal row lengths; "auto" picks a3m for a ``.a3m`` (or ``.a3m.gz``) file, else
+            a2m when all rows have equal length, else a3m when removing insertions equalises them.
         max_gap_fraction: if set, drop sequences whose gap fraction over the kept columns is
             ``> max_gap_fraction`` (EVE's fragment filter, EVE uses 0.5). The focus has no gaps
             in its kept columns and is never dropped.
@@ -491,7 +502,7 @@ def _first_length_mismatch(ids: list[str], rows: list[str]) -> int | None:
 def _resolve_format(path: Path, ids: list[str], rows: list[str], fmt: str) -> tuple[str, list[str]]:
     """Resolve 'auto' and return (format, rows of equal length)."""
     if fmt == "auto":
-        if path.suffix.lower() == ".a3m":
+        if plain_name(path).suffix.lower() == ".a3m":  # x.a3m.gz is an a3m too
             fmt = "a3m"
         elif _first_length_mismatch(ids, rows) is None:
             fmt = "a2m"

@@ -294,6 +294,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
     import time
     from pathlib import Path
 
+    from .fileio import plain_name
     from .pipeline import TRAINERS, train_file
     from .recipes import RECIPES
     from .weights import resolve_device
@@ -301,28 +302,36 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
     if profile_pseudocount is not None and init_bias != "profile":
         raise click.UsageError("--profile-pseudocount sets the profile start's pseudocount: "
                                "it needs --init-bias profile")
-    out = Path(output) if output else Path(Path(msa).stem + ".pt")
+    out = Path(output) if output else Path(plain_name(msa).stem + ".pt")
     total = steps if steps is not None else RECIPES[recipe][1].get("steps")
     if TRAINERS[model_kind].iterative and total and total > 50_000 and resolve_device(device).type == "cpu":
         # The paper's 300,000 steps are a GPU job; say so before the user waits for days.
         click.echo(f"Note: {total:,} steps on the CPU can take days at the paper's model size "
                    "(benchmarks/README.md); the default, --recipe fast, is made for a CPU. "
                    "Interrupted runs continue with --resume.", err=True)
-    t0 = time.perf_counter()
-    result = train_file(
-        msa, out, model_kind=model_kind, options=align_opts, theta=theta, weights_path=weights_file,
-        model_options=dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
-                           decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
-                           sparsity_tiles=sparsity_tiles, dropout=dropout),
-        train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                           variance_lr=variance_lr, seed=seed,
-                           checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
-                           holdout_by=holdout_by, refit=refit, early_stopping=early_stopping, stop_on=stop_on,
-                           eval_rows=eval_rows, init_bias=init_bias,
-                           profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels,
-                           matmul_dtype=matmul_dtype, encoder_products=encoder_products),
-        pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe,
-        refit_beside=refit_beside)
+    t0, started = time.perf_counter(), time.time()
+    try:
+        result = train_file(
+            msa, out, model_kind=model_kind, options=align_opts, theta=theta, weights_path=weights_file,
+            model_options=dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
+                               decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
+                               sparsity_tiles=sparsity_tiles, dropout=dropout),
+            train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                               variance_lr=variance_lr, seed=seed,
+                               checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
+                               holdout_by=holdout_by, refit=refit, early_stopping=early_stopping, stop_on=stop_on,
+                               eval_rows=eval_rows, init_bias=init_bias,
+                               profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels,
+                               matmul_dtype=matmul_dtype, encoder_products=encoder_products),
+            pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe,
+            refit_beside=refit_beside)
+    except KeyboardInterrupt:  # Ctrl-C: say what is on disk instead of click's bare "Aborted!"
+        if out.exists() and out.stat().st_mtime >= started:
+            click.echo(f"\nInterrupted: {out} holds this run's last checkpoint; continue it with --resume.", err=True)
+        else:
+            click.echo(f"\nInterrupted before this run's first checkpoint (every --checkpoint-every steps): "
+                       f"{out} {'is untouched' if out.exists() else 'was not written'}.", err=True)
+        sys.exit(130)
     click.echo(result.summary(time.perf_counter() - t0))
 
 
@@ -380,7 +389,8 @@ def info_command(checkpoint, plot):
                                               "keeping it with an empty score and a status.")
 @click.option("--fitness-col", default=None, metavar="COL",
               help="Measured fitness column: print Spearman rho against the scores and write it to "
-                   "<output stem>.spearman.json. [default: DMS_score when present]")
+                   "<output stem>.spearman.json. [default: the first numeric column named DMS_score, fitness, "
+                   "log_fitness or score, any case]")
 @click.option("--batch-size", type=click.IntRange(1), default=2048, show_default=True,
               help="Mutants per batch; bounds memory whatever the table size.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
@@ -536,6 +546,9 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
     """
     from .pipeline import embed_file
 
+    given = click.get_current_context().get_parameter_source("color_by") is click.core.ParameterSource.COMMANDLINE
+    if given and plot is None:
+        raise click.UsageError("--color-by colours the 2-D map: it needs --plot")
     emb, out = embed_file(model, msa, output, options=align_opts, plot=plot, color_by=color_by,
                           batch_size=batch_size, device=device)
     click.echo(f"Embedded {emb.alignment.N} sequences into D = {emb.mu.shape[1]} latent dimensions.", err=True)
@@ -549,7 +562,7 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Output FASTA (written atomically); headers like '>gen_0001 identity=0.63 elbo=-123.4' "
                    "(identity to the focus over the modelled columns, ELBO estimated with the model).")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+@click.option("--temperature", type=click.FloatRange(0, 1e6, min_open=True), default=1.0, show_default=True,
               help="Residues are drawn from softmax(logits / T); T < 1 sharpens, T > 1 flattens.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of all sampling; the same seed, options and device give the same file.")

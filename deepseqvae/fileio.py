@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from .errors import OutputError
+
+#: the first two bytes of every gzip stream (RFC 1952)
+GZIP_MAGIC = b"\x1f\x8b"
+#: exceptions, besides ``OSError``, that reading a truncated or damaged gzip file raises
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error)
 
 
 def _default_mode() -> int:
@@ -109,3 +117,41 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
             raise
 
     return _cm()
+
+
+class _GzipInput(gzip.GzipFile):
+    """A ``GzipFile`` over an open file that it also closes (``GzipFile(fileobj=...)`` leaves it open)."""
+
+    def __init__(self, raw: io.BufferedReader) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def open_input(path: str | os.PathLike) -> io.BufferedIOBase:
+    """Open an input file for reading bytes, decompressing it when it is gzip-compressed.
+
+    Compression is recognised by the gzip magic bytes, not by the name, so ``x.a2m.gz``, a
+    compressed file without the suffix and a plain file that happens to end in ``.gz`` all read
+    as their text. Only the first two bytes are peeked at, so a pipe works too. Raises ``OSError``
+    as ``open`` does; reading damaged gzip data raises ``OSError`` (``gzip.BadGzipFile``) or one
+    of :data:`GZIP_ERRORS`.
+    """
+    raw = open(path, "rb")  # noqa: SIM115 - returned open; the caller closes it
+    try:
+        compressed = raw.peek(2)[:2] == GZIP_MAGIC
+    except BaseException:
+        raw.close()
+        raise
+    return _GzipInput(raw) if compressed else raw
+
+
+def plain_name(path: str | os.PathLike) -> Path:
+    """``path`` without a trailing ``.gz`` (any case): the name whose suffix tells the file format."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix.lower() == ".gz" else path

@@ -6,7 +6,9 @@ Two layers, both pure functions (reading mutant tables from disk is :mod:`deepse
   into :class:`Substitution` objects, or raises :class:`~deepseqvae.errors.InvalidMutantError`.
 * :func:`resolve_mutants` maps many mutant strings onto the modelled columns of a focus sequence.
   It never raises for a bad row: every row gets a :class:`ResolvedMutant` whose ``status`` is
-  ``"ok"`` or ``"<reason>: <detail>"`` with a reason from :data:`REASONS`.
+  ``"ok"`` or ``"<reason>: <detail>"`` with a reason from :data:`REASONS`. An empty cell is
+  ``empty_mutant`` there, not the wild type: a table's blank cell is a missing value, and scoring it
+  as the wild type would put a made-up 0 into the Spearman correlation (write ``WT`` instead).
 
 Numbering: every position named in a status is the position *after* ``offset`` was added, i.e. in
 the numbering of the model (``positions``).
@@ -48,6 +50,7 @@ DEFAULT_SEPARATORS = ":/+,"
 
 #: the reason keys of a non-"ok" :attr:`ResolvedMutant.status`, in the order they are reported
 REASONS = (
+    "empty_mutant",
     "parse_error",
     "indel",
     "unknown_residue",
@@ -57,7 +60,8 @@ REASONS = (
     "conflicting_substitutions",
 )
 
-#: spellings (compared lower-cased, after stripping whitespace) that mean "the wild type itself"
+#: spellings (compared lower-cased, after stripping whitespace) that mean "the wild type itself" to
+#: :func:`parse_mutant`; :func:`resolve_mutants` reports an empty one as ``empty_mutant`` instead
 WILD_TYPE_WORDS = frozenset({"", "wt", "_wt", "wt_", "_", "wildtype", "wild_type", "wild-type",
                         "wild type", "p.=", "p.(=)", "="})
 
@@ -83,6 +87,8 @@ _INDEL_WORDS = frozenset({"del", "ins", "dup"})
 _ANY_SEPARATOR = ":/+,;"
 _FORMAT_HINT = "expected wild-type letter, position, new letter"
 _INDEL_DETAIL = "is an insertion, deletion or frameshift; only substitutions can be scored"
+#: status of an empty (or blank, None, NaN) mutant cell: a missing value, never the wild type
+_EMPTY_STATUS = "empty_mutant: no mutant given (empty cell; write WT for the wild type)"
 
 
 class IndelMutantError(InvalidMutantError):
@@ -220,7 +226,8 @@ def parse_mutant(text: str, *, offset: int = 0,
     (``A42G:L50P``); HGVS-style three-letter codes with an optional ``p.`` prefix
     (``p.Ala42Gly``, ``p.Ala42=`` synonymous, ``p.Trp8Ter`` stop, ``p.[Ala42Gly;Leu50Pro]``);
     negative positions (``M-3A``, e.g. a numbered signal peptide); surrounding whitespace.
-    ``WT``/``wt``/``_wt``/``_``/empty mean wild type. Any letter or ``*`` is accepted as a residue.
+    ``WT``/``wt``/``_wt``/``_``/empty mean wild type (but :func:`resolve_mutants`, which reads table
+    cells, reports an empty one as ``empty_mutant``). Any letter or ``*`` is accepted as a residue.
     ``offset`` is added to every position.
 
     Raises :class:`IndelMutantError` (a subclass of ``InvalidMutantError``) for insertions,
@@ -330,6 +337,8 @@ class _Resolver:
         return out
 
     def _resolve(self, text: str) -> ResolvedMutant:
+        if not text.strip():  # before _split_text, which reads "" as the wild type
+            return ResolvedMutant(text, (), _EMPTY_STATUS)
         parts = _split_text(text, self.splitter)
         if parts is None:
             return ResolvedMutant(text, (), "ok")
@@ -379,11 +388,12 @@ def resolve_mutants(mutants: Sequence[str | None], focus_seq: str, positions: Se
 
     ``focus_seq[k]`` is the focus residue at residue number ``positions[k]`` (the modelled
     columns only). ``offset`` is added to every position in the strings before lookup. A row is
-    never dropped and never raises: problems go into ``status`` (``"<reason>: <detail>"``). Parse
-    problems (``parse_error``, ``indel``) of any part are reported first; then the parts are
-    checked left to right for ``unknown_residue``, ``stop``, ``position_not_modelled``,
+    never dropped and never raises: problems go into ``status`` (``"<reason>: <detail>"``). An
+    empty or blank string, ``None`` and NaN (a missing cell) are ``empty_mutant``: unlike
+    :func:`parse_mutant` they are not the wild type, which is written ``WT`` (or ``_wt``, ``p.=``
+    ...). Parse problems (``parse_error``, ``indel``) of any part are reported next; then the
+    parts are checked left to right for ``unknown_residue``, ``stop``, ``position_not_modelled``,
     ``wt_mismatch`` and ``conflicting_substitutions``, and the first problem is reported.
-    ``None`` (or NaN) is treated like an empty cell, i.e. the wild type.
 
     Raises ``ValueError`` only when ``focus_seq`` and ``positions`` are inconsistent.
     """
@@ -443,9 +453,10 @@ def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions:
                   *, offset: int = 0) -> str:
     """Explain in one sentence why no row could be scored, with the option that likely fixes it.
 
-    Checks, in order: an empty table; a mutant column that holds no mutants; a constant numbering
-    shift (``positions look shifted by K: try --offset K``, ``K`` including the ``offset`` already
-    used); all positions outside the modelled range; wild-type letters that do not match.
+    Checks, in order: an empty table; a mutant column whose cells are all empty; a mutant column
+    that holds no mutants; a constant numbering shift (``positions look shifted by K: try --offset
+    K``, ``K`` including the ``offset`` already used); all positions outside the modelled range;
+    wild-type letters that do not match.
     """
     n = len(resolved)
     if n == 0:
@@ -454,7 +465,11 @@ def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions:
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
     texts = [r.text for r in resolved]
     n_wt = sum(1 for r in resolved if r.ok and not r.substitutions)
-    if counts.get("parse_error", 0) and counts.get("parse_error", 0) + n_wt == n:
+    n_empty = counts.get("empty_mutant", 0)
+    if n_empty == n:
+        return ("every mutant cell is empty: choose the right column with --mutant-col, or give "
+                "--wt-col/--pos-col/--mut-col for separate wild-type, position and new-residue columns")
+    if counts.get("parse_error", 0) and counts.get("parse_error", 0) + n_wt + n_empty == n:
         examples = ", ".join(repr(t) for t in list(dict.fromkeys(
             t for r, t in zip(resolved, texts, strict=True) if not r.ok))[:3])
         return (f"no value of the mutant column looks like a mutant such as A42G (e.g. {examples}): "

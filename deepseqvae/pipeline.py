@@ -24,7 +24,7 @@ import numpy as np
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ClassifyError, DeepSeqVAEError
-from .fileio import atomic_write, check_output
+from .fileio import atomic_write, check_output, plain_name
 from .generate import GeneratedSequence, interpolate_sequences, sample_sequences
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
@@ -325,9 +325,9 @@ def train_file(
 
 
 def default_score_output(mutants: str | os.PathLike) -> Path:
-    """``<stem>_scored.csv`` beside the input table."""
+    """``<stem>_scored.csv`` beside the input table (``x.csv.gz``: ``x_scored.csv``)."""
     p = Path(mutants)
-    return p.with_name(f"{p.stem}_scored.csv")
+    return p.with_name(f"{plain_name(p).stem}_scored.csv")
 
 
 def score_file(

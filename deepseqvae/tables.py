@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidMutantError, MutantTableError
+from .fileio import GZIP_ERRORS, open_input
 from .mutants import DEFAULT_SEPARATORS, WILD_TYPE_WORDS, IndelMutantError, parse_mutant
 
 __all__ = ["MutantTable", "detect_fitness_col", "numeric_column", "read_mutant_table"]
@@ -163,19 +164,29 @@ def _norm_pos(p: str) -> str:
 
 
 def _three_column_mutants(frame: pd.DataFrame, wt: str, pos: str, mut: str) -> list[str]:
-    return [f"{w.strip()}{_norm_pos(p)}{m.strip()}"
-            for w, p, m in zip(frame[wt].tolist(), frame[pos].tolist(), frame[mut].tolist(), strict=True)]
+    """``{wt}{pos}{mut}`` per row; ``""`` (``empty_mutant`` when resolved) where any of the three cells is blank.
+
+    A blank cell is a missing value: joined as is, ``K,11,`` would read as the unparseable ``K11``
+    and ``,,`` as the wild type.
+    """
+    rows = zip(frame[wt].tolist(), frame[pos].tolist(), frame[mut].tolist(), strict=True)
+    return [f"{w.strip()}{_norm_pos(p)}{m.strip()}" if w.strip() and p.strip() and m.strip() else ""
+            for w, p, m in rows]
 
 
 def _read_lines(path: str) -> list[str]:
+    """The table's lines: decompressed when gzip-compressed, decoded, comments and outer blank lines removed."""
     try:
-        raw = open(path, "rb").read()  # noqa: SIM115 - closed by refcount immediately
+        with open_input(path) as fh:  # gzip recognised by its magic bytes, not by a .gz suffix
+            raw = fh.read()
     except FileNotFoundError:
         raise MutantTableError(f"mutant table not found: {path}") from None
     except IsADirectoryError:
         raise MutantTableError(f"mutant table {path} is a directory, not a file") from None
-    except OSError as exc:
-        raise MutantTableError(f"cannot read mutant table {path}: {exc.strerror}") from None
+    except OSError as exc:  # also a bad gzip header
+        raise MutantTableError(f"cannot read mutant table {path}: {exc.strerror or exc}") from None
+    except GZIP_ERRORS as exc:
+        raise MutantTableError(f"cannot read mutant table {path}: truncated or damaged gzip data ({exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -194,9 +205,13 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
                       mut_col: str | None = None) -> MutantTable:
     """Read a DMS/mutant table (comma, semicolon or tab separated; ``#`` comment lines skipped).
 
+    The file may be gzip-compressed (recognised by its first bytes, whatever its name) and may
+    start with a UTF-8 byte order mark; a file that is not UTF-8 is read as Latin-1, with a warning.
+
     Every cell is kept as the exact string written; no row is dropped (trailing blank lines
     excepted). The mutant column is ``mutant_col`` when given, else built from
-    ``wt_col``/``pos_col``/``mut_col`` when all three are given, else detected: the first column
+    ``wt_col``/``pos_col``/``mut_col`` when all three are given (a row with a blank one of them gets
+    the empty mutant ``""``, which scoring reports as ``empty_mutant``), else detected: the first column
     named mutant, mutation, mutations, variant or variants (any case) whose values look like
     mutants; failing that, wild-type/position/new-residue columns (e.g. PTEN's
     ``wildtype,site,mutant``) are used automatically.

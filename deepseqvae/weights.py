@@ -44,7 +44,7 @@ import torch
 
 from .alphabet import GAP_CODE, N_AA
 from .errors import DeepSeqVAEError
-from .fileio import atomic_write
+from .fileio import atomic_write, plain_name
 from .hardware import native_int8_matmul
 
 logger = logging.getLogger(__name__)
@@ -328,8 +328,8 @@ def _progress(total: int, enabled: bool):
 
 
 def default_weights_path(msa: str | os.PathLike, theta: float) -> Path:
-    """EVE-style default output name ``<msa stem>_theta_<theta>.npy`` (current directory)."""
-    return Path(f"{Path(msa).stem}_theta_{theta:g}.npy")
+    """EVE-style default output name ``<msa stem>_theta_<theta>.npy`` (current directory; ``x.a2m.gz``: ``x``)."""
+    return Path(f"{plain_name(msa).stem}_theta_{theta:g}.npy")
 
 
 def save_weights(path: str | os.PathLike, weights: np.ndarray) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import logging
 
 import numpy as np
@@ -32,6 +33,75 @@ def rows(aln: Alignment) -> list[str]:
 def test_iter_fasta_ids_stop_at_whitespace_and_lines_are_joined(tmp_path):
     path = write(tmp_path, "#A3M#\n>q desc here\nAC\nDE\n\n>hit\t12\t0.9\nA C-E\n")
     assert list(iter_fasta(path)) == [("q", "ACDE"), ("hit", "AC-E")]
+
+
+# --- encodings and compression ------------------------------------------------------------------
+
+
+def test_utf8_byte_order_mark_is_ignored(tmp_path):
+    """A BOM before the first '>' (Windows editors write one) reads as if it were absent."""
+    plain = read_alignment(write(tmp_path, A2M))
+    path = tmp_path / "bom.a2m"
+    path.write_bytes(b"\xef\xbb\xbf" + A2M.encode())
+    assert next(iter_fasta(path)) == ("focus/10-15", "ACdEFG")  # the id has no '\ufeff'
+    aln = read_alignment(path)
+    assert aln.ids == plain.ids and aln.focus_id == "focus/10-15"
+    assert aln.positions.tolist() == [10, 11, 13, 14, 15]  # the region is still parsed from the focus id
+    assert rows(aln) == rows(plain)
+    result = CliRunner().invoke(main, ["weights", str(path), "-o", str(tmp_path / "w.npy")])
+    assert result.exit_code == 0, result.output
+    assert f"Read 3 records from {path} (a2m); focus focus/10-15" in result.output
+
+
+@pytest.mark.parametrize("name", ["aln.a2m.gz", "aln.A2M.GZ", "no_suffix"])
+def test_gzip_alignment_recognised_by_its_magic_bytes(tmp_path, name):
+    plain = read_alignment(write(tmp_path, A2M))
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + A2M.encode()))  # a BOM inside the gzip is dropped too
+    aln = read_alignment(path)
+    assert aln.fmt == "a2m" and aln.path == path
+    assert aln.ids == plain.ids and aln.positions.tolist() == plain.positions.tolist()
+    assert rows(aln) == rows(plain)
+    result = CliRunner().invoke(main, ["weights", str(path), "-o", str(tmp_path / "w.npy")])
+    assert result.exit_code == 0, result.output
+    assert f"Read 3 records from {path} (a2m)" in result.output
+    assert np.load(tmp_path / "w.npy").shape == (3,)
+
+
+def test_plain_file_named_gz_is_read_as_text(tmp_path):
+    aln = read_alignment(write(tmp_path, A2M, "aln.a2m.gz"))  # not compressed: the bytes decide
+    assert aln.N == 3 and aln.focus_seq == "ACEFG"
+
+
+# Equal row lengths: the suffix decides. As a3m, 'f' and 'g' are insertions; as a2m, 'g' is a residue.
+A3M_EQUAL = ">q\nACDEf\n>h\nACDgE\n"
+
+
+@pytest.mark.parametrize("name, fmt, hit", [("x.a3m.gz", "a3m", "ACDE"), ("x.a2m.gz", "a2m", "ACDG")])
+def test_gzip_suffix_is_ignored_when_choosing_the_format(tmp_path, name, fmt, hit):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(A3M_EQUAL.encode()))
+    aln = read_alignment(path)
+    assert aln.fmt == fmt
+    assert rows(aln) == ["ACDE", hit]
+    assert aln.positions.tolist() == [1, 2, 3, 4]
+
+
+def test_damaged_gzip_is_a_one_line_error(tmp_path):
+    whole = gzip.compress(A2M.encode() * 50)
+    truncated = tmp_path / "cut.a2m.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(AlignmentFormatError, match=r"cut\.a2m\.gz: cannot read alignment: truncated or damaged "
+                                                   r"gzip data \(Compressed file ended") as info:
+        read_alignment(truncated)
+    assert "\n" not in str(info.value)
+    garbled = tmp_path / "bad.a2m.gz"
+    garbled.write_bytes(whole[:10] + bytes(b ^ 0xFF for b in whole[10:40]) + whole[40:])
+    with pytest.raises(AlignmentFormatError, match=r"bad\.a2m\.gz: cannot read alignment: truncated or damaged gzip"):
+        read_alignment(garbled)
+    result = CliRunner().invoke(main, ["weights", str(truncated), "-o", str(tmp_path / "w.npy")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith(f"Error: {truncated}: cannot read alignment: truncated or damaged gzip data")
 
 
 # --- a2m ---------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_published_values_equal_the_reference_tables(shared_data):
 
 
 def test_missense_mask_excludes_synonymous_and_wild_type_rows():
-    res = resolve_mutants(["A1C", "A1A", "", "A1*", "C2A:A1A"], "AC", [1, 2])
+    res = resolve_mutants(["A1C", "A1A", "WT", "A1*", "C2A:A1A"], "AC", [1, 2])
     assert reproduce.missense_mask(res).tolist() == [True, False, False, True, True]  # stop stays (unscorable)
 
 

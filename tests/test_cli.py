@@ -399,7 +399,7 @@ def test_weights_theta_outside_0_1(theta, tmp_path):
     assert not out.exists()
 
 
-@pytest.fixture(params=["random_bytes", "truncated", "foreign_torch_file", "text", "missing"])
+@pytest.fixture(params=["random_bytes", "truncated", "foreign_torch_file", "pickle", "text", "missing"])
 def bad_checkpoint(request, vae_model, tmp_path) -> tuple[Path, str]:
     """A file that is not a usable checkpoint, and a fragment of the expected message."""
     path = tmp_path / f"{request.param}.pt"
@@ -415,6 +415,11 @@ def bad_checkpoint(request, vae_model, tmp_path) -> tuple[Path, str]:
 
         torch.save({"state": {"w": torch.zeros(3)}}, path)
         return path, "not a deepseqvae checkpoint"
+    if request.param == "pickle":  # torch warns about it before failing: the user sees only our line
+        import pickle
+
+        path.write_bytes(pickle.dumps({"state": [1, 2, 3]}, protocol=2))
+        return path, "not a readable deepseqvae checkpoint"
     if request.param == "text":
         path.write_text("mutant,fitness\nA1C,0.5\n")
         return path, "not a readable deepseqvae checkpoint"
@@ -656,6 +661,46 @@ def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_
                          "--no-progress"))
     # the demo table shifted by one: most rows mismatch the wild type, and the cause is named with its fix
     assert "rows cannot be scored: positions look shifted by -1" in caplog.text and "try --offset 0" in caplog.text
+
+
+def test_gzip_inputs_give_plain_default_names(independent_model, tmp_path, monkeypatch):
+    import gzip
+
+    msa, table = tmp_path / "demo.a2m.gz", tmp_path / "muts.csv.gz"
+    msa.write_bytes(gzip.compress(DEMO_A2M.read_bytes()))
+    table.write_bytes(gzip.compress(DEMO_CSV.read_bytes()))
+    monkeypatch.chdir(tmp_path)
+    assert_ok(invoke("weights", msa))
+    assert (tmp_path / "demo_theta_0.2.npy").exists()  # not demo.a2m_theta_0.2.npy
+    assert_ok(invoke("train", msa, "--model", "independent"))
+    assert (tmp_path / "demo.pt").exists()
+    assert_ok(invoke("score", table, "-m", independent_model, "--no-progress"))
+    assert len(pd.read_csv(tmp_path / "muts_scored.csv")) == 19 * 60 + 500
+
+
+def test_sample_and_embed_option_limits(vae_model, tmp_path):
+    result = invoke("sample", "-m", vae_model[0], "-n", 3, "-o", tmp_path / "s.fasta", "--temperature", "inf")
+    assert result.exit_code == 2 and "--temperature" in result.output and not (tmp_path / "s.fasta").exists()
+    result = invoke("embed", DEMO_A2M, "-m", vae_model[0], "-o", tmp_path / "e.csv", "--color-by", "identity")
+    assert result.exit_code == 2 and "--color-by colours the 2-D map: it needs --plot" in result.output
+
+
+def test_interrupted_training_says_what_is_on_disk(monkeypatch, tmp_path):
+    import deepseqvae.pipeline
+
+    def interrupted(msa, out, **kwargs):
+        if kwargs["train_options"]["checkpoint_every"] == 7:  # as if a checkpoint was written before Ctrl-C
+            Path(out).write_bytes(b"checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deepseqvae.pipeline, "train_file", interrupted)
+    out = tmp_path / "m.pt"
+    result = invoke("train", DEMO_A2M, "-o", out)
+    assert result.exit_code == 130 and "Interrupted before this run's first checkpoint" in result.stderr
+    assert f"{out} was not written" in result.stderr
+    result = invoke("train", DEMO_A2M, "-o", out, "--checkpoint-every", 7)
+    assert result.exit_code == 130 and f"{out} holds this run's last checkpoint; continue it with --resume" in \
+        result.stderr
 
 
 # --- a real process ------------------------------------------------------------------------------------

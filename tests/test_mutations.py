@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import AA_TO_CODE
+from deepseqvae.checkpoint import save_checkpoint
+from deepseqvae.cli import main
 from deepseqvae.errors import InvalidMutantError, MutantTableError
 from deepseqvae.mutants import (
     REASONS,
@@ -21,9 +27,10 @@ from deepseqvae.mutants import (
     status_summary,
     suggest_cause,
 )
+from deepseqvae.score import score_table
 from deepseqvae.tables import detect_fitness_col, numeric_column, read_mutant_table
 
-from conftest import require_shared_data
+from conftest import TOY_FOCUS, TOY_POSITIONS, require_shared_data, toy_vae_checkpoint
 
 # --- shared benchmark data: `require_shared_data` (tests/conftest.py) skips, or under CI fails,
 # when a file is missing.
@@ -150,9 +157,10 @@ def test_resolve_single_and_multi():
 
 
 def test_resolve_wild_type_and_synonymous():
-    for text in ("WT", "", None, "_wt"):
+    for text in ("WT", "_wt"):
         r = resolve1(text)
         assert r.ok and r.changes == ()
+    assert resolve1("").reason == resolve1(None).reason == "empty_mutant"  # a missing cell, not the wild type
     r = resolve1("K11K")
     assert r.ok and r.changes == ()
     r = resolve1("K11K:T12A")
@@ -232,7 +240,7 @@ def test_resolve_keeps_every_row_in_order():
     texts = ["K11R", "bad", None, "K11R", "T12A", "WT", "K11*"]
     out = resolve_mutants(texts, FOCUS, POSITIONS)
     assert [r.text for r in out] == ["K11R", "bad", "", "K11R", "T12A", "WT", "K11*"]
-    assert [r.ok for r in out] == [True, False, True, True, True, True, False]
+    assert [r.ok for r in out] == [True, False, False, True, True, True, False]
 
 
 def test_resolve_rejects_inconsistent_model():
@@ -350,7 +358,7 @@ def test_comma_delimiter_excluded_as_separator(tmp_path):
 def test_read_single_column(tmp_path):
     p = write(tmp_path, "mutant\nK11R,T12A\n\nK11R\n\n\n")
     t = read_mutant_table(p)
-    assert t.mutants == ["K11R,T12A", "", "K11R"]  # a blank middle line is a (wild-type) row
+    assert t.mutants == ["K11R,T12A", "", "K11R"]  # a blank middle line is a row (status empty_mutant)
     assert t.delimiter != "," and "," in t.separators
 
 
@@ -515,3 +523,144 @@ def test_real_merge_semicolon(shared_data, name, rows, outside):
     assert counts == {"ok": rows - outside, "position_not_modelled": outside}
     if name == "ostermeier2014":  # 89 rows at 19-23, before the focus region
         assert sum(1 for r in res if r.substitutions and r.substitutions[0].pos < 24) == 89
+
+
+# --- an empty mutant cell: its own status, never the wild type ------------------------------------
+
+
+EMPTY = "empty_mutant: no mutant given (empty cell; write WT for the wild type)"
+
+
+@pytest.mark.parametrize("cell", ["", "   ", "\t", None, math.nan])
+def test_empty_cell_has_its_own_status(cell):
+    (r,) = resolve_mutants([cell], TOY_FOCUS, TOY_POSITIONS)
+    assert r.status == EMPTY
+    assert not r.ok and r.reason == "empty_mutant" and r.changes == ()
+    assert r.text == ("" if cell is None or isinstance(cell, float) else cell)
+
+
+def test_wild_type_words_are_still_the_wild_type():
+    out = resolve_mutants(["WT", "_wt", "p.=", "K6K"], TOY_FOCUS, TOY_POSITIONS)
+    assert [(r.status, r.changes) for r in out] == [("ok", ())] * 4
+    # parse_mutant is the grammar of one string, where "" stays the wild type; a table cell goes
+    # through resolve_mutants
+    assert parse_mutant("") == ()
+
+
+def test_empty_mutant_is_a_reason_counted_first():
+    assert REASONS[0] == "empty_mutant"
+    out = resolve_mutants(["K6A", "", "L6A", None, "bogus", "WT"], TOY_FOCUS, TOY_POSITIONS)
+    assert [r.reason for r in out] == ["ok", "empty_mutant", "wt_mismatch", "empty_mutant", "parse_error", "ok"]
+    summary = status_summary(out)
+    assert summary == {"ok": 2, "empty_mutant": 2, "parse_error": 1, "wt_mismatch": 1}
+    assert list(summary) == ["ok", "empty_mutant", "parse_error", "wt_mismatch"]  # REASONS order
+
+
+def test_suggest_cause_for_empty_cells():
+    empty = resolve_mutants(["", " ", None], TOY_FOCUS, TOY_POSITIONS)
+    assert suggest_cause(empty, TOY_FOCUS, TOY_POSITIONS).startswith(
+        "every mutant cell is empty: choose the right column with --mutant-col")
+    # empty cells do not hide a column of non-mutants
+    mixed = resolve_mutants(["", "hello", "world"], TOY_FOCUS, TOY_POSITIONS)
+    assert suggest_cause(mixed, TOY_FOCUS, TOY_POSITIONS).startswith(
+        "no value of the mutant column looks like a mutant such as A42G (e.g. '', 'hello', 'world')")
+
+
+def test_score_table_empty_cell_gets_no_score_and_stays_out_of_spearman(tmp_path):
+    """The tester's table: the row ',12' was scored 0 as the wild type, status ok, and ranked."""
+    path = tmp_path / "muts.csv"
+    path.write_text("mutant,fitness\nK6A,1.0\n,12\nT7W,0.5\nWT,0.0\nY9F,2\n")
+    table = read_mutant_table(path)
+    assert table.mutants == ["K6A", "", "T7W", "WT", "Y9F"]
+    ck, _ = toy_vae_checkpoint()
+    res = score_table([ck], table, n_samples=2, fitness_col="fitness")
+    f = res.frame
+    assert f["mutant"].tolist() == ["K6A", "", "T7W", "WT", "Y9F"]  # the row is kept, in place
+    assert f.loc[1, "fitness"] == "12" and f.loc[1, "status"] == EMPTY
+    assert np.isnan(f.loc[1, "score"]) and np.isnan(f.loc[1, "score_sem"])
+    assert f.loc[3, "score"] == 0.0 and f.loc[3, "status"] == "ok"  # an explicit WT still scores 0
+    assert res.summary == {"ok": 4, "empty_mutant": 1}
+    sp = res.spearman
+    assert sp["n"] == 4 and sp["excluded"] == 1 and sp["excluded_unscorable"] == 1
+
+
+def test_strict_names_the_empty_row(tmp_path):
+    path = tmp_path / "muts.csv"
+    path.write_text("mutant,fitness\nK6A,1.0\n,12\n")
+    ck, _ = toy_vae_checkpoint()
+    with pytest.raises(InvalidMutantError, match=r"muts\.csv: row 2 \(''\): empty_mutant: no mutant given"):
+        score_table([ck], read_mutant_table(path), n_samples=2, strict=True)
+    path.write_text("mutant,fitness\n,1.0\n,12\n")
+    with pytest.raises(InvalidMutantError, match=r"no mutant can be scored: every mutant cell is empty"):
+        score_table([ck], read_mutant_table(path), n_samples=2)
+
+
+# --- compressed tables, a byte order mark, blank cells of the three-column form -------------------
+
+
+TABLE = "mutant;fitness;note\nK6A;1.5;café\nK6A:T7W;0.25;\nWT;0;x\n"  # non-ASCII: the decoding is checked too
+
+
+@pytest.mark.parametrize("name", ["muts.csv.gz", "muts.csv", "muts.GZ"])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_gzip_table_recognised_by_its_magic_bytes(tmp_path, caplog, name, bom):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(bom + TABLE.encode("utf-8")))
+    t = read_mutant_table(path)
+    assert "not UTF-8" not in caplog.text  # it was read as Latin-1 before
+    assert t.delimiter == ";" and t.mutant_col == "mutant" and t.path == str(path)
+    assert list(t.frame.columns) == ["mutant", "fitness", "note"]  # no BOM in the first name
+    assert t.mutants == ["K6A", "K6A:T7W", "WT"]
+    assert t.frame["note"].tolist() == ["café", "", "x"]
+    np.testing.assert_array_equal(numeric_column(t, "fitness"), [1.5, 0.25, 0.0])
+
+
+def test_plain_table_named_gz_is_read_as_text(tmp_path):
+    path = tmp_path / "muts.csv.gz"
+    path.write_text(TABLE, encoding="utf-8")
+    assert read_mutant_table(path).mutants == ["K6A", "K6A:T7W", "WT"]
+
+
+def test_damaged_gzip_table_is_a_one_line_error(tmp_path):
+    whole = gzip.compress(TABLE.encode() * 100)
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(MutantTableError, match=rf"cannot read mutant table {path}: truncated or damaged gzip "
+                                               r"data \(Compressed file ended") as info:
+        read_mutant_table(path)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_scores_a_gzip_table(tmp_path):
+    """The tester's command: 'score muts.csv.gz -m model.pt' warned 'not UTF-8' and failed in pandas."""
+    ck, _ = toy_vae_checkpoint()
+    save_checkpoint(ck, tmp_path / "model.pt")
+    table = tmp_path / "muts.csv.gz"
+    table.write_bytes(gzip.compress(b"mutant,fitness\nK6A,1\nT7W,2\nY9F,3\nL6A,4\n"))
+    out = tmp_path / "scored.csv"
+    result = CliRunner().invoke(main, ["score", str(table), "-m", str(tmp_path / "model.pt"), "-o", str(out),
+                                       "--samples", "2", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "not UTF-8" not in result.output
+    assert "Scored 3 of 4 rows" in result.output and "wt_mismatch 1" in result.output
+    scored = pd.read_csv(out, dtype={"status": str}, keep_default_na=False)
+    assert scored["mutant"].tolist() == ["K6A", "T7W", "Y9F", "L6A"]
+    assert scored["status"].tolist()[:3] == ["ok"] * 3 and scored["status"][3].startswith("wt_mismatch: L6")
+
+
+# --- blank cells of the three-column form ------------------------------------------------------------
+
+
+def test_three_column_blank_cells_are_empty_mutants(tmp_path):
+    """A blank wild-type, position or new-residue cell is a missing value, not a mutant."""
+    path = tmp_path / "vamp.csv"
+    path.write_text("wildtype,site,mutant,score\nK,6,A,1\n,,,2\nK,6,,3\n,6,A,4\nK, ,A,5\nT,7.0,W,6\n")
+    t = read_mutant_table(path)
+    assert (t.wt_col, t.pos_col, t.mut_col) == ("wildtype", "site", "mutant")
+    assert t.mutants == ["K6A", "", "", "", "", "T7W"]
+    assert t.frame["mutant"].tolist() == ["A", "", "", "A", "A", "W"]  # the cells themselves are untouched
+    res = resolve_mutants(t.mutants, TOY_FOCUS, TOY_POSITIONS, separators=t.separators)
+    assert [r.reason for r in res] == ["ok", "empty_mutant", "empty_mutant", "empty_mutant", "empty_mutant", "ok"]
+    # named explicitly, the same
+    t2 = read_mutant_table(path, wt_col="wildtype", pos_col="site", mut_col="mutant")
+    assert t2.mutants == t.mutants
