@@ -583,9 +583,11 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
               help="Sequences decoded per batch; each batch shares one decoder-weight draw.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bars on stderr (sampling, then the ELBO estimates).")
 @alignment_options
 def sample_command(model, n, output, temperature, seed, near, interpolate, steps, msa, elbo_samples, batch_size,
-                   device, align_opts):
+                   device, progress, align_opts):
     """Generate new sequences of the family from the model.
 
     Latents come from the prior N(0, I), or with --near from the posterior around one sequence;
@@ -611,7 +613,7 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
     records, out = sample_file(model, output, n=n, temperature=temperature, seed=seed, near=near,
                                interpolate=tuple(interpolate) if interpolate else None, steps=steps, msa=msa,
                                options=align_opts, device=device, batch_size=batch_size,
-                               elbo_samples=elbo_samples)
+                               elbo_samples=elbo_samples, progress=progress)
     click.echo(f"Wrote {len(records)} sequences to {out}")
 
 

@@ -38,6 +38,15 @@ class GeneratedSequence:
         return " ".join(fields)
 
 
+def _bar(items, progress: bool, desc: str, unit: str):
+    """``items``, with a progress bar on stderr when ``progress``."""
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+
+
 def _generator(device: torch.device, seed: int) -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -46,8 +55,9 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: int = 0,
-                  device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
-    """ELBO of each sequence (M, L) averaged over ``n_samples`` decoder-weight and latent draws, (M,)."""
+                  device: torch.device | str = "cpu", batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+    """ELBO of each sequence (M, L) averaged over ``n_samples`` decoder-weight and latent draws, (M,).
+    ``progress``: a bar over the draws on stderr."""
     device = torch.device(device)
     model = model.to(device).eval()
     dec = model.decoder
@@ -59,7 +69,7 @@ def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: i
         return np.zeros(0)
     mu, log_sigma = encode_batched(model, x, batch_size)  # (M, D) each
     kl = VAE.latent_kl(mu, log_sigma).double()  # (M,)
-    for _ in range(n_samples):
+    for _ in _bar(range(n_samples), progress, "ELBO draws", "draw"):
         w = dec.draw(generator=gen)
         w_out = dec.output_weight(w)  # (H, 20L), shared by every batch
         eps = torch.randn(mu.shape, device=device, dtype=dtype, generator=gen)  # (M, D)
@@ -82,8 +92,9 @@ def sample_sequences(
     batch_size: int = 100,
     elbo_samples: int = 20,
     prefix: str = "gen_",
+    progress: bool = False,
 ) -> list[GeneratedSequence]:
-    """Draw ``n`` sequences from the model.
+    """Draw ``n`` sequences from the model (``progress``: bars on stderr over the batches and the ELBO draws).
 
     For each batch of ``batch_size`` sequences: latents ``z`` (B, D) from the prior N(0, I), or with
     ``near`` (the ``(L,)`` codes of one sequence) from its posterior N(mu, sigma²); one decoder-weight
@@ -110,7 +121,7 @@ def sample_sequences(
         mu0 = torch.zeros(1, D, device=device, dtype=dtype)
         log_sigma0 = torch.zeros(1, D, device=device, dtype=dtype)
     chunks = []
-    for start in range(0, n, batch_size):
+    for start in _bar(range(0, n, batch_size), progress, "sampling", "batch"):
         b = min(batch_size, n - start)
         z = mu0 + torch.exp(log_sigma0) * torch.randn((b, D), device=device, dtype=dtype, generator=gen)  # (b, D)
         w = dec.draw(generator=gen)
@@ -121,7 +132,7 @@ def sample_sequences(
         chunks.append(picked.to(torch.int8).cpu())
     codes = torch.cat(chunks).numpy()  # (n, L) int8
     return _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(n)), seed=seed,
-                    device=device, elbo_samples=elbo_samples)
+                    device=device, elbo_samples=elbo_samples, progress=progress)
 
 
 @torch.no_grad()
@@ -170,10 +181,11 @@ def interpolate_sequences(
 
 
 def _records(model: VAE, codes: np.ndarray, focus: np.ndarray, *, prefix: str, n_width: int, seed: int,
-             device: torch.device, elbo_samples: int) -> list[GeneratedSequence]:
+             device: torch.device, elbo_samples: int, progress: bool = False) -> list[GeneratedSequence]:
     """Wrap decoded codes (M, L) as records with identity to the focus and estimated ELBO."""
     identity = identity_to_focus(codes, focus)  # (M,)
-    elbo = (estimate_elbo(model, codes, n_samples=elbo_samples, seed=seed, device=device) if elbo_samples
+    elbo = (estimate_elbo(model, codes, n_samples=elbo_samples, seed=seed, device=device, progress=progress)
+            if elbo_samples
             else np.full(codes.shape[0], math.nan))
     width = max(4, n_width)
     letters = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)

@@ -541,6 +541,7 @@ def sample_file(
     device: str = "auto",
     batch_size: int = 100,
     elbo_samples: int = 20,
+    progress: bool = False,
 ) -> tuple[list[GeneratedSequence], Path]:
     """Generate sequences (prior, ``near`` one sequence, or ``interpolate`` between two) into a FASTA.
 
@@ -565,7 +566,7 @@ def sample_file(
             raise DeepSeqVAEError("give the number of sequences to draw (-n)")
         start = aln.codes[find_sequence(aln, near)] if (aln is not None and near is not None) else None
         records = sample_sequences(ckpt, n, temperature=temperature, seed=seed, near=start, device=dev,
-                                   batch_size=batch_size, elbo_samples=elbo_samples)
+                                   batch_size=batch_size, elbo_samples=elbo_samples, progress=progress)
     return records, write_fasta(records, output)
 
 
