@@ -135,6 +135,10 @@ def read_values(path: str | os.PathLike, ids: tuple[str, ...] | list[str]) -> np
         raise DeepSeqVAEError(f"{path}: none of its {len(table)} ids is a sequence of the alignment")
     if n_found < len(ids):
         log.warning("%s: no value for %d of %d sequences (drawn grey)", path, len(ids) - n_found, len(ids))
+    unknown = sorted(set(lookup) - set(ids))
+    if unknown:  # a typo or another alignment's ids: name a few
+        log.warning("%s: %d id(s) are no sequence of the alignment (e.g. %s)", path, len(unknown),
+                    ", ".join(map(repr, unknown[:3])))
     return out
 
 

@@ -661,7 +661,9 @@ def classify_file(
     if table is not None and models:  # a label table of another protein fails before the scan, not after it
         C.choose_protein(table, protein or C.protein_name(load_checkpoint(models[0]).info.focus_id))
     if scan is not None:
-        scores = C.read_scan(scan, protein or "")
+        # the protein: --protein, else the one the label table names, else the scan file's name
+        name = protein or (C.choose_protein(table, "") if table is not None and table.proteins is not None else "")
+        scores = C.read_scan(scan, name or Path(scan).name.split("_singles")[0].split(".")[0])
     elif models:
         scores = scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
                              batch_size=batch_size, progress=progress)

@@ -421,6 +421,8 @@ def test_classify_command_from_a_model_and_from_its_scan(tiny):
     assert frame2.mutant.tolist() == frame.mutant.tolist()
     assert np.allclose(frame2.EVE_scores, frame.EVE_scores, atol=1e-4)
     assert (frame2.EVE_classes_75_pct_retained == frame.EVE_classes_75_pct_retained).mean() > 0.99
+    r = run_cli("classify", "--scan", scan, "-o", d / "unnamed.csv", "--no-plots")  # no --protein: the file's name
+    assert r.exit_code == 0 and set(pd.read_csv(d / "unnamed.csv").protein_name) == {"singles"}
 
     # a pooled prior from scans, then classify with it
     prior = d / "prior.json"
