@@ -16,7 +16,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,16 @@ class Checkpoint:
     train_state: dict[str, torch.Tensor] | None = None  # raw weights when ``state`` holds their moving average
     average_state: dict[str, torch.Tensor] | None = None  # the moving average when ``state`` holds the best
     #                                                       held-out snapshot instead (early stopping)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether ``train --resume`` can continue it: it holds its optimizer state (not saved ``--slim``)."""
+        return self.optimizer is not None
+
+    def scoring_only(self) -> Checkpoint:
+        """This checkpoint without what only a resume needs (optimizer state, random state, raw and averaged
+        weights beside the scored ones): ``train --slim``. Scores, scans, embeds and samples the same."""
+        return replace(self, optimizer=None, rng_state=None, train_state=None, average_state=None)
 
     def scorer(self) -> MutationScorer:
         """The model with its weights, as the scoring interface of its kind (on the CPU, eval mode)."""
@@ -242,6 +252,7 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "alignment": info.alignment,
         "alignment options": {k: v for k, v in asdict(info.alignment_options).items() if v is not None},
         "steps": ckpt.step,
+        "resumable": "yes" if ckpt.resumable else "no (saved --slim, or a model fitted in closed form)",
         "parameters": n_params,
         "model config": ckpt.model_config,
         "train config": ckpt.train_config,

@@ -274,13 +274,17 @@ def _recipe_help() -> str:
                    "held-out fit), off below; paper: off]")
 @click.option("--resume", is_flag=True,
               help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
+@click.option("--slim", is_flag=True,
+              help="Save only what score, scan, classify, embed and sample need (the scored weights, configs and "
+                   "numbering: about a quarter of the file); such a checkpoint cannot be continued with --resume. "
+                   "The checkpoints written during training stay complete.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, variance_lr, seed, device,
                   decoder, theta, weights_file, latent_dim, encoder_hidden, decoder_hidden, dictionary_size,
                   sparsity_tiles, dropout, pseudocount, holdout_fraction, holdout_by, refit, early_stopping, stop_on,
                   eval_rows, init_bias, profile_pseudocount, checkpoint_every, compile_kernels, matmul_dtype,
-                  encoder_products, refit_beside, resume, progress, align_opts):
+                  encoder_products, refit_beside, resume, slim, progress, align_opts):
     """Train a model on the alignment MSA and save it as a self-describing checkpoint.
 
     Reads MSA, computes sequence weights, trains the DeepSequence VAE with a training recipe (or
@@ -324,7 +328,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                                profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels,
                                matmul_dtype=matmul_dtype, encoder_products=encoder_products),
             pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe,
-            refit_beside=refit_beside)
+            refit_beside=refit_beside, slim=slim)
     except KeyboardInterrupt:  # Ctrl-C: say what is on disk instead of click's bare "Aborted!"
         if out.exists() and out.stat().st_mtime >= started:
             click.echo(f"\nInterrupted: {out} holds this run's last checkpoint; continue it with --resume.", err=True)

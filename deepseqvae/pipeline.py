@@ -189,6 +189,7 @@ class _Fit:
     progress: bool
     recipe: str
     refit_beside: bool | None = None  # the refit beside the held-out run (None: train.refits_beside decides)
+    slim: bool = False                # save only what scoring needs (no resume state)
 
 
 def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
@@ -231,6 +232,8 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     result = fit_alignment(fit.aln, fit.weights, model_cfg, train_cfg, theta=fit.theta, device=fit.device,
                            checkpoint_path=fit.output, resume=resume, progress=fit.progress,
                            refit_beside=fit.refit_beside)
+    if fit.slim:  # the interim checkpoints were complete; the final one keeps what scoring needs
+        save_checkpoint(result.checkpoint.scoring_only(), fit.output)
     elbo = result.history.get("elbo") or [float("nan")]
     h, note = result.history, ""
     if h.get("heldout_iwll"):
@@ -289,6 +292,7 @@ def train_file(
     progress: bool = False,
     recipe: str | None = None,
     refit_beside: bool | None = None,
+    slim: bool = False,
 ) -> TrainSummary:
     """Read ``msa``, weight it, train a ``model_kind`` model and write its checkpoint to ``output``.
 
@@ -296,7 +300,8 @@ def train_file(
     ``fast``); ``model_options`` / ``train_options`` override its settings (``None`` values are
     ignored). The alignment ``options`` are recorded in the checkpoint (``embed`` and ``sample
     --msa`` reuse them). ``refit_beside``: train a refit beside the held-out run (True), after it
-    (False) or as :func:`deepseqvae.train.refits_beside` decides (None).
+    (False) or as :func:`deepseqvae.train.refits_beside` decides (None). ``slim``: the final checkpoint keeps only
+    what scoring needs (:meth:`~deepseqvae.checkpoint.Checkpoint.scoring_only`; it cannot be resumed).
     """
     from .recipes import DEFAULT_RECIPE
 
@@ -314,7 +319,7 @@ def train_file(
     log.info("%s: N=%d L=%d Neff=%.1f", msa, aln.N, aln.L, neff)
     check_family_size(aln, neff)
     fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
-               pseudocount, resume, progress, recipe, refit_beside)
+               pseudocount, resume, progress, recipe, refit_beside, slim)
     steps, elbo, seconds, rate, note = TRAINERS[model_kind].fit(fit)
     return TrainSummary(fit.output, model_kind, aln.N, aln.L, neff, steps, elbo, seconds, rate,
                         str(dev) if rate is not None else "cpu", t_weights,

@@ -620,6 +620,9 @@ def fit_alignment(
     if resume is not None:
         if model_kind(resume.kind).model_class is not VAE:
             raise CheckpointError(f"--resume needs a VAE checkpoint, not a '{resume.kind}' model")
+        if not resume.resumable:
+            raise CheckpointError("the checkpoint to resume was saved without its training state (--slim): it "
+                                  "scores, but cannot be continued; train anew")
         if resume.info.focus_seq != alignment.focus_seq:
             raise CheckpointError("the checkpoint to resume was trained on a different focus sequence "
                                   f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")

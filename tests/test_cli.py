@@ -138,7 +138,7 @@ COMMAND_OPTIONS = {
               "--refit", "--no-refit", "--refit-beside", "--refit-after", "--early-stopping", "--stop-on",
               "--eval-rows",
               "--init-bias", "--profile-pseudocount", "--checkpoint-every", "--compile", "--no-compile",
-              "--products", "--encoder-products", "--no-encoder-products", "--resume", "--progress", "--no-progress",
+              "--products", "--encoder-products", "--no-encoder-products", "--resume", "--slim", "--progress", "--no-progress",
               *ALIGNMENT_OPTIONS],
     "info": ["--plot"],
     "score": ["-m", "--model", "-o", "--output", "--mutant-col", "--wt-col", "--pos-col", "--mut-col", "--offset",
@@ -662,6 +662,21 @@ def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_
                          "--no-progress"))
     # the demo table shifted by one: most rows mismatch the wild type, and the cause is named with its fix
     assert "rows cannot be scored: positions look shifted by -1" in caplog.text and "try --offset 0" in caplog.text
+
+
+def test_slim_checkpoint_scores_the_same_but_does_not_resume(vae_model, tmp_path):
+    slim = tmp_path / "slim.pt"
+    assert_ok(invoke("train", DEMO_A2M, "-o", slim, *TINY_VAE, "--slim"))  # the vae_model fixture's run, slimmed
+    assert slim.stat().st_size < 0.4 * vae_model[0].stat().st_size
+    for model in (vae_model[0], slim):
+        assert_ok(invoke("score", DEMO_CSV, "-m", model, "-o", tmp_path / f"{model.stem}.csv", "--samples", 5,
+                         "--no-progress", "--device", "cpu"))
+    full, small = (pd.read_csv(tmp_path / f"{m.stem}.csv") for m in (vae_model[0], slim))
+    assert np.array_equal(full.score.to_numpy(), small.score.to_numpy())  # the same scored weights
+    assert "resumable: no (saved --slim" in assert_ok(invoke("info", slim)).stdout
+    assert "resumable: yes" in assert_ok(invoke("info", vae_model[0])).stdout
+    assert_user_error(invoke("train", DEMO_A2M, "-o", slim, *TINY_VAE, "--steps", 400, "--resume"),
+                      "saved without its training state (--slim)", "train anew")
 
 
 def test_gzip_inputs_give_plain_default_names(independent_model, tmp_path, monkeypatch):
