@@ -18,6 +18,7 @@ the target's residue there.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import logging
@@ -130,6 +131,86 @@ def option_args(options: dict) -> list[str]:
         else:
             args += [flag, str(value)]
     return args
+
+
+#: ``deepseqvae train`` options the workflow sets itself, and what sets them instead
+WORKFLOW_TRAIN_OPTIONS = {
+    "--output": "the workflow names the checkpoints (models/<alignment>/seed<S>.pt)",
+    "--seed": "the workflow trains one model per seed: give them with --seeds",
+    "--device": "give it with batch --device",
+    "--theta": "each row's MSA_theta sets it",
+    "--weights": "the workflow computes the weights, or reuses those in --weights-dir",
+    "--resume": "the workflow resumes a killed training job itself",
+    "--progress": "the workflow's jobs run without a progress bar",
+    "--no-progress": "the workflow's jobs run without a progress bar",
+}
+_TRUE = ("", "true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _train_flags(train_cli) -> dict:
+    """``{"--steps": <click.Option>, "--no-refit": ..., ...}``: the long options of the command ``train_cli``."""
+    import click
+
+    return {o: p for p in train_cli.params if isinstance(p, click.Option)
+            for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+
+
+def check_train_options(options: dict, train_cli) -> dict:
+    """Check ``deepseqvae train`` options by name (as in ``--train-option NAME=VALUE``) against
+    ``train``'s own, values included, before any job runs; return them as :func:`option_args` passes them.
+    ``train_cli``: the ``train`` click command (``deepseqvae.cli.train_command``; the CLI hands it down, so this
+    module does not import the CLI that imports it).
+
+    On/off flags may be given as text (``refit=false`` -> ``--no-refit``, ``compile=true`` -> ``--compile``).
+    Raises :class:`BatchError` naming the option: one ``train`` does not have, one the workflow sets
+    itself (:data:`WORKFLOW_TRAIN_OPTIONS`, the alignment options), or a value ``train`` would reject.
+    """
+    import click
+
+    flags = _train_flags(train_cli)
+    names = {"fmt": "msa_format"}
+    reserved = dict(WORKFLOW_TRAIN_OPTIONS)
+    for f in fields(AlignmentOptions):
+        flag = "--" + names.get(f.name, f.name).replace("_", "-")
+        reserved[flag] = "the workflow reads every alignment with the same options (batch --columns)"
+    allowed = [f for f in flags if f not in reserved]
+    out: dict = {}
+    for key, value in options.items():
+        flag = "--" + str(key).strip().replace("_", "-")
+        where = f"train option {key}={value}"
+        if value is None or value is False:
+            out[key] = value
+            continue
+        param = flags.get(flag)
+        if param is None:
+            close = difflib.get_close_matches(flag, allowed, n=1, cutoff=0.8)
+            raise BatchError(f"{where}: 'deepseqvae train' has no option {flag}"
+                             + (f" (did you mean {close[0]}?)" if close else ""))
+        if flag in reserved:
+            raise BatchError(f"{where}: {flag} cannot be set for the workflow's training jobs; {reserved[flag]}")
+        if param.is_flag and not isinstance(value, bool):
+            text = str(value).strip().lower()
+            if text not in _TRUE + _FALSE:
+                raise BatchError(f"{where}: {flag} is an on/off flag; give {key}=true or {key}=false")
+            if text in _TRUE:
+                value = True
+            elif param.secondary_opts:  # --refit/--no-refit: false is the other flag of the pair
+                other = param.secondary_opts[0] if flag in param.opts else param.opts[0]
+                key, value = other[2:].replace("-", "_"), True
+            else:
+                value = None
+        out[key] = value
+    args = option_args(out)
+    try:
+        train_cli.make_context("train", ["MSA.a2m", *args])
+    except click.UsageError as exc:
+        param = getattr(exc, "param", None)
+        key = next((k for k in out if param is not None and "--" + str(k).replace("_", "-") in param.opts
+                    + param.secondary_opts), None)
+        where = f"train option {key}={out[key]}" if key is not None else f"train options {' '.join(args)}"
+        raise BatchError(f"{where}: {' '.join(exc.format_message().split())}") from None
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +345,8 @@ def make_plan(config: dict) -> Plan:
     ``samples``, ``device``, ``columns`` ("all" or "uppercase"), ``align`` (other
     ``read_alignment`` keywords), ``resources`` ({rule: {resource: value}}), ``base_dir`` (what
     relative paths are relative to; default the current directory). Files that do not exist do
-    not stop the plan: the jobs of their rows fail alone, with a one-line message.
+    not stop the plan: the jobs of their rows fail alone, with a one-line message (``deepseqvae
+    batch`` checks them before it starts Snakemake: :func:`check_files`).
     """
     base = Path(config.get("base_dir") or os.getcwd())
     if not config.get("reference"):
@@ -630,7 +712,8 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
                   failed: dict[str, str] | None = None, name: str = "summary") -> pd.DataFrame:
     """``<name>.csv``, ``<name>.md`` and ``<name>.png`` (Spearman per assay) in ``out_dir``.
 
-    ``failed`` (assay -> reason) are listed under the table (a partial summary).
+    ``failed`` (assay -> reason) are listed under the table (a partial summary). Writing the full
+    summary (``name="summary"``) removes the ``summary-partial.*`` files an earlier failed run left.
     """
     out_dir = Path(out_dir)
     metrics = [json.loads(Path(p).read_text()) for p in metric_files if Path(p).is_file()]
@@ -659,7 +742,18 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
     with atomic_write(out_dir / f"{name}.md", "w") as fh:
         fh.write("\n".join(lines) + "\n")
     _plot(frame, plan.seeds, out_dir / f"{name}.png")
+    if name == "summary":
+        remove_partial_summary(out_dir)
     return frame
+
+
+PARTIAL_SUMMARY = "summary-partial"
+
+
+def remove_partial_summary(out_dir: str | os.PathLike) -> None:
+    """Delete ``summary-partial.md/.csv/.png`` (a failed run's summary) from ``out_dir``."""
+    for ext in ("md", "csv", "png"):
+        Path(out_dir, f"{PARTIAL_SUMMARY}.{ext}").unlink(missing_ok=True)
 
 
 def _plot(frame: pd.DataFrame, seeds: list[int], path: Path) -> None:
@@ -694,6 +788,17 @@ def write_config(config: dict, out: str | os.PathLike) -> Path:
     return path
 
 
+def _option_values(args: list[str] | tuple[str, ...], name: str) -> list[str]:
+    """The values given to the long option ``name`` in ``args`` (``--name VALUE`` or ``--name=VALUE``)."""
+    values = []
+    for k, a in enumerate(args):
+        if a == name and k + 1 < len(args):
+            values.append(args[k + 1])
+        elif a.startswith(name + "="):
+            values.append(a[len(name) + 1:])
+    return values
+
+
 def snakemake_command(config_file: str | os.PathLike, out: str | os.PathLike, *, cores: int | None = None,
                       keep_going: bool = True, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The Snakemake command line that runs the workflow into ``out``."""
@@ -701,8 +806,9 @@ def snakemake_command(config_file: str | os.PathLike, out: str | os.PathLike, *,
            "--configfile", str(config_file), "--rerun-incomplete"]
     if keep_going:
         cmd.append("--keep-going")
-    executor = any(a in ("--executor", "-e", "--profile", "--workflow-profile")
-                   or a.startswith(("--executor=", "--profile=", "--workflow-profile=")) for a in extra)
+    executor = any(a in ("--executor", "-e", "--profile") or a.startswith(("--executor=", "--profile="))
+                   for a in extra)
+    executor = executor or any(v != "none" for v in _option_values(extra, "--workflow-profile"))
     if cores is not None:
         cmd += ["--cores", str(cores)]
     elif not executor and not any(a in ("--cores", "-c", "--jobs", "-j") for a in extra):
@@ -710,48 +816,155 @@ def snakemake_command(config_file: str | os.PathLike, out: str | os.PathLike, *,
     return cmd + list(extra)
 
 
-def collect_failures(plan: Plan, out: str | os.PathLike) -> dict[str, str]:
-    """Assays without metrics after a run, with the last error line of their jobs' logs."""
+#: the files Snakemake reads a profile folder from: config.yaml, profile.yaml, or either for a
+#: minimum Snakemake version (config.v8+.yaml)
+_PROFILE_FILE = re.compile(r"(?:profile|config)(?:\.v\d+\+)?\.yaml")
+
+
+def check_workflow_profile(snakemake_args: list[str] | tuple[str, ...]) -> None:
+    """Raise :class:`BatchError` unless each ``--workflow-profile`` in ``snakemake_args`` is one
+    Snakemake finds (it ignores a missing one without a word).
+
+    As Snakemake looks it up: the path as given (relative to the current directory), else
+    ``profiles/<it>`` there, else ``profiles/<it>`` beside the Snakefile (``--workflow-profile
+    slurm`` is the shipped SLURM profile); a folder must hold a ``config.yaml`` (or ``profile.yaml``);
+    ``none`` means no profile.
+    """
+    for value in _option_values(snakemake_args, "--workflow-profile"):
+        if value == "none":
+            continue
+        candidates = [Path(value), Path("profiles") / value, SNAKEFILE.parent / "profiles" / value]
+        found = next((p for p in candidates if p.exists()), None)
+        if found is None:
+            looked = "" if Path(value).is_absolute() else (f" (looked for {value}, profiles/{value} and "
+                                                           f"{candidates[2]})")
+            raise BatchError(f"--workflow-profile {value}: no such profile folder{looked}; a Snakemake profile is a "
+                             "folder holding a config.yaml")
+        if found.is_dir() and not any(_PROFILE_FILE.fullmatch(f.name) for f in found.iterdir() if f.is_file()):
+            raise BatchError(f"--workflow-profile {value}: the folder {found} has no config.yaml (a Snakemake "
+                             "profile is a folder holding a config.yaml)")
+
+
+def check_files(plan: Plan) -> None:
+    """Raise :class:`BatchError` naming the reference file and the first row whose alignment or DMS
+    file does not exist, before any job runs (the count of such rows too)."""
+    missing: list[tuple[str, str]] = []
+    for assay in sorted(plan.assays.values(), key=lambda a: a.row):
+        msa = plan.alignments[assay.alignment].msa_path
+        if not msa.is_file():
+            missing.append((f"{assay.where}: alignment not found: {msa}", "MSA_filename or --msa-dir"))
+        elif not assay.dms_path.is_file():
+            missing.append((f"{assay.where}: DMS file not found: {assay.dms_path}", "DMS_filename or --dms-dir"))
+    if missing:
+        first, fix = missing[0]
+        more = f"; {len(missing) - 1} more row(s) lack a file" if len(missing) > 1 else ""
+        raise BatchError(f"{plan.reference}: {first}{more} (fix {fix}, or leave rows out with --rows)")
+
+
+def assay_jobs(plan: Plan, dms_id: str) -> list[tuple[str, str, str]]:
+    """``(rule, log, output)`` of every job an assay needs, in the workflow's order, relative to the
+    output folder (see the Snakefile)."""
+    assay = plan.assays[dms_id]
+    key = assay.alignment
+    jobs = [] if plan.alignments[key].precomputed else [("weights", f"logs/weights/{key}.log", f"weights/{key}.npy")]
+    jobs += [("train", f"logs/train/{key}_seed{s}.log", plan.model_path(key, s)) for s in plan.seeds]
+    jobs.append(("check", f"logs/check/{dms_id}.log", f"checks/{dms_id}.json"))
+    jobs += [("score", f"logs/score/{dms_id}_seed{s}.log", f"work/scores/{dms_id}/seed{s}.csv") for s in plan.seeds]
+    jobs += [("ensemble", f"logs/ensemble/{dms_id}.log", f"scores/{dms_id}.csv"),
+             ("metrics", f"logs/metrics/{dms_id}.log", f"metrics/{dms_id}.json")]
+    return jobs
+
+
+def _error_line(log_file: Path) -> str | None:
+    """The last ``Error...`` line of a job's log, else its last line; None when it is empty."""
+    lines = [ln.strip() for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error")]
+    return errors[-1] if errors else (lines[-1] if lines else None)
+
+
+def collect_failures(plan: Plan, out: str | os.PathLike, since_ns: int = 0) -> dict[str, str]:
+    """Assays with a job that failed in this run, with the last error line of that job's log.
+
+    A job failed in this run when its log was written at or after ``since_ns`` (``st_mtime_ns``
+    of the run's start) and its output does not exist (Snakemake deletes the output of a failed
+    job). Logs of earlier runs are ignored, and so are assays whose jobs did not run (Snakemake
+    stopped before them). An assay is reported with its first failed job, its alignment's
+    included (a failed training job fails every assay of that alignment).
+    """
     out = Path(out)
     failed = {}
-    for dms_id, assay in plan.assays.items():
-        if (out / "metrics" / f"{dms_id}.json").is_file():
-            continue
-        logs = sorted((out / "logs").glob(f"*/{dms_id}*.log")) + sorted(
-            (out / "logs").glob(f"*/{assay.alignment}*.log"))
-        reason = "did not finish (see the Snakemake output)"
-        for p in logs:
-            errors = [ln.strip() for ln in p.read_text(errors="replace").splitlines() if ln.startswith("Error")]
-            if errors:
-                reason = errors[-1]
+    for dms_id in plan.assays:
+        for rule, log_name, output in assay_jobs(plan, dms_id):
+            log_file = out / log_name
+            if (log_file.is_file() and log_file.stat().st_mtime_ns >= since_ns
+                    and not (out / output).exists()):
+                failed[dms_id] = _error_line(log_file) or f"the {rule} job failed without a message ({log_name})"
                 break
-        failed[dms_id] = reason
     return failed
 
 
+def _now_ns(folder: Path) -> int:
+    """The time now on the clock of the file system of ``folder`` (that of the jobs' logs)."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=".batch-start-", dir=folder)
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+def logged(log_file: str | os.PathLike, func, *args, **kwargs):
+    """Run ``func(*args, **kwargs)`` for a ``run:`` rule of the Snakefile, writing its error to
+    ``log_file`` as one ``Error: ...`` line, as the command-line jobs do, before raising it."""
+    with open(log_file, "w") as fh:
+        try:
+            return func(*args, **kwargs)
+        except DeepSeqVAEError as exc:
+            fh.write(f"Error: {exc}\n")
+            raise
+        except Exception as exc:
+            fh.write(f"Error: {type(exc).__name__}: {' '.join(str(exc).split())}\n")
+            raise
+
+
 def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None, keep_going: bool = True,
-              snakemake_args: list[str] | tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
+              snakemake_args: list[str] | tuple[str, ...] = (), train_cli=None) -> tuple[int, dict[str, str]]:
     """Run the workflow for ``config`` into ``out`` with Snakemake; return (exit status, failed assays).
 
-    The plan is checked first (a bad reference file is an error before anything runs). When some
-    jobs fail, ``summary-partial.md/.csv/.png`` summarises the assays that finished and lists the
-    others with their error (the workflow's own ``summary.md`` needs every assay).
+    Checked before Snakemake starts, each an error naming what is wrong: the plan (the reference
+    file), that every row's alignment and DMS file exist (:func:`check_files`), the training
+    options (:func:`check_train_options`, given ``train_cli``, the ``train`` click command), any ``--workflow-profile``
+    (:func:`check_workflow_profile`). The failed assays are those with a job that failed in this
+    run (:func:`collect_failures`); then ``summary-partial.md/.csv/.png`` summarises the assays
+    that finished and lists the failed ones with their error (the workflow's own ``summary.md``
+    needs every assay). A partial summary of an earlier run is removed.
     """
     if not snakemake_available():
         raise BatchError(INSTALL_HINT)
     out = Path(out).resolve()
     plan = make_plan(config)
+    check_files(plan)
+    train = plan.train_options if train_cli is None else check_train_options(plan.train_options, train_cli)
+    check_workflow_profile(snakemake_args)
     config = {**config, "base_dir": str(Path(config.get("base_dir") or os.getcwd()).resolve())}
+    if train != plan.train_options:
+        config["train"] = train
+        plan = replace(plan, train_options=train)
     out.mkdir(parents=True, exist_ok=True)
     cfg = write_config(config, out)
     cmd = snakemake_command(cfg, out, cores=cores, keep_going=keep_going, extra=snakemake_args)
     log.info("running %s", " ".join(cmd))
+    started = _now_ns(out)
     status = subprocess.run(cmd, check=False).returncode
     dry = any(a in ("-n", "--dry-run", "--dryrun") for a in snakemake_args)
     failed: dict[str, str] = {}
-    if status != 0 and not dry:
-        failed = collect_failures(plan, out)
-        done = [out / "metrics" / f"{d}.json" for d in plan.assays if d not in failed]
-        if done:
-            write_summary(plan, done, out, failed=failed, name="summary-partial")
+    if not dry:
+        remove_partial_summary(out)
+        if status != 0:
+            failed = collect_failures(plan, out, started)
+            done = [out / "metrics" / f"{d}.json" for d in plan.assays if d not in failed]
+            if failed and any(p.is_file() for p in done):
+                write_summary(plan, done, out, failed=failed, name=PARTIAL_SUMMARY)
     return status, failed

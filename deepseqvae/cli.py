@@ -836,12 +836,17 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
     status, failed = batch_file(reference, out, msa_dir=msa_dir, dms_dir=dms_dir, weights_dir=weights_dir, rows=rows,
                                 seeds=seeds, columns=columns, samples=n_samples, device=device,
                                 train_options=train, cores=cores, keep_going=keep_going,
-                                snakemake_args=snakemake_args)
+                                snakemake_args=snakemake_args, train_cli=train_command)
     for dms_id, reason in failed.items():
         click.echo(f"FAILED {dms_id}: {reason}", err=True)
     if status != 0:
+        if not failed:
+            raise UserError(f"Snakemake exited with status {status} before any job failed; see its messages above")
+        from pathlib import Path
+
+        partial = Path(out) / "summary-partial.md"
         raise UserError(f"Snakemake exited with status {status}; {len(failed)} assay(s) failed"
-                        + (f"; the others are summarised in {out}/summary-partial.md" if failed else ""))
+                        + (f"; the others are summarised in {partial}" if partial.is_file() else ""))
     click.echo(f"Wrote {out}/scores/ and {out}/summary.md")
 
 

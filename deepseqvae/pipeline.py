@@ -757,10 +757,12 @@ def batch_file(
     cores: int | None = None,
     keep_going: bool = True,
     snakemake_args: list[str] | tuple[str, ...] = (),
+    train_cli=None,
 ) -> tuple[int, dict[str, str]]:
     """Run every row of the ProteinGym-style ``reference`` through the workflow into ``out``.
 
-    ``train_options`` are ``deepseqvae train`` options by name (None values are left out).
+    ``train_options`` are ``deepseqvae train`` options by name (None values are left out); with ``train_cli``
+    (``deepseqvae.cli.train_command``) they are checked against it before any job runs.
     Returns ``(Snakemake's exit status, {DMS_id: reason} of the failed assays)``; see
     :func:`deepseqvae.batch.run_batch`.
     """
@@ -770,4 +772,5 @@ def batch_file(
               "weights_dir": None if weights_dir is None else str(weights_dir), "rows": rows,
               "seeds": parse_seeds(seeds), "columns": columns, "samples": samples, "device": device,
               "train": {k: v for k, v in (train_options or {}).items() if v is not None}}
-    return run_batch(config, out, cores=cores, keep_going=keep_going, snakemake_args=snakemake_args)
+    return run_batch(config, out, cores=cores, keep_going=keep_going, snakemake_args=snakemake_args,
+                     train_cli=train_cli)

@@ -37,6 +37,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from .alphabet import AA_TO_CODE, ALPHABET, GAP_CODE, N_AA
+from .errors import DeepSeqVAEError
 from .fileio import atomic_write
 from .independent import IndependentModel
 from .weights import compute_weights
@@ -54,6 +55,8 @@ __all__ = [
     "double_mutants",
     "mutant_fitness",
     "write_demo",
+    "max_double_mutants",
+    "SimulationError",
     "DEMO_SEED",
     "AA_BACKGROUND",
     "AA_GROUPS",
@@ -72,6 +75,11 @@ AA_GROUPS: tuple[str, ...] = ("AVILM", "FWY", "ST", "NQ", "DE", "KRH", "G", "P",
 AA_BACKGROUND = np.array([8.3, 1.4, 5.5, 6.7, 3.9, 7.1, 2.3, 5.9, 5.8, 9.7,
                           2.4, 4.1, 4.7, 3.9, 5.5, 6.6, 5.3, 6.9, 1.1, 2.9]) / 100.0
 AA_BACKGROUND = AA_BACKGROUND / AA_BACKGROUND.sum()
+
+
+class SimulationError(DeepSeqVAEError, ValueError):
+    """A simulation was asked for something it cannot make (e.g. more distinct double mutants than exist)."""
+
 
 _GROUP_OF = np.empty(N_AA, dtype=np.int64)
 for _g, _members in enumerate(AA_GROUPS):
@@ -469,28 +477,53 @@ def single_mutants(wt: np.ndarray) -> list[Mutant]:
             for b in range(N_AA) if b != a]
 
 
+def max_double_mutants(L: int) -> int:
+    """How many distinct double substitutions a sequence of length ``L`` has: C(L, 2) * 19 * 19."""
+    return L * (L - 1) // 2 * (N_AA - 1) ** 2
+
+
+def _doubles_at(wt: np.ndarray, i: int, j: int) -> list[Mutant]:
+    """The 19 * 19 double substitutions at positions ``i < j``, in residue order."""
+    wi, wj = int(wt[i]), int(wt[j])
+    return [((i, wi, a), (j, wj, b)) for a in range(N_AA) if a != wi for b in range(N_AA) if b != wj]
+
+
 def double_mutants(wt: np.ndarray, model: PottsModel, n: int,
                    rng: np.random.Generator, coupled_frac: float = 0.5) -> list[Mutant]:
     """``n`` distinct double substitutions of ``wt``, sorted by positions then residues.
 
-    About ``coupled_frac`` of them hit a coupled pair (where epistasis lives); the rest hit random
-    pairs of positions.
+    About ``coupled_frac`` of them hit a coupled pair (where epistasis lives), at most the
+    ``19 * 19`` per coupled pair that exist; the rest hit random pairs of positions. Raises
+    :class:`SimulationError` when ``n`` exceeds the :func:`max_double_mutants` of ``wt``'s length.
+    Repeats are drawn again; a part that needs more than half of the doubles left to it is drawn
+    without replacement from all of those instead, so the time stays short however close ``n``
+    is to the maximum.
     """
     wt = np.asarray(wt)
     L = len(wt)
+    n_max = max_double_mutants(L)
+    if not 0 <= n <= n_max:
+        raise SimulationError(f"cannot draw {n} distinct double mutants: a sequence of length {L} has "
+                              f"{n_max:,} ({L * (L - 1) // 2:,} pairs of positions × 19 × 19)")
     pairs = model.pairs
+    per_pair = (N_AA - 1) ** 2
+    n_coupled = min(int(round(n * coupled_frac)), n, len(pairs) * per_pair) if len(pairs) else 0
     seen: set[Mutant] = set()
-    n_coupled = int(round(n * coupled_frac)) if len(pairs) else 0
-    while len(seen) < n:
-        if len(seen) < n_coupled:
-            i, j = (int(v) for v in pairs[rng.integers(len(pairs))])
-        else:
-            i, j = (int(v) for v in np.sort(rng.choice(L, size=2, replace=False)))
-        a = int(rng.integers(N_AA - 1))
-        b = int(rng.integers(N_AA - 1))
-        a += a >= wt[i]
-        b += b >= wt[j]
-        seen.add(((i, int(wt[i]), a), (j, int(wt[j]), b)))
+    for coupled, target, space in ((True, n_coupled, len(pairs) * per_pair), (False, n, n_max)):
+        if target - len(seen) > (space - len(seen)) / 2:  # dense: draw from what is left, without repeats
+            stage_pairs = pairs.tolist() if coupled else [(i, j) for i in range(L) for j in range(i + 1, L)]
+            free = [m for i, j in stage_pairs for m in _doubles_at(wt, i, j) if m not in seen]
+            seen.update(free[k] for k in rng.choice(len(free), size=target - len(seen), replace=False))
+        while len(seen) < target:
+            if coupled:
+                i, j = (int(v) for v in pairs[rng.integers(len(pairs))])
+            else:
+                i, j = (int(v) for v in np.sort(rng.choice(L, size=2, replace=False)))
+            a = int(rng.integers(N_AA - 1))
+            b = int(rng.integers(N_AA - 1))
+            a += a >= wt[i]
+            b += b >= wt[j]
+            seen.add(((i, int(wt[i]), a), (j, int(wt[j]), b)))
     return sorted(seen)
 
 
@@ -551,7 +584,14 @@ def write_demo(
     has ``n_seqs``, ``neff`` (80 % identity), ``spearman_si_singles`` and
     ``spearman_si_doubles`` (a site-independent profile fitted to the family against the exact
     fitness) and ``mean_abs_epistasis_doubles``.
+
+    Raises :class:`SimulationError` (a ``ValueError``), before simulating anything, when
+    ``n_doubles`` exceeds the :func:`max_double_mutants` of length ``L``.
     """
+    if n_doubles > max_double_mutants(L):
+        raise SimulationError(f"--n-doubles {n_doubles:,}: a sequence of length {L} has only "
+                              f"{max_double_mutants(L):,} distinct double mutants ({L * (L - 1) // 2:,} pairs of "
+                              f"positions × 19 × 19); ask for at most that many, or a longer --length")
     model = random_potts(L=L, n_pairs=n_pairs, seed=seed)
     rng = np.random.default_rng([seed, 1])  # the family and the doubles: a stream of their own
     fam = simulate_family(model, n_seqs=n_seqs, seed=rng)

@@ -233,6 +233,216 @@ def test_batch_without_snakemake_says_how_to_install(tmp_path, monkeypatch):
     assert 'pip install "deepseqvae[workflow]"' in result.output
 
 
+# --- checks before Snakemake starts ------------------------------------------------------------------
+
+
+def test_train_options_are_checked_against_train(tmp_path):
+    from deepseqvae.cli import train_command
+
+    def check(options):
+        return batch.check_train_options(options, train_command)
+    assert check({"steps": 10, "learning_rate": "0.0005", "recipe": None}) == {"steps": 10, "learning_rate": "0.0005",
+                                                                              "recipe": None}
+    # on/off flags as text: true is the flag, false its other half (or nothing)
+    assert check({"refit": "false", "compile": "true", "no_encoder_products": "yes"}) == {
+        "no_refit": True, "compile": True, "no_encoder_products": True}
+    assert batch.option_args(check({"refit_beside": "off"})) == ["--refit-after"]
+    cases = {
+        "nonsense": ("3", r"^train option nonsense=3: 'deepseqvae train' has no option --nonsense$"),
+        "decoder_hiden": ("8,16", r"no option --decoder-hiden \(did you mean --decoder-hidden\?\)$"),
+        "learning_rate": ("fast", r"^train option learning_rate=fast: Invalid value for '--learning-rate': 'fast' "),
+        "recipe": ("slow", r"^train option recipe=slow: Invalid value for '--recipe': 'slow' is not one of"),
+        "encoder_hidden": ("8,x", r"^train option encoder_hidden=8,x: .*'8,x'"),
+        "refit": ("maybe", r"^train option refit=maybe: --refit is an on/off flag; give refit=true or refit=false$"),
+        "seed": ("3", r"^train option seed=3: --seed cannot be set .*give them with --seeds$"),
+        "theta": ("0.1", r"--theta cannot be set .*MSA_theta"),
+        "columns": ("uppercase", r"--columns cannot be set .*same options"),
+        "msa_format": ("a3m", r"--msa-format cannot be set"),
+        "output": ("x.pt", r"--output cannot be set"),
+    }
+    for key, (value, match) in cases.items():
+        with pytest.raises(BatchError, match=match):
+            check({"steps": 10, key: value})
+
+
+def test_missing_alignment_or_dms_file_is_an_error_naming_the_row(tmp_path):
+    plan = plan_for(tmp_path, [demo_row("A"), demo_row("B", MSA_filename="nothere.a2m"),
+                               demo_row("C", DMS_filename="nodms.csv"), demo_row("D", MSA_filename="gone.a2m")])
+    with pytest.raises(BatchError, match=r"^\S*ref\.csv: row 1 \(B\): alignment not found: \S*nothere\.a2m; 2 more "
+                                         r"row\(s\) lack a file \(fix MSA_filename or --msa-dir, or leave rows out "
+                                         r"with --rows\)$"):
+        batch.check_files(plan)
+    plan = plan_for(tmp_path, [demo_row("A"), demo_row("C", DMS_filename="nodms.csv")])
+    with pytest.raises(BatchError, match=r"ref\.csv: row 1 \(C\): DMS file not found: \S*nodms\.csv \(fix "
+                                         r"DMS_filename or --dms-dir, or leave rows out with --rows\)$"):
+        batch.check_files(plan)
+    batch.check_files(plan_for(tmp_path, [demo_row("A")]))  # all there: no error
+
+
+def test_workflow_profile_must_exist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check = batch.check_workflow_profile
+    with pytest.raises(BatchError, match=r"^--workflow-profile /nonexistent: no such profile folder; a Snakemake "
+                                         r"profile is a folder holding a config\.yaml$"):
+        check(["--cores", "2", "--workflow-profile", "/nonexistent"])
+    with pytest.raises(BatchError, match=r"^--workflow-profile mine: no such profile folder \(looked for mine, "
+                                         r"profiles/mine and \S*/workflow/profiles/mine\)"):
+        check(["--workflow-profile=mine"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BatchError, match=r"^--workflow-profile empty: the folder empty has no config\.yaml"):
+        check(["--workflow-profile", "empty"])
+    (tmp_path / "profiles" / "mine").mkdir(parents=True)
+    (tmp_path / "profiles" / "mine" / "config.v8+.yaml").write_text("cores: 2\n")
+    (tmp_path / "local.yaml").write_text("cores: 2\n")
+    for ok in ("mine", "local.yaml", "none", "slurm", str(SLURM_PROFILE)):  # slurm: the shipped profile, by name
+        check(["--workflow-profile", ok])
+    check(["--dry-run"])
+    # 'none' is no profile: a local run still gets --cores 1; a profile may set the executor
+    assert batch.snakemake_command("c.json", "out", extra=["--workflow-profile", "none"])[-4:] == [
+        "--cores", "1", "--workflow-profile", "none"]
+    assert "--cores" not in batch.snakemake_command("c.json", "out", extra=["--workflow-profile", "slurm"])
+
+
+def test_batch_checks_options_and_files_before_snakemake(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deepseqvae.cli import main
+
+    monkeypatch.setattr(batch, "snakemake_available", lambda: True)
+
+    def no_snakemake(*args, **kwargs):
+        raise AssertionError("Snakemake started")
+
+    monkeypatch.setattr(batch, "subprocess", type("NoSubprocess", (), {"run": staticmethod(no_snakemake)}))
+    ref = write_reference(tmp_path / "ref.csv", [demo_row(), demo_row("MISSING", MSA_filename="nothere.a2m")])
+    base = ["batch", str(ref), "--msa-dir", str(REPO_ROOT), "--dms-dir", str(REPO_ROOT), "-o", str(tmp_path / "run")]
+    for args, message in (
+            (["--rows", "0", "--train-option", "nonsense=3"],
+             "Error: train option nonsense=3: 'deepseqvae train' has no option --nonsense"),
+            ([], f"Error: {ref}: row 1 (MISSING): alignment not found: {REPO_ROOT / 'nothere.a2m'} (fix MSA_filename "
+                 "or --msa-dir, or leave rows out with --rows)"),
+            (["--rows", "0", "--workflow-profile", "/nonexistent"],
+             "Error: --workflow-profile /nonexistent: no such profile folder; a Snakemake profile is a folder "
+             "holding a config.yaml")):
+        result = CliRunner().invoke(main, base + args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines() == [message]
+    assert not (tmp_path / "run").exists()
+
+
+# --- which assays failed, and the partial summary ----------------------------------------------------
+
+
+def fake_run(tmp_path, jobs_done: dict[str, str], jobs_failed: dict[str, str], status: int):
+    """A stand-in for Snakemake: writes the outputs of the jobs done and the logs of all, removes the
+    outputs of the failed ones (as Snakemake does), returns ``status``."""
+    def run(cmd, check=False):
+        out = Path(cmd[cmd.index("--directory") + 1])
+        for output, log in jobs_done.items():
+            for path, text in ((out / output, "{}"), (out / log, "")):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+        for output, message in jobs_failed.items():
+            log = out / message.split("|")[0]
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(message.split("|")[1])
+            (out / output).unlink(missing_ok=True)
+        return subprocess.CompletedProcess(cmd, status)
+    return type("FakeSubprocess", (), {"run": staticmethod(run)})
+
+
+def age(folder: Path) -> None:
+    """Date every file in ``folder`` back to 2001 (an earlier run), whatever the file system's clock resolution."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.utime(path, (1e9, 1e9))
+
+
+def metrics_json(dms_id: str) -> str:
+    return json.dumps({"DMS_id": dms_id, "n_mutants": 10, "n_scored": 10, "spearman": 0.5, "offset": 0,
+                       "spearman_seeds": {"1": 0.5}, "focus_mismatches": [], "unscored": {}})
+
+
+def test_failures_are_those_of_this_run(tmp_path, monkeypatch):
+    """A stale log of an earlier run is not reported; a failed job whose old outputs remain is."""
+    monkeypatch.setattr(batch, "snakemake_available", lambda: True)
+    ref = write_reference(tmp_path / "ref.csv", [demo_row("A"), demo_row("B", MSA_theta=0.3)])
+    config = {"reference": str(ref), "msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT)}
+    out = tmp_path / "run"
+    plan = batch.make_plan(config)
+    key_b = plan.assays["B"].alignment
+    # an earlier run: every assay finished (metrics, a full summary), then B's training failed once
+    for d in ("A", "B"):
+        (out / "metrics").mkdir(parents=True, exist_ok=True)
+        (out / "metrics" / f"{d}.json").write_text(metrics_json(d))
+    (out / "logs" / "train").mkdir(parents=True)
+    stale = out / "logs" / "train" / f"{key_b}_seed1.log"
+    stale.write_text("Error: No such option '--nonsense'\n")
+    (out / "summary-partial.md").write_text("old")
+    age(out)
+
+    # 1. Snakemake stops before any job (an unknown flag): nothing failed in this run
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, {}, status=2))
+    status, failed = batch.run_batch(config, out)
+    assert (status, failed) == (2, {})
+    assert not (out / "summary-partial.md").exists()  # a stale partial summary is removed
+    assert batch.collect_failures(plan, out) == {"B": "Error: No such option '--nonsense'"}  # since the epoch
+
+    # 2. A's score job fails (its metrics of the earlier run remain); B's jobs succeed
+    model_a = plan.model_path(plan.assays["A"].alignment, 1)
+    jobs_done = {f"checks/{d}.json": f"logs/check/{d}.log" for d in ("A", "B")}
+    jobs_done[plan.model_path(key_b, 1)] = f"logs/train/{key_b}_seed1.log"
+    jobs_done["work/scores/B/seed1.csv"] = "logs/score/B_seed1.log"
+    failed_jobs = {"work/scores/A/seed1.csv": f"logs/score/A_seed1.log|Traceback\nError: {model_a}: truncated\n"}
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, jobs_done, failed_jobs, status=1))
+    status, failed = batch.run_batch(config, out)
+    assert (status, failed) == (1, {"A": f"Error: {model_a}: truncated"})
+    partial = (out / "summary-partial.md").read_text()
+    assert "| B | 10 | 10 | 0.500 |" in partial and f"- A: FAILED: Error: {model_a}: truncated" in partial
+    assert "| A |" not in partial
+    assert pd.read_csv(out / "summary-partial.csv")["DMS_id"].tolist() == ["B", "average"]
+
+    # 3. a job failing without an Error line, and a failed training job fails every assay of its alignment
+    age(out)
+    failed_jobs = {plan.model_path(key_b, 1): f"logs/train/{key_b}_seed1.log|Killed\n",
+                   "metrics/A.json": "logs/metrics/A.log|"}
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, failed_jobs, status=1))
+    status, failed = batch.run_batch(config, out)
+    assert failed == {"A": "the metrics job failed without a message (logs/metrics/A.log)", "B": "Killed"}
+    assert not (out / "summary-partial.md").exists()  # nothing finished: no partial summary, and no stale one
+
+    # 4. a dry run leaves everything as it is
+    (out / "summary-partial.md").write_text("old")
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, {}, status=1))
+    assert batch.run_batch(config, out, snakemake_args=["--dry-run"]) == (1, {})
+    assert (out / "summary-partial.md").read_text() == "old"
+
+
+def test_full_summary_removes_the_partial_one(tmp_path):
+    plan = plan_for(tmp_path, [demo_row("A")])
+    (tmp_path / "A.json").write_text(metrics_json("A"))
+    for ext in ("md", "csv", "png"):
+        (tmp_path / f"summary-partial.{ext}").write_text("old")
+    batch.write_summary(plan, [tmp_path / "A.json"], tmp_path, failed={"B": "Error: x"}, name="summary-partial")
+    assert "- B: FAILED: Error: x" in (tmp_path / "summary-partial.md").read_text()
+    batch.write_summary(plan, [tmp_path / "A.json"], tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("summary*")) == ["summary.csv", "summary.md", "summary.png"]
+
+
+def test_logged_leaves_the_error_in_the_log(tmp_path):
+    def fails(kind):
+        raise kind("no rows\nin the file")
+
+    assert batch.logged(tmp_path / "ok.log", lambda x: x + 1, 1) == 2
+    assert (tmp_path / "ok.log").read_text() == ""
+    with pytest.raises(BatchError):
+        batch.logged(tmp_path / "a.log", fails, BatchError)
+    assert (tmp_path / "a.log").read_text() == "Error: no rows\nin the file\n"
+    with pytest.raises(KeyError):
+        batch.logged(tmp_path / "b.log", fails, KeyError)
+    assert (tmp_path / "b.log").read_text() == "Error: KeyError: 'no rows\\nin the file'\n"
+
+
 # --- the workflow -------------------------------------------------------------------------------
 
 
@@ -252,14 +462,15 @@ def executed_rules(proc: subprocess.CompletedProcess) -> list[str]:
 
 @pytest.mark.integration
 def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
-    """DEMO + GFP (shared data) + a row whose alignment is missing, with tiny models."""
+    """DEMO + GFP (shared data) + a row with a wrong MSA_start, with tiny models; then a broken model."""
     require_workflow()
     require_shared_data("GFP_AEQVI", "msa.a2m")
     shared = pd.read_csv(REPO_ROOT / "benchmarks" / "reference_shared.csv", dtype=str, keep_default_na=False)
     gfp = shared[shared["DMS_id"].str.startswith("GFP")].iloc[0].to_dict()
     gfp["MSA_filename"] = str(REPO_ROOT / gfp["MSA_filename"])
     gfp["DMS_filename"] = str(REPO_ROOT / gfp["DMS_filename"])
-    ref = write_reference(tmp_path / "ref.csv", [demo_row(), gfp, demo_row("MISSING", MSA_filename="nothere.a2m")])
+    # WRONG: the focus does not start at MSA_start 1 of this target_seq, which only its check job finds
+    ref = write_reference(tmp_path / "ref.csv", [demo_row(), gfp, demo_row("WRONG", target_seq="MKTAY" + DEMO_SEQ)])
     from deepseqvae.alignment import read_alignment
     from deepseqvae.weights import compute_weights
 
@@ -279,12 +490,13 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
                               "dictionary_size": 0},
                train_options={"steps": 5, "seed": 1, "checkpoint_every": 5, "refit": False})  # as a killed job
 
-    # 1. All rows: the missing alignment fails its own jobs, with one line; the others complete.
+    # 1. All rows: the wrong row fails its own jobs, with one line; the others complete.
     one_thread = ["--set-threads", "weights=1", "train=1", "check=1", "score=1"]  # two jobs at a time
     proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--cores", "2", *one_thread)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    fail = [ln for ln in proc.stderr.splitlines() if ln.startswith("FAILED MISSING")]
-    assert fail == [f"FAILED MISSING: Error: row 2 (MISSING): alignment not found: {REPO_ROOT / 'nothere.a2m'}"]
+    fail = [ln for ln in proc.stderr.splitlines() if ln.startswith("FAILED")]
+    assert len(fail) == 1 and fail[0].startswith("FAILED WRONG: Error: row 2 (WRONG): the alignment's focus "
+                                                 "'DEMO/1-60' disagrees with target_seq"), fail
     assert "Error: Snakemake exited with status 1; 1 assay(s) failed" in proc.stderr
     assert not (out / "weights" / f"{DEMO_KEY}.npy").exists()  # precomputed weights used
     train_log = (out / "logs" / "train" / f"{DEMO_KEY}_seed1.log").read_text()
@@ -304,7 +516,7 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
     assert metrics["focus_mismatches"] == ["F64L"] and metrics["n_scored"] == 1084
     assert metrics["auc"] is not None and -1 <= metrics["spearman"] <= 1
     partial = (out / "summary-partial.md").read_text()
-    assert "| DEMO | 1,640 | 1,640 |" in partial and "MISSING: FAILED: Error: row 2 (MISSING)" in partial
+    assert "| DEMO | 1,640 | 1,640 |" in partial and "WRONG: FAILED: Error: row 2 (WRONG)" in partial
 
     # 2. The good rows only: just the summary is left to do; then a rerun does nothing.
     proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
@@ -313,6 +525,7 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     assert summary["DMS_id"].tolist() == ["DEMO", gfp_id, "average"]
     assert (out / "summary.png").stat().st_size > 0
+    assert not list(out.glob("summary-partial.*"))  # the full summary replaces the partial one
     proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
     assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -323,6 +536,24 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert executed_rules(proc) == ["ensemble"]
     assert pd.read_csv(out / "scores" / "DEMO.csv").equals(demo)
+
+    # 4. A truncated model: its score job fails, though the assay's metrics of step 2 are still there.
+    model = out / "models" / DEMO_KEY / "seed1.pt"
+    model.write_bytes(model.read_bytes()[:500])
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
+    assert proc.returncode == 2 and executed_rules(proc) == ["score"], proc.stdout + proc.stderr
+    fail = [ln for ln in proc.stderr.splitlines() if ln.startswith("FAILED")]
+    assert len(fail) == 1 and fail[0].startswith(f"FAILED DEMO: Error: models/{DEMO_KEY}/seed1.pt: "), fail
+    assert "Error: Snakemake exited with status 1; 1 assay(s) failed" in proc.stderr
+    partial = (out / "summary-partial.md").read_text()
+    assert f"| {gfp_id} | 1,084 | 1,084 |" in partial and "- DEMO: FAILED: Error: models/" in partial
+
+    # 5. Snakemake refuses an option, so no job runs: the failure of step 4 is not reported again.
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1", "--no-such-option")
+    assert proc.returncode == 2 and executed_rules(proc) == [], proc.stdout + proc.stderr
+    assert "--no-such-option" in proc.stderr and not [ln for ln in proc.stderr.splitlines() if "FAILED" in ln]
+    assert proc.stderr.strip().splitlines()[-1].startswith("Error: Snakemake exited with status 2")
+    assert not list(out.glob("summary-partial.*"))
 
 
 def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):

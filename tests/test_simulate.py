@@ -9,10 +9,13 @@ import pytest
 
 from deepseqvae.alignment import read_alignment
 from deepseqvae.alphabet import AA_TO_CODE, ALPHABET, GAP_CODE, N_AA
+from deepseqvae.errors import DeepSeqVAEError
 from deepseqvae.simulate import (
     PottsModel,
+    SimulationError,
     double_mutants,
     gibbs_sample,
+    max_double_mutants,
     mutant_fitness,
     random_potts,
     simulate_family,
@@ -243,6 +246,53 @@ def test_double_mutants_distinct_sorted_and_half_coupled():
     for (i, a, b), (j, c, d) in doubles:
         assert i < j and a == wt[i] and c == wt[j] and b != a and d != c
     assert sum((s1[0], s2[0]) in coupled for s1, s2 in doubles) >= 20
+
+
+def test_double_mutants_up_to_every_double_and_no_further():
+    """Asking for every double (or more coupled ones than exist) ends; asking for more is an error."""
+    model = random_potts(L=6, n_pairs=1, seed=2, min_separation=3)
+    wt = gibbs_sample(model, 1, n_chains=1, burn_in=5, seed=0)[0]
+    assert max_double_mutants(6) == 15 * 19 * 19 == 5415 and max_double_mutants(1) == 0
+    every = double_mutants(wt, model, 5415, np.random.default_rng(0))
+    everything = {((i, int(wt[i]), a), (j, int(wt[j]), b)) for i, j in itertools.combinations(range(6), 2)
+                  for a in range(N_AA) if a != wt[i] for b in range(N_AA) if b != wt[j]}
+    assert len(every) == 5415 and set(every) == everything and every == sorted(every)
+    # one coupled pair has 361 doubles: half of 2,000 cannot be coupled; all 361 are, the rest are not
+    (pair,) = model.pairs.tolist()
+    doubles = double_mutants(wt, model, 2000, np.random.default_rng(1))
+    assert len(set(doubles)) == 2000
+    assert sum([s1[0], s2[0]] == pair for s1, s2 in doubles) == 19 * 19
+    # dense requests are reproducible too
+    assert double_mutants(wt, model, 2000, np.random.default_rng(1)) == doubles
+    with pytest.raises(SimulationError, match=r"^cannot draw 5416 distinct double mutants: a sequence of length 6 "
+                                              r"has 5,415 \(15 pairs of positions × 19 × 19\)$") as info:
+        double_mutants(wt, model, 5416, np.random.default_rng(0))
+    assert isinstance(info.value, ValueError) and isinstance(info.value, DeepSeqVAEError)
+    assert double_mutants(wt, model, 0, np.random.default_rng(0)) == []
+
+
+def test_write_demo_refuses_more_doubles_than_exist_before_simulating(tmp_path):
+    with pytest.raises(SimulationError, match=r"^--n-doubles 100,000: a sequence of length 5 has only 3,610 "
+                                              r"distinct double mutants \(10 pairs of positions × 19 × 19\); "
+                                              r"ask for at most that many, or a longer --length$"):
+        write_demo(tmp_path / "sim", n_seqs=2, L=5, n_pairs=2, n_doubles=100_000)
+    assert not (tmp_path / "sim").exists()
+    write_demo(tmp_path / "sim", n_seqs=2, L=5, n_pairs=2, n_doubles=3610)  # every double: written, promptly
+    lines = (tmp_path / "sim" / "demo_mutants.csv").read_text().splitlines()
+    assert len(lines) == 1 + 19 * 5 + 3610 and len(set(lines)) == len(lines)
+
+
+def test_simulate_cli_too_many_doubles_is_a_one_line_error(tmp_path):
+    from click.testing import CliRunner
+
+    from deepseqvae.cli import main
+
+    result = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "sim2"), "--n-seqs", "2", "--length", "5",
+                                       "--n-doubles", "100000"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: --n-doubles 100,000: a sequence of length 5 has only 3,610 distinct double mutants (10 pairs of "
+        "positions × 19 × 19); ask for at most that many, or a longer --length"]
 
 
 # --- the demo files --------------------------------------------------------------------------------
