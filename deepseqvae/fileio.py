@@ -1,4 +1,6 @@
-"""Small file helpers shared by every stage: atomic writes, so nothing already written is lost."""
+"""Small file helpers shared by every stage: atomic writes, so nothing already written is lost; the
+check every runner makes of its outputs before it works (never an input, writable); and input files
+read the same whether plain or gzip-compressed."""
 
 from __future__ import annotations
 
