@@ -73,6 +73,15 @@ def shared_data() -> Path:
 # --- toy families ---------------------------------------------------------------------------------
 
 
+def write_truncated_gzip(path: Path, text: str) -> Path:
+    """``text`` gzip-compressed with its second half cut off, written to ``path`` (a damaged download)."""
+    import gzip
+
+    whole = gzip.compress(text.encode())
+    path.write_bytes(whole[: len(whole) // 2])
+    return path
+
+
 def toy_family(n: int = 120, L: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two conserved sub-families: a learnable toy alignment (int8 codes (n, L)) with uniform weights."""
     rng = np.random.default_rng(seed)

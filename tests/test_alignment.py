@@ -15,6 +15,8 @@ from deepseqvae.alphabet import GAP_CODE, encode
 from deepseqvae.cli import main
 from deepseqvae.errors import AlignmentFormatError, DeepSeqVAEError
 
+from conftest import write_truncated_gzip
+
 
 def write(tmp_path, text: str, name: str = "aln.a2m"):
     path = tmp_path / name
@@ -88,9 +90,8 @@ def test_gzip_suffix_is_ignored_when_choosing_the_format(tmp_path, name, fmt, hi
 
 
 def test_damaged_gzip_is_a_one_line_error(tmp_path):
+    truncated = write_truncated_gzip(tmp_path / "cut.a2m.gz", A2M * 50)
     whole = gzip.compress(A2M.encode() * 50)
-    truncated = tmp_path / "cut.a2m.gz"
-    truncated.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(AlignmentFormatError, match=r"cut\.a2m\.gz: cannot read alignment: truncated or damaged "
                                                    r"gzip data \(Compressed file ended") as info:
         read_alignment(truncated)

@@ -30,7 +30,7 @@ from deepseqvae.mutants import (
 from deepseqvae.score import score_table
 from deepseqvae.tables import detect_fitness_col, numeric_column, read_mutant_table
 
-from conftest import TOY_FOCUS, TOY_POSITIONS, require_shared_data, toy_vae_checkpoint
+from conftest import TOY_FOCUS, TOY_POSITIONS, require_shared_data, toy_vae_checkpoint, write_truncated_gzip
 
 # --- shared benchmark data: `require_shared_data` (tests/conftest.py) skips, or under CI fails,
 # when a file is missing.
@@ -622,9 +622,7 @@ def test_plain_table_named_gz_is_read_as_text(tmp_path):
 
 
 def test_damaged_gzip_table_is_a_one_line_error(tmp_path):
-    whole = gzip.compress(TABLE.encode() * 100)
-    path = tmp_path / "cut.csv.gz"
-    path.write_bytes(whole[: len(whole) // 2])
+    path = write_truncated_gzip(tmp_path / "cut.csv.gz", TABLE * 100)
     with pytest.raises(MutantTableError, match=rf"cannot read mutant table {path}: truncated or damaged gzip "
                                                r"data \(Compressed file ended") as info:
         read_mutant_table(path)
