@@ -12,10 +12,13 @@ the class that rebuilds it, its scoring interface and whether it has a latent sp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -151,8 +154,28 @@ class Checkpoint:
         return build_model(self)
 
 
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that comes while a checkpoint is written until the write is done, then raise it.
+
+    Inside torch's zip writer a KeyboardInterrupt surfaces as a RuntimeError with a traceback (the file itself is
+    safe: the write is atomic). Only the main thread can handle signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
-    """Write ``ckpt`` atomically (temporary file, then rename)."""
+    """Write ``ckpt`` atomically (temporary file, then rename); a Ctrl-C meanwhile waits for the write to end."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -170,7 +193,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
         "average_state": None if ckpt.average_state is None else {k: v.detach().cpu()
                                                                   for k, v in ckpt.average_state.items()},
     }
-    with atomic_write(path, "wb") as fh:
+    with _interrupt_deferred(), atomic_write(path, "wb") as fh:
         torch.save(payload, fh)
 
 
@@ -252,7 +275,9 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "alignment": info.alignment,
         "alignment options": {k: v for k, v in asdict(info.alignment_options).items() if v is not None},
         "steps": ckpt.step,
-        "resumable": "yes" if ckpt.resumable else "no (saved --slim, or a model fitted in closed form)",
+        "resumable": ("no (saved --slim, or a model fitted in closed form)" if not ckpt.resumable
+                      else "only to its own step (a finished refit on every sequence)" if ckpt.history.get("refit_step")
+                      else "yes"),
         "parameters": n_params,
         "model config": ckpt.model_config,
         "train config": ckpt.train_config,

@@ -201,7 +201,8 @@ def _recipe_help() -> str:
 @click.option("--theta", type=float, default=0.2, show_default=True,
               help="Reweighting threshold: neighbours share > 1 - THETA identity.")
 @click.option("--weights", "weights_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Precomputed weights (.npy from 'deepseqvae weights') instead of computing them.")
+              help="Precomputed weights (.npy from 'deepseqvae weights') instead of computing them. [default: "
+                   "computed from MSA with --theta]")
 @click.option("--latent-dim", type=click.IntRange(1), default=None, help="Latent dimension. [default: 30]")
 @click.option("--encoder-hidden", callback=_int_tuple, default=None,
               help="Encoder layer widths, comma-separated. [default: paper 1500,1500; fast h,h with h = "
@@ -310,23 +311,29 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
     total = steps if steps is not None else RECIPES[recipe][1].get("steps")
     if TRAINERS[model_kind].iterative and total and total > 50_000 and resolve_device(device).type == "cpu":
         # The paper's 300,000 steps are a GPU job; say so before the user waits for days.
+        advice = ("without --steps the fast recipe sizes its run for a CPU" if recipe == "fast"
+                  else "the default, --recipe fast, is made for a CPU")
         click.echo(f"Note: {total:,} steps on the CPU can take days at the paper's model size "
-                   "(benchmarks/README.md); the default, --recipe fast, is made for a CPU. "
-                   "Interrupted runs continue with --resume.", err=True)
+                   f"(benchmarks/README.md); {advice}. Interrupted runs continue with --resume.", err=True)
+    model_options = dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
+                         decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
+                         sparsity_tiles=sparsity_tiles, dropout=dropout)
+    train_options = dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, variance_lr=variance_lr,
+                         seed=seed, checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
+                         holdout_by=holdout_by, refit=refit, early_stopping=early_stopping, stop_on=stop_on,
+                         eval_rows=eval_rows, init_bias=init_bias, profile_pseudocount=profile_pseudocount,
+                         compile_kernels=compile_kernels, matmul_dtype=matmul_dtype, encoder_products=encoder_products)
+    if resume:  # an option left at its default keeps the checkpoint's own setting, not the default's
+        ctx = click.get_current_context()
+        unset = {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.DEFAULT}
+        model_options = {k: None if k in unset else v for k, v in model_options.items()}
+        train_options = {k: None if k in unset else v for k, v in train_options.items()}
+        recipe = None if "recipe" in unset else recipe
     t0, started = time.perf_counter(), time.time()
     try:
         result = train_file(
             msa, out, model_kind=model_kind, options=align_opts, theta=theta, weights_path=weights_file,
-            model_options=dict(decoder=decoder, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
-                               decoder_hidden=decoder_hidden, dictionary_size=dictionary_size,
-                               sparsity_tiles=sparsity_tiles, dropout=dropout),
-            train_options=dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                               variance_lr=variance_lr, seed=seed,
-                               checkpoint_every=checkpoint_every, holdout_fraction=holdout_fraction,
-                               holdout_by=holdout_by, refit=refit, early_stopping=early_stopping, stop_on=stop_on,
-                               eval_rows=eval_rows, init_bias=init_bias,
-                               profile_pseudocount=profile_pseudocount, compile_kernels=compile_kernels,
-                               matmul_dtype=matmul_dtype, encoder_products=encoder_products),
+            model_options=model_options, train_options=train_options,
             pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe,
             refit_beside=refit_beside, slim=slim)
     except KeyboardInterrupt:  # Ctrl-C: say what is on disk instead of click's bare "Aborted!"
@@ -379,9 +386,11 @@ def info_command(checkpoint, plot):
 @click.option("--mutant-col", default=None, metavar="COL",
               help="Column holding mutants such as A42G or A42G:L50P. [default: the column named "
                    "mutant, mutation(s) or variant(s)]")
-@click.option("--wt-col", default=None, metavar="COL", help="Wild-type residue column (three-column form).")
-@click.option("--pos-col", default=None, metavar="COL", help="Residue number column (three-column form).")
-@click.option("--mut-col", default=None, metavar="COL", help="New residue column (three-column form).")
+@click.option("--wt-col", default=None, metavar="COL",
+              help="Wild-type residue column (three-column form). [default: none; with --pos-col and --mut-col]")
+@click.option("--pos-col", default=None, metavar="COL",
+              help="Residue number column (three-column form). [default: none]")
+@click.option("--mut-col", default=None, metavar="COL", help="New residue column (three-column form). [default: none]")
 @click.option("--offset", type=int, default=0, show_default=True,
               help="Added to every position in the table before it is matched to the model's numbering.")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
@@ -443,7 +452,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
 @click.option("--length", "L", type=click.IntRange(5), default=60, show_default=True, help="Sequence length L.")
 @click.option("--pairs", "n_pairs", type=click.IntRange(0), default=None,
               help="Coupled residue pairs of the Potts model (its epistasis). [default: round(7·L/6), 70 for "
-                   "L = 60: as dense in couplings as the demo at any length]")
+                   "L = 60: as dense in couplings as the demo at any length; at most the pairs 3 apart]")
 @click.option("--n-doubles", type=click.IntRange(0), default=500, show_default=True,
               help="Double mutants in demo_mutants.csv (after all 19·L singles).")
 def simulate_command(out_dir, seed, n_seqs, L, n_pairs, n_doubles):
@@ -562,7 +571,8 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
 @main.command("sample")
 @click.option("-m", "--model", required=True, type=click.Path(dir_okay=False),
               help="VAE checkpoint from 'deepseqvae train'.")
-@click.option("-n", "n", type=click.IntRange(1), default=None, help="Number of sequences to draw.")
+@click.option("-n", "n", type=click.IntRange(1), default=None,
+              help="Number of sequences to draw (required, except with --interpolate).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Output FASTA (written atomically); headers like '>gen_0001 identity=0.63 elbo=-123.4' "
                    "(identity to the focus over the modelled columns, ELBO estimated with the model).")
@@ -637,7 +647,7 @@ def _fmt_pct(v: float) -> str:
 @main.command("classify")
 @click.option("-m", "--model", "models", multiple=True, type=click.Path(dir_okay=False),
               help="Checkpoint from 'deepseqvae train': its saturation scan is classified. Repeat for an "
-                   "ensemble (the mean ΔELBO of the models).")
+                   "ensemble (the mean ΔELBO of the models). One of --model or --scan is required.")
 @click.option("--scan", type=click.Path(dir_okay=False), default=None,
               help="A scan CSV from 'deepseqvae scan' (mutant,score[,score_sem]) instead of --model.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -787,12 +797,12 @@ def classify_prior_command(scans, output, n_init, seed):
               help="Modelled columns (see 'train --columns'): all = every focus residue, so every mutant "
                    "of the focus can be scored (ProteinGym's EVE setting).")
 @click.option("--steps", type=click.IntRange(1), default=None, help="train --steps. [default: train's]")
-@click.option("--recipe", default=None, help="train --recipe, forwarded when given.")
-@click.option("--latent-dim", type=click.IntRange(1), default=None, help="train --latent-dim.")
-@click.option("--encoder-hidden", default=None, help="train --encoder-hidden.")
-@click.option("--decoder-hidden", default=None, help="train --decoder-hidden.")
-@click.option("--dictionary-size", type=click.IntRange(0), default=None, help="train --dictionary-size.")
-@click.option("--sparsity-tiles", type=click.IntRange(0), default=None, help="train --sparsity-tiles.")
+@click.option("--recipe", default=None, help="train --recipe, forwarded when given. [default: train's, fast]")
+@click.option("--latent-dim", type=click.IntRange(1), default=None, help="train --latent-dim. [default: train's]")
+@click.option("--encoder-hidden", default=None, help="train --encoder-hidden. [default: train's]")
+@click.option("--decoder-hidden", default=None, help="train --decoder-hidden. [default: train's]")
+@click.option("--dictionary-size", type=click.IntRange(0), default=None, help="train --dictionary-size. [default: train's]")
+@click.option("--sparsity-tiles", type=click.IntRange(0), default=None, help="train --sparsity-tiles. [default: train's]")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
               help="train --checkpoint-every: a killed training job resumes from its last checkpoint.")
 @click.option("--train-option", "train_extra", multiple=True, metavar="NAME=VALUE",

@@ -106,7 +106,7 @@ def load_or_compute_weights(aln: Alignment, theta: float, weights_path: str | os
         return compute_weights(aln.codes, theta, device=device)
     try:
         weights = np.load(weights_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         raise DeepSeqVAEError(f"{weights_path}: cannot read weights ({exc}); expected a .npy from "
                               "'deepseqvae weights'") from None
     if not isinstance(weights, np.ndarray):  # an .npz archive (or a pickle np.load refused above)
@@ -187,15 +187,27 @@ class _Fit:
     pseudocount: float
     resume: bool
     progress: bool
-    recipe: str
+    recipe: str | None       # the named recipe; None: the default, or a resumed run's own
     refit_beside: bool | None = None  # the refit beside the held-out run (None: train.refits_beside decides)
     slim: bool = False                # save only what scoring needs (no resume state)
 
 
-def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
+def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str]:
+    if fit.resume:
+        raise CheckpointError(f"{fit.output}: --resume continues a VAE's training; the independent model is fitted "
+                              "in closed form (seconds): drop --resume")
     t0 = time.perf_counter()
     save_checkpoint(fit_independent(fit.aln, fit.weights, fit.theta, fit.pseudocount), fit.output)
-    return 0, None, time.perf_counter() - t0, None, ""
+    return 0, None, time.perf_counter() - t0, None, "", ""
+
+
+def check_distinct(paths, what: str) -> None:
+    """One file given twice (another spelling, a link) as two ``what``s: an error (it would count double)."""
+    seen: dict[Path, int] = {}
+    for i, path in enumerate(paths):
+        first = seen.setdefault(Path(path).resolve(), i)
+        if first != i:
+            raise DeepSeqVAEError(f"{path}: given twice (also as {paths[first]}); each {what} counts once")
 
 
 def _check_resume_model(resume: Checkpoint, model_options: dict, path: Path) -> None:
@@ -213,21 +225,42 @@ def _check_resume_model(resume: Checkpoint, model_options: dict, path: Path) -> 
                               "drop those options or train anew")
 
 
-def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
-    from .recipes import recipe_configs
+def _resumed_train_config(resume: Checkpoint, base, overrides: dict, path: Path):
+    """The training settings of a resumed run: the checkpoint's own (on ``base``, its recipe's, for fields an older
+    checkpoint lacks), then the options given anew (``overrides``, None = not given)."""
+    from dataclasses import fields, replace
+
+    names = {f.name for f in fields(base)}
+    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in (resume.train_config or {}).items() if k in names}
+    given = {k: v for k, v in overrides.items() if v is not None and k in names}
+    try:
+        return replace(base, **{**stored, **given})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its training settings cannot be resumed ({exc})") from None
+
+
+def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str]:
+    from .recipes import DEFAULT_RECIPE, recipe_configs
     from .runtime import keep_heap
     from .train import fit_alignment
 
-    resume = None
+    resume, recipe = None, fit.recipe or DEFAULT_RECIPE
     if fit.resume:
         if not fit.output.exists():
             raise CheckpointError(f"{fit.output}: nothing to resume (no such checkpoint)")
         resume = load_checkpoint(fit.output)
         _check_resume_model(resume, fit.model_options, fit.output)
-    model_cfg, train_cfg = recipe_configs(fit.recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
+        stored = (resume.train_config or {}).get("recipe")
+        if fit.recipe and stored and fit.recipe != stored:
+            raise CheckpointError(f"{fit.output}: was trained with the {stored} recipe; resume it without --recipe "
+                                  f"{fit.recipe}, or train anew")
+        recipe = stored or recipe
+    model_cfg, train_cfg = recipe_configs(recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
                                           model_overrides=fit.model_options,
-                                          train_overrides=fit.train_options)
-    log.info("recipe %s: %d steps, decoder %s", fit.recipe, train_cfg.steps, model_cfg.decoder_hidden)
+                                          train_overrides=None if resume is not None else fit.train_options)
+    if resume is not None:  # the run's own settings go on; only the options given anew change them
+        train_cfg = _resumed_train_config(resume, train_cfg, fit.train_options, fit.output)
+    log.info("recipe %s: %d steps, decoder %s", recipe, train_cfg.steps, model_cfg.decoder_hidden)
     keep_heap()  # a training process reuses its freed memory instead of page-faulting it in every step
     result = fit_alignment(fit.aln, fit.weights, model_cfg, train_cfg, theta=fit.theta, device=fit.device,
                            checkpoint_path=fit.output, resume=resume, progress=fit.progress,
@@ -257,14 +290,15 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str]:
     # the encoder's hidden product follows the run's precision where the recipe (from Neff) or --encoder-products says
     encoder = precision if ran.get("encoder_products") else "float32"
     note = "\n".join(filter(None, [note, f"Decoder products: {used}", f"Encoder products: {encoder}"]))
-    return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second, note
+    return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second, note, recipe
 
 
 @dataclass(frozen=True)
 class Trainer:
     """How ``train_file`` fits one model kind."""
 
-    fit: Callable[[_Fit], tuple[int, float | None, float, float | None, str]]  # -> (steps, ELBO, s, steps/s, note)
+    fit: Callable[[_Fit], tuple[int, float | None, float, float | None, str, str]]  # -> (steps, ELBO, s, steps/s,
+    #                                                                                    note, recipe used)
     iterative: bool  # trained by steps (their number matters for run time), else fitted in closed form
 
 
@@ -303,9 +337,6 @@ def train_file(
     (False) or as :func:`deepseqvae.train.refits_beside` decides (None). ``slim``: the final checkpoint keeps only
     what scoring needs (:meth:`~deepseqvae.checkpoint.Checkpoint.scoring_only`; it cannot be resumed).
     """
-    from .recipes import DEFAULT_RECIPE
-
-    recipe = recipe or DEFAULT_RECIPE
     if model_kind not in TRAINERS:
         raise ValueError(f"unknown model kind {model_kind!r} (known: {', '.join(TRAINERS)})")
     theta = check_theta(theta)
@@ -320,10 +351,9 @@ def train_file(
     check_family_size(aln, neff)
     fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
                pseudocount, resume, progress, recipe, refit_beside, slim)
-    steps, elbo, seconds, rate, note = TRAINERS[model_kind].fit(fit)
+    steps, elbo, seconds, rate, note, used = TRAINERS[model_kind].fit(fit)
     return TrainSummary(fit.output, model_kind, aln.N, aln.L, neff, steps, elbo, seconds, rate,
-                        str(dev) if rate is not None else "cpu", t_weights,
-                        recipe if TRAINERS[model_kind].iterative else "", note)
+                        str(dev) if rate is not None else "cpu", t_weights, used, note)
 
 
 # --- score ----------------------------------------------------------------------------------
@@ -360,6 +390,8 @@ def score_file(
     and ``status``; it is written atomically and never onto the input file.
     """
     out = check_output(Path(output) if output else default_score_output(mutants), mutants, *models)
+    check_output(out.with_suffix(".spearman.json"), mutants, *models)  # written beside it with a fitness column
+    check_distinct(models, "model")
     table = read_mutant_table(mutants, mutant_col=mutant_col, wt_col=wt_col, pos_col=pos_col, mut_col=mut_col)
     if len(table.mutants) > LARGE_TABLE_ROWS:
         bound_heap_growth()  # bounded memory at some cost in speed (see runtime.py)
@@ -462,11 +494,12 @@ def embed_file(
 
     ``msa`` is read with the options recorded in the checkpoint; fields set in ``options`` override them.
     """
-    out = check_output(output, model, msa)
+    colours = color_by if color_by not in ("weight", "identity") else None  # a CSV of values: an input too
+    out = check_output(output, model, msa, colours)
     if plot is not None:
         from .plots import check_figure_path
 
-        check_figure_path(plot, model, msa, out)
+        check_figure_path(plot, model, msa, colours, out)
     ckpt = load_checkpoint(model)
     ckpt.latent_model("embed", model)  # fail before reading the alignment
     dev = resolve_device(device)
@@ -591,7 +624,7 @@ class ClassifyRun:
 def default_classify_output(source: str | os.PathLike) -> Path:
     """``<stem>_classes.csv`` beside the first checkpoint or the scan CSV."""
     p = Path(source)
-    return p.with_name(f"{p.stem}_classes.csv")
+    return p.with_name(f"{plain_name(p).stem}_classes.csv")
 
 
 def classify_paths(output: str | os.PathLike) -> dict[str, Path]:
@@ -655,6 +688,7 @@ def classify_file(
 
     if sum((bool(models), scan is not None, scores is not None)) != 1:
         raise ClassifyError("give one source of scores: checkpoints (--model) or a scan CSV (--scan)")
+    check_distinct(models, "model")
     inputs = (*models, scan, labels, prior)
     out = check_output(output, *inputs)
     for key, path in classify_paths(out).items():  # the files written beside it
@@ -729,11 +763,7 @@ def classify_prior_file(scans: list[str | os.PathLike], output: str | os.PathLik
     from . import classify as C
 
     check_output(output, *scans)
-    seen: dict[Path, int] = {}
-    for i, scan in enumerate(scans):  # one protein twice would count double in the pooled fit
-        first = seen.setdefault(Path(scan).resolve(), i)
-        if first != i:
-            raise ClassifyError(f"{scan}: given twice (also as {scans[first]}); each protein's scan is pooled once")
+    check_distinct(scans, "scan")  # one protein twice would count double in the pooled fit
     prior = C.fit_prior([C.read_scan(s) for s in scans], n_init=C.N_INIT if n_init is None else n_init, seed=seed)
     return prior, C.save_prior(prior, output)
 

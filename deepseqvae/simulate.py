@@ -553,8 +553,9 @@ def _header(name: str, row: np.ndarray) -> str:
 def demo_pairs(L: int) -> int:
     """Coupled pairs of a simulated family of length ``L`` as dense as the demo's (70 for L = 60):
     round(7·L/6). A fixed count would make a long family almost site-independent (L = 800 with 70
-    pairs: under one partner per five columns), and its VAE no better than a profile."""
-    return round(7 * L / 6)
+    pairs: under one partner per five columns), and its VAE no better than a profile. At most the pairs at least 3
+    apart that a very short chain has."""
+    return min(round(7 * L / 6), (L - 2) * (L - 3) // 2)
 
 
 def write_demo(
@@ -592,6 +593,10 @@ def write_demo(
         raise SimulationError(f"--n-doubles {n_doubles:,}: a sequence of length {L} has only "
                               f"{max_double_mutants(L):,} distinct double mutants ({L * (L - 1) // 2:,} pairs of "
                               f"positions × 19 × 19); ask for at most that many, or a longer --length")
+    contacts = (L - 2) * (L - 3) // 2  # pairs at least 3 apart along the chain, random_potts' min_separation
+    if n_pairs > contacts:
+        raise SimulationError(f"--pairs {n_pairs:,}: a sequence of length {L} has only {contacts:,} pairs of "
+                              "positions at least 3 apart; ask for at most that many, or a longer --length")
     model = random_potts(L=L, n_pairs=n_pairs, seed=seed)
     rng = np.random.default_rng([seed, 1])  # the family and the doubles: a stream of their own
     fam = simulate_family(model, n_seqs=n_seqs, seed=rng)

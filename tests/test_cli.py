@@ -342,6 +342,7 @@ def test_simulate_pairs_set_the_epistasis(tmp_path):
     from deepseqvae.simulate import demo_pairs
 
     assert (demo_pairs(60), demo_pairs(120), demo_pairs(800)) == (70, 140, 933)  # the demo's density at any L
+    assert (demo_pairs(5), demo_pairs(8)) == (3, 9)  # a short chain: every pair 3 apart at most
     # no coupled pairs: a site-independent landscape, every double mutant is the sum of its singles
     result = assert_ok(invoke("simulate", "-o", tmp_path, "--length", "20", "--n-seqs", "40", "--pairs", "0",
                               "--n-doubles", "30"))
@@ -349,6 +350,8 @@ def test_simulate_pairs_set_the_epistasis(tmp_path):
     assert float(epistasis.search(result.stdout).group(1)) < 1e-5  # the fitness is written to 6 decimals
     result = assert_ok(invoke("simulate", "-o", tmp_path, "--length", "20", "--n-seqs", "40", "--n-doubles", "30"))
     assert float(epistasis.search(result.stdout).group(1)) > 0.01
+    assert_user_error(invoke("simulate", "-o", tmp_path, "--length", "8", "--pairs", "16"),
+                      "--pairs 16: a sequence of length 8 has only 15 pairs of positions at least 3 apart")
 
 
 # --- bad input: one line, exit status 2, no traceback ----------------------------------------------------
@@ -636,6 +639,7 @@ def test_train_rejects_bad_weights(case, tmp_path):
 def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
     model = tmp_path / "r.pt"
     assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 20, "--holdout", 0))
+    assert "resumable: yes" in assert_ok(invoke("info", model)).stdout
     before = model.read_bytes()
     fewer = tmp_path / "fewer.a2m"
     fewer.write_text("".join(DEMO_A2M.read_text().splitlines(keepends=True)[:400]))  # the first 200 records
@@ -665,6 +669,25 @@ def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_
     assert "rows cannot be scored: positions look shifted by -1" in caplog.text and "try --offset 0" in caplog.text
 
 
+def test_resume_keeps_the_runs_own_settings(tmp_path, caplog):
+    """Options not given again keep the checkpoint's values, not the defaults; the result is the uninterrupted run."""
+    own = ["--learning-rate", "0.002", "--batch-size", "50", "--seed", "7", "--holdout", "0", "--no-progress",
+           "--device", "cpu"]
+    tiny = [a for a in TINY_VAE if a not in ("--seed", "1", "--no-progress", "--device", "cpu")]
+    tiny = tiny[2:]  # without --steps 300
+    whole, part = tmp_path / "whole.pt", tmp_path / "part.pt"
+    assert_ok(invoke("train", DEMO_A2M, "-o", whole, *tiny, *own, "--steps", 40))
+    assert_ok(invoke("train", DEMO_A2M, "-o", part, *tiny, *own, "--steps", 20))
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("train", DEMO_A2M, "-o", part, "--steps", 40, "--resume", "--no-progress", "--device", "cpu"))
+    assert "resuming with settings other" not in caplog.text
+    import torch
+
+    a, b = (torch.load(p, weights_only=True) for p in (whole, part))
+    assert b["train_config"]["learning_rate"] == 0.002 and b["train_config"]["batch_size"] == 50
+    assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
+
+
 def test_slim_checkpoint_scores_the_same_but_does_not_resume(vae_model, tmp_path):
     slim = tmp_path / "slim.pt"
     assert_ok(invoke("train", DEMO_A2M, "-o", slim, *TINY_VAE, "--slim"))  # the vae_model fixture's run, slimmed
@@ -675,7 +698,7 @@ def test_slim_checkpoint_scores_the_same_but_does_not_resume(vae_model, tmp_path
     full, small = (pd.read_csv(tmp_path / f"{m.stem}.csv") for m in (vae_model[0], slim))
     assert np.array_equal(full.score.to_numpy(), small.score.to_numpy())  # the same scored weights
     assert "resumable: no (saved --slim" in assert_ok(invoke("info", slim)).stdout
-    assert "resumable: yes" in assert_ok(invoke("info", vae_model[0])).stdout
+    assert "resumable: only to its own step (a finished refit" in assert_ok(invoke("info", vae_model[0])).stdout
     assert_user_error(invoke("train", DEMO_A2M, "-o", slim, *TINY_VAE, "--steps", 400, "--resume"),
                       "saved without its training state (--slim)", "train anew")
 
