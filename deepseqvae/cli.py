@@ -801,8 +801,10 @@ def classify_prior_command(scans, output, n_init, seed):
 @click.option("--latent-dim", type=click.IntRange(1), default=None, help="train --latent-dim. [default: train's]")
 @click.option("--encoder-hidden", default=None, help="train --encoder-hidden. [default: train's]")
 @click.option("--decoder-hidden", default=None, help="train --decoder-hidden. [default: train's]")
-@click.option("--dictionary-size", type=click.IntRange(0), default=None, help="train --dictionary-size. [default: train's]")
-@click.option("--sparsity-tiles", type=click.IntRange(0), default=None, help="train --sparsity-tiles. [default: train's]")
+@click.option("--dictionary-size", type=click.IntRange(0), default=None,
+              help="train --dictionary-size. [default: train's]")
+@click.option("--sparsity-tiles", type=click.IntRange(0), default=None,
+              help="train --sparsity-tiles. [default: train's]")
 @click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
               help="train --checkpoint-every: a killed training job resumes from its last checkpoint.")
 @click.option("--train-option", "train_extra", multiple=True, metavar="NAME=VALUE",
