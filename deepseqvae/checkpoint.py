@@ -13,6 +13,7 @@ the class that rebuilds it, its scoring interface and whether it has a latent sp
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -56,6 +57,9 @@ class ModelInfo:
     # how the training alignment was read (focus, numbering, format, filters); older checkpoints
     # have none and get the defaults
     alignment_options: AlignmentOptions = field(default_factory=AlignmentOptions)
+    # digest of the training data (codes and weights, :func:`data_digest`): a resume checks it is the same data;
+    # older checkpoints have none
+    data_digest: str = ""
 
     def __post_init__(self) -> None:
         self.positions = [int(p) for p in self.positions]
@@ -74,7 +78,14 @@ class ModelInfo:
         """The record of a model trained on ``aln`` (an :class:`~deepseqvae.alignment.Alignment`)."""
         return cls(focus_id=aln.focus_id, focus_seq=aln.focus_seq, positions=list(aln.positions),
                    n_seqs=int(aln.N), neff=float(weights.sum()), theta=float(theta), alignment=str(aln.path),
-                   alignment_options=aln.options)
+                   alignment_options=aln.options, data_digest=data_digest(aln.codes, weights))
+
+
+def data_digest(codes: np.ndarray, weights: np.ndarray) -> str:
+    """A short digest of training data: int8 codes (N, L) and weights (N,) (SHA-256, 16 hex digits)."""
+    h = hashlib.sha256(np.ascontiguousarray(codes, dtype=np.int8).tobytes())
+    h.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

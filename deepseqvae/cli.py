@@ -27,13 +27,16 @@ class UserError(click.ClickException):
 
 
 class _Group(click.Group):
-    """Turns domain errors raised by any command into :class:`UserError`."""
+    """Turns domain errors raised by any command, and click's usage errors, into :class:`UserError`: one line."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except DeepSeqVAEError as exc:
             raise UserError(str(exc)) from None
+        except click.UsageError as exc:  # click would print Usage, Try and Error: four lines
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise UserError(f"{where}: {' '.join(exc.format_message().split())} (see '{where} --help')") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],

@@ -578,11 +578,14 @@ def _check_same_data(resume: Checkpoint, info: ModelInfo, alignment) -> None:
 
     was = resume.info
     same_neff = math.isclose(was.neff, info.neff, rel_tol=1e-9, abs_tol=1e-9)
-    if was.n_seqs != info.n_seqs or not same_neff or was.theta != info.theta:
+    other_data = bool(was.data_digest and info.data_digest and was.data_digest != info.data_digest)
+    if was.n_seqs != info.n_seqs or not same_neff or was.theta != info.theta or other_data:
+        but = ", but other sequences or weights" if other_data else ""
         raise CheckpointError(f"the checkpoint to resume was trained on N = {was.n_seqs} sequences, Neff = "
                               f"{was.neff:.2f}, theta {was.theta:g} ({was.alignment or 'its alignment'}); "
                               f"{alignment.path} gives N = {info.n_seqs}, Neff = {info.neff:.2f}, theta "
-                              f"{info.theta:g}: resume with the same alignment, filters and weights, or train anew")
+                              f"{info.theta:g}{but}: resume with the same alignment, filters and weights, or train "
+                              "anew")
 
 
 def fit_alignment(

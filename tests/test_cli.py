@@ -600,6 +600,10 @@ def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
                       "cannot create its folder")
     with pytest.raises(OutputError, match="is a folder"):  # the CLI's own check says so first, as a usage error
         check_output(tmp_path)
+    # click's usage errors are one line too, naming the command and its help
+    assert_user_error(invoke("weights", DEMO_A2M, "-o", tmp_path), "weights: Invalid value for '-o'",
+                      "is a directory", "weights --help'")
+    assert_user_error(invoke("train"), "train: Missing argument 'MSA'")
 
 
 def test_scan_checks_the_figure_name_before_scanning(independent_model, tmp_path):
@@ -645,6 +649,12 @@ def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
     fewer.write_text("".join(DEMO_A2M.read_text().splitlines(keepends=True)[:400]))  # the first 200 records
     assert_user_error(invoke("train", fewer, "-o", model, *TINY_VAE[2:], "--steps", 40, "--holdout", 0, "--resume"),
                       "trained on N = 3000 sequences", "fewer.a2m gives N = 200", "train anew")
+    edited = tmp_path / "edited.a2m"  # the same N (and here the same Neff), one residue of one record changed
+    lines = DEMO_A2M.read_text().splitlines(keepends=True)
+    lines[21] = ("A" if lines[21][5] != "A" else "C").join([lines[21][:5], lines[21][6:]])
+    edited.write_text("".join(lines))
+    assert_user_error(invoke("train", edited, "-o", model, *TINY_VAE[2:], "--steps", 40, "--holdout", 0, "--resume"),
+                      "but other sequences or weights", "train anew")
     tiny = TINY_VAE[2:]
     other = tiny[:tiny.index("--encoder-hidden") + 1] + ["60"] + tiny[tiny.index("--encoder-hidden") + 2:]
     assert_user_error(invoke("train", DEMO_A2M, "-o", model, *other, "--steps", 40, "--holdout", 0, "--resume"),
