@@ -717,6 +717,13 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
         raise click.UsageError("give a checkpoint with --model or a scan CSV with --scan")
     if models and scan is not None:
         raise click.UsageError("--model and --scan cannot be combined")
+    ctx = click.get_current_context()
+    given = {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
+    if scan is not None and given & {"n_samples", "seed", "device", "batch_size"}:  # a scan CSV is scored already
+        raise click.UsageError("--samples, --seed, --device and --batch-size set the scan of --model; a --scan CSV "
+                               "is scored already")
+    if prior is None and "protein_weight" in given:
+        raise click.UsageError("--protein-weight weighs the protein's mixture against a --prior: give one")
     if output is None:
         output = default_classify_output(scan if scan is not None else models[0])
     run = classify_file(output, models=list(models), scan=scan, labels=labels, prior=prior, protein=protein,

@@ -107,6 +107,9 @@ def load_or_compute_weights(aln: Alignment, theta: float, weights_path: str | os
     try:
         weights = np.load(weights_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
+        if "allow_pickle" in str(exc):  # numpy's advice to load it unsafely is not ours to give
+            raise DeepSeqVAEError(f"{weights_path}: not a .npy array of weights (expected a .npy from "
+                                  "'deepseqvae weights')") from None
         raise DeepSeqVAEError(f"{weights_path}: cannot read weights ({exc}); expected a .npy from "
                               "'deepseqvae weights'") from None
     if not isinstance(weights, np.ndarray):  # an .npz archive (or a pickle np.load refused above)
@@ -154,7 +157,9 @@ class TrainSummary:
         lines = [f"Model: {what}, alignment of N = {self.n_seqs} sequences, L = {self.seq_len} columns, "
                  f"Neff = {self.neff:.1f}"]
         if self.steps_per_second is not None:
-            lines.append(f"Steps: {self.steps} ({self.steps_per_second:.1f} steps/s on {self.device}); "
+            pace = (f"{self.steps_per_second:.1f} steps/s on {self.device}" if self.steps_per_second > 0
+                    else "nothing left to train")  # a resume already at its steps
+            lines.append(f"Steps: {self.steps} ({pace}); "
                          f"final ELBO {self.final_elbo:.2f} (mean of the last logging interval)")
         if self.note:
             lines.append(self.note)

@@ -572,7 +572,7 @@ RESUME_SETTINGS = ("seed", "batch_size", "learning_rate", "variance_lr", "optimi
                    "final_lr_fraction", "ema_decay", "holdout_fraction", "holdout_by")
 
 
-def _check_same_data(resume: Checkpoint, info: ModelInfo, alignment) -> None:
+def _check_same_data(resume: Checkpoint, info: ModelInfo, alignment, where: str = "") -> None:
     """A resumed run must see the data its checkpoint was trained on: the same sequences and weights."""
     from .errors import CheckpointError
 
@@ -581,7 +581,7 @@ def _check_same_data(resume: Checkpoint, info: ModelInfo, alignment) -> None:
     other_data = bool(was.data_digest and info.data_digest and was.data_digest != info.data_digest)
     if was.n_seqs != info.n_seqs or not same_neff or was.theta != info.theta or other_data:
         but = ", but other sequences or weights" if other_data else ""
-        raise CheckpointError(f"the checkpoint to resume was trained on N = {was.n_seqs} sequences, Neff = "
+        raise CheckpointError(f"{where}the checkpoint to resume was trained on N = {was.n_seqs} sequences, Neff = "
                               f"{was.neff:.2f}, theta {was.theta:g} ({was.alignment or 'its alignment'}); "
                               f"{alignment.path} gives N = {info.n_seqs}, Neff = {info.neff:.2f}, theta "
                               f"{info.theta:g}{but}: resume with the same alignment, filters and weights, or train "
@@ -620,16 +620,17 @@ def fit_alignment(
     from .model import VAEConfig
 
     info = ModelInfo.from_alignment(alignment, weights, theta)
+    where = f"{checkpoint_path}: " if checkpoint_path is not None else ""  # resume errors name the file
     if resume is not None:
         if model_kind(resume.kind).model_class is not VAE:
-            raise CheckpointError(f"--resume needs a VAE checkpoint, not a '{resume.kind}' model")
+            raise CheckpointError(f"{where}--resume needs a VAE checkpoint; this one holds the '{resume.kind}' model")
         if not resume.resumable:
-            raise CheckpointError("the checkpoint to resume was saved without its training state (--slim): it "
+            raise CheckpointError(f"{where}the checkpoint to resume was saved without its training state (--slim): it "
                                   "scores, but cannot be continued; train anew")
         if resume.info.focus_seq != alignment.focus_seq:
-            raise CheckpointError("the checkpoint to resume was trained on a different focus sequence "
+            raise CheckpointError(f"{where}the checkpoint to resume was trained on a different focus sequence "
                                   f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")
-        _check_same_data(resume, info, alignment)
+        _check_same_data(resume, info, alignment, where)
         model_cfg = VAEConfig(**resume.model_config)
         if resume.step >= train_cfg.steps and not resume.history.get("refit_step"):
             log.warning("the checkpoint to resume is at step %d, already at or past the %d steps asked: nothing "
@@ -643,7 +644,7 @@ def fit_alignment(
     if resume is not None and resume.history.get("refit_step"):  # a finished refit: nothing of stage 1 is left
         planned = (resume.train_config or {}).get("steps")
         if not refitting or planned != train_cfg.steps:
-            raise CheckpointError(f"the checkpoint to resume was refit on every sequence up to step "
+            raise CheckpointError(f"{where}the checkpoint to resume was refit on every sequence up to step "
                                   f"{resume.step} of a {planned}-step run; it cannot be continued with other "
                                   "settings: train anew")
         return _refit(alignment, weights, model_cfg, train_cfg, info, int(resume.history["refit_step"][0]), {},

@@ -452,6 +452,10 @@ def test_classify_command_errors_are_one_line(tiny):
     r = CliRunner().invoke(main, ["classify", "-o", str(d / "x.csv")])
     assert r.exit_code == 2 and "give a checkpoint with --model or a scan CSV with --scan" in r.output
     _write_scan(d / "toy_scan.csv")
+    r = CliRunner().invoke(main, ["classify", "--scan", str(d / "toy_scan.csv"), "--samples", "10"])
+    assert r.exit_code == 2 and "a --scan CSV is scored already" in r.output  # not silently ignored
+    r = CliRunner().invoke(main, ["classify", "--scan", str(d / "toy_scan.csv"), "--protein-weight", "0.5"])
+    assert r.exit_code == 2 and "--protein-weight weighs the protein's mixture against a --prior" in r.output
     r = CliRunner().invoke(main, ["classify", "--scan", str(d / "toy_scan.csv"), "--prior", str(d / "nope.json")])
     assert r.exit_code == 2 and r.output.strip() == f"Error: {d / 'nope.json'}: no such prior file"
     assert not (d / "toy_scan_classes.csv").exists()

@@ -633,7 +633,7 @@ def test_train_rejects_bad_weights(case, tmp_path):
         np.save(path, w)
     expected = {"negative": ["negative, NaN or infinite", "sequence 42", "-1000000.0"],
                 "nan": ["negative, NaN or infinite", "sequence 8"], "zeros": ["every weight is 0"],
-                "npz": ["not a .npy array"], "csv": ["cannot read weights", "expected a .npy"]}[case]
+                "npz": ["not a .npy array"], "csv": ["not a .npy array", "expected a .npy"]}[case]
     for kind in ("independent", "vae"):
         assert_user_error(invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--weights", path, "--model", kind,
                                  *TINY_VAE[:2]), path.name, *expected)
@@ -662,8 +662,10 @@ def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
     assert model.read_bytes() == before
     # the same data and model: allowed, and what differs from the first run is said
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
-        assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 10, "--holdout", 0, "--resume"))
+        result = assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 10, "--holdout", 0,
+                                  "--resume"))
         assert "already at or past the 10 steps asked" in caplog.text
+        assert "Steps: 20 (nothing left to train)" in result.stdout
         assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 25, "--holdout", 0, "--resume",
                          "--learning-rate", "0.002"))
         assert "resuming with settings other than the checkpoint's: learning_rate 0.001 -> 0.002" in caplog.text
