@@ -440,7 +440,8 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
         sp = result.spearman
         click.echo(f"Spearman rho = {sp['rho']:.4f} against '{sp['fitness_col']}' over {sp['n']} mutants "
                    f"({sp['excluded']} excluded: {sp['excluded_unscorable']} unscorable, "
-                   f"{sp['excluded_no_fitness']} without fitness); written to {json_path}")
+                   f"{sp['excluded_no_fitness']} without fitness, {sp['excluded_no_substitution']} wild-type or "
+                   f"synonymous); written to {json_path}")
     click.echo(f"Wrote {n_rows} rows to {out}")
 
 

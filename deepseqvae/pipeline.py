@@ -160,7 +160,8 @@ class TrainSummary:
             pace = (f"{self.steps_per_second:.1f} steps/s on {self.device}" if self.steps_per_second > 0
                     else "nothing left to train")  # a resume already at its steps
             lines.append(f"Steps: {self.steps} ({pace}); "
-                         f"final ELBO {self.final_elbo:.2f} (mean of the last logging interval)")
+                         f"final ELBO {self.final_elbo:.2f} (log p(x|z) − KL(z) per sequence, KL(θ)/Neff apart; "
+                         "mean of the last logging interval)")
         if self.note:
             lines.append(self.note)
         lines.append(f"Time: {total_seconds:.1f} s (weights {self.weights_seconds:.1f} s, "
@@ -353,7 +354,8 @@ def train_file(
     t_weights = time.perf_counter() - t0
     neff = float(weights.sum())
     log.info("%s: N=%d L=%d Neff=%.1f", msa, aln.N, aln.L, neff)
-    check_family_size(aln, neff)
+    if TRAINERS[model_kind].iterative:  # the warning advises the independent model: not to its own run
+        check_family_size(aln, neff)
     fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
                pseudocount, resume, progress, recipe, refit_beside, slim)
     steps, elbo, seconds, rate, note, used = TRAINERS[model_kind].fit(fit)
@@ -397,10 +399,13 @@ def score_file(
     out = check_output(Path(output) if output else default_score_output(mutants), mutants, *models)
     check_output(out.with_suffix(".spearman.json"), mutants, *models)  # written beside it with a fitness column
     check_distinct(models, "model")
+    checkpoints = [load_checkpoint(m) for m in models]
+    if len({c.kind for c in checkpoints}) > 1:  # their scores are on different scales: the mean follows the widest
+        log.warning("an ensemble of different model kinds (%s): their mean is dominated by the kind whose scores "
+                    "spread widest", ", ".join(sorted({c.kind for c in checkpoints})))
     table = read_mutant_table(mutants, mutant_col=mutant_col, wt_col=wt_col, pos_col=pos_col, mut_col=mut_col)
     if len(table.mutants) > LARGE_TABLE_ROWS:
         bound_heap_growth()  # bounded memory at some cost in speed (see runtime.py)
-    checkpoints = [load_checkpoint(m) for m in models]
     if fitness_col is None:
         fitness_col = detect_fitness_col(table.frame)
     dev = resolve_device(device)

@@ -443,13 +443,18 @@ def score_table(
         if len(fitness) and not np.isfinite(fitness).any():  # e.g. a text column: no Spearman can be meant
             raise MutantTableError(f"{where}column {fitness_col!r} holds no numbers; choose the measured "
                                    "fitness column with --fitness-col")
-        use = np.isfinite(score) & np.isfinite(fitness)
+        # the wild type and synonymous rows change no residue: their score is 0 by definition, so they carry no
+        # ranking and are left out, as in ProteinGym's substitution benchmarks (they keep their row and score)
+        changes = np.array([bool(r.ok and r.changes) or not r.ok for r in resolved])  # (R,) False: no substitution
+        scored = np.isfinite(score) & np.isfinite(fitness)
+        use = scored & changes
         rho = spearman(score[use], fitness[use])
         result.spearman = {
             "fitness_col": fitness_col, "rho": rho, "n": int(use.sum()),
             "excluded": int(len(score) - use.sum()),
             "excluded_unscorable": int((~np.isfinite(score)).sum()),
             "excluded_no_fitness": int((np.isfinite(score) & ~np.isfinite(fitness)).sum()),
+            "excluded_no_substitution": int((scored & ~changes).sum()),
             "n_samples": result.n_samples, "samples_per_model": samples, "seed": seed,
         }
     return result

@@ -855,6 +855,15 @@ def test_small_family_warns_that_predictions_will_be_weak(tmp_path, caplog):
         caplog.clear()
         assert_ok(invoke("weights", DEMO_A2M, "-o", tmp_path / "w2.npy"))
         assert "Neff/L" not in caplog.text
+        assert_ok(invoke("train", aln, "-o", tmp_path / "si.pt", "--model", "independent"))
+        assert "Neff/L" not in caplog.text  # the advice would be to run what is running
+
+
+def test_an_ensemble_of_two_model_kinds_is_flagged(vae_model, independent_model, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("score", DEMO_CSV, "-m", vae_model[0], "-m", independent_model, "-o", tmp_path / "s.csv",
+                         "--samples", 2, "--no-progress", "--device", "cpu"))
+    assert "an ensemble of different model kinds (independent, vae)" in caplog.text
 
 
 @pytest.mark.parametrize("products", ["float32", "bfloat16", "auto"])

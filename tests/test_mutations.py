@@ -580,8 +580,9 @@ def test_score_table_empty_cell_gets_no_score_and_stays_out_of_spearman(tmp_path
     assert np.isnan(f.loc[1, "score"]) and np.isnan(f.loc[1, "score_sem"])
     assert f.loc[3, "score"] == 0.0 and f.loc[3, "status"] == "ok"  # an explicit WT still scores 0
     assert res.summary == {"ok": 4, "empty_mutant": 1}
-    sp = res.spearman
-    assert sp["n"] == 4 and sp["excluded"] == 1 and sp["excluded_unscorable"] == 1
+    sp = res.spearman  # the WT row scores 0 by definition: kept, but not ranked
+    assert sp["n"] == 3 and sp["excluded"] == 2 and sp["excluded_unscorable"] == 1
+    assert sp["excluded_no_substitution"] == 1
 
 
 def test_strict_names_the_empty_row(tmp_path):

@@ -1,6 +1,7 @@
 """ΔELBO scoring: common random numbers, determinism, table handling, ensembles, Spearman."""
 
 import json
+import math
 import sys
 
 import numpy as np
@@ -102,10 +103,17 @@ def test_score_table_keeps_every_row_in_order_with_status(tmp_path):
     assert res.summary == {"ok": 4, "parse_error": 1, "stop": 1, "position_not_modelled": 1, "wt_mismatch": 1,
                            "conflicting_substitutions": 1}
     sp = res.spearman
-    use = [0, 1, 3]  # scored rows with a fitness value (row 8 has none)
-    want = spearmanr(f.loc[use, "score"], [1.0, 0.0, 0.5]).statistic
-    assert sp["n"] == 3 and sp["excluded"] == 6 and sp["excluded_no_fitness"] == 1
-    assert sp["rho"] == pytest.approx(want)
+    # scored rows with a fitness value: 0, 1 (WT) and 3 (M5M; row 8 has none); the wild type and the synonymous
+    # row score 0 by definition and are not ranked, which leaves one row: no correlation
+    assert sp["n"] == 1 and sp["excluded"] == 8 and sp["excluded_no_fitness"] == 1
+    assert sp["excluded_no_substitution"] == 2 and math.isnan(sp["rho"])
+    # with more substitutions the rho is over exactly those rows
+    more = read_mutant_table(write_table(tmp_path / "m2.csv", ["K6A,1.0", "WT,0.0", "L6A,2.0", "M5M,0.5", "Y9F,0.2",
+                                                             "T7V,3.0", "I10L,1.5"]))
+    res2 = score_table([ck], more, n_samples=8, fitness_col="fitness")
+    use = [0, 4, 5, 6]  # L6A is a wt_mismatch (K6)
+    want = spearmanr(res2.frame.loc[use, "score"], [1.0, 0.2, 3.0, 1.5]).statistic
+    assert res2.spearman["n"] == 4 and res2.spearman["rho"] == pytest.approx(want)
 
 
 def test_strict_and_nothing_scorable_errors(tmp_path):
