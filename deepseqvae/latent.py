@@ -56,14 +56,20 @@ def read_matching_alignment(msa: str | os.PathLike, ckpt: Checkpoint,
 
 
 def find_sequence(aln: Alignment, seq_id: str) -> int:
-    """Row of record ``seq_id`` (its first occurrence) in ``aln``; a clear error when absent."""
+    """Row of record ``seq_id`` (its first occurrence, with a warning when several records share the id) in
+    ``aln``; a clear error when absent."""
     name = seq_id[1:] if seq_id.startswith(">") else seq_id
     try:
-        return aln.ids.index(name)
+        row = aln.ids.index(name)
     except ValueError:
         raise DeepSeqVAEError(f"{aln.path}: no sequence '{name}' among its {aln.N} kept sequences "
                               f"(ids are the header up to the first whitespace; it may have been "
                               f"dropped by the filters)") from None
+    shared = aln.ids.count(name)
+    if shared > 1:  # an a3m of UniRef hits can repeat an id: say which record is used
+        log.warning("%s: %d kept sequences share the id '%s'; using the first of them (kept sequence %d)", aln.path,
+                    shared, name, row + 1)
+    return row
 
 
 @torch.no_grad()

@@ -388,3 +388,30 @@ def test_a_new_model_kind_is_one_class(models, monkeypatch):
     assert row[f"{wt}1A"] == (wt not in "AILMFVW") * 1.0
     with pytest.raises(CheckpointError, match="embedding needs a VAE checkpoint"):
         embed_alignment(ckpt, DEMO)
+
+
+def test_find_sequence_names_a_shared_id(tmp_path, caplog):
+    import logging
+
+    from deepseqvae.latent import find_sequence
+
+    path = tmp_path / "dup.a3m"  # a3m: ids may repeat (UniRef hits of one cluster)
+    path.write_text(">F\nACDEFG\n>u\nACDEFW\n>u\nACDEWW\n>v\nACDWWW\n")
+    aln = AlignmentOptions().read(path)
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert find_sequence(aln, "v") == 3 and "share the id" not in caplog.text
+        assert find_sequence(aln, ">u") == 1
+    assert "2 kept sequences share the id 'u'; using the first of them (kept sequence 2)" in caplog.text
+    with pytest.raises(DeepSeqVAEError, match="no sequence 'w' among its 4 kept sequences"):
+        find_sequence(aln, "w")
+
+
+def test_embed_says_how_many_records_the_filters_left_out(models, tmp_path):
+    msa = tmp_path / "with_x.a2m"
+    lines = DEMO.read_text().splitlines(keepends=True)
+    bad = lines[1].strip()[:-2] + "XA\n"  # the focus with an X in a modelled column
+    msa.write_text("".join(lines[:200]) + ">bad/1-60\n" + bad)
+    r = CliRunner().invoke(main, ["embed", str(msa), "-m", str(models["vae"]), "-o", str(tmp_path / "e.csv")])
+    assert r.exit_code == 0, r.output
+    assert "Embedded 100 sequences" in r.stderr
+    assert "(1 records left out by the filters: 1 with B/J/O/U/X/Z in a modelled column" in r.stderr
