@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.special import entr
 
 from .alphabet import AA_TO_CODE
-from .errors import ClassifyError, DeepSeqVAEError, MutantTableError
+from .errors import ClassifyError, DeepSeqVAEError, MutantColumnError
 from .fileio import atomic_write
 from .mutants import parse_mutant, resolve_mutants
 from .tables import numeric_column, read_mutant_table
@@ -281,10 +281,7 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
     path = Path(path)
     try:
         table = read_mutant_table(path)
-    except MutantTableError as exc:
-        if "--mutant-col" not in str(exc):  # unreadable, empty, ...: its own message says it
-            raise
-        # the table reader's advice names score's column options, which classify does not take
+    except MutantColumnError:  # the table reader's advice names score's column options, which classify does not take
         raise ClassifyError(f"{path}: not a scan CSV: no column of mutants such as A42G (expected mutant,score"
                             "[,score_sem] as 'deepseqvae scan' writes it, or a classes CSV)") from None
     if table.mutant_col is None:

@@ -26,6 +26,12 @@ class UserError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
+def _given(source: click.core.ParameterSource = click.core.ParameterSource.COMMANDLINE) -> set[str]:
+    """Names of the current command's parameters whose value came from ``source`` (default: typed by the user)."""
+    ctx = click.get_current_context()
+    return {n for n in ctx.params if ctx.get_parameter_source(n) is source}
+
+
 class _Group(click.Group):
     """Turns domain errors raised by any command, and click's usage errors, into :class:`UserError`: one line."""
 
@@ -327,8 +333,7 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
                          eval_rows=eval_rows, init_bias=init_bias, profile_pseudocount=profile_pseudocount,
                          compile_kernels=compile_kernels, matmul_dtype=matmul_dtype, encoder_products=encoder_products)
     if resume:  # an option left at its default keeps the checkpoint's own setting, not the default's
-        ctx = click.get_current_context()
-        unset = {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.DEFAULT}
+        unset = _given(click.core.ParameterSource.DEFAULT)
         model_options = {k: None if k in unset else v for k, v in model_options.items()}
         train_options = {k: None if k in unset else v for k, v in train_options.items()}
         recipe = None if "recipe" in unset else recipe
@@ -563,8 +568,7 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
     """
     from .pipeline import embed_file
 
-    given = click.get_current_context().get_parameter_source("color_by") is click.core.ParameterSource.COMMANDLINE
-    if given and plot is None:
+    if "color_by" in _given() and plot is None:
         raise click.UsageError("--color-by colours the 2-D map: it needs --plot")
     emb, out = embed_file(model, msa, output, options=align_opts, plot=plot, color_by=color_by,
                           batch_size=batch_size, device=device)
@@ -721,8 +725,7 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
         raise click.UsageError("give a checkpoint with --model or a scan CSV with --scan")
     if models and scan is not None:
         raise click.UsageError("--model and --scan cannot be combined")
-    ctx = click.get_current_context()
-    given = {n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
+    given = _given()
     if scan is not None and given & {"n_samples", "seed", "device", "batch_size"}:  # a scan CSV is scored already
         raise click.UsageError("--samples, --seed, --device and --batch-size set the scan of --model; a --scan CSV "
                                "is scored already")

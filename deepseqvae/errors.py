@@ -23,6 +23,10 @@ class MutantTableError(DeepSeqVAEError):
     """A mutant table (CSV/TSV) cannot be read or lacks the needed columns."""
 
 
+class MutantColumnError(MutantTableError):
+    """No column of a table holds mutants such as A42G (the message advises score's column options)."""
+
+
 class CheckpointError(DeepSeqVAEError):
     """A checkpoint file is missing, truncated, corrupted or not a deepseqvae checkpoint."""
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError
+from .errors import DeepSeqVAEError, OutputError
 
 #: the first two bytes of every gzip stream (RFC 1952)
 GZIP_MAGIC = b"\x1f\x8b"
@@ -29,12 +29,35 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file (through links and different spellings)."""
+def _file_key(path: Path) -> object:
+    """What names one file whatever the spelling: its device and inode (hard links too), else its resolved path."""
     try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
+        st = path.stat()
+        return (st.st_dev, st.st_ino)
+    except OSError:  # not there (yet), or a symlink loop
+        try:
+            return path.resolve()
+        except (OSError, RuntimeError):
+            return str(path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links and different spellings; ``a`` may not exist yet, or be
+    spelt through a folder that does not, as an output can)."""
+    try:
+        same_spelling = a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        same_spelling = False
+    return same_spelling or _file_key(a) == _file_key(b)
+
+
+def check_distinct(paths, what: str) -> None:
+    """One file given twice (another spelling, a link) as two ``what``s: an error (it would count double)."""
+    seen: dict[object, int] = {}
+    for i, path in enumerate(paths):
+        first = seen.setdefault(_file_key(Path(path)), i)
+        if first != i:
+            raise DeepSeqVAEError(f"{path}: given twice (also as {paths[first]}); each {what} counts once")
 
 
 def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:

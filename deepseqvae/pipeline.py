@@ -24,7 +24,7 @@ import numpy as np
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ClassifyError, DeepSeqVAEError
-from .fileio import atomic_write, check_output, plain_name
+from .fileio import atomic_write, check_distinct, check_output, plain_name
 from .generate import GeneratedSequence, interpolate_sequences, sample_sequences
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
@@ -207,25 +207,18 @@ def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | Non
     return 0, None, time.perf_counter() - t0, None, "", ""
 
 
-def check_distinct(paths, what: str) -> None:
-    """One file given twice (another spelling, a link) as two ``what``s: an error (it would count double)."""
-    seen: dict[Path, int] = {}
-    for i, path in enumerate(paths):
-        first = seen.setdefault(Path(path).resolve(), i)
-        if first != i:
-            raise DeepSeqVAEError(f"{path}: given twice (also as {paths[first]}); each {what} counts once")
+def _as_tuple(value):
+    """A config value as the dataclass holds it: a checkpoint file stores lists where the config has tuples."""
+    return tuple(value) if isinstance(value, list | tuple) else value
 
 
 def _check_resume_model(resume: Checkpoint, model_options: dict, path: Path) -> None:
     """A resumed run keeps its checkpoint's model: an explicit model option that says otherwise is an error."""
-    def as_tuple(value):  # the file stores lists where the config has tuples
-        return tuple(value) if isinstance(value, list | tuple) else value
-
     def shown(value) -> str:  # as the option is written: 1500,1500
         return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
     differ = [f"{k} {shown(resume.model_config[k])} (asked: {shown(v)})" for k, v in model_options.items()
-              if v is not None and k in resume.model_config and as_tuple(resume.model_config[k]) != as_tuple(v)]
+              if v is not None and k in resume.model_config and _as_tuple(resume.model_config[k]) != _as_tuple(v)]
     if differ:
         raise CheckpointError(f"{path}: --resume keeps the checkpoint's model, which has {'; '.join(differ)}; "
                               "drop those options or train anew")
@@ -237,7 +230,7 @@ def _resumed_train_config(resume: Checkpoint, base, overrides: dict, path: Path)
     from dataclasses import fields, replace
 
     names = {f.name for f in fields(base)}
-    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in (resume.train_config or {}).items() if k in names}
+    stored = {k: _as_tuple(v) for k, v in (resume.train_config or {}).items() if k in names}
     given = {k: v for k, v in overrides.items() if v is not None and k in names}
     try:
         return replace(base, **{**stored, **given})
@@ -647,14 +640,16 @@ def classify_paths(output: str | os.PathLike) -> dict[str, Path]:
 
 
 def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, n_samples: int | None = None,
-                seed: int = 0, device: str = "auto", batch_size: int = 2048, progress: bool = False):
-    """Saturation scans of one or more checkpoints of the same protein, averaged (an ensemble)."""
+                seed: int = 0, device: str = "auto", batch_size: int = 2048, progress: bool = False,
+                first: Checkpoint | None = None):
+    """Saturation scans of one or more checkpoints of the same protein, averaged (an ensemble). ``first``: the
+    first checkpoint, when the caller has loaded it already (one read of a file of up to a GB, not two)."""
     from .classify import ScanScores, mean_scans, protein_name
 
     dev = resolve_device(device)
     scans = []
-    for m in models:
-        ckpt = load_checkpoint(m)
+    for i, m in enumerate(models):
+        ckpt = first if (i == 0 and first is not None) else load_checkpoint(m)
         res = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
                               progress=progress)
         scans.append(ScanScores(protein=protein or protein_name(res.focus_id), mutants=res.mutants,
@@ -707,15 +702,17 @@ def classify_file(
     # read the small inputs first: a bad one fails before minutes of scanning
     pooled = C.load_prior(prior).mixture if prior is not None else None
     table = C.read_labels(labels, label_col=label_col) if labels is not None else None
+    first = None
     if table is not None and models:  # a label table of another protein fails before the scan, not after it
-        C.choose_protein(table, protein or C.protein_name(load_checkpoint(models[0]).info.focus_id))
+        first = load_checkpoint(models[0])
+        C.choose_protein(table, protein or C.protein_name(first.info.focus_id))
     if scan is not None:
         # the protein: --protein, else the one the label table names, else the scan file's name
         name = protein or (C.choose_protein(table, "") if table is not None and table.proteins is not None else "")
-        scores = C.read_scan(scan, name or Path(scan).name.split("_singles")[0].split(".")[0])
+        scores = C.read_scan(scan, name or plain_name(scan).stem.removesuffix("_singles"))
     elif models:
         scores = scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
-                             batch_size=batch_size, progress=progress)
+                             batch_size=batch_size, progress=progress, first=first)
     cls = C.classify_scores(scores, prior=pooled,
                             protein_weight=C.PROTEIN_GMM_WEIGHT if protein_weight is None else protein_weight,
                             retain=C.DEFAULT_RETAIN if retain is None else retain, thresholds=thresholds,

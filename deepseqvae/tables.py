@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidMutantError, MutantTableError
+from .errors import InvalidMutantError, MutantColumnError, MutantTableError
 from .fileio import GZIP_ERRORS, open_input
 from .mutants import DEFAULT_SEPARATORS, WILD_TYPE_WORDS, IndelMutantError, parse_mutant
 
@@ -281,9 +281,9 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     if candidates:
         col = candidates[0]
         example = next((v for v in frame[col].tolist() if v.strip()), "")
-        raise MutantTableError(f"column {col!r} of {path} does not hold mutants like A42G "
+        raise MutantColumnError(f"column {col!r} of {path} does not hold mutants like A42G "
                                f"(e.g. {example!r}); columns: {_columns_text(frame)}; {fix}")
-    raise MutantTableError(f"no mutant column found in {path} (looked for "
+    raise MutantColumnError(f"no mutant column found in {path} (looked for "
                            f"{'/'.join(_MUTANT_NAMES)}); columns: {_columns_text(frame)}; {fix}")
 
 
