@@ -35,14 +35,29 @@ def _given(source: click.core.ParameterSource = click.core.ParameterSource.COMMA
 class _Group(click.Group):
     """Turns domain errors raised by any command, and click's usage errors, into :class:`UserError`: one line."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # the group's own options (``deepseqvae --bogus``) are parsed here, before invoke
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:  # a bare ``deepseqvae``: click prints the help
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc, ctx) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except DeepSeqVAEError as exc:
             raise UserError(str(exc)) from None
-        except click.UsageError as exc:  # click would print Usage, Try and Error: four lines
-            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            raise UserError(f"{where}: {' '.join(exc.format_message().split())} (see '{where} --help')") from None
+        except click.UsageError as exc:
+            raise _one_line(exc, ctx) from None
+
+
+def _one_line(exc: click.UsageError, ctx: click.Context) -> UserError:
+    """Click's usage error (which click prints as Usage, Try and Error: four lines) as one line naming the
+    command and its ``--help``."""
+    where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+    return UserError(f"{where}: {' '.join(exc.format_message().split())} (see '{where} --help')")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],

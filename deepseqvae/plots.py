@@ -273,6 +273,8 @@ def plot_spearman_bars(names: list[str], ensemble: np.ndarray, per_seed: np.ndar
 
 #: training-curve figure size in inches (two panels)
 HISTORY_FIGSIZE = (8.0, 6.0)
+#: training curves of at most this many logged points are drawn with a marker at each point
+HISTORY_MARKED_POINTS = 30
 
 
 def plot_training_history(
@@ -299,7 +301,9 @@ def plot_training_history(
     steps, elbo, kl_theta = (np.asarray(a, dtype=float) for a in (steps, elbo, kl_theta))
     fig = Figure(figsize=HISTORY_FIGSIZE, dpi=DPI, layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
-    top.plot(steps, elbo, color="0.3", linewidth=1.5, label=f"ELBO, {run_label}")
+    # a run of a few logging intervals has a few points: mark them, or a single one would draw nothing
+    marker = "o" if len(steps) <= HISTORY_MARKED_POINTS else None
+    top.plot(steps, elbo, color="0.3", linewidth=1.5, marker=marker, markersize=3, label=f"ELBO, {run_label}")
     if eval_steps is not None and len(eval_steps):
         ev = np.asarray(eval_steps, dtype=float)
         if heldout_elbo is not None:
@@ -309,7 +313,7 @@ def plot_training_history(
             top.plot(ev, np.asarray(heldout_iwll, dtype=float), "s-", color="tab:orange", markersize=3,
                      linewidth=1.2, label=f"importance-weighted log-likelihood, {heldout_label}")
     if np.isfinite(kl_theta).any():
-        bottom.plot(steps, kl_theta, color="tab:green", linewidth=1.5)
+        bottom.plot(steps, kl_theta, color="tab:green", linewidth=1.5, marker=marker, markersize=3)
     for ax in (top, bottom):
         if kept_step is not None:
             ax.axvline(kept_step, color="tab:red", linestyle="--", linewidth=1,
@@ -349,4 +353,5 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path
 
 __all__ = ["DPI", "HEATMAP_GID", "LATENT_FIGSIZE", "heatmap_layout", "heatmap_figsize", "diverging_norm",
            "plot_heatmap", "plot_latent", "CLASSIFY_FIGSIZE", "plot_score_histogram", "plot_scores_vs_positions",
-           "plot_spearman_bars", "HISTORY_FIGSIZE", "plot_training_history", "check_figure_path", "save_figure"]
+           "plot_spearman_bars", "HISTORY_FIGSIZE", "HISTORY_MARKED_POINTS", "plot_training_history",
+           "check_figure_path", "save_figure"]

@@ -604,6 +604,8 @@ def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
     assert_user_error(invoke("weights", DEMO_A2M, "-o", tmp_path), "weights: Invalid value for '-o'",
                       "is a directory", "weights --help'")
     assert_user_error(invoke("train"), "train: Missing argument 'MSA'")
+    # the group's own options too, parsed before any command
+    assert_user_error(invoke("--bogus"), "No such option '--bogus'", " --help')")
 
 
 def test_scan_checks_the_figure_name_before_scanning(independent_model, tmp_path):

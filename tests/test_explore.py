@@ -25,6 +25,7 @@ from deepseqvae.plots import (
     DPI,
     HEATMAP_GID,
     HISTORY_FIGSIZE,
+    HISTORY_MARKED_POINTS,
     LATENT_FIGSIZE,
     heatmap_figsize,
     plot_heatmap,
@@ -243,6 +244,12 @@ def test_training_history_plot_draws_each_curve_and_the_kept_step(tmp_path):
     # a run without held-out data or a kept step: the training curves alone
     plain = plot_training_history(steps, elbo, kl)
     assert [line.get_label() for line in plain.axes[0].get_lines()] == ["ELBO, training batches"]
+    # a run shorter than one logging interval has one point per curve: drawn as a marker, a bare line would be empty
+    one = plot_training_history([30], [-274.6], [8766.0])
+    assert [line.get_marker() for ax in one.axes for line in ax.get_lines()] == ["o", "o"]
+    long = HISTORY_MARKED_POINTS + 1
+    many = plot_training_history(np.arange(long), np.zeros(long), np.zeros(long))
+    assert [line.get_marker() for ax in many.axes for line in ax.get_lines()] == ["None", "None"]
 
 
 def test_cli_embed(models, tmp_path):
