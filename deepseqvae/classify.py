@@ -64,6 +64,9 @@ MIN_PER_CLASS_AUC = 5
 #: Ashman's D below which the two components of a mixture overlap too much to be two classes
 #: (D > 2 is the usual criterion for a clean separation; Ashman, Bird & Zepf, Astron. J. 108, 2348, 1994)
 MIN_SEPARATION = 2.0
+#: EVE's default thresholds were set over its ~3,000 proteins: on one protein the share they classify may be far from
+#: the nominal percentage (PTEN_HUMAN: 72.9 % of its variants at "10 %"). Beyond this distance classify says so
+RETAINED_DRIFT = 0.15
 #: spellings of the two labels in a label table (compared lower-cased)
 _LABEL_VALUES = {"1": 1.0, "1.0": 1.0, "pathogenic": 1.0, "likely_pathogenic": 1.0, "likely pathogenic": 1.0,
                  "0": 0.0, "0.0": 0.0, "benign": 0.0, "likely_benign": 0.0, "likely benign": 0.0}
@@ -365,6 +368,24 @@ class Classification:
         """Fraction of this protein's variants classified (not Uncertain) at each retained percentage."""
         return {r: float(np.mean(c != UNCERTAIN)) for r, c in self.classes.items()}
 
+    def off_nominal(self) -> dict[int, float]:
+        """Retained percentages whose share of this protein's variants classified is more than
+        :data:`RETAINED_DRIFT` from the nominal one, with that share (EVE's thresholds only; with
+        ``thresholds="protein"`` every share is nominal by construction)."""
+        if self.threshold_source != "eve":
+            return {}
+        return {r: f for r, f in sorted(self.retained().items()) if r < 100 and abs(f - r / 100.0) > RETAINED_DRIFT}
+
+    def off_nominal_note(self) -> str | None:
+        """One sentence on :meth:`off_nominal` for logs and reports, or None when every share is near nominal."""
+        off = self.off_nominal()
+        if not off:
+            return None
+        shares = ", ".join(f"{f:.1%} at {r} %" for r, f in off.items())
+        return (f"EVE's default thresholds classify a share of this protein's variants far from the nominal one "
+                f"({shares}): they were set over EVE's ~3,000 proteins; --thresholds protein classifies "
+                f"exactly PCT % of this protein")
+
     def frame(self) -> pd.DataFrame:
         """One row per variant: our columns, then EVE's (``evol_indices``, ``EVE_scores``, ``EVE_classes_*``)."""
         s = self.scan
@@ -402,9 +423,12 @@ def classify_scores(scan: ScanScores, *, prior: Mixture | None = None, protein_w
     u = binary_entropy(p)
     thr = uncertainty_thresholds(retain, u, thresholds)
     log.info("%s: mixture weights %s means %s; %d variants", scan.protein, mixture.weights, mixture.means, x.size)
-    return Classification(scan=scan, mixture=mixture, prior=prior, protein_weight=protein_weight, pathogenicity=p,
-                          uncertainty=u, thresholds=thr, threshold_source=thresholds,
-                          monotone=monotone, classes=assign_classes(p, u, thr))
+    cls = Classification(scan=scan, mixture=mixture, prior=prior, protein_weight=protein_weight, pathogenicity=p,
+                         uncertainty=u, thresholds=thr, threshold_source=thresholds,
+                         monotone=monotone, classes=assign_classes(p, u, thr))
+    if (note := cls.off_nominal_note()) is not None:
+        log.warning("%s: %s", scan.protein or scan.source or "this protein", note)
+    return cls
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,7 +711,8 @@ def report_markdown(cls: Classification, ev: Evaluation) -> str:
          f"(sd {math.sqrt(m.variances[1]):.3f}, weight {m.weights[1]:.3f}), separation (Ashman's D) "
          f"{m.separation:.2f}{prior}"),
         (f"- thresholds: {'EVE defaults' if cls.threshold_source == 'eve' else 'recomputed on this protein'}; "
-         f"posterior {'made monotone in the evolutionary index' if cls.monotone else 'raw, as EVE'}"),
+         f"posterior {'made monotone in the evolutionary index' if cls.monotone else 'raw, as EVE'}"
+         + (f". {cls.off_nominal_note()}" if cls.off_nominal() else "")),
         f"- labels {ev.match.labels.path} (protein {ev.match.protein or '–'}): {len(ev.match.status)} rows; {status}",
         f"- used: {ev.n_pathogenic} pathogenic, {ev.n_benign} benign{note}",
         (f"- AUC of the evolutionary index (raw): {_fmt(ev.auc_evolutionary_index)}; "
@@ -723,6 +748,7 @@ __all__ = [
     "N_INIT",
     "PATHOGENIC",
     "PROTEIN_GMM_WEIGHT",
+    "RETAINED_DRIFT",
     "UNCERTAIN",
     "Classification",
     "Evaluation",

@@ -762,7 +762,7 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
     for r, c in sorted(cls.classes.items()):
         n = {k: int((c == k).sum()) for k in ("Pathogenic", "Benign", "Uncertain")}
         click.echo(f"  {r:>3} % retained: {n['Pathogenic']} Pathogenic, {n['Benign']} Benign, "
-                   f"{n['Uncertain']} Uncertain")
+                   f"{n['Uncertain']} Uncertain ({_fmt_pct(1.0 - n['Uncertain'] / len(c))} classified)")
     if ev is not None:
         counts = ev.match.summary()
         unused = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "ok")

@@ -17,6 +17,7 @@ from deepseqvae.classify import (
     EVE_THRESHOLDS,
     MIN_SEPARATION,
     PATHOGENIC,
+    RETAINED_DRIFT,
     UNCERTAIN,
     Classification,
     Mixture,
@@ -365,6 +366,26 @@ def test_separation_by_hand_and_the_overlap_warnings(caplog):
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         classify_scores(skewed[0], n_init=3)
     assert "c.csv: the two components fitted to its scores overlap (Ashman's D = " in caplog.text
+
+
+def test_eve_thresholds_far_from_their_nominal_share_are_flagged(caplog):
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(0, 1, 1500), rng.normal(12, 1, 1500)])  # two far modes: few uncertain variants
+    scan = ScanScores("far.csv", [f"A{i}C" for i in range(x.size)], -x, None, "A" * x.size,
+                      np.arange(x.size), np.arange(x.size), np.ones(x.size, dtype=np.int64), "far.csv")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        cls = classify_scores(scan, n_init=3)
+    # the share each EVE threshold keeps, by hand from the uncertainties
+    shares = {r: float(np.mean(cls.uncertainty <= EVE_THRESHOLDS[r])) for r in cls.classes if r < 100}
+    off = {r: f for r, f in shares.items() if abs(f - r / 100) > RETAINED_DRIFT}
+    assert off and cls.off_nominal() == pytest.approx(off)
+    assert 10 in off and off[10] > 0.9  # "10 % retained" classifies nearly every variant here
+    assert f"far.csv: EVE's default thresholds classify a share of this protein's variants far from the nominal " \
+           f"one ({off[10]:.1%} at 10 %" in caplog.text and "--thresholds protein" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        own = classify_scores(scan, n_init=3, thresholds="protein")
+    assert own.off_nominal() == {} and own.off_nominal_note() is None and "nominal" not in caplog.text
 
 
 # --------------------------------------------------------------------------------------------
