@@ -295,7 +295,7 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
     wt_at: dict[int, tuple[str, int]] = {}
     subs = []
     for i, text in enumerate(table.mutants):
-        where = f"{path}: row {i + 2}"
+        where = f"{path}: line {table.line(i)}"
         try:
             parsed = parse_mutant(text, separators=table.separators)
         except DeepSeqVAEError as exc:
@@ -309,7 +309,7 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
             raise ClassifyError(f"{where}: {col} {table.frame[col].iloc[i]!r} is not a number")
         prev = wt_at.setdefault(s.pos, (s.wt, i))
         if prev[0] != s.wt:
-            raise ClassifyError(f"{where}: {text} has wild type {s.wt}{s.pos} but row {prev[1] + 2} has "
+            raise ClassifyError(f"{where}: {text} has wild type {s.wt}{s.pos} but line {table.line(prev[1])} has "
                                 f"{prev[0]}{s.pos}")
         subs.append(s)
     positions = np.array(sorted(wt_at), dtype=np.int64)
@@ -319,7 +319,7 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
         first = {}
         for i, k in enumerate(keys):
             if k in first:
-                raise ClassifyError(f"{path}: row {i + 2}: {subs[i]} repeats row {first[k] + 2}")
+                raise ClassifyError(f"{path}: line {table.line(i)}: {subs[i]} repeats line {table.line(first[k])}")
             first[k] = i
     return ScanScores(protein=protein, mutants=[str(s) for s in subs], delta_elbo=score, sem=sem,
                       focus_seq="".join(wt_at[int(p)][0] for p in positions), positions=positions,
@@ -506,6 +506,11 @@ class LabelTable:
     proteins: list[str] | None     # (R,) protein_name per row, when the table has that column
     label_col: str
     separators: str
+    line_numbers: tuple[int, ...] = ()  # (R,) the file line of each row (MutantTable.line_numbers); () = unknown
+
+    def line(self, row: int) -> int:
+        """The file line (1-based) of 0-based row ``row`` (:meth:`deepseqvae.tables.MutantTable.line`)."""
+        return self.line_numbers[row] if self.line_numbers else row + 2
 
 
 def _label_value(text: str) -> float:
@@ -540,7 +545,7 @@ def read_labels(path: str | os.PathLike, *, label_col: str | None = None,
     return LabelTable(path=str(path), mutants=list(table.mutants), raw_labels=raw,
                       labels=np.array([_label_value(v) for v in raw], dtype=np.float64),
                       proteins=table.frame[pcol].astype(str).str.strip().tolist() if pcol is not None else None,
-                      label_col=str(col), separators=table.separators)
+                      label_col=str(col), separators=table.separators, line_numbers=table.line_numbers)
 
 
 def choose_protein(labels: LabelTable, protein: str) -> str:
@@ -608,7 +613,7 @@ def match_labels(labels: LabelTable, scan: ScanScores, *, protein: str = "", off
         elif not np.isfinite(labels.labels[r]):
             status.append(f"label_not_binary: {labels.raw_labels[r]!r} is neither pathogenic (1) nor benign (0)")
         elif res.changes[0] in first:
-            status.append(f"duplicate: same variant as row {first[res.changes[0]] + 2}")
+            status.append(f"duplicate: same variant as line {labels.line(first[res.changes[0]])}")
         else:
             first[res.changes[0]] = r
             index[r] = row_of[res.changes[0]]

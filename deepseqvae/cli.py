@@ -421,8 +421,8 @@ def info_command(checkpoint, plot):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling; same seed, same scores.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
-@click.option("--strict", is_flag=True, help="Fail on the first row that cannot be scored instead of "
-                                              "keeping it with an empty score and a status.")
+@click.option("--strict", is_flag=True, help="Fail on the first row that cannot be scored, named by its file "
+                                              "line, instead of keeping it with an empty score and a status.")
 @click.option("--fitness-col", default=None, metavar="COL",
               help="Measured fitness column: print Spearman rho against the scores and write it to "
                    "<output stem>.spearman.json. [default: the first numeric column named DMS_score, fitness, "

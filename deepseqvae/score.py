@@ -405,9 +405,10 @@ def score_table(
                                  f"{suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset)}")
     if strict and bad:
         first = bad[0]
-        row = resolved.index(first) + 1
+        i = resolved.index(first)
+        line = table.line(i)
         rows = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
-        raise InvalidMutantError(f"{where}row {row} ({first.text!r}): {first.status} "
+        raise InvalidMutantError(f"{where}line {line} ({first.text!r}): {first.status} "
                                  f"({rows} cannot be scored; drop --strict to keep them with a status)")
     if 2 * len(bad) >= len(resolved):  # most rows unscorable: often an offset, said before the work
         log.warning("%s%d of %d rows cannot be scored: %s", where, len(bad), len(resolved),

@@ -56,6 +56,12 @@ class MutantTable:
     wt_col: str | None = None
     pos_col: str | None = None
     mut_col: str | None = None
+    line_numbers: tuple[int, ...] = ()  # the file line (1-based) of each row, comments counted; () = unknown
+
+    def line(self, row: int) -> int:
+        """The file line (1-based, as an editor shows it) of 0-based data row ``row``: comment and blank lines
+        before it counted; the header's line + 1 + ``row`` where the file's lines are not known."""
+        return self.line_numbers[row] if self.line_numbers else row + 2
 
 
 def _fields(line: str, delim: str) -> int:
@@ -174,8 +180,9 @@ def _three_column_mutants(frame: pd.DataFrame, wt: str, pos: str, mut: str) -> l
             for w, p, m in rows]
 
 
-def _read_lines(path: str) -> list[str]:
-    """The table's lines: decompressed when gzip-compressed, decoded, comments and outer blank lines removed."""
+def _read_lines(path: str) -> tuple[list[str], list[int]]:
+    """The table's lines: decompressed when gzip-compressed, decoded, comments and outer blank lines removed;
+    and the 1-based file line of each."""
     try:
         with open_input(path) as fh:  # gzip recognised by its magic bytes, not by a .gz suffix
             raw = fh.read()
@@ -192,12 +199,12 @@ def _read_lines(path: str) -> list[str]:
     except UnicodeDecodeError:
         logger.warning("%s is not UTF-8; reading it as Latin-1", path)
         text = raw.decode("latin-1")
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    return lines
+    kept = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if not ln.lstrip().startswith("#")]
+    while kept and not kept[-1][1].strip():
+        kept.pop()
+    while kept and not kept[0][1].strip():
+        kept.pop(0)
+    return [ln for _, ln in kept], [n for n, _ in kept]
 
 
 def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
@@ -221,7 +228,7 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     mutant column.
     """
     path = os.fspath(path)
-    lines = _read_lines(path)
+    lines, numbers = _read_lines(path)
     if not lines:
         raise MutantTableError(f"mutant table {path} is empty")
     delim = _sniff_delimiter(lines)
@@ -243,8 +250,11 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     logger.debug("%s: %s-separated, %d rows, columns %s", path, _DELIM_NAMES[delim], len(frame),
                  _columns_text(frame))
 
+    # a quoted cell spanning lines would shift the rows against the lines: then the lines are not known
+    rows_lines = tuple(numbers[1:]) if len(numbers) == len(frame) + 1 else ()
+
     def table(mutants: list[str], mcol: str | None, w=None, p=None, m=None) -> MutantTable:
-        return MutantTable(frame, mutants, mcol, delim, separators, path, w, p, m)
+        return MutantTable(frame, mutants, mcol, delim, separators, path, w, p, m, rows_lines)
 
     three = (wt_col, pos_col, mut_col)
     if mutant_col is not None and any(c is not None for c in three):

@@ -203,10 +203,10 @@ def test_read_scan_rebuilds_the_wild_type(tmp_path):
 
 
 @pytest.mark.parametrize("rows, message", [
-    ("mutant,score\nA10C,-1\nC10D,-2\n", "row 3: C10D has wild type C10 but row 2 has A10"),
-    ("mutant,score\nA10C,-1\nA10C:C11A,-2\n", "row 3: 'A10C:C11A' is not a single substitution"),
-    ("mutant,score\nA10C,-1\nA10D,oops\n", "row 3: score 'oops' is not a number"),
-    ("mutant,score\nA10C,-1\nA10C,-2\n", "row 3: A10C repeats row 2"),
+    ("mutant,score\nA10C,-1\nC10D,-2\n", "line 3: C10D has wild type C10 but line 2 has A10"),
+    ("mutant,score\nA10C,-1\nA10C:C11A,-2\n", "line 3: 'A10C:C11A' is not a single substitution"),
+    ("mutant,score\nA10C,-1\nA10D,oops\n", "line 3: score 'oops' is not a number"),
+    ("mutant,score\nA10C,-1\nA10C,-2\n", "line 3: A10C repeats line 2"),
 ])
 def test_read_scan_errors_name_file_and_row(tmp_path, rows, message):
     path = tmp_path / "bad.csv"
@@ -241,7 +241,7 @@ def test_every_label_row_gets_a_status(tmp_path):
     assert reasons == ["ok", "ok", "ok", "wt_mismatch", "position_not_modelled", "not_single", "not_single",
                        "label_not_binary", "parse_error", "duplicate", "other_protein", "ok"]
     assert match.status[3] == "wt_mismatch: C10 but focus has A10"
-    assert match.status[9] == "duplicate: same variant as row 2"
+    assert match.status[9] == "duplicate: same variant as line 2"
     assert match.summary() == {"ok": 4, "wt_mismatch": 1, "position_not_modelled": 1, "not_single": 2,
                                "label_not_binary": 1, "parse_error": 1, "duplicate": 1, "other_protein": 1}
     assert list(match.index[match.ok]) == [scan.mutants.index(m) for m in ("A10C", "C11D", "A10W", "D12F")]

@@ -475,10 +475,11 @@ def test_no_scorable_row_shifted_numbering_suggests_offset(independent_model, de
 def test_strict_fails_on_one_bad_row(independent_model, demo_focus, tmp_path):
     bad_wt = "W" if demo_focus[1] != "W" else "Y"
     table = tmp_path / "one_bad.csv"
-    table.write_text(f"mutant,fitness\n{demo_focus[0]}1A,1\n{bad_wt}2A,2\n{demo_focus[2]}3C,3\n")
+    # the row is named by its file line, as an editor shows it: the header and a comment line come before it
+    table.write_text(f"mutant,fitness\n{demo_focus[0]}1A,1\n# a comment\n{bad_wt}2A,2\n{demo_focus[2]}3C,3\n")
     out = tmp_path / "out.csv"
     assert_user_error(invoke("score", table, "-m", independent_model, "-o", out, "--strict", "--no-progress"),
-                      str(table), f"row 2 ('{bad_wt}2A')", "wt_mismatch", "--strict")
+                      str(table), f"line 4 ('{bad_wt}2A')", "wt_mismatch", "--strict")
     assert not out.exists()
     # without --strict the row is kept with a status
     assert_ok(invoke("score", table, "-m", independent_model, "-o", out, "--no-progress"))
@@ -539,7 +540,7 @@ def test_failed_score_leaves_an_existing_output_untouched(independent_model, dem
     out.write_text("precious\n")
     before = sorted(p.name for p in tmp_path.iterdir())
     assert_user_error(invoke("score", table, "-m", independent_model, "-o", out, "--strict", "--no-progress"),
-                      "row 2")
+                      "line 3")
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 

@@ -589,7 +589,7 @@ def test_strict_names_the_empty_row(tmp_path):
     path = tmp_path / "muts.csv"
     path.write_text("mutant,fitness\nK6A,1.0\n,12\n")
     ck, _ = toy_vae_checkpoint()
-    with pytest.raises(InvalidMutantError, match=r"muts\.csv: row 2 \(''\): empty_mutant: no mutant given"):
+    with pytest.raises(InvalidMutantError, match=r"muts\.csv: line 3 \(''\): empty_mutant: no mutant given"):
         score_table([ck], read_mutant_table(path), n_samples=2, strict=True)
     path.write_text("mutant,fitness\n,1.0\n,12\n")
     with pytest.raises(InvalidMutantError, match=r"no mutant can be scored: every mutant cell is empty"):
@@ -663,3 +663,16 @@ def test_three_column_blank_cells_are_empty_mutants(tmp_path):
     # named explicitly, the same
     t2 = read_mutant_table(path, wt_col="wildtype", pos_col="site", mut_col="mutant")
     assert t2.mutants == t.mutants
+
+
+def test_rows_are_named_by_their_file_line(tmp_path):
+    # comments and blank lines count, as in an editor: header on line 2, rows on lines 4, 5 (blank) and 6
+    path = tmp_path / "m.csv"
+    path.write_text("# from the assay\nmutant,fitness\n# batch 2\nK6A,1\n\nL7A,2\n\n")
+    table = read_mutant_table(path)
+    assert table.mutants == ["K6A", "", "L7A"]
+    assert [table.line(i) for i in range(3)] == [4, 5, 6]
+    # a quoted cell over two lines: rows no longer follow lines, so they are counted from the header
+    path.write_text('mutant,note\nK6A,"two\nlines"\nL7A,x\n')
+    table = read_mutant_table(path)
+    assert table.mutants == ["K6A", "L7A"] and table.line_numbers == () and table.line(1) == 3

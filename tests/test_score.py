@@ -119,7 +119,7 @@ def test_score_table_keeps_every_row_in_order_with_status(tmp_path):
 def test_strict_and_nothing_scorable_errors(tmp_path):
     ck, _ = toy_vae_checkpoint()
     table = read_mutant_table(write_table(tmp_path / "m.csv", ["K6A,1", "L6A,2"]))
-    with pytest.raises(InvalidMutantError, match=r"row 2 \('L6A'\): wt_mismatch: L6 but focus has K6"):
+    with pytest.raises(InvalidMutantError, match=r"line 3 \('L6A'\): wt_mismatch: L6 but focus has K6"):
         score_table([ck], table, n_samples=2, strict=True)
     # every position shifted by +3: the error suggests the offset
     shifted = [f"{a}{p + 3}G,1" for i, (a, p) in enumerate(zip(TOY_FOCUS, TOY_POSITIONS, strict=True))
