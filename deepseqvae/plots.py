@@ -220,7 +220,8 @@ def plot_score_histogram(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=8, frameon=False)
+    # outside the axes, at the right: up to seven entries inside would cover the curves or the labelled variants
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
 
@@ -247,7 +248,8 @@ def plot_scores_vs_positions(
     ax.set_xlabel("residue number")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=8, frameon=False)
+    # outside the axes, at the right: the scores fill 0-1 along the whole sequence, so no corner inside is free
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
 

@@ -480,3 +480,23 @@ def test_classify_command_errors_are_one_line(tiny):
     r = CliRunner().invoke(main, ["classify", "--scan", str(d / "toy_scan.csv"), "--prior", str(d / "nope.json")])
     assert r.exit_code == 2 and r.output.strip() == f"Error: {d / 'nope.json'}: no such prior file"
     assert not (d / "toy_scan_classes.csv").exists()
+
+
+def test_classify_figures_keep_their_legend_off_the_data():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from deepseqvae.plots import plot_score_histogram, plot_scores_vs_positions
+
+    rng = np.random.default_rng(2)
+    labels = (rng.random(160) < 0.8).astype(int)
+    # scores fill 0-1 along the whole sequence, as P53's do: no corner inside the axes is free
+    scatter = plot_scores_vs_positions(rng.integers(40, 380, 160), rng.random(160), labels, threshold=0.5)
+    grid = np.linspace(-2, 12, 50)
+    hist = plot_score_histogram(rng.normal(5, 3, 2000), grid, np.stack([np.exp(-(grid - 3) ** 2),
+                                                                       np.exp(-(grid - 8) ** 2)], axis=1),
+                                labelled_scores=rng.normal(6, 3, 160), labels=labels, boundary=5.5)
+    for fig in (scatter, hist):
+        FigureCanvasAgg(fig).draw()  # a real draw, so that the figure's constrained layout runs
+        ax = fig.axes[0]
+        legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert legend.x0 >= axes.x1 and legend.x1 <= fig.bbox.x1  # right of the axes, inside the figure
