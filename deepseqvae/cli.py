@@ -210,11 +210,12 @@ def _recipe_help() -> str:
               help="Sequences per step, drawn with replacement with probability proportional to weight. "
                    "[default: 100]")
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=None,
-              help="Base Adam step size. [default: 0.001]")
+              help="Base Adam step size (every parameter outside the variance group). [default: fast: 0.001 × "
+                   "√(Neff / 1000) within 0.3-1× 0.001 (Neff 13: 3e-4; 131: 3.63e-4; >= 1,000: 0.001); paper: 0.001]")
 @click.option("--variance-lr", type=click.FloatRange(0, min_open=True), default=None,
-              help="Step size of the decoder's posterior log σ's and sparsity logits. [default: fast: the learning "
-                   "rate × √(1000 / Neff) within 1-3× it (Neff 131: 2.76e-3; >= 1,000: the learning rate); paper: "
-                   "the learning rate]")
+              help="Step size of the decoder's posterior log σ's and sparsity logits. [default: fast: 0.001 (or "
+                   "--learning-rate when given) × √(1000 / Neff) within 1-3× it (Neff 131: 2.76e-3; >= 1,000: "
+                   "0.001); paper: the learning rate]")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Seeds initialisation, batch sampling and noise; a CPU run is bitwise reproducible.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,

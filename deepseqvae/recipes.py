@@ -37,6 +37,15 @@ FAST_EVAL_ROWS = 5000
 #: benchmarks/results/recipes-variance-neff-seeds-2026-12-01.md)
 FAST_VARIANCE_NEFF = 1000.0
 FAST_VARIANCE_MAX_FACTOR = 3.0
+#: the fast recipe's base step size (every parameter outside the variance group): FAST_LEARNING_RATE times
+#: √(Neff / FAST_LR_NEFF) within [FAST_LR_MIN_FACTOR, 1] times it. A family of few effective sequences goes from
+#: its start to memorising its training sequences within a few hundred steps at 1e-3 (PTEN_HUMAN, Neff 131, kept
+#: step 400 of 3,000); a smaller step reaches a better held-out fit, later, through more of the weight average.
+#: The variance group keeps its own rule on FAST_LEARNING_RATE (fast_variance_lr). Adopted by the held-out rule of
+#: benchmarks/results/recipes-lr-neff-2026-12-03.md
+FAST_LEARNING_RATE = 1e-3
+FAST_LR_NEFF = 1000.0
+FAST_LR_MIN_FACTOR = 0.3
 #: the fast recipe runs the encoder's hidden products in the run's product precision (TrainConfig.encoder_products;
 #: bfloat16 where it is native) for families of at least FAST_ENCODER_PRODUCTS_NEFF effective sequences, float32
 #: below. On 16 of 16 screened runs of families with Neff 131-2,605 the best held-out log-likelihood was within
@@ -68,7 +77,7 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     ),
     "fast": (
         {"decoder_hidden": (100, 500), "encoder_hidden": FROM_LENGTH},
-        {"steps": None, "batch_size": 100, "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
+        {"steps": None, "batch_size": 100, "learning_rate": FROM_NEFF, "optimizer": "adam", "schedule": "cosine",
          "warmup_steps": 200, "final_lr_fraction": 0.02, "ema_decay": 0.998, "matmul_dtype": "auto",
          "holdout_fraction": FAST_HOLDOUT, "holdout_by": "weight", "refit": True, "early_stopping": None,
          "eval_every": FAST_EVAL_EVERY, "eval_samples": 16, "eval_rows": FAST_EVAL_ROWS, "variance_lr": FROM_NEFF,
@@ -112,6 +121,14 @@ def fast_variance_lr(neff: float, learning_rate: float = 1e-3) -> float:
     return learning_rate * factor
 
 
+def fast_learning_rate(neff: float) -> float:
+    """Base step size of the ``fast`` recipe for a family of ``neff`` effective sequences:
+    1e-3 · √(Neff / 1000) within [0.3, 1] × 1e-3 (Neff 13: 3e-4; 131: 3.63e-4; 443: 6.66e-4; >= 1,000: 1e-3)."""
+    if not neff > 0:
+        raise ValueError(f"Neff must be > 0, not {neff}")
+    return FAST_LEARNING_RATE * min(max(math.sqrt(neff / FAST_LR_NEFF), FAST_LR_MIN_FACTOR), 1.0)
+
+
 def fast_encoder_products(neff: float) -> bool:
     """Whether the ``fast`` recipe runs the encoder's hidden products in the run's product precision for a family
     of ``neff`` effective sequences: from :data:`FAST_ENCODER_PRODUCTS_NEFF` on (Neff 13: no; 131: yes)."""
@@ -134,9 +151,10 @@ def recipe_configs(name: str, seq_len: int, *, neff: float | None = None, model_
     sequences (the whole alignment's, before any hold-out), with explicit overrides.
 
     Overrides whose value is ``None`` are ignored, so CLI options left unset keep the recipe's.
-    ``neff`` is needed by a recipe that derives a setting from it (``fast``: the variance group's
-    step size, :func:`fast_variance_lr`, and the encoder's product precision, :func:`fast_encoder_products`)
-    unless that setting is overridden. ``fast`` also sizes its encoder from L (:func:`fast_encoder_hidden`).
+    ``neff`` is needed by a recipe that derives a setting from it (``fast``: the base step size,
+    :func:`fast_learning_rate`, the variance group's step size, :func:`fast_variance_lr`, and the encoder's
+    product precision, :func:`fast_encoder_products`) unless that setting is overridden. ``fast`` also sizes
+    its encoder from L (:func:`fast_encoder_hidden`).
     """
     from .model import VAEConfig
     from .train import TrainConfig
@@ -153,9 +171,12 @@ def recipe_configs(name: str, seq_len: int, *, neff: float | None = None, model_
     if train_kw.get("early_stopping", 0) is None:  # a share of the steps, in evaluations
         every = train_kw.get("eval_every", TrainConfig.eval_every)
         train_kw["early_stopping"] = fast_patience(train_kw["steps"], every)
-    # the settings a recipe leaves to the family's Neff: (field, what it is, its rule)
-    derived = (("variance_lr", "the variance step size",
-                lambda n: fast_variance_lr(n, train_kw.get("learning_rate", TrainConfig.learning_rate))),
+    # the settings a recipe leaves to the family's Neff: (field, what it is, its rule). The variance step size
+    # scales a learning rate the user gave, else the recipe's base 1e-3 (not the Neff-scaled base step)
+    given_lr = train_kw.get("learning_rate", TrainConfig.learning_rate)
+    variance_base = FAST_LEARNING_RATE if given_lr == FROM_NEFF else given_lr
+    derived = (("learning_rate", "the base step size", fast_learning_rate),
+               ("variance_lr", "the variance step size", lambda n: fast_variance_lr(n, variance_base)),
                ("encoder_products", "the encoder's product precision", fast_encoder_products))
     for key, what, rule in derived:
         if train_kw.get(key) == FROM_NEFF:

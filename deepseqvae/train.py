@@ -572,6 +572,12 @@ RESUME_SETTINGS = ("seed", "batch_size", "learning_rate", "variance_lr", "optimi
                    "final_lr_fraction", "ema_decay", "holdout_fraction", "holdout_by")
 
 
+def _setting(value: object) -> str:
+    """A training setting for a message: floats to 6 significant digits (a Neff-derived step size is
+    0.000808465, not 0.0008084647493687083), anything else as its repr."""
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
+
+
 def _check_same_data(resume: Checkpoint, info: ModelInfo, alignment, where: str = "") -> None:
     """A resumed run must see the data its checkpoint was trained on: the same sequences and weights."""
     from .errors import CheckpointError
@@ -639,7 +645,7 @@ def fit_alignment(
                    if k in RESUME_SETTINGS and hasattr(train_cfg, k) and v != getattr(train_cfg, k)}
         if changed:  # allowed (e.g. a lower learning rate for the rest), but the run is then not one uninterrupted run
             log.warning("resuming with settings other than the checkpoint's: %s",
-                        ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+                        ", ".join(f"{k} {_setting(a)} -> {_setting(b)}" for k, (a, b) in changed.items()))
     refitting = train_cfg.refit and train_cfg.holdout_fraction > 0
     if resume is not None and resume.history.get("refit_step"):  # a finished refit: nothing of stage 1 is left
         planned = (resume.train_config or {}).get("steps")

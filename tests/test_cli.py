@@ -671,7 +671,7 @@ def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
         assert "Steps: 20 (nothing left to train)" in result.stdout
         assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 25, "--holdout", 0, "--resume",
                          "--learning-rate", "0.002"))
-        assert "resuming with settings other than the checkpoint's: learning_rate 0.001 -> 0.002" in caplog.text
+        assert "resuming with settings other than the checkpoint's: learning_rate 0.000808465 -> 0.002" in caplog.text
 
 
 def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_path, caplog):

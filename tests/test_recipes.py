@@ -678,13 +678,34 @@ def test_fast_variance_step_size_rule():
     assert fast_variance_lr(131.0, learning_rate=2e-3) == pytest.approx(2 * 2.7629e-3, rel=1e-4)
     assert recipe_configs("fast", 253, neff=131.0)[1].variance_lr == pytest.approx(2.7629e-3, rel=1e-4)
     # an explicit value wins and needs no Neff; the paper recipe has one step size for every parameter
-    assert recipe_configs("fast", 253, train_overrides={"variance_lr": 5e-3, "encoder_products": False}
-                          )[1].variance_lr == 5e-3
+    assert recipe_configs("fast", 253, train_overrides={"variance_lr": 5e-3, "encoder_products": False,
+                                                        "learning_rate": 1e-3})[1].variance_lr == 5e-3
     assert recipe_configs("paper", 253)[1].variance_lr is None
     with pytest.raises(ValueError, match="derives the variance step size from Neff: pass neff"):
-        recipe_configs("fast", 253)
+        recipe_configs("fast", 253, train_overrides={"learning_rate": 1e-3})
     with pytest.raises(ValueError, match="Neff must be > 0"):
         fast_variance_lr(0.0)
+
+
+def test_fast_base_step_size_rule():
+    from deepseqvae.recipes import fast_learning_rate, recipe_configs
+
+    # 1e-3 * sqrt(Neff / 1000) within [3e-4, 1e-3], by hand: Neff 13 -> 1.14e-4 raised to 3e-4; 131 -> sqrt(0.131)
+    # = 3.619e-4; 443 -> 6.656e-4; 1000 and 2605 -> 1e-3
+    got = [fast_learning_rate(n) for n in (13.0, 131.0, 443.0, 1000.0, 2605.0)]
+    assert got == pytest.approx([3e-4, 3.6194e-4, 6.6558e-4, 1e-3, 1e-3], rel=1e-4)
+    train = recipe_configs("fast", 253, neff=131.0)[1]
+    # the variance group keeps its rule on 1e-3, not on the smaller base step
+    assert train.learning_rate == pytest.approx(3.6194e-4, rel=1e-4)
+    assert train.variance_lr == pytest.approx(2.7629e-3, rel=1e-4)
+    # a learning rate the user gives wins, and the variance rule scales it, as before
+    given = recipe_configs("fast", 253, neff=131.0, train_overrides={"learning_rate": 2e-3})[1]
+    assert given.learning_rate == 2e-3 and given.variance_lr == pytest.approx(2 * 2.7629e-3, rel=1e-4)
+    assert recipe_configs("paper", 253)[1].learning_rate == 1e-3
+    with pytest.raises(ValueError, match="Neff must be > 0"):
+        fast_learning_rate(-1.0)
+    with pytest.raises(ValueError, match="derives the base step size from Neff: pass neff"):
+        recipe_configs("fast", 253)
 
 
 def test_fast_encoder_width_rule():
@@ -715,7 +736,7 @@ def test_fast_encoder_products_rule():
     assert recipe_configs("fast", 253, neff=13.1, train_overrides={"encoder_products": True})[1].encoder_products
     assert recipe_configs("paper", 253)[1].encoder_products is False
     with pytest.raises(ValueError, match="derives the encoder's product precision from Neff: pass neff"):
-        recipe_configs("fast", 253, train_overrides={"variance_lr": 1e-3})
+        recipe_configs("fast", 253, train_overrides={"variance_lr": 1e-3, "learning_rate": 1e-3})
     with pytest.raises(ValueError, match="Neff must be > 0"):
         fast_encoder_products(0.0)
 
