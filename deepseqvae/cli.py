@@ -188,8 +188,9 @@ def _recipe_help() -> str:
             f"steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
             f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, ending earlier when the held-out "
             "log-likelihood (80 %-identity clusters worth 10 % of the sequence weight) stops improving, then "
-            "trained again on every sequence up to that step (--refit); the posterior variances "
-            "step faster in families with fewer than 1,000 effective sequences (--variance-lr). paper: DeepSequence "
+            "trained again on every sequence up to that step (--refit); in families with fewer than 1,000 "
+            "effective sequences the posterior variances step faster (--variance-lr) and the other parameters "
+            "more slowly (--learning-rate). paper: DeepSequence "
             "exactly (100-2000 decoder, DeepSequence's Adam, 300,000 steps: a GPU job). "
             "The options below override the recipe.")
 
