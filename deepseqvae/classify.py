@@ -381,7 +381,7 @@ class Classification:
         off = self.off_nominal()
         if not off:
             return None
-        shares = ", ".join(f"{f:.1%} at {r} %" for r, f in off.items())
+        shares = ", ".join(f"{100 * f:.1f} % at {r} %" for r, f in off.items())
         return (f"EVE's default thresholds classify a share of this protein's variants far from the nominal one "
                 f"({shares}): they were set over EVE's ~3,000 proteins; --thresholds protein classifies "
                 f"exactly PCT % of this protein")

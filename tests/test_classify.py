@@ -381,7 +381,7 @@ def test_eve_thresholds_far_from_their_nominal_share_are_flagged(caplog):
     assert off and cls.off_nominal() == pytest.approx(off)
     assert 10 in off and off[10] > 0.9  # "10 % retained" classifies nearly every variant here
     assert f"far.csv: EVE's default thresholds classify a share of this protein's variants far from the nominal " \
-           f"one ({off[10]:.1%} at 10 %" in caplog.text and "--thresholds protein" in caplog.text
+           f"one ({100 * off[10]:.1f} % at 10 %" in caplog.text and "--thresholds protein" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         own = classify_scores(scan, n_init=3, thresholds="protein")
