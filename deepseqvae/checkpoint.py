@@ -271,6 +271,11 @@ def build_model(ckpt: Checkpoint) -> torch.nn.Module:
     return model.eval()
 
 
+def _rounded(value: float | None) -> float | None:
+    """An ELBO for display: two decimals (nats per sequence), None kept."""
+    return None if value is None else round(float(value), 2)
+
+
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """A flat summary for ``deepseqvae info``."""
     info = ckpt.info
@@ -285,6 +290,8 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "theta": info.theta,
         "alignment": info.alignment,
         "alignment options": {k: v for k, v in asdict(info.alignment_options).items() if v is not None},
+        "training data": (f"digest {info.data_digest}" if info.data_digest else
+                          "no digest (written before checkpoints had one: a resume checks N, Neff and theta only)"),
         "steps": ckpt.step,
         "resumable": ("no (saved --slim, or a model fitted in closed form)" if not ckpt.resumable
                       else "only to its own step (a finished refit on every sequence)" if ckpt.history.get("refit_step")
@@ -292,5 +299,5 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "parameters": n_params,
         "model config": ckpt.model_config,
         "train config": ckpt.train_config,
-        "final ELBO": (ckpt.history.get("elbo") or [None])[-1],
+        "final ELBO": _rounded((ckpt.history.get("elbo") or [None])[-1]),
     }

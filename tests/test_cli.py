@@ -219,7 +219,16 @@ def test_info_describes_the_checkpoint(vae_model):
     assert "encoder_hidden=(64,)" in fields["model config"] and "latent_dim=4" in fields["model config"]
     assert "decoder_hidden=(16, 64)" in fields["model config"] and "dictionary_size=0" in fields["model config"]
     assert "seed=1" in fields["train config"]
-    assert math.isfinite(float(fields["final ELBO"]))
+    assert math.isfinite(float(fields["final ELBO"])) and len(fields["final ELBO"].split(".")[-1]) <= 2
+    # the training data's digest, as a resume checks it; a checkpoint written before digests says what that means
+    from dataclasses import replace
+
+    from deepseqvae.checkpoint import describe, load_checkpoint
+
+    ckpt = load_checkpoint(vae_model[0])
+    assert fields["training data"] == f"digest {ckpt.info.data_digest}" and ckpt.info.data_digest
+    old = describe(replace(ckpt, info=replace(ckpt.info, data_digest="")))
+    assert old["training data"].startswith("no digest") and "N, Neff and theta only" in old["training data"]
 
 
 def test_score_demo_spearman_and_output(vae_scored):
