@@ -271,11 +271,6 @@ def build_model(ckpt: Checkpoint) -> torch.nn.Module:
     return model.eval()
 
 
-def _rounded(value: float | None) -> float | None:
-    """An ELBO for display: two decimals (nats per sequence), None kept."""
-    return None if value is None else round(float(value), 2)
-
-
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """A flat summary for ``deepseqvae info``."""
     info = ckpt.info
@@ -299,5 +294,5 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "parameters": n_params,
         "model config": ckpt.model_config,
         "train config": ckpt.train_config,
-        "final ELBO": _rounded((ckpt.history.get("elbo") or [None])[-1]),
+        "final ELBO": None if not ckpt.history.get("elbo") else round(float(ckpt.history["elbo"][-1]), 2),
     }

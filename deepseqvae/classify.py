@@ -38,7 +38,7 @@ from .alphabet import AA_TO_CODE
 from .errors import ClassifyError, DeepSeqVAEError, MutantColumnError
 from .fileio import atomic_write
 from .mutants import parse_mutant, resolve_mutants
-from .tables import numeric_column, read_mutant_table
+from .tables import file_line, numeric_column, read_mutant_table
 
 log = logging.getLogger(__name__)
 
@@ -509,8 +509,8 @@ class LabelTable:
     line_numbers: tuple[int, ...] = ()  # (R,) the file line of each row (MutantTable.line_numbers); () = unknown
 
     def line(self, row: int) -> int:
-        """The file line (1-based) of 0-based row ``row`` (:meth:`deepseqvae.tables.MutantTable.line`)."""
-        return self.line_numbers[row] if self.line_numbers else row + 2
+        """The file line (1-based) of 0-based row ``row`` (:func:`deepseqvae.tables.file_line`)."""
+        return file_line(self.line_numbers, row)
 
 
 def _label_value(text: str) -> float:
@@ -717,7 +717,7 @@ def report_markdown(cls: Classification, ev: Evaluation) -> str:
          f"{m.separation:.2f}{prior}"),
         (f"- thresholds: {'EVE defaults' if cls.threshold_source == 'eve' else 'recomputed on this protein'}; "
          f"posterior {'made monotone in the evolutionary index' if cls.monotone else 'raw, as EVE'}"
-         + (f". {cls.off_nominal_note()}" if cls.off_nominal() else "")),
+         + (f". {note}" if (note := cls.off_nominal_note()) else "")),
         f"- labels {ev.match.labels.path} (protein {ev.match.protein or '–'}): {len(ev.match.status)} rows; {status}",
         f"- used: {ev.n_pathogenic} pathogenic, {ev.n_benign} benign{note}",
         (f"- AUC of the evolutionary index (raw): {_fmt(ev.auc_evolutionary_index)}; "

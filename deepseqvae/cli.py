@@ -761,10 +761,11 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
                f"mixture means {m.means[0]:.2f} (benign) and {m.means[1]:.2f} (pathogenic) in −ΔELBO, "
                f"separation (Ashman's D) {m.separation:.2f}"
                + (f", mixed with the prior at w = {protein_weight:g}" if prior else "") + ".")
+    retained = cls.retained()
     for r, c in sorted(cls.classes.items()):
         n = {k: int((c == k).sum()) for k in ("Pathogenic", "Benign", "Uncertain")}
         click.echo(f"  {r:>3} % retained: {n['Pathogenic']} Pathogenic, {n['Benign']} Benign, "
-                   f"{n['Uncertain']} Uncertain ({_fmt_pct(1.0 - n['Uncertain'] / len(c))} classified)")
+                   f"{n['Uncertain']} Uncertain ({_fmt_pct(retained[r])} classified)")
     if ev is not None:
         counts = ev.match.summary()
         unused = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "ok")

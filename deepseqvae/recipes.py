@@ -111,7 +111,7 @@ def fast_patience(steps: int, eval_every: int) -> int:
     return max(1, math.ceil(FAST_PATIENCE_FRACTION * steps / max(int(eval_every), 1)))
 
 
-def fast_variance_lr(neff: float, learning_rate: float = 1e-3) -> float:
+def fast_variance_lr(neff: float, learning_rate: float = FAST_LEARNING_RATE) -> float:
     """Step size of the ``fast`` recipe's variance group for a family of ``neff`` effective sequences:
     ``learning_rate`` · √(1000 / Neff) within [1, 3] × ``learning_rate`` (Neff 13: 3e-3; 131: 2.76e-3;
     443: 1.50e-3; >= 1,000: ``learning_rate``)."""

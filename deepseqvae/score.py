@@ -405,8 +405,7 @@ def score_table(
                                  f"{suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset)}")
     if strict and bad:
         first = bad[0]
-        i = resolved.index(first)
-        line = table.line(i)
+        line = table.line(resolved.index(first))
         rows = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
         raise InvalidMutantError(f"{where}line {line} ({first.text!r}): {first.status} "
                                  f"({rows} cannot be scored; drop --strict to keep them with a status)")

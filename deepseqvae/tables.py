@@ -22,7 +22,7 @@ from .errors import InvalidMutantError, MutantColumnError, MutantTableError
 from .fileio import GZIP_ERRORS, open_input
 from .mutants import DEFAULT_SEPARATORS, WILD_TYPE_WORDS, IndelMutantError, parse_mutant
 
-__all__ = ["MutantTable", "detect_fitness_col", "numeric_column", "read_mutant_table"]
+__all__ = ["MutantTable", "detect_fitness_col", "file_line", "numeric_column", "read_mutant_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,14 @@ class MutantTable:
     line_numbers: tuple[int, ...] = ()  # the file line (1-based) of each row, comments counted; () = unknown
 
     def line(self, row: int) -> int:
-        """The file line (1-based, as an editor shows it) of 0-based data row ``row``: comment and blank lines
-        before it counted; the header's line + 1 + ``row`` where the file's lines are not known."""
-        return self.line_numbers[row] if self.line_numbers else row + 2
+        """The file line of 0-based data row ``row`` (:func:`file_line`)."""
+        return file_line(self.line_numbers, row)
+
+
+def file_line(line_numbers: tuple[int, ...], row: int) -> int:
+    """The file line (1-based, as an editor shows it) of 0-based data row ``row``: comment and blank lines
+    before it counted; the header's line + 1 + ``row`` where the file's lines are not known (``()``)."""
+    return line_numbers[row] if line_numbers else row + 2
 
 
 def _fields(line: str, delim: str) -> int:
