@@ -652,11 +652,11 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
         raise click.UsageError("give the number of sequences to draw with -n (or use --interpolate ID1 ID2)")
     if (near is not None or interpolate is not None) and msa is None:
         raise click.UsageError("--near and --interpolate need --msa, the alignment holding the sequences")
-    records, out = sample_file(model, output, n=n, temperature=temperature, seed=seed, near=near,
+    written, out = sample_file(model, output, n=n, temperature=temperature, seed=seed, near=near,
                                interpolate=tuple(interpolate) if interpolate else None, steps=steps, msa=msa,
                                options=align_opts, device=device, batch_size=batch_size,
                                elbo_samples=elbo_samples, progress=progress)
-    click.echo(f"Wrote {len(records)} sequences to {out}")
+    click.echo(f"Wrote {written} sequences to {out}")
 
 
 # --- classify (EVE's mixture step) ----------------------------------------------------------

@@ -8,6 +8,7 @@ each record carries its identity to the focus and an ELBO estimate (:func:`estim
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,10 @@ from .errors import DeepSeqVAEError
 from .latent import encode_latent, identity_to_focus
 from .model import VAE
 from .score import encode_batched
+
+#: sequences :func:`iter_samples` draws and estimates at a time: (SAMPLE_CHUNK, L) codes and (SAMPLE_CHUNK, D)
+#: latents, whatever the number asked for
+SAMPLE_CHUNK = 10_000
 
 
 @dataclass
@@ -38,13 +43,14 @@ class GeneratedSequence:
         return " ".join(fields)
 
 
-def _bar(items, progress: bool, desc: str, unit: str):
-    """``items``, with a progress bar on stderr when ``progress``."""
+def _bar(items, progress: bool, desc: str, unit: str, total: int | None = None):
+    """``items``, with a progress bar on stderr when ``progress`` (a bar to update by hand when ``items`` is
+    None and ``total`` given)."""
     if not progress:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+    return tqdm(items, desc=desc, unit=unit, total=total, dynamic_ncols=True, leave=False)
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
@@ -55,14 +61,16 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: int = 0,
-                  device: torch.device | str = "cpu", batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+                  device: torch.device | str = "cpu", batch_size: int = 1024, progress: bool = False,
+                  generator: torch.Generator | None = None) -> np.ndarray:
     """ELBO of each sequence (M, L) averaged over ``n_samples`` decoder-weight and latent draws, (M,).
+    The draws come from ``generator`` when given (it advances), else from a new one seeded with ``seed``.
     ``progress``: a bar over the draws on stderr."""
     device = torch.device(device)
     model = model.to(device).eval()
     dec = model.decoder
     dtype = dec.mu["W_out"].dtype
-    gen = _generator(device, seed)
+    gen = generator if generator is not None else _generator(device, seed)
     x = torch.tensor(np.asarray(codes), dtype=torch.int8, device=device)  # (M, L)
     total = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
     if x.shape[0] == 0:
@@ -80,8 +88,13 @@ def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: i
     return (total / n_samples - kl).cpu().numpy()
 
 
-@torch.no_grad()
-def sample_sequences(
+def sample_sequences(ckpt: Checkpoint, n: int, **kwargs) -> list[GeneratedSequence]:
+    """The ``n`` records of :func:`iter_samples` as a list (which holds them all: for a large ``n`` iterate
+    instead, as ``deepseqvae sample`` does)."""
+    return list(iter_samples(ckpt, n, **kwargs))
+
+
+def iter_samples(
     ckpt: Checkpoint,
     n: int,
     *,
@@ -93,16 +106,18 @@ def sample_sequences(
     elbo_samples: int = 20,
     prefix: str = "gen_",
     progress: bool = False,
-) -> list[GeneratedSequence]:
-    """Draw ``n`` sequences from the model (``progress``: bars on stderr over the batches and the ELBO draws).
+    chunk: int = SAMPLE_CHUNK,
+) -> Iterator[GeneratedSequence]:
+    """Draw ``n`` sequences from the model, yielding their records in order (``progress``: a bar on stderr).
 
     For each batch of ``batch_size`` sequences: latents ``z`` (B, D) from the prior N(0, I), or with
     ``near`` (the ``(L,)`` codes of one sequence) from its posterior N(mu, sigma²); one decoder-weight
     draw (``decoder.draw``: a posterior sample for the "svi" decoder, the point weights for "mle"),
-    shared by the batch; then every column's residue from ``softmax(logits / temperature)``. All
-    randomness comes from one generator seeded with ``seed``, so the output is reproducible for a
-    given seed, batch size and device. The ELBO of each sequence is estimated with ``elbo_samples``
-    draws (:func:`estimate_elbo`, seeded with ``seed``).
+    shared by the batch; then every column's residue from ``softmax(logits / temperature)``. The ELBO of
+    each sequence is estimated with ``elbo_samples`` draws (:func:`estimate_elbo`). Work goes ``chunk``
+    sequences at a time (at least one batch), so memory does not grow with ``n``. The sampling and the ELBO
+    draws each come from one generator seeded with ``seed``, so the output is reproducible for a given seed,
+    batch size, chunk and device; an ``n`` within one chunk gives what one pass over all of them would.
     """
     if n < 1:
         raise DeepSeqVAEError(f"the number of sequences must be positive, got {n}")
@@ -113,26 +128,35 @@ def sample_sequences(
     dec = model.decoder
     dtype = dec.mu["W_out"].dtype
     L, D = model.cfg.seq_len, model.cfg.latent_dim
-    gen = _generator(device, seed)
+    gen, elbo_gen = _generator(device, seed), _generator(device, seed)
     if near is not None:
         x = torch.tensor(np.asarray(near).reshape(1, L), dtype=torch.int8, device=device)
         mu0, log_sigma0 = model.encoder(x)  # (1, D) each; gather-sum first layer on the codes
     else:
         mu0 = torch.zeros(1, D, device=device, dtype=dtype)
         log_sigma0 = torch.zeros(1, D, device=device, dtype=dtype)
-    chunks = []
-    for start in _bar(range(0, n, batch_size), progress, "sampling", "batch"):
-        b = min(batch_size, n - start)
-        z = mu0 + torch.exp(log_sigma0) * torch.randn((b, D), device=device, dtype=dtype, generator=gen)  # (b, D)
-        w = dec.draw(generator=gen)
-        log_probs = dec(z, w)  # (b, L, 20), log_softmax of the logits
-        # softmax(log_softmax(l) / T) = softmax(l / T): the normaliser is a constant per column.
-        probs = torch.softmax(log_probs / temperature, dim=-1).reshape(b * L, N_AA)  # (b·L, 20)
-        picked = torch.multinomial(probs, 1, generator=gen).reshape(b, L)  # (b, L)
-        chunks.append(picked.to(torch.int8).cpu())
-    codes = torch.cat(chunks).numpy()  # (n, L) int8
-    return _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(n)), seed=seed,
-                    device=device, elbo_samples=elbo_samples, progress=progress)
+    # whole batches per chunk, so the batches (and their decoder draws) do not depend on the chunk
+    per_chunk = max(1, chunk // batch_size) * batch_size
+    width = max(4, len(str(n)))
+    bar = _bar(None, progress, "sampling", "seq", total=n)  # None without progress
+    for first in range(0, n, per_chunk):
+        m = min(per_chunk, n - first)
+        codes = np.empty((m, L), dtype=np.int8)  # (m, L)
+        for start in range(0, m, batch_size):
+            b = min(batch_size, m - start)
+            z = mu0 + torch.exp(log_sigma0) * torch.randn((b, D), device=device, dtype=dtype, generator=gen)  # (b, D)
+            w = dec.draw(generator=gen)
+            log_probs = dec(z, w)  # (b, L, 20), log_softmax of the logits
+            # softmax(log_softmax(l) / T) = softmax(l / T): the normaliser is a constant per column.
+            probs = torch.softmax(log_probs / temperature, dim=-1).reshape(b * L, N_AA)  # (b·L, 20)
+            picked = torch.multinomial(probs, 1, generator=gen).reshape(b, L)  # (b, L)
+            codes[start:start + b] = picked.to(torch.int8).cpu().numpy()
+        yield from _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=width, first=first,
+                            device=device, elbo_samples=elbo_samples, generator=elbo_gen)
+        if bar is not None:
+            bar.update(m)
+    if bar is not None:
+        bar.close()
 
 
 @torch.no_grad()
@@ -173,22 +197,24 @@ def interpolate_sequences(
     t = np.linspace(0.0, 1.0, steps)[:, None]  # (S, 1)
     z = (1.0 - t) * mu[0] + t * mu[1]  # (S, D)
     codes = decode_argmax(model, z, device=device)  # (S, L)
-    records = _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(steps)), seed=seed,
-                       device=device, elbo_samples=elbo_samples)
+    records = _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(steps)), device=device,
+                       elbo_samples=elbo_samples, generator=_generator(device, seed))
     for rec, ti in zip(records, t[:, 0], strict=True):
         rec.extra["t"] = f"{ti:.3f}"
     return records
 
 
-def _records(model: VAE, codes: np.ndarray, focus: np.ndarray, *, prefix: str, n_width: int, seed: int,
-             device: torch.device, elbo_samples: int, progress: bool = False) -> list[GeneratedSequence]:
-    """Wrap decoded codes (M, L) as records with identity to the focus and estimated ELBO."""
+def _records(model: VAE, codes: np.ndarray, focus: np.ndarray, *, prefix: str, n_width: int,
+             device: torch.device, elbo_samples: int, generator: torch.Generator,
+             first: int = 0) -> list[GeneratedSequence]:
+    """Wrap decoded codes (M, L) as records numbered from ``first`` + 1, with identity to the focus and
+    an ELBO estimated with draws from ``generator``."""
     identity = identity_to_focus(codes, focus)  # (M,)
-    elbo = (estimate_elbo(model, codes, n_samples=elbo_samples, seed=seed, device=device, progress=progress)
+    elbo = (estimate_elbo(model, codes, n_samples=elbo_samples, device=device, generator=generator)
             if elbo_samples
             else np.full(codes.shape[0], math.nan))
     width = max(4, n_width)
     letters = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
-    return [GeneratedSequence(id=f"{prefix}{i + 1:0{width}d}", seq=letters[row].tobytes().decode("ascii"),
+    return [GeneratedSequence(id=f"{prefix}{first + i + 1:0{width}d}", seq=letters[row].tobytes().decode("ascii"),
                               identity=float(identity[i]), elbo=float(elbo[i]))
             for i, row in enumerate(codes.astype(np.int64))]

@@ -21,6 +21,7 @@ from .checkpoint import Checkpoint
 from .errors import DeepSeqVAEError
 from .model import VAE
 from .score import encode_batched
+from .tables import file_line
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,18 @@ def identity_to_focus(codes: np.ndarray, focus: np.ndarray) -> np.ndarray:
     return (np.asarray(codes) == np.asarray(focus)[None, :]).mean(axis=1)
 
 
+def _row_lines(path: Path, n_rows: int) -> tuple[int, ...]:
+    """The file line (1-based) of each of the ``n_rows`` data rows pandas read from ``path``: it skips blank
+    lines, so they are counted here; ``()`` where the non-blank lines are not one per row (a quoted cell
+    spanning lines), and :func:`~deepseqvae.tables.file_line` then counts from the header."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ()
+    filled = [i + 1 for i, ln in enumerate(lines) if ln.strip()]  # the header first
+    return tuple(filled[1:]) if len(filled) == n_rows + 1 else ()
+
+
 def read_values(path: str | os.PathLike, ids: tuple[str, ...] | list[str]) -> np.ndarray:
     """Values for ``ids`` from a CSV with columns ``id,value``; NaN for ids the file lacks."""
     path = Path(path)
@@ -133,7 +146,8 @@ def read_values(path: str | os.PathLike, ids: tuple[str, ...] | list[str]) -> np
     bad = values.isna() & table["value"].notna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DeepSeqVAEError(f"{path}: row {i + 2}: value {table['value'].iloc[i]!r} is not a number")
+        line = file_line(_row_lines(path, len(table)), i)
+        raise DeepSeqVAEError(f"{path}: line {line}: value {table['value'].iloc[i]!r} is not a number")
     lookup = dict(zip(table["id"].astype(str), values.to_numpy(dtype=float), strict=True))
     out = np.array([lookup.get(i, np.nan) for i in ids], dtype=float)
     n_found = int(np.isfinite(out).sum())

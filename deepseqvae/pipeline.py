@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ClassifyError, DeepSeqVAEError
 from .fileio import atomic_write, check_distinct, check_output, plain_name
-from .generate import GeneratedSequence, interpolate_sequences, sample_sequences
+from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
 from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
@@ -558,13 +558,15 @@ def plot_history_file(model: str | os.PathLike, plot: str | os.PathLike, *, ckpt
 # --- sample ---------------------------------------------------------------------------------
 
 
-def write_fasta(records: list[GeneratedSequence], path: str | os.PathLike) -> Path:
-    """Write records atomically, one header line and one sequence line each."""
-    path = Path(path)
-    with atomic_write(path, "w") as fh:
+def write_fasta(records: Iterable[GeneratedSequence], path: str | os.PathLike) -> int:
+    """Write records atomically (as they come: a generator is not held in memory), one header line and one
+    sequence line each; the number written."""
+    count = 0
+    with atomic_write(Path(path), "w") as fh:
         for rec in records:
             fh.write(f">{rec.header()}\n{rec.seq}\n")
-    return path
+            count += 1
+    return count
 
 
 def sample_file(
@@ -583,8 +585,9 @@ def sample_file(
     batch_size: int = 100,
     elbo_samples: int = 20,
     progress: bool = False,
-) -> tuple[list[GeneratedSequence], Path]:
-    """Generate sequences (prior, ``near`` one sequence, or ``interpolate`` between two) into a FASTA.
+) -> tuple[int, Path]:
+    """Generate sequences (prior, ``near`` one sequence, or ``interpolate`` between two) into a FASTA; the number
+    written and its path. Drawn sequences are written as they come, so a large ``n`` does not fill memory.
 
     ``msa`` (for ``near`` / ``interpolate``) is read with the options recorded in the checkpoint;
     fields set in ``options`` override them.
@@ -606,9 +609,9 @@ def sample_file(
         if n is None:
             raise DeepSeqVAEError("give the number of sequences to draw (-n)")
         start = aln.codes[find_sequence(aln, near)] if (aln is not None and near is not None) else None
-        records = sample_sequences(ckpt, n, temperature=temperature, seed=seed, near=start, device=dev,
-                                   batch_size=batch_size, elbo_samples=elbo_samples, progress=progress)
-    return records, write_fasta(records, output)
+        records = iter_samples(ckpt, n, temperature=temperature, seed=seed, near=start, device=dev,
+                               batch_size=batch_size, elbo_samples=elbo_samples, progress=progress)
+    return write_fasta(records, output), Path(output)
 
 
 # --- classify (EVE's mixture step) ---------------------------------------------------------

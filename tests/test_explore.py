@@ -18,7 +18,7 @@ from deepseqvae.alphabet import ALPHABET, N_AA, one_hot
 from deepseqvae.checkpoint import build_model, load_checkpoint
 from deepseqvae.cli import main
 from deepseqvae.errors import CheckpointError, DeepSeqVAEError
-from deepseqvae.generate import decode_argmax, interpolate_sequences, sample_sequences
+from deepseqvae.generate import decode_argmax, estimate_elbo, interpolate_sequences, iter_samples, sample_sequences
 from deepseqvae.latent import embed_alignment, encode_latent, identity_to_focus, latent_2d, read_values
 from deepseqvae.pipeline import positions_path, train_file, write_scan
 from deepseqvae.plots import (
@@ -214,6 +214,10 @@ def test_read_values(tmp_path):
         read_values(tmp_path / "bad.csv", ["a"])
     with pytest.raises(DeepSeqVAEError, match="none of its 2 ids"):
         read_values(p, ["x"])
+    # a bad value is named by its file line, as an editor shows it: blank lines count
+    (tmp_path / "gap.csv").write_text("id,value\na,1\n\n\nb,high\n")
+    with pytest.raises(DeepSeqVAEError, match=r"gap\.csv: line 5: value 'high' is not a number"):
+        read_values(tmp_path / "gap.csv", ["a", "b"])
 
 
 def test_latent_plot_png_size(tmp_path):
@@ -294,6 +298,26 @@ def test_sample_count_reproducible_and_headers(models, tmp_path):
     prior = sample_sequences(ckpt, 20, seed=0, elbo_samples=1)
     assert len(near) == 20
     assert np.mean([r.identity for r in near]) > np.mean([r.identity for r in prior])
+
+
+def test_sample_chunks_stream_the_same_records(models):
+    ckpt = load_checkpoint(models["vae"])
+    whole = sample_sequences(ckpt, 7, seed=3, batch_size=2, elbo_samples=2)
+    # chunks of 4 = two whole batches: the same sequences, numbered on; the ELBO draws go on from chunk to chunk
+    it = iter_samples(ckpt, 7, seed=3, batch_size=2, elbo_samples=2, chunk=4)
+    first = [next(it) for _ in range(4)]  # the first chunk comes before the rest is drawn
+    chunked = first + list(it)
+    assert [r.seq for r in chunked] == [r.seq for r in whole]
+    assert [r.id for r in chunked] == [f"gen_{i:04d}" for i in range(1, 8)]
+    # the first chunk's ELBOs are those of a one-pass estimate of its 4 sequences with the seed's generator
+    model = build_model(ckpt)
+    codes = np.array([[ALPHABET.index(a) for a in r.seq] for r in chunked], dtype=np.int8)
+    head = estimate_elbo(model, codes[:4], n_samples=2, seed=3)
+    assert [r.elbo for r in chunked[:4]] == pytest.approx(head.tolist(), rel=1e-6)
+    # within one chunk (the default's 10,000), a one-pass estimate over all of them
+    assert [r.elbo for r in whole] == pytest.approx(estimate_elbo(model, codes, n_samples=2, seed=3).tolist(),
+                                                    rel=1e-6)
+    assert all(np.isfinite(r.elbo) for r in chunked)
 
 
 def test_interpolation_endpoints(models):
