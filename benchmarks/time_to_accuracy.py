@@ -1,7 +1,7 @@
 """Time to accuracy: Spearman ρ and held-out ELBO against training wall-clock seconds.
 
     python -m benchmarks.time_to_accuracy [--data-dir ../shared/data] [--datasets BLAT_ECOLX,PTEN_HUMAN]
-        [--profiles quick,fast] [--seed 1] [--eval-every 500] [--samples 50]
+        [--profiles quick,fast] [--seed 1] [--eval-every 500] [--samples 50] [--reuse EARLIER.csv]
 
 For each dataset and profile a worker trains one model on 90 % of the alignment's sequences (10 %
 held out by 80 %-identity clusters, seeded, the same split for both profiles) and, at each held-out
@@ -13,7 +13,8 @@ Profiles: ``quick`` is the 2026-11-22 CPU setting (100-500 decoder, torch Adam a
 1e-3, 6,000 steps, one shared weight sample per step), evaluated every ``--eval-every`` steps;
 ``fast`` is today's default recipe (``deepseqvae train`` with no options: its own evaluation
 cadence, a tenth of its step budget, and its early stopping; the weights it keeps are those of its
-best held-out evaluation, marked in the table). Writes
+best held-out evaluation, marked in the table; its held-out run: the refit on every sequence is not run).
+``--reuse`` takes the other profiles' points from an earlier run's CSV. Writes
 ``benchmarks/results/time-to-accuracy-<date>.csv``, ``.md`` and ``.png``.
 """
 
@@ -44,7 +45,10 @@ def configs(profile: str, seq_len: int, neff: float, seed: int, eval_every: int)
         return VAEConfig(seq_len=seq_len, decoder_hidden=(100, 500)), TrainConfig(
             steps=6000, seed=seed, eval_every=eval_every, checkpoint_every=0, holdout_fraction=fast.holdout_fraction,
             holdout_by=fast.holdout_by, eval_samples=fast.eval_samples)
-    return recipe_configs(profile, seq_len, neff=neff, train_overrides={"seed": seed, "checkpoint_every": 0})
+    # the held-out run only: the recipe's refit on every sequence (which trains the saved model again, to the
+    # step chosen here) has no held-out set to draw, and its evaluations would restart the curve at step 1
+    return recipe_configs(profile, seq_len, neff=neff,
+                          train_overrides={"seed": seed, "checkpoint_every": 0, "refit": False})
 
 
 def run_one(job: dict) -> dict:
@@ -88,6 +92,11 @@ def run_one(job: dict) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def jobs_ds(jobs: list[dict]) -> list[str]:
+    """The datasets of ``jobs``, in order."""
+    return list(dict.fromkeys(job["dataset"] for job in jobs))
+
+
 def plot(frame: pd.DataFrame, path: Path) -> None:
     """ρ and held-out ELBO against training seconds, one column of panels per dataset."""
     from matplotlib.figure import Figure
@@ -124,6 +133,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=50, help="K of the scores along the way")
     ap.add_argument("--jobs", type=int, default=1, help="runs side by side (each in its own process)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run [default: torch's]")
+    ap.add_argument("--reuse", default=None, metavar="CSV",
+                    help="an earlier run's CSV: the rows of the profiles not in --profiles come from it")
     ap.add_argument("--out", default=None, help="results stem [default: benchmarks/results/time-to-accuracy-<date>]")
     args = ap.parse_args()
     stem = Path(args.out) if args.out else RESULTS / f"time-to-accuracy-{datetime.date.today()}"
@@ -142,6 +153,10 @@ def main() -> None:
         print(f"{ds} {profile}: {res['steps']} of {res['budget']} steps in {res['trajectory'][-1]['train_s']:.0f} s, "
               f"kept step {kept['step']}: rho {kept['rho']:.3f}, held-out IWLL {kept['heldout_iwll']:.2f}", flush=True)
     frame = pd.DataFrame(rows)
+    if args.reuse:  # the other profiles' points from an earlier run (named in the header's command)
+        earlier = pd.read_csv(args.reuse)
+        earlier = earlier[~earlier.profile.isin(args.profiles.split(",")) & earlier.dataset.isin(jobs_ds(jobs))]
+        frame = pd.concat([earlier, frame], ignore_index=True)
     from deepseqvae.fileio import atomic_write
 
     with atomic_write(stem.with_suffix(".csv"), "w", newline="") as fh:
@@ -152,7 +167,10 @@ def main() -> None:
                    f"{args.threads or 'torch default'} thread(s) each); at each evaluation the held-out ELBO and "
                    f"importance-weighted log-likelihood (IWLL) of the other 10 % and Spearman ρ (K = {args.samples}). "
                    f"quick: evaluated every {args.eval_every} steps, to its end; fast: the default recipe with its own "
-                   f"cadence and early stopping, ending with the weights of its best evaluation (★ in the figure). "
+                   f"cadence and early stopping, ending with the weights of its best evaluation (★ in the figure); "
+                   f"its held-out run only (the refit on every sequence, which trains the saved model to that step, "
+                   f"is not run). "
+                   + (f"Rows of profiles other than {args.profiles} from `{args.reuse}`. " if args.reuse else "") +
                    f"Figure: `{stem.with_suffix('.png').name}`; all points: `{stem.with_suffix('.csv').name}`.\n\n")
     text += ("| dataset | profile | steps trained | training s | kept step | ρ kept | best ρ seen | "
              "held-out IWLL kept | held-out ELBO kept |\n|---|---|---|---|---|---|---|---|---|\n")
