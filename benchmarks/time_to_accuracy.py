@@ -92,11 +92,6 @@ def run_one(job: dict) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def jobs_ds(jobs: list[dict]) -> list[str]:
-    """The datasets of ``jobs``, in order."""
-    return list(dict.fromkeys(job["dataset"] for job in jobs))
-
-
 def plot(frame: pd.DataFrame, path: Path) -> None:
     """ρ and held-out ELBO against training seconds, one column of panels per dataset."""
     from matplotlib.figure import Figure
@@ -155,7 +150,8 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     if args.reuse:  # the other profiles' points from an earlier run (named in the header's command)
         earlier = pd.read_csv(args.reuse)
-        earlier = earlier[~earlier.profile.isin(args.profiles.split(",")) & earlier.dataset.isin(jobs_ds(jobs))]
+        others = ~earlier.profile.isin(args.profiles.split(","))
+        earlier = earlier[others & earlier.dataset.isin(args.datasets.split(","))]
         frame = pd.concat([earlier, frame], ignore_index=True)
     from deepseqvae.fileio import atomic_write
 

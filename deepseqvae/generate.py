@@ -94,6 +94,7 @@ def sample_sequences(ckpt: Checkpoint, n: int, **kwargs) -> list[GeneratedSequen
     return list(iter_samples(ckpt, n, **kwargs))
 
 
+@torch.no_grad()  # on a generator function: no autograd while each record is made
 def iter_samples(
     ckpt: Checkpoint,
     n: int,
@@ -137,7 +138,6 @@ def iter_samples(
         log_sigma0 = torch.zeros(1, D, device=device, dtype=dtype)
     # whole batches per chunk, so the batches (and their decoder draws) do not depend on the chunk
     per_chunk = max(1, chunk // batch_size) * batch_size
-    width = max(4, len(str(n)))
     bar = _bar(None, progress, "sampling", "seq", total=n)  # None without progress
     for first in range(0, n, per_chunk):
         m = min(per_chunk, n - first)
@@ -151,7 +151,7 @@ def iter_samples(
             probs = torch.softmax(log_probs / temperature, dim=-1).reshape(b * L, N_AA)  # (b·L, 20)
             picked = torch.multinomial(probs, 1, generator=gen).reshape(b, L)  # (b, L)
             codes[start:start + b] = picked.to(torch.int8).cpu().numpy()
-        yield from _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=width, first=first,
+        yield from _records(model, codes, ckpt.info.focus_codes, prefix=prefix, n_width=len(str(n)), first=first,
                             device=device, elbo_samples=elbo_samples, generator=elbo_gen)
         if bar is not None:
             bar.update(m)
