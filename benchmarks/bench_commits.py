@@ -33,15 +33,23 @@ def worktree(commit: str, root: Path) -> Path:
     return path
 
 
-def run_once(tree: Path, args: list[str], cwd: Path) -> tuple[float, str]:
-    """(wall seconds, last non-empty output line) of ``python -m deepseqvae args`` from ``tree`` in ``cwd``."""
+def run_once(tree: Path, args: list[str], cwd: Path) -> tuple[float, float, str]:
+    """(wall seconds, peak resident memory in GB, last non-empty output line) of ``python -m deepseqvae args``
+    from ``tree`` in ``cwd``. The peak is the child's own (``os.wait4``'s ``ru_maxrss``), not the largest
+    of all children so far."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "deepseqvae", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, check=True)
-    seconds = time.perf_counter() - t0
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-    return seconds, lines[-1] if lines else ""
+    with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: nothing to drain while waiting for the child
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "deepseqvae", *args], cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        lines = [ln for ln in out.read().splitlines() if ln.strip()]
+    if proc.returncode:
+        raise SystemExit(f"{tree.name}: the command failed (exit {proc.returncode}): {lines[-1] if lines else ''}")
+    return seconds, usage.ru_maxrss / 2**20, lines[-1] if lines else ""  # ru_maxrss: kB on Linux
 
 
 def main() -> None:
@@ -57,26 +65,30 @@ def main() -> None:
         ap.error("give the deepseqvae command after --")
     commits = [c.strip() for c in args.commits.split(",") if c.strip()]
     times: dict[str, list[float]] = {c: [] for c in commits}
+    peaks: dict[str, list[float]] = {c: [] for c in commits}
     last: dict[str, list[str]] = {c: [] for c in commits}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {c: worktree(c, Path(tmp)) for c in commits}
         try:
             for r in range(args.rounds):
                 for c in commits:
-                    seconds, line = run_once(trees[c], command, args.cwd)
+                    seconds, peak, line = run_once(trees[c], command, args.cwd)
                     times[c].append(seconds)
+                    peaks[c].append(peak)
                     last[c].append(line)
-                    print(f"round {r + 1} {c}: {seconds:.2f} s", flush=True)
+                    print(f"round {r + 1} {c}: {seconds:.2f} s, peak {peak:.2f} GB", flush=True)
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
     ref = statistics.mean(times[commits[0]])
     text = header("One command at several commits, alternating")
     text += (f"- timed: `deepseqvae {' '.join(command)}` in `{args.cwd}`, {args.rounds} rounds, the commits in turn "
-             "within each round\n\n| commit | wall times (s) | mean | relative to the first |\n|---|---|---|---|\n")
+             "within each round\n\n| commit | wall times (s) | mean | relative to the first | peak resident memory "
+             "(GB, per run) |\n|---|---|---|---|---|\n")
     for c in commits:
         mean = statistics.mean(times[c])
-        text += f"| {c} | {', '.join(f'{t:.2f}' for t in times[c])} | **{mean:.2f} s** | {mean / ref:.3f} |\n"
+        text += (f"| {c} | {', '.join(f'{t:.2f}' for t in times[c])} | **{mean:.2f} s** | {mean / ref:.3f} | "
+                 f"{', '.join(f'{m:.2f}' for m in peaks[c])} |\n")
     text += "\nLast output line of each commit's runs (identical within a commit unless marked):\n\n"
     for c in commits:
         same = len(set(last[c])) == 1

@@ -288,9 +288,8 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "training data": (f"digest {info.data_digest}" if info.data_digest else
                           "no digest (written before checkpoints had one: a resume checks N, Neff and theta only)"),
         "steps": ckpt.step,
-        "resumable": ("no (saved --slim, or a model fitted in closed form)" if not ckpt.resumable
-                      else "only to its own step (a finished refit on every sequence)" if ckpt.history.get("refit_step")
-                      else "yes"),
+        "resumable": ("no: a finished refit on every sequence (its model is final)" if ckpt.history.get("refit_step")
+                      else "no (saved --slim, or a model fitted in closed form)" if not ckpt.resumable else "yes"),
         "parameters": n_params,
         "model config": ckpt.model_config,
         "train config": ckpt.train_config,

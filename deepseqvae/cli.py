@@ -304,7 +304,8 @@ def _recipe_help() -> str:
 @click.option("--slim", is_flag=True,
               help="Save only what score, scan, classify, embed and sample need (the scored weights, configs and "
                    "numbering: about a quarter of the file); such a checkpoint cannot be continued with --resume. "
-                   "The checkpoints written during training stay complete.")
+                   "The checkpoints written during training stay complete. A refit's model (the fast recipe) is "
+                   "final and saved so anyway.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @alignment_options
 def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_rate, variance_lr, seed, device,

@@ -546,8 +546,9 @@ def train(
                 record(at, job.result(), lambda state=state: state)
             if follow is not None and (step % cfg.eval_every == 0 or step == end):
                 keep, stop = follow.wait(step)  # the held-out run's verdict on this step
-                if keep:  # a deep copy: training goes on in place (optimizer state, moving average, history)
-                    kept = copy.deepcopy(snapshot())
+                if keep:  # a copy (training goes on in place) of what the refit's model keeps: its scored
+                    #         weights and record, not the optimizer state (a finished refit is final: _finish_refit)
+                    kept = copy.deepcopy(snapshot().scoring_only())
                     kept = replace(kept, train_config={**kept.train_config, "stop_step": step})
                 if stop:
                     break
@@ -616,10 +617,11 @@ def fit_alignment(
     With ``train_cfg.refit`` and held-out data, the (early-stopped) run is followed by a second one
     from the same start and learning-rate path on every sequence, ended at the step the held-out
     set chose; that model is returned and saved, its history carrying the first run's held-out
-    record and ``refit_step``. The second run writes no intermediate checkpoint: interrupted, a
-    resume finds the first run's end in ``checkpoint_path`` and runs the second again. On a CPU with
-    at least 2 torch threads (``refit_beside`` None; True or False decides) the second run trains at the
-    same time as the first, on a second thread, each with half the threads (:func:`refits_beside`):
+    record and ``refit_step``, without the training state (final: a resume of it trains nothing
+    more). The second run writes no intermediate checkpoint: interrupted, a resume finds the first run's end
+    in ``checkpoint_path`` and runs the second again. On a CPU with at least 2 torch threads
+    (``refit_beside`` None; True or False decides) the second run trains at the same time as the first, on a
+    second thread, each with half the threads (:func:`refits_beside`):
     the same model as the two one after the other with that many threads each, in less time.
     """
     from .errors import CheckpointError
@@ -630,7 +632,7 @@ def fit_alignment(
     if resume is not None:
         if model_kind(resume.kind).model_class is not VAE:
             raise CheckpointError(f"{where}--resume needs a VAE checkpoint; this one holds the '{resume.kind}' model")
-        if not resume.resumable:
+        if not resume.resumable and not resume.history.get("refit_step"):  # a finished refit: below
             raise CheckpointError(f"{where}the checkpoint to resume was saved without its training state (--slim): it "
                                   "scores, but cannot be continued; train anew")
         if resume.info.focus_seq != alignment.focus_seq:
@@ -647,15 +649,16 @@ def fit_alignment(
             log.warning("resuming with settings other than the checkpoint's: %s",
                         ", ".join(f"{k} {_setting(a)} -> {_setting(b)}" for k, (a, b) in changed.items()))
     refitting = train_cfg.refit and train_cfg.holdout_fraction > 0
-    if resume is not None and resume.history.get("refit_step"):  # a finished refit: nothing of stage 1 is left
+    if resume is not None and resume.history.get("refit_step"):  # a finished refit: its model is final
         planned = (resume.train_config or {}).get("steps")
         if not refitting or planned != train_cfg.steps:
             raise CheckpointError(f"{where}the checkpoint to resume was refit on every sequence up to step "
                                   f"{resume.step} of a {planned}-step run; it cannot be continued with other "
                                   "settings: train anew")
-        return _refit(alignment, weights, model_cfg, train_cfg, info, int(resume.history["refit_step"][0]), {},
-                      device=device, checkpoint_path=checkpoint_path, resume=resume, progress=progress,
-                      on_eval=on_eval)
+        log.warning("the checkpoint to resume is a finished refit on every sequence (step %d of %d): nothing to "
+                    "train", resume.step, planned)
+        return TrainResult(checkpoint=resume, seconds=0.0, steps_per_second=math.nan, steps_run=0,
+                           history=resume.history)
     codes, heldout, all_weights = alignment.codes, None, weights
     if train_cfg.holdout_fraction > 0:
         train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights)
@@ -674,10 +677,12 @@ def fit_alignment(
     if not refitting:
         return result
     kept, record = _chosen_step(result)
+    first_steps, first_seconds = result.steps_run, result.seconds
+    del result  # its model and optimizer state go before the refit's come (peak memory)
     log.info("refitting on all %d sequences up to step %d, the step the held-out set chose", alignment.N, kept)
     refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
                    checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
-    return _both_runs(result, refit, result.seconds + refit.seconds, beside=False)
+    return _both_runs(first_steps, refit, first_seconds + refit.seconds, beside=False)
 
 
 def refits_beside(cfg: TrainConfig, device: torch.device | str, on_eval: Callable | None = None,
@@ -743,6 +748,8 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
                        resume=resume, progress=progress, heldout=heldout, report_to=pace,
                        label="held-out run" if progress else None, evaluate_beside=True)
         kept, record = _chosen_step(result)
+        first_steps = result.steps_run
+        del result  # the refit's copy and a fallback refit need the memory more than its model does
         pace.finish(kept)
     except BaseException:
         pace.abandon()
@@ -759,12 +766,13 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
                        checkpoint_path=checkpoint_path, progress=progress, on_eval=None)
     else:
         refit = _finish_refit(out["result"], kept, record, checkpoint_path)
-    return _both_runs(result, refit, time.perf_counter() - t0, beside="result" in out)
+    return _both_runs(first_steps, refit, time.perf_counter() - t0, beside="result" in out)
 
 
-def _both_runs(result: TrainResult, refit: TrainResult, seconds: float, *, beside: bool) -> TrainResult:
-    """The refit's model with the time and steps of both runs (``seconds``: their wall time together)."""
-    n_steps = result.steps_run + refit.steps_run
+def _both_runs(first_steps: int, refit: TrainResult, seconds: float, *, beside: bool) -> TrainResult:
+    """The refit's model with the steps of both runs (``first_steps``: the held-out run's) and ``seconds``,
+    their wall time together."""
+    n_steps = first_steps + refit.steps_run
     return TrainResult(checkpoint=refit.checkpoint, seconds=seconds,
                        steps_per_second=n_steps / seconds if seconds > 0 else math.nan, steps_run=n_steps,
                        history=refit.history, refit_beside=beside)
@@ -806,9 +814,13 @@ def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, in
 
 
 def _finish_refit(result: TrainResult, kept: int, record: dict[str, list], checkpoint_path) -> TrainResult:
-    """The refit's result with the first stage's held-out ``record`` and ``refit_step`` in its history, saved."""
+    """The refit's result with the first stage's held-out ``record`` and ``refit_step`` in its history, saved.
+
+    A finished refit is final (a resume trains nothing more; other settings are an error), so it keeps only what
+    scoring needs (:meth:`Checkpoint.scoring_only`): a quarter of a complete checkpoint, and the refit beside the
+    held-out run keeps a copy of that much, not of its optimizer state, at each best step (peak memory)."""
     history = {**result.history, **record, "refit_step": [kept]}
-    ck = replace(result.checkpoint, history=history)
+    ck = replace(result.checkpoint, history=history).scoring_only()
     if checkpoint_path is not None:
         save_checkpoint(ck, checkpoint_path)
     return TrainResult(checkpoint=ck, seconds=result.seconds, steps_per_second=result.steps_per_second,

@@ -712,19 +712,42 @@ def test_resume_keeps_the_runs_own_settings(tmp_path, caplog):
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
 
 
-def test_slim_checkpoint_scores_the_same_but_does_not_resume(vae_model, tmp_path):
-    slim = tmp_path / "slim.pt"
-    assert_ok(invoke("train", DEMO_A2M, "-o", slim, *TINY_VAE, "--slim"))  # the vae_model fixture's run, slimmed
-    assert slim.stat().st_size < 0.4 * vae_model[0].stat().st_size
-    for model in (vae_model[0], slim):
+def test_slim_checkpoint_scores_the_same_but_does_not_resume(tmp_path):
+    tiny = [a for a in TINY_VAE]
+    tiny[tiny.index("--steps") + 1] = "30"
+    full, slim = tmp_path / "full.pt", tmp_path / "slim.pt"
+    for out, flags in ((full, []), (slim, ["--slim"])):  # the early-stopped run without the refit: resumable
+        assert_ok(invoke("train", DEMO_A2M, "-o", out, *tiny, "--no-refit", *flags))
+    assert slim.stat().st_size < 0.4 * full.stat().st_size
+    for model in (full, slim):
         assert_ok(invoke("score", DEMO_CSV, "-m", model, "-o", tmp_path / f"{model.stem}.csv", "--samples", 5,
                          "--no-progress", "--device", "cpu"))
-    full, small = (pd.read_csv(tmp_path / f"{m.stem}.csv") for m in (vae_model[0], slim))
-    assert np.array_equal(full.score.to_numpy(), small.score.to_numpy())  # the same scored weights
+    scores = [pd.read_csv(tmp_path / f"{m.stem}.csv").score.to_numpy() for m in (full, slim)]
+    assert np.array_equal(*scores)  # the same scored weights
     assert "resumable: no (saved --slim" in assert_ok(invoke("info", slim)).stdout
-    assert "resumable: only to its own step (a finished refit" in assert_ok(invoke("info", vae_model[0])).stdout
-    assert_user_error(invoke("train", DEMO_A2M, "-o", slim, *TINY_VAE, "--steps", 400, "--resume"),
+    assert "resumable: yes" in assert_ok(invoke("info", full)).stdout
+    assert_user_error(invoke("train", DEMO_A2M, "-o", slim, *tiny, "--no-refit", "--steps", 40, "--resume"),
                       "saved without its training state (--slim)", "train anew")
+
+
+def test_a_finished_refit_is_saved_for_scoring_only_and_resumes_to_nothing(vae_model, caplog):
+    """The fast recipe's model (a refit on every sequence) is final: saved as --slim would, and --resume with the
+    same settings trains nothing and leaves the file as it is; other settings are an error."""
+    from deepseqvae.checkpoint import load_checkpoint
+
+    model = vae_model[0]
+    ck = load_checkpoint(model)
+    assert ck.history["refit_step"] == [ck.step]
+    assert all(x is None for x in (ck.optimizer, ck.rng_state, ck.train_state, ck.average_state))
+    assert "resumable: no: a finished refit on every sequence" in assert_ok(invoke("info", model)).stdout
+    before = model.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        result = assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE, "--resume"))
+    assert f"is a finished refit on every sequence (step {ck.step} of 300): nothing to train" in caplog.text
+    assert f"Steps: {ck.step} (nothing left to train)" in result.stdout
+    assert_user_error(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE, "--steps", 400, "--resume"),
+                      f"refit on every sequence up to step {ck.step} of a 300-step run", "train anew")
+    assert model.read_bytes() == before
 
 
 def test_gzip_inputs_give_plain_default_names(independent_model, tmp_path, monkeypatch):
