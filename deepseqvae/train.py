@@ -457,7 +457,8 @@ def train(
 
         def evaluate_copy(state: dict[str, torch.Tensor]) -> dict[str, float]:
             torch.set_num_threads(eval_threads)  # per thread where the threading backend keeps it so
-            eval_model.load_state_dict(state)
+            # assign: the copy's tensors become the model's (the evaluation only reads them), not a second copy
+            eval_model.load_state_dict(state, assign=True)
             return estimates(eval_model)
 
         evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepseqvae-eval")
