@@ -16,7 +16,11 @@ same data:
   sequence, the same learning-rate path, stopped at that step (the textbook refit after early stopping);
 - ``weight_refit_anneal`` (with ``--anneal``): the same second run, but its schedule spans only the kept
   steps (warm-up, then the cosine decay to ``final_lr_fraction`` ending at the kept step) instead of
-  following the first run's path and stopping in the middle of it.
+  following the first run's path and stopping in the middle of it;
+- ``weight_refit_scaled`` (with ``--scaled``): ``weight_refit``'s run continued to the kept step times the
+  total weight over the first run's training weight (about 1/0.9), to the nearest evaluation step within
+  the budget: as many passes over the data as the first run made, not as many steps (the same run, so
+  one more stop of it).
 
 ``--arms weight`` skips the ``current`` arm (the refit arms need only ``weight``'s kept step).
 
@@ -65,7 +69,7 @@ def main() -> None:
     from deepseqvae.model import VAE
     from deepseqvae.recipes import recipe_configs
     from deepseqvae.score import delta_elbo, spearman
-    from deepseqvae.train import fit_alignment, heldout_estimates, make_generator
+    from deepseqvae.train import fit_alignment, heldout_estimates, make_generator, run_holdout_split
     from deepseqvae.weights import compute_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,6 +82,8 @@ def main() -> None:
     ap.add_argument("--arms", default="current,weight",
                     help="first-run arms, comma-separated (weight is needed by the refits; default both)")
     ap.add_argument("--anneal", action="store_true", help="also the refit whose schedule ends at the kept step")
+    ap.add_argument("--scaled", action="store_true",
+                    help="also the refit stopped at the kept step times total / training weight")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "runs" / "holdout_refit.jsonl"))
     args = ap.parse_args()
     arms = args.arms.split(",")
@@ -123,30 +129,42 @@ def main() -> None:
     best = out["arms"]["weight"]["best_step"]
     _, refit_cfg = recipe_configs("fast", aln.L, neff=neff, train_overrides={
         "checkpoint_every": 0, "seed": args.seed, "holdout_fraction": 0.0, "early_stopping": 0, "refit": False})
-    kept: dict = {}
+    stops = {"weight_refit": best}
+    if args.scaled:  # the weight arm's split again (the same seed and rule): its training share of the weight
+        _, weight_cfg = recipe_configs("fast", aln.L, neff=neff, train_overrides={"seed": args.seed,
+                                                                                  "holdout_by": "weight"})
+        train_rows, _ = run_holdout_split(aln.codes, weight_cfg, aln.focus_index, 0.2, weights=weights)
+        ratio = float(weights.sum() / weights[train_rows].sum())
+        every = weight_cfg.eval_every
+        stops["weight_refit_scaled"] = min(int(round(best * ratio / every)) * every, refit_cfg.steps)
+        out["weight_ratio"] = round(ratio, 4)
+    kept: dict[int, dict] = {}
 
     def stop_at(step, model):  # the model holds the scoring (averaged) weights here
-        if step == best:
-            kept.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        if step in stops.values():
+            kept[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if step >= max(stops.values()):
             raise _Reached
 
-    def refit(arm: str, cfg) -> None:
+    def refit(cfg, arms: dict[str, int]) -> None:
         kept.clear()
         t0 = time.perf_counter()
         with contextlib.suppress(_Reached):
             fit_alignment(aln, weights, model_cfg, dataclasses.replace(cfg, eval_every=100), theta=0.2,
                           on_eval=stop_at)
-        if not kept:
-            raise RuntimeError(f"the refit never reached step {best}")
         train_s = time.perf_counter() - t0
-        model = VAE(model_cfg)
-        model.load_state_dict(kept)
-        out["arms"][arm] = {"best_step": best, "train_s": round(train_s, 1), **measure(model)}
-        print(arm, json.dumps(out["arms"][arm]), flush=True)
+        for arm, step in arms.items():
+            if step not in kept:
+                raise RuntimeError(f"the refit never reached step {step}")
+            model = VAE(model_cfg)
+            model.load_state_dict(kept[step])
+            out["arms"][arm] = {"best_step": step, "train_s": round(train_s, 1), **measure(model)}
+            print(arm, json.dumps(out["arms"][arm]), flush=True)
 
-    refit("weight_refit", refit_cfg)
+    refit(refit_cfg, stops)
     if args.anneal:  # the schedule spans the kept steps alone: it ends, decayed, where the other refit stops
-        refit("weight_refit_anneal", dataclasses.replace(refit_cfg, steps=best))
+        stops = {"weight_refit_anneal": best}
+        refit(dataclasses.replace(refit_cfg, steps=best), stops)
     out.update({"threads": torch.get_num_threads(), "commit": commit()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as fh:
