@@ -800,8 +800,7 @@ def _evaluations_since_best(history: dict[str, list]) -> int:
 
 
 def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
-           record: dict[str, list], *, device, checkpoint_path, progress: bool, on_eval,
-           resume: Checkpoint | None = None) -> TrainResult:
+           record: dict[str, list], *, device, checkpoint_path, progress: bool, on_eval) -> TrainResult:
     """The second stage of ``TrainConfig.refit``: the same start (seed), recipe and learning-rate path on
     every sequence, ended at step ``kept``; its checkpoint's history also carries the first stage's
     held-out ``record`` and ``refit_step``."""
@@ -809,7 +808,7 @@ def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, in
     cfg = replace(train_cfg, early_stopping=0, stop_step=kept)
     torch.manual_seed(cfg.seed)  # the first stage's initialisation
     model = VAE(model_cfg)
-    result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None, resume=resume,
+    result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None,
                    progress=progress, on_eval=on_eval)
     return _finish_refit(result, kept, record, checkpoint_path)
 
