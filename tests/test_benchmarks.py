@@ -153,3 +153,22 @@ def test_train_benchmark_runs_bfloat16_paths_only_on_native_units():
     assert "fast recipe (float32 products here, weight average)" in emulated
     assert "paper recipe, bf16 products" not in emulated and "paper recipe, float32" in emulated
     assert len(emulated) == len(PATHS) - 2
+
+
+def test_bench_commits_run_once_reports_the_childs_own_peak_memory(tmp_path):
+    """A command that allocates ~200 MB reports a peak above it; a failing one is an error naming its tree."""
+    from benchmarks.bench_commits import run_once
+
+    repo = Path(__file__).resolve().parents[1]
+    seconds, peak, last = run_once(repo, ["--version"], tmp_path)
+    assert seconds > 0 and 0.01 < peak < 2.0 and "deepseqvae" in last.lower()
+    # the same helper with a fake deepseqvae package that holds 200 MB: its own peak, not the parent's
+    fake = tmp_path / "fake" / "deepseqvae"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("import sys\nblock = bytearray(200 * 2**20)\nblock[::4096] = b'x' * "
+                                      "len(block[::4096])\nprint('held', len(block))\nsys.exit(int(sys.argv[1]))\n")
+    _, peak, last = run_once(fake.parent, ["0"], tmp_path)
+    assert peak > 200 / 1024 and last == f"held {200 * 2**20}"
+    with pytest.raises(SystemExit, match="fake: the command failed \\(exit 3\\): held"):
+        run_once(fake.parent, ["3"], tmp_path)
