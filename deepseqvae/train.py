@@ -74,6 +74,9 @@ class TrainConfig:
     #                                 turns it on from Neff (fast_encoder_products)
     compile_kernels: bool = True    # sample + KL of the largest decoder weights as compiled loops (eager fallback)
     ema_decay: float = 0.0          # > 0: keep an exponential moving average of the weights and score with it
+    ema_warmup: float = 10.0        # the average's decay at step t is min(ema_decay, (1 + t) / (ema_warmup + t))
+    #                                 (ema_decay_at): until ema_decay caps it, step s weighs ∝ s^(ema_warmup − 2)
+    #                                 and the average's mean age is ~t / ema_warmup (10: the last tenth of the run)
     holdout_fraction: float = 0.0   # fraction of sequences held out to measure the held-out ELBO (0 = train on all)
     holdout_by: str = "cluster"     # "cluster": whole 80 %-identity neighbourhoods until holdout_fraction of the rows;
     #                                 "weight": the same until holdout_fraction of the total weight (Neff); "sequence"
@@ -109,6 +112,8 @@ class TrainConfig:
             raise ValueError("decay_fraction must lie in (0, 1]")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must lie in [0, 1)")
+        if not self.ema_warmup > 1.0:
+            raise ValueError("ema_warmup must be > 1 (the average's decay (1 + t) / (ema_warmup + t) must be < 1)")
         if self.holdout_by not in HOLDOUT_KINDS:
             raise ValueError(f"holdout_by must be one of {', '.join(HOLDOUT_KINDS)}, not {self.holdout_by!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -199,6 +204,14 @@ def _make_optimizer(model: VAE, cfg: TrainConfig) -> torch.optim.Optimizer:
         return kind(groups, lr=cfg.learning_rate, fused=True, **kw)
     except (RuntimeError, TypeError):  # older torch or unsupported device
         return kind(groups, lr=cfg.learning_rate, **kw)
+
+
+def ema_decay_at(step: int, cfg: TrainConfig) -> float:
+    """Decay of the weights' moving average after optimizer step ``step`` (1-based): min(ema_decay,
+    (1 + step) / (ema_warmup + step)). The second term (TensorFlow's ``num_updates`` start) keeps the average off the
+    random start: while it is the smaller, iterate s enters with weight ∝ s^(ema_warmup − 2) (a polynomial-decay
+    average), so the average spans the later part of the run, its mean age ~step / ema_warmup."""
+    return min(cfg.ema_decay, (1.0 + step) / (cfg.ema_warmup + step))
 
 
 def _set_step_sizes(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> None:
@@ -505,9 +518,7 @@ def train(
             optimizer.step()
             step += 1
             if ema is not None:
-                # Bias-corrected start: the average covers ~all steps early on, ~1/(1 − decay) later.
-                decay = min(cfg.ema_decay, (1.0 + step) / (10.0 + step))
-                torch._foreach_lerp_(ema, params_data, 1.0 - decay)
+                torch._foreach_lerp_(ema, params_data, 1.0 - ema_decay_at(step, cfg))
             # Record the first non-finite step without a host sync on every step.
             bad = ~torch.isfinite(loss.detach())
             bad_step = torch.where(bad & (bad_step < 0), torch.tensor(step, device=device), bad_step)
@@ -571,7 +582,7 @@ def train(
 
 #: training settings whose change at a resume is reported (the run is then no longer one uninterrupted run)
 RESUME_SETTINGS = ("seed", "batch_size", "learning_rate", "variance_lr", "optimizer", "schedule", "warmup_steps",
-                   "final_lr_fraction", "ema_decay", "holdout_fraction", "holdout_by")
+                   "final_lr_fraction", "ema_decay", "ema_warmup", "holdout_fraction", "holdout_by")
 
 
 def _setting(value: object) -> str:

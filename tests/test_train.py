@@ -130,3 +130,46 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
         save_checkpoint(res.checkpoint, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_ema_decay_at_spans_the_later_part_of_the_run_by_ema_warmup():
+    from deepseqvae.train import ema_decay_at
+    # The default (10) is TensorFlow's num_updates start: (1 + t) / (10 + t), capped by ema_decay.
+    cfg = TrainConfig(ema_decay=0.998)
+    assert ema_decay_at(1, cfg) == pytest.approx(2 / 11)
+    assert ema_decay_at(100_000, cfg) == 0.998
+    t = 3000
+    for c in (4.0, 10.0):
+        cfg = TrainConfig(ema_decay=0.99999, ema_warmup=c)  # the cap never binds before t
+        d = [ema_decay_at(s, cfg) for s in range(1, t + 1)]
+        # Weight of iterate s in the average after t steps: (1 - d_s) · prod_{r > s} d_r (the start: prod of all).
+        w, tail = [0.0] * (t + 1), 1.0
+        for s in range(t, 0, -1):
+            w[s] = (1 - d[s - 1]) * tail
+            tail *= d[s - 1]
+        w[0] = tail
+        assert sum(w) == pytest.approx(1.0)
+        mean_age = sum(wi * (t - s) for s, wi in enumerate(w))
+        assert mean_age == pytest.approx(t / c, rel=0.01)  # density ∝ s^(c - 2) on [0, t]: mean age t / c
+
+
+def test_the_moving_average_takes_its_first_step_by_ema_warmup():
+    codes, w = toy_family()
+    base = dict(steps=1, batch_size=16, seed=5, log_every=1)
+    start = fresh_model(seed=3).state_dict()
+    for c in (4.0, 10.0):
+        ck = train(fresh_model(seed=3), codes, w, TrainConfig(**base, ema_decay=0.998, ema_warmup=c),
+                   toy_info(codes, w)).checkpoint
+        keep = 2 / (c + 1)  # decay after step 1: (1 + 1) / (c + 1)
+        moved = 0
+        for name, p0 in start.items():
+            if p0.is_floating_point():
+                raw = ck.train_state[name]  # the weights after the one step
+                torch.testing.assert_close(ck.state[name], keep * p0 + (1 - keep) * raw)
+                moved += int(not torch.equal(raw, p0))
+        assert moved > 0
+
+
+def test_ema_warmup_must_keep_the_decay_below_one():
+    with pytest.raises(ValueError, match="ema_warmup must be > 1"):
+        TrainConfig(ema_warmup=1.0)
