@@ -6,7 +6,7 @@ import torch
 from deepseqvae.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from deepseqvae.errors import CheckpointError, TrainingError
 from deepseqvae.model import VAE, VAEConfig
-from deepseqvae.train import TrainConfig, train
+from deepseqvae.train import TrainConfig, ema_decay_at, train
 
 from conftest import TINY_VAE, toy_family, toy_info
 
@@ -133,7 +133,6 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 
 
 def test_ema_decay_at_spans_the_later_part_of_the_run_by_ema_warmup():
-    from deepseqvae.train import ema_decay_at
     # The default (10) is TensorFlow's num_updates start: (1 + t) / (10 + t), capped by ema_decay.
     cfg = TrainConfig(ema_decay=0.998)
     assert ema_decay_at(1, cfg) == pytest.approx(2 / 11)
