@@ -623,18 +623,23 @@ def test_format_1_checkpoint_loads_with_the_first_layer_transposed(tmp_path):
     torch.testing.assert_close(loaded.encoder.hidden[0].weight, model.encoder.hidden[0].weight)
 
 
-@pytest.mark.parametrize("recipe, optimizer, decoder, steps", [("fast", "adam", (100, 500), 1100),
-                                                              ("paper", "deepsequence", (100, 2000), 300_000)])
-def test_recipe_configs_and_overrides(recipe, optimizer, decoder, steps):
+@pytest.mark.parametrize("recipe, optimizer, decoder, latent, steps",
+                         [("fast", "adam", (100, 500), 10, 1100),
+                          ("paper", "deepsequence", (100, 2000), 30, 300_000)])
+def test_recipe_configs_and_overrides(recipe, optimizer, decoder, latent, steps):
     from deepseqvae.recipes import recipe_configs
 
     model_cfg, train_cfg = recipe_configs(recipe, 60, neff=500.0)
-    assert (train_cfg.recipe, train_cfg.optimizer, model_cfg.decoder_hidden, train_cfg.steps) == (
-        recipe, optimizer, decoder, steps)
+    assert (train_cfg.recipe, train_cfg.optimizer, model_cfg.decoder_hidden, model_cfg.latent_dim,
+            train_cfg.steps) == (recipe, optimizer, decoder, latent, steps)
+    # an override left unset (None) keeps the recipe's value; one given replaces it
     model_cfg, train_cfg = recipe_configs(recipe, 60, neff=500.0,
                                           model_overrides={"decoder_hidden": (8, 16), "latent_dim": None},
                                           train_overrides={"steps": 7, "seed": None})
-    assert (model_cfg.decoder_hidden, model_cfg.latent_dim, train_cfg.steps, train_cfg.seed) == ((8, 16), 30, 7, 42)
+    assert (model_cfg.decoder_hidden, model_cfg.latent_dim, train_cfg.steps, train_cfg.seed) == (
+        (8, 16), latent, 7, 42)
+    model_cfg, _ = recipe_configs(recipe, 60, neff=500.0, model_overrides={"latent_dim": 20})
+    assert model_cfg.latent_dim == 20
     with pytest.raises(ValueError, match="unknown recipe 'slow'"):
         recipe_configs("slow", 60)
 
