@@ -421,7 +421,7 @@ def main() -> None:
         results.append(res)
         print(f"[{ds}] {res.get('status', 'ok')} in {res['total_s'] / 60:.1f} min", file=sys.stderr, flush=True)
         write_report(results, datasets, args.profile, settings, stem, head, time.perf_counter() - t_all)
-    print(f"wrote {stem}.md and {stem}.csv")
+    print(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.csv')}")
 
 
 if __name__ == "__main__":
