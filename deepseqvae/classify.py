@@ -717,7 +717,7 @@ def report_markdown(cls: Classification, ev: Evaluation) -> str:
          f"{m.separation:.2f}{prior}"),
         (f"- thresholds: {'EVE defaults' if cls.threshold_source == 'eve' else 'recomputed on this protein'}; "
          f"posterior {'made monotone in the evolutionary index' if cls.monotone else 'raw, as EVE'}"
-         + (f". {note}" if (note := cls.off_nominal_note()) else "")),
+         + (f". {off_note}" if (off_note := cls.off_nominal_note()) else "")),
         f"- labels {ev.match.labels.path} (protein {ev.match.protein or '–'}): {len(ev.match.status)} rows; {status}",
         f"- used: {ev.n_pathogenic} pathogenic, {ev.n_benign} benign{note}",
         (f"- AUC of the evolutionary index (raw): {_fmt(ev.auc_evolutionary_index)}; "

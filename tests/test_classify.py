@@ -34,6 +34,7 @@ from deepseqvae.classify import (
     pathogenicity,
     read_labels,
     read_scan,
+    report_markdown,
     save_prior,
     uncertainty_thresholds,
 )
@@ -309,6 +310,10 @@ def test_evaluate_by_hand(tmp_path):
     assert ev.table.EVE_classes_50_pct_retained.tolist()[:7] == ["Pathogenic", "Pathogenic", "Benign", "Benign",
                                                                   UNCERTAIN, "Benign", UNCERTAIN]
     assert pd.isna(ev.table.pathogenicity.iloc[7])
+    # the report: the "no AUC" note on the labels' line, the off-nominal share on the thresholds' line only
+    lines = {ln.split(":")[0]: ln for ln in report_markdown(cls, ev).splitlines() if ln.startswith("- ")}
+    assert lines["- used"] == "- used: 4 pathogenic, 3 benign (no AUC: fewer than 5 labelled variants in a class)"
+    assert "far from the nominal one" in lines["- thresholds"]
 
 
 def test_prior_round_trip_and_errors(tmp_path):
