@@ -9,6 +9,7 @@ import click
 
 from . import __version__
 from .errors import DeepSeqVAEError
+from .recipes import FAST_LATENT_DIM
 
 #: the default of every --samples option (literal, so that --help does not import torch; a test checks it
 #: against deepseqvae.score: AUTO_ROUND, AUTO_PROBE, AUTO_RELIABILITY, DEFAULT_SAMPLES_CPU, _GPU)
@@ -180,11 +181,11 @@ def _int_tuple(ctx, param, value):
 def _recipe_help() -> str:
     from .recipes import FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
 
-    return ("Training recipe. fast (default, for a CPU): a 10-dimensional latent space (the paper's: 30; "
-            "--latent-dim), the paper's encoder (narrower below 150 columns: --encoder-hidden), a 100-500 Bayesian "
-            "decoder, Adam with warm-up and cosine decay, a moving average of the weights for scoring, bf16 "
-            "decoder products (and encoder products, from 100 effective sequences on) where the device has native "
-            "bf16 units (else float32); "
+    return (f"Training recipe. fast (default, for a CPU): a {FAST_LATENT_DIM}-dimensional latent space (the "
+            "paper's: 30; --latent-dim), the paper's encoder (narrower below 150 columns: --encoder-hidden), a "
+            "100-500 Bayesian decoder, Adam with warm-up and cosine decay, a moving average of the weights for "
+            "scoring, bf16 decoder products (and encoder products, from 100 effective sequences on) where the "
+            "device has native bf16 units (else float32); "
             f"steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
             f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, ending earlier when the held-out "
             "log-likelihood (80 %-identity clusters worth 10 % of the sequence weight) stops improving, then "
@@ -230,7 +231,7 @@ def _recipe_help() -> str:
               help="Precomputed weights (.npy from 'deepseqvae weights') instead of computing them. [default: "
                    "computed from MSA with --theta]")
 @click.option("--latent-dim", type=click.IntRange(1), default=None,
-              help="Latent dimension. [default: the recipe's: fast 10, paper 30]")
+              help=f"Latent dimension. [default: the recipe's: fast {FAST_LATENT_DIM}, paper 30]")
 @click.option("--encoder-hidden", callback=_int_tuple, default=None,
               help="Encoder layer widths, comma-separated. [default: paper 1500,1500; fast h,h with h = "
                    "min(1500, 10·L): 1500,1500 from L = 150 columns on, 600,600 for L = 60]")
