@@ -975,6 +975,7 @@ REFIT_BASE = dict(steps=100, batch_size=16, seed=3, log_every=5, eval_every=5, e
 def test_refit_beside_the_heldout_run_is_the_refit_after_it(tmp_path, monkeypatch, script, kept, steps_first):
     from test_train import CFG
 
+    from deepseqvae import train as train_module
     from deepseqvae.checkpoint import load_checkpoint
     from deepseqvae.train import fit_alignment
 
@@ -985,8 +986,17 @@ def test_refit_beside_the_heldout_run_is_the_refit_after_it(tmp_path, monkeypatc
     _scripted_heldout(monkeypatch, script)
     after = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=False)
     _scripted_heldout(monkeypatch, script)
+    refit_steps = []
+    both_runs = train_module._both_runs
+
+    def spy(first_steps, refit, seconds, *, beside):
+        refit_steps.append(refit.steps_run)
+        return both_runs(first_steps, refit, seconds, beside=beside)
+
+    monkeypatch.setattr(train_module, "_both_runs", spy)
     beside = fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=True, checkpoint_path=tmp_path / "m.pt")
     a, b = after.checkpoint, beside.checkpoint
+    assert refit_steps == [kept]  # the refit beside it held at each best step: it never trained past the chosen one
     assert a.step == b.step == kept and b.history["refit_step"] == [kept] and b.train_config["stop_step"] == kept
     for k in a.state:  # the same model, bit for bit (one torch thread per run in both)
         assert torch.equal(a.state[k], b.state[k]), k
@@ -1084,33 +1094,66 @@ def test_a_failed_refit_beside_is_run_again_after(tmp_path, monkeypatch, caplog)
     assert all(torch.equal(after.state[k], res.checkpoint.state[k]) for k in after.state)
 
 
-def test_refit_pace_keeps_the_best_step_and_stops_after_the_chosen_one():
+def test_refit_pace_holds_at_the_best_step_and_stops_at_the_chosen_one():
     import threading
 
+    def waiting(pace, step):
+        got: list = []
+        t = threading.Thread(target=lambda: got.append(pace.wait(step)))
+        t.start()
+        return t, got
+
+    def held(t, got):
+        t.join(timeout=0.2)
+        return t.is_alive() and got == []
+
     pace = RefitPace()
-    # the refit waits at an evaluation step until the held-out run has evaluated it
-    got = []
-    t = threading.Thread(target=lambda: got.append(pace.wait(10)))
-    t.start()
-    t.join(timeout=0.2)
-    assert t.is_alive() and got == []
+    t, got = waiting(pace, 10)
+    assert held(t, got)  # the refit waits at an evaluation step until the held-out run has evaluated it
     pace.report(10, 10, False)
-    t.join(timeout=10)
-    assert got == [(True, False)]  # step 10 is the best so far: keep it
+    assert held(t, got)  # step 10 is the best so far: the refit holds there instead of training on
     pace.report(20, 10, False)
+    assert held(t, got)  # still the best
+    pace.report(30, 30, False)  # a later best: the refit trains on towards it, keeping nothing at 10
+    t.join(timeout=10)
+    assert got == [(False, False)]
     assert pace.wait(20) == (False, False)
-    pace.report(30, 30, False)
-    assert pace.wait(30) == (True, False)
-    pace.report(40, 30, True)  # the held-out run stops at 40 and chose 30: the refit, kept at 30, stops
-    assert pace.wait(40) == (False, True)
+    t, got = waiting(pace, 30)
+    assert held(t, got)
+    pace.report(40, 30, True)  # the held-out run stops at 40 and chose 30: the refit keeps 30 and stops there
+    t.join(timeout=10)
+    assert got == [(True, True)]
     # a held-out run ahead: step 10 was its best but 20 is now; only the current best is kept
     pace = RefitPace()
     pace.report(20, 20, False)
-    assert pace.wait(10) == (False, False) and pace.wait(20) == (True, False)
+    assert pace.wait(10) == (False, False)
+    t, got = waiting(pace, 20)
+    assert held(t, got)
+    pace.finish(20)
+    t.join(timeout=10)
+    assert got == [(True, True)]
     # a refit behind the held-out run's end goes on to the chosen step, keeps it and stops there
     pace = RefitPace()
     pace.finish(30)
     assert [pace.wait(s) for s in (10, 20, 30)] == [(False, False), (False, False), (True, True)]
+    # a refit holding at the best step stops when the held-out run is abandoned
+    pace = RefitPace()
+    pace.report(10, 10, False)
+    errors: list = []
+
+    def hold() -> None:
+        try:
+            pace.wait(10)
+        except RefitAbandoned as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    t.join(timeout=0.2)
+    assert t.is_alive()
+    pace.abandon()
+    t.join(timeout=10)
+    assert not t.is_alive() and len(errors) == 1
     pace = RefitPace()
     pace.abandon()
     with pytest.raises(RefitAbandoned, match="ended without choosing a step"):
