@@ -16,7 +16,7 @@ step until the held-out run has evaluated it, keeps a copy of its state where th
 so far (bests only move forward, so one copy suffices), and stops once the held-out run has stopped
 at or before it. At the best step so far the refit holds until the held-out run finds a later best (then it
 trains on towards it) or stops: it never trains past the chosen step, and while the held-out run waits out
-its patience (the last 15 % of its budget without a better evaluation: on BLAT_ECOLX ~700 of ~2,800 steps)
+its patience (15 % of its step budget without a better evaluation: on BLAT_ECOLX ~700 of ~2,800 steps)
 its core is left to the held-out run and its evaluations. The refit's model is the same either way; only
 when it trains changes.
 """
