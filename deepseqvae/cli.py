@@ -9,7 +9,7 @@ import click
 
 from . import __version__
 from .errors import DeepSeqVAEError
-from .recipes import FAST_LATENT_DIM
+from .recipes import FAST_LATENT_DIM, FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
 
 #: the default of every --samples option (literal, so that --help does not import torch; a test checks it
 #: against deepseqvae.score: AUTO_ROUND, AUTO_PROBE, AUTO_RELIABILITY, DEFAULT_SAMPLES_CPU, _GPU)
@@ -179,8 +179,6 @@ def _int_tuple(ctx, param, value):
 
 
 def _recipe_help() -> str:
-    from .recipes import FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
-
     return (f"Training recipe. fast (default, for a CPU): a {FAST_LATENT_DIM}-dimensional latent space (the "
             "paper's: 30; --latent-dim), the paper's encoder (narrower below 150 columns: --encoder-hidden), a "
             "100-500 Bayesian decoder, Adam with warm-up and cosine decay, a moving average of the weights for "

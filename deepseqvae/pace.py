@@ -73,9 +73,9 @@ class RefitPace:
         ended); while ``step`` is its best step so far, hold until a later step is or the run ends; then
         return (keep: ``step`` is its best step so far, stop: it has chosen ``step`` or an earlier one)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._abandoned or self._final or self._evaluated >= step)
-            # the refit at the best step so far: training on is worth it only if a later step becomes the best
-            self._cond.wait_for(lambda: self._abandoned or self._final or self._best != step)
+            # evaluated, and not the best so far: at the best step, training on is worth it only once a later one is
+            self._cond.wait_for(lambda: self._abandoned or self._final
+                                or (self._evaluated >= step and self._best != step))
             self.check()
             keep = self._best == step
             stop = self._final and self._best is not None and self._best <= step

@@ -1098,8 +1098,15 @@ def test_refit_pace_holds_at_the_best_step_and_stops_at_the_chosen_one():
     import threading
 
     def waiting(pace, step):
-        got: list = []
-        t = threading.Thread(target=lambda: got.append(pace.wait(step)))
+        got: list = []  # what wait returned, or the exception it raised
+
+        def run() -> None:
+            try:
+                got.append(pace.wait(step))
+            except RefitAbandoned as exc:
+                got.append(exc)
+
+        t = threading.Thread(target=run)
         t.start()
         return t, got
 
@@ -1139,21 +1146,11 @@ def test_refit_pace_holds_at_the_best_step_and_stops_at_the_chosen_one():
     # a refit holding at the best step stops when the held-out run is abandoned
     pace = RefitPace()
     pace.report(10, 10, False)
-    errors: list = []
-
-    def hold() -> None:
-        try:
-            pace.wait(10)
-        except RefitAbandoned as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    t.join(timeout=0.2)
-    assert t.is_alive()
+    t, got = waiting(pace, 10)
+    assert held(t, got)
     pace.abandon()
     t.join(timeout=10)
-    assert not t.is_alive() and len(errors) == 1
+    assert not t.is_alive() and len(got) == 1 and isinstance(got[0], RefitAbandoned)
     pace = RefitPace()
     pace.abandon()
     with pytest.raises(RefitAbandoned, match="ended without choosing a step"):
