@@ -6,9 +6,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
-import os
 import sys
-import threading
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +68,3 @@ def keep_heap() -> bool:
         return False
     log.debug("heap kept for training: %s", ok)
     return ok
-
-
-def lower_thread_priority(increment: int) -> bool:
-    """Raise the calling thread's nice value by ``increment`` (at most 19; Linux, where it is per thread).
-
-    When the process has more runnable threads than cores, the scheduler then gives the others the
-    larger share. The refit beside the held-out run (deepseqvae.train) uses it: the held-out run
-    decides when both end, the refit has slack (it holds at the best step while the held-out run
-    waits out its patience), so the held-out evaluations should take their core time from the refit,
-    not from the held-out run. Nothing computed depends on it. Returns whether it was applied.
-    """
-    if increment <= 0 or not sys.platform.startswith("linux"):
-        return False
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
-    except (OSError, AttributeError) as exc:  # a sandbox refusing it: the threads share the cores evenly
-        log.debug("thread priority unchanged: %s", exc)
-        return False
-    return True

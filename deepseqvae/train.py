@@ -29,7 +29,6 @@ from .holdout import cluster_holdout_split, heldout_sample, holdout_split
 from .model import VAE, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor
 from .pace import RefitAbandoned, RefitPace
-from .runtime import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -723,10 +722,6 @@ def _chosen_step(result: TrainResult) -> tuple[int, dict[str, list]]:
     return kept, record
 
 
-#: nice increment of the refit's thread beside the held-out run (Linux; :func:`runtime.lower_thread_priority`)
-REFIT_NICE = 10
-
-
 def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
                            heldout: tuple[np.ndarray, np.ndarray] | None, alignment, all_weights: np.ndarray,
                            train_cfg: TrainConfig, info: ModelInfo, *, device, checkpoint_path,
@@ -746,9 +741,6 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
 
     def run_refit() -> None:
         torch.set_num_threads(each)  # per thread where the threading backend keeps it so
-        # the held-out run sets the pace of both, and the refit has slack (it holds at the best step while the
-        # held-out run waits out its patience): where the evaluations' thread needs a core, it takes it from the refit
-        lower_thread_priority(REFIT_NICE)
         try:
             out["result"] = train(refit_model, alignment.codes, all_weights, refit_cfg, info, device=device,
                                   progress=progress, follow=pace, label="refit on all")

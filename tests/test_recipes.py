@@ -2,7 +2,6 @@
 averaging and the held-out split, each against a hand computation."""
 
 import math
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -1047,65 +1046,6 @@ def test_refit_beside_a_resumed_heldout_run(tmp_path, monkeypatch):
     assert calls["n"] == 2 and resumed.step == 20 and resumed.history["refit_step"] == [20]
     for k in whole.state:  # the refit beside the resumed run is the uninterrupted one's
         assert torch.equal(whole.state[k], resumed.state[k]), k
-
-
-def _nice(tid: int) -> int:
-    import os
-
-    return os.getpriority(os.PRIO_PROCESS, tid)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
-def test_lower_thread_priority_renices_the_calling_thread_only():
-    import threading
-
-    from deepseqvae.runtime import lower_thread_priority
-
-    main_tid = threading.get_native_id()
-    main_before = _nice(main_tid)
-    seen = {}
-
-    def worker():
-        tid = threading.get_native_id()
-        before = _nice(tid)
-        seen["applied"] = lower_thread_priority(3)
-        seen["change"] = _nice(tid) - before
-        seen["at_most_19"] = (lower_thread_priority(40), _nice(tid))
-        seen["zero"] = lower_thread_priority(0)
-
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
-    assert seen["applied"] is True and seen["change"] == min(3, 19 - main_before)
-    assert seen["at_most_19"] == (True, 19) and seen["zero"] is False
-    assert _nice(main_tid) == main_before  # the calling thread only
-
-
-def test_the_refit_beside_gives_way_to_the_heldout_run(tmp_path, monkeypatch):
-    import threading
-
-    from test_train import CFG
-
-    import deepseqvae.train as train_mod
-    from deepseqvae.train import fit_alignment
-
-    aln = _toy_alignment(tmp_path)
-    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
-    calls = []
-    real = train_mod.lower_thread_priority
-
-    def spy(increment):
-        calls.append((threading.current_thread().name, increment))
-        return real(increment)
-
-    monkeypatch.setattr(train_mod, "lower_thread_priority", spy)
-    main_before = _nice(threading.get_native_id()) if sys.platform.startswith("linux") else None
-    _scripted_heldout(monkeypatch, [-10.0, -9.0, -9.5, -9.7, -8.0])
-    fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, refit_beside=True)
-    assert calls == [("deepseqvae-refit", train_mod.REFIT_NICE)]  # the refit's thread, once, and no other
-    assert train_mod.REFIT_NICE > 0
-    if main_before is not None:
-        assert _nice(threading.get_native_id()) == main_before  # the held-out run's thread keeps its priority
 
 
 def test_a_failed_heldout_run_stops_the_refit_beside_it(tmp_path, monkeypatch):
