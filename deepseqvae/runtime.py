@@ -7,6 +7,7 @@ import ctypes.util
 import functools
 import logging
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +69,29 @@ def keep_heap() -> bool:
         return False
     log.debug("heap kept for training: %s", ok)
     return ok
+
+
+def _flushing_subnormals() -> bool:
+    """Whether this thread's CPU flushes subnormal float32 results to zero (a product that underflows to one)."""
+    import torch
+
+    return float(torch.tensor(1e-30, dtype=torch.float32) * 1e-10) == 0.0
+
+
+def flush_subnormals() -> Callable[[], None]:
+    """Let this thread's CPU flush subnormal floats to zero (x86 FTZ/DAZ, torch.set_flush_denormal); returns the
+    function that restores the previous setting. Threads started meanwhile inherit it (pthread_create copies the
+    floating-point environment); threads that already exist (a torch thread pool) keep theirs.
+
+    Training needs it for speed, not for its numbers. Adam's first moment of a weight whose gradient is zero for a
+    while (the encoder's first-layer rows of residues that a batch of 100 sequences rarely holds) decays by 0.9 a
+    step and spends ~150 steps among the subnormals (|x| < 1.2e-38) before it underflows to zero; a CPU's vector
+    units take ~15x longer on those (fused Adam over 7.6M such moments: 8.9 ms normal, 128.9 ms subnormal, 9.2 ms
+    flushed). Flushed, such a moment is zero ~150 steps sooner, and the weight's update from it, below 1e-36, was
+    already lost in the weight's rounding.
+    """
+    import torch
+
+    if _flushing_subnormals() or not torch.set_flush_denormal(True):  # already on, or no such mode (non-x86)
+        return lambda: None
+    return lambda: torch.set_flush_denormal(False)

@@ -35,6 +35,44 @@ def test_cpu_training_is_bitwise_reproducible():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_flush_subnormals_in_this_thread_and_those_it_starts_until_restored():
+    import threading
+
+    from deepseqvae.runtime import _flushing_subnormals, flush_subnormals
+
+    tiny = torch.tensor([1e-30], dtype=torch.float32)
+    assert not _flushing_subnormals() and float(tiny * 1e-10) > 0  # a subnormal result (~1e-40) by default
+    restore = flush_subnormals()
+    try:
+        assert float(tiny * 1e-10) == 0.0 and float(torch.tensor([1e-39]) + 0.0) == 0.0  # results and inputs
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(_flushing_subnormals()))
+        t.start()
+        t.join()
+        assert seen == [True]  # a thread started meanwhile inherits it
+        flush_subnormals()()  # nested: already on, so its restore leaves it on
+        assert _flushing_subnormals()
+    finally:
+        restore()
+    assert not _flushing_subnormals() and float(tiny * 1e-10) > 0
+
+
+def test_training_steps_flush_subnormals_and_leave_the_thread_as_it_was(monkeypatch):
+    import deepseqvae.train as train_mod
+    from deepseqvae.runtime import _flushing_subnormals
+
+    real, during = train_mod.loss_terms, []
+
+    def spy(*args, **kwargs):
+        during.append(_flushing_subnormals())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "loss_terms", spy)
+    codes, w = toy_family()
+    train(fresh_model(), codes, w, TrainConfig(steps=3, batch_size=8, log_every=1), toy_info(codes, w))
+    assert during == [True, True, True] and not _flushing_subnormals()
+
+
 def test_checkpoint_round_trip(tmp_path):
     codes, w = toy_family()
     path = tmp_path / "m.pt"
