@@ -86,9 +86,10 @@ def flush_subnormals() -> Callable[[], None]:
     Training needs it for speed, not for its numbers. Adam's first moment of a weight whose gradient is zero for a
     while (the encoder's first-layer rows of residues that a batch of 100 sequences rarely holds) decays by 0.9 a
     step and spends ~150 steps among the subnormals (|x| < 1.2e-38) before it underflows to zero; a CPU's vector
-    units take ~15x longer on those (fused Adam over 7.6M such moments: 8.9 ms normal, 128.9 ms subnormal, 9.2 ms
-    flushed). Flushed, such a moment is zero ~150 steps sooner, and the weight's update from it, below 1e-36, was
-    already lost in the weight's rounding.
+    units take ~12x longer on those (one fused Adam step over 7.59M such moments on an Intel Xeon: 10.1 ms normal,
+    123.1 ms subnormal, 9.7 ms flushed; benchmarks/results/subnormals-2026-12-04.md). Flushed, such a moment is zero
+    ~150 steps sooner, and the weight's update from it, below 1e-36, was already lost in the weight's rounding
+    (BLAT_ECOLX's default training: the same model bit for bit, 0.747x the time).
     """
     import torch
 

@@ -506,7 +506,7 @@ def train(
 
         bar = tqdm(total=end, initial=step, unit="step", dynamic_ncols=True, leave=True, desc=label,
                    position=1 if follow is not None else None)
-    # Adam's moments of weights whose gradient is often zero decay into subnormal floats, ~15x slower on a CPU's
+    # Adam's moments of weights whose gradient is often zero decay into subnormal floats, ~12x slower on a CPU's
     # vector units: flushed to zero, as they would be ~150 steps later (runtime.flush_subnormals). This thread and
     # the evaluations' (started in the loop); the refit beside it sets its own.
     restore_subnormals = flush_subnormals()
