@@ -25,8 +25,8 @@ from deepseqvae.runtime import flush_subnormals
 
 def adam_step(numel: int, first_moment: float, *, flushed: bool, repeats: int) -> tuple[float, torch.Tensor]:
     """Best time (ms) of one fused Adam step with every first moment at ``first_moment``, and the weights after."""
-    g = torch.Generator().manual_seed(0)
-    p = torch.nn.Parameter(torch.randn(numel, generator=g) * 0.02)
+    start = torch.randn(numel, generator=torch.Generator().manual_seed(0)) * 0.02  # every repeat's weights
+    p = torch.nn.Parameter(start.clone())
     opt = torch.optim.Adam([p], lr=1e-3, fused=True)
     p.grad = torch.zeros(numel)
     opt.step()  # creates the state
@@ -35,7 +35,7 @@ def adam_step(numel: int, first_moment: float, *, flushed: bool, repeats: int) -
     try:
         for _ in range(repeats):
             with torch.no_grad():
-                p.copy_(torch.randn(numel, generator=torch.Generator().manual_seed(0)) * 0.02)
+                p.copy_(start)
             opt.state[p]["exp_avg"].fill_(first_moment)
             opt.state[p]["exp_avg_sq"].fill_(1e-10)  # a weight whose gradients were ~3e-4 a few hundred steps ago
             t = time.perf_counter()
