@@ -89,7 +89,7 @@ def flush_subnormals() -> Callable[[], None]:
     units take ~12x longer on those (one fused Adam step over 7.59M such moments on an Intel Xeon: 10.1 ms normal,
     123.1 ms subnormal, 9.7 ms flushed; benchmarks/results/subnormals-2026-12-04.md). Flushed, such a moment is zero
     ~150 steps sooner, and the weight's update from it, below 1e-36, was already lost in the weight's rounding
-    (BLAT_ECOLX's default training: the same model bit for bit, 0.747x the time).
+    (BLAT_ECOLX's default training: the same model bit for bit, 0.731x the time).
     """
     import torch
 
