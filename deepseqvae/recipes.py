@@ -68,7 +68,8 @@ FAST_ENCODER_WIDTH_MAX = 1500
 #: 10 gained 6.0 nats on average over PTEN_HUMAN and P53_HUMAN × 3 seeds (latent 20: 3.2; EVE's 50 lost 4.7), still
 #: 5.9 at K = 1,024 importance samples (so not the K = 16 bound's tightness alone), and 1.1 over BLAT_ECOLX, GFP_AEQVI
 #: and the demo (8 pairs; per family +3.5, +0.3, +0.4) (benchmarks/results/recipes-latent-small-2026-12-04.md,
-#: recipes-latent50-2026-12-04.md)
+#: recipes-latent50-2026-12-04.md). Latent 5 gained again on PTEN_HUMAN and P53_HUMAN (+2.8) but not over BLAT_ECOLX,
+#: GFP_AEQVI and the demo (−0.8; GFP −2.5): not adopted (recipes-latent5-2026-12-04.md)
 FAST_LATENT_DIM = 10
 #: marks a recipe field that :func:`recipe_configs` derives from the family's Neff
 FROM_NEFF = "from_neff"
