@@ -8,8 +8,10 @@ For each dataset: trains the default recipe of `deepseqvae train` (every option 
 paper's model and --steps) once per seed, scans all single mutants of each model (K = --samples),
 averages the seeds' ΔELBO (an ensemble, as EVE) and classifies it as `deepseqvae classify` does (a
 mixture fitted to this protein alone, EVE's default entropy thresholds, no pooled prior), then
-evaluates against `<DATASET>/clinvar_labels.csv`. Checkpoints go to --work-dir (benchmarks/runs/classify)
-and are reused (or resumed) when already there, so an interrupted run continues.
+evaluates against `<DATASET>/clinvar_labels.csv`; beside it, the same mixture with thresholds recomputed on the
+protein (`classify --thresholds protein`: "75 % retained" then keeps exactly 75 % of its single mutants).
+Checkpoints go to --work-dir (benchmarks/runs/classify) and are reused (or resumed) when already there, so an
+interrupted run continues.
 
 Writes `classify-<date>.md` (command, machine, date, commit; per dataset the mixture, the label
 statuses, AUCs, per-class accuracy and coverage at each retained fraction), `classify-<date>.csv`
@@ -191,6 +193,26 @@ def with_prior(name: str, scan, others: dict, args) -> tuple[str, dict]:
                   "loo_prior_benign_accuracy_75": at75.benign_accuracy, "loo_prior_auc": ev.auc_pathogenicity}
 
 
+def with_protein_thresholds(name: str, scan, args) -> tuple[str, dict]:
+    """One Markdown line and the CSV columns of ``scan`` classified with thresholds recomputed on this protein
+    (``classify --thresholds protein``: each retained % keeps exactly that share of its single mutants), reported
+    beside EVE's default thresholds, which keep a share far from the nominal one on a single protein."""
+    run = classify_file(Path(args.work_dir) / name / f"{name}_classes_protein_thresholds.csv", scores=scan,
+                        labels=args.data_dir / name / "clinvar_labels.csv", thresholds="protein", plots=False,
+                        gmm_seed=0)
+    ev = run.evaluation
+    at75 = ev.by_retain.set_index("retain_pct").loc[75]
+    line = (f"- **with thresholds recomputed on this protein** (`classify --thresholds protein`; entropy threshold "
+            f"{at75.threshold:.4f} keeps 75 % of its single mutants): at 75 % retained accuracy "
+            f"{fmt_pct(at75.accuracy)} of {int(round(at75.coverage * (ev.n_pathogenic + ev.n_benign)))} classified, "
+            f"pathogenic labels called pathogenic {fmt_pct(at75.pathogenic_accuracy)} (coverage "
+            f"{fmt_pct(at75.pathogenic_coverage)}), benign called benign {fmt_pct(at75.benign_accuracy)} (coverage "
+            f"{fmt_pct(at75.benign_coverage)})")
+    return line, {"protein_thresholds_accuracy_75": at75.accuracy,
+                  "protein_thresholds_pathogenic_accuracy_75": at75.pathogenic_accuracy,
+                  "protein_thresholds_benign_accuracy_75": at75.benign_accuracy}
+
+
 def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | None], scan_s: float,
                 prior_scans: dict) -> tuple[str, pd.DataFrame]:
     data = args.data_dir / name
@@ -216,6 +238,8 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | 
              f"scans {scan_s:.0f} s; AUC of −ΔELBO per seed: {', '.join(fmt(a) for a in per_seed)}",
              "- figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures),
              baseline]
+    line, protein_cols = with_protein_thresholds(name, mean, args)
+    lines.append(line)
     others = {k: v for k, v in prior_scans.items() if k != name}
     prior_cols: dict = {}
     if others:
@@ -238,7 +262,7 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | 
                                auc_pathogenicity=ev.auc_pathogenicity, n_pathogenic=ev.n_pathogenic,
                                n_benign=ev.n_benign, seeds=" ".join(map(str, args.seeds)), steps=args.steps,
                                samples=args.samples if args.samples is not None else "automatic",
-                               auc_per_seed=" ".join(fmt(a) for a in per_seed), **prior_cols)
+                               auc_per_seed=" ".join(fmt(a) for a in per_seed), **protein_cols, **prior_cols)
     return "\n".join(lines) + "\n", rows
 
 
