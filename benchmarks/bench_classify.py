@@ -142,6 +142,14 @@ def fmt_pct(v: float) -> str:
     return "–" if v != v else f"{100 * v:.1f} %"
 
 
+def at75_text(at75: pd.Series, ev: Evaluation) -> str:
+    """The accuracy and coverage per class at 75 % retained (a row of ``ev.by_retain``), as the report words them."""
+    return (f"at 75 % retained accuracy {fmt_pct(at75.accuracy)} of "
+            f"{int(round(at75.coverage * (ev.n_pathogenic + ev.n_benign)))} classified, pathogenic labels called "
+            f"pathogenic {fmt_pct(at75.pathogenic_accuracy)} (coverage {fmt_pct(at75.pathogenic_coverage)}), benign "
+            f"called benign {fmt_pct(at75.benign_accuracy)} (coverage {fmt_pct(at75.benign_coverage)})")
+
+
 def scan_dataset(name: str, args, seeds: list[int]) -> tuple[list, list[float], float]:
     """Train ``seeds`` of dataset ``name`` (reusing checkpoints) and scan each model: (scans, training s, scan s)."""
     msa = args.data_dir / name / "msa.a2m"
@@ -184,11 +192,7 @@ def with_prior(name: str, scan, others: dict, args) -> tuple[str, dict]:
     line = (f"- **with a leave-one-out pooled prior** (`classify --prior`, protein_GMM_weight {PROTEIN_GMM_WEIGHT:g}; "
             f"prior fitted to {', '.join(others)}: {sum(len(s.mutants) for s in others.values()):,} single mutants; "
             f"its components: means {m.means[0]:.2f} / {m.means[1]:.2f}, weights {m.weights[0]:.2f} / "
-            f"{m.weights[1]:.2f}): AUC of EVE_scores {fmt(ev.auc_pathogenicity)}; at 75 % retained accuracy "
-            f"{fmt_pct(at75.accuracy)} of {int(round(at75.coverage * (ev.n_pathogenic + ev.n_benign)))} classified, "
-            f"pathogenic labels called pathogenic {fmt_pct(at75.pathogenic_accuracy)} (coverage "
-            f"{fmt_pct(at75.pathogenic_coverage)}), benign called benign {fmt_pct(at75.benign_accuracy)} (coverage "
-            f"{fmt_pct(at75.benign_coverage)})")
+            f"{m.weights[1]:.2f}): AUC of EVE_scores {fmt(ev.auc_pathogenicity)}; " + at75_text(at75, ev))
     return line, {"loo_prior_accuracy_75": at75.accuracy, "loo_prior_pathogenic_accuracy_75": at75.pathogenic_accuracy,
                   "loo_prior_benign_accuracy_75": at75.benign_accuracy, "loo_prior_auc": ev.auc_pathogenicity}
 
@@ -203,11 +207,7 @@ def with_protein_thresholds(name: str, scan, args) -> tuple[str, dict]:
     ev = run.evaluation
     at75 = ev.by_retain.set_index("retain_pct").loc[75]
     line = (f"- **with thresholds recomputed on this protein** (`classify --thresholds protein`; entropy threshold "
-            f"{at75.threshold:.4f} keeps 75 % of its single mutants): at 75 % retained accuracy "
-            f"{fmt_pct(at75.accuracy)} of {int(round(at75.coverage * (ev.n_pathogenic + ev.n_benign)))} classified, "
-            f"pathogenic labels called pathogenic {fmt_pct(at75.pathogenic_accuracy)} (coverage "
-            f"{fmt_pct(at75.pathogenic_coverage)}), benign called benign {fmt_pct(at75.benign_accuracy)} (coverage "
-            f"{fmt_pct(at75.benign_coverage)})")
+            f"{at75.threshold:.4f} keeps 75 % of its single mutants): " + at75_text(at75, ev))
     return line, {"protein_thresholds_accuracy_75": at75.accuracy,
                   "protein_thresholds_pathogenic_accuracy_75": at75.pathogenic_accuracy,
                   "protein_thresholds_benign_accuracy_75": at75.benign_accuracy}
