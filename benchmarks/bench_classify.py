@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._common import REPO, add_data_dir, header, result_path, write_result
+from deepseqvae.alignment import AlignmentOptions
 from deepseqvae.checkpoint import load_checkpoint
 from deepseqvae.classify import (
     BENIGN,
@@ -76,7 +77,7 @@ def fmt(v: float) -> str:
 
 
 def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int, device: str,
-               options: dict | None = None) -> float | None:
+               options: dict | None = None, align: AlignmentOptions | None = None) -> float | None:
     """Train (or resume, or reuse) one seed of ``recipe``; returns the seconds spent (None: reused as it was)."""
     t0 = time.perf_counter()
     if ckpt.exists():
@@ -88,15 +89,54 @@ def train_seed(msa: Path, ckpt: Path, recipe: str, steps: int | None, seed: int,
             print(f"{ckpt}: finished training (step {ck.step}), reused", file=sys.stderr)
             return None
     train_file(msa, ckpt, recipe=recipe, train_options={**(options or {}), "steps": steps, "seed": seed}, device=device,
-               resume=ckpt.exists(), progress=True)
+               resume=ckpt.exists(), progress=True, options=align)
     return time.perf_counter() - t0
 
 
-def site_independent_baseline(msa: Path, labels_path: Path, work: Path, name: str) -> tuple[str, Evaluation]:
-    """One Markdown line (the same classification of the site-independent model of the same alignment) and
-    that model's evaluation."""
+def alignment_options(args) -> AlignmentOptions:
+    """How the runs read their alignments: the defaults, with --max-invariant-changes when given."""
+    return AlignmentOptions(max_invariant_changes=args.max_invariant_changes)
+
+
+def dms_line(name: str, data_dir: Path, scans: list, mean) -> str | None:
+    """Spearman ρ of each seed's ΔELBO and of their mean against the dataset's DMS table (its scorable
+    single mutants), when benchmarks/datasets.csv lists one; reported beside the classes, never used by them."""
+    from scipy.stats import spearmanr
+
+    from benchmarks.reproduce import read_datasets, resolve_path
+    from deepseqvae.mutants import resolve_mutants
+    from deepseqvae.tables import numeric_column, read_mutant_table
+
+    table = read_datasets()
+    if name not in table.index:
+        return None
+    row = table.loc[name]
+    dms = read_mutant_table(resolve_path(row["dms"], data_dir), mutant_col=row["mutant_col"] or None,
+                            wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
+                            mut_col=row["mut_col"] or None)
+    fitness = numeric_column(dms, row["fitness_col"])
+    resolved = resolve_mutants(dms.mutants, mean.focus_seq, mean.positions, separators=dms.separators)
+    where = {(int(c), int(a)): i for i, (c, a) in enumerate(zip(mean.columns, mean.codes, strict=True))}
+    rows, index = [], []
+    for i, r in enumerate(resolved):
+        if r.ok and len(r.changes) == 1 and np.isfinite(fitness[i]) and (r.changes[0][0], r.changes[0][1]) in where:
+            rows.append(i)
+            index.append(where[(r.changes[0][0], r.changes[0][1])])
+    if not rows:
+        return None
+    truth = fitness[rows]
+    rho = [spearmanr(s.delta_elbo[index], truth)[0] for s in scans]
+    return (f"- reported only: Spearman ρ against {row['dms']} ({len(rows):,} single mutants of its {len(resolved):,} "
+            f"rows): per seed {', '.join(f'{r:.3f}' for r in rho)} (mean {np.mean(rho):.3f}); the seeds' mean ΔELBO "
+            f"{spearmanr(mean.delta_elbo[index], truth)[0]:.3f}")
+
+
+def site_independent_baseline(msa: Path, labels_path: Path, work: Path, name: str,
+                              align: AlignmentOptions | None = None) -> tuple[str, Evaluation]:
+    """One Markdown line (the same classification of the site-independent model of the same alignment, read
+    with the same ``align`` options) and that model's evaluation."""
     ckpt = work / "site_independent.pt"
-    train_file(msa, ckpt, model_kind="independent")
+    train_file(msa, ckpt, model_kind="independent", options=align)
     ev = classify_file(work / f"{name}_site_independent_classes.csv", models=[ckpt], labels=labels_path,
                        gmm_seed=0).evaluation
     at75 = ev.by_retain.set_index("retain_pct").loc[75]
@@ -158,7 +198,8 @@ def scan_dataset(name: str, args, seeds: list[int]) -> tuple[list, list[float], 
     ckpts, train_s = [], []
     for seed in seeds:
         ckpt = work / f"seed{seed}_{args.recipe}{'' if args.steps is None else f'_steps{args.steps}'}.pt"
-        train_s.append(train_seed(msa, ckpt, args.recipe, args.steps, seed, args.device, args.train_options))
+        train_s.append(train_seed(msa, ckpt, args.recipe, args.steps, seed, args.device, args.train_options,
+                                  alignment_options(args)))
         ckpts.append(ckpt)
     t0 = time.perf_counter()
     scans = [cached_scan(c, name, args) for c in ckpts]
@@ -232,12 +273,15 @@ def run_dataset(name: str, args, stem: Path, scans: list, train_s: list[float | 
         shutil.copyfile(run.output.with_name(run.output.stem + src), dst)
         figures.append(dst)
     at75 = ev.by_retain.set_index("retain_pct").loc[75]
-    baseline, base_ev = site_independent_baseline(msa, labels_path, work, name)
+    baseline, base_ev = site_independent_baseline(msa, labels_path, work, name, alignment_options(args))
     lines = [report_markdown(cls, ev),
              f"- seeds {', '.join(map(str, args.seeds))}: training {', '.join(map(fmt_seconds, train_s))}; "
              f"scans {scan_s:.0f} s; AUC of −ΔELBO per seed: {', '.join(fmt(a) for a in per_seed)}",
              "- figures: " + ", ".join(f"[{p.name}]({p.name})" for p in figures),
              baseline]
+    dms = dms_line(name, args.data_dir, scans, mean)
+    if dms:
+        lines.append(dms)
     line, protein_cols = with_protein_thresholds(name, mean, args)
     lines.append(line)
     others = {k: v for k, v in prior_scans.items() if k != name}
@@ -279,6 +323,9 @@ def main() -> None:
                     help="JSON of TrainConfig fields changing the recipe, e.g. "
                          "'{\"holdout_fraction\": 0, \"early_stopping\": 0}' (use another --work-dir: checkpoints "
                          "are named by recipe and seed) [default: none]")
+    ap.add_argument("--max-invariant-changes", type=int, default=None, metavar="K",
+                    help="train (and the site-independent baseline) with `deepseqvae train --max-invariant-changes K` "
+                         "(use another --work-dir) [default: off]")
     ap.add_argument("--prior-datasets", default="BLAT_ECOLX,GFP_AEQVI",
                     help="unlabelled datasets pooled into each protein's leave-one-out prior ('' = none) "
                          "[default: %(default)s]")
@@ -294,6 +341,8 @@ def main() -> None:
     steps = "its step rule" if args.steps is None else f"{args.steps:,} steps"
     if args.train_options:
         steps += f"; changed: `{json.dumps(args.train_options)}`"
+    if args.max_invariant_changes is not None:
+        steps += f"; alignments read with `--max-invariant-changes {args.max_invariant_changes}`"
     k_text = args.samples or "each model's automatic K"
     text += (f"Training recipe {args.recipe} ({steps}), seeds {', '.join(map(str, args.seeds))}; saturation scan "
              f"with K = {k_text}; classify: the mean ΔELBO of the seeds, a mixture "

@@ -156,6 +156,9 @@ class AlignmentOptions:
     max_gap_fraction: float | None = None    # drop sequences with more gaps over the focus columns (None: off)
     min_column_coverage: float | None = None  # drop focus columns with less coverage (None: off)
     columns: str = "uppercase"               # modelled columns: "uppercase" (DeepSequence) or "all" focus residues
+    # training only (deepseqvae.outliers, after the weights): drop focus neighbours changing this many of
+    # its neighbourhood's invariant columns (None: off); reading a file does not apply it
+    max_invariant_changes: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict | None) -> AlignmentOptions:
@@ -171,8 +174,11 @@ class AlignmentOptions:
         return AlignmentOptions(**{**asdict(self), **changed})
 
     def read(self, path: str | os.PathLike) -> Alignment:
-        """:func:`read_alignment` of ``path`` with these options."""
-        return read_alignment(path, **asdict(self))
+        """:func:`read_alignment` of ``path`` with these options (``max_invariant_changes`` is training's:
+        :func:`deepseqvae.outliers.drop_outliers` applies it, with the sequence weights)."""
+        options = asdict(self)
+        del options["max_invariant_changes"]
+        return read_alignment(path, **options)
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,6 +199,8 @@ class Alignment:
         n_dropped_nonstandard: sequences dropped for B/J/O/U/X/Z in a kept column.
         n_dropped_gaps: sequences dropped by ``max_gap_fraction``.
         n_columns_dropped_coverage: focus columns dropped by ``min_column_coverage``.
+        n_dropped_outliers: focus neighbours dropped by ``options.max_invariant_changes``
+            (:func:`deepseqvae.outliers.drop_outliers`).
         options: the options it was read with (focus, numbering, format, filters).
     """
 
@@ -208,6 +216,7 @@ class Alignment:
     n_dropped_nonstandard: int = 0
     n_dropped_gaps: int = 0
     n_columns_dropped_coverage: int = 0
+    n_dropped_outliers: int = 0
     options: AlignmentOptions = field(default_factory=AlignmentOptions)
 
     @property
@@ -238,7 +247,7 @@ class Alignment:
     @property
     def n_dropped(self) -> int:
         """Sequences dropped for any reason."""
-        return self.n_dropped_nonstandard + self.n_dropped_gaps
+        return self.n_dropped_nonstandard + self.n_dropped_gaps + self.n_dropped_outliers
 
     @functools.cached_property
     def position_to_column(self) -> dict[int, int]:
@@ -269,6 +278,9 @@ class Alignment:
         reasons = [f"{self.n_dropped_nonstandard} with non-standard residues (B/J/O/U/X/Z) in focus columns"]
         if self.max_gap_fraction is not None:
             reasons.append(f"{self.n_dropped_gaps} with gap fraction > {self.max_gap_fraction:g}")
+        if self.options.max_invariant_changes is not None:
+            reasons.append(f"{self.n_dropped_outliers} focus neighbours changing >= "
+                           f"{self.options.max_invariant_changes} of its neighbourhood's invariant columns")
         columns = f"Columns: L = {self.L} focus columns, residues {lo}-{hi}"
         if self.min_column_coverage is not None:
             columns += (f" ({self.n_columns_dropped_coverage} dropped for coverage < "
