@@ -173,12 +173,19 @@ class AlignmentOptions:
                    if getattr(other, f.name) != getattr(default, f.name)}
         return AlignmentOptions(**{**asdict(self), **changed})
 
+    def reading(self) -> dict:
+        """The options :func:`read_alignment` applies (all but :data:`TRAINING_ONLY`), by name."""
+        return {k: v for k, v in asdict(self).items() if k not in TRAINING_ONLY}
+
     def read(self, path: str | os.PathLike) -> Alignment:
-        """:func:`read_alignment` of ``path`` with these options (``max_invariant_changes`` is training's:
-        :func:`deepseqvae.outliers.drop_outliers` applies it, with the sequence weights)."""
-        options = asdict(self)
-        del options["max_invariant_changes"]
-        return read_alignment(path, **options)
+        """:func:`read_alignment` of ``path`` with these options (those of :data:`TRAINING_ONLY` are
+        training's: :func:`deepseqvae.outliers.drop_outliers` applies them, with the sequence weights)."""
+        return read_alignment(path, **self.reading())
+
+
+#: AlignmentOptions fields that training applies after the weights, not reading: ``deepseqvae train`` has them,
+#: ``weights``, ``embed`` and ``sample --msa`` do not
+TRAINING_ONLY = ("max_invariant_changes",)
 
 
 @dataclass(frozen=True, eq=False)

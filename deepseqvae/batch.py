@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .alignment import AlignmentOptions
+from .alignment import TRAINING_ONLY, AlignmentOptions
 from .errors import DeepSeqVAEError
 from .fileio import atomic_write
 
@@ -171,8 +171,8 @@ def check_train_options(options: dict, train_cli) -> dict:
     flags = _train_flags(train_cli)
     names = {"fmt": "msa_format"}
     reserved = dict(WORKFLOW_TRAIN_OPTIONS)
-    for f in fields(AlignmentOptions):
-        flag = "--" + names.get(f.name, f.name).replace("_", "-")
+    for name in AlignmentOptions().reading():
+        flag = "--" + names.get(name, name).replace("_", "-")
         reserved[flag] = "the workflow reads every alignment with the same options (batch --columns)"
     allowed = [f for f in flags if f not in reserved]
     out: dict = {}
@@ -391,6 +391,10 @@ def make_plan(config: dict) -> Plan:
         resources[rule].update(values or {})
     align = dict(config.get("align") or {})
     align["columns"] = config.get("columns") or align.get("columns") or "all"
+    training_only = sorted(set(align) & set(TRAINING_ONLY))
+    if training_only:
+        raise BatchError(f"config: {', '.join(training_only)} in 'align' is a train option "
+                         f"(train: {{{training_only[0]}: ...}}, or --train-option {training_only[0]}=...)")
     try:
         align_options = AlignmentOptions(**align)
     except TypeError:
@@ -419,9 +423,8 @@ def job_config(config: dict, row: int) -> dict:
 def align_args(options: AlignmentOptions) -> list[str]:
     """The alignment options that differ from the defaults, as options of ``deepseqvae weights`` / ``train``."""
     names = {"fmt": "msa_format"}
-    default = AlignmentOptions()
-    return option_args({names.get(f.name, f.name): getattr(options, f.name) for f in fields(AlignmentOptions)
-                        if getattr(options, f.name) != getattr(default, f.name)})
+    default = AlignmentOptions().reading()
+    return option_args({names.get(k, k): v for k, v in options.reading().items() if v != default[k]})
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from deepseqvae import batch
+from deepseqvae.alignment import AlignmentOptions
 from deepseqvae.batch import BatchError
 from deepseqvae.score import average_ranks, roc_auc, spearman
 
@@ -263,6 +264,17 @@ def test_train_options_are_checked_against_train(tmp_path):
     for key, (value, match) in cases.items():
         with pytest.raises(BatchError, match=match):
             check({"steps": 10, key: value})
+    # the training-only alignment filter is a train option: train gets it, the weights step does not
+    assert check({"max_invariant_changes": "8"}) == {"max_invariant_changes": "8"}
+    options = AlignmentOptions(max_gap_fraction=0.5, max_invariant_changes=8)
+    assert batch.align_args(options) == ["--max-gap-fraction", "0.5"]
+
+
+def test_training_only_alignment_option_in_align_is_an_error(tmp_path):
+    with pytest.raises(BatchError, match=r"^config: max_invariant_changes in 'align' is a train option \(train: "
+                                         r"\{max_invariant_changes: \.\.\.\}, or --train-option "
+                                         r"max_invariant_changes=\.\.\.\)$"):
+        plan_for(tmp_path, [demo_row("A")], align={"max_invariant_changes": 8})
 
 
 def test_missing_alignment_or_dms_file_is_an_error_naming_the_row(tmp_path):
