@@ -233,7 +233,8 @@ def _recipe_help() -> str:
                    "or more of the columns where the focus residue holds >= 95 % of that neighbourhood's "
                    "sequence weight, then compute the weights again: translated pseudogenes and other records not "
                    "under the family's selection, which the VAE otherwise learns as the focus's closest relatives "
-                   "(EVE's TP53 alignment: 12 elephant TP53 retrogenes, 9-14 changes each; functional neighbours "
+                   "(EVE's TP53 alignment: 12 records that look like TP53 retrogene translations, 9-14 changes "
+                   "each; functional neighbours "
                    "of TP53, PTEN and beta-lactamase: 2-5 at the 95th percentile). Each dropped record is logged. "
                    "8 is the setting measured (README, 'classify'). [default: off, as DeepSequence and EVE]")
 @click.option("--latent-dim", type=click.IntRange(1), default=None,

@@ -2,10 +2,12 @@
 
 Why: the VAE scores the focus from its latent neighbourhood, the sequences most like it. A handful of
 records there that are not under the family's selection can dominate it. EVE's TP53 alignment holds
-12 translated elephant TP53 retrogenes (62-69 % identical to human TP53; the real orthologs of
-mammals are 75-95 %) that carry histidine at R175, R158 and R273, the CpG transitions a pseudogene
-collects first; trained with them, the fast recipe scores R175H, R273H and R158H among the mildest
-6 % of TP53's single mutants; without these 12 records (one seed) R175H is among the most damaging
+12 records 62-69 % identical to human TP53 (11 of them UniRef100 G3U.../G3TS21 entries of one genome
+annotation) that look like translated TP53 retrogenes, processed pseudogenes such as the ~20 copies
+of the elephant genome (Sulak et al., eLife 2016; the alignment does not name species): several
+carry histidine at R175, R158 and R273, the CpG transitions a pseudogene collects first. Trained with
+them, the fast recipe scores R175H, R273H and R158H among the mildest 6 % of TP53's single mutants;
+without these 12 records (one seed) R175H is among the most damaging
 12 % (README, "deepseqvae classify").
 
 The test is label-free and uses only the alignment and its sequence weights:
@@ -18,7 +20,7 @@ The test is label-free and uses only the alignment and its sequence weights:
 - a record's invariant changes: the invariant columns where it has another residue (a gap is no change).
 
 A functional homolog at 60 % identity changes few of them (the 95th percentile of TP53's, PTEN's, and
-beta-lactamase's neighbourhoods: 2-5); the elephant retrogenes change 9-14 of TP53's 69. Records
+beta-lactamase's neighbourhoods: 2-5); those TP53 records change 9-14 of its 69. Records
 with at least ``max_changes`` are dropped before the sequence weights are computed again.
 """
 
