@@ -174,6 +174,11 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     out["t_read_s"] = time.perf_counter() - t
     t = time.perf_counter()
     weights = compute_weights(aln.codes, 0.2, device=dev)
+    if settings.get("max_invariant_changes"):  # as `deepseqvae train --max-invariant-changes K`
+        from deepseqvae.pipeline import drop_outlier_records
+
+        aln, weights = drop_outlier_records(aln, weights, settings["max_invariant_changes"], 0.2, dev)
+        out["n_dropped_outliers"] = aln.n_dropped_outliers
     out["t_weights_s"] = time.perf_counter() - t
     neff = float(weights.sum())
     out.update(N=aln.N, L=aln.L, Neff=neff)
@@ -310,7 +315,11 @@ def write_report(results: list[dict], datasets: pd.DataFrame, profile: str, sett
     text += (f"Profile **{profile}**: {recipe}, model options {json.dumps(s['model'])} (others: the recipe's), "
              f"{steps}" + (f" or {s['max_train_minutes']:g} minutes of training, whichever comes first"
                            if s.get("max_train_minutes") else "") +
-             f", K = {k_text} samples, seeds {s['seeds']}. "
+             f", K = {k_text} samples, seeds {s['seeds']}" +
+             (f"; alignments as `deepseqvae train --max-invariant-changes {s['max_invariant_changes']}` (records "
+              "dropped: " + ", ".join(f"{r['dataset']} {r.get('n_dropped_outliers', 0)}" for r in results
+                                      if r.get("status", "ok") == "ok") + ")"
+              if s.get("max_invariant_changes") else "") + ". "
              f"Total wall time {total_s / 60:.1f} min.\n\n")
     text += "## Spearman ρ\n\n"
     text += ("| dataset | N | L | Neff | scored / rows | deepseqvae (per seed) | ensemble | site-independent (ours) | "
@@ -379,6 +388,8 @@ def main() -> None:
     ap.add_argument("--seeds", default=None, help="override the profile's seeds, e.g. 1,2,3")
     ap.add_argument("--model-options", default=None,
                     help='JSON of VAEConfig fields replacing the profile\'s, e.g. \'{"decoder": "mle"}\'')
+    ap.add_argument("--max-invariant-changes", type=int, default=None, metavar="K",
+                    help="read the alignments as `deepseqvae train --max-invariant-changes K` does [default: off]")
     ap.add_argument("--save-steps", default="", help="also save the first seed's model at these steps, e.g. 500,1000")
     ap.add_argument("--out", default=None, help="results stem (default benchmarks/results/<profile>-<date>)")
     ap.add_argument("--run-dir", default=None, help="checkpoints (default benchmarks/runs/<profile>)")
@@ -395,6 +406,8 @@ def main() -> None:
         settings["model"] = json.loads(args.model_options)
     if args.seeds:
         settings["seeds"] = [int(s) for s in args.seeds.split(",")]
+    if args.max_invariant_changes:
+        settings["max_invariant_changes"] = args.max_invariant_changes
     datasets = read_datasets()
     ids = args.datasets.split(",") if args.datasets else list(datasets.index)
     unknown = [i for i in ids if i not in datasets.index]
