@@ -11,7 +11,9 @@ mixture fitted to this protein alone, EVE's default entropy thresholds, no poole
 evaluates against `<DATASET>/clinvar_labels.csv`; beside it, the same mixture with thresholds recomputed on the
 protein (`classify --thresholds protein`: "75 % retained" then keeps exactly 75 % of its single mutants).
 Checkpoints go to --work-dir (benchmarks/runs/classify) and are reused (or resumed) when already there, so an
-interrupted run continues.
+interrupted run continues. `--max-invariant-changes K` trains every model (and the baseline) as `deepseqvae train
+--max-invariant-changes K` does. A dataset with a DMS table in benchmarks/datasets.csv (PTEN_HUMAN) also gets the
+Spearman ρ of each seed's scan and of their mean against it, reported beside the classes and never used by them.
 
 Writes `classify-<date>.md` (command, machine, date, commit; per dataset the mixture, the label
 statuses, AUCs, per-class accuracy and coverage at each retained fraction), `classify-<date>.csv`
