@@ -105,30 +105,21 @@ def dms_line(name: str, data_dir: Path, scans: list, mean) -> str | None:
     single mutants), when benchmarks/datasets.csv lists one; reported beside the classes, never used by them."""
     from scipy.stats import spearmanr
 
-    from benchmarks.reproduce import read_datasets, resolve_path
-    from deepseqvae.mutants import resolve_mutants
-    from deepseqvae.tables import numeric_column, read_mutant_table
+    from benchmarks.reproduce import dms_rows, read_datasets
 
     table = read_datasets()
     if name not in table.index:
         return None
     row = table.loc[name]
-    dms = read_mutant_table(resolve_path(row["dms"], data_dir), mutant_col=row["mutant_col"] or None,
-                            wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
-                            mut_col=row["mut_col"] or None)
-    fitness = numeric_column(dms, row["fitness_col"])
-    resolved = resolve_mutants(dms.mutants, mean.focus_seq, mean.positions, separators=dms.separators)
+    resolved, fitness, n_rows = dms_rows(row, data_dir, mean.focus_seq, mean.positions)
     where = {(int(c), int(a)): i for i, (c, a) in enumerate(zip(mean.columns, mean.codes, strict=True))}
-    rows, index = [], []
-    for i, r in enumerate(resolved):
-        if r.ok and len(r.changes) == 1 and np.isfinite(fitness[i]) and (r.changes[0][0], r.changes[0][1]) in where:
-            rows.append(i)
-            index.append(where[(r.changes[0][0], r.changes[0][1])])
-    if not rows:
+    singles = [i for i, r in enumerate(resolved) if len(r.changes) == 1 and r.changes[0] in where]
+    if not singles:
         return None
-    truth = fitness[rows]
+    index = [where[resolved[i].changes[0]] for i in singles]
+    truth = fitness[singles]
     rho = [spearmanr(s.delta_elbo[index], truth)[0] for s in scans]
-    return (f"- reported only: Spearman ρ against {row['dms']} ({len(rows):,} single mutants of its {len(resolved):,} "
+    return (f"- reported only: Spearman ρ against {row['dms']} ({len(singles):,} single mutants of its {n_rows:,} "
             f"rows): per seed {', '.join(f'{r:.3f}' for r in rho)} (mean {np.mean(rho):.3f}); the seeds' mean ΔELBO "
             f"{spearmanr(mean.delta_elbo[index], truth)[0]:.3f}")
 

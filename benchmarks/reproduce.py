@@ -122,26 +122,34 @@ def missense_mask(resolved) -> np.ndarray:
     return np.array([bool(r.changes) or not r.ok for r in resolved])
 
 
-def dms_variants(row: dict, data_dir: Path, aln) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's scorable DMS variants of ``aln`` as codes (M, L) and their fitness (M,).
+def dms_rows(row: dict, data_dir: Path, focus_seq: str, positions) -> tuple[list, np.ndarray, int]:
+    """The dataset's scorable DMS rows against a focus (``focus_seq`` at residue numbers ``positions``): the
+    resolved mutants kept, their fitness (M,) and the number of rows in the table.
 
     Rows that cannot be scored, have no fitness or fall outside the dataset's subset are left out
     (for following ρ along a run; the reproduction itself keeps and reports every row).
     """
     from deepseqvae.mutants import resolve_mutants
-    from deepseqvae.score import apply_changes
     from deepseqvae.tables import numeric_column, read_mutant_table
 
     table = read_mutant_table(resolve_path(row["dms"], data_dir), mutant_col=row["mutant_col"] or None,
                               wt_col=row["wt_col"] or None, pos_col=row["pos_col"] or None,
                               mut_col=row["mut_col"] or None)
-    resolved = resolve_mutants(table.mutants, aln.focus_seq, aln.positions, separators=table.separators)
+    resolved = resolve_mutants(table.mutants, focus_seq, positions, separators=table.separators)
     fitness = numeric_column(table, row["fitness_col"])
     keep = np.array([r.ok for r in resolved]) & np.isfinite(fitness)
     if row["subset"] == "missense":
         keep &= missense_mask(resolved)
     rows = np.flatnonzero(keep)
-    return apply_changes(aln.focus_codes, [resolved[i].changes for i in rows]), fitness[rows]
+    return [resolved[i] for i in rows], fitness[rows], len(resolved)
+
+
+def dms_variants(row: dict, data_dir: Path, aln) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's scorable DMS variants of ``aln`` (:func:`dms_rows`) as codes (M, L) and their fitness (M,)."""
+    from deepseqvae.score import apply_changes
+
+    resolved, fitness, _ = dms_rows(row, data_dir, aln.focus_seq, aln.positions)
+    return apply_changes(aln.focus_codes, [r.changes for r in resolved]), fitness
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,7 +183,7 @@ def run_dataset(row: dict, data_dir: Path, settings: dict, device: str, run_dir:
     t = time.perf_counter()
     weights = compute_weights(aln.codes, 0.2, device=dev)
     if settings.get("max_invariant_changes"):  # as `deepseqvae train --max-invariant-changes K`
-        from deepseqvae.pipeline import drop_outlier_records
+        from deepseqvae.outliers import drop_outlier_records
 
         aln, weights = drop_outlier_records(aln, weights, settings["max_invariant_changes"], 0.2, dev)
         out["n_dropped_outliers"] = aln.n_dropped_outliers

@@ -33,6 +33,7 @@ import numpy as np
 
 from .alignment import Alignment
 from .alphabet import GAP_CODE, N_AA
+from .weights import compute_weights
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,11 @@ def invariant_changes(codes: np.ndarray, focus_index: int, weights: np.ndarray, 
     identity = same.sum(1) / np.maximum(covered, 1)                # (N,)
     neighbour = (identity >= near) & (covered > 0)
     neighbour[focus_index] = True
-    w = weights * neighbour                                        # (N,) neighbours' weights, 0 elsewhere
-    # weighted share of the focus residue among the neighbourhood's residues, per column
-    held = w @ same                                                # (L,)
-    present = w @ residue                                          # (L,)
+    # weighted share of the focus residue among the neighbourhood's residues, per column (the products cast
+    # the neighbours' rows only to float: on a large family most rows are not neighbours)
+    w = weights[neighbour]                                         # (n,)
+    held = w @ same[neighbour]                                     # (L,)
+    present = w @ residue[neighbour]                               # (L,)
     share = held / np.maximum(present, np.finfo(float).tiny)
     columns = (share >= invariant) & (focus < N_AA)                # (L,)
     changes = (residue[:, columns] & ~same[:, columns]).sum(1)     # (N,)
@@ -100,3 +102,20 @@ def drop_outliers(aln: Alignment, weights: np.ndarray, max_changes: int, *, near
                                focus_index=int(keep[:aln.focus_index].sum()), n_dropped_outliers=len(dropped),
                                options=options)
     return kept, keep, dropped
+
+
+def drop_outlier_records(aln: Alignment, weights: np.ndarray, max_changes: int, theta: float,
+                         device) -> tuple[Alignment, np.ndarray]:
+    """What ``deepseqvae train --max-invariant-changes`` trains on: ``aln`` without its focus neighbours that
+    change ``max_changes`` or more invariant columns (:func:`drop_outliers`, each one logged by id) and the
+    weights (at ``theta``, on ``device``) computed again without them."""
+    kept, keep, dropped = drop_outliers(aln, weights, max_changes)
+    if not dropped:
+        log.info("%s: no focus neighbour changes %d or more invariant columns", aln.path, max_changes)
+        return kept, weights
+    shown = ", ".join(f"{name} ({n})" for name, n in dropped[:20])
+    more = f" and {len(dropped) - 20} more" if len(dropped) > 20 else ""
+    log.warning("%s: dropped %d focus neighbours changing >= %d of its neighbourhood's invariant columns "
+                "(weight %.2f of Neff %.1f; changes in brackets): %s%s", aln.path, len(dropped), max_changes,
+                float(weights[~keep].sum()), float(weights.sum()), shown, more)
+    return kept, compute_weights(kept.codes, theta, device=device)

@@ -27,7 +27,7 @@ from .errors import CheckpointError, ClassifyError, DeepSeqVAEError
 from .fileio import atomic_write, check_distinct, check_output, plain_name
 from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
-from .outliers import drop_outliers
+from .outliers import drop_outlier_records
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
 from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
 from .tables import detect_fitness_col, read_mutant_table
@@ -308,22 +308,6 @@ TRAINERS: dict[str, Trainer] = {
     "vae": Trainer(_train_vae, iterative=True),
     "independent": Trainer(_train_independent, iterative=False),
 }
-
-
-def drop_outlier_records(aln: Alignment, weights: np.ndarray, max_changes: int, theta: float,
-                         device) -> tuple[Alignment, np.ndarray]:
-    """``aln`` without its focus neighbours that change ``max_changes`` or more invariant columns
-    (:func:`deepseqvae.outliers.drop_outliers`, logged by id) and the weights recomputed without them."""
-    kept, keep, dropped = drop_outliers(aln, weights, max_changes)
-    if not dropped:
-        log.info("%s: no focus neighbour changes %d or more invariant columns", aln.path, max_changes)
-        return kept, weights
-    shown = ", ".join(f"{name} ({n})" for name, n in dropped[:20])
-    more = f" and {len(dropped) - 20} more" if len(dropped) > 20 else ""
-    log.warning("%s: dropped %d focus neighbours changing >= %d of its neighbourhood's invariant columns "
-                "(weight %.2f of Neff %.1f; changes in brackets): %s%s", aln.path, len(dropped), max_changes,
-                float(weights[~keep].sum()), float(weights.sum()), shown, more)
-    return kept, compute_weights(kept.codes, theta, device=device)
 
 
 def train_file(
