@@ -43,9 +43,9 @@ NEAR_IDENTITY = 0.5
 INVARIANT_SHARE = 0.95
 
 
-def invariant_changes(codes: np.ndarray, focus_index: int, weights: np.ndarray, *, near: float = NEAR_IDENTITY,
+def invariant_columns(codes: np.ndarray, focus_index: int, weights: np.ndarray, *, near: float = NEAR_IDENTITY,
                       invariant: float = INVARIANT_SHARE) -> tuple[np.ndarray, np.ndarray]:
-    """Each record's changes of the focus neighbourhood's invariant columns.
+    """The focus neighbourhood and the columns it keeps invariant.
 
     Args:
         codes: ``(N, L)`` int8 alignment codes (gap = ``GAP_CODE``).
@@ -55,8 +55,7 @@ def invariant_changes(codes: np.ndarray, focus_index: int, weights: np.ndarray, 
         invariant: weighted share of the neighbourhood's residues the focus residue needs at a column.
 
     Returns:
-        ``(changes, neighbour)``: ``(N,)`` int64 counts of invariant columns where the record has a
-        residue other than the focus's (0 outside the neighbourhood), and the ``(N,)`` bool
+        ``(columns, neighbour)``: the ``(L,)`` bool mask of invariant columns and the ``(N,)`` bool
         neighbourhood mask (the focus included).
     """
     codes = np.asarray(codes)
@@ -74,8 +73,22 @@ def invariant_changes(codes: np.ndarray, focus_index: int, weights: np.ndarray, 
     held = w @ same[neighbour]                                     # (L,)
     present = w @ residue[neighbour]                               # (L,)
     share = held / np.maximum(present, np.finfo(float).tiny)
-    columns = (share >= invariant) & (focus < N_AA)                # (L,)
-    changes = (residue[:, columns] & ~same[:, columns]).sum(1)     # (N,)
+    return (share >= invariant) & (focus < N_AA), neighbour
+
+
+def invariant_changes(codes: np.ndarray, focus_index: int, weights: np.ndarray, *, near: float = NEAR_IDENTITY,
+                      invariant: float = INVARIANT_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's changes of the focus neighbourhood's invariant columns (:func:`invariant_columns`).
+
+    Returns:
+        ``(changes, neighbour)``: ``(N,)`` int64 counts of invariant columns where the record has a
+        residue other than the focus's (a gap is no change; 0 outside the neighbourhood), and the
+        ``(N,)`` bool neighbourhood mask (the focus included).
+    """
+    codes = np.asarray(codes)
+    columns, neighbour = invariant_columns(codes, focus_index, weights, near=near, invariant=invariant)
+    sub = codes[:, columns]                                        # (N, C) the invariant columns only
+    changes = ((sub != GAP_CODE) & (sub != codes[focus_index, columns][None, :])).sum(1)
     return np.where(neighbour, changes, 0).astype(np.int64), neighbour
 
 
