@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmarks._common import add_data_dir, header, write_result
 from benchmarks.reproduce import dataset_alignment, read_datasets
+from deepseqvae.alphabet import GAP_CODE
 from deepseqvae.outliers import INVARIANT_SHARE, NEAR_IDENTITY, invariant_changes, invariant_columns
 from deepseqvae.weights import compute_weights
 
@@ -50,7 +51,10 @@ def main() -> None:
         drops = " / ".join(f"{int((changes >= k).sum())} ({weights[changes >= k].sum():.2f})" for k in KS)
         # every record K = 8 drops (the setting measured), else the three with most changes
         top = np.argsort(-changes, kind="stable")[:max(3, int((changes >= 8).sum()))]
-        most = ", ".join(f"{aln.ids[i]} ({changes[i]})".replace("|", "\\|") for i in top if changes[i] > 0)
+        residue = aln.codes != GAP_CODE
+        identity = ((aln.codes == aln.focus_codes[None, :]) & residue).sum(1) / np.maximum(residue.sum(1), 1)
+        most = ", ".join(f"{aln.ids[i]} ({changes[i]}; {identity[i]:.0%} identical)".replace("|", "\\|")
+                         for i in top if changes[i] > 0)
         text += (f"| {name} | {aln.N:,} | {aln.L} | {int(neighbour.sum()):,} ({weights[neighbour].sum():.1f}) | "
                  f"{n_columns} | {q[0]:g} / {q[1]:g} / {q[2]:g} / {changes[neighbour].max()} | {drops} | {most} |\n")
     write_result(text, args.out, "invariant-changes")
