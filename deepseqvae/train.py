@@ -497,6 +497,9 @@ def train(
     end = cfg.steps if cfg.stop_step is None else cfg.stop_step  # the schedule still spans cfg.steps
     kept: Checkpoint | None = None  # following a held-out run: a copy of the state at its best step so far
     start_step, t0 = step, time.perf_counter()
+    # the step of the checkpoint this run can be continued from (a NaN error names it; a resumed run's file holds
+    # its start): None until this run has written one
+    saved_at = start_step if resume is not None and checkpoint_path is not None else None
     running = torch.zeros(len(STAT_NAMES), device=device, dtype=torch.float64)
     bad_step = torch.full((), -1, device=device, dtype=torch.long)  # first non-finite step, on device
     n_running = 0
@@ -535,7 +538,8 @@ def train(
             if at_log or at_ckpt or at_eval:
                 first_bad = int(bad_step)
                 if first_bad >= 0:
-                    where = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
+                    where = (f"; the last good checkpoint is {checkpoint_path} (step {saved_at})"
+                             if saved_at is not None else "; no checkpoint of this run was written")
                     raise TrainingError(f"loss became {float(loss.detach()):.4g} at step {first_bad}{where}. "
                                         "Try a lower --learning-rate or check the alignment.")
             if at_log:
@@ -571,6 +575,7 @@ def train(
                     break
             if at_ckpt:
                 save_checkpoint(snapshot(), checkpoint_path)
+                saved_at = step
     finally:
         if evaluator is not None:  # evaluations after the deciding one are dropped, as in turn they never ran
             evaluator.shutdown(wait=True, cancel_futures=True)

@@ -126,13 +126,28 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     good = load_checkpoint(path)
     with torch.no_grad():
         model.decoder.mu["b_out"].fill_(float("nan"))
-    with pytest.raises(TrainingError, match=r"loss became nan at step 11.*last good checkpoint"):
+    with pytest.raises(TrainingError, match=r"loss became nan at step 11; the last good checkpoint is .*m\.pt "
+                                            r"\(step 10\)"):
         train(model, codes, w, TrainConfig(steps=20, batch_size=8, checkpoint_every=5, log_every=5),
               toy_info(codes, w), checkpoint_path=path,
               resume=Checkpoint(**{**good.__dict__, "state": model.state_dict()}))
     after = load_checkpoint(path)
     assert after.step == 10
     assert all(torch.equal(after.state[k], good.state[k]) for k in good.state)
+
+
+def test_nan_loss_before_any_checkpoint_names_none(tmp_path):
+    # a file already at the path belongs to an earlier run: the error must not offer it as this run's
+    codes, w = toy_family()
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"an earlier run's model")
+    model = fresh_model()
+    with torch.no_grad():
+        model.decoder.mu["b_out"].fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"loss became nan at step 1; no checkpoint of this run was written"):
+        train(model, codes, w, TrainConfig(steps=20, batch_size=8, checkpoint_every=5, log_every=5),
+              toy_info(codes, w), checkpoint_path=path)
+    assert path.read_bytes() == b"an earlier run's model"
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None, "foreign", "truncated"])
