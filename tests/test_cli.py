@@ -611,6 +611,12 @@ def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
                       "cannot create its folder")
     with pytest.raises(OutputError, match="is a folder"):  # the CLI's own check says so first, as a usage error
         check_output(tmp_path)
+    if Path("/proc/self").is_dir():  # a folder no one can make a file in, whatever os.access says (root: anything)
+        broken = tmp_path / "broken.a2m"  # never read: the output is checked first
+        broken.write_text(">a\nAC\n>b\nACD\n")
+        assert_user_error(invoke("train", broken, "-o", "/proc/m.pt", "--steps", "5", "--msa-format", "a2m"),
+                          "/proc/m.pt: cannot write in /proc")
+        assert not Path("/proc/m.pt").exists()
     # click's usage errors are one line too, naming the command and its help
     assert_user_error(invoke("weights", DEMO_A2M, "-o", tmp_path), "weights: Invalid value for '-o'",
                       "is a directory", "weights --help'")
