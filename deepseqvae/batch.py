@@ -106,6 +106,8 @@ def parse_seeds(value) -> list[int]:
             seed = int(str(item).strip())
         except ValueError:
             raise BatchError(f"seeds: expected integers such as 1,2,3, not {item!r}") from None
+        if not 0 <= seed < 2**32:  # train's --seed range
+            raise BatchError(f"seeds: {seed} is outside 0-{2**32 - 1}")
         if seed not in seeds:
             seeds.append(seed)
     if not seeds:

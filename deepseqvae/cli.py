@@ -18,6 +18,10 @@ SAMPLES_DEFAULT_HELP = ("[default: automatic, per model: rounds of 50 samples un
                         "K → ∞ limit); at most 400 on a CPU, 2000 on a GPU]")
 
 
+#: every seed option's range: what numpy, torch and scikit-learn (random_state) all accept
+SEED = click.IntRange(0, 2**32 - 1)
+
+
 class UserError(click.ClickException):
     """A bad-input error: one line on stderr, exit status 2, no traceback."""
 
@@ -216,7 +220,7 @@ def _recipe_help() -> str:
               help="Step size of the decoder's posterior log σ's and sparsity logits. [default: fast: 0.001 (or "
                    "--learning-rate when given) × √(1000 / Neff) within 1-3× it (Neff 131: 2.76e-3; >= 1,000: "
                    "0.001); paper: the learning rate]")
-@click.option("--seed", type=int, default=42, show_default=True,
+@click.option("--seed", type=SEED, default=42, show_default=True,
               help="Seeds initialisation, batch sampling and noise; a CPU run is bitwise reproducible.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
@@ -434,7 +438,7 @@ def info_command(checkpoint, plot):
               help="Added to every position in the table before it is matched to the model's numbering.")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
               help="Posterior samples K per mutant. " + SAMPLES_DEFAULT_HELP)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling; same seed, same scores.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the sampling; same seed, same scores.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
 @click.option("--strict", is_flag=True, help="Fail on the first row that cannot be scored, named by its file "
@@ -487,7 +491,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
 @main.command("simulate")
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False), default="alignments", show_default=True,
               help="Folder for demo.a2m and demo_mutants.csv.")
-@click.option("--seed", type=int, default=None, help="Random seed. [default: the seed of the committed demo]")
+@click.option("--seed", type=SEED, default=None, help="Random seed. [default: the seed of the committed demo]")
 @click.option("--n-seqs", type=click.IntRange(2), default=3000, show_default=True, help="Sequences in the family.")
 @click.option("--length", "L", type=click.IntRange(5), default=60, show_default=True, help="Sequence length L.")
 @click.option("--pairs", "n_pairs", type=click.IntRange(0), default=None,
@@ -527,7 +531,7 @@ def simulate_command(out_dir, seed, n_seqs, L, n_pairs, n_doubles):
               help="Also draw a heatmap (positions × 20 amino acids, wild type dotted) to this PNG.")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
               help="Posterior samples K per mutant, as in 'score'. " + SAMPLES_DEFAULT_HELP)
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the sampling; the same seed, K and --batch-size give the numbers 'score' gives.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
@@ -620,7 +624,7 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
                    "(identity to the focus over the modelled columns, ELBO estimated with the model).")
 @click.option("--temperature", type=click.FloatRange(0, 1e6, min_open=True), default=1.0, show_default=True,
               help="Residues are drawn from softmax(logits / T); T < 1 sharpens, T > 1 flattens.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of all sampling; the same seed, options and device give the same file.")
 @click.option("--near", metavar="SEQUENCE_ID", default=None,
               help="Draw z from the posterior around this sequence of --msa instead of the prior N(0, I).")
@@ -723,12 +727,12 @@ def _fmt_pct(v: float) -> str:
                    "pathogenic); --no-monotone reproduces EVE exactly.")
 @click.option("--n-init", type=click.IntRange(1), default=30, show_default=True,
               help="Random initialisations of the mixture (the best likelihood wins); unused with --prior.")
-@click.option("--gmm-seed", type=int, default=0, show_default=True, help="Seed of the mixture fit.")
+@click.option("--gmm-seed", type=SEED, default=0, show_default=True, help="Seed of the mixture fit.")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Draw <OUTPUT stem>_histogram.png (and _labels.png with --labels).")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
               help="Posterior samples K per mutant for the scan, as in 'scan'. " + SAMPLES_DEFAULT_HELP)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scan's sampling.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the scan's sampling.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
 @click.option("--batch-size", type=click.IntRange(1), default=2048, show_default=True,
@@ -800,7 +804,7 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
               help="Output JSON with the pooled mixture (written atomically).")
 @click.option("--n-init", type=click.IntRange(1), default=30, show_default=True,
               help="Random initialisations of the mixture (the best likelihood wins).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the mixture fit.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the mixture fit.")
 def classify_prior_command(scans, output, n_init, seed):
     """Fit EVE's pooled ("main") mixture to the scans SCANS of several proteins, for 'classify --prior'.
 
@@ -939,7 +943,7 @@ def batch_check(config_json, assay, output):
 @batch_job.command("score")
 @click.option("--config-json", required=True)
 @click.option("--assay", required=True)
-@click.option("--seed", type=int, required=True)
+@click.option("--seed", type=SEED, required=True)
 @click.option("--model", required=True)
 @click.option("--check", required=True)
 @click.option("-o", "--output", required=True)

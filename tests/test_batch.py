@@ -77,6 +77,8 @@ def test_parse_rows_and_seeds():
     assert batch.parse_seeds("1,2,2,3") == [1, 2, 3] and batch.parse_seeds([4]) == [4]
     with pytest.raises(BatchError, match="seeds: expected integers"):
         batch.parse_seeds("1,x")
+    with pytest.raises(BatchError, match="seeds: 4294967296 is outside 0-4294967295"):
+        batch.parse_seeds("1,4294967296")
     assert batch.option_args({"steps": 10, "decoder_hidden": (8, 16), "recipe": None, "flag": True,
                               "off": False}) == ["--steps", "10", "--decoder-hidden", "8,16", "--flag"]
 

@@ -601,6 +601,15 @@ def test_no_command_overwrites_its_input(command, vae_model, tmp_path):
     assert victim.read_bytes() == before
 
 
+@pytest.mark.parametrize("command, option", [("train", "--seed"), ("score", "--seed"), ("simulate", "--seed"),
+                                             ("scan", "--seed"), ("sample", "--seed"), ("classify", "--seed"),
+                                             ("classify", "--gmm-seed"), ("classify-prior", "--seed")])
+@pytest.mark.parametrize("value", ["-1", "4294967296"])
+def test_seed_options_take_what_numpy_torch_and_sklearn_all_accept(command, option, value):
+    # numpy's SeedSequence refuses -1, scikit-learn's random_state and torch 2**32 and more: one range, at parsing
+    assert_user_error(invoke(command, option, value), f"Invalid value for '{option}'", "0<=x<=4294967295")
+
+
 def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
