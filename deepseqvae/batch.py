@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from .alignment import TRAINING_ONLY, AlignmentOptions
-from .errors import DeepSeqVAEError
+from .errors import ConfigError, DeepSeqVAEError
 from .fileio import atomic_write
+from .recipes import check_model_options
 
 log = logging.getLogger(__name__)
 
@@ -205,13 +206,17 @@ def check_train_options(options: dict, train_cli) -> dict:
         out[key] = value
     args = option_args(out)
     try:
-        train_cli.make_context("train", ["MSA.a2m", *args])
+        ctx = train_cli.make_context("train", ["MSA.a2m", *args])
     except click.UsageError as exc:
         param = getattr(exc, "param", None)
         key = next((k for k in out if param is not None and "--" + str(k).replace("_", "-") in param.opts
                     + param.secondary_opts), None)
         where = f"train option {key}={out[key]}" if key is not None else f"train options {' '.join(args)}"
         raise BatchError(f"{where}: {' '.join(exc.format_message().split())}") from None
+    try:  # options that parse but build no model (--decoder-hidden 100,501: the sparsity tiles do not divide 501)
+        check_model_options(ctx.params["recipe"], ctx.params)
+    except ConfigError as exc:
+        raise BatchError(f"train options {' '.join(args)}: {exc}") from None
     return out
 
 

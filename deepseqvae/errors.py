@@ -31,6 +31,10 @@ class CheckpointError(DeepSeqVAEError):
     """A checkpoint file is missing, truncated, corrupted or not a deepseqvae checkpoint."""
 
 
+class ConfigError(DeepSeqVAEError):
+    """Options that build no model (for example a last decoder layer that the sparsity tiles do not divide)."""
+
+
 class TrainingError(DeepSeqVAEError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
 

@@ -55,7 +55,8 @@ class VAEConfig:
         if not self.decoder_hidden:
             raise ValueError("decoder_hidden needs at least one layer")
         if self.sparsity_tiles and self.decoder_hidden[-1] % self.sparsity_tiles:
-            raise ValueError("the last decoder layer must be divisible by sparsity_tiles")
+            raise ValueError(f"the last decoder layer ({self.decoder_hidden[-1]}) must be divisible by sparsity_tiles "
+                             f"({self.sparsity_tiles})")
         if not 0.0 < self.sparsity_p < 1.0:
             raise ValueError("sparsity_p must lie in (0, 1)")
         # JSON / checkpoint round trips turn tuples into lists.

@@ -28,6 +28,7 @@ from .fileio import atomic_write, check_distinct, check_output, plain_name
 from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .outliers import drop_outlier_records
+from .recipes import DEFAULT_RECIPE, check_model_options
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
 from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
 from .tables import detect_fitness_col, read_mutant_table
@@ -240,7 +241,7 @@ def _resumed_train_config(resume: Checkpoint, base, overrides: dict, path: Path)
 
 
 def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str]:
-    from .recipes import DEFAULT_RECIPE, recipe_configs
+    from .recipes import recipe_configs
     from .runtime import keep_heap
     from .train import fit_alignment
 
@@ -341,6 +342,8 @@ def train_file(
         raise ValueError(f"unknown model kind {model_kind!r} (known: {', '.join(TRAINERS)})")
     theta = check_theta(theta)
     check_output(output, msa, weights_path)
+    if TRAINERS[model_kind].iterative and not resume:  # a resumed run's model is the checkpoint's
+        check_model_options(recipe or DEFAULT_RECIPE, model_options)
     dev = resolve_device(device)
     options = options or AlignmentOptions()
     aln = options.read(msa)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from .errors import ConfigError
+
 #: the fast recipe's early stopping: FAST_HOLDOUT of the sequences held out by clusters, an evaluation
 #: every FAST_EVAL_EVERY steps, stop once FAST_PATIENCE_FRACTION of the step budget has passed without a
 #: better held-out importance-weighted log-likelihood (benchmarks/results/recipes-heldout-2026-11-30.md;
@@ -192,4 +194,19 @@ def recipe_configs(name: str, seq_len: int, *, neff: float | None = None, model_
                 raise ValueError(f"recipe {name!r} derives {what} from Neff: pass neff")
             train_kw[key] = rule(neff)
     train_kw["recipe"] = name
-    return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
+    try:
+        return VAEConfig(seq_len=seq_len, **model_kw), TrainConfig(**train_kw)
+    except ValueError as exc:  # options given that no model or run can have: one line, not a traceback
+        raise ConfigError(f"recipe {name}: {exc}") from None
+
+
+#: ``deepseqvae train`` options that are fields of the model's configuration (VAEConfig)
+MODEL_OPTIONS = ("decoder", "latent_dim", "encoder_hidden", "decoder_hidden", "dictionary_size", "sparsity_tiles",
+                 "dropout")
+
+
+def check_model_options(name: str, model_overrides: dict | None) -> None:
+    """Raise :class:`~deepseqvae.errors.ConfigError` if recipe ``name`` with ``model_overrides`` builds no model, for
+    any family: before an alignment is read or weighted (``train``) or a workflow starts (``batch``)."""
+    recipe_configs(name, 1, neff=1.0, model_overrides={k: v for k, v in (model_overrides or {}).items()
+                                                         if k in MODEL_OPTIONS})

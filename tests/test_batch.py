@@ -262,6 +262,9 @@ def test_train_options_are_checked_against_train(tmp_path):
         "columns": ("uppercase", r"--columns cannot be set .*same options"),
         "msa_format": ("a3m", r"--msa-format cannot be set"),
         "output": ("x.pt", r"--output cannot be set"),
+        # parses, but builds no model: the default 4 sparsity tiles do not divide 501 (found before any job runs)
+        "decoder_hidden": ("100,501", r"^train options --steps 10 --decoder-hidden 100,501: recipe fast: the last "
+                                      r"decoder layer \(501\) must be divisible by sparsity_tiles \(4\)$"),
     }
     for key, (value, match) in cases.items():
         with pytest.raises(BatchError, match=match):

@@ -601,6 +601,18 @@ def test_no_command_overwrites_its_input(command, vae_model, tmp_path):
     assert victim.read_bytes() == before
 
 
+def test_model_options_that_build_no_model_fail_before_the_alignment_is_read(tmp_path):
+    broken = tmp_path / "broken.a2m"  # never read: the options are checked first
+    broken.write_text(">a\nAC\n>b\nACD\n")
+    assert_user_error(invoke("train", broken, "--msa-format", "a2m", "-o", tmp_path / "m.pt", "--decoder-hidden",
+                             "20,41"),
+                      "recipe fast: the last decoder layer (41) must be divisible by sparsity_tiles (4)")
+    assert_user_error(invoke("train", broken, "--msa-format", "a2m", "-o", tmp_path / "m.pt", "--sparsity-tiles",
+                             "300", "--recipe", "paper", "--steps", "5"),
+                      "recipe paper: the last decoder layer (2000) must be divisible by sparsity_tiles (300)")
+    assert not (tmp_path / "m.pt").exists()
+
+
 @pytest.mark.parametrize("command, option", [("train", "--seed"), ("score", "--seed"), ("simulate", "--seed"),
                                              ("scan", "--seed"), ("sample", "--seed"), ("classify", "--seed"),
                                              ("classify", "--gmm-seed"), ("classify-prior", "--seed")])
