@@ -497,4 +497,4 @@ def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions:
     if counts.get("position_not_modelled", 0) and counts["position_not_modelled"] >= n // 2:
         return (f"most mutated positions are not modelled columns ({_ranges(pos_sorted)}): the "
                 f"alignment may cover another region of the protein ({summary})")
-    return f"no row can be scored ({summary})"
+    return f"rows by status: {summary}"  # also the reason of a warning where some rows are scored

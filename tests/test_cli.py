@@ -719,6 +719,15 @@ def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_
                          "--no-progress"))
     # the demo table shifted by one: most rows mismatch the wild type, and the cause is named with its fix
     assert "rows cannot be scored: positions look shifted by -1" in caplog.text and "try --offset 0" in caplog.text
+    # most rows unscorable for no one cause: the warning counts them by status (and does not say none was scored)
+    caplog.clear()
+    first = pd.read_csv(DEMO_CSV)["mutant"][0]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(f"mutant\n{first}\n{first[:-1]}X\n{first[:-1]}*\n{first[:-1]}del\n")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("score", mixed, "-m", independent_model, "-o", tmp_path / "m.csv", "--no-progress"))
+    assert "3 of 4 rows cannot be scored: rows by status: ok: 1, " in caplog.text
+    assert "no row" not in caplog.text
 
 
 def test_resume_keeps_the_runs_own_settings(tmp_path, caplog):
