@@ -212,6 +212,21 @@ def _read_lines(path: str) -> tuple[list[str], list[int]]:
     return [ln for _, ln in kept], [n for n, _ in kept]
 
 
+def _record_lines(lines: list[str], numbers: list[int], delim: str, n_records: int) -> tuple[int, ...]:
+    """The file line where each data row starts when a quoted cell spans lines (the header's record excluded);
+    ``()`` where Python's csv reader does not find the ``n_records`` records pandas read."""
+    starts: list[int] = []
+    end = 0  # lines read so far: the next record starts at this (0-based) index of ``lines``
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delim)
+    try:
+        for _ in reader:
+            starts.append(numbers[min(end, len(numbers) - 1)])
+            end = reader.line_num
+    except csv.Error:
+        return ()
+    return tuple(starts[1:]) if len(starts) == n_records else ()
+
+
 def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
                       wt_col: str | None = None, pos_col: str | None = None,
                       mut_col: str | None = None) -> MutantTable:
@@ -255,8 +270,9 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     logger.debug("%s: %s-separated, %d rows, columns %s", path, _DELIM_NAMES[delim], len(frame),
                  _columns_text(frame))
 
-    # a quoted cell spanning lines would shift the rows against the lines: then the lines are not known
-    rows_lines = tuple(numbers[1:]) if len(numbers) == len(frame) + 1 else ()
+    # a quoted cell spanning lines shifts the rows against the lines: then each row's first line is found by csv
+    rows_lines = tuple(numbers[1:]) if len(numbers) == len(frame) + 1 else _record_lines(lines, numbers, delim,
+                                                                                          len(frame) + 1)
 
     def table(mutants: list[str], mcol: str | None, w=None, p=None, m=None) -> MutantTable:
         return MutantTable(frame, mutants, mcol, delim, separators, path, w, p, m, rows_lines)

@@ -672,7 +672,8 @@ def test_rows_are_named_by_their_file_line(tmp_path):
     table = read_mutant_table(path)
     assert table.mutants == ["K6A", "", "L7A"]
     assert [table.line(i) for i in range(3)] == [4, 5, 6]
-    # a quoted cell over two lines: rows no longer follow lines, so they are counted from the header
-    path.write_text('mutant,note\nK6A,"two\nlines"\nL7A,x\n')
+    # a quoted cell over lines: each row is named by the line it starts on (comments and blank lines still count)
+    path.write_text('mutant,note\nK6A,"two\nlines"\n# x\nL7A,x\n\nM8A,"three\nmore\nlines"\nN9A,y\n')
     table = read_mutant_table(path)
-    assert table.mutants == ["K6A", "L7A"] and table.line_numbers == () and table.line(1) == 3
+    assert table.mutants == ["K6A", "L7A", "", "M8A", "N9A"]
+    assert [table.line(i) for i in range(5)] == [2, 5, 6, 7, 10]
