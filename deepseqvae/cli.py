@@ -887,6 +887,10 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --seeds 1,2 --steps 6000 --cores 2
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile workflow/profiles/slurm
     """
+    import re
+    import time
+    from pathlib import Path
+
     from .batch import BatchError
     from .pipeline import batch_file
 
@@ -898,6 +902,7 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
         if not sep or not name.strip():
             raise BatchError(f"--train-option: expected NAME=VALUE, not {item!r}")
         train[name.strip().replace("-", "_")] = value
+    started = time.time()
     status, failed = batch_file(reference, out, msa_dir=msa_dir, dms_dir=dms_dir, weights_dir=weights_dir, rows=rows,
                                 seeds=seeds, columns=columns, samples=n_samples, device=device,
                                 train_options=train, cores=cores, keep_going=keep_going,
@@ -907,12 +912,16 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
     if status != 0:
         if not failed:
             raise UserError(f"Snakemake exited with status {status} before any job failed; see its messages above")
-        from pathlib import Path
-
         partial = Path(out) / "summary-partial.md"
         raise UserError(f"Snakemake exited with status {status}; {len(failed)} assay(s) failed"
                         + (f"; the others are summarised in {partial}" if partial.is_file() else ""))
-    click.echo(f"Wrote {out}/scores/ and {out}/summary.md")
+    summary = Path(out) / "summary.md"
+    if any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args):
+        click.echo(f"Dry run: nothing trained, scored or summarised in {out}")
+    elif summary.is_file() and summary.stat().st_mtime >= started - 1:  # -1: file systems with coarse times
+        click.echo(f"Wrote {out}/scores/ and {summary}")
+    else:
+        click.echo(f"{summary} is up to date (not written again)")
 
 
 @main.group("batch-job", hidden=True)

@@ -539,6 +539,7 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
     proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert executed_rules(proc) == ["summary"]
+    assert f"Wrote {out}/scores/ and {out}/summary.md" in proc.stdout
     summary = pd.read_csv(out / "summary.csv")
     assert summary["DMS_id"].tolist() == ["DEMO", gfp_id, "average"]
     assert (out / "summary.png").stat().st_size > 0
@@ -546,6 +547,7 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
     proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
     assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert f"{out}/summary.md is up to date (not written again)" in proc.stdout and "Wrote" not in proc.stdout
 
     # 3. Delete one score file: only the job that writes it runs again.
     (out / "scores" / "DEMO.csv").unlink()
@@ -598,3 +600,4 @@ def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):
     weights = [body for rule, body in jobs if rule == "weights"]
     assert len(weights) == 2 and all("slurm_partition=cpu" in b and "mem_mb=16000" in b for b in weights)
     assert "Job stats" in text and not (out / "models").exists()
+    assert f"Dry run: nothing trained, scored or summarised in {out}" in text and "Wrote" not in text
