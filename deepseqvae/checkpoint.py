@@ -73,6 +73,20 @@ class ModelInfo:
         """``(L,)`` int8 codes of the focus (wild-type) sequence."""
         return np.array([AA_TO_CODE[a] for a in self.focus_seq], dtype=np.int8)
 
+    def focus_difference(self, other: ModelInfo) -> str:
+        """How ``other``'s modelled focus differs from this one's, in words ("" where it does not): the numbered
+        residues (first and last, count), else the first residue that differs and how many do."""
+        def span(positions: list[int]) -> str:
+            return f"{positions[0]}-{positions[-1]} ({len(positions)} columns)" if positions else "none"
+
+        if list(self.positions) != list(other.positions):
+            return f"modelled residues {span(self.positions)} against {span(other.positions)}"
+        diffs = [(p, a, b) for p, a, b in zip(self.positions, self.focus_seq, other.focus_seq, strict=True) if a != b]
+        if not diffs:
+            return ""
+        p, a, b = diffs[0]
+        return f"residue {p} is {a} against {b}" + (f" ({len(diffs)} residues differ)" if len(diffs) > 1 else "")
+
     @classmethod
     def from_alignment(cls, aln, weights: np.ndarray, theta: float) -> ModelInfo:
         """The record of a model trained on ``aln`` (an :class:`~deepseqvae.alignment.Alignment`)."""

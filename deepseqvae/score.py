@@ -391,10 +391,11 @@ def score_table(
     if not checkpoints:
         raise ValueError("at least one model is needed")
     ref = checkpoints[0].info
-    for ck in checkpoints[1:]:
+    for i, ck in enumerate(checkpoints[1:], start=2):
         if ck.info.focus_seq != ref.focus_seq or list(ck.info.positions) != list(ref.positions):
-            raise CheckpointError("the models of an ensemble must share one focus sequence and numbering "
-                                  f"({ck.info.focus_id} differs from {ref.focus_id})")
+            raise CheckpointError("the models of an ensemble must share one focus sequence and numbering: model "
+                                  f"{i} ({ck.info.focus_id}) against model 1 ({ref.focus_id}): "
+                                  f"{ck.info.focus_difference(ref)}")
     resolved = resolve_mutants(table.mutants, ref.focus_seq, ref.positions, offset=offset,
                                separators=table.separators)
     summary = status_summary(resolved)

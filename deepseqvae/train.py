@@ -660,7 +660,8 @@ def fit_alignment(
                                   "scores, but cannot be continued; train anew")
         if resume.info.focus_seq != alignment.focus_seq:
             raise CheckpointError(f"{where}the checkpoint to resume was trained on a different focus sequence "
-                                  f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id})")
+                                  f"({resume.info.focus_id}) than {alignment.path} ({alignment.focus_id}): "
+                                  f"{resume.info.focus_difference(info)} (checkpoint against alignment)")
         _check_same_data(resume, info, alignment, where)
         model_cfg = VAEConfig(**resume.model_config)
         if resume.step >= train_cfg.steps and not resume.history.get("refit_step"):

@@ -695,6 +695,14 @@ def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
     edited.write_text("".join(lines))
     assert_user_error(invoke("train", edited, "-o", model, *TINY_VAE[2:], "--steps", 40, "--holdout", 0, "--resume"),
                       "but other sequences or weights", "train anew")
+    lines = DEMO_A2M.read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:5].lower() + lines[1][5:]  # the focus's first 5 columns no longer modelled
+    narrower = tmp_path / "narrower.a2m"
+    narrower.write_text("".join(lines))
+    assert_user_error(invoke("train", narrower, "-o", model, *TINY_VAE[2:], "--steps", 40, "--holdout", 0,
+                             "--resume"),
+                      "different focus sequence (DEMO/1-60) than", "modelled residues 1-60 (60 columns) against 6-60 "
+                      "(55 columns) (checkpoint against alignment)")
     tiny = TINY_VAE[2:]
     other = tiny[:tiny.index("--encoder-hidden") + 1] + ["60"] + tiny[tiny.index("--encoder-hidden") + 2:]
     assert_user_error(invoke("train", DEMO_A2M, "-o", model, *other, "--steps", 40, "--holdout", 0, "--resume"),

@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 
 from deepseqvae.alphabet import ALPHABET
 from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
-from deepseqvae.errors import InvalidMutantError, OutputError
+from deepseqvae.errors import CheckpointError, InvalidMutantError, OutputError
 from deepseqvae.independent import IndependentModel
 from deepseqvae.pipeline import score_file
 from deepseqvae.score import (
@@ -139,6 +139,20 @@ def test_ensemble_columns_and_mean(tmp_path):
     np.testing.assert_allclose(f["score"], (f["score_a"] + f["score_b"]) / 2)
     single = score_table([ck1], table, n_samples=4).frame
     np.testing.assert_allclose(f["score_a"], single["score"])
+
+
+def test_ensemble_of_models_of_other_focuses_names_the_difference(tmp_path):
+    ck, _ = toy_vae_checkpoint()
+    table = read_mutant_table(write_table(tmp_path / "m.csv", ["K6A,1"]))
+    shifted = Checkpoint(**{**ck.__dict__, "info": ModelInfo(**{**ck.info.__dict__, "focus_id": "TOY/5-14",
+                                                                "positions": [p + 1 for p in TOY_POSITIONS]})})
+    with pytest.raises(CheckpointError, match=r"numbering: model 2 \(TOY/5-14\) against model 1 \(TOY/5-14\): "
+                                              r"modelled residues 6-15 \(10 columns\) against 5-14 \(10 columns\)$"):
+        score_table([ck, shifted], table, n_samples=2)
+    other = "MKTGYIAKQW"  # residues 8 (A -> G) and 14 (R -> W)
+    mutated = Checkpoint(**{**ck.__dict__, "info": ModelInfo(**{**ck.info.__dict__, "focus_seq": other})})
+    with pytest.raises(CheckpointError, match=r"residue 8 is G against A \(2 residues differ\)$"):
+        score_table([ck, mutated], table, n_samples=2)
 
 
 def test_independent_model_scores_log_ratio(tmp_path):
