@@ -8,7 +8,7 @@ The defaults reproduce DeepSequence's ``DataHelper`` preprocessing exactly:
    every column where the focus has a residue, upper or lower case, is modelled (EVE run with
    ``threshold_focus_cols_frac_gaps 1``, as ProteinGym does); the numbering does not change.
 3. In the kept columns ``.`` becomes ``-`` and residues are uppercased.
-4. Sequences with a non-standard letter (B, J, O, U, X, Z) in a kept column are dropped.
+4. Sequences with a non-standard letter (B, J, O, U, X, Z) or a stop (*) in a kept column are dropped.
 5. The focus row stays in the alignment (it is one of the training sequences).
 
 For BLAT_ECOLX this gives DeepSequence's 8,355 sequences x 253 columns.
@@ -203,7 +203,7 @@ class Alignment:
         path: the file read.
         fmt: the format used ("a2m", "a3m" or "fasta"; "auto" is resolved).
         n_records: number of records in the file.
-        n_dropped_nonstandard: sequences dropped for B/J/O/U/X/Z in a kept column.
+        n_dropped_nonstandard: sequences dropped for B/J/O/U/X/Z/* in a kept column.
         n_dropped_gaps: sequences dropped by ``max_gap_fraction``.
         n_columns_dropped_coverage: focus columns dropped by ``min_column_coverage``.
         n_dropped_outliers: focus neighbours dropped by ``options.max_invariant_changes``
@@ -282,7 +282,7 @@ class Alignment:
     def summary(self) -> str:
         """A few human-readable lines: records read, sequences kept and dropped, L and the region."""
         lo, hi = (int(self.positions[0]), int(self.positions[-1])) if self.L else (0, 0)
-        reasons = [f"{self.n_dropped_nonstandard} with non-standard residues (B/J/O/U/X/Z) in focus columns"]
+        reasons = [f"{self.n_dropped_nonstandard} with non-standard residues (B/J/O/U/X/Z/*) in focus columns"]
         if self.max_gap_fraction is not None:
             reasons.append(f"{self.n_dropped_gaps} with gap fraction > {self.max_gap_fraction:g}")
         if self.options.max_invariant_changes is not None:

@@ -17,8 +17,9 @@ ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
 N_AA = len(ALPHABET)
 #: int8 code of a gap ('-' or '.')
 GAP_CODE = N_AA
-#: letters that mark an ambiguous or non-standard residue; sequences with them are dropped
-NONSTANDARD = frozenset("BJOUXZ")
+#: letters that mark an ambiguous or non-standard residue, and '*' (a stop in a translated sequence); sequences
+#: with one in a modelled column are dropped, as DeepSequence and EVE skip sequences with letters outside the alphabet
+NONSTANDARD = frozenset("BJOUXZ*")
 #: code of a letter that is neither an amino acid nor a gap (used only transiently)
 INVALID_CODE = -1
 NONSTANDARD_CODE = -2
@@ -38,7 +39,7 @@ for _c in NONSTANDARD:
 
 
 def encode_raw(seq: str) -> np.ndarray:
-    """Codes of ``seq`` without validation: ``(L,)`` int8 with -1 for unknown, -2 for B/J/O/U/X/Z."""
+    """Codes of ``seq`` without validation: ``(L,)`` int8 with -1 for unknown, -2 for B/J/O/U/X/Z/*."""
     return _LOOKUP[np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)]
 
 

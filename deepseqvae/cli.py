@@ -608,7 +608,7 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
     emb, out = embed_file(model, msa, output, options=align_opts, plot=plot, color_by=color_by,
                           batch_size=batch_size, device=device)
     aln = emb.alignment
-    dropped = (f" ({aln.n_dropped} records left out by the filters: {aln.n_dropped_nonstandard} with B/J/O/U/X/Z in "
+    dropped = (f" ({aln.n_dropped} records left out by the filters: {aln.n_dropped_nonstandard} with B/J/O/U/X/Z/* in "
                f"a modelled column, {aln.n_dropped_gaps} by --max-gap-fraction)" if aln.n_dropped else "")
     click.echo(f"Embedded {aln.N} sequences into D = {emb.mu.shape[1]} latent dimensions{dropped}.", err=True)
     click.echo(f"Wrote {out}" + (f"; map {plot}" if plot else ""))

@@ -295,11 +295,13 @@ def test_nonstandard_sequences_dropped_and_counted(tmp_path):
             ">x_drop\nAXdEF\n"      # X in a kept column
             ">b_lower\nAbdEF\n"     # lowercase b in a kept column
             ">z\nACdEZ\n"
+            ">stop\nAC*EF\n"      # a stop (translated sequence) in a lowercase column: kept
+            ">stop_drop\nACdE*\n"  # ... and in a kept column: dropped, as DeepSequence and EVE skip it
             ">ok\nA-.EF\n")
     aln = read_alignment(write(tmp_path, text))
-    assert aln.ids == ("wt", "x_kept", "ok")
-    assert aln.n_dropped_nonstandard == 3
-    assert aln.n_records == 6
+    assert aln.ids == ("wt", "x_kept", "stop", "ok")
+    assert aln.n_dropped_nonstandard == 4
+    assert aln.n_records == 8
 
 
 # --- filters -----------------------------------------------------------------------------------
@@ -374,7 +376,6 @@ def test_alignment_options_round_trip(tmp_path):
     (">wt\nACDE\n>s1\nACDE\n>s1\nAC-E\n",
      r"aln\.a2m: duplicate record id 's1' \(records 2 and 3\)"),
     (">wt\nACDE\n>s1\nACDE\n>s2\nACD\n", r"record 's2' has 3 columns but 'wt' has 4"),
-    (">wt\nACDE\n>s1\nACD*\n", r"record 's1' has invalid character '\*' in a focus column \(residue 4"),
     (">wt\nACDE\n>s1\nA1DE\n", r"record 's1' has invalid character '1'"),
     (">wt\nACXE\n>s1\nACDE\n", r"focus record 'wt' has non-standard residue 'X' at residue 3"),
     (">wt\nAC*E\n>s1\nACDE\n", r"focus record 'wt' has invalid character '\*'"),
