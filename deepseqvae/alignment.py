@@ -384,7 +384,8 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
     cols = np.flatnonzero(is_upper if columns == "uppercase" else is_upper | is_lower)  # (L0,)
     if cols.size == 0:
         raise AlignmentFormatError(
-            f"{path}: focus record '{ids[fi]}' has no uppercase (match) columns; nothing to model")
+            f"{path}: focus record '{ids[fi]}' has no uppercase (match) columns; nothing to model (--columns all "
+            "models every column where it has a residue, lowercase ones too)")
     positions = positions_all[cols].astype(np.int64)  # (L0,)
 
     # Vectorised encoding of the whole alignment, then the kept columns only.

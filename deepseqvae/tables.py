@@ -7,6 +7,7 @@ fitness. The mutant strings themselves are parsed by :mod:`deepseqvae.mutants`.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import logging
@@ -199,11 +200,21 @@ def _read_lines(path: str) -> tuple[list[str], list[int]]:
         raise MutantTableError(f"cannot read mutant table {path}: {exc.strerror or exc}") from None
     except GZIP_ERRORS as exc:
         raise MutantTableError(f"cannot read mutant table {path}: truncated or damaged gzip data ({exc})") from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # e.g. Excel's "Unicode Text" export
+        try:
+            return _kept_lines(raw.decode("utf-16"))
+        except UnicodeDecodeError as exc:
+            raise MutantTableError(f"cannot read mutant table {path}: it starts as UTF-16 but is not ({exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         logger.warning("%s is not UTF-8; reading it as Latin-1", path)
         text = raw.decode("latin-1")
+    return _kept_lines(text)
+
+
+def _kept_lines(text: str) -> tuple[list[str], list[int]]:
+    """``text``'s lines without comments and outer blank lines, and the 1-based file line of each."""
     kept = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if not ln.lstrip().startswith("#")]
     while kept and not kept[-1][1].strip():
         kept.pop()
@@ -232,8 +243,9 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
                       mut_col: str | None = None) -> MutantTable:
     """Read a DMS/mutant table (comma, semicolon or tab separated; ``#`` comment lines skipped).
 
-    The file may be gzip-compressed (recognised by its first bytes, whatever its name) and may
-    start with a UTF-8 byte order mark; a file that is not UTF-8 is read as Latin-1, with a warning.
+    The file may be gzip-compressed (recognised by its first bytes, whatever its name), may start
+    with a UTF-8 byte order mark or be UTF-16 with its mark (Excel's "Unicode Text"); any other file
+    that is not UTF-8 is read as Latin-1, with a warning.
 
     Every cell is kept as the exact string written; no row is dropped (trailing blank lines
     excepted). The mutant column is ``mutant_col`` when given, else built from

@@ -379,7 +379,7 @@ def test_alignment_options_round_trip(tmp_path):
     (">wt\nACDE\n>s1\nA1DE\n", r"record 's1' has invalid character '1'"),
     (">wt\nACXE\n>s1\nACDE\n", r"focus record 'wt' has non-standard residue 'X' at residue 3"),
     (">wt\nAC*E\n>s1\nACDE\n", r"focus record 'wt' has invalid character '\*'"),
-    (">wt\nacde\n>s1\nACDE\n", r"focus record 'wt' has no uppercase \(match\) columns"),
+    (">wt\nacde\n>s1\nACDE\n", r"has no uppercase \(match\) columns; nothing to model \(--columns all "),
     (">wt\nACDE\n>s1\nACXE\n>s2\nBCDE\n", r"every sequence other than the focus 'wt' was filtered out"),
 ])
 def test_errors_name_file_and_record(tmp_path, text, match):

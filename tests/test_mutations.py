@@ -665,6 +665,17 @@ def test_three_column_blank_cells_are_empty_mutants(tmp_path):
     assert t2.mutants == t.mutants
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_table_with_its_mark_is_read(tmp_path, encoding):
+    # Excel's "Unicode Text" export: UTF-16 with a byte order mark, tab-separated
+    path = tmp_path / "m.txt"
+    path.write_bytes(("\ufeff" if encoding.endswith("be") else "").encode(encoding)
+                     + "mutant\tfitness\nK6A\t1.5\nL7A\t-2\n".encode(encoding))
+    table = read_mutant_table(path)
+    assert table.mutants == ["K6A", "L7A"] and list(table.frame["fitness"]) == ["1.5", "-2"]
+    assert [table.line(i) for i in range(2)] == [2, 3]
+
+
 def test_rows_are_named_by_their_file_line(tmp_path):
     # comments and blank lines count, as in an editor: header on line 2, rows on lines 4, 5 (blank) and 6
     path = tmp_path / "m.csv"
