@@ -244,6 +244,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                               f"({payload.get('deepseqvae_version')}); please upgrade")
     if payload.get("format_version", 0) < 2 and payload.get("kind") == "vae":
         _upgrade_v1(payload, path)
+    kind = payload.get("kind")
+    if "kind" in payload and not (isinstance(kind, str) and kind in KINDS):  # one this version cannot rebuild
+        raise CheckpointError(f"{path}: unknown model kind {kind!r} (known: {', '.join(KINDS)}); written "
+                              f"by another deepseqvae ({payload.get('deepseqvae_version')})?")
     try:
         return Checkpoint(
             kind=payload["kind"],

@@ -210,6 +210,18 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     return entr(p) + entr(1.0 - p)
 
 
+def check_retain(retain: Sequence[int], source: str = "eve") -> None:
+    """Raise :class:`ClassifyError` for a retained percentage outside 1-100, or one EVE has no default threshold
+    for (``source="eve"``): before any scan or fit."""
+    for r in retain:
+        if not 0 < r <= 100:
+            raise ClassifyError(f"retained percentage {r} is not in 1-100")
+        if source == "eve" and r not in EVE_THRESHOLDS:
+            raise ClassifyError(f"EVE has no default threshold for {r} % retained (it has "
+                                f"{', '.join(map(str, sorted(EVE_THRESHOLDS)))}); recompute them "
+                                f"from this protein (--thresholds protein)")
+
+
 def uncertainty_thresholds(retain: Sequence[int], uncertainty: np.ndarray | None = None,
                            source: str = "eve") -> dict[int, float]:
     """Entropy threshold for each retained percentage: variants with a higher uncertainty are Uncertain.
@@ -219,15 +231,10 @@ def uncertainty_thresholds(retain: Sequence[int], uncertainty: np.ndarray | None
     ``--recompute_uncertainty_threshold`` does: the largest uncertainty not above its ``retain``-th
     percentile, so that the ``retain`` % least uncertain variants are kept.
     """
+    check_retain(retain, source)
     out: dict[int, float] = {}
     for r in retain:
-        if not 0 < r <= 100:
-            raise ClassifyError(f"retained percentage {r} is not in 1-100")
         if source == "eve":
-            if r not in EVE_THRESHOLDS:
-                raise ClassifyError(f"EVE has no default threshold for {r} % retained (it has "
-                                    f"{', '.join(map(str, sorted(EVE_THRESHOLDS)))}); recompute them "
-                                    f"from this protein (--thresholds protein)")
             out[r] = EVE_THRESHOLDS[r]
         elif source == "protein":
             u = np.asarray(uncertainty, dtype=np.float64)
@@ -414,7 +421,10 @@ def classify_scores(scan: ScanScores, *, prior: Mixture | None = None, protein_w
         log.warning("the pooled prior's components overlap (Ashman's D = %.2f < %g): it has no clear pathogenic "
                     "component and will blur this protein's classes; pool more proteins or classify without a "
                     "prior", prior.separation, MIN_SEPARATION)
-    mixture = fit_mixture(x, n_init=n_init, seed=seed, init=prior)
+    try:
+        mixture = fit_mixture(x, n_init=n_init, seed=seed, init=prior)
+    except ClassifyError as exc:  # say whose scores: the scan file or the checkpoints
+        raise ClassifyError(f"{scan.source}: {exc}" if scan.source else str(exc)) from None
     if mixture.separation < MIN_SEPARATION:
         log.warning("%s: the two components fitted to its scores overlap (Ashman's D = %.2f < %g): the scores have "
                     "no clear second mode, so the classes rest on a weak split", scan.protein or scan.source or

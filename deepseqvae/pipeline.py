@@ -704,6 +704,7 @@ def classify_file(
     if sum((bool(models), scan is not None, scores is not None)) != 1:
         raise ClassifyError("give one source of scores: checkpoints (--model) or a scan CSV (--scan)")
     check_distinct(models, "model")
+    C.check_retain(C.DEFAULT_RETAIN if retain is None else retain, thresholds)  # before minutes of scanning
     inputs = (*models, scan, labels, prior)
     out = check_output(output, *inputs)
     for key, path in classify_paths(out).items():  # the files written beside it

@@ -485,6 +485,14 @@ def test_classify_command_errors_are_one_line(tiny):
     r = CliRunner().invoke(main, ["classify", "--scan", str(d / "toy_scan.csv"), "--prior", str(d / "nope.json")])
     assert r.exit_code == 2 and r.output.strip() == f"Error: {d / 'nope.json'}: no such prior file"
     assert not (d / "toy_scan_classes.csv").exists()
+    # a retained share EVE has no threshold for fails before the model is even read, let alone scanned
+    r = CliRunner().invoke(main, ["classify", "-m", str(d / "not_yet.pt"), "-o", str(d / "x.csv"), "--retain", "33"])
+    assert r.exit_code == 2 and r.output.startswith("Error: EVE has no default threshold for 33"), r.output
+    flat = d / "flat_scan.csv"  # every score equal: no mixture, and the message names the file
+    pd.read_csv(d / "toy_scan.csv").assign(score=0.0).to_csv(flat, index=False)
+    r = CliRunner().invoke(main, ["classify", "--scan", str(flat), "-o", str(d / "x.csv"), "--no-plots"])
+    assert r.exit_code == 2 and r.output.strip() == (f"Error: {flat}: a two-component mixture needs at least two "
+                                                     "distinct scores, got 57 (1 distinct)"), r.output
 
 
 def test_classify_figures_keep_their_legend_off_the_data():

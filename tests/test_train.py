@@ -167,6 +167,16 @@ def test_bad_checkpoint_files_raise_checkpoint_error(tmp_path, content):
     assert "\n" not in str(err.value)
 
 
+def test_checkpoint_of_an_unknown_model_kind_names_the_file(tmp_path):
+    codes, w = toy_family()
+    path = tmp_path / "m.pt"
+    train(fresh_model(), codes, w, TrainConfig(steps=2, batch_size=4), toy_info(codes, w), checkpoint_path=path)
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "kind": "potts"}, path)
+    with pytest.raises(CheckpointError, match=r"m\.pt: unknown model kind 'potts' \(known: vae, independent\)"):
+        load_checkpoint(path)
+
+
 def test_checkpoint_refuses_arbitrary_pickles(tmp_path):
     class Evil:
         def __reduce__(self):
