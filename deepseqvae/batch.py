@@ -690,6 +690,8 @@ def assay_metrics(plan: Plan, dms_id: str, seed_files: dict[int, str | os.PathLi
 # --------------------------------------------------------------------------------------------
 
 SUMMARY_COLUMNS = ("DMS_id", "n_mutants", "n_scored", "spearman", "auc", "ndcg", "top10_recall", "offset")
+#: the summary's columns of counts (not averaged over assays)
+COUNT_COLUMNS = ("n_mutants", "n_scored")
 
 
 def summary_frame(metrics: list[dict], seeds: list[int]) -> pd.DataFrame:
@@ -703,15 +705,18 @@ def summary_frame(metrics: list[dict], seeds: list[int]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        numeric = [c for c in frame.columns if c not in ("DMS_id", "offset", "focus_mismatches")]
+        numeric = [c for c in frame.columns if c not in ("DMS_id", "offset", "focus_mismatches", *COUNT_COLUMNS)]
         avg = {c: pd.to_numeric(frame[c], errors="coerce").mean() for c in numeric}
+        # the counts stay whole numbers (an empty cell in the average row), not floats written as 1640.0000
         frame = pd.concat([frame, pd.DataFrame([{"DMS_id": "average", **avg}])], ignore_index=True)
+        for c in COUNT_COLUMNS:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("Int64")
     return frame
 
 
 def _fmt(v, digits: int = 3) -> str:
     """A table cell: '–' for missing, ``digits`` decimals (0 = a whole number with thousands commas)."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     if isinstance(v, (int, float, np.integer, np.floating)):
         return f"{float(v):,.0f}" if digits == 0 else f"{float(v):.{digits}f}"

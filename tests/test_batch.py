@@ -542,6 +542,8 @@ def test_workflow_end_to_end_rerun_and_failed_row(tmp_path):
     assert f"Wrote {out}/scores/ and {out}/summary.md" in proc.stdout
     summary = pd.read_csv(out / "summary.csv")
     assert summary["DMS_id"].tolist() == ["DEMO", gfp_id, "average"]
+    assert (out / "summary.csv").read_text().splitlines()[1].startswith("DEMO,1640,1640,0.")  # counts as integers
+    assert summary["n_scored"].isna().tolist() == [False, False, True]  # no average of counts
     assert (out / "summary.png").stat().st_size > 0
     assert not list(out.glob("summary-partial.*"))  # the full summary replaces the partial one
     proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--rows", "0-1")
