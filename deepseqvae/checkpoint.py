@@ -95,6 +95,14 @@ class ModelInfo:
                    alignment_options=aln.options, data_digest=data_digest(aln.codes, weights))
 
 
+def _residue_range(positions: list[int]) -> str:
+    """'1-60', or '-5 to 54' where a number is negative (a numbering that starts before the protein)."""
+    if not positions:
+        return ""
+    first, last = positions[0], positions[-1]
+    return f"{first} to {last}" if min(first, last) < 0 else f"{first}-{last}"
+
+
 def data_digest(codes: np.ndarray, weights: np.ndarray) -> str:
     """A short digest of training data: int8 codes (N, L) and weights (N,) (SHA-256, 16 hex digits)."""
     h = hashlib.sha256(np.ascontiguousarray(codes, dtype=np.int8).tobytes())
@@ -297,7 +305,7 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "kind": ckpt.kind,
         "focus": info.focus_id,
         "modelled columns (L)": len(info.focus_seq),
-        "residues": f"{info.positions[0]}-{info.positions[-1]}" if info.positions else "",
+        "residues": _residue_range(info.positions),
         "sequences (N)": info.n_seqs,
         "Neff": round(info.neff, 2),
         "theta": info.theta,

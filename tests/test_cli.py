@@ -230,6 +230,8 @@ def test_info_describes_the_checkpoint(vae_model):
     assert fields["training data"] == f"digest {ckpt.info.data_digest}" and ckpt.info.data_digest
     old = describe(replace(ckpt, info=replace(ckpt.info, data_digest="")))
     assert old["training data"].startswith("no digest") and "N, Neff and theta only" in old["training data"]
+    before = replace(ckpt, info=replace(ckpt.info, positions=list(range(-5, 55))))  # numbered from before residue 1
+    assert describe(before)["residues"] == "-5 to 54"
 
 
 def test_score_demo_spearman_and_output(vae_scored):
