@@ -344,6 +344,9 @@ def train_file(
     check_output(output, msa, weights_path)
     if TRAINERS[model_kind].iterative and not resume:  # a resumed run's model is the checkpoint's
         check_model_options(recipe or DEFAULT_RECIPE, model_options)
+    if not resume and Path(output).is_file():  # said now, not when its first checkpoint has replaced it
+        log.warning("%s exists: this run replaces it%s", output,
+                    " (--resume would continue it)" if TRAINERS[model_kind].iterative else "")
     dev = resolve_device(device)
     options = options or AlignmentOptions()
     aln = options.read(msa)

@@ -711,6 +711,7 @@ def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
                       "--resume keeps the checkpoint's model", "encoder_hidden 64 (asked: 60)")
     assert model.read_bytes() == before
     # the same data and model: allowed, and what differs from the first run is said
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         result = assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 10, "--holdout", 0,
                                   "--resume"))
@@ -738,6 +739,15 @@ def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_
         assert_ok(invoke("score", mixed, "-m", independent_model, "-o", tmp_path / "m.csv", "--no-progress"))
     assert "3 of 4 rows cannot be scored: rows by status: ok: 1, " in caplog.text
     assert "no row" not in caplog.text
+
+
+def test_training_onto_an_existing_model_says_it_replaces_it(tmp_path, caplog):
+    model = tmp_path / "m.pt"
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("train", DEMO_A2M, "-o", model, "--model", "independent"))
+        assert "exists" not in caplog.text
+        assert_ok(invoke("train", DEMO_A2M, "-o", model, "--model", "independent"))
+    assert f"{model} exists: this run replaces it\n" in caplog.text + "\n"  # no --resume advice: nothing to resume
 
 
 def test_resume_keeps_the_runs_own_settings(tmp_path, caplog):
