@@ -84,6 +84,9 @@ def check_theta(theta: float) -> float:
         raise WeightsError(
             f"theta must be strictly between 0 and 1 (identity threshold 1 - theta), got {theta!r}; "
             "DeepSequence/EVE use 0.2 for most families and 0.01 for viruses")
+    if 1.0 - value == 1.0:  # identity > 1 - theta would hold for no pair, not even a sequence and itself: Neff 0
+        raise WeightsError(f"theta {theta!r} is below float precision (1 - theta rounds to 1); any theta below 1/L "
+                           "already counts identical sequences only")
     return value
 
 

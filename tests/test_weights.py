@@ -93,6 +93,13 @@ def test_theta_validated(theta):
     assert issubclass(WeightsError, DeepSeqVAEError)
 
 
+def test_theta_below_float_precision_is_refused_not_neff_zero():
+    # 1 - 1e-17 == 1.0: no sequence would be its own neighbour, every weight 1/0 -> 0, Neff 0
+    with pytest.raises(WeightsError, match=r"theta 1e-17 is below float precision \(1 - theta rounds to 1\)"):
+        compute_weights(encode_many(["ACD", "ACE"]), 1e-17)
+    assert compute_weights(encode_many(["ACD", "ACE"]), 1e-15).tolist() == [1.0, 1.0]  # the smallest kind still works
+
+
 @pytest.mark.parametrize("bad, match", [
     (np.zeros(5, dtype=np.int8), "2-D"),
     (np.zeros((2, 3), dtype=np.float32), "integer"),
