@@ -328,28 +328,38 @@ def plot_training_history(
     return fig
 
 
+#: formats matplotlib lists that need a program outside Python (pgf: a LaTeX installation): not offered
+NEEDS_PROGRAM = frozenset({"pgf"})
+
+
+def _figure_format(path: Path, fig: Figure | None = None) -> str:
+    """The format a figure at ``path`` is saved in (its suffix; PNG without one), or a one-line error naming the
+    ones that can be."""
+    fmt = path.suffix[1:].lower() or "png"
+    supported = sorted(set((fig or Figure()).canvas.get_supported_filetypes()) - NEEDS_PROGRAM)
+    if fmt not in supported:
+        raise DeepSeqVAEError(f"{path}: cannot save a figure as '.{fmt}' (use one of "
+                              f"{', '.join('.' + k for k in supported)})")
+    return fmt
+
+
 def check_figure_path(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
     """Fail before any work if a figure cannot be saved at ``path``: an unknown format (suffix), an
     unwritable folder, or one of ``inputs`` (see :func:`deepseqvae.fileio.check_output`)."""
     path = check_output(path, *inputs)
-    fmt = path.suffix[1:].lower() or "png"
-    supported = Figure().canvas.get_supported_filetypes()  # what save_figure's canvas will offer
-    if fmt not in supported:
-        raise DeepSeqVAEError(f"{path}: cannot save a figure as '.{fmt}' (use one of "
-                              f"{', '.join('.' + k for k in sorted(supported))})")
+    _figure_format(path)
     return path
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
     """Save ``fig`` atomically at ``dpi``; the format follows the suffix (PNG without one)."""
     path = Path(path)
-    fmt = path.suffix[1:].lower() or "png"
-    supported = fig.canvas.get_supported_filetypes()
-    if fmt not in supported:
-        raise DeepSeqVAEError(f"{path}: cannot save a figure as '.{fmt}' (use one of "
-                              f"{', '.join('.' + k for k in sorted(supported))})")
+    fmt = _figure_format(path, fig)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=fmt)
+        try:
+            fig.savefig(tmp, dpi=dpi, format=fmt)
+        except (RuntimeError, OSError) as exc:  # a backend's own failure (a missing program, a full disk)
+            raise DeepSeqVAEError(f"{path}: cannot save the figure: {' '.join(str(exc).split())}") from None
     return path
 
 

@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 from deepseqvae import __version__
 from deepseqvae.alignment import read_alignment
 from deepseqvae.cli import main
-from deepseqvae.errors import OutputError
+from deepseqvae.errors import DeepSeqVAEError, OutputError
 from deepseqvae.fileio import check_output
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -307,6 +307,21 @@ def test_info_plots_the_training_history_or_says_why_not(vae_model, independent_
     assert_user_error(invoke("info", independent_model, "--plot", tmp_path / "si.png"), str(independent_model),
                       "no training history to plot")
     assert_user_error(invoke("info", vae_model[0], "--plot", tmp_path / "c.xyz"), "cannot save a figure as '.xyz'")
+    # matplotlib lists .pgf, but it needs a LaTeX installation: not offered, so it fails before the work
+    assert_user_error(invoke("info", vae_model[0], "--plot", tmp_path / "c.pgf"), "cannot save a figure as '.pgf'")
+    # a backend that fails while saving: one line naming the file, and no temporary file left
+    from matplotlib.figure import Figure
+
+    from deepseqvae.plots import save_figure
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("xelatex not found\n(details)")
+
+    fig = Figure()
+    fig.savefig = broken
+    with pytest.raises(DeepSeqVAEError, match=r"b\.png: cannot save the figure: xelatex not found \(details\)$"):
+        save_figure(fig, tmp_path / "b.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
 
 
 def test_independent_model_end_to_end(independent_model, tmp_path):
