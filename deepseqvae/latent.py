@@ -184,6 +184,8 @@ def latent_2d(mu: np.ndarray) -> tuple[np.ndarray, str, str]:
         return np.asarray(mu, dtype=float), "z1", "z2"
     centred = np.asarray(mu, dtype=np.float64) - mu.mean(axis=0, keepdims=True)  # (N, D)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)  # vt: (D, D)
-    explained = s**2 / max(float((s**2).sum()), 1e-300)
-    coords = centred @ vt[:2].T  # (N, 2)
+    k = min(2, vt.shape[0])  # fewer than 2 components where N = 1: the missing axis stays 0
+    coords, explained = np.zeros((N, 2)), np.zeros(2)
+    coords[:, :k] = centred @ vt[:k].T  # (N, 2)
+    explained[:k] = s[:k] ** 2 / max(float((s**2).sum()), 1e-300)
     return coords, f"PC1 ({100 * explained[0]:.0f}% of variance)", f"PC2 ({100 * explained[1]:.0f}% of variance)"

@@ -200,6 +200,9 @@ def test_latent_2d_pca_and_identity():
     assert np.array_equal(coords2, mu[:, :2]) and (xl2, yl2) == ("z1", "z2")
     coords1, xl1, _ = latent_2d(mu[:, :1])
     assert np.array_equal(coords1[:, 0], mu[:, 0]) and (coords1[:, 1] == 0).all() and xl1 == "z1"
+    # one sequence (D = 4): one point at the origin, no second component to index
+    one, xl, yl = latent_2d(mu[:1])
+    assert one.tolist() == [[0.0, 0.0]] and (xl, yl) == ("PC1 (0% of variance)", "PC2 (0% of variance)")
     codes = np.array([[0, 1, 2, 20], [0, 1, 2, 3]], dtype=np.int8)
     assert identity_to_focus(codes, np.array([0, 1, 2, 3])).tolist() == [0.75, 1.0]
 
