@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,10 @@ from .errors import CheckpointError, InvalidMutantError, MutantTableError
 from .model import VAE
 from .mutants import resolve_mutants, status_summary, suggest_cause
 from .tables import numeric_column
+
+if TYPE_CHECKING:  # checkpoint.py imports this module (its kinds name their scorers)
+    from .checkpoint import Checkpoint
+    from .tables import MutantTable
 
 log = logging.getLogger(__name__)
 
@@ -365,9 +370,21 @@ def output_column_names(existing) -> dict[str, str]:
     return {k: (f"{k}_deepseqvae" if clash else k) for k in names}
 
 
+def _check_scoring(n_samples: int | None, batch_size: int, seed: int) -> tuple[int | None, int, int]:
+    """The API's bounds on what the CLI's options bound (``--samples``, ``--batch-size``, ``--seed``); the three as
+    Python ints (NumPy's too)."""
+    if n_samples is not None and not (isinstance(n_samples, numbers.Integral) and n_samples >= 1):
+        raise ValueError(f"n_samples must be a whole number >= 1 (or None: automatic), not {n_samples!r}")
+    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    if not (isinstance(seed, numbers.Integral) and 0 <= seed < 2**32):
+        raise ValueError(f"seed must be a whole number in 0-{2**32 - 1}, not {seed!r}")
+    return None if n_samples is None else int(n_samples), int(batch_size), int(seed)
+
+
 def score_table(
-    checkpoints: list,
-    table,
+    checkpoints: Sequence[Checkpoint],
+    table: MutantTable,
     *,
     model_names: list[str] | None = None,
     n_samples: int | None = None,
@@ -388,8 +405,14 @@ def score_table(
     model and their mean as ``score``. With ``fitness_col`` the Spearman correlation over the
     scored rows is computed. ``n_samples`` None: each model's automatic K (:func:`auto_samples`).
     """
-    if not checkpoints:
-        raise ValueError("at least one model is needed")
+    if not checkpoints or not all(hasattr(ck, "scorer") for ck in checkpoints):
+        raise TypeError(f"checkpoints must be a non-empty list of Checkpoint objects (load_checkpoint), not "
+                        f"{checkpoints!r:.80}")
+    if not hasattr(table, "mutants"):
+        raise TypeError(f"table must be a MutantTable (read_mutant_table), not {table!r:.80}")
+    n_samples, batch_size, seed = _check_scoring(n_samples, batch_size, seed)
+    if model_names is not None and (len(model_names) != len(checkpoints) or len(set(model_names)) != len(model_names)):
+        raise ValueError(f"model_names must name each of the {len(checkpoints)} models once, got {list(model_names)}")
     ref = checkpoints[0].info
     for i, ck in enumerate(checkpoints[1:], start=2):
         if ck.info.focus_seq != ref.focus_seq or list(ck.info.positions) != list(ref.positions):
@@ -576,7 +599,7 @@ class ScanResult:
 
 
 def saturation_scan(
-    ckpt,
+    ckpt: Checkpoint,
     *,
     n_samples: int | None = None,
     seed: int = 0,
@@ -592,6 +615,9 @@ def saturation_scan(
     with the same seed, K (or both automatic), batch size and device gives the same numbers (up to float rounding:
     other variants share their batches).
     """
+    if not hasattr(ckpt, "scorer"):
+        raise TypeError(f"ckpt must be a Checkpoint (load_checkpoint), not {ckpt!r:.80}")
+    n_samples, batch_size, seed = _check_scoring(n_samples, batch_size, seed)
     info = ckpt.info
     names, changes = saturation_mutants(info.focus_seq, info.positions)
     scorer = ckpt.scorer()

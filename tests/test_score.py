@@ -155,6 +155,31 @@ def test_ensemble_of_models_of_other_focuses_names_the_difference(tmp_path):
         score_table([ck, mutated], table, n_samples=2)
 
 
+def test_api_refuses_what_the_cli_options_refuse(tmp_path):
+    # from Python too: no all-zero "ok" scores from n_samples=0, no model column lost to a repeated name
+    ck, _ = toy_vae_checkpoint()
+    table = read_mutant_table(write_table(tmp_path / "m.csv", ["K6A,1", "T7W,2"]))
+    for kwargs, match in [({"n_samples": 0}, "n_samples must be a whole number >= 1"),
+                          ({"n_samples": -1}, "n_samples must be"), ({"batch_size": 0}, "batch_size must be"),
+                          ({"seed": -1}, r"seed must be a whole number in 0-4294967295"),
+                          ({"seed": 2**40}, "seed must be")]:
+        with pytest.raises(ValueError, match=match):
+            score_table([ck], table, **kwargs)
+        with pytest.raises(ValueError, match=match):
+            saturation_scan(ck, **kwargs)
+    with pytest.raises(ValueError, match=r"model_names must name each of the 2 models once, got \['a', 'a'\]"):
+        score_table([ck, ck], table, n_samples=2, model_names=["a", "a"])
+    with pytest.raises(ValueError, match=r"each of the 2 models once, got \['a'\]"):
+        score_table([ck, ck], table, n_samples=2, model_names=["a"])
+    with pytest.raises(TypeError, match="checkpoints must be a non-empty list of Checkpoint objects"):
+        score_table(["m.pt"], table)
+    with pytest.raises(TypeError, match="table must be a MutantTable"):
+        score_table([ck], "m.csv")
+    with pytest.raises(TypeError, match="ckpt must be a Checkpoint"):
+        saturation_scan("m.pt")
+    assert score_table([ck], table, n_samples=np.int64(2), seed=np.int64(1)).frame["score"].notna().all()
+
+
 def test_independent_model_scores_log_ratio(tmp_path):
     codes = np.vstack([TOY_WT, TOY_WT, TOY_WT]).astype(np.int8)
     codes[0, 1] = ALPHABET.index("A")
