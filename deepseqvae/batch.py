@@ -37,6 +37,7 @@ from .alignment import TRAINING_ONLY, AlignmentOptions
 from .errors import ConfigError, DeepSeqVAEError
 from .fileio import atomic_write
 from .recipes import check_model_options
+from .weights import WeightsError, check_theta
 
 log = logging.getLogger(__name__)
 
@@ -335,12 +336,21 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", _cell(frame, i, "DMS_id")):
             raise BatchError(f"{path}: row {i}: DMS_id {_cell(frame, i, 'DMS_id')!r} must be a file name "
                              "(letters, digits, _ . -)")
+        where = f"{path}: row {i} ({_cell(frame, i, 'DMS_id')})"
         for col, kind in (("MSA_start", int), ("MSA_end", int), ("MSA_theta", float)):
             try:
                 kind(float(_cell(frame, i, col)))
             except ValueError:
-                raise BatchError(f"{path}: row {i} ({_cell(frame, i, 'DMS_id')}): {col} is not a number: "
-                                 f"{_cell(frame, i, col)!r}") from None
+                raise BatchError(f"{where}: {col} is not a number: {_cell(frame, i, col)!r}") from None
+        # what the jobs would find late (the weights job, the check job) is found here, before any job
+        start, end, n = int(float(_cell(frame, i, "MSA_start"))), int(float(_cell(frame, i, "MSA_end"))), len(
+            _cell(frame, i, "target_seq"))
+        if not 1 <= start <= end <= n:
+            raise BatchError(f"{where}: MSA_start-MSA_end {start}-{end} is not a region of target_seq (1-{n})")
+        try:
+            check_theta(float(_cell(frame, i, "MSA_theta")))
+        except WeightsError as exc:
+            raise BatchError(f"{where}: MSA_theta: {exc}") from None
     return frame
 
 
@@ -474,14 +484,15 @@ def check_numbering(assay: Assay, focus_id: str, focus_seq: str, positions) -> t
     outside: list[int] = []
     for pos, aa in zip(positions, focus_seq, strict=True):
         t = int(pos) - offset  # 1-based position in target_seq
-        if not 1 <= t <= len(target):
+        if not assay.msa_start <= t <= min(assay.msa_end, len(target)):  # the region the alignment covers
             outside.append(t)
         elif target[t - 1] != aa:
             mismatches.append(f"{aa}{t}{target[t - 1]}")
     prefix = f"{assay.where}: "
     if outside:
-        raise BatchError(f"{prefix}the focus '{focus_id}' reaches position {outside[-1]} of target_seq, which has "
-                         f"{len(target)} residues (MSA_start {assay.msa_start}, offset {offset})")
+        raise BatchError(f"{prefix}the focus '{focus_id}' reaches position {outside[-1]} of target_seq, outside "
+                         f"MSA_start-MSA_end {assay.msa_start}-{assay.msa_end} (target_seq has {len(target)} "
+                         f"residues; offset {offset})")
     if len(mismatches) > MAX_FOCUS_MISMATCH_FRACTION * max(len(focus_seq), 1):
         hint = ""
         found = target.find(focus_seq) + 1  # only a contiguous focus (every residue modelled) can be found
@@ -514,6 +525,9 @@ def check_assay(plan: Plan, dms_id: str, output: str | os.PathLike) -> Numbering
     aln = plan.align_options.read(job.msa_path)
     offset, header_start, mismatches = check_numbering(assay, aln.focus_id, aln.focus_seq, aln.positions)
     table = _read_dms(assay)
+    if assay.score_col is not None and assay.score_col not in table.frame.columns:  # else found after training
+        raise BatchError(f"{assay.where}: DMS_score_column {assay.score_col!r} is not a column of {assay.dms_path} "
+                         f"(columns: {', '.join(map(str, table.frame.columns))})")
     # the DMS's wild-type letters against target_seq (ProteinGym's numbering), not the focus
     target = assay.target_seq
     resolved = resolve_mutants(table.mutants, target, list(range(1, len(target) + 1)),

@@ -897,11 +897,17 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
     train = dict(steps=steps, recipe=recipe, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
                  decoder_hidden=decoder_hidden, dictionary_size=dictionary_size, sparsity_tiles=sparsity_tiles,
                  checkpoint_every=checkpoint_every)
+    given, extra = _given(), {}
     for item in train_extra:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise BatchError(f"--train-option: expected NAME=VALUE, not {item!r}")
-        train[name.strip().replace("-", "_")] = value
+        key = name.strip().replace("-", "_")
+        if key in extra:  # the same option twice: neither wins silently
+            raise BatchError(f"--train-option {item}: {key} is already given ({key}={extra[key]})")
+        if key in train and key in given:
+            raise BatchError(f"--train-option {item}: batch's own --{key.replace('_', '-')} gives it already")
+        extra[key] = train[key] = value
     started = time.time()
     status, failed = batch_file(reference, out, msa_dir=msa_dir, dms_dir=dms_dir, weights_dir=weights_dir, rows=rows,
                                 seeds=seeds, columns=columns, samples=n_samples, device=device,
@@ -920,8 +926,10 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
         click.echo(f"Dry run: nothing trained, scored or summarised in {out}")
     elif summary.is_file() and summary.stat().st_mtime >= started - 1:  # -1: file systems with coarse times
         click.echo(f"Wrote {out}/scores/ and {summary}")
-    else:
+    elif summary.is_file():
         click.echo(f"{summary} is up to date (not written again)")
+    else:  # e.g. Snakemake's --until stopped the run before it
+        click.echo(f"Not summarised: {summary} was not written (the run stopped before the summary)")
 
 
 @main.group("batch-job", hidden=True)

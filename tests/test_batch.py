@@ -94,6 +94,14 @@ def test_reference_errors_name_file_and_row(tmp_path):
     write_reference(ref, [demo_row("A"), demo_row("B", MSA_start="x")])
     with pytest.raises(BatchError, match=r"ref\.csv: row 1 \(B\): MSA_start is not a number: 'x'"):
         batch.read_reference(ref)
+    # a region outside target_seq or backwards, a theta no weights can have: before any job
+    for changes, match in [({"MSA_end": 61}, r"MSA_start-MSA_end 1-61 is not a region of target_seq \(1-60\)$"),
+                           ({"MSA_start": 30, "MSA_end": 1}, r"MSA_start-MSA_end 30-1 is not a region"),
+                           ({"MSA_theta": 2}, r"row 1 \(B\): MSA_theta: theta must be strictly between 0 and 1")]:
+        write_reference(ref, [demo_row("A"), demo_row("B", **changes)])
+        with pytest.raises(BatchError, match=match):
+            batch.read_reference(ref)
+    write_reference(ref, [demo_row("A"), demo_row("B", MSA_start="x")])
     assert list(batch.read_reference(ref, [0]).index) == [0]
     with pytest.raises(BatchError, match=r"row 7 does not exist \(rows 0-1\)"):
         batch.read_reference(ref, [0, 7])
@@ -146,6 +154,14 @@ def test_numbering_offset_point_difference_and_wrong_target_fails_alone(tmp_path
                                          DMS_filename="alignments/demo_mutants.csv")])
     with pytest.raises(BatchError, match=r"row 0 \(SHIFTED\): \d+ of 1640 mutants .* do not match target_seq"):
         batch.check_assay(plan2, "SHIFTED", tmp_path / "SHIFTED.json")
+    # the focus (residues 1-60) reaching past MSA_end; a DMS_score_column the DMS file does not have
+    plan3 = plan_for(tmp_path, [demo_row("SHORT", MSA_end=50), demo_row("NOSCORE", DMS_score_column="DMS_score")])
+    with pytest.raises(BatchError, match=r"^row 0 \(SHORT\): the focus 'DEMO/1-60' reaches position 60 of "
+                                         r"target_seq, outside MSA_start-MSA_end 1-50 "):
+        batch.check_assay(plan3, "SHORT", tmp_path / "SHORT.json")
+    with pytest.raises(BatchError, match=r"^row 1 \(NOSCORE\): DMS_score_column 'DMS_score' is not a column of "
+                                         r"\S*demo_mutants\.csv \(columns: mutant, fitness\)$"):
+        batch.check_assay(plan3, "NOSCORE", tmp_path / "NOSCORE.json")
 
 
 def test_target_checkpoint_scores_against_the_target():
@@ -338,6 +354,10 @@ def test_batch_checks_options_and_files_before_snakemake(tmp_path, monkeypatch):
              "Error: train option nonsense=3: 'deepseqvae train' has no option --nonsense"),
             ([], f"Error: {ref}: row 1 (MISSING): alignment not found: {REPO_ROOT / 'nothere.a2m'} (fix MSA_filename "
                  "or --msa-dir, or leave rows out with --rows)"),
+            (["--rows", "0", "--steps", "20", "--train-option", "steps=50"],
+             "Error: --train-option steps=50: batch's own --steps gives it already"),
+            (["--rows", "0", "--train-option", "learning_rate=1e-3", "--train-option", "learning-rate=2e-3"],
+             "Error: --train-option learning-rate=2e-3: learning_rate is already given (learning_rate=1e-3)"),
             (["--rows", "0", "--workflow-profile", "/nonexistent"],
              "Error: --workflow-profile /nonexistent: no such profile folder; a Snakemake profile is a folder "
              "holding a config.yaml")):
@@ -366,6 +386,28 @@ def fake_run(tmp_path, jobs_done: dict[str, str], jobs_failed: dict[str, str], s
             (out / output).unlink(missing_ok=True)
         return subprocess.CompletedProcess(cmd, status)
     return type("FakeSubprocess", (), {"run": staticmethod(run)})
+
+
+def test_batch_says_whether_it_wrote_the_summary(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deepseqvae.cli import main
+
+    monkeypatch.setattr(batch, "snakemake_available", lambda: True)
+    ref = write_reference(tmp_path / "ref.csv", [demo_row()])
+    out = tmp_path / "run"
+    args = ["batch", str(ref), "--msa-dir", str(REPO_ROOT), "--dms-dir", str(REPO_ROOT), "-o", str(out)]
+    # a run that stopped before the summary (Snakemake's --until check), then one that wrote it, then an older one
+    for done, until, line in [({}, ["--until", "check"], f"Not summarised: {out}/summary.md was not written (the run "
+                                                           "stopped before the summary)"),
+                              ({"summary.md": "logs/summary.log"}, [], f"Wrote {out}/scores/ and {out}/summary.md")]:
+        monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, done, {}, status=0))
+        result = CliRunner().invoke(main, args + until)
+        assert result.exit_code == 0 and result.output.strip().splitlines()[-1] == line, result.output
+    age(out)
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, {}, status=0))
+    result = CliRunner().invoke(main, args)
+    assert result.output.strip().splitlines()[-1] == f"{out}/summary.md is up to date (not written again)"
 
 
 def age(folder: Path) -> None:
