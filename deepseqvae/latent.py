@@ -148,7 +148,15 @@ def read_values(path: str | os.PathLike, ids: tuple[str, ...] | list[str]) -> np
         i = int(np.flatnonzero(bad.to_numpy())[0])
         line = file_line(_row_lines(path, len(table)), i)
         raise DeepSeqVAEError(f"{path}: line {line}: value {table['value'].iloc[i]!r} is not a number")
-    lookup = dict(zip(table["id"].astype(str), values.to_numpy(dtype=float), strict=True))
+    ids_in = table["id"].astype(str)
+    repeated = ids_in.duplicated(keep="first")
+    if repeated.any():  # one value per sequence: a second one would overwrite the first silently
+        i = int(np.flatnonzero(repeated.to_numpy())[0])
+        first = int(np.flatnonzero((ids_in == ids_in.iloc[i]).to_numpy())[0])
+        lines = _row_lines(path, len(table))
+        raise DeepSeqVAEError(f"{path}: line {file_line(lines, i)}: id {ids_in.iloc[i]!r} repeats line "
+                              f"{file_line(lines, first)}")
+    lookup = dict(zip(ids_in, values.to_numpy(dtype=float), strict=True))
     out = np.array([lookup.get(i, np.nan) for i in ids], dtype=float)
     n_found = int(np.isfinite(out).sum())
     if n_found == 0:

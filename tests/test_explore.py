@@ -221,6 +221,10 @@ def test_read_values(tmp_path):
     (tmp_path / "gap.csv").write_text("id,value\na,1\n\n\nb,high\n")
     with pytest.raises(DeepSeqVAEError, match=r"gap\.csv: line 5: value 'high' is not a number"):
         read_values(tmp_path / "gap.csv", ["a", "b"])
+    # an id given twice: neither value wins silently
+    (tmp_path / "twice.csv").write_text("id,value\na,1\nb,2\n\na,3\n")
+    with pytest.raises(DeepSeqVAEError, match=r"twice\.csv: line 5: id 'a' repeats line 2$"):
+        read_values(tmp_path / "twice.csv", ["a", "b"])
 
 
 def test_latent_plot_png_size(tmp_path):
