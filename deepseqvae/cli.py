@@ -664,8 +664,14 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
     """
     from .pipeline import sample_file
 
-    if interpolate is not None and (near is not None or n is not None):
-        raise click.UsageError("--interpolate cannot be combined with -n or --near")
+    given = _given()
+    if interpolate is not None and (near is not None or n is not None or "temperature" in given):
+        raise click.UsageError("--interpolate cannot be combined with -n, --near or --temperature (it decodes the "
+                               "most probable residues)")
+    if interpolate is None and "steps" in given:
+        raise click.UsageError("--steps sets the records of --interpolate: it needs --interpolate ID1 ID2")
+    if msa is not None and near is None and interpolate is None:
+        raise click.UsageError("--msa holds the --near / --interpolate sequences: it needs one of them")
     if interpolate is None and n is None:
         raise click.UsageError("give the number of sequences to draw with -n (or use --interpolate ID1 ID2)")
     if (near is not None or interpolate is not None) and msa is None:

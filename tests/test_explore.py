@@ -364,6 +364,14 @@ def test_cli_sample(models, tmp_path):
     assert run_cli("sample", "--model", models["vae"], "-o", tmp_path / "x.fasta").exit_code == 2  # no -n
     no_msa = run_cli("sample", "--model", models["vae"], "-n", 2, "-o", tmp_path / "x.fasta", "--near", "x")
     assert no_msa.exit_code == 2 and "--msa" in no_msa.output
+    # options that would not apply are refused, not ignored
+    base = ["sample", "--model", models["vae"], "-o", tmp_path / "x.fasta"]
+    for extra, message in [(["--interpolate", "DEMO/1-60", "DEMO/1-60", "--msa", DEMO, "--temperature", "0.5"],
+                            "--interpolate cannot be combined with -n, --near or --temperature"),
+                           (["-n", 2, "--steps", 5], "--steps sets the records of --interpolate"),
+                           (["-n", 2, "--msa", DEMO], "--msa holds the --near / --interpolate sequences")]:
+        r = run_cli(*base, *extra)
+        assert r.exit_code == 2 and message in r.output, r.output
     r = run_cli("sample", "--model", models["independent"], "-n", 2, "-o", tmp_path / "x.fasta")
     assert r.exit_code == 2 and "needs a VAE checkpoint" in r.output
     assert not (tmp_path / "x.fasta").exists()
