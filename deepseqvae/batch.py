@@ -335,7 +335,7 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
                 raise BatchError(f"{path}: row {i}: empty {col}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", _cell(frame, i, "DMS_id")):
             raise BatchError(f"{path}: row {i}: DMS_id {_cell(frame, i, 'DMS_id')!r} must be a file name "
-                             "(letters, digits, _ . -)")
+                             "(ASCII letters, digits, _ . -)")
         where = f"{path}: row {i} ({_cell(frame, i, 'DMS_id')})"
         for col, kind in (("MSA_start", int), ("MSA_end", int), ("MSA_theta", float)):
             try:
@@ -507,11 +507,16 @@ def check_numbering(assay: Assay, focus_id: str, focus_seq: str, positions) -> t
 
 
 def _read_dms(assay: Assay):
-    from .tables import read_mutant_table
+    from .errors import MutantColumnError
+    from .tables import MUTANT_COLUMN_FIX, read_mutant_table
 
     if not assay.dms_path.is_file():
         raise BatchError(f"{assay.where}: DMS file not found: {assay.dms_path}")
-    return read_mutant_table(assay.dms_path, mutant_col=assay.mutant_col)
+    try:
+        return read_mutant_table(assay.dms_path, mutant_col=assay.mutant_col)
+    except MutantColumnError as exc:  # score's options do not reach the workflow: the reference's column does
+        raise BatchError(f"{assay.where}: " + str(exc).replace(
+            MUTANT_COLUMN_FIX, "name the mutant column in the reference's DMS_mutant_column")) from None
 
 
 def check_assay(plan: Plan, dms_id: str, output: str | os.PathLike) -> NumberingCheck:

@@ -461,7 +461,10 @@ def fit_prior(scans: Sequence[ScanScores], *, n_init: int = N_INIT, seed: int = 
     if not scans:
         raise ClassifyError("a pooled prior needs at least one scan")
     x = np.concatenate([s.evolutionary_index for s in scans])
-    mixture = fit_mixture(x, n_init=n_init, seed=seed)
+    try:
+        mixture = fit_mixture(x, n_init=n_init, seed=seed)
+    except ClassifyError as exc:  # say whose scores
+        raise ClassifyError(f"{', '.join(s.source or '?' for s in scans)}: {exc}") from None
     if mixture.separation < MIN_SEPARATION:
         log.warning("the pooled mixture's components overlap (Ashman's D = %.2f < %g): as a prior it would blur "
                     "every protein's classes; pool more proteins", mixture.separation, MIN_SEPARATION)

@@ -60,8 +60,10 @@ def check_distinct(paths, what: str) -> None:
             raise DeepSeqVAEError(f"{path}: given twice (also as {paths[first]}); each {what} counts once")
 
 
-def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
-    """Fail before any work if ``path`` cannot be written or is one of ``inputs``.
+def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None,
+                 outputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Fail before any work if ``path`` cannot be written, is one of ``inputs`` or is one of the command's other
+    ``outputs``.
 
     Creates the output's folder (as the write would) and checks that a file can be made in it, so
     a long training or scan does not end in an unwritable path. ``None`` inputs are ignored.
@@ -72,6 +74,9 @@ def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> 
         if source is not None and _same_file(path, Path(source)):
             named = "" if str(source) == str(path) else f" {source}"  # a link or another spelling of it
             raise OutputError(f"{path}: refusing to overwrite the input{named}; choose another output")
+    for other in outputs:
+        if _same_file(path, Path(other)):
+            raise OutputError(f"{path}: is also this command's output {other}; give each output its own name")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     _make_parent(path)

@@ -475,7 +475,7 @@ def scan_file(
     if plot is not None:
         from .plots import check_figure_path
 
-        check_figure_path(plot, model, out, positions_path(out))
+        check_figure_path(plot, model, outputs=(out, positions_path(out)))
     ckpt = load_checkpoint(model)
     dev = resolve_device(device)
     result = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
@@ -512,7 +512,7 @@ def embed_file(
     if plot is not None:
         from .plots import check_figure_path
 
-        check_figure_path(plot, model, msa, colours, out)
+        check_figure_path(plot, model, msa, colours, outputs=(out,))
     ckpt = load_checkpoint(model)
     ckpt.latent_model("embed", model)  # fail before reading the alignment
     dev = resolve_device(device)

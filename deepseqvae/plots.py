@@ -343,10 +343,12 @@ def _figure_format(path: Path, fig: Figure | None = None) -> str:
     return fmt
 
 
-def check_figure_path(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+def check_figure_path(path: str | os.PathLike, *inputs: str | os.PathLike | None,
+                      outputs: tuple[str | os.PathLike, ...] = ()) -> Path:
     """Fail before any work if a figure cannot be saved at ``path``: an unknown format (suffix), an
-    unwritable folder, or one of ``inputs`` (see :func:`deepseqvae.fileio.check_output`)."""
-    path = check_output(path, *inputs)
+    unwritable folder, one of ``inputs`` or of the command's other ``outputs`` (see
+    :func:`deepseqvae.fileio.check_output`)."""
+    path = check_output(path, *inputs, outputs=outputs)
     _figure_format(path)
     return path
 

@@ -131,6 +131,10 @@ def _find_col(frame: pd.DataFrame, names: Sequence[str], exclude: Sequence[str] 
     return None
 
 
+#: the end of a :class:`MutantColumnError`'s message: the options of ``score`` that fix it (``batch`` names its own)
+MUTANT_COLUMN_FIX = "choose the mutant column with --mutant-col, or give --wt-col/--pos-col/--mut-col"
+
+
 def _named_col(frame: pd.DataFrame, name: str, path: str, option: str) -> str:
     if name in frame.columns:
         return name
@@ -320,7 +324,7 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
         logger.info("%s: no mutant column; building mutants from columns %r (wild type), %r "
                     "(position) and %r (new residue)", path, w, p, m)
         return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
-    fix = "choose the mutant column with --mutant-col, or give --wt-col/--pos-col/--mut-col"
+    fix = MUTANT_COLUMN_FIX
     if candidates:
         col = candidates[0]
         example = next((v for v in frame[col].tolist() if v.strip()), "")

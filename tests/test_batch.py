@@ -162,6 +162,12 @@ def test_numbering_offset_point_difference_and_wrong_target_fails_alone(tmp_path
     with pytest.raises(BatchError, match=r"^row 1 \(NOSCORE\): DMS_score_column 'DMS_score' is not a column of "
                                          r"\S*demo_mutants\.csv \(columns: mutant, fitness\)$"):
         batch.check_assay(plan3, "NOSCORE", tmp_path / "NOSCORE.json")
+    # a DMS file without a mutant column: the fix named is the reference's column, not score's --mutant-col
+    (tmp_path / "nomut.csv").write_text("variant_name,fitness\nfirst,1\nsecond,2\n")
+    plan4 = plan_for(tmp_path, [demo_row("NOMUT", DMS_filename=str(tmp_path / "nomut.csv"), DMS_mutant_column="")])
+    with pytest.raises(BatchError, match=r"^row 0 \(NOMUT\): no mutant column found in \S*nomut\.csv .*; name the "
+                                         r"mutant column in the reference's DMS_mutant_column$"):
+        batch.check_assay(plan4, "NOMUT", tmp_path / "NOMUT.json")
 
 
 def test_target_checkpoint_scores_against_the_target():

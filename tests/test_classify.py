@@ -493,6 +493,9 @@ def test_classify_command_errors_are_one_line(tiny):
     r = CliRunner().invoke(main, ["classify", "--scan", str(flat), "-o", str(d / "x.csv"), "--no-plots"])
     assert r.exit_code == 2 and r.output.strip() == (f"Error: {flat}: a two-component mixture needs at least two "
                                                      "distinct scores, got 57 (1 distinct)"), r.output
+    r = CliRunner().invoke(main, ["classify-prior", str(flat), "-o", str(d / "prior.json")])
+    assert r.exit_code == 2 and r.output.strip() == (f"Error: {flat}: a two-component mixture needs at least two "
+                                                     "distinct scores, got 57 (1 distinct)"), r.output
 
 
 def test_classify_figures_keep_their_legend_off_the_data():

@@ -599,6 +599,14 @@ def test_failed_weights_leaves_an_existing_output_untouched(tmp_path):
 # --- outputs: never an input, an unwritable path fails first -------------------------------------------
 
 
+def test_a_figure_named_as_the_commands_own_output_is_refused(vae_model, tmp_path):
+    out = tmp_path / "a.csv"
+    for args in (["scan", "-m", vae_model[0], "-o", out, "--plot", out, "--samples", 2, "--no-progress"],
+                 ["embed", DEMO_A2M, "-m", vae_model[0], "-o", out, "--plot", out]):
+        assert_user_error(invoke(*args), f"{out}: is also this command's output {out}; give each output its own name")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["weights", "train", "scan", "sample", "embed", "classify", "info"])
 def test_no_command_overwrites_its_input(command, vae_model, tmp_path):
     msa, model = tmp_path / "msa.a2m", tmp_path / "m.pt"
