@@ -239,7 +239,8 @@ def _recipe_help() -> str:
                    "under the family's selection, which the VAE otherwise learns as the focus's closest relatives "
                    "(EVE's TP53 alignment: 12 records that look like TP53 retrogene translations, 9-14 changes "
                    "each; functional neighbours "
-                   "of TP53, PTEN and beta-lactamase: 2-5 at the 95th percentile). Each dropped record is logged. "
+                   "of TP53, PTEN and beta-lactamase: 2-5 at the 95th percentile). The dropped records are logged (the "
+                   "first 20; all with deepseqvae -v). "
                    "8 is the setting measured (README, 'classify'). [default: off, as DeepSequence and EVE]")
 @click.option("--latent-dim", type=click.IntRange(1), default=None,
               help=f"Latent dimension. [default: the recipe's: fast {FAST_LATENT_DIM}, paper 30]")

@@ -133,4 +133,7 @@ def drop_outlier_records(aln: Alignment, weights: np.ndarray, max_changes: int, 
     log.warning("%s: dropped %d focus neighbours changing >= %d of its neighbourhood's invariant columns "
                 "(weight %.2f of Neff %.1f; changes in brackets): %s%s", aln.path, len(dropped), max_changes,
                 float(weights[~keep].sum()), float(weights.sum()), shown, more)
+    if more:  # the whole list at -v
+        log.debug("%s: every dropped focus neighbour (changes): %s", aln.path,
+                  ", ".join(f"{name} ({n})" for name, n in dropped))
     return kept, compute_weights(kept.codes, theta, device=device)

@@ -153,13 +153,15 @@ class TrainSummary:
     weights_seconds: float
     recipe: str = ""                  # training recipe of a VAE
     note: str = ""                    # what the held-out evaluation did, when there was one
+    pace_of: str = ""                 # what steps_per_second counts when not the saved run's steps alone
 
     def summary(self, total_seconds: float) -> str:
         what = f"{self.kind} ({self.recipe} recipe)" if self.recipe else self.kind
         lines = [f"Model: {what}, alignment of N = {self.n_seqs} sequences, L = {self.seq_len} columns, "
                  f"Neff = {self.neff:.1f}"]
         if self.steps_per_second is not None:
-            pace = (f"{self.steps_per_second:.1f} steps/s on {self.device}" if self.steps_per_second > 0
+            of = f" ({self.pace_of})" if self.pace_of else ""
+            pace = (f"{self.steps_per_second:.1f} steps/s on {self.device}{of}" if self.steps_per_second > 0
                     else "nothing left to train")  # a resume already at its steps
             lines.append(f"Steps: {self.steps} ({pace}); "
                          f"final ELBO {self.final_elbo:.2f} (log p(x|z) − KL(z) per sequence, KL(θ)/Neff apart; "
@@ -200,13 +202,13 @@ class _Fit:
     slim: bool = False                # save only what scoring needs (no resume state)
 
 
-def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str]:
+def _train_independent(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str, str]:
     if fit.resume:
         raise CheckpointError(f"{fit.output}: --resume continues a VAE's training; the independent model is fitted "
                               "in closed form (seconds): drop --resume")
     t0 = time.perf_counter()
     save_checkpoint(fit_independent(fit.aln, fit.weights, fit.theta, fit.pseudocount), fit.output)
-    return 0, None, time.perf_counter() - t0, None, "", ""
+    return 0, None, time.perf_counter() - t0, None, "", "", ""
 
 
 def _as_tuple(value):
@@ -240,7 +242,7 @@ def _resumed_train_config(resume: Checkpoint, base, overrides: dict, path: Path)
         raise CheckpointError(f"{path}: its training settings cannot be resumed ({exc})") from None
 
 
-def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str]:
+def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str, str]:
     from .recipes import recipe_configs
     from .runtime import keep_heap
     from .train import fit_alignment
@@ -291,15 +293,17 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
     # the encoder's hidden product follows the run's precision where the recipe (from Neff) or --encoder-products says
     encoder = precision if ran.get("encoder_products") else "float32"
     note = "\n".join(filter(None, [note, f"Decoder products: {used}", f"Encoder products: {encoder}"]))
-    return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second, note, recipe
+    # a refit's pace counts the steps of both runs (beside each other, or one after the other) over their time
+    pace_of = f"{result.steps_run:,} steps of both runs" if h.get("refit_step") else ""
+    return result.checkpoint.step, elbo[-1], result.seconds, result.steps_per_second, note, recipe, pace_of
 
 
 @dataclass(frozen=True)
 class Trainer:
     """How ``train_file`` fits one model kind."""
 
-    fit: Callable[[_Fit], tuple[int, float | None, float, float | None, str, str]]  # -> (steps, ELBO, s, steps/s,
-    #                                                                                    note, recipe used)
+    fit: Callable[[_Fit], tuple[int, float | None, float, float | None, str, str, str]]  # -> (steps, ELBO, s,
+    #                                                           steps/s, note, recipe used, what the steps/s counts)
     iterative: bool  # trained by steps (their number matters for run time), else fitted in closed form
 
 
@@ -361,9 +365,9 @@ def train_file(
         check_family_size(aln, neff)
     fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
                pseudocount, resume, progress, recipe, refit_beside, slim)
-    steps, elbo, seconds, rate, note, used = TRAINERS[model_kind].fit(fit)
+    steps, elbo, seconds, rate, note, used, pace_of = TRAINERS[model_kind].fit(fit)
     return TrainSummary(fit.output, model_kind, aln.N, aln.L, neff, steps, elbo, seconds, rate,
-                        str(dev) if rate is not None else "cpu", t_weights, used, note)
+                        str(dev) if rate is not None else "cpu", t_weights, used, note, pace_of)
 
 
 # --- score ----------------------------------------------------------------------------------

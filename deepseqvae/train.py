@@ -553,7 +553,8 @@ def train(
                     rate = (step - start_step) / max(time.perf_counter() - t0, 1e-9)
                     bar.set_postfix_str(f"ELBO {means[0]:.2f} (logp {means[1]:.2f}, KLz {means[2]:.2f}, "
                                         f"KLθ/Neff {means[3]:.2f}) {rate:.1f} step/s", refresh=False)
-                    bar.update(step - bar.n)
+            if bar is not None:  # every step (tqdm redraws at most ~10 times a second): a slow step shows at once
+                bar.update(step - bar.n)
             if at_eval and evaluator is not None:
                 state = scoring_copy()
                 pending.append((step, state, evaluator.submit(evaluate_copy, state)))

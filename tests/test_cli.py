@@ -1036,6 +1036,9 @@ def test_train_refit_beside_or_after_the_heldout_run(tmp_path, monkeypatch):
         assert f"; {when}, the model saved" in result.output
         ck = load_checkpoint(out)
         assert ck.history["refit_step"] == [ck.step] == [30]
+        # the pace counts both runs' 60 steps, and says so (not the saved model's 30 at twice the rate)
+        assert re.search(r"Steps: 30 \([\d.]+ steps/s on cpu \(60 steps of both runs\)\)", result.output), \
+            result.output
         states[flag] = ck.state
     for k in states[None]:
         assert torch.equal(states[None][k], states["--refit-after"][k]), k

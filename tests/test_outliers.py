@@ -12,7 +12,7 @@ from deepseqvae.alignment import AlignmentOptions, read_alignment
 from deepseqvae.alphabet import ALPHABET, encode
 from deepseqvae.checkpoint import load_checkpoint
 from deepseqvae.cli import main
-from deepseqvae.outliers import drop_outliers, invariant_changes
+from deepseqvae.outliers import drop_outlier_records, drop_outliers, invariant_changes
 
 FOCUS = "ACDEFGHIKL"
 # rows: the focus, four functional neighbours, a pseudogene-like neighbour, a distant homolog
@@ -86,6 +86,27 @@ def test_reading_ignores_the_training_filter(tmp_path):
     plain = AlignmentOptions().read(path)
     with_filter = AlignmentOptions(max_invariant_changes=2).read(path)  # embed/sample re-read a model's alignment
     assert with_filter.N == plain.N and np.array_equal(with_filter.codes, plain.codes)
+
+
+def test_more_than_20_dropped_are_all_listed_at_debug_level(tmp_path, caplog):
+    # 60 neighbours keep the focus's first 14 residues; 22 copies of one pseudogene-like record (one sequence
+    # weight together, so those columns stay invariant) change 5 of them
+    focus = "ACDEFGHIKLMNPQRSTVWY"
+    rng = np.random.default_rng(1)
+    rows = {"focus": focus, **{f"n{i}": focus[:14] + "".join(ALPHABET[k] for k in rng.integers(20, size=6))
+                               for i in range(60)}}
+    pseudo = "".join("W" if j in (0, 3, 6, 9, 12) else a for j, a in enumerate(focus))
+    rows.update({f"p{i:02d}": pseudo for i in range(22)})
+    aln = read_alignment(write_a2m(tmp_path / "fam.a2m", rows))
+    from deepseqvae.weights import compute_weights
+
+    with caplog.at_level(logging.DEBUG, logger="deepseqvae"):
+        kept, _ = drop_outlier_records(aln, compute_weights(aln.codes, 0.2), 5, 0.2, "cpu")
+    assert kept.n_dropped_outliers == 22
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "dropped 22 focus neighbours" in warning and warning.endswith("and 2 more")
+    listed = next(r.getMessage() for r in caplog.records if "every dropped focus neighbour" in r.getMessage())
+    assert all(f"p{i:02d} (5)" in listed for i in range(22))
 
 
 def test_train_drops_logs_and_records(tmp_path, caplog):
