@@ -58,6 +58,20 @@ class _Group(click.Group):
             raise _one_line(exc, ctx) from None
 
 
+def _flags(names: set[str]) -> list[str]:
+    """The current command's option names (``--steps``) of the parameters ``names``, in the order of its --help."""
+    ctx = click.get_current_context()
+    return [next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in ctx.command.params if p.name in names]
+
+
+#: train's parameters that only the VAE uses: given with --model independent, an error rather than ignored
+VAE_TRAIN_OPTIONS = frozenset({
+    "recipe", "steps", "batch_size", "learning_rate", "variance_lr", "seed", "decoder", "latent_dim", "encoder_hidden",
+    "decoder_hidden", "dictionary_size", "sparsity_tiles", "dropout", "holdout_fraction", "holdout_by", "refit",
+    "early_stopping", "stop_on", "eval_rows", "init_bias", "profile_pseudocount", "checkpoint_every",
+    "compile_kernels", "matmul_dtype", "encoder_products", "refit_beside", "slim"})
+
+
 def _one_line(exc: click.UsageError, ctx: click.Context) -> UserError:
     """Click's usage error (which click prints as Usage, Try and Error: four lines) as one line naming the
     command and its ``--help``."""
@@ -350,6 +364,12 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
     if profile_pseudocount is not None and init_bias != "profile":
         raise click.UsageError("--profile-pseudocount sets the profile start's pseudocount: "
                                "it needs --init-bias profile")
+    given = _given()
+    if model_kind == "independent" and (unused := _flags(given & VAE_TRAIN_OPTIONS)):
+        raise click.UsageError(f"the independent model is fitted in closed form: {', '.join(unused)} "
+                               f"{'applies' if len(unused) == 1 else 'apply'} to the VAE only")
+    if model_kind == "vae" and "pseudocount" in given:
+        raise click.UsageError("--pseudocount is the independent model's (--model independent): the VAE has none")
     out = Path(output) if output else Path(plain_name(msa).stem + ".pt")
     total = steps if steps is not None else RECIPES[recipe][1].get("steps")
     if TRAINERS[model_kind].iterative and total and total > 50_000 and resolve_device(device).type == "cpu":

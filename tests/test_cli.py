@@ -202,7 +202,8 @@ def test_train_prints_a_summary(vae_model):
     path, result = vae_model
     assert path.is_file()
     assert "Model: vae (fast recipe), alignment of N = 3000 sequences, L = 60 columns, Neff = 653.6" in result.stdout
-    assert re.search(r"Steps: 300 \([\d.]+ steps/s on cpu\); final ELBO -?\d", result.stdout)
+    assert re.search(r"Steps: 300 \([\d.]+ steps/s on cpu \(600 steps of both runs\)\); final ELBO -?\d",
+                     result.stdout)  # the fast recipe's held-out run and its refit
     assert f"Wrote {path}" in result.stdout
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
 
@@ -701,8 +702,24 @@ def test_train_rejects_bad_weights(case, tmp_path):
                 "npz": ["not a .npy array"], "csv": ["not a .npy array", "expected a .npy"]}[case]
     for kind in ("independent", "vae"):
         assert_user_error(invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--weights", path, "--model", kind,
-                                 *TINY_VAE[:2]), path.name, *expected)
+                                 *(TINY_VAE[:2] if kind == "vae" else [])), path.name, *expected)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_options_of_the_other_model_kind_are_refused_not_ignored(tmp_path):
+    out = tmp_path / "m.pt"
+    assert_user_error(invoke("train", DEMO_A2M, "-o", out, "--model", "independent", "--steps", 5, "--no-refit",
+                             "--latent-dim", 3, "--slim"),
+                      "the independent model is fitted in closed form: --steps, --latent-dim, --refit, --slim apply "
+                      "to the VAE only")
+    assert_user_error(invoke("train", DEMO_A2M, "-o", out, "--model", "independent", "--seed", 3),
+                      "--seed applies to the VAE only")
+    assert_user_error(invoke("train", DEMO_A2M, "-o", out, "--pseudocount", 0.5, "--steps", 3),
+                      "--pseudocount is the independent model's (--model independent): the VAE has none")
+    assert not out.exists()
+    # what the independent model does use: its pseudocount, the weights' theta, the alignment options
+    assert_ok(invoke("train", DEMO_A2M, "-o", out, "--model", "independent", "--pseudocount", 0.5, "--theta", 0.3,
+                     "--columns", "all", "--no-progress"))
 
 
 def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
