@@ -27,7 +27,7 @@ from .errors import TrainingError
 from .hardware import MATMUL_DTYPES, resolve_matmul_dtype
 from .holdout import cluster_holdout_split, heldout_sample, holdout_split
 from .model import VAE, loss_terms
-from .optim import DeepSequenceAdam, delayed_factor
+from .optim import DeepSequenceAdam, delayed_factor, lr_factor
 from .pace import RefitAbandoned, RefitPace
 from .runtime import flush_subnormals
 
@@ -585,7 +585,10 @@ def train(
             bar.close()
     seconds = time.perf_counter() - t0
     final = snapshot() if kept is None else kept
-    if checkpoint_path is not None:
+    if resume is not None and kept is None and step == start_step:
+        # a resume with nothing left to train: the file keeps the run as it was (its own steps and settings)
+        final = resume
+    elif checkpoint_path is not None:
         save_checkpoint(final, checkpoint_path)
     rate = (step - start_step) / seconds if seconds > 0 else math.nan
     return TrainResult(checkpoint=final, seconds=seconds, steps_per_second=rate, steps_run=step - start_step,
@@ -673,6 +676,18 @@ def fit_alignment(
         if changed:  # allowed (e.g. a lower learning rate for the rest), but the run is then not one uninterrupted run
             log.warning("resuming with settings other than the checkpoint's: %s",
                         ", ".join(f"{k} {_setting(a)} -> {_setting(b)}" for k, (a, b) in changed.items()))
+        planned = (resume.train_config or {}).get("steps")
+        def factor(total: int) -> float:  # the step size of the first resumed step, over the base one
+            return lr_factor(resume.step + 1, total, train_cfg.warmup_steps, train_cfg.final_lr_fraction,
+                             train_cfg.decay_fraction)
+
+        if (train_cfg.schedule == "cosine" and planned and planned != train_cfg.steps and resume.step < train_cfg.steps
+                and not math.isclose(factor(planned), factor(train_cfg.steps))):
+            # the schedule spans --steps: continuing to other steps moves the step size, not only the run's end
+            log.warning("resuming a %d-step run to %d steps: the cosine step-size schedule spans the steps, so at step "
+                        "%d the step size goes from %.3g to %.3g times the base one (not the run a %d-step run from "
+                        "the start would be)", planned, train_cfg.steps, resume.step + 1, factor(planned),
+                        factor(train_cfg.steps), train_cfg.steps)
     refitting = train_cfg.refit and train_cfg.holdout_fraction > 0
     if resume is not None and resume.history.get("refit_step"):  # a finished refit: its model is final
         planned = (resume.train_config or {}).get("steps")

@@ -757,6 +757,7 @@ def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
                                   "--resume"))
         assert "already at or past the 10 steps asked" in caplog.text
         assert "Steps: 20 (nothing left to train)" in result.stdout
+        assert model.read_bytes() == before  # the file keeps the run as it was (not steps=10 in its settings)
         assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 25, "--holdout", 0, "--resume",
                          "--learning-rate", "0.002"))
         assert "resuming with settings other than the checkpoint's: learning_rate 0.000808465 -> 0.002" in caplog.text
@@ -807,6 +808,17 @@ def test_resume_keeps_the_runs_own_settings(tmp_path, caplog):
     a, b = (torch.load(p, weights_only=True) for p in (whole, part))
     assert b["train_config"]["learning_rate"] == 0.002 and b["train_config"]["batch_size"] == 50
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
+
+
+def test_resume_to_other_steps_says_the_cosine_schedule_moves(tmp_path, caplog):
+    # past the fast recipe's 200 warm-up steps the step size depends on --steps: 210 of 210 is at its floor (0.02),
+    # step 211 of 420 near its top; within the warm-up (the test above) it does not, and nothing is said
+    model = tmp_path / "r.pt"
+    assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 210, "--holdout", 0))
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 420, "--holdout", 0, "--resume"))
+    assert re.search(r"resuming a 210-step run to 420 steps: the cosine step-size schedule spans the steps, so at "
+                     r"step 211 the step size goes from 0\.02 to 0\.99\d* times the base one", caplog.text), caplog.text
 
 
 def test_slim_checkpoint_scores_the_same_but_does_not_resume(tmp_path):
