@@ -704,8 +704,27 @@ def fit_alignment(
         train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights)
         log.info("held out %d sequences (by %s), training on %d of %d", len(held_rows), train_cfg.holdout_by,
                  len(train_rows), alignment.N)
-        codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
-        weights = weights[train_rows]
+        if len(held_rows) == 0 and resume is None:
+            # every sequence is the focus's neighbour (or the family is one cluster): nothing to stop early on, and a
+            # refit would repeat the same run; the checkpoint records the run that happened
+            log.warning("%s: no sequence could be held out (--holdout %g by %s: every cluster holds the focus's "
+                        "neighbours); training one run on every sequence, without early stopping or a refit",
+                        alignment.path, train_cfg.holdout_fraction, train_cfg.holdout_by)
+            train_cfg = replace(train_cfg, holdout_fraction=0.0, refit=False, early_stopping=0)
+            refitting = False
+        else:
+            # what the split gave, said where it is far from what was asked (a small or clustered family splits
+            # coarsely) or leaves training under half the sequence weight (the shared families and the demo:
+            # 10-17 % held out, 80-89 % trained on)
+            share, trained = (float(weights[rows].sum() / weights.sum()) for rows in (held_rows, train_rows))
+            asked = train_cfg.holdout_fraction
+            if not asked / 2 < share < 2 * asked or trained < 0.5:
+                log.warning("%s: held out %d of %d sequences (%.0f%% of the sequence weight; --holdout %g by %s asked "
+                            "%.0f%%), training on %d (%.0f%% of the weight)", alignment.path, len(held_rows),
+                            alignment.N, 100 * share, asked, train_cfg.holdout_by, 100 * asked, len(train_rows),
+                            100 * trained)
+            codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
+            weights = weights[train_rows]
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
     if refitting and refits_beside(train_cfg, device, on_eval, refit_beside):

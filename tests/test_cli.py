@@ -810,6 +810,31 @@ def test_resume_keeps_the_runs_own_settings(tmp_path, caplog):
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
 
 
+def test_a_holdout_that_finds_nothing_to_hold_out_trains_one_run(tmp_path, caplog):
+    # 200 copies of the focus: every sequence is its neighbour, so no cluster can be held out
+    focus = DEMO_A2M.read_text().splitlines()[1]
+    same = tmp_path / "same.a2m"
+    same.write_text("".join(f">S{i}\n{focus}\n" for i in range(200)))
+    model = tmp_path / "m.pt"
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        result = assert_ok(invoke("train", same, "-o", model, *TINY_VAE[2:], "--steps", 30))
+    assert "no sequence could be held out (--holdout 0.1 by weight" in caplog.text
+    assert "(60 steps of both runs)" not in result.stdout and "Held out" not in result.stdout
+    from deepseqvae.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(model)
+    assert ck.train_config["holdout_fraction"] == 0.0 and not ck.train_config["refit"] and ck.step == 30
+    assert "resumable: yes" in assert_ok(invoke("info", model)).stdout
+    # a split far from the share asked is said too: 5 sequences, 1 held out = 20 % of the weight, not 10 %
+    five = tmp_path / "five.a2m"
+    five.write_text("".join(DEMO_A2M.read_text().splitlines(keepends=True)[:10]))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("train", five, "-o", tmp_path / "f.pt", *TINY_VAE[2:], "--steps", 20, "--no-refit"))
+    assert re.search(r"held out 1 of 5 sequences \(20% of the sequence weight; --holdout 0\.1 by weight asked 10%\), "
+                     r"training on 4 \(80% of the weight\)", caplog.text), caplog.text
+
+
 def test_resume_to_other_steps_says_the_cosine_schedule_moves(tmp_path, caplog):
     # past the fast recipe's 200 warm-up steps the step size depends on --steps: 210 of 210 is at its floor (0.02),
     # step 211 of 420 near its top; within the warm-up (the test above) it does not, and nothing is said
