@@ -340,3 +340,13 @@ def test_write_demo_same_seed_same_bytes_other_seed_other_bytes(small_demo, tmp_
     for name in ("demo.a2m", "demo_mutants.csv"):
         assert (tmp_path / "same" / name).read_bytes() == (out / name).read_bytes()
         assert (tmp_path / "other" / name).read_bytes() != (out / name).read_bytes()
+
+
+def test_simulate_length_is_bounded_by_the_dense_couplings_memory(tmp_path):
+    from click.testing import CliRunner
+
+    from deepseqvae.cli import main
+
+    result = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "big"), "--length", "1001"])
+    assert result.exit_code == 2 and "1001 is not in the range 5<=x<=1000" in result.output
+    assert not (tmp_path / "big").exists()
