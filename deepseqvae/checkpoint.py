@@ -301,7 +301,7 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """A flat summary for ``deepseqvae info``."""
     info = ckpt.info
     n_params = int(sum(np.prod(v.shape) for v in ckpt.state.values()))
-    return {
+    out = {
         "kind": ckpt.kind,
         "focus": info.focus_id,
         "modelled columns (L)": len(info.focus_seq),
@@ -321,3 +321,15 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         "train config": ckpt.train_config,
         "final ELBO": None if not ckpt.history.get("elbo") else round(float(ckpt.history["elbo"][-1]), 2),
     }
+    h, cfg = ckpt.history or {}, ckpt.train_config or {}
+    if h.get("heldout_iwll"):  # what the held-out set decided: the weights scored and how the run ended
+        best = (f"; scored weights: step {h['best_step'][-1]:,} (best held-out log-likelihood "
+                f"{h['best_iwll'][-1]:.2f})" if h.get("best_step") else "")
+        out["held out"] = (f"{cfg.get('holdout_fraction', 0):g} by {cfg.get('holdout_by', '?')}, evaluated every "
+                           f"{cfg.get('eval_every', '?')} steps to step {h['eval_step'][-1]:,}{best}")
+    if h.get("refit_step"):
+        out["refit"] = f"a second run on all {info.n_seqs:,} sequences to step {h['refit_step'][-1]:,}: the model saved"
+    if not ckpt.train_config and not h.get("elbo"):  # a model fitted in closed form: nothing trained by steps
+        for key in ("steps", "train config", "final ELBO"):
+            out.pop(key)
+    return out

@@ -233,6 +233,10 @@ def test_info_describes_the_checkpoint(vae_model):
     assert old["training data"].startswith("no digest") and "N, Neff and theta only" in old["training data"]
     before = replace(ckpt, info=replace(ckpt.info, positions=list(range(-5, 55))))  # numbered from before residue 1
     assert describe(before)["residues"] == "-5 to 54"
+    # the fast recipe's run: what the held-out set decided and the second run that made the model
+    assert re.fullmatch(r"0\.1 by weight, evaluated every 100 steps to step 300; scored weights: step \d+ \(best "
+                        r"held-out log-likelihood -[\d.]+\)", fields["held out"]), fields["held out"]
+    assert fields["refit"] == "a second run on all 3,000 sequences to step 300: the model saved"
 
 
 def test_score_demo_spearman_and_output(vae_scored):
@@ -330,6 +334,7 @@ def test_independent_model_end_to_end(independent_model, tmp_path):
     table.write_bytes(DEMO_CSV.read_bytes())
     info = assert_ok(invoke("info", independent_model)).stdout
     assert re.search(r"kind: independent$", info, re.MULTILINE)
+    assert "final ELBO" not in info and "train config" not in info and " steps:" not in info  # fitted, not trained
     # no -o: <stem>_scored.csv beside the input; the 'fitness' column is found without --fitness-col
     result = assert_ok(invoke("score", table, "-m", independent_model, "--no-progress", "--device", "cpu"))
     out = tmp_path / "demo_mutants_scored.csv"
