@@ -340,7 +340,7 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
         for col, kind in (("MSA_start", int), ("MSA_end", int), ("MSA_theta", float)):
             try:
                 kind(float(_cell(frame, i, col)))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: int(inf) of 1e400
                 raise BatchError(f"{where}: {col} is not a number: {_cell(frame, i, col)!r}") from None
         # what the jobs would find late (the weights job, the check job) is found here, before any job
         start, end, n = int(float(_cell(frame, i, "MSA_start"))), int(float(_cell(frame, i, "MSA_end"))), len(
@@ -530,9 +530,15 @@ def check_assay(plan: Plan, dms_id: str, output: str | os.PathLike) -> Numbering
     aln = plan.align_options.read(job.msa_path)
     offset, header_start, mismatches = check_numbering(assay, aln.focus_id, aln.focus_seq, aln.positions)
     table = _read_dms(assay)
-    if assay.score_col is not None and assay.score_col not in table.frame.columns:  # else found after training
-        raise BatchError(f"{assay.where}: DMS_score_column {assay.score_col!r} is not a column of {assay.dms_path} "
-                         f"(columns: {', '.join(map(str, table.frame.columns))})")
+    if assay.score_col is not None:  # looked up as the metrics job will (numeric_column), not found after training
+        from .errors import MutantTableError
+        from .tables import numeric_column
+
+        try:
+            numeric_column(table, assay.score_col)
+        except MutantTableError:
+            raise BatchError(f"{assay.where}: DMS_score_column {assay.score_col!r} is not a column of "
+                             f"{assay.dms_path} (columns: {', '.join(map(str, table.frame.columns))})") from None
     # the DMS's wild-type letters against target_seq (ProteinGym's numbering), not the focus
     target = assay.target_seq
     resolved = resolve_mutants(table.mutants, target, list(range(1, len(target) + 1)),
@@ -728,7 +734,7 @@ def summary_frame(metrics: list[dict], seeds: list[int]) -> pd.DataFrame:
         avg = {c: pd.to_numeric(frame[c], errors="coerce").mean() for c in numeric}
         # the counts stay whole numbers (an empty cell in the average row), not floats written as 1640.0000
         frame = pd.concat([frame, pd.DataFrame([{"DMS_id": "average", **avg}])], ignore_index=True)
-        for c in COUNT_COLUMNS:
+        for c in (*COUNT_COLUMNS, "offset"):  # whole numbers, not 1640.0000
             frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("Int64")
     return frame
 

@@ -323,8 +323,9 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
     }
     h, cfg = ckpt.history or {}, ckpt.train_config or {}
     if h.get("heldout_iwll"):  # what the held-out set decided: the weights scored and how the run ended
-        best = (f"; scored weights: step {h['best_step'][-1]:,} (best held-out log-likelihood "
-                f"{h['best_iwll'][-1]:.2f})" if h.get("best_step") else "")
+        chose = "it chose step" if h.get("refit_step") else "scored weights: step"  # a refit's model is its own
+        best = (f"; {chose} {h['best_step'][-1]:,} (best held-out log-likelihood {h['best_iwll'][-1]:.2f})"
+                if h.get("best_step") else "")
         out["held out"] = (f"{cfg.get('holdout_fraction', 0):g} by {cfg.get('holdout_by', '?')}, evaluated every "
                            f"{cfg.get('eval_every', '?')} steps to step {h['eval_step'][-1]:,}{best}")
     if h.get("refit_step"):

@@ -59,9 +59,15 @@ class _Group(click.Group):
 
 
 def _flags(names: set[str]) -> list[str]:
-    """The current command's option names (``--steps``) of the parameters ``names``, in the order of its --help."""
+    """The current command's option names (``--steps``) of the parameters ``names``, in the order of its --help, as
+    typed: the second of an on/off pair (``--no-refit``) where its value is off."""
     ctx = click.get_current_context()
-    return [next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in ctx.command.params if p.name in names]
+
+    def typed(p: click.Parameter) -> str:
+        opts = p.secondary_opts if getattr(p, "secondary_opts", None) and ctx.params.get(p.name) is False else p.opts
+        return next((o for o in opts if o.startswith("--")), opts[0])
+
+    return [typed(p) for p in ctx.command.params if p.name in names]
 
 
 #: train's parameters that only the VAE uses: given with --model independent, an error rather than ignored

@@ -451,7 +451,7 @@ def _detect_shift(subs: Iterable[Substitution], focus: str,
 
 def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions: Sequence[int],
                   *, offset: int = 0) -> str:
-    """Explain in one sentence why no row could be scored, with the option that likely fixes it.
+    """Explain in one sentence why no row (or most rows) could be scored, with the option that likely fixes it.
 
     Checks, in order: an empty table; a mutant column whose cells are all empty; a mutant column
     that holds no mutants; a constant numbering shift (``positions look shifted by K: try --offset

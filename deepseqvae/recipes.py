@@ -160,7 +160,9 @@ def recipe_configs(name: str, seq_len: int, *, neff: float | None = None, model_
     """(VAEConfig, TrainConfig) of recipe ``name`` for L = ``seq_len`` and ``neff`` effective
     sequences (the whole alignment's, before any hold-out), with explicit overrides.
 
-    Overrides whose value is ``None`` are ignored, so CLI options left unset keep the recipe's.
+    Overrides whose value is ``None`` are ignored, so CLI options left unset keep the recipe's. Overrides that
+    build no model or run (a last decoder layer the sparsity tiles do not divide) raise
+    :class:`~deepseqvae.errors.ConfigError`, as does an unknown recipe name.
     ``neff`` is needed by a recipe that derives a setting from it (``fast``: the base step size,
     :func:`fast_learning_rate`, the variance group's step size, :func:`fast_variance_lr`, and the encoder's
     product precision, :func:`fast_encoder_products`) unless that setting is overridden. ``fast`` also sizes
@@ -170,7 +172,7 @@ def recipe_configs(name: str, seq_len: int, *, neff: float | None = None, model_
     from .train import TrainConfig
 
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r} (choose from {', '.join(RECIPES)})")
+        raise ConfigError(f"unknown recipe {name!r} (choose from {', '.join(RECIPES)})")
     model_kw, train_kw = (dict(d) for d in RECIPES[name])
     model_kw.update({k: v for k, v in (model_overrides or {}).items() if v is not None})
     train_kw.update({k: v for k, v in (train_overrides or {}).items() if v is not None})

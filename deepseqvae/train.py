@@ -538,8 +538,11 @@ def train(
             if at_log or at_ckpt or at_eval:
                 first_bad = int(bad_step)
                 if first_bad >= 0:
-                    where = (f"; the last good checkpoint is {checkpoint_path} (step {saved_at})"
-                             if saved_at is not None else "; no checkpoint of this run was written")
+                    # (a refit's second run writes no checkpoint of its own: its caller's file is not named here)
+                    where = ""
+                    if checkpoint_path is not None:
+                        where = ("; no checkpoint of this run was written" if saved_at is None
+                                 else f"; the last good checkpoint is {checkpoint_path} (step {saved_at})")
                     raise TrainingError(f"loss became {float(loss.detach()):.4g} at step {first_bad}{where}. "
                                         "Try a lower --learning-rate or check the alignment.")
             if at_log:
@@ -704,25 +707,31 @@ def fit_alignment(
         train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights)
         log.info("held out %d sequences (by %s), training on %d of %d", len(held_rows), train_cfg.holdout_by,
                  len(train_rows), alignment.N)
-        if len(held_rows) == 0 and resume is None:
-            # every sequence is the focus's neighbour (or the family is one cluster): nothing to stop early on, and a
-            # refit would repeat the same run; the checkpoint records the run that happened
-            log.warning("%s: no sequence could be held out (--holdout %g by %s: every cluster holds the focus's "
-                        "neighbours); training one run on every sequence, without early stopping or a refit",
-                        alignment.path, train_cfg.holdout_fraction, train_cfg.holdout_by)
+        if len(held_rows) == 0:
+            # nothing to stop early on, and a refit would repeat the same run; the checkpoint records the run that
+            # happened (a resume of it holds out nothing again: the split is seeded and the data checked)
+            why = ("the family is too small for that share" if train_cfg.holdout_by == "sequence"
+                   else "every cluster holds the focus's neighbours")
+            log.warning("%s: no sequence could be held out (--holdout %g by %s: %s); training one run on every "
+                        "sequence, without early stopping or a refit", alignment.path, train_cfg.holdout_fraction,
+                        train_cfg.holdout_by, why)
             train_cfg = replace(train_cfg, holdout_fraction=0.0, refit=False, early_stopping=0)
             refitting = False
         else:
             # what the split gave, said where it is far from what was asked (a small or clustered family splits
             # coarsely) or leaves training under half the sequence weight (the shared families and the demo:
             # 10-17 % held out, 80-89 % trained on)
-            share, trained = (float(weights[rows].sum() / weights.sum()) for rows in (held_rows, train_rows))
+            # the share in what the kind aims at: the sequence weight (weight), else the rows
+            by_weight = train_cfg.holdout_by == "weight"
+            share = (float(weights[held_rows].sum() / weights.sum()) if by_weight
+                     else len(held_rows) / alignment.N)
+            trained = float(weights[train_rows].sum() / weights.sum())
             asked = train_cfg.holdout_fraction
             if not asked / 2 < share < 2 * asked or trained < 0.5:
-                log.warning("%s: held out %d of %d sequences (%.0f%% of the sequence weight; --holdout %g by %s asked "
-                            "%.0f%%), training on %d (%.0f%% of the weight)", alignment.path, len(held_rows),
-                            alignment.N, 100 * share, asked, train_cfg.holdout_by, 100 * asked, len(train_rows),
-                            100 * trained)
+                log.warning("%s: held out %d of %d sequences (%.0f%% of the %s; --holdout %g by %s asked %.0f%%), "
+                            "training on %d (%.0f%% of the sequence weight)", alignment.path, len(held_rows),
+                            alignment.N, 100 * share, "sequence weight" if by_weight else "sequences", asked,
+                            train_cfg.holdout_by, 100 * asked, len(train_rows), 100 * trained)
             codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
             weights = weights[train_rows]
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator

@@ -97,7 +97,8 @@ def test_reference_errors_name_file_and_row(tmp_path):
     # a region outside target_seq or backwards, a theta no weights can have: before any job
     for changes, match in [({"MSA_end": 61}, r"MSA_start-MSA_end 1-61 is not a region of target_seq \(1-60\)$"),
                            ({"MSA_start": 30, "MSA_end": 1}, r"MSA_start-MSA_end 30-1 is not a region"),
-                           ({"MSA_theta": 2}, r"row 1 \(B\): MSA_theta: theta must be strictly between 0 and 1")]:
+                           ({"MSA_theta": 2}, r"row 1 \(B\): MSA_theta: theta must be strictly between 0 and 1"),
+                           ({"MSA_start": "1e400"}, r"row 1 \(B\): MSA_start is not a number: '1e400'")]:
         write_reference(ref, [demo_row("A"), demo_row("B", **changes)])
         with pytest.raises(BatchError, match=match):
             batch.read_reference(ref)
@@ -155,7 +156,9 @@ def test_numbering_offset_point_difference_and_wrong_target_fails_alone(tmp_path
     with pytest.raises(BatchError, match=r"row 0 \(SHIFTED\): \d+ of 1640 mutants .* do not match target_seq"):
         batch.check_assay(plan2, "SHIFTED", tmp_path / "SHIFTED.json")
     # the focus (residues 1-60) reaching past MSA_end; a DMS_score_column the DMS file does not have
-    plan3 = plan_for(tmp_path, [demo_row("SHORT", MSA_end=50), demo_row("NOSCORE", DMS_score_column="DMS_score")])
+    plan3 = plan_for(tmp_path, [demo_row("SHORT", MSA_end=50), demo_row("NOSCORE", DMS_score_column="DMS_score"),
+                                demo_row("CASE", DMS_score_column=" Fitness")])
+    batch.check_assay(plan3, "CASE", tmp_path / "CASE.json")  # found as the metrics job finds it: case, spaces
     with pytest.raises(BatchError, match=r"^row 0 \(SHORT\): the focus 'DEMO/1-60' reaches position 60 of "
                                          r"target_seq, outside MSA_start-MSA_end 1-50 "):
         batch.check_assay(plan3, "SHORT", tmp_path / "SHORT.json")

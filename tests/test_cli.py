@@ -234,7 +234,7 @@ def test_info_describes_the_checkpoint(vae_model):
     before = replace(ckpt, info=replace(ckpt.info, positions=list(range(-5, 55))))  # numbered from before residue 1
     assert describe(before)["residues"] == "-5 to 54"
     # the fast recipe's run: what the held-out set decided and the second run that made the model
-    assert re.fullmatch(r"0\.1 by weight, evaluated every 100 steps to step 300; scored weights: step \d+ \(best "
+    assert re.fullmatch(r"0\.1 by weight, evaluated every 100 steps to step 300; it chose step \d+ \(best "
                         r"held-out log-likelihood -[\d.]+\)", fields["held out"]), fields["held out"]
     assert fields["refit"] == "a second run on all 3,000 sequences to step 300: the model saved"
 
@@ -715,8 +715,8 @@ def test_options_of_the_other_model_kind_are_refused_not_ignored(tmp_path):
     out = tmp_path / "m.pt"
     assert_user_error(invoke("train", DEMO_A2M, "-o", out, "--model", "independent", "--steps", 5, "--no-refit",
                              "--latent-dim", 3, "--slim"),
-                      "the independent model is fitted in closed form: --steps, --latent-dim, --refit, --slim apply "
-                      "to the VAE only")
+                      "the independent model is fitted in closed form: --steps, --latent-dim, --no-refit, --slim "
+                      "apply to the VAE only")
     assert_user_error(invoke("train", DEMO_A2M, "-o", out, "--model", "independent", "--seed", 3),
                       "--seed applies to the VAE only")
     assert_user_error(invoke("train", DEMO_A2M, "-o", out, "--pseudocount", 0.5, "--steps", 3),
@@ -837,7 +837,7 @@ def test_a_holdout_that_finds_nothing_to_hold_out_trains_one_run(tmp_path, caplo
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         assert_ok(invoke("train", five, "-o", tmp_path / "f.pt", *TINY_VAE[2:], "--steps", 20, "--no-refit"))
     assert re.search(r"held out 1 of 5 sequences \(20% of the sequence weight; --holdout 0\.1 by weight asked 10%\), "
-                     r"training on 4 \(80% of the weight\)", caplog.text), caplog.text
+                     r"training on 4 \(80% of the sequence weight\)", caplog.text), caplog.text
 
 
 def test_resume_to_other_steps_says_the_cosine_schedule_moves(tmp_path, caplog):

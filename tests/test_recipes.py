@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_train import fresh_model
 
-from deepseqvae.errors import TrainingError
+from deepseqvae.errors import ConfigError, TrainingError
 from deepseqvae.holdout import (
     _has_neighbour_in,
     _neighbour_mask,
@@ -640,7 +640,7 @@ def test_recipe_configs_and_overrides(recipe, optimizer, decoder, latent, steps)
         (8, 16), latent, 7, 42)
     model_cfg, _ = recipe_configs(recipe, 60, neff=500.0, model_overrides={"latent_dim": 20})
     assert model_cfg.latent_dim == 20
-    with pytest.raises(ValueError, match="unknown recipe 'slow'"):
+    with pytest.raises(ConfigError, match="unknown recipe 'slow'"):
         recipe_configs("slow", 60)
 
 
