@@ -27,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -158,6 +159,37 @@ def _train_flags(train_cli) -> dict:
 
     return {o: p for p in train_cli.params if isinstance(p, click.Option)
             for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+
+
+def merge_train_options(options: dict, items: Sequence[str], *, given: set[str] = frozenset()) -> dict:
+    """``options`` (batch's own train options) with ``--train-option NAME=VALUE`` ``items`` added. ``given``: the
+    names of batch's options the user typed. An item repeating a name, or naming an option typed as batch's own, is a
+    :class:`BatchError`: neither value wins silently."""
+    out, extra = dict(options), {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise BatchError(f"--train-option: expected NAME=VALUE, not {item!r}")
+        key = name.strip().replace("-", "_")
+        if key in extra:
+            raise BatchError(f"--train-option {item}: {key} is already given ({key}={extra[key]})")
+        if key in out and key in given:
+            raise BatchError(f"--train-option {item}: batch's own --{key.replace('_', '-')} gives it already")
+        extra[key] = out[key] = value
+    return out
+
+
+def outcome_line(out: str | os.PathLike, started: float, snakemake_args: Sequence[str] = ()) -> str:
+    """What a finished ``batch`` run (started at time ``started``) wrote in ``out``: a dry run (Snakemake's -n), the
+    summary written now, one already up to date, or none (the run stopped before it, e.g. --until)."""
+    summary = Path(out) / "summary.md"
+    if any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args):
+        return f"Dry run: nothing trained, scored or summarised in {out}"
+    if summary.is_file() and summary.stat().st_mtime >= started - 1:  # -1: file systems with coarse times
+        return f"Wrote {out}/scores/ and {summary}"
+    if summary.is_file():
+        return f"{summary} is up to date (not written again)"
+    return f"Not summarised: {summary} was not written (the run stopped before the summary)"
 
 
 def check_train_options(options: dict, train_cli) -> dict:

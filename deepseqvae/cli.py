@@ -922,27 +922,16 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --seeds 1,2 --steps 6000 --cores 2
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile workflow/profiles/slurm
     """
-    import re
     import time
     from pathlib import Path
 
-    from .batch import BatchError
+    from .batch import merge_train_options, outcome_line
     from .pipeline import batch_file
 
     train = dict(steps=steps, recipe=recipe, latent_dim=latent_dim, encoder_hidden=encoder_hidden,
                  decoder_hidden=decoder_hidden, dictionary_size=dictionary_size, sparsity_tiles=sparsity_tiles,
                  checkpoint_every=checkpoint_every)
-    given, extra = _given(), {}
-    for item in train_extra:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise BatchError(f"--train-option: expected NAME=VALUE, not {item!r}")
-        key = name.strip().replace("-", "_")
-        if key in extra:  # the same option twice: neither wins silently
-            raise BatchError(f"--train-option {item}: {key} is already given ({key}={extra[key]})")
-        if key in train and key in given:
-            raise BatchError(f"--train-option {item}: batch's own --{key.replace('_', '-')} gives it already")
-        extra[key] = train[key] = value
+    train = merge_train_options(train, train_extra, given=_given())
     started = time.time()
     status, failed = batch_file(reference, out, msa_dir=msa_dir, dms_dir=dms_dir, weights_dir=weights_dir, rows=rows,
                                 seeds=seeds, columns=columns, samples=n_samples, device=device,
@@ -956,15 +945,7 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
         partial = Path(out) / "summary-partial.md"
         raise UserError(f"Snakemake exited with status {status}; {len(failed)} assay(s) failed"
                         + (f"; the others are summarised in {partial}" if partial.is_file() else ""))
-    summary = Path(out) / "summary.md"
-    if any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args):
-        click.echo(f"Dry run: nothing trained, scored or summarised in {out}")
-    elif summary.is_file() and summary.stat().st_mtime >= started - 1:  # -1: file systems with coarse times
-        click.echo(f"Wrote {out}/scores/ and {summary}")
-    elif summary.is_file():
-        click.echo(f"{summary} is up to date (not written again)")
-    else:  # e.g. Snakemake's --until stopped the run before it
-        click.echo(f"Not summarised: {summary} was not written (the run stopped before the summary)")
+    click.echo(outcome_line(out, started, snakemake_args))
 
 
 @main.group("batch-job", hidden=True)
