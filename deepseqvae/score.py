@@ -25,7 +25,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -35,11 +35,7 @@ from .alphabet import ALPHABET, N_AA
 from .errors import CheckpointError, InvalidMutantError, MutantTableError
 from .model import VAE
 from .mutants import resolve_mutants, status_summary, suggest_cause
-from .tables import numeric_column
-
-if TYPE_CHECKING:  # checkpoint.py imports this module (its kinds name their scorers)
-    from .checkpoint import Checkpoint
-    from .tables import MutantTable
+from .tables import MutantTable, numeric_column
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +379,7 @@ def _check_scoring(n_samples: int | None, batch_size: int, seed: int) -> tuple[i
 
 
 def score_table(
-    checkpoints: Sequence[Checkpoint],
+    checkpoints: Sequence,  # of Checkpoint (checkpoint.py imports this module: not imported here)
     table: MutantTable,
     *,
     model_names: list[str] | None = None,
@@ -599,7 +595,7 @@ class ScanResult:
 
 
 def saturation_scan(
-    ckpt: Checkpoint,
+    ckpt,  # a Checkpoint (checkpoint.py imports this module: not imported here)
     *,
     n_samples: int | None = None,
     seed: int = 0,
