@@ -72,6 +72,8 @@ _LABEL_VALUES = {"1": 1.0, "1.0": 1.0, "pathogenic": 1.0, "likely_pathogenic": 1
                  "0": 0.0, "0.0": 0.0, "benign": 0.0, "likely_benign": 0.0, "likely benign": 0.0}
 _LABEL_COLUMNS = ("clinvar_labels", "label", "labels")
 PRIOR_FORMAT = "deepseqvae-gmm-prior"
+#: the version of that JSON this code writes and reads
+PRIOR_VERSION = 1
 
 
 def protein_name(focus_id: str) -> str:
@@ -155,6 +157,8 @@ class Mixture:
         if not (all(w > 0 for w in vals["weights"]) and all(v > 0 for v in vals["variances"])
                 and vals["means"][0] <= vals["means"][1]):
             raise ValueError("weights and variances must be positive and the pathogenic mean the higher")
+        if not math.isclose(sum(vals["weights"]), 1.0, abs_tol=1e-6):  # scikit-learn refuses them later, deep inside
+            raise ValueError(f"the weights must sum to 1, not {sum(vals['weights']):g}")
         return cls(**vals, n_fitted=int(d.get("n_fitted", 0)), converged=bool(d.get("converged", True)))
 
 
@@ -473,7 +477,7 @@ def fit_prior(scans: Sequence[ScanScores], *, n_init: int = N_INIT, seed: int = 
 
 def save_prior(prior: PooledPrior, path: str | os.PathLike) -> Path:
     """Write ``prior`` as JSON (atomically); no pickle."""
-    payload = {"format": PRIOR_FORMAT, "version": 1, "mixture": prior.mixture.to_dict(),
+    payload = {"format": PRIOR_FORMAT, "version": PRIOR_VERSION, "mixture": prior.mixture.to_dict(),
                "sources": [{"scan": s, "variants": n} for s, n in prior.sources],
                "n_init": prior.n_init, "seed": prior.seed}
     path = Path(path)
@@ -495,6 +499,9 @@ def load_prior(path: str | os.PathLike) -> PooledPrior:
     if not isinstance(payload, dict) or payload.get("format") != PRIOR_FORMAT:
         raise ClassifyError(f"{path}: not a deepseqvae mixture prior (no '{PRIOR_FORMAT}' marker); "
                             f"make one with 'deepseqvae classify-prior'")
+    if payload.get("version") != PRIOR_VERSION:
+        raise ClassifyError(f"{path}: a mixture prior of version {payload.get('version')!r}; this deepseqvae reads "
+                            f"version {PRIOR_VERSION}: make it again with 'deepseqvae classify-prior'")
     try:
         return PooledPrior(Mixture.from_dict(payload["mixture"]),
                            tuple((str(s["scan"]), int(s["variants"])) for s in payload.get("sources", [])),

@@ -336,6 +336,15 @@ def test_prior_round_trip_and_errors(tmp_path):
     (tmp_path / "other.json").write_text('{"weights": [0.5, 0.5]}')
     with pytest.raises(ClassifyError, match="other.json: not a deepseqvae mixture prior"):
         load_prior(tmp_path / "other.json")
+    # weights that do not sum to 1 (scikit-learn raised deep inside the fit), another version of the file
+    payload = json.loads(path.read_text())
+    heavy = {**payload["mixture"], "weights": [0.9, 0.9]}
+    for change, match in [({"mixture": heavy}, r"weights must sum to 1, not 1\.8"),
+                          ({"version": 2}, r"a mixture prior of version 2; this deepseqvae reads version 1"),
+                          ({"version": None}, r"of version None")]:
+        (tmp_path / "edited.json").write_text(json.dumps({**payload, **change}))
+        with pytest.raises(ClassifyError, match=r"edited\.json: .*" + match):
+            load_prior(tmp_path / "edited.json")
 
 
 def test_separation_by_hand_and_the_overlap_warnings(caplog):
