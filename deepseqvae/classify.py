@@ -633,7 +633,14 @@ def match_labels(labels: LabelTable, scan: ScanScores, *, protein: str = "", off
         elif not np.isfinite(labels.labels[r]):
             status.append(f"label_not_binary: {labels.raw_labels[r]!r} is neither pathogenic (1) nor benign (0)")
         elif res.changes[0] in first:
-            status.append(f"duplicate: same variant as line {labels.line(first[res.changes[0]])}")
+            f = first[res.changes[0]]
+            if labels.labels[f] == labels.labels[r]:
+                status.append(f"duplicate: same variant as line {labels.line(f)}")
+            else:  # two labels for one variant: neither is used (the first row's "ok" is taken back)
+                status.append(f"duplicate_conflict: line {labels.line(f)} labels it {labels.raw_labels[f]!r}")
+                if index[f] >= 0:
+                    index[f] = -1
+                    status[f] = f"duplicate_conflict: line {labels.line(r)} labels it {labels.raw_labels[r]!r}"
         else:
             first[res.changes[0]] = r
             index[r] = row_of[res.changes[0]]

@@ -731,6 +731,14 @@ def classify_file(
     elif models:
         scores = scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
                              batch_size=batch_size, progress=progress, first=first)
+    matched = None
+    if table is not None:  # before anything is written: labels of another protein fail here, not after the classes
+        matched = C.match_labels(table, scores, protein=scores.protein, offset=offset)
+        if not matched.ok.any():
+            counts = ", ".join(f"{k} {v}" for k, v in matched.summary().items() if k != "ok")
+            raise ClassifyError(f"{labels}: none of its {len(matched.status)} rows can be used for "
+                                f"{scores.protein or scores.source} ({counts}): labels of another protein, or another "
+                                "numbering (--protein, --offset)?")
     cls = C.classify_scores(scores, prior=pooled,
                             protein_weight=C.PROTEIN_GMM_WEIGHT if protein_weight is None else protein_weight,
                             retain=C.DEFAULT_RETAIN if retain is None else retain, thresholds=thresholds,
@@ -739,7 +747,7 @@ def classify_file(
         cls.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
     written, paths, ev = [out], classify_paths(out), None
     if table is not None:
-        ev = C.evaluate(cls, C.match_labels(table, scores, protein=scores.protein, offset=offset))
+        ev = C.evaluate(cls, matched)
         for key, frame in (("labels", ev.table), ("metrics", ev.by_retain)):
             with atomic_write(paths[key], "w", newline="") as fh:
                 frame.to_csv(fh, index=False, float_format=FLOAT_FORMAT)

@@ -249,6 +249,33 @@ def test_every_label_row_gets_a_status(tmp_path):
     assert list(match.labels.labels[match.ok]) == [1.0, 0.0, 1.0, 0.0]
 
 
+def test_conflicting_duplicate_labels_leave_the_variant_out(tmp_path):
+    _write_scan(tmp_path / "scan.csv")
+    (tmp_path / "dup.csv").write_text("mutant,label\nA10C,1\nC11D,0\nA10C,0\nC11D,0\nA10C,1\n")
+    match = match_labels(read_labels(tmp_path / "dup.csv"), read_scan(tmp_path / "scan.csv", protein="TOY"))
+    assert match.status == ["duplicate_conflict: line 4 labels it '0'", "ok",
+                            "duplicate_conflict: line 2 labels it '1'", "duplicate: same variant as line 3",
+                            "duplicate: same variant as line 2"]  # the variant stays out: line 2 is in conflict
+    assert match.ok.tolist() == [False, True, False, False, False]
+
+
+def test_labels_of_no_usable_row_fail_before_anything_is_written(tmp_path):
+    _write_scan(tmp_path / "scan.csv")
+    out = tmp_path / "classes.csv"
+    # another protein's labels by name, then ones whose positions are none of the scan's
+    (tmp_path / "foo.csv").write_text("protein_name,mutations,ClinVar_labels\nFOO,A10C,1\n")
+    r = CliRunner().invoke(main, ["classify", "--scan", str(tmp_path / "scan.csv"), "-o", str(out), "--labels",
+                                  str(tmp_path / "foo.csv"), "--protein", "TOY", "--no-plots"])
+    assert r.exit_code == 2 and "foo.csv: no row for protein 'TOY'" in r.output
+    (tmp_path / "far.csv").write_text("mutant,label\nA110C,1\nC111D,0\n")
+    r = CliRunner().invoke(main, ["classify", "--scan", str(tmp_path / "scan.csv"), "-o", str(out), "--labels",
+                                  str(tmp_path / "far.csv"), "--no-plots"])
+    assert r.exit_code == 2 and r.output.strip().endswith(
+        "far.csv: none of its 2 rows can be used for scan (position_not_modelled 2): labels of another protein, or "
+        "another numbering (--protein, --offset)?"), r.output
+    assert not out.exists()
+
+
 def test_plain_mutant_label_table_and_protein_choice(tmp_path):
     _write_scan(tmp_path / "scan.csv")
     (tmp_path / "plain.csv").write_text("mutant,label\nA10C,pathogenic\nC11D,0\n")
