@@ -556,7 +556,11 @@ def read_labels(path: str | os.PathLike, *, label_col: str | None = None,
     if label_col is not None:
         col = label_col if label_col in table.frame.columns else by_key.get(label_col.strip().lower())
     else:
-        col = next((by_key[k] for k in _LABEL_COLUMNS if k in by_key), None)
+        found = [by_key[k] for k in _LABEL_COLUMNS if k in by_key]
+        if len(found) > 1:  # e.g. label and labels: which one is meant is the user's to say
+            raise ClassifyError(f"{path}: several label columns ({', '.join(map(str, found))}): choose one with "
+                                "--label-col")
+        col = found[0] if found else None
     if col is None:
         raise ClassifyError(f"{path}: no label column {label_col or 'ClinVar_labels or label'} (columns: "
                             f"{', '.join(map(str, table.frame.columns))}); name it with --label-col")

@@ -249,6 +249,14 @@ def test_every_label_row_gets_a_status(tmp_path):
     assert list(match.labels.labels[match.ok]) == [1.0, 0.0, 1.0, 0.0]
 
 
+def test_two_label_columns_need_label_col(tmp_path):
+    (tmp_path / "both.csv").write_text("mutant,label,labels\nA10C,1,0\n")
+    with pytest.raises(ClassifyError, match=r"both\.csv: several label columns \(label, labels\): choose one with "
+                                            r"--label-col$"):
+        read_labels(tmp_path / "both.csv")
+    assert read_labels(tmp_path / "both.csv", label_col="labels").labels.tolist() == [0.0]
+
+
 def test_conflicting_duplicate_labels_leave_the_variant_out(tmp_path):
     _write_scan(tmp_path / "scan.csv")
     (tmp_path / "dup.csv").write_text("mutant,label\nA10C,1\nC11D,0\nA10C,0\nC11D,0\nA10C,1\n")
