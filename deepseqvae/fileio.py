@@ -51,6 +51,14 @@ def _same_file(a: Path, b: Path) -> bool:
     return same_spelling or _file_key(a) == _file_key(b)
 
 
+def path_list(value, what: str) -> list:
+    """``value`` (a list of paths, as an API argument) as a list; one path given alone is a :class:`TypeError`, not a
+    list of its characters."""
+    if isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what} must be a list of paths, not one path: [{os.fspath(value)!r}]")
+    return list(value)
+
+
 def check_distinct(paths, what: str) -> None:
     """One file given twice (another spelling, a link) as two ``what``s: an error (it would count double)."""
     seen: dict[object, int] = {}

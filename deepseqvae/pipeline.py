@@ -24,7 +24,7 @@ import numpy as np
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, ClassifyError, DeepSeqVAEError
-from .fileio import atomic_write, check_distinct, check_output, plain_name
+from .fileio import atomic_write, check_distinct, check_output, path_list, plain_name
 from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .outliers import drop_outlier_records
@@ -403,6 +403,7 @@ def score_file(
     input row and column in order, adding per-model scores (ensembles), ``score``, ``score_sem``
     and ``status``; it is written atomically and never onto the input file.
     """
+    models = path_list(models, "models")
     out = check_output(Path(output) if output else default_score_output(mutants), mutants, *models)
     check_output(out.with_suffix(".spearman.json"), mutants, *models)  # written beside it with a fitness column
     check_distinct(models, "model")
@@ -708,6 +709,7 @@ def classify_file(
     """
     from . import classify as C
 
+    models = path_list(models, "models")
     if sum((bool(models), scan is not None, scores is not None)) != 1:
         raise ClassifyError("give one source of scores: checkpoints (--model) or a scan CSV (--scan)")
     check_distinct(models, "model")
@@ -795,6 +797,7 @@ def classify_prior_file(scans: list[str | os.PathLike], output: str | os.PathLik
     """Fit the pooled mixture of several scan CSVs and write it as JSON; returns ``(PooledPrior, path)``."""
     from . import classify as C
 
+    scans = path_list(scans, "scans")
     check_output(output, *scans)
     check_distinct(scans, "scan")  # one protein twice would count double in the pooled fit
     prior = C.fit_prior([C.read_scan(s) for s in scans], n_init=C.N_INIT if n_init is None else n_init, seed=seed)

@@ -180,6 +180,15 @@ def test_api_refuses_what_the_cli_options_refuse(tmp_path):
     assert score_table([ck], table, n_samples=np.int64(2), seed=np.int64(1)).frame["score"].notna().all()
 
 
+def test_pipeline_takes_lists_of_paths_not_one_path(tmp_path):
+    from deepseqvae.pipeline import classify_file, classify_prior_file
+
+    for call in (lambda: score_file("m.csv", "m.pt"), lambda: classify_file("c.csv", models="m.pt"),
+                 lambda: classify_prior_file("scan.csv", "p.json")):
+        with pytest.raises(TypeError, match=r"must be a list of paths, not one path: \['(m\.pt|scan\.csv)'\]"):
+            call()
+
+
 def test_independent_model_scores_log_ratio(tmp_path):
     codes = np.vstack([TOY_WT, TOY_WT, TOY_WT]).astype(np.int8)
     codes[0, 1] = ALPHABET.index("A")
