@@ -708,9 +708,13 @@ def evaluate(cls: Classification, match: LabelMatch) -> Evaluation:
             "benign_accuracy": _ratio(int((correct & ben).sum()), int((classified & ben).sum())),
         })
     by_retain = pd.DataFrame(rows).sort_values("retain_pct", kind="stable").reset_index(drop=True)
+    # the AUCs in the machine-readable metrics too (NaN: too few labels of a class), not only in the report
+    by_retain["auc_evolutionary_index"] = auc(cls.scan.evolutionary_index[idx], y)
+    by_retain["auc_pathogenicity"] = auc(cls.pathogenicity[idx], y)
     lt = match.labels
-    table = pd.DataFrame({"row": np.arange(len(lt.mutants)) + 2, "mutant": lt.mutants, "label": lt.raw_labels,
-                          "status": match.status})
+    # "row": the file line of each label row, as the statuses name lines (comments, blank lines, quoted cells counted)
+    table = pd.DataFrame({"row": [lt.line(i) for i in range(len(lt.mutants))], "mutant": lt.mutants,
+                          "label": lt.raw_labels, "status": match.status})
     if lt.proteins is not None:
         table.insert(1, "protein_name", lt.proteins)
     frame = cls.frame()
@@ -721,8 +725,9 @@ def evaluate(cls: Classification, match: LabelMatch) -> Evaluation:
         filled[ok] = values[idx]
         table[col] = filled
     return Evaluation(match=match, n_pathogenic=int(path.sum()), n_benign=int(ben.sum()),
-                      auc_evolutionary_index=auc(cls.scan.evolutionary_index[idx], y),
-                      auc_pathogenicity=auc(cls.pathogenicity[idx], y), by_retain=by_retain, table=table)
+                      auc_evolutionary_index=float(by_retain["auc_evolutionary_index"].iloc[0]),
+                      auc_pathogenicity=float(by_retain["auc_pathogenicity"].iloc[0]), by_retain=by_retain,
+                      table=table)
 
 
 def _fmt(v: float, pct: bool = False) -> str:

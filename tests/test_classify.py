@@ -480,6 +480,10 @@ def test_classify_command_from_a_model_and_from_its_scan(tiny):
     assert per_row.status.iloc[10] == "wt_mismatch: A1 but focus has H1"
     for name in ("classes_histogram.png", "classes_labels.png", "classes_metrics.csv"):
         assert (d / name).read_bytes()[:4] in (b"\x89PNG", b"reta")
+    assert per_row.row.tolist() == list(range(2, 14))  # each row's file line, as its status names lines
+    metrics = pd.read_csv(d / "classes_metrics.csv")  # the AUCs are machine-readable too, as in the report
+    aucs = metrics[["auc_evolutionary_index", "auc_pathogenicity"]].drop_duplicates()
+    assert len(aucs) == 1 and f"{aucs.iloc[0, 0]:.3f}" in report
 
     # the same scores from the scan CSV give the same classes
     scan = d / "singles.csv"
