@@ -607,6 +607,11 @@ def sample_file(
     ``msa`` (for ``near`` / ``interpolate``) is read with the options recorded in the checkpoint;
     fields set in ``options`` override them.
     """
+    for name, value in (("n", n), ("steps", steps), ("batch_size", batch_size), ("elbo_samples", elbo_samples)):
+        if value is not None and not (isinstance(value, int) and value >= (2 if name == "steps" else 1)):
+            raise ValueError(f"{name} must be a whole number >= {2 if name == 'steps' else 1}, not {value!r}")
+    if near is not None and interpolate is not None:  # as the CLI: one way to place the latents
+        raise ValueError("near and interpolate cannot be combined")
     check_output(output, model, msa)
     ckpt = load_checkpoint(model)
     ckpt.latent_model("sample", model)  # fail before reading the alignment

@@ -207,6 +207,18 @@ def test_latent_2d_pca_and_identity():
     assert identity_to_focus(codes, np.array([0, 1, 2, 3])).tolist() == [0.75, 1.0]
 
 
+def test_sample_file_checks_its_counts(tmp_path):
+    from deepseqvae.pipeline import sample_file
+
+    for kwargs, match in [({"n": 2, "batch_size": 0}, "batch_size must be a whole number >= 1, not 0"),
+                          ({"n": "5"}, "n must be a whole number >= 1, not '5'"),
+                          ({"n": 2, "elbo_samples": 0}, "elbo_samples must be"),
+                          ({"interpolate": ("a", "b"), "near": "a"}, "near and interpolate cannot be combined")]:
+        with pytest.raises(ValueError, match=match):
+            sample_file("m.pt", tmp_path / "s.fasta", **kwargs)
+    assert not (tmp_path / "s.fasta").exists()
+
+
 def test_read_values(tmp_path):
     p = tmp_path / "v.csv"
     p.write_text("id,value\na,1.5\nc,2\n")
