@@ -715,8 +715,6 @@ def classify_file(
     from . import classify as C
 
     models = path_list(models, "models")
-    if protein_weight is not None and prior is None:  # as the CLI: it weighs the protein's mixture against a prior
-        raise ValueError("protein_weight needs a prior")
     if sum((bool(models), scan is not None, scores is not None)) != 1:
         raise ClassifyError("give one source of scores: checkpoints (--model) or a scan CSV (--scan)")
     check_distinct(models, "model")

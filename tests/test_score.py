@@ -187,8 +187,6 @@ def test_pipeline_takes_lists_of_paths_not_one_path(tmp_path):
                  lambda: classify_prior_file("scan.csv", "p.json")):
         with pytest.raises(TypeError, match=r"must be a list of paths, not one path: \['(m\.pt|scan\.csv)'\]"):
             call()
-    with pytest.raises(ValueError, match="protein_weight needs a prior"):
-        classify_file("c.csv", scan="scan.csv", protein_weight=0.5)
 
 
 def test_independent_model_scores_log_ratio(tmp_path):
