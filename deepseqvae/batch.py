@@ -38,6 +38,7 @@ from .alignment import TRAINING_ONLY, AlignmentOptions
 from .errors import ConfigError, DeepSeqVAEError
 from .fileio import atomic_write
 from .recipes import check_model_options
+from .runtime import SEED_MAX
 from .weights import WeightsError, check_theta
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,8 @@ def parse_seeds(value) -> list[int]:
             seed = int(str(item).strip())
         except ValueError:
             raise BatchError(f"seeds: expected integers such as 1,2,3, not {item!r}") from None
-        if not 0 <= seed < 2**32:  # train's --seed range
-            raise BatchError(f"seeds: {seed} is outside 0-{2**32 - 1}")
+        if not 0 <= seed <= SEED_MAX:  # train's --seed range
+            raise BatchError(f"seeds: {seed} is outside 0-{SEED_MAX}")
         if seed not in seeds:
             seeds.append(seed)
     if not seeds:
@@ -369,18 +370,18 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
             raise BatchError(f"{path}: row {i}: DMS_id {_cell(frame, i, 'DMS_id')!r} must be a file name "
                              "(ASCII letters, digits, _ . -)")
         where = f"{path}: row {i} ({_cell(frame, i, 'DMS_id')})"
+        number = {}
         for col, kind in (("MSA_start", int), ("MSA_end", int), ("MSA_theta", float)):
             try:
-                kind(float(_cell(frame, i, col)))
+                number[col] = kind(float(_cell(frame, i, col)))
             except (ValueError, OverflowError):  # OverflowError: int(inf) of 1e400
                 raise BatchError(f"{where}: {col} is not a number: {_cell(frame, i, col)!r}") from None
         # what the jobs would find late (the weights job, the check job) is found here, before any job
-        start, end, n = int(float(_cell(frame, i, "MSA_start"))), int(float(_cell(frame, i, "MSA_end"))), len(
-            _cell(frame, i, "target_seq"))
+        start, end, n = number["MSA_start"], number["MSA_end"], len(_cell(frame, i, "target_seq"))
         if not 1 <= start <= end <= n:
             raise BatchError(f"{where}: MSA_start-MSA_end {start}-{end} is not a region of target_seq (1-{n})")
         try:
-            check_theta(float(_cell(frame, i, "MSA_theta")))
+            check_theta(number["MSA_theta"])
         except WeightsError as exc:
             raise BatchError(f"{where}: MSA_theta: {exc}") from None
     return frame

@@ -140,8 +140,8 @@ def model_kind(kind: str) -> ModelKind:
     """The registry entry of ``kind``; a :class:`CheckpointError` for an unknown kind."""
     try:
         return KINDS[kind]
-    except KeyError:
-        raise CheckpointError(f"unknown model kind {kind!r} in checkpoint (known: {', '.join(KINDS)})") from None
+    except (KeyError, TypeError):  # TypeError: a kind that is not even a name (a list)
+        raise CheckpointError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})") from None
 
 
 @dataclass
@@ -252,10 +252,12 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                               f"({payload.get('deepseqvae_version')}); please upgrade")
     if payload.get("format_version", 0) < 2 and payload.get("kind") == "vae":
         _upgrade_v1(payload, path)
-    kind = payload.get("kind")
-    if "kind" in payload and not (isinstance(kind, str) and kind in KINDS):  # one this version cannot rebuild
-        raise CheckpointError(f"{path}: unknown model kind {kind!r} (known: {', '.join(KINDS)}); written "
-                              f"by another deepseqvae ({payload.get('deepseqvae_version')})?")
+    if "kind" in payload:  # one this version cannot rebuild: said here, where the file can be named
+        try:
+            model_kind(payload["kind"])
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}; written by another deepseqvae "
+                                  f"({payload.get('deepseqvae_version')})?") from None
     try:
         return Checkpoint(
             kind=payload["kind"],

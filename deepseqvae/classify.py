@@ -162,21 +162,24 @@ class Mixture:
         return cls(**vals, n_fitted=int(d.get("n_fitted", 0)), converged=bool(d.get("converged", True)))
 
 
-def fit_mixture(x: np.ndarray, *, n_init: int = N_INIT, seed: int = 0, init: Mixture | None = None) -> Mixture:
+def fit_mixture(x: np.ndarray, *, n_init: int = N_INIT, seed: int = 0, init: Mixture | None = None,
+                source: str = "") -> Mixture:
     """Fit a two-component 1-D Gaussian mixture to evolutionary indices ``x`` (M,).
 
     scikit-learn's ``GaussianMixture`` with EVE's settings (full covariance, ``max_iter`` 1000,
     ``tol`` 1e-4), seeded with ``seed``: from ``n_init`` random initialisations (the best likelihood
     wins), or, as EVE fits a protein's mixture, once from the parameters of ``init`` (a pooled prior).
     Components are ordered by mean, so index 1 (the higher evolutionary index) is pathogenic.
+    ``source`` (the scores' file or files) starts the message of scores that cannot be fitted.
     """
     from sklearn.mixture import GaussianMixture
 
+    where = f"{source}: " if source else ""
     x = np.asarray(x, dtype=np.float64).ravel()
     if not np.isfinite(x).all():
-        raise ClassifyError(f"{int((~np.isfinite(x)).sum())} of {x.size} scores are not finite numbers")
+        raise ClassifyError(f"{where}{int((~np.isfinite(x)).sum())} of {x.size} scores are not finite numbers")
     if np.unique(x).size < 2:
-        raise ClassifyError(f"a two-component mixture needs at least two distinct scores, got {x.size} "
+        raise ClassifyError(f"{where}a two-component mixture needs at least two distinct scores, got {x.size} "
                             f"({np.unique(x).size} distinct)")
     options = {"n_components": 2, "covariance_type": "full", "max_iter": 1000, "tol": 1e-4, "random_state": seed}
     if init is None:
@@ -425,10 +428,7 @@ def classify_scores(scan: ScanScores, *, prior: Mixture | None = None, protein_w
         log.warning("the pooled prior's components overlap (Ashman's D = %.2f < %g): it has no clear pathogenic "
                     "component and will blur this protein's classes; pool more proteins or classify without a "
                     "prior", prior.separation, MIN_SEPARATION)
-    try:
-        mixture = fit_mixture(x, n_init=n_init, seed=seed, init=prior)
-    except ClassifyError as exc:  # say whose scores: the scan file or the checkpoints
-        raise ClassifyError(f"{scan.source}: {exc}" if scan.source else str(exc)) from None
+    mixture = fit_mixture(x, n_init=n_init, seed=seed, init=prior, source=scan.source)
     if mixture.separation < MIN_SEPARATION:
         log.warning("%s: the two components fitted to its scores overlap (Ashman's D = %.2f < %g): the scores have "
                     "no clear second mode, so the classes rest on a weak split", scan.protein or scan.source or
@@ -465,10 +465,7 @@ def fit_prior(scans: Sequence[ScanScores], *, n_init: int = N_INIT, seed: int = 
     if not scans:
         raise ClassifyError("a pooled prior needs at least one scan")
     x = np.concatenate([s.evolutionary_index for s in scans])
-    try:
-        mixture = fit_mixture(x, n_init=n_init, seed=seed)
-    except ClassifyError as exc:  # say whose scores
-        raise ClassifyError(f"{', '.join(s.source or '?' for s in scans)}: {exc}") from None
+    mixture = fit_mixture(x, n_init=n_init, seed=seed, source=", ".join(s.source or "?" for s in scans))
     if mixture.separation < MIN_SEPARATION:
         log.warning("the pooled mixture's components overlap (Ashman's D = %.2f < %g): as a prior it would blur "
                     "every protein's classes; pool more proteins", mixture.separation, MIN_SEPARATION)

@@ -10,6 +10,7 @@ import click
 from . import __version__
 from .errors import DeepSeqVAEError
 from .recipes import FAST_LATENT_DIM, FAST_STEP_BUDGET, FAST_STEPS_MAX, FAST_STEPS_MIN, FAST_STEPS_PER_COLUMN
+from .runtime import SEED_MAX
 
 #: the default of every --samples option (literal, so that --help does not import torch; a test checks it
 #: against deepseqvae.score: AUTO_ROUND, AUTO_PROBE, AUTO_RELIABILITY, DEFAULT_SAMPLES_CPU, _GPU)
@@ -19,7 +20,7 @@ SAMPLES_DEFAULT_HELP = ("[default: automatic, per model: rounds of 50 samples un
 
 
 #: every seed option's range: what numpy, torch and scikit-learn (random_state) all accept
-SEED = click.IntRange(0, 2**32 - 1)
+SEED = click.IntRange(0, SEED_MAX)
 
 
 class UserError(click.ClickException):

@@ -30,7 +30,7 @@ from .latent import Embedding, color_values, embed_alignment, find_sequence, lat
 from .outliers import drop_outlier_records
 from .recipes import DEFAULT_RECIPE, check_model_options
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
-from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
+from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table, whole_number
 from .tables import detect_fitness_col, read_mutant_table
 from .weights import check_theta, compute_weights, default_weights_path, resolve_device, resolve_kernel, save_weights
 
@@ -607,9 +607,9 @@ def sample_file(
     ``msa`` (for ``near`` / ``interpolate``) is read with the options recorded in the checkpoint;
     fields set in ``options`` override them.
     """
-    for name, value in (("n", n), ("steps", steps), ("batch_size", batch_size), ("elbo_samples", elbo_samples)):
-        if value is not None and not (isinstance(value, int) and value >= (2 if name == "steps" else 1)):
-            raise ValueError(f"{name} must be a whole number >= {2 if name == 'steps' else 1}, not {value!r}")
+    n = None if n is None else whole_number("n", n, 1)
+    steps, batch_size = whole_number("steps", steps, 2), whole_number("batch_size", batch_size, 1)
+    elbo_samples = whole_number("elbo_samples", elbo_samples, 1)
     if near is not None and interpolate is not None:  # as the CLI: one way to place the latents
         raise ValueError("near and interpolate cannot be combined")
     check_output(output, model, msa)

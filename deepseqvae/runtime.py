@@ -11,6 +11,10 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
+#: the largest seed: every random generator the process seeds (numpy, torch, scikit-learn's random_state) takes
+#: 0..SEED_MAX, so every seed option and argument is bounded by it
+SEED_MAX = 2**32 - 1
+
 #: tables with more rows than this are scored with :func:`bound_heap_growth` applied
 LARGE_TABLE_ROWS = 50_000
 

@@ -35,6 +35,7 @@ from .alphabet import ALPHABET, N_AA
 from .errors import CheckpointError, InvalidMutantError, MutantTableError
 from .model import VAE
 from .mutants import resolve_mutants, status_summary, suggest_cause
+from .runtime import SEED_MAX
 from .tables import MutantTable, numeric_column
 
 log = logging.getLogger(__name__)
@@ -366,16 +367,19 @@ def output_column_names(existing) -> dict[str, str]:
     return {k: (f"{k}_deepseqvae" if clash else k) for k in names}
 
 
+def whole_number(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as a Python int (NumPy's too) if it is a whole number in ``minimum``..``maximum``: what the CLI's
+    integer options bound, for a function called from Python; else a :class:`ValueError` naming ``name``."""
+    if not (isinstance(value, numbers.Integral) and minimum <= value and (maximum is None or value <= maximum)):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}-{maximum}"
+        raise ValueError(f"{name} must be a whole number {bound}, not {value!r}")
+    return int(value)
+
+
 def _check_scoring(n_samples: int | None, batch_size: int, seed: int) -> tuple[int | None, int, int]:
-    """The API's bounds on what the CLI's options bound (``--samples``, ``--batch-size``, ``--seed``); the three as
-    Python ints (NumPy's too)."""
-    if n_samples is not None and not (isinstance(n_samples, numbers.Integral) and n_samples >= 1):
-        raise ValueError(f"n_samples must be a whole number >= 1 (or None: automatic), not {n_samples!r}")
-    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
-    if not (isinstance(seed, numbers.Integral) and 0 <= seed < 2**32):
-        raise ValueError(f"seed must be a whole number in 0-{2**32 - 1}, not {seed!r}")
-    return None if n_samples is None else int(n_samples), int(batch_size), int(seed)
+    """The API's bounds on what the CLI's options bound (``--samples``, ``--batch-size``, ``--seed``)."""
+    return (None if n_samples is None else whole_number("n_samples", n_samples, 1),
+            whole_number("batch_size", batch_size, 1), whole_number("seed", seed, 0, SEED_MAX))
 
 
 def score_table(

@@ -679,7 +679,8 @@ def fit_alignment(
         if changed:  # allowed (e.g. a lower learning rate for the rest), but the run is then not one uninterrupted run
             log.warning("resuming with settings other than the checkpoint's: %s",
                         ", ".join(f"{k} {_setting(a)} -> {_setting(b)}" for k, (a, b) in changed.items()))
-        planned = (resume.train_config or {}).get("steps")
+        planned = (resume.train_config or {}).get("steps")  # the steps the checkpoint's run was set for
+
         def factor(total: int) -> float:  # the step size of the first resumed step, over the base one
             return lr_factor(resume.step + 1, total, train_cfg.warmup_steps, train_cfg.final_lr_fraction,
                              train_cfg.decay_fraction)
@@ -693,7 +694,6 @@ def fit_alignment(
                         factor(train_cfg.steps), train_cfg.steps)
     refitting = train_cfg.refit and train_cfg.holdout_fraction > 0
     if resume is not None and resume.history.get("refit_step"):  # a finished refit: its model is final
-        planned = (resume.train_config or {}).get("steps")
         if not refitting or planned != train_cfg.steps:
             raise CheckpointError(f"{where}the checkpoint to resume was refit on every sequence up to step "
                                   f"{resume.step} of a {planned}-step run; it cannot be continued with other "
