@@ -523,7 +523,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
 @click.option("--n-seqs", type=click.IntRange(2), default=3000, show_default=True, help="Sequences in the family.")
 @click.option("--length", "L", type=click.IntRange(5, 1000), default=60, show_default=True,
               help="Sequence length L (the Potts couplings are a dense L×L×21×21 array: at L = 1,000, the most, "
-                   "~9 GB of memory and ~70 s for 200 sequences; L = 300: ~1.1 GB).")
+                   "8.8 GB of memory and 43 s for 200 sequences; L = 300: 1.1 GB; benchmarks/results/simulate-*.md).")
 @click.option("--pairs", "n_pairs", type=click.IntRange(0), default=None,
               help="Coupled residue pairs of the Potts model (its epistasis). [default: round(7·L/6), 70 for "
                    "L = 60: as dense in couplings as the demo at any length; at most the pairs 3 apart]")
