@@ -400,6 +400,8 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
         recipe = None if "recipe" in unset else recipe
     if max_invariant_changes is not None:
         align_opts = dataclasses.replace(align_opts, max_invariant_changes=max_invariant_changes)
+    if not TRAINERS[model_kind].iterative:  # its VAE options were refused above: what is left are their defaults
+        model_options = train_options = recipe = refit_beside = None
     t0, started = time.perf_counter(), time.time()
     try:
         result = train_file(

@@ -23,7 +23,7 @@ import numpy as np
 
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
-from .errors import CheckpointError, ClassifyError, DeepSeqVAEError
+from .errors import CheckpointError, ClassifyError, ConfigError, DeepSeqVAEError
 from .fileio import atomic_write, check_distinct, check_output, path_list, plain_name
 from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
@@ -341,9 +341,17 @@ def train_file(
     --msa`` reuse them). ``refit_beside``: train a refit beside the held-out run (True), after it
     (False) or as :func:`deepseqvae.train.refits_beside` decides (None). ``slim``: the final checkpoint keeps only
     what scoring needs (:meth:`~deepseqvae.checkpoint.Checkpoint.scoring_only`; it cannot be resumed).
+    A closed-form ``model_kind`` (``independent``) given a VAE setting (a model or training option, ``recipe``,
+    ``refit_beside``, ``slim``) raises :class:`~deepseqvae.errors.ConfigError` rather than ignore it.
     """
     if model_kind not in TRAINERS:
         raise ValueError(f"unknown model kind {model_kind!r} (known: {', '.join(TRAINERS)})")
+    if not TRAINERS[model_kind].iterative:  # the CLI refuses these as options; from Python, the same error
+        given = {**(model_options or {}), **(train_options or {}), "recipe": recipe, "refit_beside": refit_beside}
+        unused = sorted(k for k, v in given.items() if v is not None) + (["slim"] if slim else [])
+        if unused:
+            raise ConfigError(f"the {model_kind} model is fitted in closed form: {', '.join(unused)} "
+                              f"{'applies' if len(unused) == 1 else 'apply'} to the VAE only")
     theta = check_theta(theta)
     check_output(output, msa, weights_path)
     if TRAINERS[model_kind].iterative and not resume:  # a resumed run's model is the checkpoint's

@@ -727,6 +727,24 @@ def test_options_of_the_other_model_kind_are_refused_not_ignored(tmp_path):
                      "--columns", "all", "--no-progress"))
 
 
+def test_train_file_refuses_vae_settings_for_the_independent_model(tmp_path):
+    """From Python as from the CLI: a VAE setting given to a closed-form model is an error, not ignored."""
+    from deepseqvae.errors import ConfigError
+    from deepseqvae.pipeline import train_file
+
+    out = tmp_path / "m.pt"
+    with pytest.raises(ConfigError, match=r"fitted in closed form: latent_dim, recipe, steps apply to the VAE only"):
+        train_file(DEMO_A2M, out, model_kind="independent", model_options={"latent_dim": 3, "dropout": None},
+                   train_options={"steps": 5}, recipe="fast")
+    with pytest.raises(ConfigError, match=r"closed form: slim applies to the VAE only"):
+        train_file(DEMO_A2M, out, model_kind="independent", slim=True)
+    assert not out.exists()
+    # None values are options left unset (as the CLI passes them): accepted
+    train_file(DEMO_A2M, out, model_kind="independent", model_options={"latent_dim": None},
+               train_options={"steps": None}, device="cpu")
+    assert out.exists()
+
+
 def test_resume_refuses_other_data_or_another_model(tmp_path, caplog):
     model = tmp_path / "r.pt"
     assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE[2:], "--steps", 20, "--holdout", 0))
