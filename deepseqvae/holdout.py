@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .alphabet import GAP_CODE
-from .weights import column_map, compact_one_hot, resolve_kernel
+from .weights import column_map, compact_one_hot, progress_bar, resolve_kernel
 
 
 def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,13 +88,16 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, cols:
 
 
 def _has_neighbour_in(codes: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, theta: float,
-                      block: int = 2048) -> torch.Tensor:
+                      block: int = 2048, bar=None) -> torch.Tensor:
     """(len(rows),) bool: whether each of ``rows`` has a neighbour (:func:`_neighbour_mask`, a symmetric
-    relation) among ``targets``, ``block`` rows at a time (the memory of a (``block``, len(targets)) mask)."""
+    relation) among ``targets``, ``block`` rows at a time (the memory of a (``block``, len(targets)) mask);
+    ``bar`` (a progress bar) advances by the rows checked."""
     rows = torch.as_tensor(rows, dtype=torch.int64)
     out = torch.zeros(len(rows), dtype=torch.bool)
     for s in range(0, len(rows), block):
         out[s:s + block] = _neighbour_rows(codes, rows[s:s + block], theta, cols=targets, block=block).any(1)
+        if bar is not None:
+            bar.update(min(block, len(rows) - s))
     return out
 
 
@@ -103,7 +106,8 @@ SPLIT_CENTRE_BATCH = 256
 
 
 def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: int | None = None,
-                          theta: float = 0.2, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          theta: float = 0.2, weights: np.ndarray | None = None,
+                          progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, held-out rows) of int8 ``codes`` (N, L), held out by clusters.
 
     A random held-out split of a redundant alignment leaves a near-copy of most held-out
@@ -117,6 +121,10 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
     With ``weights`` (N,) the target is ``fraction`` of their sum instead of the rows: in a redundant
     alignment a tenth of the rows can be one dense cluster worth a few effective sequences (EVE's
     P53_HUMAN: 1,341 rows, ~4 of its 443), while a tenth of the weight is a tenth of the family's diversity.
+
+    ``progress``: bars on stderr for the two passes (on a family of tens of thousands of rows the split takes
+    about as long as the weights), the held-out share reached, then the remaining rows checked for a held-out
+    neighbour.
     """
     t = torch.tensor(np.asarray(codes), dtype=torch.int16)  # (N, L)
     n = t.shape[0]
@@ -133,6 +141,7 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
         forbidden[keep] = True
     n_held = 0
     order = np.random.default_rng(seed).permutation(n)
+    bar, shown = progress_bar(100, progress, desc="held-out clusters", unit="%"), 0.0  # % of the target reached
     # Centres in random order, each taking its free neighbours. The neighbours of the next candidates are
     # computed SPLIT_CENTRE_BATCH at a time (a row's neighbours do not depend on the split so far), then
     # the candidates are visited one by one exactly as a row-at-a-time loop would.
@@ -150,12 +159,18 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
             members[c] = True
             status[members] = 1
             n_held += size[members].sum()
+            reached = min(100.0, 100.0 * n_held / target) if target > 0 else 100.0
+            bar.update(reached - shown)
+            shown = reached
+    bar.close()
     held = np.flatnonzero(status == 1)
     # rows not held out but within 1 − θ of a held-out row: only the free rows need the check
     free = np.flatnonzero(status == 0)
     near = np.zeros(n, dtype=bool)
     if len(held):
-        near[free] = _has_neighbour_in(t, torch.as_tensor(free), torch.as_tensor(held), theta).numpy()
+        bar = progress_bar(len(free), progress, desc="held-out neighbours", unit="row")
+        near[free] = _has_neighbour_in(t, torch.as_tensor(free), torch.as_tensor(held), theta, bar=bar).numpy()
+        bar.close()
     train_mask = (status == 0) & ~near
     if keep is not None:
         train_mask[keep] = True

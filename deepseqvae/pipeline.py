@@ -102,10 +102,11 @@ def weights_file(msa: str | os.PathLike, output: str | os.PathLike | None = None
 
 
 def load_or_compute_weights(aln: Alignment, theta: float, weights_path: str | os.PathLike | None,
-                            device) -> np.ndarray:
-    """Weights of ``aln``'s sequences: from a .npy file (checked against N) or computed."""
+                            device, progress: bool = False) -> np.ndarray:
+    """Weights of ``aln``'s sequences: from a .npy file (checked against N) or computed (``progress``: with a
+    progress bar)."""
     if weights_path is None:
-        return compute_weights(aln.codes, theta, device=device)
+        return compute_weights(aln.codes, theta, device=device, progress=progress)
     try:
         weights = np.load(weights_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
@@ -363,7 +364,7 @@ def train_file(
     options = options or AlignmentOptions()
     aln = options.read(msa)
     t0 = time.perf_counter()
-    weights = load_or_compute_weights(aln, theta, weights_path, dev)
+    weights = load_or_compute_weights(aln, theta, weights_path, dev, progress)
     if options.max_invariant_changes is not None:
         aln, weights = drop_outlier_records(aln, weights, options.max_invariant_changes, theta, dev)
     t_weights = time.perf_counter() - t0

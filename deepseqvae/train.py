@@ -704,9 +704,11 @@ def fit_alignment(
                            history=resume.history)
     codes, heldout, all_weights = alignment.codes, None, weights
     if train_cfg.holdout_fraction > 0:
-        train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights)
-        log.info("held out %d sequences (by %s), training on %d of %d", len(held_rows), train_cfg.holdout_by,
-                 len(train_rows), alignment.N)
+        t_split = time.perf_counter()
+        train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights,
+                                                  progress=progress)
+        log.info("held out %d sequences (by %s), training on %d of %d (split in %.1f s)", len(held_rows),
+                 train_cfg.holdout_by, len(train_rows), alignment.N, time.perf_counter() - t_split)
         if len(held_rows) == 0:
             # nothing to stop early on, and a refit would repeat the same run; the checkpoint records the run that
             # happened (a resume of it holds out nothing again: the split is seeded and the data checked)
@@ -931,16 +933,18 @@ def init_output_bias(model: VAE, codes: torch.Tensor, weights: torch.Tensor,
 
 
 def run_holdout_split(codes: np.ndarray, cfg: TrainConfig, focus_index: int, theta: float, *,
-                      weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      weights: np.ndarray | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, held-out rows) of a run with configuration ``cfg`` on int8 ``codes`` (N, L):
     its kind (``holdout_by``), fraction and seed; the focus row is never held out. What
     :func:`fit_alignment` trains and evaluates on, and how a checkpoint's split is found again.
-    ``weights`` (N,), the sequence weights, are needed by ``holdout_by="weight"``."""
+    ``weights`` (N,), the sequence weights, are needed by ``holdout_by="weight"``; ``progress``: the cluster
+    split's progress bars."""
     if cfg.holdout_by == "weight":
         if weights is None:
             raise ValueError("holdout_by='weight' needs the sequence weights")
         return cluster_holdout_split(codes, cfg.holdout_fraction, cfg.seed, keep=focus_index, theta=theta,
-                                     weights=weights)
+                                     weights=weights, progress=progress)
     if cfg.holdout_by == "cluster":
-        return cluster_holdout_split(codes, cfg.holdout_fraction, cfg.seed, keep=focus_index, theta=theta)
+        return cluster_holdout_split(codes, cfg.holdout_fraction, cfg.seed, keep=focus_index, theta=theta,
+                                     progress=progress)
     return holdout_split(codes.shape[0], cfg.holdout_fraction, cfg.seed, keep=focus_index)

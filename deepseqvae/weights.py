@@ -252,7 +252,7 @@ def compute_weights(codes: np.ndarray | torch.Tensor, theta: float = 0.2, *,
         n_pairs = len(starts) * (len(starts) + 1) // 2
         logger.debug("weights: N=%d L=%d K=%d kernel=%s block=%d pairs=%d cached=%s device=%s", n,
                      length, width, kernel, bs, n_pairs, cache_all, dev)
-        bar = _progress(n_pairs, progress)
+        bar = progress_bar(n_pairs, progress)
         try:
             for bi, lo_i in enumerate(starts):
                 hi_i = min(lo_i + bs, n)
@@ -315,19 +315,20 @@ def column_map(codes: torch.Tensor, memory_budget_bytes: int) -> tuple[torch.Ten
 
 
 class _NullBar:
-    def update(self, _n: int) -> None:
+    def update(self, _n: float) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def _progress(total: int, enabled: bool):
+def progress_bar(total: float, enabled: bool, desc: str = "weights", unit: str = "block"):
+    """A tqdm bar on stderr of ``total`` ``unit``s (cleared when closed), or one that shows nothing."""
     if not enabled:
         return _NullBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="weights", unit="block", leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)
 
 
 def default_weights_path(msa: str | os.PathLike, theta: float) -> Path:

@@ -268,6 +268,36 @@ def test_cluster_holdout_split_with_batched_centres_is_the_one_at_a_time_split(m
         assert len(expect[1]) > 10  # several clusters, so the batches' order matters
 
 
+def test_cluster_holdout_split_progress_bars_reach_their_totals_and_change_nothing(monkeypatch):
+    import deepseqvae.holdout as holdout_module
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, enabled, desc, unit):
+            self.total, self.enabled, self.desc, self.done, self.closed = total, enabled, desc, 0.0, False
+            bars.append(self)
+
+        def update(self, n):
+            assert n >= 0
+            self.done += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(holdout_module, "progress_bar", Bar)
+    codes = _clustered_family()
+    shown = cluster_holdout_split(codes, 0.15, seed=3, keep=0, progress=True)
+    assert [(b.desc, b.enabled, b.closed) for b in bars] == [("held-out clusters", True, True),
+                                                            ("held-out neighbours", True, True)]
+    # the target (18 rows) is reached: 100 %; then every row not held out is checked for a held-out neighbour
+    assert bars[0].done == pytest.approx(100.0)
+    assert bars[1].total == bars[1].done == len(codes) - len(shown[1])
+    quiet = cluster_holdout_split(codes, 0.15, seed=3, keep=0)
+    assert all(np.array_equal(a, b) for a, b in zip(shown, quiet, strict=True))
+    assert not bars[2].enabled
+
+
 def _log_importance_weight(log_px: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
                            ) -> torch.Tensor:
     """log p(x|z, θ) + log p(z) − log q(z|x) per sequence, by torch.distributions (the held-out tests' hand side)."""
