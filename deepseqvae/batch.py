@@ -704,7 +704,7 @@ def top_recall(y_true: np.ndarray, y_score: np.ndarray, top_true: float = 10, to
 def _fitness(assay: Assay, table) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
     from .tables import detect_fitness_col, numeric_column
 
-    col = assay.score_col or detect_fitness_col(table.frame)
+    col = assay.score_col or detect_fitness_col(table)
     fitness = numeric_column(table, col) if col else None
     bins = numeric_column(table, "DMS_score_bin") if "DMS_score_bin" in table.frame.columns else None
     return col, fitness, bins

@@ -424,7 +424,7 @@ def score_file(
     if len(table.mutants) > LARGE_TABLE_ROWS:
         bound_heap_growth()  # bounded memory at some cost in speed (see runtime.py)
     if fitness_col is None:
-        fitness_col = detect_fitness_col(table.frame)
+        fitness_col = detect_fitness_col(table)
     dev = resolve_device(device)
     result = score_table(checkpoints, table, model_names=model_column_names([str(m) for m in models]),
                          n_samples=n_samples, seed=seed, device=dev, offset=offset, strict=strict,

@@ -36,6 +36,10 @@ _DELIMITERS = (",", ";", "\t")
 _DELIM_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 _INT_RE = re.compile(r"^\s*(-?\d+)(?:\.0*)?\s*$")
 _RESIDUE_RE = re.compile(r"^\s*(?:[A-Za-z]{3}|[A-Za-z*=-])\s*$")
+#: Excel's first line naming the delimiter (``sep=;``), quoted or not
+_SEP_LINE_RE = re.compile(r'^\s*"?sep=(.)"?\s*$', re.IGNORECASE)
+#: a number written with a decimal comma (``0,53``, ``-1,2e-3``), as spreadsheets in many locales save it
+_DECIMAL_COMMA_RE = re.compile(r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$")
 
 
 @dataclass
@@ -206,7 +210,7 @@ def _read_lines(path: str) -> tuple[list[str], list[int]]:
         raise MutantTableError(f"cannot read mutant table {path}: truncated or damaged gzip data ({exc})") from None
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # e.g. Excel's "Unicode Text" export
         try:
-            return _kept_lines(raw.decode("utf-16"))
+            return _kept_lines(raw.decode("utf-16"), path)
         except UnicodeDecodeError as exc:
             raise MutantTableError(f"cannot read mutant table {path}: it starts as UTF-16 but is not ({exc})") from None
     try:
@@ -214,16 +218,26 @@ def _read_lines(path: str) -> tuple[list[str], list[int]]:
     except UnicodeDecodeError:
         logger.warning("%s is not UTF-8; reading it as Latin-1", path)
         text = raw.decode("latin-1")
-    return _kept_lines(text)
+    return _kept_lines(text, path)
 
 
-def _kept_lines(text: str) -> tuple[list[str], list[int]]:
-    """``text``'s lines without comments and outer blank lines, and the 1-based file line of each."""
+def _kept_lines(text: str, path: str = "") -> tuple[list[str], list[int]]:
+    """``text``'s lines without ``#`` comment lines and outer blank lines, and the 1-based file line of each.
+    Comment lines below the header are named in a warning: a data row whose first cell starts with ``#`` (Excel's
+    ``#N/A``) is skipped with them, and never unseen."""
     kept = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if not ln.lstrip().startswith("#")]
     while kept and not kept[-1][1].strip():
         kept.pop()
     while kept and not kept[0][1].strip():
         kept.pop(0)
+    if kept:
+        header, last = kept[0][0], kept[-1][0]
+        lines = text.splitlines()
+        inner = [n for n in range(header + 1, last) if lines[n - 1].lstrip().startswith("#")]
+        if inner:
+            shown = ", ".join(map(str, inner[:10])) + (", ..." if len(inner) > 10 else "")
+            logger.warning("%s: %d line(s) below the header start with '#' and are skipped as comments (line %s: "
+                           "%r)", path or "the table", len(inner), shown, lines[inner[0] - 1].strip()[:40])
     return [ln for _, ln in kept], [n for n, _ in kept]
 
 
@@ -267,7 +281,16 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     lines, numbers = _read_lines(path)
     if not lines:
         raise MutantTableError(f"mutant table {path} is empty")
-    delim = _sniff_delimiter(lines)
+    if m := _SEP_LINE_RE.match(lines[0]):  # Excel's "sep=;" first line: the delimiter, said by the file
+        delim = m.group(1)
+        if delim not in _DELIMITERS:
+            raise MutantTableError(f"{path}: line {numbers[0]} sets the separator {delim!r}; a mutant table is "
+                                   "comma, semicolon or tab separated")
+        lines, numbers = lines[1:], numbers[1:]
+        if not lines:
+            raise MutantTableError(f"mutant table {path} is empty")
+    else:
+        delim = _sniff_delimiter(lines)
     try:
         raw = pd.read_csv(io.StringIO("\n".join(lines)), sep=delim, header=None, dtype=str,
                           keep_default_na=False, skip_blank_lines=False, engine="c")
@@ -338,6 +361,10 @@ def numeric_column(table: MutantTable | pd.DataFrame, name: str) -> np.ndarray:
     """Values of column ``name`` as float64; NaN where a cell is empty or not a number.
 
     ``name`` is matched exactly, else case-insensitively. Raises ``MutantTableError`` when absent.
+    In a semicolon- or tab-separated :class:`MutantTable` a column whose numbers are written with decimal
+    commas (``0,53``: spreadsheets in many locales) and none with a decimal point is read with them
+    (:func:`_decimal_commas`); a comma-separated file cannot hold such a cell unquoted, and there ``1,234`` is
+    more likely a thousands separator.
     """
     frame = table.frame if isinstance(table, MutantTable) else table
     where = f" in {table.path}" if isinstance(table, MutantTable) and table.path else ""
@@ -350,17 +377,32 @@ def numeric_column(table: MutantTable | pd.DataFrame, name: str) -> np.ndarray:
                                    f"{_columns_text(frame)}")
         col = matches[0]
     values = pd.Series(frame[col], dtype=object).astype(str).str.strip()
+    if isinstance(table, MutantTable) and table.delimiter != ",":
+        values = _decimal_commas(values, f"{table.path or 'the table'}: column {str(col)!r}")
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def detect_fitness_col(frame: pd.DataFrame) -> str | None:
+def _decimal_commas(values: pd.Series, what: str) -> pd.Series:
+    """``values`` with decimal commas made points where some cell is a decimal-comma number and no cell holds a
+    point (``1.234,5`` or a mix of both could be either convention: left as they are, so not numbers)."""
+    comma = values.str.match(_DECIMAL_COMMA_RE)
+    if not comma.any() or values.str.contains(".", regex=False).any():
+        return values
+    logger.info("%s: %d numbers written with a decimal comma (e.g. %r) read as decimals", what, int(comma.sum()),
+                values[comma].iloc[0])
+    return values.where(~comma, values.str.replace(",", ".", regex=False))
+
+
+def detect_fitness_col(table: MutantTable | pd.DataFrame) -> str | None:
     """The measured-fitness column, if it has a conventional name with numeric values.
 
     Looks (case-insensitively) for ``DMS_score`` (ProteinGym), then ``fitness``, ``log_fitness``
     and ``score``; returns ``None`` when none is present (e.g. BLAT's ``2500``: name it explicitly).
+    Its numbers are read as :func:`numeric_column` reads them (from a :class:`MutantTable`: decimal commas too).
     """
+    frame = table.frame if isinstance(table, MutantTable) else table
     for key in _FITNESS_NAMES:
         col = _find_col(frame, (key,))
-        if col is not None and np.isfinite(numeric_column(frame, col)).any():
+        if col is not None and np.isfinite(numeric_column(table, col)).any():
             return col
     return None

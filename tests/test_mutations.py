@@ -676,6 +676,58 @@ def test_utf16_table_with_its_mark_is_read(tmp_path, encoding):
     assert [table.line(i) for i in range(2)] == [2, 3]
 
 
+def test_decimal_commas_are_read_where_the_delimiter_allows_them(tmp_path):
+    # a spreadsheet in a decimal-comma locale saves ";"-separated numbers as 0,53 (and Excel may add "sep=;")
+    path = tmp_path / "eu.csv"
+    path.write_text("sep=;\nmutant;fitness;count\nK6A;0,53;1\nL7A;-1;2\nM8A;-1,5e-1;3\nN9A;;4\n")
+    table = read_mutant_table(path)
+    assert table.delimiter == ";" and table.mutants == ["K6A", "L7A", "M8A", "N9A"]
+    assert [table.line(i) for i in range(4)] == [3, 4, 5, 6]
+    assert np.allclose(numeric_column(table, "fitness"), [0.53, -1.0, -0.15, np.nan], equal_nan=True)
+    assert list(table.frame["fitness"]) == ["0,53", "-1", "-1,5e-1", ""]  # the cells themselves are kept as written
+    assert detect_fitness_col(table) == "fitness"
+    path.write_text("mutant\tfitness\nK6A\t2,5\nL7A\t1\n")  # tab-separated too
+    assert np.allclose(numeric_column(read_mutant_table(path), "fitness"), [2.5, 1.0])
+    # a decimal point anywhere in the column makes the convention unclear (1.234,5): commas stay not-a-number
+    path.write_text("mutant;fitness\nK6A;0,5\nL7A;1.25\n")
+    assert np.allclose(numeric_column(read_mutant_table(path), "fitness"), [np.nan, 1.25], equal_nan=True)
+    # comma-separated: a quoted "1,234" is a thousands separator as likely as a decimal comma: not a number
+    path.write_text('mutant,fitness\nK6A,"0,5"\nL7A,2\n')
+    assert np.allclose(numeric_column(read_mutant_table(path), "fitness"), [np.nan, 2.0], equal_nan=True)
+    # only dms_score with decimal commas: found as the fitness column of the table (not of its bare frame)
+    path.write_text("mutant;DMS_score\nK6A;0,5\n")
+    table = read_mutant_table(path)
+    assert detect_fitness_col(table) == "DMS_score" and detect_fitness_col(table.frame) is None
+
+
+def test_excel_separator_line_sets_the_delimiter(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text('"sep=,"\nmutant,note\nK6A,a;b\n')  # without the line, ";" could be sniffed
+    table = read_mutant_table(path)
+    assert table.delimiter == "," and list(table.frame["note"]) == ["a;b"] and table.line(0) == 3
+    path.write_text("sep=|\nmutant|fitness\nK6A|1\n")
+    with pytest.raises(MutantTableError, match=r"m.csv: line 1 sets the separator '\|'; a mutant table is comma"):
+        read_mutant_table(path)
+    path.write_text("sep=;\n")
+    with pytest.raises(MutantTableError, match="m.csv is empty"):
+        read_mutant_table(path)
+
+
+def test_comment_lines_below_the_header_are_named_in_a_warning(tmp_path, caplog):
+    path = tmp_path / "m.csv"
+    path.write_text("# from the assay\nmutant,fitness\nK6A,1\n#N/A,0.7\nL7A,2\n")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.tables"):
+        table = read_mutant_table(path)
+    assert table.mutants == ["K6A", "L7A"]
+    assert "m.csv: 1 line(s) below the header start with '#' and are skipped as comments (line 4: '#N/A,0.7')" \
+        in caplog.text
+    caplog.clear()
+    path.write_text("# only above the header\nmutant,fitness\nK6A,1\n# and after the last row\n")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.tables"):
+        read_mutant_table(path)
+    assert "skipped as comments" not in caplog.text
+
+
 def test_rows_are_named_by_their_file_line(tmp_path):
     # comments and blank lines count, as in an editor: header on line 2, rows on lines 4, 5 (blank) and 6
     path = tmp_path / "m.csv"
