@@ -70,6 +70,11 @@ class PositionNotModelledError(InvalidMutantError, KeyError):
 # --------------------------------------------------------------------------------------------
 
 
+#: record names HH-suite reserves for annotation rows of an a3m/a2m (secondary structure and solvent accessibility
+#: from DSSP, predicted secondary structure and its confidence, the consensus): not sequences of the family
+HHSUITE_ANNOTATIONS = frozenset({"ss_dssp", "sa_dssp", "ss_pred", "ss_conf", "Consensus"})
+
+
 def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     """Yield ``(id, sequence)`` for every record of a FASTA-like file (a2m, a3m, FASTA).
 
@@ -77,7 +82,10 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     statistics after the name). Sequence lines are concatenated with all whitespace removed.
     Lines starting with ``#`` before the first record (a3m comment lines, e.g. ColabFold's
     ``#<len>\\t<n>``) are skipped. A gzip-compressed file is decompressed (:func:`open_input`)
-    and a UTF-8 byte order mark at its start is ignored (Windows editors write one).
+    and a UTF-8 byte order mark at its start is ignored (Windows editors write one). NUL bytes are removed
+    (ColabFold's MMseqs2 server starts each database's block of an a3m with one, before its ``>``). HH-suite's
+    annotation records (:data:`HHSUITE_ANNOTATIONS`: secondary structure, confidence, consensus) are not
+    sequences: skipped, with a warning.
 
     Raises :class:`AlignmentFormatError` when the file is missing or unreadable, truncated or
     damaged gzip data, empty, has no record, or does not start with a ``>`` header line, or
@@ -89,12 +97,25 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
         fh = io.TextIOWrapper(open_input(path), encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
+    skipped: list[str] = []
+    yielded = 0
+
+    def record(name: str, chunks: list[str]) -> Iterator[tuple[str, str]]:
+        nonlocal yielded
+        if name in HHSUITE_ANNOTATIONS:
+            skipped.append(name)
+        else:
+            yielded += 1
+            yield name, "".join(chunks)
+
     with fh:
         name: str | None = None
         chunks: list[str] = []
         seen_text = False
         try:
             for lineno, line in enumerate(fh, 1):
+                if "\x00" in line:
+                    line = line.replace("\x00", "")
                 if name is None:
                     stripped = line.strip()
                     if not stripped:
@@ -108,7 +129,7 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
                             f"({_clip(stripped)!r})")
                 if line.startswith(">"):
                     if name is not None:
-                        yield name, "".join(chunks)
+                        yield from record(name, chunks)
                     name = _record_id(line, path, lineno)
                     chunks = []
                 else:
@@ -122,7 +143,13 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
             if seen_text:
                 raise AlignmentFormatError(f"{path}: no records (no line starts with '>')")
             raise AlignmentFormatError(f"{path}: file is empty")
-        yield name, "".join(chunks)
+        yield from record(name, chunks)
+    if skipped and not yielded:
+        raise AlignmentFormatError(f"{path}: no sequences, only HH-suite annotation records "
+                                   f"({', '.join(dict.fromkeys(skipped))})")
+    if skipped:
+        logger.warning("%s: skipped %d HH-suite annotation record(s) (%s): they are not sequences", path,
+                       len(skipped), ", ".join(dict.fromkeys(skipped)))
 
 
 def _record_id(header_line: str, path: Path, lineno: int) -> str:

@@ -234,6 +234,30 @@ def test_a3m_repeated_hits_are_kept_as_rows(tmp_path, caplog):
     assert "repeat an earlier id" in caplog.text and "'hit'" in caplog.text
 
 
+def test_colabfold_nul_bytes_are_removed(tmp_path):
+    # ColabFold's MMseqs2 server starts each database's block with a NUL byte before its query again
+    text = "#4\t1\n>101\nACDE\n>hit1\tx\nAcCDE\n\x00>101\nACDE\n>hit2\nA-DE\n\x00"
+    path = tmp_path / "c.a3m"
+    path.write_bytes(text.encode())
+    aln = read_alignment(path)
+    assert aln.ids == ("101", "hit1", "101", "hit2")
+    assert rows(aln) == ["ACDE", "ACDE", "ACDE", "A-DE"]
+
+
+def test_hhsuite_annotation_records_are_skipped_with_a_warning(tmp_path, caplog):
+    text = ">ss_pred\nCCHH\n>ss_conf\n9876\n>q\nACDE\n>Consensus\nacde\n>hit\nA-DE\n"
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
+        aln = read_alignment(write(tmp_path, text, "h.a3m"))
+    assert aln.ids == ("q", "hit") and aln.focus_id == "q"  # the first sequence is the focus, not ss_pred
+    assert "h.a3m: skipped 3 HH-suite annotation record(s) (ss_pred, ss_conf, Consensus): they are not " \
+        "sequences" in caplog.text
+    with pytest.raises(AlignmentFormatError, match="ss_pred"):
+        read_alignment(write(tmp_path, text, "h.a3m"), focus="ss_pred")
+    with pytest.raises(AlignmentFormatError, match=r"o.a3m: no sequences, only HH-suite annotation records "
+                                                   r"\(ss_pred, ss_conf\)"):
+        read_alignment(write(tmp_path, ">ss_pred\nCCHH\n>ss_conf\n9876\n", "o.a3m"))
+
+
 def test_a3m_focus_lowercase_letters_still_count_as_residues(tmp_path):
     # the focus (not the query) has an insertion 'k' relative to the query
     text = ">q\nACDE\n>f/5-9\nACkDE\n"
