@@ -38,7 +38,7 @@ from .alphabet import AA_TO_CODE
 from .errors import ClassifyError, DeepSeqVAEError, MutantColumnError
 from .fileio import atomic_write
 from .mutants import parse_mutant, resolve_mutants
-from .tables import file_line, numeric_column, read_mutant_table
+from .tables import MUTANT_COLUMN_FIX, file_line, numeric_column, read_mutant_table
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,10 @@ MIN_SEPARATION = 2.0
 #: EVE's default thresholds were set over its ~3,000 proteins: on one protein the share they classify may be far from
 #: the nominal percentage (PTEN_HUMAN: 72.9 % of its variants at "10 %"). Beyond this distance classify says so
 RETAINED_DRIFT = 0.15
-#: spellings of the two labels in a label table (compared lower-cased)
-_LABEL_VALUES = {"1": 1.0, "1.0": 1.0, "pathogenic": 1.0, "likely_pathogenic": 1.0, "likely pathogenic": 1.0,
-                 "0": 0.0, "0.0": 0.0, "benign": 0.0, "likely_benign": 0.0, "likely benign": 0.0}
+#: spellings of the two labels in a label table (compared lower-cased, "_" as a space; ClinVar's combined
+#: "Pathogenic/Likely pathogenic" and "Benign/Likely benign" are split at "/" and must agree)
+_LABEL_VALUES = {"pathogenic": 1.0, "likely pathogenic": 1.0, "p": 1.0, "lp": 1.0,
+                 "benign": 0.0, "likely benign": 0.0, "b": 0.0, "lb": 0.0}
 _LABEL_COLUMNS = ("clinvar_labels", "label", "labels")
 PRIOR_FORMAT = "deepseqvae-gmm-prior"
 #: the version of that JSON this code writes and reads
@@ -531,13 +532,14 @@ class LabelTable:
 
 
 def _label_value(text: str) -> float:
-    key = text.strip().lower()
-    if key in _LABEL_VALUES:
-        return _LABEL_VALUES[key]
+    """1.0 (pathogenic), 0.0 (benign) or NaN (neither) for one label cell: 1 / 0 (also 1.0, 1,0), a word of
+    :data:`_LABEL_VALUES`, or ClinVar's combined "Pathogenic/Likely pathogenic" (parts that disagree: NaN)."""
+    key = " ".join(text.strip().lower().replace("_", " ").split())
     try:
-        v = float(key)
+        v = float(key.replace(",", ".") if key.count(",") == 1 and "." not in key else key)
     except ValueError:
-        return math.nan
+        parts = {_LABEL_VALUES.get(part.strip(), math.nan) for part in key.split("/")}
+        return parts.pop() if len(parts) == 1 else math.nan
     return v if v in (0.0, 1.0) else math.nan
 
 
@@ -545,10 +547,15 @@ def read_labels(path: str | os.PathLike, *, label_col: str | None = None,
                 mutant_col: str | None = None) -> LabelTable:
     """Read a label table; the label column is ``label_col`` or the one named ClinVar_labels / label(s).
 
-    Labels 1 / pathogenic / likely_pathogenic mean pathogenic, 0 / benign / likely_benign benign; any
-    other value (EVE's 0.5, empty) is kept and reported by :func:`match_labels`.
+    Labels 1 / pathogenic / likely pathogenic (also ClinVar's Pathogenic/Likely_pathogenic, P, LP) mean
+    pathogenic, 0 / benign / likely benign (Benign/Likely_benign, B, LB) benign (:func:`_label_value`); any other
+    value (EVE's 0.5, empty, Uncertain significance, Conflicting ...) is kept and reported by :func:`match_labels`.
     """
-    table = read_mutant_table(path, mutant_col=mutant_col)
+    try:
+        table = read_mutant_table(path, mutant_col=mutant_col)
+    except MutantColumnError as exc:  # its advice names score's options: classify's is --label-mutant-col
+        raise ClassifyError(str(exc).replace(MUTANT_COLUMN_FIX, "choose the labels' mutant column with "
+                                             "--label-mutant-col")) from None
     by_key = {str(c).strip().lower(): c for c in table.frame.columns}
     if label_col is not None:
         col = label_col if label_col in table.frame.columns else by_key.get(label_col.strip().lower())

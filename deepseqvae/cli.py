@@ -743,6 +743,9 @@ def _fmt_pct(v: float) -> str:
                    "_labels.csv (every row with a status), _metrics.csv and _labels.png.")
 @click.option("--label-col", default=None, metavar="COL",
               help="Label column of --labels. [default: ClinVar_labels, label or labels]")
+@click.option("--label-mutant-col", default=None, metavar="COL",
+              help="Mutant column of --labels (e.g. a ClinVar export's 'Protein change'). [default: detected as "
+                   "'score' does: mutant, mutations, ...]")
 @click.option("--protein", default=None, metavar="NAME",
               help="Protein name: the rows of --labels' protein_name column to use and the name in the output. "
                    "[default: the checkpoint's focus id up to '/', e.g. P53_HUMAN]")
@@ -776,8 +779,9 @@ def _fmt_pct(v: float) -> str:
 @click.option("--batch-size", type=click.IntRange(1), default=2048, show_default=True,
               help="Mutants per batch; bounds memory.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-def classify_command(models, scan, output, labels, label_col, protein, offset, prior, protein_weight, retain,
-                     thresholds, monotone, n_init, gmm_seed, plots, n_samples, seed, device, batch_size, progress):
+def classify_command(models, scan, output, labels, label_col, label_mutant_col, protein, offset, prior, protein_weight,
+                     retain, thresholds, monotone, n_init, gmm_seed, plots, n_samples, seed, device, batch_size,
+                     progress):
     """Classify every single mutant as Pathogenic, Benign or Uncertain, as EVE does.
 
     Fits a two-component Gaussian mixture to the evolutionary index (−ΔELBO) of all single mutants
@@ -802,15 +806,17 @@ def classify_command(models, scan, output, labels, label_col, protein, offset, p
     if scan is not None and given & {"n_samples", "seed", "device", "batch_size"}:  # a scan CSV is scored already
         raise click.UsageError("--samples, --seed, --device and --batch-size set the scan of --model; a --scan CSV "
                                "is scored already")
+    if labels is None and given & {"label_col", "label_mutant_col"}:
+        raise click.UsageError("--label-col and --label-mutant-col name columns of --labels: give one")
     if prior is None and "protein_weight" in given:
         raise click.UsageError("--protein-weight weighs the protein's mixture against a --prior: give one")
     if output is None:
         output = default_classify_output(scan if scan is not None else models[0])
     run = classify_file(output, models=list(models), scan=scan, labels=labels, prior=prior, protein=protein,
                         protein_weight=protein_weight, retain=retain, thresholds=thresholds, n_init=n_init,
-                        gmm_seed=gmm_seed, label_col=label_col, offset=offset, plots=plots, monotone=monotone,
-                        n_samples=n_samples,
-                        seed=seed, device=device, batch_size=batch_size, progress=progress)
+                        gmm_seed=gmm_seed, label_col=label_col, label_mutant_col=label_mutant_col, offset=offset,
+                        plots=plots, monotone=monotone, n_samples=n_samples, seed=seed,
+                        device=device, batch_size=batch_size, progress=progress)
     cls, ev = run.classification, run.evaluation
     m = cls.mixture
     click.echo(f"Classified {len(cls.scan.mutants):,} single mutants of {cls.scan.protein or cls.scan.source}: "

@@ -705,6 +705,7 @@ def classify_file(
     n_init: int | None = None,
     gmm_seed: int = 0,
     label_col: str | None = None,
+    label_mutant_col: str | None = None,
     offset: int = 0,
     plots: bool = True,
     monotone: bool = True,
@@ -719,7 +720,8 @@ def classify_file(
     The scores come from a saturation scan of ``models`` (their mean for several), from a scan
     CSV (``scan``) or from a :class:`~deepseqvae.classify.ScanScores` already computed (``scores``).
     With ``labels`` also writes the per-label table, the metrics, a Markdown report and the
-    labelled-variants figure (:func:`classify_paths`); the histogram is drawn when ``plots``.
+    labelled-variants figure (:func:`classify_paths`); the histogram is drawn when ``plots``. ``label_col`` and
+    ``label_mutant_col`` name the label table's columns (:func:`deepseqvae.classify.read_labels`).
     """
     from . import classify as C
 
@@ -735,7 +737,7 @@ def classify_file(
             check_output(path, *inputs)
     # read the small inputs first: a bad one fails before minutes of scanning
     pooled = C.load_prior(prior).mixture if prior is not None else None
-    table = C.read_labels(labels, label_col=label_col) if labels is not None else None
+    table = C.read_labels(labels, label_col=label_col, mutant_col=label_mutant_col) if labels is not None else None
     first = None
     if table is not None and models:  # a label table of another protein fails before the scan, not after it
         first = load_checkpoint(models[0])

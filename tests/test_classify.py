@@ -257,6 +257,35 @@ def test_two_label_columns_need_label_col(tmp_path):
     assert read_labels(tmp_path / "both.csv", label_col="labels").labels.tolist() == [0.0]
 
 
+def test_clinvar_wordings_of_the_two_labels(tmp_path):
+    # ClinVar's own categories (web export and VCF spellings), their abbreviations, decimal-comma 1/0 (a European
+    # spreadsheet); anything else stays out with a label_not_binary status
+    rows = [("Pathogenic/Likely pathogenic", 1.0), ("Pathogenic/Likely_pathogenic", 1.0), ("LP", 1.0),
+            ("p", 1.0), ("Likely_pathogenic", 1.0), (" Benign ", 0.0), ("Benign/Likely_benign", 0.0), ("LB", 0.0),
+            ("1,0", 1.0), ("0,0", 0.0), ("1.0", 1.0), ("0", 0.0), ("Pathogenic/Benign", math.nan),
+            ("Uncertain significance", math.nan), ("Conflicting classifications of pathogenicity", math.nan),
+            ("Pathogenic; risk factor", math.nan), ("0,5", math.nan), ("2", math.nan), ("", math.nan)]
+    (tmp_path / "cv.tsv").write_text("mutant\tlabel\n" + "".join(f"A{i + 10}C\t{t}\n" for i, (t, _) in
+                                                                  enumerate(rows)))
+    got = read_labels(tmp_path / "cv.tsv").labels
+    np.testing.assert_array_equal(got, [v for _, v in rows])
+
+
+def test_labels_mutant_column_is_named_with_label_mutant_col(tmp_path):
+    _write_scan(tmp_path / "scan.csv")
+    (tmp_path / "cv.tsv").write_text("Name\tProtein change\tClinical significance\nx\tA10C\tPathogenic\n"
+                                     "y\tC11D\tBenign\n")
+    base = ["classify", "--scan", str(tmp_path / "scan.csv"), "-o", str(tmp_path / "c.csv"), "--labels",
+            str(tmp_path / "cv.tsv"), "--label-col", "Clinical significance", "--no-plots"]
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 2 and "cv.tsv (looked for mutant/mutation" in r.output
+    assert r.output.strip().endswith("choose the labels' mutant column with --label-mutant-col"), r.output
+    r = CliRunner().invoke(main, [*base, "--label-mutant-col", "protein change"])
+    assert r.exit_code == 0 and "Labels: 2 of 2 rows used" in r.output, r.output
+    r = CliRunner().invoke(main, base[:5] + ["--label-mutant-col", "x"])
+    assert r.exit_code == 2 and "--label-col and --label-mutant-col name columns of --labels: give one" in r.output
+
+
 def test_conflicting_duplicate_labels_leave_the_variant_out(tmp_path):
     _write_scan(tmp_path / "scan.csv")
     (tmp_path / "dup.csv").write_text("mutant,label\nA10C,1\nC11D,0\nA10C,0\nC11D,0\nA10C,1\n")
