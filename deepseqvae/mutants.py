@@ -61,9 +61,10 @@ REASONS = (
 )
 
 #: spellings (compared lower-cased, after stripping whitespace) that mean "the wild type itself" to
-#: :func:`parse_mutant`; :func:`resolve_mutants` reports an empty one as ``empty_mutant`` instead
-WILD_TYPE_WORDS = frozenset({"", "wt", "_wt", "wt_", "_", "wildtype", "wild_type", "wild-type",
-                        "wild type", "p.=", "p.(=)", "="})
+#: :func:`parse_mutant` (MaveDB's ``_sy``: a synonymous variant, no change of the protein);
+#: :func:`resolve_mutants` reports an empty one as ``empty_mutant`` instead
+WILD_TYPE_WORDS = frozenset({"", "wt", "_wt", "wt_", "_", "_sy", "wildtype", "wild_type", "wild-type",
+                             "wild type", "p.=", "p.(=)", "="})
 
 _THREE_TO_ONE = {
     "ala": "A", "arg": "R", "asn": "N", "asp": "D", "cys": "C", "gln": "Q", "glu": "E",

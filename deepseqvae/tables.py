@@ -27,7 +27,7 @@ __all__ = ["MutantTable", "detect_fitness_col", "file_line", "numeric_column", "
 
 logger = logging.getLogger(__name__)
 
-_MUTANT_NAMES = ("mutant", "mutation", "mutations", "variant", "variants")
+_MUTANT_NAMES = ("mutant", "mutation", "mutations", "variant", "variants", "hgvs_pro")  # hgvs_pro: MaveDB's
 _WT_NAMES = ("wildtype", "wild_type", "wild-type", "wt", "wt_aa", "wildtype_aa")
 _POS_NAMES = ("site", "position", "pos", "residue", "resnum", "residue_number")
 _MUT_NAMES = ("mutant", "mut", "mutation", "mutant_aa", "mut_aa")
@@ -269,8 +269,8 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     excepted). The mutant column is ``mutant_col`` when given, else built from
     ``wt_col``/``pos_col``/``mut_col`` when all three are given (a row with a blank one of them gets
     the empty mutant ``""``, which scoring reports as ``empty_mutant``), else detected: the first column
-    named mutant, mutation, mutations, variant or variants (any case) whose values look like
-    mutants; failing that, wild-type/position/new-residue columns (e.g. PTEN's
+    named mutant, mutation, mutations, variant, variants or hgvs_pro (MaveDB's score tables; any case) whose
+    values look like mutants; failing that, wild-type/position/new-residue columns (e.g. PTEN's
     ``wildtype,site,mutant``) are used automatically.
 
     Raises :class:`~deepseqvae.errors.MutantTableError` (one line, naming the file) for a missing,

@@ -102,7 +102,7 @@ def test_parse_separator_excluded():
                                                           Substitution("L", 50, "P"))
 
 
-@pytest.mark.parametrize("text", ["WT", "wt", "_wt", "", "  ", "_", "wildtype", "wild-type", "p.=",
+@pytest.mark.parametrize("text", ["WT", "wt", "_wt", "_sy", "", "  ", "_", "wildtype", "wild-type", "p.=",
                                   None])
 def test_parse_wild_type(text):
     assert parse_mutant(text) == ()
@@ -698,6 +698,19 @@ def test_decimal_commas_are_read_where_the_delimiter_allows_them(tmp_path):
     path.write_text("mutant;DMS_score\nK6A;0,5\n")
     table = read_mutant_table(path)
     assert detect_fitness_col(table) == "DMS_score" and detect_fitness_col(table.frame) is None
+
+
+def test_mavedb_score_table_is_read_by_its_hgvs_pro_column(tmp_path):
+    # MaveDB's score tables: accession,hgvs_nt,hgvs_splice,hgvs_pro,score with NA, _wt and _sy rows
+    path = tmp_path / "urn_mavedb.csv"
+    path.write_text("accession,hgvs_nt,hgvs_splice,hgvs_pro,score\n"
+                    "x#1,NA,NA,p.Lys6Ala,0.5\nx#2,NA,NA,_wt,0.0\nx#3,NA,NA,_sy,0.1\n"
+                    "x#4,NA,NA,p.[Lys6Ala;Leu7Pro],NA\n")
+    table = read_mutant_table(path)
+    assert table.mutant_col == "hgvs_pro" and table.mutants[0] == "p.Lys6Ala"
+    assert [parse_mutant(m, separators=table.separators) for m in table.mutants[1:3]] == [(), ()]
+    assert detect_fitness_col(table) == "score"
+    assert np.allclose(numeric_column(table, "score"), [0.5, 0.0, 0.1, np.nan], equal_nan=True)
 
 
 def test_excel_separator_line_sets_the_delimiter(tmp_path):
