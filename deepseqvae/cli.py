@@ -287,7 +287,7 @@ def _recipe_help() -> str:
 @click.option("--holdout-by", type=click.Choice(["cluster", "weight", "sequence"]), default=None,
               help="How --holdout is drawn: whole 80 %-identity clusters until that fraction of the rows (cluster) "
                    "or of the total sequence weight, Neff (weight), or single sequences (sequence). "
-                   "[default: weight]")
+                   "[default: the recipe's: weight (fast), cluster (paper)]")
 @click.option("--refit/--no-refit", default=None,
               help="With --holdout: after early stopping, train again from the same start on every sequence up to "
                    "the step the held-out set chose, and save that model (a second run up to that step). "
@@ -524,7 +524,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
 @click.option("--seed", type=SEED, default=None, help="Random seed. [default: the seed of the committed demo]")
 @click.option("--n-seqs", type=click.IntRange(2), default=3000, show_default=True, help="Sequences in the family.")
 @click.option("--length", "L", type=click.IntRange(5, 1000), default=60, show_default=True,
-              help="Sequence length L (the Potts couplings are a dense L×L×21×21 array: at L = 1,000, the most, "
+              help="Sequence length L (the Potts couplings are a dense L×L×20×20 array: at L = 1,000, the most, "
                    "8.8 GB of memory and 43 s for 200 sequences; L = 300: 1.1 GB; benchmarks/results/simulate-*.md).")
 @click.option("--pairs", "n_pairs", type=click.IntRange(0), default=None,
               help="Coupled residue pairs of the Potts model (its epistasis). [default: round(7·L/6), 70 for "
