@@ -3,7 +3,7 @@
 The public API, one name per stage (imported on first use, so ``deepseqvae --help`` stays fast)::
 
     from deepseqvae import read_alignment, compute_weights, VAEConfig, TrainConfig, fit_alignment
-    from deepseqvae import read_mutant_table, score_table, saturation_scan, load_checkpoint
+    from deepseqvae import read_mutant_table, mutant_table, score_table, saturation_scan, load_checkpoint
 """
 
 import importlib
@@ -22,6 +22,7 @@ _API = {
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "read_mutant_table": "tables",
+    "mutant_table": "tables",
     "score_table": "score",
     "saturation_scan": "score",
     "DeepSeqVAEError": "errors",

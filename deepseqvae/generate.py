@@ -20,6 +20,7 @@ from .errors import DeepSeqVAEError
 from .latent import encode_latent, identity_to_focus
 from .model import VAE
 from .score import encode_batched
+from .weights import resolve_device
 
 #: sequences :func:`iter_samples` draws and estimates at a time: (SAMPLE_CHUNK, L) codes and (SAMPLE_CHUNK, D)
 #: latents, whatever the number asked for
@@ -66,7 +67,7 @@ def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: i
     """ELBO of each sequence (M, L) averaged over ``n_samples`` decoder-weight and latent draws, (M,).
     The draws come from ``generator`` when given (it advances), else from a new one seeded with ``seed``.
     ``progress``: a bar over the draws on stderr."""
-    device = torch.device(device)
+    device = resolve_device(device)
     model = model.to(device).eval()
     dec = model.decoder
     dtype = dec.mu["W_out"].dtype
@@ -124,7 +125,7 @@ def iter_samples(
         raise DeepSeqVAEError(f"the number of sequences must be positive, got {n}")
     if not temperature > 0:
         raise DeepSeqVAEError(f"temperature must be > 0, got {temperature}")
-    device = torch.device(device)
+    device = resolve_device(device)
     model = ckpt.latent_model("sampling").to(device)
     dec = model.decoder
     dtype = dec.mu["W_out"].dtype
@@ -162,7 +163,7 @@ def iter_samples(
 @torch.no_grad()
 def decode_argmax(model: VAE, z: np.ndarray | torch.Tensor, *, device: torch.device | str = "cpu") -> np.ndarray:
     """Most probable residue per column (N, L) int8 for latents ``z`` (N, D), at the mean decoder weights."""
-    device = torch.device(device)
+    device = resolve_device(device)
     model = model.to(device).eval()
     dec = model.decoder
     zt = torch.as_tensor(z, dtype=dec.mu["W_out"].dtype, device=device)  # (N, D)
@@ -191,7 +192,7 @@ def interpolate_sequences(
     """
     if steps < 2:
         raise DeepSeqVAEError(f"interpolation needs at least 2 steps, got {steps}")
-    device = torch.device(device)
+    device = resolve_device(device)
     model = ckpt.latent_model("interpolation").to(device)
     mu, _ = encode_latent(model, np.vstack([start_codes, end_codes]), device=device)  # (2, D)
     t = np.linspace(0.0, 1.0, steps)[:, None]  # (S, 1)

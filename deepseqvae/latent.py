@@ -22,6 +22,7 @@ from .errors import DeepSeqVAEError
 from .model import VAE
 from .score import encode_batched
 from .tables import file_line
+from .weights import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def encode_latent(model: VAE, codes: np.ndarray, *, batch_size: int = 1024,
 
     The encoder returns ``(mu, log_sigma)``; the log-variance is ``2·log_sigma``.
     """
-    model = model.to(torch.device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
     mu, log_sigma = encode_batched(model, np.asarray(codes), batch_size)  # (N, D) each
     return mu.cpu().numpy(), (2.0 * log_sigma).cpu().numpy()
 

@@ -50,6 +50,8 @@ class VAEConfig:
     def __post_init__(self) -> None:
         if self.seq_len < 1:
             raise ValueError("seq_len must be positive")
+        if self.latent_dim < 1 or min((*self.encoder_hidden, *self.decoder_hidden), default=1) < 1:
+            raise ValueError("latent_dim and every hidden width must be >= 1")
         if self.decoder not in ("svi", "mle"):
             raise ValueError(f"decoder must be 'svi' or 'mle', not {self.decoder!r}")
         if not self.decoder_hidden:

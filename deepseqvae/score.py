@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,7 +37,8 @@ from .errors import CheckpointError, InvalidMutantError, MutantTableError
 from .model import VAE
 from .mutants import resolve_mutants, status_summary, suggest_cause
 from .runtime import SEED_MAX
-from .tables import MutantTable, numeric_column
+from .tables import MutantTable, mutant_table, numeric_column
+from .weights import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +239,7 @@ def delta_elbo(
     the most drawn); the estimate is then exactly that of a run with ``n_samples`` = the samples drawn.
     ``reliability_rows``: only the first this many variants decide it (None: all of them).
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     model = model.to(device).eval()
     L = wt_codes.shape[0]
     M = variant_codes.shape[0]
@@ -320,7 +322,7 @@ DEFAULT_SAMPLES_CPU = 400
 
 def default_samples(device: torch.device | str) -> int:
     """The automatic K's upper bound: 2,000 on CUDA, :data:`DEFAULT_SAMPLES_CPU` on the CPU."""
-    return DEFAULT_SAMPLES_GPU if torch.device(device).type == "cuda" else DEFAULT_SAMPLES_CPU
+    return DEFAULT_SAMPLES_GPU if resolve_device(device).type == "cuda" else DEFAULT_SAMPLES_CPU
 
 
 @dataclass
@@ -383,8 +385,8 @@ def _check_scoring(n_samples: int | None, batch_size: int, seed: int) -> tuple[i
 
 
 def score_table(
-    checkpoints: Sequence,  # of Checkpoint (checkpoint.py imports this module: not imported here)
-    table: MutantTable,
+    checkpoints: Sequence,  # of Checkpoint, or one (checkpoint.py imports this module: not imported here)
+    table: MutantTable | pd.DataFrame | Sequence[str],
     *,
     model_names: list[str] | None = None,
     n_samples: int | None = None,
@@ -396,20 +398,25 @@ def score_table(
     batch_size: int = 2048,
     progress: bool = False,
 ) -> TableScores:
-    """Score every row of a :class:`~deepseqvae.tables.MutantTable` with one or more models.
+    """Score every row of a mutant table with one or more models.
 
-    ``checkpoints`` are :class:`~deepseqvae.checkpoint.Checkpoint` objects; each is scored through
+    ``table``: a :class:`~deepseqvae.tables.MutantTable` (``read_mutant_table``), or a DataFrame or a list of
+    mutant strings in memory (:func:`~deepseqvae.tables.mutant_table`: its mutant column detected; name it by
+    building the table with ``mutant_table(frame, mutant_col=...)``).
+    ``checkpoints`` are :class:`~deepseqvae.checkpoint.Checkpoint` objects (or one); each is scored through
     its :class:`MutationScorer`. Rows that cannot be scored keep an empty score and a ``status``
     saying why (``--strict`` turns them into an :class:`InvalidMutantError`); if no row can be
     scored the error suggests the likely cause. With several models the output has one column per
     model and their mean as ``score``. With ``fitness_col`` the Spearman correlation over the
     scored rows is computed. ``n_samples`` None: each model's automatic K (:func:`auto_samples`).
     """
-    if not checkpoints or not all(hasattr(ck, "scorer") for ck in checkpoints):
-        raise TypeError(f"checkpoints must be a non-empty list of Checkpoint objects (load_checkpoint), not "
+    if hasattr(checkpoints, "scorer"):  # one model
+        checkpoints = [checkpoints]
+    if isinstance(checkpoints, str | os.PathLike) or not checkpoints \
+            or not all(hasattr(ck, "scorer") for ck in checkpoints):
+        raise TypeError(f"checkpoints must be a Checkpoint or a non-empty list of them (load_checkpoint), not "
                         f"{checkpoints!r:.80}")
-    if not hasattr(table, "mutants"):
-        raise TypeError(f"table must be a MutantTable (read_mutant_table), not {table!r:.80}")
+    table = mutant_table(table)
     n_samples, batch_size, seed = _check_scoring(n_samples, batch_size, seed)
     if model_names is not None and (len(model_names) != len(checkpoints) or len(set(model_names)) != len(model_names)):
         raise ValueError(f"model_names must name each of the {len(checkpoints)} models once, got {list(model_names)}")
@@ -429,9 +436,8 @@ def score_table(
                                  f"{suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset)}")
     if strict and bad:
         first = bad[0]
-        line = table.line(resolved.index(first))
         rows = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
-        raise InvalidMutantError(f"{where}line {line} ({first.text!r}): {first.status} "
+        raise InvalidMutantError(f"{where}{table.row_name(resolved.index(first))} ({first.text!r}): {first.status} "
                                  f"({rows} cannot be scored; drop --strict to keep them with a status)")
     if 2 * len(bad) >= len(resolved):  # most rows unscorable: often an offset, said before the work
         log.warning("%s%d of %d rows cannot be scored: %s", where, len(bad), len(resolved),

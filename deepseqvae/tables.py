@@ -23,7 +23,7 @@ from .errors import InvalidMutantError, MutantColumnError, MutantTableError
 from .fileio import GZIP_ERRORS, open_input
 from .mutants import DEFAULT_SEPARATORS, WILD_TYPE_WORDS, IndelMutantError, parse_mutant
 
-__all__ = ["MutantTable", "detect_fitness_col", "file_line", "numeric_column", "read_mutant_table"]
+__all__ = ["MutantTable", "detect_fitness_col", "file_line", "mutant_table", "numeric_column", "read_mutant_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,11 @@ class MutantTable:
     def line(self, row: int) -> int:
         """The file line of 0-based data row ``row`` (:func:`file_line`)."""
         return file_line(self.line_numbers, row)
+
+    def row_name(self, row: int) -> str:
+        """How messages name 0-based data row ``row``: ``line N`` of a file, ``row N`` (1-based) of a table in
+        memory (:func:`mutant_table`)."""
+        return f"line {self.line(row)}" if self.path else f"row {row + 1}"
 
 
 def file_line(line_numbers: tuple[int, ...], row: int) -> int:
@@ -312,6 +317,42 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     # a quoted cell spanning lines shifts the rows against the lines: then each row's first line is found by csv
     rows_lines = tuple(numbers[1:]) if len(numbers) == len(frame) + 1 else _record_lines(lines, numbers, delim,
                                                                                           len(frame) + 1)
+    return _with_mutants(frame, path, delim, separators, rows_lines, mutant_col, wt_col, pos_col, mut_col)
+
+
+def mutant_table(data: pd.DataFrame | Sequence[str], *, mutant_col: str | None = None, wt_col: str | None = None,
+                 pos_col: str | None = None, mut_col: str | None = None) -> MutantTable:
+    """A :class:`MutantTable` of data in memory, for :func:`deepseqvae.score.score_table`: a DataFrame (its mutant
+    column named, built from three columns, or detected, as :func:`read_mutant_table` does) or a list of mutant
+    strings (one column ``mutant``). The frame keeps the caller's values and types; rows are named by their
+    1-based number. A :class:`MutantTable` is returned as it is.
+    """
+    if isinstance(data, MutantTable):
+        return data
+    if isinstance(data, str | os.PathLike):
+        raise TypeError(f"{os.fspath(data)!r} is a path: read the file with read_mutant_table")
+    if isinstance(data, pd.DataFrame):
+        frame = data.reset_index(drop=True)
+        frame.columns = _dedupe([str(c) for c in frame.columns])
+    else:
+        values = list(data)
+        if not all(isinstance(v, str) for v in values):
+            raise TypeError("mutants must be a DataFrame or a list of mutant strings such as 'A42G'")
+        frame, mutant_col = pd.DataFrame({"mutant": values}), mutant_col or "mutant"
+    if len(frame) == 0:
+        raise MutantTableError("the mutant table has no rows")
+    text = frame.astype(object).where(frame.notna(), "").astype(str)  # what detection reads: cells as strings
+    table = _with_mutants(text, "", ",", DEFAULT_SEPARATORS, (), mutant_col, wt_col, pos_col, mut_col)
+    table.frame = frame
+    return table
+
+
+def _with_mutants(frame: pd.DataFrame, path: str, delim: str, separators: str, rows_lines: tuple[int, ...],
+                  mutant_col: str | None, wt_col: str | None, pos_col: str | None,
+                  mut_col: str | None) -> MutantTable:
+    """The :class:`MutantTable` of ``frame`` (cells as strings) with its mutant column: named, built from three
+    named columns, or detected (:func:`read_mutant_table`)."""
+    name = path or "the table"  # in messages
 
     def table(mutants: list[str], mcol: str | None, w=None, p=None, m=None) -> MutantTable:
         return MutantTable(frame, mutants, mcol, delim, separators, path, w, p, m, rows_lines)
@@ -320,14 +361,14 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     if mutant_col is not None and any(c is not None for c in three):
         raise MutantTableError("give either --mutant-col or --wt-col/--pos-col/--mut-col, not both")
     if mutant_col is not None:
-        col = _named_col(frame, mutant_col, path, "--mutant-col")
+        col = _named_col(frame, mutant_col, name, "--mutant-col")
         return table(frame[col].tolist(), col)
     if any(c is not None for c in three):
         if not all(c is not None for c in three):
             raise MutantTableError("give all three of --wt-col, --pos-col and --mut-col")
-        w = _named_col(frame, wt_col, path, "--wt-col")
-        p = _named_col(frame, pos_col, path, "--pos-col")
-        m = _named_col(frame, mut_col, path, "--mut-col")
+        w = _named_col(frame, wt_col, name, "--wt-col")
+        p = _named_col(frame, pos_col, name, "--pos-col")
+        m = _named_col(frame, mut_col, name, "--mut-col")
         return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
 
     # Detection: named mutant columns whose values are mutants.
@@ -345,15 +386,15 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
             and _fraction(frame[p].tolist(), _INT_RE) >= 0.5 \
             and _fraction(frame[m].tolist(), _RESIDUE_RE) >= 0.5:
         logger.info("%s: no mutant column; building mutants from columns %r (wild type), %r "
-                    "(position) and %r (new residue)", path, w, p, m)
+                    "(position) and %r (new residue)", name, w, p, m)
         return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
     fix = MUTANT_COLUMN_FIX
     if candidates:
         col = candidates[0]
         example = next((v for v in frame[col].tolist() if v.strip()), "")
-        raise MutantColumnError(f"column {col!r} of {path} does not hold mutants like A42G "
+        raise MutantColumnError(f"column {col!r} of {name} does not hold mutants like A42G "
                                f"(e.g. {example!r}); columns: {_columns_text(frame)}; {fix}")
-    raise MutantColumnError(f"no mutant column found in {path} (looked for "
+    raise MutantColumnError(f"no mutant column found in {name} (looked for "
                            f"{'/'.join(_MUTANT_NAMES)}); columns: {_columns_text(frame)}; {fix}")
 
 

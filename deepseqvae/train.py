@@ -21,15 +21,17 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from .alignment import Alignment
 from .alphabet import N_AA
 from .checkpoint import Checkpoint, ModelInfo, model_kind, save_checkpoint
 from .errors import TrainingError
 from .hardware import MATMUL_DTYPES, resolve_matmul_dtype
 from .holdout import cluster_holdout_split, heldout_sample, holdout_split
-from .model import VAE, loss_terms
+from .model import VAE, VAEConfig, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor, lr_factor
 from .pace import RefitAbandoned, RefitPace
 from .runtime import flush_subnormals
+from .weights import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,10 @@ class TrainConfig:
     stop_step: int | None = None    # end the run at this step (None: at steps); the schedule still spans steps
 
     def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, not {self.steps!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, not {self.batch_size!r}")
         if self.optimizer not in ("adam", "deepsequence"):
             raise ValueError(f"optimizer must be 'adam' or 'deepsequence', not {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
@@ -328,7 +334,7 @@ def train(
     With ``evaluate_beside`` (and no ``on_eval``) the held-out estimates run on a worker thread while
     training goes on: the same values and best weights, early stopping up to an evaluation interval later.
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     cfg = replace(cfg, matmul_dtype=_run_matmul_dtype(cfg, device, resume))  # the checkpoint records the one used
     if codes.shape[0] != weights.shape[0]:
         raise ValueError("codes and weights differ in length")
@@ -626,9 +632,9 @@ def _check_same_data(resume: Checkpoint, info: ModelInfo, alignment, where: str 
 
 
 def fit_alignment(
-    alignment,
+    alignment: Alignment,
     weights: np.ndarray,
-    model_cfg,
+    model_cfg: VAEConfig,
     train_cfg: TrainConfig,
     *,
     theta: float,
@@ -654,9 +660,25 @@ def fit_alignment(
     second thread, each with half the threads (:func:`refits_beside`):
     the same model as the two one after the other with that many threads each, in less time.
     """
-    from .errors import CheckpointError
-    from .model import VAEConfig
+    from .errors import CheckpointError, ConfigError
+    from .weights import check_theta
 
+    # the Python caller's mistakes, said here rather than deep in torch
+    if not isinstance(alignment, Alignment):
+        raise TypeError(f"alignment must be an Alignment (read_alignment or AlignmentOptions.read), not "
+                        f"{type(alignment).__name__}")
+    if not isinstance(model_cfg, VAEConfig) or not isinstance(train_cfg, TrainConfig):
+        raise TypeError(f"model_cfg and train_cfg must be a VAEConfig and a TrainConfig (recipes.recipe_configs "
+                        f"makes both), not {type(model_cfg).__name__} and {type(train_cfg).__name__}")
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (alignment.N,):
+        raise ValueError(f"weights must have shape ({alignment.N},), one per sequence of {alignment.path}, not "
+                         f"{weights.shape}")
+    if resume is None and model_cfg.seq_len != alignment.L:
+        raise ConfigError(f"VAEConfig.seq_len {model_cfg.seq_len} is not the alignment's L = {alignment.L} "
+                          f"({alignment.path})")
+    theta = check_theta(theta)
+    device = resolve_device(device)
     info = ModelInfo.from_alignment(alignment, weights, theta)
     where = f"{checkpoint_path}: " if checkpoint_path is not None else ""  # resume errors name the file
     if resume is not None:
@@ -768,7 +790,7 @@ def refits_beside(cfg: TrainConfig, device: torch.device | str, on_eval: Callabl
             raise ValueError("a refit beside the held-out run needs early stopping and eval_every a multiple of "
                              "log_every")
         return requested
-    return possible and on_eval is None and torch.device(device).type == "cpu" and torch.get_num_threads() >= 2
+    return possible and on_eval is None and resolve_device(device).type == "cpu" and torch.get_num_threads() >= 2
 
 
 def _chosen_step(result: TrainResult) -> tuple[int, dict[str, list]]:

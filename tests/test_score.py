@@ -171,9 +171,9 @@ def test_api_refuses_what_the_cli_options_refuse(tmp_path):
         score_table([ck, ck], table, n_samples=2, model_names=["a", "a"])
     with pytest.raises(ValueError, match=r"each of the 2 models once, got \['a'\]"):
         score_table([ck, ck], table, n_samples=2, model_names=["a"])
-    with pytest.raises(TypeError, match="checkpoints must be a non-empty list of Checkpoint objects"):
+    with pytest.raises(TypeError, match="checkpoints must be a Checkpoint or a non-empty list of them"):
         score_table(["m.pt"], table)
-    with pytest.raises(TypeError, match="table must be a MutantTable"):
+    with pytest.raises(TypeError, match="'m.csv' is a path: read the file with read_mutant_table"):
         score_table([ck], "m.csv")
     with pytest.raises(TypeError, match="ckpt must be a Checkpoint"):
         saturation_scan("m.pt")
@@ -322,3 +322,28 @@ def test_table_and_scan_agree_under_the_automatic_k(tmp_path):
     np.testing.assert_allclose(res.frame["score"], [by_name[m] for m in ("K6A", "T7W", "Y9F")], rtol=1e-5)
     fixed = score_table([ck], table, n_samples=7)
     assert not fixed.automatic and fixed.samples_text() == "K = 7 samples"
+
+
+def test_score_table_takes_a_dataframe_or_a_list_in_memory():
+    from deepseqvae.tables import mutant_table
+
+    ck, _ = toy_vae_checkpoint()
+    frame = pd.DataFrame({"id": [7, 8, 9], "variant": ["M5A", "K6R:T7S", "Z8A"], "fitness": [0.5, -1.0, np.nan]})
+    from_file_like = score_table([ck], mutant_table(frame), n_samples=4, seed=1, device="auto", fitness_col="fitness")
+    one = score_table(ck, frame, n_samples=4, seed=1)  # one checkpoint, the frame as it is
+    assert list(one.frame.columns) == ["id", "variant", "fitness", "score", "score_sem", "status"]
+    assert one.frame["id"].dtype == np.int64 and one.frame["fitness"].dtype == np.float64  # the caller's types
+    np.testing.assert_array_equal(one.frame["score"], from_file_like.frame["score"])
+    assert one.frame["status"].tolist()[2].startswith("unknown_residue")
+    assert from_file_like.spearman["n"] == 2
+    listed = score_table([ck], ["M5A", "K6R:T7S"], n_samples=4, seed=1)
+    np.testing.assert_array_equal(listed.frame["score"], one.frame["score"][:2])
+    assert list(listed.frame["mutant"]) == ["M5A", "K6R:T7S"]
+    with pytest.raises(InvalidMutantError, match=r"^row 3 \('Z8A'\): unknown_residue"):
+        score_table([ck], frame, n_samples=4, strict=True)  # rows in memory are named by number, not file line
+    with pytest.raises(TypeError, match="'m.csv' is a path: read the file with read_mutant_table"):
+        score_table([ck], "m.csv")
+    with pytest.raises(TypeError, match="a list of mutant strings"):
+        score_table([ck], [1, 2])
+    with pytest.raises(TypeError, match="checkpoints must be a Checkpoint or a non-empty list of them"):
+        score_table("m.pt", frame)

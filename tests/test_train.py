@@ -244,3 +244,48 @@ def test_the_moving_average_takes_its_first_step_by_ema_warmup():
 def test_ema_warmup_must_keep_the_decay_below_one():
     with pytest.raises(ValueError, match="ema_warmup must be > 1"):
         TrainConfig(ema_warmup=1.0)
+
+
+def test_fit_alignment_names_a_python_callers_mistakes():
+    from deepseqvae.alignment import read_alignment
+    from deepseqvae.errors import ConfigError
+    from deepseqvae.train import fit_alignment
+    from deepseqvae.weights import WeightsError, compute_weights
+
+    from conftest import DEMO_A2M
+
+    aln = read_alignment(DEMO_A2M)
+    w = compute_weights(aln.codes, 0.2)
+    cfg = VAEConfig(seq_len=aln.L, latent_dim=2, **TINY_VAE)
+    tc = TrainConfig(steps=2, checkpoint_every=0)
+    with pytest.raises(TypeError, match="alignment must be an Alignment .* not str"):
+        fit_alignment(str(DEMO_A2M), w, cfg, tc, theta=0.2)
+    with pytest.raises(TypeError, match="must be a VAEConfig and a TrainConfig .* not VAEConfig and dict"):
+        fit_alignment(aln, w, cfg, {"steps": 2}, theta=0.2)
+    with pytest.raises(ValueError, match=rf"weights must have shape \({aln.N},\), one per sequence of .*demo.a2m, "
+                                         rf"not \({aln.N}, 1\)"):
+        fit_alignment(aln, w[:, None], cfg, tc, theta=0.2)
+    with pytest.raises(ConfigError, match=r"VAEConfig.seq_len 50 is not the alignment's L = 60"):
+        fit_alignment(aln, w, VAEConfig(seq_len=50, latent_dim=2, **TINY_VAE), tc, theta=0.2)
+    with pytest.raises(WeightsError, match="theta must be strictly between 0 and 1"):
+        fit_alignment(aln, w, cfg, tc, theta=5)
+    if not torch.cuda.is_available():
+        with pytest.raises(WeightsError, match="CUDA is not available"):
+            fit_alignment(aln, w, cfg, tc, theta=0.2, device="cuda")
+    # a list of weights and device "auto" are what a user passes: accepted
+    res = fit_alignment(aln, list(w), cfg, tc, theta=0.2, device="auto")
+    assert res.checkpoint.step == 2
+
+
+@pytest.mark.parametrize("field,value", [("steps", 0), ("steps", -5), ("steps", 2.5), ("batch_size", 0),
+                                         ("batch_size", True)])
+def test_train_config_refuses_runs_that_train_nothing(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a whole number >= 1, not {value!r}"):
+        TrainConfig(**{field: value})
+
+
+def test_vae_config_refuses_empty_layers():
+    with pytest.raises(ValueError, match="latent_dim and every hidden width must be >= 1"):
+        VAEConfig(seq_len=5, latent_dim=0)
+    with pytest.raises(ValueError, match="latent_dim and every hidden width must be >= 1"):
+        VAEConfig(seq_len=5, encoder_hidden=(16, 0))
