@@ -38,6 +38,7 @@ from .alphabet import AA_TO_CODE
 from .errors import ClassifyError, DeepSeqVAEError, MutantColumnError
 from .fileio import atomic_write
 from .mutants import parse_mutant, resolve_mutants
+from .score import ScanResult
 from .tables import MUTANT_COLUMN_FIX, file_line, numeric_column, read_mutant_table
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,16 @@ class ScanScores:
         """``(M,)`` −ΔELBO, EVE's ``evol_indices``: higher = less like the family."""
         return -np.asarray(self.delta_elbo, dtype=np.float64)
 
+    @classmethod
+    def from_scan(cls, result: ScanResult, protein: str | None = None, source: str = "") -> ScanScores:
+        """The scores of a :class:`~deepseqvae.score.ScanResult` (``saturation_scan``); ``protein`` None: the name
+        in its focus id (:func:`protein_name`)."""
+        if not all(hasattr(result, k) for k in ("focus_id", "mutants", "score", "columns", "codes")):
+            raise TypeError(f"expected a ScanResult (saturation_scan) or ScanScores, not {type(result).__name__}")
+        return cls(protein=protein_name(result.focus_id) if protein is None else protein, mutants=list(result.mutants),
+                   delta_elbo=result.score, sem=result.score_sem, focus_seq=result.focus_seq,
+                   positions=result.positions, columns=result.columns, codes=result.codes, source=source)
+
 
 def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
     """Read a scan CSV (``mutant,score[,score_sem]``, as ``deepseqvae scan`` writes it; or a classes CSV,
@@ -414,13 +425,17 @@ class Classification:
         return pd.DataFrame(data)
 
 
-def classify_scores(scan: ScanScores, *, prior: Mixture | None = None, protein_weight: float = PROTEIN_GMM_WEIGHT,
-                    retain: Sequence[int] = DEFAULT_RETAIN, thresholds: str = "eve", n_init: int = N_INIT,
-                    seed: int = 0, monotone: bool = True) -> Classification:
+def classify_scores(scan: ScanScores | ScanResult, *, prior: Mixture | None = None,
+                    protein_weight: float = PROTEIN_GMM_WEIGHT, retain: Sequence[int] = DEFAULT_RETAIN,
+                    thresholds: str = "eve", n_init: int = N_INIT, seed: int = 0,
+                    monotone: bool = True) -> Classification:
     """Fit the protein's mixture (from ``prior`` when given, as EVE), then score, measure and classify.
+    ``scan``: :class:`ScanScores`, or a :class:`~deepseqvae.score.ScanResult` as ``saturation_scan`` returns it.
 
     ``monotone=False`` gives EVE's raw posterior (see :func:`pathogenicity`).
     """
+    if not isinstance(scan, ScanScores):
+        scan = ScanScores.from_scan(scan)
     if not 0.0 <= protein_weight <= 1.0:
         raise ClassifyError(f"protein_GMM_weight must be in [0, 1], got {protein_weight}")
     retain = list(dict.fromkeys([100, *retain]))  # the 100 % classes always come first

@@ -676,7 +676,7 @@ def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, 
                 first: Checkpoint | None = None):
     """Saturation scans of one or more checkpoints of the same protein, averaged (an ensemble). ``first``: the
     first checkpoint, when the caller has loaded it already (one read of a file of up to a GB, not two)."""
-    from .classify import ScanScores, mean_scans, protein_name
+    from .classify import ScanScores, mean_scans
 
     dev = resolve_device(device)
     scans = []
@@ -684,9 +684,7 @@ def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, 
         ckpt = first if (i == 0 and first is not None) else load_checkpoint(m)
         res = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
                               progress=progress)
-        scans.append(ScanScores(protein=protein or protein_name(res.focus_id), mutants=res.mutants,
-                                delta_elbo=res.score, sem=res.score_sem, focus_seq=res.focus_seq,
-                                positions=res.positions, columns=res.columns, codes=res.codes, source=str(m)))
+        scans.append(ScanScores.from_scan(res, protein=protein or None, source=str(m)))
     return mean_scans(scans)
 
 

@@ -593,3 +593,19 @@ def test_classify_figures_keep_their_legend_off_the_data():
         ax = fig.axes[0]
         legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
         assert legend.x0 >= axes.x1 and legend.x1 <= fig.bbox.x1  # right of the axes, inside the figure
+
+
+def test_a_saturation_scan_is_classified_in_memory():
+    from deepseqvae.score import saturation_scan
+
+    from conftest import toy_vae_checkpoint
+
+    ck, _ = toy_vae_checkpoint()
+    result = saturation_scan(ck, n_samples=2, seed=0)
+    scores = ScanScores.from_scan(result)
+    assert scores.protein == "TOY" and scores.mutants == list(result.mutants)
+    np.testing.assert_array_equal(scores.evolutionary_index, -result.score)
+    direct = classify_scores(result, n_init=2)
+    np.testing.assert_array_equal(direct.pathogenicity, classify_scores(scores, n_init=2).pathogenicity)
+    with pytest.raises(TypeError, match="expected a ScanResult \\(saturation_scan\\) or ScanScores, not list"):
+        classify_scores([1.0, 2.0])
