@@ -75,6 +75,7 @@ def one_hot(codes: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32
 
     The result lives on the device of ``codes`` when it is a tensor (CPU for a NumPy array).
     """
-    t = torch.as_tensor(codes).long()
+    # a NumPy array is copied (read-only ones, such as Alignment.codes, would make torch warn)
+    t = codes.long() if isinstance(codes, torch.Tensor) else torch.from_numpy(np.array(codes, dtype=np.int64))
     # Code 20 (gap) gets a 21st channel that is cut away, leaving a zero row.
     return torch.nn.functional.one_hot(t, N_AA + 1)[..., :N_AA].to(dtype)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .alphabet import ALPHABET, N_AA
+from .alphabet import ALPHABET, N_AA, encode
 from .checkpoint import Checkpoint
 from .errors import DeepSeqVAEError
 from .latent import encode_latent, identity_to_focus
@@ -89,6 +89,26 @@ def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: i
     return (total / n_samples - kl).cpu().numpy()
 
 
+def sequence_codes(seq: str | np.ndarray, seq_len: int, what: str = "sequence") -> np.ndarray:
+    """``(L,)`` int8 codes of one sequence of the model's ``seq_len`` modelled columns, given as its letters (gaps
+    ``-``) or as codes; :class:`DeepSeqVAEError` naming ``what`` for another length or a letter that is not an
+    amino acid."""
+    if isinstance(seq, str):
+        try:
+            codes = encode(seq.upper())
+        except ValueError as exc:
+            raise DeepSeqVAEError(f"{what}: {exc}") from None
+    else:
+        codes = np.asarray(seq)
+        if not np.issubdtype(codes.dtype, np.integer) or codes.size and not 0 <= codes.min() <= codes.max() <= N_AA:
+            raise DeepSeqVAEError(f"{what} must be a sequence's letters or its codes 0-{N_AA} (20 = gap), not "
+                                  f"{codes.dtype} values")
+    if codes.shape != (seq_len,):
+        raise DeepSeqVAEError(f"{what} must be one sequence of the model's {seq_len} modelled columns, not shape "
+                              f"{codes.shape}")
+    return codes.astype(np.int8)
+
+
 def sample_sequences(ckpt: Checkpoint, n: int, **kwargs) -> list[GeneratedSequence]:
     """The ``n`` records of :func:`iter_samples` as a list (which holds them all: for a large ``n`` iterate
     instead, as ``deepseqvae sample`` does)."""
@@ -102,7 +122,7 @@ def iter_samples(
     *,
     temperature: float = 1.0,
     seed: int = 0,
-    near: np.ndarray | None = None,
+    near: str | np.ndarray | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = 100,
     elbo_samples: int = 20,
@@ -112,14 +132,14 @@ def iter_samples(
 ) -> Iterator[GeneratedSequence]:
     """Draw ``n`` sequences from the model, yielding their records in order (``progress``: a bar on stderr).
 
-    For each batch of ``batch_size`` sequences: latents ``z`` (B, D) from the prior N(0, I), or with
-    ``near`` (the ``(L,)`` codes of one sequence) from its posterior N(mu, sigma²); one decoder-weight
-    draw (``decoder.draw``: a posterior sample for the "svi" decoder, the point weights for "mle"),
-    shared by the batch; then every column's residue from ``softmax(logits / temperature)``. The ELBO of
-    each sequence is estimated with ``elbo_samples`` draws (:func:`estimate_elbo`). Work goes ``chunk``
-    sequences at a time (at least one batch), so memory does not grow with ``n``. The sampling and the ELBO
-    draws each come from one generator seeded with ``seed``, so the output is reproducible for a given seed,
-    batch size, chunk and device; an ``n`` within one chunk gives what one pass over all of them would.
+    For each batch of ``batch_size`` sequences: latents ``z`` (B, D) from the prior N(0, I), or with ``near`` (one
+    sequence: its ``(L,)`` codes or letters, :func:`sequence_codes`) from its posterior N(mu, sigma²); one
+    decoder-weight draw (``decoder.draw``: a posterior sample for the "svi" decoder, the point weights for "mle"),
+    shared by the batch; then every column's residue from ``softmax(logits / temperature)``. The ELBO of each
+    sequence is estimated with ``elbo_samples`` draws (:func:`estimate_elbo`). Work goes ``chunk`` sequences at a
+    time (at least one batch), so memory does not grow with ``n``. The sampling and the ELBO draws each come from
+    one generator seeded with ``seed``, so the output is reproducible for a given seed, batch size, chunk and
+    device; an ``n`` within one chunk gives what one pass over all of them would.
     """
     if n < 1:
         raise DeepSeqVAEError(f"the number of sequences must be positive, got {n}")
@@ -132,7 +152,7 @@ def iter_samples(
     L, D = model.cfg.seq_len, model.cfg.latent_dim
     gen, elbo_gen = _generator(device, seed), _generator(device, seed)
     if near is not None:
-        x = torch.tensor(np.asarray(near).reshape(1, L), dtype=torch.int8, device=device)
+        x = torch.tensor(sequence_codes(near, L, "near")[None], dtype=torch.int8, device=device)  # (1, L)
         mu0, log_sigma0 = model.encoder(x)  # (1, D) each; gather-sum first layer on the codes
     else:
         mu0 = torch.zeros(1, D, device=device, dtype=dtype)
@@ -174,8 +194,8 @@ def decode_argmax(model: VAE, z: np.ndarray | torch.Tensor, *, device: torch.dev
 @torch.no_grad()
 def interpolate_sequences(
     ckpt: Checkpoint,
-    start_codes: np.ndarray,
-    end_codes: np.ndarray,
+    start_codes: str | np.ndarray,
+    end_codes: str | np.ndarray,
     steps: int,
     *,
     device: torch.device | str = "cpu",
@@ -194,7 +214,8 @@ def interpolate_sequences(
         raise DeepSeqVAEError(f"interpolation needs at least 2 steps, got {steps}")
     device = resolve_device(device)
     model = ckpt.latent_model("interpolation").to(device)
-    mu, _ = encode_latent(model, np.vstack([start_codes, end_codes]), device=device)  # (2, D)
+    ends = [sequence_codes(c, model.cfg.seq_len, what) for c, what in ((start_codes, "start"), (end_codes, "end"))]
+    mu, _ = encode_latent(model, np.vstack(ends), device=device)  # (2, D)
     t = np.linspace(0.0, 1.0, steps)[:, None]  # (S, 1)
     z = (1.0 - t) * mu[0] + t * mu[1]  # (S, D)
     codes = decode_argmax(model, z, device=device)  # (S, L)

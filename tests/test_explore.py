@@ -319,6 +319,28 @@ def test_sample_count_reproducible_and_headers(models, tmp_path):
     assert np.mean([r.identity for r in near]) > np.mean([r.identity for r in prior])
 
 
+def test_sampling_and_interpolation_take_a_sequence_as_letters_or_codes(models):
+    ckpt = load_checkpoint(models["vae"])
+    focus = ckpt.info.focus_seq
+    wt = np.array([ALPHABET.index(x) for x in focus], dtype=np.int8)
+    by_codes = sample_sequences(ckpt, 3, seed=0, near=wt, elbo_samples=1)
+    by_letters = sample_sequences(ckpt, 3, seed=0, near=focus.lower(), elbo_samples=1)
+    assert [r.seq for r in by_letters] == [r.seq for r in by_codes]
+    line = interpolate_sequences(ckpt, focus, wt[::-1].copy(), 3, elbo_samples=1)
+    assert [r.seq for r in line] == [r.seq for r in interpolate_sequences(ckpt, wt, wt[::-1].copy(), 3,
+                                                                          elbo_samples=1)]
+    L = len(focus)
+    for near, message in [(focus[:-1], rf"near must be one sequence of the model's {L} modelled columns, not "
+                                       rf"shape \({L - 1},\)"),
+                          (wt[None], r"not shape \(1, 60\)"), ("X" * L, "near: .*X"),
+                          (np.full(L, 0.5), "near must be a sequence's letters or its codes 0-20"),
+                          (np.full(L, 21), "codes 0-20")]:
+        with pytest.raises(DeepSeqVAEError, match=message):
+            sample_sequences(ckpt, 1, near=near)
+    with pytest.raises(DeepSeqVAEError, match="end must be one sequence"):
+        interpolate_sequences(ckpt, focus, focus + "A", 3)
+
+
 def test_sample_chunks_stream_the_same_records(models):
     ckpt = load_checkpoint(models["vae"])
     whole = sample_sequences(ckpt, 7, seed=3, batch_size=2, elbo_samples=2)

@@ -191,3 +191,18 @@ def test_decoder_output_without_autograd_is_the_same_arithmetic_in_place():
     assert torch.equal(out, reference.detach())
     scale = torch.nn.functional.softplus(w["temperature"])
     assert torch.equal(mine.view_as(out), (product.view_as(out) + w["b_out"]) * scale)  # updated in place
+
+
+def test_one_hot_by_hand_and_of_read_only_codes():
+    import warnings
+
+    from deepseqvae.alphabet import one_hot
+
+    codes = np.array([[0, 19, GAP_CODE]], dtype=np.int8)
+    codes.setflags(write=False)  # as Alignment.codes are
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a read-only array it would share
+        x = one_hot(codes)
+    assert x.shape == (1, 3, 20) and x.dtype == torch.float32
+    assert x[0, 0, 0] == 1 and x[0, 1, 19] == 1 and x.sum().item() == 2  # the gap is a zero row
+    assert torch.equal(one_hot(torch.as_tensor(codes.copy())), x)
