@@ -105,11 +105,18 @@ class Embedding:
         return pd.DataFrame(data)
 
 
-def embed_alignment(ckpt: Checkpoint, msa: str | os.PathLike, *, options: AlignmentOptions | None = None,
+def embed_alignment(ckpt: Checkpoint, msa: str | os.PathLike | Alignment, *, options: AlignmentOptions | None = None,
                     batch_size: int = 1024, device: torch.device | str = "cpu") -> Embedding:
-    """Read ``msa`` exactly as in training, check it against ``ckpt`` and encode every sequence."""
+    """Read ``msa`` exactly as in training (or take an :class:`Alignment` read already; ``options`` then unused),
+    check it against ``ckpt`` and encode every sequence."""
     model = ckpt.latent_model("embedding")
-    aln = read_matching_alignment(msa, ckpt, options)
+    if isinstance(msa, Alignment):
+        if options is not None:
+            raise ValueError("options set how a file is read: an Alignment is read already")
+        check_alignment_matches(msa, ckpt)
+        aln = msa
+    else:
+        aln = read_matching_alignment(msa, ckpt, options)
     mu, logvar = encode_latent(model, aln.codes, batch_size=batch_size, device=device)
     return Embedding(alignment=aln, mu=mu, logvar=logvar)
 

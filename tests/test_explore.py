@@ -172,6 +172,9 @@ def test_embed_rows_and_logvar(models):
     np.testing.assert_allclose(emb.logvar[:5], 2 * log_sigma.numpy(), rtol=1e-5, atol=1e-6)
     mu_b, _ = encode_latent(model, aln.codes, batch_size=3000)
     np.testing.assert_allclose(emb.mu, mu_b, rtol=1e-5, atol=1e-6)
+    # an Alignment read already (checked the same way), as a Python caller has one
+    again = embed_alignment(ckpt, aln, batch_size=700)
+    assert again.alignment is aln and np.array_equal(again.mu, emb.mu)
 
 
 def test_embed_rejects_alignment_with_other_columns(models, tmp_path):
@@ -181,6 +184,8 @@ def test_embed_rejects_alignment_with_other_columns(models, tmp_path):
     short.write_text("\n".join(ln if ln.startswith(">") else ln[:50] for ln in lines) + "\n")
     with pytest.raises(DeepSeqVAEError, match=r"short\.a2m: its modelled columns \(50 columns"):
         embed_alignment(ckpt, short)
+    with pytest.raises(DeepSeqVAEError, match=r"short\.a2m: its modelled columns \(50 columns"):
+        embed_alignment(ckpt, AlignmentOptions().read(short))
     with pytest.raises(DeepSeqVAEError, match="demo.a2m: its modelled columns"):
         embed_alignment(ckpt, DEMO, options=AlignmentOptions(first_index=5))
     with pytest.raises(CheckpointError, match="needs a VAE checkpoint"):
