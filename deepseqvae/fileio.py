@@ -55,7 +55,8 @@ def path_list(value, what: str) -> list:
     """``value`` (a list of paths, as an API argument) as a list; one path given alone is a :class:`TypeError`, not a
     list of its characters."""
     if isinstance(value, (str, bytes, os.PathLike)):
-        raise TypeError(f"{what} must be a list of paths, not one path: [{os.fspath(value)!r}]")
+        one = os.fspath(value)
+        raise TypeError(f"{what} must be a list of paths, not one path ({one!r}): pass [{one!r}]")
     return list(value)
 
 

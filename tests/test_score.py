@@ -185,7 +185,8 @@ def test_pipeline_takes_lists_of_paths_not_one_path(tmp_path):
 
     for call in (lambda: score_file("m.csv", "m.pt"), lambda: classify_file("c.csv", models="m.pt"),
                  lambda: classify_prior_file("scan.csv", "p.json")):
-        with pytest.raises(TypeError, match=r"must be a list of paths, not one path: \['(m\.pt|scan\.csv)'\]"):
+        with pytest.raises(TypeError, match=r"must be a list of paths, not one path \('(m\.pt|scan\.csv)'\): "
+                                            r"pass \['\1'\]"):
             call()
 
 
