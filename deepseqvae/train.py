@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import numbers
 import os
 import threading
 import time
@@ -99,10 +100,10 @@ class TrainConfig:
     stop_step: int | None = None    # end the run at this step (None: at steps); the schedule still spans steps
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a whole number >= 1, not {self.steps!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number >= 1, not {self.batch_size!r}")
+        for name in ("steps", "batch_size"):  # numpy integers too; 0 steps would return an untrained model
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
         if self.optimizer not in ("adam", "deepsequence"):
             raise ValueError(f"optimizer must be 'adam' or 'deepsequence', not {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):

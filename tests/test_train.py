@@ -282,6 +282,9 @@ def test_fit_alignment_names_a_python_callers_mistakes():
 def test_train_config_refuses_runs_that_train_nothing(field, value):
     with pytest.raises(ValueError, match=f"{field} must be a whole number >= 1, not {value!r}"):
         TrainConfig(**{field: value})
+    import numpy as np
+
+    assert getattr(TrainConfig(**{field: np.int64(3)}), field) == 3  # a numpy integer is a whole number
 
 
 def test_vae_config_refuses_empty_layers():
