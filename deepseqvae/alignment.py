@@ -70,9 +70,16 @@ class PositionNotModelledError(InvalidMutantError, KeyError):
 # --------------------------------------------------------------------------------------------
 
 
-#: record names HH-suite reserves for annotation rows of an a3m/a2m (secondary structure and solvent accessibility
-#: from DSSP, predicted secondary structure and its confidence, the consensus): not sequences of the family
-HHSUITE_ANNOTATIONS = frozenset({"ss_dssp", "sa_dssp", "ss_pred", "ss_conf", "Consensus"})
+#: record names HH-suite reads as annotation rows of an a3m/a2m, not sequences of the family (hhalignment.cpp):
+#: names starting with these prefixes (secondary structure and accessibility: ss_dssp, sa_dssp, ss_pred, ss_conf),
+#: ``Consensus``, and a first record named ``*_consensus`` (``hhblits -add_cons``)
+HHSUITE_ANNOTATION_PREFIXES = ("ss_", "sa_", "aa_")
+
+
+def is_hhsuite_annotation(name: str, first: bool) -> bool:
+    """Whether record ``name`` (the file's first record when ``first``) is an HH-suite annotation row."""
+    return name.startswith(HHSUITE_ANNOTATION_PREFIXES) or name == "Consensus" or (first and
+                                                                                  name.endswith("_consensus"))
 
 
 def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
@@ -84,7 +91,7 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     ``#<len>\\t<n>``) are skipped. A gzip-compressed file is decompressed (:func:`open_input`)
     and a UTF-8 byte order mark at its start is ignored (Windows editors write one). NUL bytes are removed
     (ColabFold's MMseqs2 server starts each database's block of an a3m with one, before its ``>``). HH-suite's
-    annotation records (:data:`HHSUITE_ANNOTATIONS`: secondary structure, confidence, consensus) are not
+    annotation records (:func:`is_hhsuite_annotation`: secondary structure, confidence, consensus) are not
     sequences: skipped, with a warning.
 
     Raises :class:`AlignmentFormatError` when the file is missing or unreadable, truncated or
@@ -102,7 +109,7 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
 
     def record(name: str, chunks: list[str]) -> Iterator[tuple[str, str]]:
         nonlocal yielded
-        if name in HHSUITE_ANNOTATIONS:
+        if is_hhsuite_annotation(name, first=not (yielded or skipped)):
             skipped.append(name)
         else:
             yielded += 1

@@ -39,7 +39,7 @@ from .errors import ClassifyError, DeepSeqVAEError, MutantColumnError
 from .fileio import atomic_write
 from .mutants import parse_mutant, resolve_mutants
 from .score import ScanResult
-from .tables import MUTANT_COLUMN_FIX, file_line, numeric_column, read_mutant_table
+from .tables import file_line, numeric_column, read_mutant_table
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +293,8 @@ class ScanScores:
     def from_scan(cls, result: ScanResult, protein: str | None = None, source: str = "") -> ScanScores:
         """The scores of a :class:`~deepseqvae.score.ScanResult` (``saturation_scan``); ``protein`` None: the name
         in its focus id (:func:`protein_name`)."""
+        if isinstance(result, ScanScores):
+            return result
         if not all(hasattr(result, k) for k in ("focus_id", "mutants", "score", "columns", "codes")):
             raise TypeError(f"expected a ScanResult (saturation_scan) or ScanScores, not {type(result).__name__}")
         return cls(protein=protein_name(result.focus_id) if protein is None else protein, mutants=list(result.mutants),
@@ -566,11 +568,10 @@ def read_labels(path: str | os.PathLike, *, label_col: str | None = None,
     pathogenic, 0 / benign / likely benign (Benign/Likely_benign, B, LB) benign (:func:`_label_value`); any other
     value (EVE's 0.5, empty, Uncertain significance, Conflicting ...) is kept and reported by :func:`match_labels`.
     """
-    try:
-        table = read_mutant_table(path, mutant_col=mutant_col)
-    except MutantColumnError as exc:  # its advice names score's options: classify's is --label-mutant-col
-        raise ClassifyError(str(exc).replace(MUTANT_COLUMN_FIX, "choose the labels' mutant column with "
-                                             "--label-mutant-col")) from None
+    try:  # classify's option for the labels' mutant column; it takes no three columns
+        table = read_mutant_table(path, mutant_col=mutant_col, option_names=("--label-mutant-col", None, None, None))
+    except MutantColumnError as exc:
+        raise ClassifyError(str(exc)) from None
     by_key = {str(c).strip().lower(): c for c in table.frame.columns}
     if label_col is not None:
         col = label_col if label_col in table.frame.columns else by_key.get(label_col.strip().lower())

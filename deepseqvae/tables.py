@@ -40,6 +40,8 @@ _RESIDUE_RE = re.compile(r"^\s*(?:[A-Za-z]{3}|[A-Za-z*=-])\s*$")
 _SEP_LINE_RE = re.compile(r'^\s*"?sep=(.)"?\s*$', re.IGNORECASE)
 #: a number written with a decimal comma (``0,53``, ``-1,2e-3``), as spreadsheets in many locales save it
 _DECIMAL_COMMA_RE = re.compile(r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$")
+#: a cell that could be a whole number with a thousands separator (``1,234``, ``-12,500``)
+_THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3},\d{3}$")
 
 
 @dataclass
@@ -142,6 +144,18 @@ def _find_col(frame: pd.DataFrame, names: Sequence[str], exclude: Sequence[str] 
 
 #: the end of a :class:`MutantColumnError`'s message: the options of ``score`` that fix it (``batch`` names its own)
 MUTANT_COLUMN_FIX = "choose the mutant column with --mutant-col, or give --wt-col/--pos-col/--mut-col"
+#: how messages name the column choices of :func:`read_mutant_table` (score's options), of :func:`mutant_table`
+#: (its arguments); None where a caller offers no such choice
+COLUMN_OPTIONS = ("--mutant-col", "--wt-col", "--pos-col", "--mut-col")
+_API_COLUMN_OPTIONS = ("mutant_col=", "wt_col=", "pos_col=", "mut_col=")
+
+
+def _column_fix(names: tuple[str | None, ...]) -> str:
+    """The advice that ends a :class:`MutantColumnError`: the column choices ``names`` offers."""
+    if names == COLUMN_OPTIONS:
+        return MUTANT_COLUMN_FIX
+    three = "" if names[1] is None else f", or give {names[1]}/{names[2]}/{names[3]}"
+    return f"choose the mutant column with {names[0]}{three}"
 
 
 def _named_col(frame: pd.DataFrame, name: str, path: str, option: str) -> str:
@@ -229,20 +243,19 @@ def _read_lines(path: str) -> tuple[list[str], list[int]]:
 def _kept_lines(text: str, path: str = "") -> tuple[list[str], list[int]]:
     """``text``'s lines without ``#`` comment lines and outer blank lines, and the 1-based file line of each.
     Comment lines below the header are named in a warning: a data row whose first cell starts with ``#`` (Excel's
-    ``#N/A``) is skipped with them, and never unseen."""
-    kept = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if not ln.lstrip().startswith("#")]
+    ``#N/A``, which it sorts last) is skipped with them, and never unseen."""
+    numbered = list(enumerate(text.splitlines(), start=1))
+    kept = [(i, ln) for i, ln in numbered if not ln.lstrip().startswith("#")]
     while kept and not kept[-1][1].strip():
         kept.pop()
     while kept and not kept[0][1].strip():
         kept.pop(0)
     if kept:
-        header, last = kept[0][0], kept[-1][0]
-        lines = text.splitlines()
-        inner = [n for n in range(header + 1, last) if lines[n - 1].lstrip().startswith("#")]
+        inner = [(i, ln) for i, ln in numbered[kept[0][0]:] if ln.lstrip().startswith("#")]  # below the header
         if inner:
-            shown = ", ".join(map(str, inner[:10])) + (", ..." if len(inner) > 10 else "")
+            shown = ", ".join(str(i) for i, _ in inner[:10]) + (", ..." if len(inner) > 10 else "")
             logger.warning("%s: %d line(s) below the header start with '#' and are skipped as comments (line %s: "
-                           "%r)", path or "the table", len(inner), shown, lines[inner[0] - 1].strip()[:40])
+                           "%r)", path or "the table", len(inner), shown, inner[0][1].strip()[:40])
     return [ln for _, ln in kept], [n for n, _ in kept]
 
 
@@ -263,7 +276,8 @@ def _record_lines(lines: list[str], numbers: list[int], delim: str, n_records: i
 
 def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
                       wt_col: str | None = None, pos_col: str | None = None,
-                      mut_col: str | None = None) -> MutantTable:
+                      mut_col: str | None = None,
+                      option_names: tuple[str | None, ...] = COLUMN_OPTIONS) -> MutantTable:
     """Read a DMS/mutant table (comma, semicolon or tab separated; ``#`` comment lines skipped).
 
     The file may be gzip-compressed (recognised by its first bytes, whatever its name), may start
@@ -280,7 +294,7 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
 
     Raises :class:`~deepseqvae.errors.MutantTableError` (one line, naming the file) for a missing,
     unreadable, empty or header-only file, a named column that does not exist, or no usable
-    mutant column.
+    mutant column; ``option_names`` are how its messages name the four column choices (score's options).
     """
     path = os.fspath(path)
     lines, numbers = _read_lines(path)
@@ -317,7 +331,8 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     # a quoted cell spanning lines shifts the rows against the lines: then each row's first line is found by csv
     rows_lines = tuple(numbers[1:]) if len(numbers) == len(frame) + 1 else _record_lines(lines, numbers, delim,
                                                                                           len(frame) + 1)
-    return _with_mutants(frame, path, delim, separators, rows_lines, mutant_col, wt_col, pos_col, mut_col)
+    return _with_mutants(frame, path, delim, separators, rows_lines, mutant_col, wt_col, pos_col, mut_col,
+                         option_names)
 
 
 def mutant_table(data: pd.DataFrame | Sequence[str], *, mutant_col: str | None = None, wt_col: str | None = None,
@@ -342,33 +357,35 @@ def mutant_table(data: pd.DataFrame | Sequence[str], *, mutant_col: str | None =
     if len(frame) == 0:
         raise MutantTableError("the mutant table has no rows")
     text = frame.astype(object).where(frame.notna(), "").astype(str)  # what detection reads: cells as strings
-    table = _with_mutants(text, "", ",", DEFAULT_SEPARATORS, (), mutant_col, wt_col, pos_col, mut_col)
+    table = _with_mutants(text, "", ",", DEFAULT_SEPARATORS, (), mutant_col, wt_col, pos_col, mut_col,
+                          _API_COLUMN_OPTIONS)
     table.frame = frame
     return table
 
 
 def _with_mutants(frame: pd.DataFrame, path: str, delim: str, separators: str, rows_lines: tuple[int, ...],
                   mutant_col: str | None, wt_col: str | None, pos_col: str | None,
-                  mut_col: str | None) -> MutantTable:
+                  mut_col: str | None, names: tuple[str | None, ...]) -> MutantTable:
     """The :class:`MutantTable` of ``frame`` (cells as strings) with its mutant column: named, built from three
-    named columns, or detected (:func:`read_mutant_table`)."""
+    named columns, or detected (:func:`read_mutant_table`); ``names``: the column choices, as messages name them."""
     name = path or "the table"  # in messages
+    o_mutant, o_wt, o_pos, o_mut = names
 
     def table(mutants: list[str], mcol: str | None, w=None, p=None, m=None) -> MutantTable:
         return MutantTable(frame, mutants, mcol, delim, separators, path, w, p, m, rows_lines)
 
     three = (wt_col, pos_col, mut_col)
     if mutant_col is not None and any(c is not None for c in three):
-        raise MutantTableError("give either --mutant-col or --wt-col/--pos-col/--mut-col, not both")
+        raise MutantTableError(f"give either {o_mutant} or {o_wt}/{o_pos}/{o_mut}, not both")
     if mutant_col is not None:
-        col = _named_col(frame, mutant_col, name, "--mutant-col")
+        col = _named_col(frame, mutant_col, name, o_mutant)
         return table(frame[col].tolist(), col)
     if any(c is not None for c in three):
         if not all(c is not None for c in three):
-            raise MutantTableError("give all three of --wt-col, --pos-col and --mut-col")
-        w = _named_col(frame, wt_col, name, "--wt-col")
-        p = _named_col(frame, pos_col, name, "--pos-col")
-        m = _named_col(frame, mut_col, name, "--mut-col")
+            raise MutantTableError(f"give all three of {o_wt}, {o_pos} and {o_mut}")
+        w = _named_col(frame, wt_col, name, o_wt)
+        p = _named_col(frame, pos_col, name, o_pos)
+        m = _named_col(frame, mut_col, name, o_mut)
         return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
 
     # Detection: named mutant columns whose values are mutants.
@@ -388,7 +405,7 @@ def _with_mutants(frame: pd.DataFrame, path: str, delim: str, separators: str, r
         logger.info("%s: no mutant column; building mutants from columns %r (wild type), %r "
                     "(position) and %r (new residue)", name, w, p, m)
         return table(_three_column_mutants(frame, w, p, m), None, w, p, m)
-    fix = MUTANT_COLUMN_FIX
+    fix = _column_fix(names)
     if candidates:
         col = candidates[0]
         example = next((v for v in frame[col].tolist() if v.strip()), "")
@@ -424,13 +441,21 @@ def numeric_column(table: MutantTable | pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _decimal_commas(values: pd.Series, what: str) -> pd.Series:
-    """``values`` with decimal commas made points where some cell is a decimal-comma number and no cell holds a
-    point (``1.234,5`` or a mix of both could be either convention: left as they are, so not numbers)."""
+    """``values`` with decimal commas made points where some cell is clearly a decimal-comma number (``0,53``,
+    ``-1,5``: not three digits after the comma) and no cell holds a point. A column whose commas could all be
+    thousands separators (``1,234``: an English-locale spreadsheet's tab-separated export) or that mixes commas
+    and points is left as it is, so those cells are not numbers, and a warning says so."""
     comma = values.str.match(_DECIMAL_COMMA_RE)
-    if not comma.any() or values.str.contains(".", regex=False).any():
+    if not comma.any():
+        return values
+    clearly = comma & ~values.str.match(_THOUSANDS_RE)
+    if not clearly.any() or values.str.contains(".", regex=False).any():
+        logger.warning("%s: %d cells such as %r are not read as numbers: a thousands separator or a decimal comma? "
+                       "(write them without the comma, or with a decimal point)", what, int(comma.sum()),
+                       values[comma].iloc[0])
         return values
     logger.info("%s: %d numbers written with a decimal comma (e.g. %r) read as decimals", what, int(comma.sum()),
-                values[comma].iloc[0])
+                values[clearly].iloc[0])
     return values.where(~comma, values.str.replace(",", ".", regex=False))
 
 

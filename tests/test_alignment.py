@@ -245,12 +245,14 @@ def test_colabfold_nul_bytes_are_removed(tmp_path):
 
 
 def test_hhsuite_annotation_records_are_skipped_with_a_warning(tmp_path, caplog):
-    text = ">ss_pred\nCCHH\n>ss_conf\n9876\n>q\nACDE\n>Consensus\nacde\n>hit\nA-DE\n"
+    text = (">q_consensus\nACDE\n>ss_pred\nCCHH\n>ss_conf\n9876\n>q\nACDE\n>Consensus\nacde\n>hit\nA-DE\n"
+            ">hit_consensus\nACDE\n")
     with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
         aln = read_alignment(write(tmp_path, text, "h.a3m"))
-    assert aln.ids == ("q", "hit") and aln.focus_id == "q"  # the first sequence is the focus, not ss_pred
-    assert "h.a3m: skipped 3 HH-suite annotation record(s) (ss_pred, ss_conf, Consensus): they are not " \
-        "sequences" in caplog.text
+    # the first sequence is the focus, not the consensus or ss_pred; "_consensus" is special only as the first record
+    assert aln.ids == ("q", "hit", "hit_consensus") and aln.focus_id == "q"
+    assert "h.a3m: skipped 4 HH-suite annotation record(s) (q_consensus, ss_pred, ss_conf, Consensus): they are " \
+        "not sequences" in caplog.text
     with pytest.raises(AlignmentFormatError, match="ss_pred"):
         read_alignment(write(tmp_path, text, "h.a3m"), focus="ss_pred")
     with pytest.raises(AlignmentFormatError, match=r"o.a3m: no sequences, only HH-suite annotation records "

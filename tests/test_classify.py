@@ -279,9 +279,11 @@ def test_labels_mutant_column_is_named_with_label_mutant_col(tmp_path):
             str(tmp_path / "cv.tsv"), "--label-col", "Clinical significance", "--no-plots"]
     r = CliRunner().invoke(main, base)
     assert r.exit_code == 2 and "cv.tsv (looked for mutant/mutation" in r.output
-    assert r.output.strip().endswith("choose the labels' mutant column with --label-mutant-col"), r.output
+    assert r.output.strip().endswith("choose the mutant column with --label-mutant-col"), r.output
     r = CliRunner().invoke(main, [*base, "--label-mutant-col", "protein change"])
     assert r.exit_code == 0 and "Labels: 2 of 2 rows used" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--label-mutant-col", "protein chang"])
+    assert r.exit_code == 2 and "column 'protein chang' (--label-mutant-col) not found in" in r.output, r.output
     r = CliRunner().invoke(main, base[:5] + ["--label-mutant-col", "x"])
     assert r.exit_code == 2 and "--label-col and --label-mutant-col name columns of --labels: give one" in r.output
 

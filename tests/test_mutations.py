@@ -694,6 +694,11 @@ def test_decimal_commas_are_read_where_the_delimiter_allows_them(tmp_path):
     # comma-separated: a quoted "1,234" is a thousands separator as likely as a decimal comma: not a number
     path.write_text('mutant,fitness\nK6A,"0,5"\nL7A,2\n')
     assert np.allclose(numeric_column(read_mutant_table(path), "fitness"), [np.nan, 2.0], equal_nan=True)
+    # an English-locale tab export writes thousands separators: 1,234 could be either, so it is no number (warned)
+    path.write_text("mutant\tcount\nK6A\t1,234\nL7A\t987\nM8A\t2,500\n")
+    assert np.allclose(numeric_column(read_mutant_table(path), "count"), [np.nan, 987, np.nan], equal_nan=True)
+    path.write_text("mutant\tfitness\nK6A\t1,234\nL7A\t0,5\n")  # one clear decimal comma decides the column
+    assert np.allclose(numeric_column(read_mutant_table(path), "fitness"), [1.234, 0.5])
     # only dms_score with decimal commas: found as the fitness column of the table (not of its bare frame)
     path.write_text("mutant;DMS_score\nK6A;0,5\n")
     table = read_mutant_table(path)
@@ -735,10 +740,14 @@ def test_comment_lines_below_the_header_are_named_in_a_warning(tmp_path, caplog)
     assert "m.csv: 1 line(s) below the header start with '#' and are skipped as comments (line 4: '#N/A,0.7')" \
         in caplog.text
     caplog.clear()
-    path.write_text("# only above the header\nmutant,fitness\nK6A,1\n# and after the last row\n")
+    path.write_text("# only above the header\nmutant,fitness\nK6A,1\n")
     with caplog.at_level(logging.WARNING, logger="deepseqvae.tables"):
         read_mutant_table(path)
     assert "skipped as comments" not in caplog.text
+    path.write_text("mutant,fitness\nK6A,1\nL7A,2\n#N/A,0.7\n\n")  # Excel sorts its error values last
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.tables"):
+        assert read_mutant_table(path).mutants == ["K6A", "L7A"]
+    assert "1 line(s) below the header start with '#' and are skipped as comments (line 4: '#N/A,0.7')" in caplog.text
 
 
 def test_rows_are_named_by_their_file_line(tmp_path):

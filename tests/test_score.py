@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 
 from deepseqvae.alphabet import ALPHABET
 from deepseqvae.checkpoint import Checkpoint, ModelInfo, save_checkpoint
-from deepseqvae.errors import CheckpointError, InvalidMutantError, OutputError
+from deepseqvae.errors import CheckpointError, InvalidMutantError, MutantTableError, OutputError
 from deepseqvae.independent import IndependentModel
 from deepseqvae.pipeline import score_file
 from deepseqvae.score import (
@@ -344,6 +344,12 @@ def test_score_table_takes_a_dataframe_or_a_list_in_memory():
         score_table([ck], frame, n_samples=4, strict=True)  # rows in memory are named by number, not file line
     with pytest.raises(TypeError, match="'m.csv' is a path: read the file with read_mutant_table"):
         score_table([ck], "m.csv")
+    # in memory, messages name mutant_table's arguments, not score's command-line options
+    with pytest.raises(MutantTableError, match=r"no mutant column found in the table .* choose the mutant column "
+                                               r"with mutant_col=, or give wt_col=/pos_col=/mut_col=$"):
+        score_table([ck], pd.DataFrame({"x": ["a"]}))
+    with pytest.raises(MutantTableError, match=r"column 'mutnt' \(mutant_col=\) not found in the table"):
+        score_table([ck], mutant_table(frame, mutant_col="mutnt"))
     with pytest.raises(TypeError, match="a list of mutant strings"):
         score_table([ck], [1, 2])
     with pytest.raises(TypeError, match="checkpoints must be a Checkpoint or a non-empty list of them"):

@@ -284,7 +284,10 @@ def test_train_config_refuses_runs_that_train_nothing(field, value):
         TrainConfig(**{field: value})
     import numpy as np
 
-    assert getattr(TrainConfig(**{field: np.int64(3)}), field) == 3  # a numpy integer is a whole number
+    # a numpy integer or a float such as 3000.0 (older checkpoints, JSON) is a whole number, kept as a plain int
+    for whole in (np.int64(3), 3.0):
+        kept = getattr(TrainConfig(**{field: whole}), field)
+        assert kept == 3 and type(kept) is int
 
 
 def test_vae_config_refuses_empty_layers():
@@ -292,3 +295,19 @@ def test_vae_config_refuses_empty_layers():
         VAEConfig(seq_len=5, latent_dim=0)
     with pytest.raises(ValueError, match="latent_dim and every hidden width must be >= 1"):
         VAEConfig(seq_len=5, encoder_hidden=(16, 0))
+
+
+def test_resume_check_allows_a_neff_summed_in_float32():
+    from dataclasses import replace as dc_replace
+
+    from deepseqvae.train import _check_same_data
+
+    from conftest import toy_family
+
+    codes, weights = toy_family()
+    info = toy_info(codes, weights)
+    ck = Checkpoint(kind="vae", model_config={}, state={}, info=info)
+    aln = type("Aln", (), {"path": "toy.a2m"})()  # the message names its path only
+    _check_same_data(ck, dc_replace(info, neff=info.neff * (1 + 1e-7)), aln)  # float32 rounding of the sum
+    with pytest.raises(CheckpointError, match="toy.a2m gives N = 120, Neff"):
+        _check_same_data(ck, dc_replace(info, neff=info.neff * 1.001), aln)
