@@ -281,8 +281,10 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
         if h.get("refit_step"):
             everyone = f"a second run on all {fit.aln.N:,} sequences"
             second = f"{everyone} beside it, on a second thread," if result.refit_beside else f"then {everyone}"
-            note += (f"; best at step {h['best_step'][-1]} ({h['best_iwll'][-1]:.2f}) of {h['eval_step'][-1]:,}; "
-                     f"{second} up to that step (--refit), the model saved")
+            chosen = (f"best at step {h['best_step'][-1]} ({h['best_iwll'][-1]:.2f}) of {h['eval_step'][-1]:,}; "
+                      f"{second} up to that step" if h.get("best_step")  # --early-stopping 0: no step is chosen
+                      else f"no early stopping; {second} to its last step, {h['refit_step'][-1]:,}")
+            note += f"; {chosen} (--refit), the model saved"
         elif h.get("best_step"):
             stopped = result.checkpoint.step < train_cfg.steps
             note += (f"; scored with the weights of step {h['best_step'][-1]} (best, {h['best_iwll'][-1]:.2f})"

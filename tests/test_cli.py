@@ -1126,3 +1126,13 @@ def test_train_rejects_unknown_products(tmp_path):
     bad = invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--products", "fp8")
     assert bad.exit_code == 2 and "Invalid value for '--products'" in bad.output
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_without_early_stopping_refits_to_the_last_step(tmp_path):
+    # --early-stopping 0: the held-out run chooses no step, the refit trains all of them (its summary crashed)
+    out = tmp_path / "m.pt"
+    r = assert_ok(invoke("train", DEMO_A2M, "-o", out, *TINY_VAE[2:], "--steps", 200, "--early-stopping", 0))
+    assert "no early stopping; " in r.output and "to its last step, 200 (--refit), the model saved" in r.output
+    from deepseqvae.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out).history["refit_step"] == [200]
