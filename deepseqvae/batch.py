@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .alignment import TRAINING_ONLY, AlignmentOptions
+from .alphabet import ALPHABET
 from .errors import ConfigError, DeepSeqVAEError
 from .fileio import atomic_write
 from .recipes import check_model_options
@@ -373,9 +374,17 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
         number = {}
         for col, kind in (("MSA_start", int), ("MSA_end", int), ("MSA_theta", float)):
             try:
-                number[col] = kind(float(_cell(frame, i, col)))
+                value = float(_cell(frame, i, col))
+                number[col] = kind(value)
             except (ValueError, OverflowError):  # OverflowError: int(inf) of 1e400
                 raise BatchError(f"{where}: {col} is not a number: {_cell(frame, i, col)!r}") from None
+            if kind is int and number[col] != value:  # 1.5 would be read as residue 1
+                raise BatchError(f"{where}: {col} is not a whole number: {_cell(frame, i, col)!r}")
+        target = _cell(frame, i, "target_seq").upper()
+        if (bad := next((k for k, a in enumerate(target) if a not in ALPHABET), None)) is not None:
+            # the mutants are scored against target_seq's residues: a letter the model has none for fails there
+            raise BatchError(f"{where}: target_seq has {target[bad]!r} at position {bad + 1}: only the 20 amino "
+                             f"acids ({ALPHABET}) can be a wild type")
         # what the jobs would find late (the weights job, the check job) is found here, before any job
         start, end, n = number["MSA_start"], number["MSA_end"], len(_cell(frame, i, "target_seq"))
         if not 1 <= start <= end <= n:

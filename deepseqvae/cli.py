@@ -929,7 +929,7 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
     \b
     Examples:
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --seeds 1,2 --steps 6000 --cores 2
-      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile workflow/profiles/slurm
+      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile slurm
     """
     import time
     from pathlib import Path

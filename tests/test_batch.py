@@ -98,7 +98,11 @@ def test_reference_errors_name_file_and_row(tmp_path):
     for changes, match in [({"MSA_end": 61}, r"MSA_start-MSA_end 1-61 is not a region of target_seq \(1-60\)$"),
                            ({"MSA_start": 30, "MSA_end": 1}, r"MSA_start-MSA_end 30-1 is not a region"),
                            ({"MSA_theta": 2}, r"row 1 \(B\): MSA_theta: theta must be strictly between 0 and 1"),
-                           ({"MSA_start": "1e400"}, r"row 1 \(B\): MSA_start is not a number: '1e400'")]:
+                           ({"MSA_start": "1e400"}, r"row 1 \(B\): MSA_start is not a number: '1e400'"),
+                           ({"MSA_start": "1.5"}, r"row 1 \(B\): MSA_start is not a whole number: '1.5'"),
+                           ({"target_seq": "X" + DEMO_SEQ[1:]}, r"row 1 \(B\): target_seq has 'X' at position 1: "
+                                                                r"only the 20 amino acids"),
+                           ({"target_seq": DEMO_SEQ[:9] + "*" + DEMO_SEQ[10:]}, r"has '\*' at position 10")]:
         write_reference(ref, [demo_row("A"), demo_row("B", **changes)])
         with pytest.raises(BatchError, match=match):
             batch.read_reference(ref)
@@ -520,6 +524,37 @@ def run_batch_cli(reference: Path, out: Path, *args: str) -> subprocess.Complete
            "--dms-dir", str(REPO_ROOT), "-o", str(out), *args]
     return subprocess.run(cmd, cwd=out.parent, capture_output=True, text=True, env=env, timeout=600,
                           check=False)
+
+
+def test_a_partial_checkpoint_of_other_settings_is_discarded_not_resumed(tmp_path):
+    """A killed job's checkpoint is resumed only with its own settings: after an option changed, a resume would mix
+    two runs' settings (or refuse another model)."""
+    require_workflow()
+    from deepseqvae.alignment import AlignmentOptions, read_alignment
+    from deepseqvae.checkpoint import load_checkpoint
+    from deepseqvae.pipeline import train_file
+    from deepseqvae.weights import compute_weights
+
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    np.save(wdir / "demo_theta_0.2.npy", compute_weights(read_alignment(REPO_ROOT / "alignments" / "demo.a2m",
+                                                                        columns="all").codes, 0.2))
+    out = tmp_path / "run"
+    partial = out / "models" / DEMO_KEY / "seed1.partial.pt"
+    train_file(REPO_ROOT / "alignments" / "demo.a2m", partial, options=AlignmentOptions(columns="all"),
+               weights_path=wdir / "demo_theta_0.2.npy", device="cpu",
+               model_options={"latent_dim": 3, "encoder_hidden": (8, 8), "decoder_hidden": (8, 16),
+                              "dictionary_size": 0},
+               train_options={"steps": 5, "seed": 1, "checkpoint_every": 5, "refit": False})
+    (out / "models" / DEMO_KEY / "seed1.partial.pt.settings").write_text("--latent-dim 3 (a killed job's)")
+    ref = write_reference(tmp_path / "ref.csv", [demo_row()])
+    proc = run_batch_cli(ref, out, *TINY, "--weights-dir", str(wdir), "--cores", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = (out / "logs" / "train" / f"{DEMO_KEY}_seed1.log").read_text()
+    assert log.startswith(f"discarded models/{DEMO_KEY}/seed1.partial.pt: trained with other settings"), log
+    model = load_checkpoint(out / "models" / DEMO_KEY / "seed1.pt")
+    assert model.model_config["latent_dim"] == 2 and model.step == 10  # trained anew with this run's settings
+    assert not partial.exists() and not partial.with_name("seed1.partial.pt.settings").exists()
 
 
 def executed_rules(proc: subprocess.CompletedProcess) -> list[str]:
