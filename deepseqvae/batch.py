@@ -102,6 +102,17 @@ def parse_rows(text: str | None) -> list[int] | None:
     return sorted(out)
 
 
+def format_rows(rows: list[int]) -> str:
+    """The inverse of :func:`parse_rows`: ``[0, 3, 4, 5]`` -> ``"0,3-5"``."""
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive rows
+    for r in sorted(set(rows)):
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def parse_seeds(value) -> list[int]:
     """``"1,2,3"`` or ``[1, 2, 3]`` -> ``[1, 2, 3]`` (unique, in order)."""
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
@@ -351,8 +362,11 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
         raise BatchError(f"{path}: cannot read reference file ({' '.join(str(exc).split())})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
+        header = " ".join(map(str, frame.columns))
+        other = next((name for d, name in ((";", "semicolons"), ("\t", "tabs")) if d in header), None)
+        hint = f"; its header is separated by {other}: a reference is comma-separated" if other else ""
         raise BatchError(f"{path}: missing column(s) {', '.join(missing)} (ProteinGym's DMS_substitutions.csv "
-                         f"schema: {', '.join(REQUIRED_COLUMNS)})")
+                         f"schema: {', '.join(REQUIRED_COLUMNS)}){hint}")
     if rows is not None:
         bad = [r for r in rows if r >= len(frame)]
         if bad:
@@ -931,16 +945,21 @@ def check_files(plan: Plan) -> None:
     """Raise :class:`BatchError` naming the reference file and the first row whose alignment or DMS
     file does not exist, before any job runs (the count of such rows too)."""
     missing: list[tuple[str, str]] = []
+    complete: list[int] = []  # rows with both files
     for assay in sorted(plan.assays.values(), key=lambda a: a.row):
         msa = plan.alignments[assay.alignment].msa_path
         if not msa.is_file():
             missing.append((f"{assay.where}: alignment not found: {msa}", "MSA_filename or --msa-dir"))
         elif not assay.dms_path.is_file():
             missing.append((f"{assay.where}: DMS file not found: {assay.dms_path}", "DMS_filename or --dms-dir"))
+        else:
+            complete.append(assay.row)
     if missing:
         first, fix = missing[0]
         more = f"; {len(missing) - 1} more row(s) lack a file" if len(missing) > 1 else ""
-        raise BatchError(f"{plan.reference}: {first}{more} (fix {fix}, or leave rows out with --rows)")
+        rows = (f"run the {len(complete)} row(s) that have both with --rows {format_rows(complete)}" if complete
+                else "no selected row has both files")
+        raise BatchError(f"{plan.reference}: {first}{more} (fix {fix}; {rows})")
 
 
 def assay_jobs(plan: Plan, dms_id: str) -> list[tuple[str, str, str]]:

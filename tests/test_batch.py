@@ -88,6 +88,10 @@ def test_reference_errors_name_file_and_row(tmp_path):
     pd.DataFrame([{"DMS_id": "A"}]).to_csv(ref, index=False)
     with pytest.raises(BatchError, match=r"ref\.csv: missing column\(s\) DMS_filename, target_seq"):
         batch.read_reference(ref)
+    pd.DataFrame([demo_row("A")], columns=COLUMNS).to_csv(ref, index=False, sep=";")  # a European spreadsheet's
+    with pytest.raises(BatchError, match=r"schema: .*\); its header is separated by semicolons: a reference is "
+                                         r"comma-separated$"):
+        batch.read_reference(ref)
     write_reference(ref, [demo_row("A"), demo_row("A")])
     with pytest.raises(BatchError, match=r"ref\.csv: row 1: DMS_id 'A' appears twice"):
         batch.read_reference(ref)
@@ -315,14 +319,26 @@ def test_missing_alignment_or_dms_file_is_an_error_naming_the_row(tmp_path):
     plan = plan_for(tmp_path, [demo_row("A"), demo_row("B", MSA_filename="nothere.a2m"),
                                demo_row("C", DMS_filename="nodms.csv"), demo_row("D", MSA_filename="gone.a2m")])
     with pytest.raises(BatchError, match=r"^\S*ref\.csv: row 1 \(B\): alignment not found: \S*nothere\.a2m; 2 more "
-                                         r"row\(s\) lack a file \(fix MSA_filename or --msa-dir, or leave rows out "
-                                         r"with --rows\)$"):
+                                         r"row\(s\) lack a file \(fix MSA_filename or --msa-dir; run the 1 row\(s\) "
+                                         r"that have both with --rows 0\)$"):
         batch.check_files(plan)
     plan = plan_for(tmp_path, [demo_row("A"), demo_row("C", DMS_filename="nodms.csv")])
     with pytest.raises(BatchError, match=r"ref\.csv: row 1 \(C\): DMS file not found: \S*nodms\.csv \(fix "
-                                         r"DMS_filename or --dms-dir, or leave rows out with --rows\)$"):
+                                         r"DMS_filename or --dms-dir; run the 1 row\(s\) that have both with "
+                                         r"--rows 0\)$"):
         batch.check_files(plan)
     batch.check_files(plan_for(tmp_path, [demo_row("A")]))  # all there: no error
+    plan = plan_for(tmp_path, [demo_row("B", MSA_filename="nothere.a2m")])
+    with pytest.raises(BatchError, match=r"nothere\.a2m \(fix MSA_filename or --msa-dir; no selected row has both "
+                                         r"files\)$"):
+        batch.check_files(plan)
+
+
+def test_rows_are_written_back_as_ranges():
+    assert batch.format_rows([5, 0, 1, 2, 4, 9, 10]) == "0-2,4-5,9-10"
+    assert batch.format_rows([3]) == "3" and batch.format_rows([]) == ""
+    rows = [0, 1, 2, 7, 9, 10, 11, 40]
+    assert batch.parse_rows(batch.format_rows(rows)) == rows
 
 
 def test_workflow_profile_must_exist(tmp_path, monkeypatch):
@@ -366,7 +382,7 @@ def test_batch_checks_options_and_files_before_snakemake(tmp_path, monkeypatch):
             (["--rows", "0", "--train-option", "nonsense=3"],
              "Error: train option nonsense=3: 'deepseqvae train' has no option --nonsense"),
             ([], f"Error: {ref}: row 1 (MISSING): alignment not found: {REPO_ROOT / 'nothere.a2m'} (fix MSA_filename "
-                 "or --msa-dir, or leave rows out with --rows)"),
+                 "or --msa-dir; run the 1 row(s) that have both with --rows 0)"),
             (["--rows", "0", "--steps", "20", "--train-option", "steps=50"],
              "Error: --train-option steps=50: batch's own --steps gives it already"),
             (["--rows", "0", "--train-option", "learning_rate=1e-3", "--train-option", "learning-rate=2e-3"],
