@@ -591,6 +591,10 @@ def focus_region(focus_id: str) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
+#: the largest residue number (either sign) an alignment's numbering may reach
+RESIDUE_NUMBER_MAX = 10**9
+
+
 def _region_start(path: Path, focus_id: str, focus_raw: str, first_index: int | None) -> int:
     """Residue number of the first focus residue; warn when a header range disagrees."""
     n_res = sum(ch.isalpha() for ch in focus_raw)
@@ -612,8 +616,13 @@ def _region_start(path: Path, focus_id: str, focus_raw: str, first_index: int | 
         if region is not None and int(first_index) != region[0]:
             logger.info("%s: first_index=%d overrides the region start %d of '%s'",
                         path, first_index, region[0], focus_id)
-        return int(first_index)
-    return region[0] if region is not None else 1
+        start = int(first_index)
+    else:
+        start = region[0] if region is not None else 1
+    if not -RESIDUE_NUMBER_MAX <= start <= RESIDUE_NUMBER_MAX - n_res:  # int64 positions would wrap
+        given = f"--first-index {first_index}" if first_index is not None else f"focus '{focus_id}'"
+        raise AlignmentFormatError(f"{path}: {given} numbers residues beyond ±{RESIDUE_NUMBER_MAX:,}")
+    return start
 
 
 def _row_positions(focus_raw: str, start: int, *, a3m: bool) -> np.ndarray:

@@ -368,7 +368,11 @@ def train_file(
     t0 = time.perf_counter()
     weights = load_or_compute_weights(aln, theta, weights_path, dev, progress)
     if options.max_invariant_changes is not None:
+        n_read = aln.N
         aln, weights = drop_outlier_records(aln, weights, options.max_invariant_changes, theta, dev)
+        if weights_path is not None and n_read > aln.N:  # the dropped records were neighbours of others: said
+            log.warning("%s: not used: --max-invariant-changes dropped records, so the weights of the %d kept are "
+                        "recomputed", weights_path, aln.N)
     t_weights = time.perf_counter() - t0
     neff = float(weights.sum())
     log.info("%s: N=%d L=%d Neff=%.1f", msa, aln.N, aln.L, neff)

@@ -353,12 +353,19 @@ def model_column_names(paths: list[str]) -> list[str]:
     """``score_<file stem>`` per model, made unique when two files share a stem."""
     from pathlib import Path
 
-    names, seen = [], {}
+    names: list[str] = []
     for p in paths:
-        stem = Path(p).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"score_{stem}" if seen[stem] == 1 else f"score_{stem}_{seen[stem]}")
+        names.append(_free_name(f"score_{Path(p).stem}", names))
     return names
+
+
+def _free_name(name: str, taken) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... : the first not in ``taken``."""
+    out, k = name, 1
+    while out in taken:
+        k += 1
+        out = f"{name}_{k}"
+    return out
 
 
 def output_column_names(existing) -> dict[str, str]:
@@ -446,6 +453,13 @@ def score_table(
     changes = [resolved[i].changes for i in ok_idx]
     names = model_names or model_column_names([f"model{i}" for i in range(len(checkpoints))])
     frame = table.frame.copy()
+    out_cols = output_column_names(frame.columns)  # from the input's columns: a model's column cannot move them
+    if len(checkpoints) > 1:  # the models' columns never replace an input column or the three above
+        taken = {str(c) for c in frame.columns} | set(out_cols.values())
+        free = []
+        for name in names:
+            free.append(_free_name(f"{name}_deepseqvae" if name in taken else name, taken | set(free)))
+        names = free
     means, sems, samples = [], [], []
     for ck, name in zip(checkpoints, names, strict=True):
         scorer = ck.scorer()
@@ -463,7 +477,6 @@ def score_table(
     score[ok_idx] = np.mean(means, axis=0)
     # Monte-Carlo standard error of the ensemble mean (independent estimates).
     score_sem[ok_idx] = np.sqrt(np.sum(np.square(sems), axis=0)) / len(sems)
-    out_cols = output_column_names(frame.columns)
     frame[out_cols["score"]] = score
     frame[out_cols["score_sem"]] = score_sem
     frame[out_cols["status"]] = [r.status for r in resolved]

@@ -1136,3 +1136,20 @@ def test_train_without_early_stopping_refits_to_the_last_step(tmp_path):
     from deepseqvae.checkpoint import load_checkpoint
 
     assert load_checkpoint(out).history["refit_step"] == [200]
+
+
+def test_weights_file_replaced_by_the_invariant_filter_is_said(tmp_path, caplog):
+    ones = tmp_path / "ones.npy"
+    np.save(ones, np.ones(3000))
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.pipeline"):
+        assert_ok(invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--model", "independent", "--weights", ones,
+                         "--max-invariant-changes", 8))
+    assert f"{ones}: not used: --max-invariant-changes dropped records, so the weights of the 2994 kept are " \
+        "recomputed" in caplog.text
+
+
+def test_numbering_beyond_a_billion_is_refused():
+    assert_user_error(invoke("weights", DEMO_A2M, "-o", "w.npy", "--first-index", 99999999999999999999),
+                      "demo.a2m: --first-index 99999999999999999999 numbers residues beyond ±1,000,000,000")
+    assert_user_error(invoke("weights", DEMO_A2M, "-o", "w.npy", "--first-index", 10**9 - 10),
+                      "numbers residues beyond")

@@ -354,3 +354,18 @@ def test_score_table_takes_a_dataframe_or_a_list_in_memory():
         score_table([ck], [1, 2])
     with pytest.raises(TypeError, match="checkpoints must be a Checkpoint or a non-empty list of them"):
         score_table("m.pt", frame)
+
+
+def test_model_columns_never_replace_an_input_column():
+    from deepseqvae.score import model_column_names
+
+    assert model_column_names(["a/m.pt", "b/m.pt", "m_2.pt"]) == ["score_m", "score_m_2", "score_m_2_2"]
+    ck, _ = toy_vae_checkpoint()
+    ck2, _ = toy_vae_checkpoint(seed=1)
+    frame = pd.DataFrame({"mutant": ["K6A", "T7W"], "score_vae": ["x", "y"]})
+    got = score_table([ck, ck2], frame, n_samples=2, model_names=["score_vae", "score_sem"]).frame
+    # the input's score_vae kept; a model named like the standard columns does not push them aside
+    assert list(got.columns) == ["mutant", "score_vae", "score_vae_deepseqvae", "score_sem_deepseqvae", "score",
+                                 "score_sem", "status"]
+    assert list(got["score_vae"]) == ["x", "y"]
+    np.testing.assert_allclose(got["score"], (got["score_vae_deepseqvae"] + got["score_sem_deepseqvae"]) / 2)
