@@ -573,6 +573,21 @@ def test_a_partial_checkpoint_of_other_settings_is_discarded_not_resumed(tmp_pat
     assert not partial.exists() and not partial.with_name("seed1.partial.pt.settings").exists()
 
 
+def test_an_edited_reference_row_reruns_its_jobs(tmp_path):
+    """A row's jobs follow its values: an edited DMS_score_column is not left to a stale check and summary."""
+    require_workflow()
+    ref = write_reference(tmp_path / "ref.csv", [demo_row()])
+    out = tmp_path / "run"
+    proc = run_batch_cli(ref, out, *TINY, "--cores", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_batch_cli(ref, out, *TINY, "--cores", "1")
+    assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr  # nothing to do
+    write_reference(ref, [demo_row(DMS_score_column="")])  # now detected: the same column, but another value
+    proc = run_batch_cli(ref, out, *TINY, "--cores", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {"check", "score", "metrics", "summary"} <= set(executed_rules(proc)) and "train" not in executed_rules(proc)
+
+
 def executed_rules(proc: subprocess.CompletedProcess) -> list[str]:
     """Rules of the jobs Snakemake ran (the aggregate 'all' left out)."""
     rules = re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, flags=re.MULTILINE)
