@@ -88,6 +88,8 @@ def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None,
             raise OutputError(f"{path}: is also this command's output {other}; give each output its own name")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
+    if path.suffix.lower() == ".gz":  # inputs may be gzip-compressed; outputs are written plain
+        raise OutputError(f"{path}: outputs are written uncompressed: name it without .gz (gzip it afterwards)")
     _make_parent(path)
     # a file made and removed, not os.access: that ignores read-only mounts and, for root, the permissions
     fd, tmp = _temporary(path, ".check")

@@ -607,6 +607,9 @@ def write_demo(
     fit_d = mutant_fitness(model, wt, doubles)
 
     out = Path(out_dir)
+    replaced = [str(out / n) for n in ("demo.a2m", "demo_mutants.csv") if (out / n).exists()]
+    if replaced:  # the default folder is the repository's alignments/: its shipped demo is one command away
+        log.warning("replacing %s (the family simulated now, seed %d, L = %d)", " and ".join(replaced), seed, L)
     letters = np.frombuffer((ALPHABET + "-").encode("ascii"), dtype=np.uint8)
     with atomic_write(out / "demo.a2m", newline="\n") as fh:
         for k, row in enumerate(fam.codes):

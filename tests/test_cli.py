@@ -1153,3 +1153,14 @@ def test_numbering_beyond_a_billion_is_refused():
                       "demo.a2m: --first-index 99999999999999999999 numbers residues beyond ±1,000,000,000")
     assert_user_error(invoke("weights", DEMO_A2M, "-o", "w.npy", "--first-index", 10**9 - 10),
                       "numbers residues beyond")
+
+
+def test_gz_output_names_are_refused_and_simulate_says_what_it_replaces(tmp_path, caplog):
+    # a .gz name would hold plain text, which pandas.read_csv('x.csv.gz') cannot read
+    assert_user_error(invoke("weights", DEMO_A2M, "-o", tmp_path / "w.npy.gz"),
+                      "w.npy.gz: outputs are written uncompressed: name it without .gz")
+    assert not (tmp_path / "w.npy.gz").exists()
+    assert_ok(invoke("simulate", "-o", tmp_path, "--n-seqs", 5, "--length", 8, "--n-doubles", 0))
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.simulate"):
+        assert_ok(invoke("simulate", "-o", tmp_path, "--n-seqs", 5, "--length", 8, "--n-doubles", 0))
+    assert f"replacing {tmp_path / 'demo.a2m'} and {tmp_path / 'demo_mutants.csv'}" in caplog.text
