@@ -45,14 +45,20 @@ def check_alignment_matches(aln: Alignment, ckpt: Checkpoint) -> None:
                     info.focus_id, sum(a != b for a, b in zip(aln.focus_seq, info.focus_seq, strict=True)), aln.L)
 
 
-def read_matching_alignment(msa: str | os.PathLike, ckpt: Checkpoint,
+def read_matching_alignment(msa: str | os.PathLike | Alignment, ckpt: Checkpoint,
                             options: AlignmentOptions | None = None) -> Alignment:
     """Read ``msa`` with the options recorded in ``ckpt`` (as in training), checked against the checkpoint.
 
-    Fields set in ``options`` (those differing from the defaults) override the recorded ones.
+    Fields set in ``options`` (those differing from the defaults) override the recorded ones. An :class:`Alignment`
+    read already is only checked (``options``, which set how a file is read, must then be None).
     """
-    recorded = ckpt.info.alignment_options
-    aln = (recorded.updated(options) if options is not None else recorded).read(msa)
+    if isinstance(msa, Alignment):
+        if options is not None:
+            raise ValueError("options set how a file is read: an Alignment is read already")
+        aln = msa
+    else:
+        recorded = ckpt.info.alignment_options
+        aln = (recorded.updated(options) if options is not None else recorded).read(msa)
     check_alignment_matches(aln, ckpt)
     return aln
 
@@ -110,13 +116,7 @@ def embed_alignment(ckpt: Checkpoint, msa: str | os.PathLike | Alignment, *, opt
     """Read ``msa`` exactly as in training (or take an :class:`Alignment` read already; ``options`` then unused),
     check it against ``ckpt`` and encode every sequence."""
     model = ckpt.latent_model("embedding")
-    if isinstance(msa, Alignment):
-        if options is not None:
-            raise ValueError("options set how a file is read: an Alignment is read already")
-        check_alignment_matches(msa, ckpt)
-        aln = msa
-    else:
-        aln = read_matching_alignment(msa, ckpt, options)
+    aln = read_matching_alignment(msa, ckpt, options)
     mu, logvar = encode_latent(model, aln.codes, batch_size=batch_size, device=device)
     return Embedding(alignment=aln, mu=mu, logvar=logvar)
 

@@ -29,8 +29,8 @@ from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .outliers import drop_outlier_records
 from .recipes import DEFAULT_RECIPE, check_model_options
-from .runtime import LARGE_TABLE_ROWS, bound_heap_growth
-from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table, whole_number
+from .runtime import LARGE_TABLE_ROWS, bound_heap_growth, whole_number
+from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
 from .tables import detect_fitness_col, read_mutant_table
 from .weights import check_theta, compute_weights, default_weights_path, resolve_device, resolve_kernel, save_weights
 

@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import numbers
 import sys
 from collections.abc import Callable
 
@@ -14,6 +15,17 @@ log = logging.getLogger(__name__)
 #: the largest seed: every random generator the process seeds (numpy, torch, scikit-learn's random_state) takes
 #: 0..SEED_MAX, so every seed option and argument is bounded by it
 SEED_MAX = 2**32 - 1
+
+
+def whole_number(name: str, value, minimum: int, maximum: int | None = None, *, integral_floats: bool = False) -> int:
+    """``value`` as a Python int (NumPy's too; with ``integral_floats`` also a float such as 3000.0) if it is a whole
+    number in ``minimum``..``maximum``: what the CLI's integer options bound, for a function or config built from
+    Python; else a :class:`ValueError` naming ``name``."""
+    whole = isinstance(value, numbers.Integral) or (integral_floats and isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not (whole and minimum <= value and (maximum is None or value <= maximum)):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}-{maximum}"
+        raise ValueError(f"{name} must be a whole number {bound}, not {value!r}")
+    return int(value)
 
 #: tables with more rows than this are scored with :func:`bound_heap_growth` applied
 LARGE_TABLE_ROWS = 50_000

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from .alphabet import ALPHABET, N_AA
 from .errors import CheckpointError, InvalidMutantError, MutantTableError
 from .model import VAE
 from .mutants import resolve_mutants, status_summary, suggest_cause
-from .runtime import SEED_MAX
+from .runtime import SEED_MAX, whole_number
 from .tables import MutantTable, mutant_table, numeric_column
 from .weights import resolve_device
 
@@ -374,15 +373,6 @@ def output_column_names(existing) -> dict[str, str]:
     names = ("score", "score_sem", "status")
     clash = bool(set(existing) & set(names))  # suffix all three together, so they stay recognisable
     return {k: (f"{k}_deepseqvae" if clash else k) for k in names}
-
-
-def whole_number(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    """``value`` as a Python int (NumPy's too) if it is a whole number in ``minimum``..``maximum``: what the CLI's
-    integer options bound, for a function called from Python; else a :class:`ValueError` naming ``name``."""
-    if not (isinstance(value, numbers.Integral) and minimum <= value and (maximum is None or value <= maximum)):
-        bound = f">= {minimum}" if maximum is None else f"in {minimum}-{maximum}"
-        raise ValueError(f"{name} must be a whole number {bound}, not {value!r}")
-    return int(value)
 
 
 def _check_scoring(n_samples: int | None, batch_size: int, seed: int) -> tuple[int | None, int, int]:

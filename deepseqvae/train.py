@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import numbers
 import os
 import threading
 import time
@@ -31,7 +30,7 @@ from .holdout import cluster_holdout_split, heldout_sample, holdout_split
 from .model import VAE, VAEConfig, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor, lr_factor
 from .pace import RefitAbandoned, RefitPace
-from .runtime import flush_subnormals
+from .runtime import flush_subnormals, whole_number
 from .weights import resolve_device
 
 log = logging.getLogger(__name__)
@@ -101,13 +100,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):  # 0 steps would return an untrained model
-            value = getattr(self, name)
-            whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
-            if isinstance(value, bool) or not whole or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
             # a plain int: a numpy integer in train_config would make the checkpoint unreadable (weights_only), and
             # older checkpoints and JSON configs may hold 3000.0
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, whole_number(name, getattr(self, name), 1, integral_floats=True))
         if self.optimizer not in ("adam", "deepsequence"):
             raise ValueError(f"optimizer must be 'adam' or 'deepsequence', not {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
