@@ -122,9 +122,9 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
     alignment a tenth of the rows can be one dense cluster worth a few effective sequences (EVE's
     P53_HUMAN: 1,341 rows, ~4 of its 443), while a tenth of the weight is a tenth of the family's diversity.
 
-    ``progress``: bars on stderr for the two passes (on a family of tens of thousands of rows the split takes
-    about as long as the weights), the held-out share reached, then the remaining rows checked for a held-out
-    neighbour.
+    ``progress``: bars on stderr for the two passes (a 40,000-row synthetic family's split took 24 s on 2 cores:
+    benchmarks/results/split-2026-12-02.md), the held-out share reached, then the remaining rows checked for a
+    held-out neighbour.
     """
     t = torch.tensor(np.asarray(codes), dtype=torch.int16)  # (N, L)
     n = t.shape[0]
