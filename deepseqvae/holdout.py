@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .alphabet import GAP_CODE
-from .weights import column_map, compact_one_hot, progress_bar, resolve_kernel
+from .weights import column_map, compact_one_hot, int8_products, progress_bar, resolve_kernel
 
 
 def holdout_split(n: int, fraction: float, seed: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +71,8 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, cols:
     int8 = resolve_kernel("auto", torch.device("cpu")) == "int8"
     dtype = torch.int8 if int8 else torch.float32
     col_of, width = column_map(codes, 1 << 28)  # (L*21,) column of each (position, residue) pair; K
+    if width == 0:  # no residue anywhere: no row has an identical residue, so none is a neighbour
+        return out
     ng = (codes != GAP_CODE).sum(1)  # (N,)
 
     def one_hot(sel: torch.Tensor) -> torch.Tensor:  # (len(sel), K)
@@ -79,9 +81,9 @@ def _neighbour_rows(codes: torch.Tensor, rows: torch.Tensor, theta: float, cols:
     x_rows = [one_hot(rows[s:s + block]) for s in range(0, len(rows), block)]  # (R, K) each
     for lo in range(0, len(cols), block):
         c = cols[lo:lo + block]
-        x_c = one_hot(c).T.contiguous()  # (K, C): _int_mm's fastest right operand
+        x_c = one_hot(c).T.contiguous()  # (K, C): int8_products' fastest right operand
         for s, x in zip(range(0, len(rows), block), x_rows, strict=True):
-            matches = torch._int_mm(x, x_c) if int8 else x @ x_c  # (R, C) exact counts
+            matches = int8_products(x, x_c) if int8 else x @ x_c  # (R, C) exact counts
             shorter = torch.minimum(ng[rows[s:s + len(x)]][:, None], ng[c][None]).clamp(min=1)
             out[s:s + len(x), lo:lo + len(c)] = matches > (1.0 - theta) * shorter  # _neighbour_mask's test
     return out

@@ -145,20 +145,34 @@ def block_size(n: int, length: int, width: int, memory_budget_bytes: int, *, cpu
     return math.ceil(n / n_blocks)
 
 
+def int8_products(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
+    """``(B, C)`` int32 ``a @ bt`` of int8 blocks ``a`` ``(B, K)`` and ``bt`` ``(K, C)`` (contiguous), exactly.
+
+    ``torch._int_mm``, whose CPU kernel (torch 2.13) returns uninitialised sums when K < 2 (an alignment with one
+    modelled column of one residue): such blocks get zero columns first, which add nothing to any product.
+    """
+    k = a.shape[1]
+    if k < 2:
+        a = torch.nn.functional.pad(a, (0, 2 - k))  # (B, 2)
+        bt = torch.nn.functional.pad(bt, (0, 0, 0, 2 - k)).contiguous()  # (2, C)
+    return torch._int_mm(a, bt)
+
+
 @functools.cache
 def int8_matmul_available(device_type: str = "cpu") -> bool:
     """Whether ``torch._int_mm`` exists on ``device_type`` and gives exact one-hot products.
 
-    Checked once per device type with a small random 0/1 problem (odd shapes included).
+    Checked once per device type, through :func:`int8_products`, with small random 0/1 problems (odd shapes and
+    one and no inner column included).
     """
     if device_type != "cpu" or not hasattr(torch, "_int_mm"):
         return False
     gen = torch.Generator().manual_seed(0)
     try:
-        for m, k, n in ((1, 3, 1), (37, 211, 29), (64, 512, 48)):
+        for m, k, n in ((1, 3, 1), (37, 211, 29), (64, 512, 48), (3, 1, 3), (5, 0, 4)):
             a = (torch.rand(m, k, generator=gen) < 0.3).to(torch.int8)
             b = (torch.rand(n, k, generator=gen) < 0.3).to(torch.int8)
-            got = torch._int_mm(a, b.T.contiguous())
+            got = int8_products(a, b.T.contiguous())
             if got.dtype != torch.int32 or not torch.equal(got.double(), a.double() @ b.double().T):
                 return False
     except (RuntimeError, NotImplementedError, TypeError) as exc:
@@ -261,7 +275,7 @@ def compute_weights(codes: np.ndarray | torch.Tensor, theta: float = 0.2, *,
                 for lo_j in starts[bi:]:
                     hi_j = min(lo_j + bs, n)
                     _, xt_j = block(lo_j)  # (K, Bj)
-                    m = torch._int_mm(x_i, xt_j) if int8 else x_i @ xt_j  # (Bi, Bj) exact matches
+                    m = int8_products(x_i, xt_j) if int8 else x_i @ xt_j  # (Bi, Bj) exact matches
                     # Comparisons write 0./1. floats counted by matrix-vector products (much
                     # faster than bool -> int64 sums); the counts stay exact integers.
                     hit = hit_buf[: m.numel()].view(m.shape)  # (Bi, Bj)

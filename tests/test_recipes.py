@@ -245,6 +245,12 @@ def test_neighbour_products_are_the_pairwise_mask():
             assert torch.equal(_neighbour_rows(t, rows, theta, cols=others, block=block), full[:, others])
             # the relation is symmetric: "has a neighbour among rows" is the pairwise mask's any over rows
             assert torch.equal(_has_neighbour_in(t, torch.arange(90), rows, theta, block=block), full.any(0))
+    # one column of one residue (one inner column of the one-hot product) and none (every row a gap)
+    one = torch.tensor([[0], [0], [20], [0]], dtype=torch.int16)
+    assert _neighbour_rows(one, torch.arange(4), 0.2).tolist() == _neighbour_mask(one, torch.arange(4), 0.2).tolist()
+    assert _neighbour_rows(one, torch.arange(4), 0.2)[0].tolist() == [True, True, False, True]
+    gaps = torch.full((3, 2), 20, dtype=torch.int16)
+    assert not _neighbour_rows(gaps, torch.arange(3), 0.2).any()
     assert _has_neighbour_in(t, torch.tensor([0]), torch.tensor([0]), 0.2).all()
     assert not _has_neighbour_in(t, torch.tensor([4]), torch.arange(90), 0.2).any()
 
