@@ -151,6 +151,19 @@ def option_args(options: dict) -> list[str]:
     return args
 
 
+#: ``deepseqvae train`` options that change how a training job runs, not the model it saves (resume is bit-exact
+#: whatever the checkpoint cadence; a slim checkpoint scores as the full one): changing one does not retrain
+RUN_ONLY_TRAIN_OPTIONS = ("checkpoint_every", "slim")
+
+
+def split_train_options(options: dict) -> tuple[dict, dict]:
+    """``(model options, run-only options)``: :data:`RUN_ONLY_TRAIN_OPTIONS` apart from the options that shape the
+    model. The workflow tracks only the first (a changed one retrains its models, a changed run-only one does not)."""
+    model = {k: v for k, v in options.items() if str(k).replace("-", "_") not in RUN_ONLY_TRAIN_OPTIONS}
+    run = {k: v for k, v in options.items() if k not in model}
+    return model, run
+
+
 #: ``deepseqvae train`` options the workflow sets itself, and what sets them instead
 WORKFLOW_TRAIN_OPTIONS = {
     "--output": "the workflow names the checkpoints (models/<alignment>/seed<S>.pt)",
@@ -324,8 +337,10 @@ class Plan:
 
 
 def _abs(base: Path, value) -> Path:
+    """``value`` as an absolute path (relative to ``base``), with ``..`` and ``.`` taken out: one spelling per file,
+    so that Snakemake does not see ``/data/x.a2m`` and ``/lab/../data/x.a2m`` as two inputs."""
     p = Path(str(value)).expanduser()
-    return p if p.is_absolute() else (base / p)
+    return Path(os.path.normpath(p if p.is_absolute() else (Path(base).absolute() / p)))
 
 
 def _key(name: str) -> str:
@@ -486,9 +501,20 @@ JOB_CONFIG_KEYS = ("reference", "msa_dir", "dms_dir", "weights_dir", "base_dir",
                    "device")
 
 
+#: config keys that name a file or folder: :func:`job_config` gives them as absolute paths
+PATH_CONFIG_KEYS = ("reference", "msa_dir", "dms_dir", "weights_dir")
+
+
 def job_config(config: dict, row: int) -> dict:
-    """The config of one row's jobs: :data:`JOB_CONFIG_KEYS` and ``rows = row``."""
+    """The config of one row's jobs: :data:`JOB_CONFIG_KEYS` and ``rows = row``. Paths are absolute (``base_dir``
+    is then not needed), so that another spelling of the same file (``../data`` from one folder,
+    ``/lab/data`` from another) does not rerun the jobs."""
     out = {k: config[k] for k in JOB_CONFIG_KEYS if config.get(k) not in (None, "", {})}
+    base = Path(config.get("base_dir") or os.getcwd())
+    for key in PATH_CONFIG_KEYS:
+        if key in out:
+            out[key] = str(_abs(base, out[key]))
+    out.pop("base_dir", None)
     out["rows"] = str(row)
     return out
 

@@ -582,6 +582,16 @@ def test_an_edited_reference_row_reruns_its_jobs(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = run_batch_cli(ref, out, *TINY, "--cores", "1")
     assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr  # nothing to do
+    # Neither how a job runs (the checkpoint cadence, a slim checkpoint) nor another spelling of the same files,
+    # from another folder, changes a result: nothing reruns.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    (tmp_path / "elsewhere").mkdir()
+    cmd = [sys.executable, "-m", "deepseqvae", "batch", "../ref.csv", "--msa-dir", str(REPO_ROOT / "alignments" / ".."),
+           "--dms-dir", os.path.relpath(REPO_ROOT, tmp_path / "elsewhere"), "-o", "../run", *TINY, "--cores", "1",
+           "--train-option", "checkpoint_every=3", "--train-option", "slim=true"]
+    proc = subprocess.run(cmd, cwd=tmp_path / "elsewhere", capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
+    assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr
     write_reference(ref, [demo_row(DMS_score_column="")])  # now detected: the same column, but another value
     proc = run_batch_cli(ref, out, *TINY, "--cores", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
