@@ -921,11 +921,21 @@ def _option_values(args: list[str] | tuple[str, ...], name: str) -> list[str]:
     return values
 
 
+#: what makes Snakemake rerun a finished job in ``deepseqvae batch`` (its default less "code"; ``--rerun-triggers``
+#: among the Snakemake options replaces it)
+RERUN_TRIGGERS = ("mtime", "params", "input", "software-env")
+
+
 def snakemake_command(config_file: str | os.PathLike, out: str | os.PathLike, *, cores: int | None = None,
                       keep_going: bool = True, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The Snakemake command line that runs the workflow into ``out``."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(out),
            "--configfile", str(config_file), "--rerun-incomplete"]
+    if not any(a == "--rerun-triggers" or a.startswith("--rerun-triggers=") for a in extra):
+        # Snakemake's "code" trigger reruns a job when its rule's text changed: a new deepseqvae whose Snakefile
+        # was edited would retrain every finished model, though what a model is (its options, theta, seed, device,
+        # files) is in its params and inputs, and a change of deepseqvae's own code is invisible to it anyway.
+        cmd += ["--rerun-triggers", *RERUN_TRIGGERS]
     if keep_going:
         cmd.append("--keep-going")
     executor = any(a in ("--executor", "-e", "--profile") or a.startswith(("--executor=", "--profile="))

@@ -365,6 +365,18 @@ def test_workflow_profile_must_exist(tmp_path, monkeypatch):
     assert "--cores" not in batch.snakemake_command("c.json", "out", extra=["--workflow-profile", "slurm"])
 
 
+def test_an_edited_workflow_does_not_retrain():
+    """Snakemake's "code" trigger is left out (a new deepseqvae with an edited Snakefile would retrain every finished
+    model); the user's own --rerun-triggers replaces the list."""
+    cmd = batch.snakemake_command("c.json", "out")
+    k = cmd.index("--rerun-triggers")
+    assert cmd[k + 1:k + 5] == ["mtime", "params", "input", "software-env"] and "code" not in cmd
+    for given in (["--rerun-triggers", "mtime", "code"], ["--rerun-triggers=code"]):
+        cmd = batch.snakemake_command("c.json", "out", extra=given)
+        assert cmd.count("--rerun-triggers") + sum(a.startswith("--rerun-triggers=") for a in cmd) == 1
+        assert cmd[-len(given):] == given
+
+
 def test_batch_checks_options_and_files_before_snakemake(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
