@@ -369,10 +369,15 @@ def _free_name(name: str, taken) -> str:
 
 def output_column_names(existing) -> dict[str, str]:
     """Names of the score, score_sem and status columns, suffixed ``_deepseqvae`` where the input
-    already has a column of that name (e.g. PTEN's measured ``score``), so no input is overwritten."""
+    already has a column of that name (e.g. PTEN's measured ``score``), and ``_deepseqvae_2``, ``_3``, ... where it
+    has those too (a table scored before, scored again with another model), so no input is overwritten."""
     names = ("score", "score_sem", "status")
-    clash = bool(set(existing) & set(names))  # suffix all three together, so they stay recognisable
-    return {k: (f"{k}_deepseqvae" if clash else k) for k in names}
+    taken = {str(c) for c in existing}
+    suffix, k = "", 1
+    while any(n + suffix in taken for n in names):  # suffix all three together, so they stay recognisable
+        k += 1
+        suffix = "_deepseqvae" if k == 2 else f"_deepseqvae_{k - 1}"
+    return {n: n + suffix for n in names}
 
 
 def _check_scoring(n_samples: int | None, batch_size: int, seed: int) -> tuple[int | None, int, int]:

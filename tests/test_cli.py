@@ -806,6 +806,32 @@ def test_score_text_fitness_column_and_shifted_numbering(independent_model, tmp_
     assert "no row" not in caplog.text
 
 
+def test_scoring_a_scored_table_again_keeps_every_earlier_column(vae_model, independent_model, tmp_path, caplog):
+    """A scan's or an earlier run's prediction is neither replaced by the next model's nor taken as the measured
+    fitness (a Spearman of one model against another, shown as a DMS validation)."""
+    scan = tmp_path / "scan.csv"
+    assert_ok(invoke("scan", "-m", independent_model, "-o", scan, "--no-progress"))
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        result = invoke("score", scan, "-m", vae_model[0], "-o", tmp_path / "a.csv", "--no-progress")
+    assert_ok(result)
+    assert "Spearman" not in result.output and not (tmp_path / "a.spearman.json").exists()
+    assert "column 'score' is a deepseqvae prediction (it has a 'score_sem' beside it)" in caplog.text
+    a = pd.read_csv(tmp_path / "a.csv")
+    assert list(a.columns) == ["mutant", "score", "score_sem", "score_deepseqvae", "score_sem_deepseqvae",
+                               "status_deepseqvae"]
+    assert_ok(invoke("score", tmp_path / "a.csv", "-m", independent_model, "-o", tmp_path / "b.csv", "--no-progress"))
+    b = pd.read_csv(tmp_path / "b.csv")
+    assert list(b.columns) == list(a.columns) + ["score_deepseqvae_2", "score_sem_deepseqvae_2", "status_deepseqvae_2"]
+    pd.testing.assert_frame_equal(b[a.columns], a)  # the earlier model's scores kept, as written
+    np.testing.assert_allclose(b["score_deepseqvae_2"], b["score"], atol=1e-5)  # the scan's model, scored again
+    # a measured score beside the predictions is still the fitness
+    measured = a.drop(columns=["score_sem"])
+    measured.to_csv(tmp_path / "m.csv", index=False)
+    result = invoke("score", tmp_path / "m.csv", "-m", independent_model, "-o", tmp_path / "c.csv", "--no-progress")
+    assert_ok(result)
+    assert "against 'score'" in result.output
+
+
 def test_training_onto_an_existing_model_says_it_replaces_it(tmp_path, caplog):
     model = tmp_path / "m.pt"
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
