@@ -275,7 +275,10 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
     h, note = result.history, ""
     if h.get("heldout_iwll"):
         share = "the sequence weight" if train_cfg.holdout_by == "weight" else "the sequences"
-        note = (f"Held out: {train_cfg.holdout_fraction:.0%} of {share} (by {train_cfg.holdout_by}); held-out "
+        held = (f"{result.heldout[0]:,} sequence{'s' * (result.heldout[0] != 1)}, {result.heldout[1]:.0%} of {share}"
+                if result.heldout
+                else f"{train_cfg.holdout_fraction:.0%} of {share}")  # a finished refit resumed: nothing split
+        note = (f"Held out: {held} (by {train_cfg.holdout_by}, {train_cfg.holdout_fraction:.0%} asked); held-out "
                 f"log-likelihood "
                 f"{h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
         if h.get("refit_step"):

@@ -156,6 +156,7 @@ class TrainResult:
     steps_run: int = 0              # optimisation steps this call ran (with a refit: both runs')
     history: dict[str, list[float]] = field(default_factory=dict)
     refit_beside: bool = False      # the refit trained beside the held-out run, on a second thread
+    heldout: tuple[int, float] | None = None  # held-out rows and their share of the rows or weight (fit_alignment)
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -726,7 +727,7 @@ def fit_alignment(
                     "train", resume.step, planned)
         return TrainResult(checkpoint=resume, seconds=0.0, steps_per_second=math.nan, steps_run=0,
                            history=resume.history)
-    codes, heldout, all_weights = alignment.codes, None, weights
+    codes, heldout, all_weights, split = alignment.codes, None, weights, None
     if train_cfg.holdout_fraction > 0:
         t_split = time.perf_counter()
         train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights,
@@ -760,23 +761,25 @@ def fit_alignment(
                             train_cfg.holdout_by, 100 * asked, len(train_rows), 100 * trained)
             codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
             weights = weights[train_rows]
+            split = (len(held_rows), share)
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
     if refitting and refits_beside(train_cfg, device, on_eval, refit_beside):
-        return _fit_with_refit_beside(model, codes, weights, heldout, alignment, all_weights, train_cfg, info,
-                                      device=device, checkpoint_path=checkpoint_path, resume=resume, progress=progress)
+        return replace(_fit_with_refit_beside(model, codes, weights, heldout, alignment, all_weights, train_cfg,
+                                              info, device=device, checkpoint_path=checkpoint_path, resume=resume,
+                                              progress=progress), heldout=split)
     result = train(model, codes, weights, train_cfg, info, device=device,
                    checkpoint_path=checkpoint_path, resume=resume, progress=progress, heldout=heldout,
                    on_eval=on_eval)
     if not refitting:
-        return result
+        return replace(result, heldout=split)
     kept, record = _chosen_step(result)
     first_steps, first_seconds = result.steps_run, result.seconds
     del result  # its model and optimizer state go before the refit's come (peak memory)
     log.info("refitting on all %d sequences up to step %d, the step the held-out set chose", alignment.N, kept)
     refit = _refit(alignment, all_weights, model_cfg, train_cfg, info, kept, record, device=device,
                    checkpoint_path=checkpoint_path, progress=progress, on_eval=on_eval)
-    return _both_runs(first_steps, refit, first_seconds + refit.seconds, beside=False)
+    return replace(_both_runs(first_steps, refit, first_seconds + refit.seconds, beside=False), heldout=split)
 
 
 def refits_beside(cfg: TrainConfig, device: torch.device | str, on_eval: Callable | None = None,

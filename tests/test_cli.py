@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import re
 import subprocess
 import sys
@@ -238,6 +239,26 @@ def test_info_describes_the_checkpoint(vae_model):
     assert re.fullmatch(r"0\.1 by weight, evaluated every 100 steps to step 300; it chose step \d+ \(best "
                         r"held-out log-likelihood -[\d.]+\)", fields["held out"]), fields["held out"]
     assert fields["refit"] == "a second run on all 3,000 sequences to step 300: the model saved"
+
+
+def test_train_summary_says_what_was_held_out(tmp_path):
+    """The summary gives the split's own share, not the one asked: a family of 8 unrelated sequences (each its own
+    80 %-identity cluster, weight 1) holds out one whole sequence, 1/8 = 12.5 % of the weight (it said "10 %")."""
+    amino = "ACDEFGHIKLMNPQRSTVWY"
+    rng = random.Random(0)
+    focus = "".join(rng.choice(amino) for _ in range(30))
+    records = [(">focus/1-30", focus)]
+    for i in range(7):  # 12 of 30 residues redrawn: at most ~60 % identity to the focus or to each other
+        seq = list(focus)
+        for k in rng.sample(range(30), 12):
+            seq[k] = rng.choice(amino)
+        records.append((f">s{i}", "".join(seq)))
+    msa = tmp_path / "eight.a2m"
+    msa.write_text("".join(f"{h}\n{s}\n" for h, s in records))
+    result = invoke("train", msa, "-o", tmp_path / "m.pt", "--steps", 20, "--latent-dim", 2, "--encoder-hidden", "8,8",
+                    "--decoder-hidden", "8,16", "--dictionary-size", 0, "--no-progress", "--device", "cpu")
+    assert_ok(result)
+    assert "Held out: 1 sequence, 12% of the sequence weight (by weight, 10% asked); held-out" in result.stdout
 
 
 def test_score_demo_spearman_and_output(vae_scored):
