@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 import click
@@ -508,7 +509,11 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
                    + ", ".join(f"{k} {v}" for k, v in others.items()), err=True)
     if result.spearman is not None:
         sp = result.spearman
-        click.echo(f"Spearman rho = {sp['rho']:.4f} against '{sp['fitness_col']}' over {sp['n']} mutants "
+        rho = f"{sp['rho']:.4f}"
+        if not math.isfinite(sp["rho"]):  # say why there is no number (the JSON holds null)
+            rho = "none (" + ("fewer than 3 mutants with both a score and a fitness" if sp["n"] < 3
+                              else "the scores or the fitness values are all equal") + ")"
+        click.echo(f"Spearman rho = {rho} against '{sp['fitness_col']}' over {sp['n']} mutants "
                    f"({sp['excluded']} excluded: {sp['excluded_unscorable']} unscorable, "
                    f"{sp['excluded_no_fitness']} without fitness, {sp['excluded_no_substitution']} wild-type or "
                    f"synonymous); written to {json_path}")

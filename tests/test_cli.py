@@ -853,6 +853,21 @@ def test_scoring_a_scored_table_again_keeps_every_earlier_column(vae_model, inde
     assert "against 'score'" in result.output
 
 
+def test_score_says_why_there_is_no_spearman(independent_model, tmp_path):
+    first = pd.read_csv(DEMO_CSV)["mutant"][:3].tolist()
+    two = tmp_path / "two.csv"
+    two.write_text(f"mutant,fitness\n{first[0]},1.5\n{first[1]},0.2\n")
+    result = invoke("score", two, "-m", independent_model, "-o", tmp_path / "two_s.csv", "--no-progress")
+    assert_ok(result)
+    assert ("Spearman rho = none (fewer than 3 mutants with both a score and a fitness) against 'fitness' over 2 "
+            "mutants") in result.stdout
+    assert json.loads((tmp_path / "two_s.spearman.json").read_text())["rho"] is None
+    flat = tmp_path / "flat.csv"
+    flat.write_text("mutant,fitness\n" + "".join(f"{m},1.0\n" for m in first))
+    result = invoke("score", flat, "-m", independent_model, "-o", tmp_path / "flat_s.csv", "--no-progress")
+    assert "Spearman rho = none (the scores or the fitness values are all equal) against 'fitness'" in result.stdout
+
+
 def test_training_onto_an_existing_model_says_it_replaces_it(tmp_path, caplog):
     model = tmp_path / "m.pt"
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
