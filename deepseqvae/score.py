@@ -367,6 +367,22 @@ def _free_name(name: str, taken) -> str:
     return out
 
 
+def _warn_repeats(table: MutantTable, resolved, ok_idx: np.ndarray, changes: list, where: str) -> None:
+    """Warn when rows name one variant more than once (``E1A`` and `` e1a ``, ``A1C:D2E`` and ``D2E:A1C``): each
+    row is kept and scored, and counts once in a Spearman, which a user may not want."""
+    rows: dict[tuple, list[int]] = {}
+    for i, ch in zip(ok_idx.tolist(), changes, strict=True):
+        if ch:  # the wild type and synonymous rows all change nothing: not one variant named twice
+            rows.setdefault(tuple(sorted(ch)), []).append(i)
+    repeats = [r for r in rows.values() if len(r) > 1]
+    if repeats:
+        first = repeats[0]
+        log.warning("%s%d variant(s) are named on more than one row (%d rows in all; e.g. %r on %s); each row is "
+                    "kept, scored and counted in a Spearman", where, len(repeats), sum(map(len, repeats)),
+                    resolved[first[0]].text, ", ".join(table.row_name(i) for i in first[:4])
+                    + (", ..." if len(first) > 4 else ""))
+
+
 def output_column_names(existing) -> dict[str, str]:
     """Names of the score, score_sem and status columns, suffixed ``_deepseqvae`` where the input
     already has a column of that name (e.g. PTEN's measured ``score``), and ``_deepseqvae_2``, ``_3``, ... where it
@@ -446,6 +462,7 @@ def score_table(
                     suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset))
     ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
     changes = [resolved[i].changes for i in ok_idx]
+    _warn_repeats(table, resolved, ok_idx, changes, where)
     names = model_names or model_column_names([f"model{i}" for i in range(len(checkpoints))])
     frame = table.frame.copy()
     out_cols = output_column_names(frame.columns)  # from the input's columns: a model's column cannot move them

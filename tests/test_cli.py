@@ -853,6 +853,21 @@ def test_scoring_a_scored_table_again_keeps_every_earlier_column(vae_model, inde
     assert "against 'score'" in result.output
 
 
+def test_score_warns_of_a_variant_on_several_rows(independent_model, tmp_path, caplog):
+    m = pd.read_csv(DEMO_CSV)["mutant"][:2].tolist()
+    table = tmp_path / "dup.csv"  # one variant three times (case and spaces apart), the wild type twice (not warned)
+    table.write_text(f"mutant,fitness\n{m[0]},1\n {m[0].lower()} ,2\n{m[1]},3\nWT,0\nWT,0\n{m[0]},5\n")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("score", table, "-m", independent_model, "-o", tmp_path / "s.csv", "--no-progress"))
+    assert (f"dup.csv: 1 variant(s) are named on more than one row (3 rows in all; e.g. '{m[0]}' on line 2, "
+            "line 3, line 7); each row is kept, scored and counted in a Spearman") in caplog.text
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 6
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "d.csv", "--no-progress"))
+    assert "more than one row" not in caplog.text
+
+
 def test_score_says_why_there_is_no_spearman(independent_model, tmp_path):
     first = pd.read_csv(DEMO_CSV)["mutant"][:3].tolist()
     two = tmp_path / "two.csv"
