@@ -128,12 +128,19 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
                     if not stripped:
                         continue
                     seen_text = True
+                    if stripped.upper().startswith("# STOCKHOLM"):
+                        raise AlignmentFormatError(f"{path}: a Stockholm alignment, not FASTA/a2m/a3m: convert it, "
+                                                   f"e.g. esl-reformat a2m {path} > {path.stem}.a2m (HMMER)")
                     if stripped.startswith("#"):
                         continue
                     if not stripped.startswith(">"):
+                        kind = next((k for k in ("CLUSTAL", "MUSCLE", "PROBCONS") if stripped.upper().startswith(k)),
+                                    None)
+                        hint = (f": a {kind.title()} alignment; convert it to a2m or aligned FASTA, e.g. esl-reformat "
+                                f"a2m {path} > {path.stem}.a2m (HMMER)" if kind else "")
                         raise AlignmentFormatError(
                             f"{path}: not a FASTA/a2m/a3m file: line {lineno} does not start with '>' "
-                            f"({_clip(stripped)!r})")
+                            f"({_clip(stripped)!r}){hint}")
                 if line.startswith(">"):
                     if name is not None:
                         yield from record(name, chunks)
@@ -165,6 +172,13 @@ def _record_id(header_line: str, path: Path, lineno: int) -> str:
     if not parts:
         raise AlignmentFormatError(f"{path}: record at line {lineno} has an empty name")
     return parts[0]
+
+
+def _stop_hint(row: str, c: int) -> str:
+    """A hint when the invalid character at column ``c`` of ``row`` is a stop symbol ending the sequence."""
+    if row[c] == "*" and not row[c + 1:].strip("-."):
+        return "; a stop symbol ending the sequence (translated ORFs): remove the trailing '*' from every record"
+    return ""
 
 
 def _clip(text: str, n: int = 40) -> str:
@@ -414,9 +428,13 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
     if bad.size:
         c = int(bad[0])
         raise AlignmentFormatError(
-            f"{path}: focus record '{ids[fi]}' has invalid character {focus_row[c]!r} at aligned column {c + 1}")
+            f"{path}: focus record '{ids[fi]}' has invalid character {focus_row[c]!r} at aligned column {c + 1}"
+            + _stop_hint(focus_row, c))
     cols = np.flatnonzero(is_upper if columns == "uppercase" else is_upper | is_lower)  # (L0,)
     if cols.size == 0:
+        if not (is_upper | is_lower).any():
+            raise AlignmentFormatError(f"{path}: focus record '{ids[fi]}' has no residues (an empty or all-gap "
+                                       "sequence); nothing to model")
         raise AlignmentFormatError(
             f"{path}: focus record '{ids[fi]}' has no uppercase (match) columns; nothing to model (--columns all "
             "models every column where it has a residue, lowercase ones too)")
@@ -431,16 +449,21 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
     nonstd_focus = np.flatnonzero(fcodes == NONSTANDARD_CODE)
     if nonstd_focus.size:
         c = int(nonstd_focus[0])
+        letter = focus_row[cols[c]]
+        hint = {"U": " (selenocysteine: write it as C, as alignments of selenoproteins often do, or make the column "
+                     "lowercase so that it is not modelled)",
+                "O": " (pyrrolysine: write it as K, or make the column lowercase so that it is not modelled)"}.get(
+            letter.upper(), " (make the column lowercase so that it is not modelled)")
         raise AlignmentFormatError(
-            f"{path}: focus record '{ids[fi]}' has non-standard residue {focus_row[cols[c]]!r} at "
-            f"residue {positions[c]}; the focus must use the 20 standard amino acids in its uppercase columns")
+            f"{path}: focus record '{ids[fi]}' has non-standard residue {letter!r} at "
+            f"residue {positions[c]}; the focus must use the 20 standard amino acids in its uppercase columns{hint}")
 
     invalid = codes == INVALID_CODE  # (N0, L0)
     if invalid.any():
         r, c = (int(x) for x in np.argwhere(invalid)[0])
         raise AlignmentFormatError(
             f"{path}: record '{ids[r]}' has invalid character {rows[r][cols[c]]!r} in a focus column "
-            f"(residue {positions[c]}, aligned column {cols[c] + 1})")
+            f"(residue {positions[c]}, aligned column {cols[c] + 1})" + _stop_hint(rows[r], int(cols[c])))
 
     keep = ~(codes == NONSTANDARD_CODE).any(axis=1)  # (N0,)
     n_nonstd = int((~keep).sum())
@@ -455,9 +478,11 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
 
     rows_kept = np.flatnonzero(keep)
     if rows_kept.size <= 1 and n_rows > 1:
+        why = [f"{n_nonstd} with non-standard residues (B, J, O, U, X, Z or '*') in a modelled column"]
+        if max_gap_fraction is not None:
+            why.append(f"{n_gaps} with gap fraction > {max_gap_fraction}")
         raise AlignmentFormatError(
-            f"{path}: every sequence other than the focus '{ids[fi]}' was filtered out "
-            f"({n_nonstd} with non-standard residues, {n_gaps} with gap fraction > {max_gap_fraction})")
+            f"{path}: every sequence other than the focus '{ids[fi]}' was filtered out ({', '.join(why)})")
     codes = codes[rows_kept]  # (N, L0)
 
     n_cols_dropped = 0

@@ -406,7 +406,16 @@ def test_alignment_options_round_trip(tmp_path):
     (">wt\nACXE\n>s1\nACDE\n", r"focus record 'wt' has non-standard residue 'X' at residue 3"),
     (">wt\nAC*E\n>s1\nACDE\n", r"focus record 'wt' has invalid character '\*'"),
     (">wt\nacde\n>s1\nACDE\n", r"has no uppercase \(match\) columns; nothing to model \(--columns all "),
-    (">wt\nACDE\n>s1\nACXE\n>s2\nBCDE\n", r"every sequence other than the focus 'wt' was filtered out"),
+    (">wt\nACDE\n>s1\nACXE\n>s2\nBCDE\n", r"every sequence other than the focus 'wt' was filtered out \(2 with "
+     r"non-standard residues \(B, J, O, U, X, Z or '\*'\) in a modelled column\)$"),
+    ("# STOCKHOLM 1.0\n\ns1 ACDE\n//\n", r"aln\.a2m: a Stockholm alignment, not FASTA/a2m/a3m: convert it, e\.g\. "
+     r"esl-reformat a2m \S*aln\.a2m > aln\.a2m \(HMMER\)"),
+    ("CLUSTAL W (1.83) multiple sequence alignment\n\ns1 ACDE\n", r"line 1 does not start with '>' \('CLUSTAL W"
+     r".*'\): a Clustal alignment; convert it to a2m or aligned FASTA"),
+    (">wt\nACDE*\n>s1\nACDE*\n", r"focus record 'wt' has invalid character '\*' at aligned column 5; a stop symbol "
+     r"ending the sequence \(translated ORFs\): remove the trailing '\*' from every record"),
+    (">wt\n>s1\n", r"focus record 'wt' has no residues \(an empty or all-gap sequence\); nothing to model"),
+    (">wt\nACUE\n>s1\nACDE\n", r"non-standard residue 'U' at residue 3; .* \(selenocysteine: write it as C"),
 ])
 def test_errors_name_file_and_record(tmp_path, text, match):
     with pytest.raises(AlignmentFormatError, match=match) as info:
