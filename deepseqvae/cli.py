@@ -58,6 +58,35 @@ class _Group(click.Group):
             raise UserError(str(exc)) from None
         except click.UsageError as exc:
             raise _one_line(exc, ctx) from None
+        except (MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
+                raise
+            raise UserError(_memory_message(ctx, exc)) from None
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: Python's MemoryError, torch's CPU allocator or CUDA's."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+#: what lowers the memory a command needs, for its out-of-memory error
+MEMORY_HINTS = {
+    "train": "--refit-after (the two runs one after the other), --no-refit, a narrower --encoder-hidden or "
+             "--decoder-hidden, or a machine with more memory",
+    "score": "a smaller --batch-size",
+    "scan": "a smaller --batch-size",
+    "classify": "a smaller --batch-size",
+}
+
+
+def _memory_message(ctx: click.Context, exc: BaseException) -> str:
+    """One line for an allocation failure in a subcommand: what failed, and the options that need less memory."""
+    name = ctx.invoked_subcommand or ctx.command_path
+    detail = " ".join(str(exc).split())
+    detail = f" ({detail[:120]}{'...' if len(detail) > 120 else ''})" if detail else ""
+    hint = MEMORY_HINTS.get(name)
+    return f"{name}: out of memory{detail}" + (f"; try {hint}" if hint else "")
 
 
 def _flags(names: set[str]) -> list[str]:
@@ -167,7 +196,7 @@ def alignment_options(func):
 @alignment_options
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to compute: auto = cuda when available, else cpu.")
-@click.option("--progress/--no-progress", default=False, show_default=True,
+@click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar on stderr.")
 def weights_command(msa, theta, output, align_opts, device, progress):
     """Compute DeepSequence/EVE sequence weights and Neff for the alignment MSA.

@@ -143,7 +143,7 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
         forbidden[keep] = True
     n_held = 0
     order = np.random.default_rng(seed).permutation(n)
-    bar, shown = progress_bar(100, progress, desc="held-out clusters", unit="%"), 0.0  # % of the target reached
+    bar, shown = progress_bar(100, progress, desc="held-out clusters", unit="%"), 0  # % of the target reached
     # Centres in random order, each taking its free neighbours. The neighbours of the next candidates are
     # computed SPLIT_CENTRE_BATCH at a time (a row's neighbours do not depend on the split so far), then
     # the candidates are visited one by one exactly as a row-at-a-time loop would.
@@ -161,7 +161,7 @@ def cluster_holdout_split(codes: np.ndarray, fraction: float, seed: int, keep: i
             members[c] = True
             status[members] = 1
             n_held += size[members].sum()
-            reached = min(100.0, 100.0 * n_held / target) if target > 0 else 100.0
+            reached = int(min(100.0, 100.0 * n_held / target)) if target > 0 else 100  # whole percents shown
             bar.update(reached - shown)
             shown = reached
     bar.close()

@@ -278,9 +278,9 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
         held = (f"{result.heldout[0]:,} sequence{'s' * (result.heldout[0] != 1)}, {result.heldout[1]:.0%} of {share}"
                 if result.heldout
                 else f"{train_cfg.holdout_fraction:.0%} of {share}")  # a finished refit resumed: nothing split
-        note = (f"Held out: {held} (by {train_cfg.holdout_by}, {train_cfg.holdout_fraction:.0%} asked); held-out "
-                f"log-likelihood "
-                f"{h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
+        split = f"; split in {result.heldout[2]:.1f} s" if result.heldout else ""
+        note = (f"Held out: {held} (by {train_cfg.holdout_by}, {train_cfg.holdout_fraction:.0%} asked{split}); "
+                f"held-out log-likelihood {h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
         if h.get("refit_step"):
             everyone = f"a second run on all {fit.aln.N:,} sequences"
             second = f"{everyone} beside it, on a second thread," if result.refit_beside else f"then {everyone}"
@@ -319,6 +319,10 @@ TRAINERS: dict[str, Trainer] = {
     "vae": Trainer(_train_vae, iterative=True),
     "independent": Trainer(_train_independent, iterative=False),
 }
+
+
+#: seconds of weights after which ``train`` suggests computing them once (``--weights``) for the next runs
+SLOW_WEIGHTS_SECONDS = 60.0
 
 
 def train_file(
@@ -370,6 +374,10 @@ def train_file(
     aln = options.read(msa)
     t0 = time.perf_counter()
     weights = load_or_compute_weights(aln, theta, weights_path, dev, progress)
+    if weights_path is None and time.perf_counter() - t0 > SLOW_WEIGHTS_SECONDS:  # every seed would pay it again
+        log.warning("%s: the sequence weights took %.0f s; compute them once (deepseqvae weights %s --theta %g -o "
+                    "W.npy) and give --weights W.npy to the other runs of this alignment", msa,
+                    time.perf_counter() - t0, msa, theta)
     if options.max_invariant_changes is not None:
         n_read = aln.N
         aln, weights = drop_outlier_records(aln, weights, options.max_invariant_changes, theta, dev)

@@ -156,7 +156,8 @@ class TrainResult:
     steps_run: int = 0              # optimisation steps this call ran (with a refit: both runs')
     history: dict[str, list[float]] = field(default_factory=dict)
     refit_beside: bool = False      # the refit trained beside the held-out run, on a second thread
-    heldout: tuple[int, float] | None = None  # held-out rows and their share of the rows or weight (fit_alignment)
+    heldout: tuple[int, float, float] | None = None  # held-out rows, their share of the rows or weight, and the
+    #                                                  split's seconds (fit_alignment)
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -761,7 +762,7 @@ def fit_alignment(
                             train_cfg.holdout_by, 100 * asked, len(train_rows), 100 * trained)
             codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
             weights = weights[train_rows]
-            split = (len(held_rows), share)
+            split = (len(held_rows), share, time.perf_counter() - t_split)
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
     if refitting and refits_beside(train_cfg, device, on_eval, refit_beside):

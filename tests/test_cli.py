@@ -258,7 +258,8 @@ def test_train_summary_says_what_was_held_out(tmp_path):
     result = invoke("train", msa, "-o", tmp_path / "m.pt", "--steps", 20, "--latent-dim", 2, "--encoder-hidden", "8,8",
                     "--decoder-hidden", "8,16", "--dictionary-size", 0, "--no-progress", "--device", "cpu")
     assert_ok(result)
-    assert "Held out: 1 sequence, 12% of the sequence weight (by weight, 10% asked); held-out" in result.stdout
+    assert re.search(r"Held out: 1 sequence, 12% of the sequence weight \(by weight, 10% asked; split in \d+\.\d s\); "
+                     "held-out", result.stdout), result.stdout
 
 
 def test_score_demo_spearman_and_output(vae_scored):
@@ -866,6 +867,44 @@ def test_score_warns_of_a_variant_on_several_rows(independent_model, tmp_path, c
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         assert_ok(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "d.csv", "--no-progress"))
     assert "more than one row" not in caplog.text
+
+
+def test_out_of_memory_is_one_line_naming_what_needs_less(independent_model, tmp_path, monkeypatch):
+    """An allocation failure (torch's CPU allocator, CUDA, Python) is a one-line error with the options that need
+    less memory, not a traceback; any other RuntimeError is left alone (a bug shows its traceback)."""
+    import deepseqvae.pipeline as pipeline
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 160000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(pipeline, "train_file", fail)
+    line = assert_user_error(invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt"), "train: out of memory (",
+                             "can't allocate memory", "; try --refit-after (the two runs one after the other), "
+                             "--no-refit, a narrower --encoder-hidden")
+    assert len(line) < 400
+    monkeypatch.setattr(pipeline, "score_file", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "s.csv"),
+                      "Error: score: out of memory; try a smaller --batch-size")
+    monkeypatch.setattr(pipeline, "score_file", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    result = invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "s.csv")
+    assert result.exit_code != 0 and str(result.exception) == "a bug"
+
+
+def test_train_suggests_reusing_slow_weights(tmp_path, monkeypatch, caplog):
+    import deepseqvae.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "SLOW_WEIGHTS_SECONDS", 0.0)  # every computation is "slow"
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--model", "independent"))
+    assert (f"{DEMO_A2M}: the sequence weights took 0 s; compute them once (deepseqvae weights {DEMO_A2M} --theta "
+            "0.2 -o W.npy) and give --weights W.npy to the other runs of this alignment") in caplog.text
+    caplog.clear()
+    assert_ok(invoke("weights", DEMO_A2M, "-o", tmp_path / "w.npy", "--no-progress"))
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_ok(invoke("train", DEMO_A2M, "-o", tmp_path / "m.pt", "--model", "independent", "--weights",
+                         tmp_path / "w.npy"))
+    assert "the sequence weights took" not in caplog.text
 
 
 def test_score_says_why_there_is_no_spearman(independent_model, tmp_path):
