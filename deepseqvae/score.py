@@ -262,7 +262,11 @@ def delta_elbo(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_samples, unit="sample", dynamic_ncols=True)
+        # an automatic K is drawn in rounds: the bar spans the round under way (its time left is then that round's,
+        # not that of the most K, 8x more where one round is enough), and grows by a round when one more is needed
+        auto = centred is not None and n_samples > AUTO_ROUND
+        bar = tqdm(total=AUTO_ROUND if auto else n_samples, unit="sample", dynamic_ncols=True,
+                   desc="samples (automatic K, in rounds)" if auto else None)
     dec = model.decoder
     for k in range(1, n_samples + 1):
         w = dec.draw(generator=gen)  # one decoder-weight sample shared by every sequence
@@ -283,12 +287,13 @@ def delta_elbo(
         if centred is not None:
             probe = diff[:n_rel]
             centred.add(probe - probe.mean())
-            if k % AUTO_ROUND == 0 and k < n_samples and centred.reliability() >= min_reliability:
-                drawn = k
-                if bar is not None:  # the bar counted up to the most K: it ends here
-                    bar.total = k
+            if k % AUTO_ROUND == 0 and k < n_samples:
+                if centred.reliability() >= min_reliability:
+                    drawn = k
+                    break
+                if bar is not None:  # one more round
+                    bar.total = min(k + AUTO_ROUND, n_samples)
                     bar.refresh()
-                break
     if bar is not None:
         bar.close()
     # standard error of the mean; undefined for a single sample

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import sys
 
 import numpy as np
@@ -267,6 +268,25 @@ def test_min_reliability_stops_on_a_round_with_the_fixed_k_estimate():
     assert np.array_equal(early.mean, fixed.mean) and np.array_equal(early.sem, fixed.sem)
     never = delta_elbo(model, TOY_WT, variants, n_samples=2 * AUTO_ROUND + 3, seed=5, min_reliability=1.0)
     assert never.n_samples == 2 * AUTO_ROUND + 3
+
+
+def test_an_automatic_k_bar_spans_the_round_under_way(capsys):
+    """The bar of an automatic K counts to the end of the round under way (its time left is that round's, not the
+    most K's), and grows by a round each time one more is needed; a fixed K's bar counts to K."""
+    _, model = toy_vae_checkpoint()
+    variants = apply_changes(TOY_WT, probe_changes(TOY_WT))
+
+    def bar_totals() -> set[str]:
+        text = capsys.readouterr().err
+        return set(re.findall(r"\d+/(\d+) \[", text))
+
+    capsys.readouterr()
+    delta_elbo(model, TOY_WT, variants, n_samples=3 * AUTO_ROUND, seed=5, min_reliability=0.0, progress=True)
+    assert bar_totals() == {str(AUTO_ROUND)}  # done after one round
+    delta_elbo(model, TOY_WT, variants, n_samples=2 * AUTO_ROUND + 3, seed=5, min_reliability=1.0, progress=True)
+    assert bar_totals() == {str(AUTO_ROUND), str(2 * AUTO_ROUND), str(2 * AUTO_ROUND + 3)}  # round by round
+    delta_elbo(model, TOY_WT, variants, n_samples=7, seed=5, progress=True)
+    assert bar_totals() == {"7"}
 
 
 def test_probe_is_a_fixed_set_of_single_substitutions():
