@@ -112,3 +112,28 @@ def flush_subnormals() -> Callable[[], None]:
     if _flushing_subnormals() or not torch.set_flush_denormal(True):  # already on, or no such mode (non-x86)
         return lambda: None
     return lambda: torch.set_flush_denormal(False)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: Linux's MemAvailable, lowered to what is left under a cgroup
+    limit (a container, a SLURM job); None where neither can be read (another system)."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)  # kB
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2, then v1
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as a, open(used) as b:
+                text = a.read().strip()
+                if text != "max" and int(text) < 2**60:  # v1's "no limit" is a huge number
+                    found.append(max(0, int(text) - int(b.read().strip())))
+                break
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None

@@ -30,7 +30,7 @@ from .holdout import cluster_holdout_split, heldout_sample, holdout_split
 from .model import VAE, VAEConfig, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor, lr_factor
 from .pace import RefitAbandoned, RefitPace
-from .runtime import flush_subnormals, whole_number
+from .runtime import available_memory, flush_subnormals, whole_number
 from .weights import resolve_device
 
 log = logging.getLogger(__name__)
@@ -611,6 +611,40 @@ RESUME_SETTINGS = ("seed", "batch_size", "learning_rate", "variance_lr", "optimi
                    "final_lr_fraction", "ema_decay", "ema_warmup", "holdout_fraction", "holdout_by")
 
 
+#: peak resident memory of a training run on a CPU: a fixed part (torch, the data) and bytes per model parameter
+#: (weights, gradients, Adam's moments, the moving average, the evaluations' copies), by how the refit runs; fitted
+#: a little above what the fast recipe's runs peaked at with L = 1,200 and 2,000 (87 M and 143 M parameters; beside:
+#: 5.66 and 8.90 GB, after: 4.01 and 6.59, one run: 3.36 and 5.43; benchmarks/results/train-memory-2026-12-05.md)
+TRAIN_MEMORY_BASE = 2**29
+TRAIN_BYTES_PER_PARAMETER = {"refit beside": 66, "refit after": 48, "one run": 40}
+
+
+def training_memory(model_cfg: VAEConfig, way: str) -> int:
+    """Estimated peak bytes of training a ``model_cfg`` model on a CPU, ``way`` a key of
+    :data:`TRAIN_BYTES_PER_PARAMETER` (the parameters are counted on the meta device: nothing is allocated)."""
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in VAE(model_cfg).parameters())
+    return int(TRAIN_MEMORY_BASE + TRAIN_BYTES_PER_PARAMETER[way] * n_params)
+
+
+def warn_if_memory_short(model_cfg: VAEConfig, way: str, where: str = "") -> None:
+    """Warn, before the work, when training in ``way`` likely needs more memory than is available (a long family's
+    run would otherwise be killed, or fail, minutes later), naming the ways that need less."""
+    free = available_memory()
+    need = training_memory(model_cfg, way)
+    if free is None or need <= free:
+        return
+    gb = 2**30
+    ways = list(TRAIN_BYTES_PER_PARAMETER)
+    cheaper = [f"{flag} about {training_memory(model_cfg, w) / gb:.1f} GB"
+               for w, flag in zip(ways, ("", "--refit-after", "--no-refit"), strict=True)
+               if ways.index(w) > ways.index(way)]
+    log.warning("%straining this model (%s) needs about %.1f GB (%s), more than the %.1f GB available: %s", where,
+                f"L = {model_cfg.seq_len}, encoder {model_cfg.encoder_hidden}, decoder {model_cfg.decoder_hidden}",
+                need / gb, way, free / gb, "; ".join(cheaper + ["narrower --encoder-hidden or --decoder-hidden "
+                                                                "need less"]))
+
+
 def _setting(value: object) -> str:
     """A training setting for a message: floats to 6 significant digits (a Neff-derived step size is
     0.000808465, not 0.0008084647493687083), anything else as its repr."""
@@ -729,6 +763,10 @@ def fit_alignment(
         return TrainResult(checkpoint=resume, seconds=0.0, steps_per_second=math.nan, steps_run=0,
                            history=resume.history)
     codes, heldout, all_weights, split = alignment.codes, None, weights, None
+    if resolve_device(device).type == "cpu":
+        beside = refitting and refits_beside(train_cfg, device, on_eval, refit_beside)
+        warn_if_memory_short(model_cfg, "refit beside" if beside else "refit after" if refitting else "one run",
+                             f"{alignment.path}: ")
     if train_cfg.holdout_fraction > 0:
         t_split = time.perf_counter()
         train_rows, held_rows = run_holdout_split(codes, train_cfg, alignment.focus_index, theta, weights=weights,

@@ -311,3 +311,46 @@ def test_resume_check_allows_a_neff_summed_in_float32():
     _check_same_data(ck, dc_replace(info, neff=info.neff * (1 + 1e-7)), aln)  # float32 rounding of the sum
     with pytest.raises(CheckpointError, match="toy.a2m gives N = 120, Neff"):
         _check_same_data(ck, dc_replace(info, neff=info.neff * 1.001), aln)
+
+
+def test_memory_estimate_and_the_warning_before_training(monkeypatch, caplog):
+    """Estimated peak = 512 MiB + bytes per parameter by way of running the refit (parameters counted by hand); a run
+    that does not fit what is available is warned about before any work, with the ways that need less."""
+    import logging
+
+    import numpy as np
+
+    import deepseqvae.train as train_mod
+    from deepseqvae.alignment import read_alignment
+    from deepseqvae.train import TRAIN_BYTES_PER_PARAMETER, fit_alignment, training_memory
+
+    cfg = VAEConfig(seq_len=10, latent_dim=2, encoder_hidden=(8,), decoder_hidden=(4, 8), dictionary_size=0)
+    n = sum(p.numel() for p in VAE(cfg).parameters())
+    assert training_memory(cfg, "one run") == 2**29 + 40 * n
+    assert training_memory(cfg, "refit beside") == 2**29 + TRAIN_BYTES_PER_PARAMETER["refit beside"] * n
+    long = VAEConfig(seq_len=2000, latent_dim=10, encoder_hidden=(1500, 1500), decoder_hidden=(100, 500))
+    assert 8.90 < training_memory(long, "refit beside") / 2**30 < 9.5  # measured: 8.90 GB (L = 2,000)
+
+    from conftest import REPO_ROOT
+
+    aln = read_alignment(REPO_ROOT / "alignments" / "demo.a2m")
+    weights = np.ones(aln.N)
+    small = VAEConfig(seq_len=aln.L, latent_dim=2, encoder_hidden=(8,), decoder_hidden=(4, 8), dictionary_size=0)
+    tc = TrainConfig(steps=2, holdout_fraction=0.0, seed=1)
+    monkeypatch.setattr(train_mod, "available_memory", lambda: 2**28)  # 0.25 GB left
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        fit_alignment(aln, weights, small, tc, theta=0.2)
+    assert ("training this model (L = 60, encoder (8,), decoder (4, 8)) needs about 0.5 GB (one run), more than "
+            "the 0.2 GB available: narrower --encoder-hidden or --decoder-hidden need less") in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(train_mod, "available_memory", lambda: 2**33)
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        fit_alignment(aln, weights, small, tc, theta=0.2)
+    assert "needs about" not in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(train_mod, "available_memory", lambda: 7 * 2**30)
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        train_mod.warn_if_memory_short(long, "refit beside", "x.a2m: ")
+    assert ("x.a2m: training this model (L = 2000, encoder (1500, 1500), decoder (100, 500)) needs about 9.3 GB "
+            "(refit beside), more than the 7.0 GB available: --refit-after about 6.9 GB; --no-refit about 5.8 GB; "
+            "narrower") in caplog.text
