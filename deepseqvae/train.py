@@ -521,6 +521,7 @@ def train(
     # vector units: flushed to zero, as they would be ~150 steps later (runtime.flush_subnormals). This thread and
     # the evaluations' (started in the loop); the refit beside it sets its own.
     restore_subnormals = flush_subnormals()
+    paced = follow is not None  # a refit beside a held-out run follows that run's pace: only the leading run tells
     try:
         while step < end and not stopped:
             if follow is not None:
@@ -566,6 +567,9 @@ def train(
                                         f"KLθ/Neff {means[3]:.2f}) {rate:.1f} step/s", refresh=False)
             if bar is not None:  # every step (tqdm redraws at most ~10 times a second): a slow step shows at once
                 bar.update(step - bar.n)
+            if not paced and step - start_step >= PACE_STEPS and time.perf_counter() - t0 >= PACE_SECONDS:
+                paced = True
+                warn_if_long(step - start_step, time.perf_counter() - t0, end - step)
             if at_eval and evaluator is not None:
                 state = scoring_copy()
                 pending.append((step, state, evaluator.submit(evaluate_copy, state)))
@@ -643,6 +647,23 @@ def warn_if_memory_short(model_cfg: VAEConfig, way: str, where: str = "") -> Non
                 f"L = {model_cfg.seq_len}, encoder {model_cfg.encoder_hidden}, decoder {model_cfg.decoder_hidden}",
                 need / gb, way, free / gb, "; ".join(cheaper + ["narrower --encoder-hidden or --decoder-hidden "
                                                                 "need less"]))
+
+
+#: after this many steps and seconds a run projects its length (:func:`warn_if_long`)
+PACE_STEPS, PACE_SECONDS = 10, 30.0
+#: a run projected to take longer than this (seconds) says so, with what shortens it
+LONG_RUN_SECONDS = 1800.0
+
+
+def warn_if_long(steps_done: int, seconds: float, steps_left: int) -> None:
+    """Warn when ``steps_left`` more steps at the pace so far (``steps_done`` in ``seconds``, the first steps'
+    one-off costs included: an upper estimate) take longer than :data:`LONG_RUN_SECONDS`, so that a run of a
+    long family on a CPU, or a batch job without a progress bar, says so early rather than hours later."""
+    left = steps_left * seconds / max(steps_done, 1)
+    if left > LONG_RUN_SECONDS:
+        log.warning("at %.2f steps/s, the %d steps left take up to about %.0f min (early stopping may end the run "
+                    "sooner); fewer --steps, or a GPU (--device cuda), shorten it", steps_done / seconds, steps_left,
+                    left / 60)
 
 
 def _setting(value: object) -> str:

@@ -354,3 +354,28 @@ def test_memory_estimate_and_the_warning_before_training(monkeypatch, caplog):
     assert ("x.a2m: training this model (L = 2000, encoder (1500, 1500), decoder (100, 500)) needs about 9.3 GB "
             "(refit beside), more than the 7.0 GB available: --refit-after about 6.9 GB; --no-refit about 5.8 GB; "
             "narrower") in caplog.text
+
+
+def test_a_long_run_says_so_early(monkeypatch, caplog):
+    """Projected from the pace of its first steps (PACE_STEPS steps and PACE_SECONDS seconds), a run longer than
+    LONG_RUN_SECONDS warns once, with what shortens it; a short one does not."""
+    import logging
+
+    import deepseqvae.train as train_mod
+
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        train_mod.warn_if_long(10, 30.0, 990)  # 3 s a step: 990 more take 49.5 min
+    assert ("at 0.33 steps/s, the 990 steps left take up to about 50 min (early stopping may end the run sooner); "
+            "fewer --steps, or a GPU (--device cuda), shorten it") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        train_mod.warn_if_long(10, 30.0, 500)  # 25 min
+    assert caplog.text == ""
+    # in a run: with no time needed for the pace and any run "long", the warning comes once, after PACE_STEPS steps
+    monkeypatch.setattr(train_mod, "PACE_SECONDS", 0.0)
+    monkeypatch.setattr(train_mod, "LONG_RUN_SECONDS", 0.0)
+    codes, weights = toy_family()
+    cfg = VAEConfig(seq_len=codes.shape[1], latent_dim=2, **TINY_VAE)
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        train(VAE(cfg), codes, weights, TrainConfig(steps=30, seed=0), toy_info(codes, weights))
+    assert caplog.text.count("steps left take up to about") == 1 and "the 20 steps left" in caplog.text
