@@ -156,12 +156,23 @@ def option_args(options: dict) -> list[str]:
 RUN_ONLY_TRAIN_OPTIONS = ("checkpoint_every", "slim")
 
 
-def split_train_options(options: dict) -> tuple[dict, dict]:
-    """``(model options, run-only options)``: :data:`RUN_ONLY_TRAIN_OPTIONS` apart from the options that shape the
-    model. The workflow tracks only the first (a changed one retrains its models, a changed run-only one does not)."""
-    model = {k: v for k, v in options.items() if str(k).replace("-", "_") not in RUN_ONLY_TRAIN_OPTIONS}
-    run = {k: v for k, v in options.items() if k not in model}
-    return model, run
+#: ``batch --checkpoint-every``'s default (the one the workflow's jobs recorded before it stopped tracking it)
+BATCH_CHECKPOINT_EVERY = 1000
+
+
+def tracked_train_options(options: dict) -> dict:
+    """The training options as the workflow tracks them (a change of one retrains the models; see the Snakefile):
+    :data:`RUN_ONLY_TRAIN_OPTIONS` at their defaults, ``checkpoint_every`` at :data:`BATCH_CHECKPOINT_EVERY` and
+    ``slim`` left out, so that changing them retrains nothing, and so that the text of runs made before they
+    stopped counting (which recorded ``--checkpoint-every 1000``) is unchanged: an upgrade retrains nothing."""
+    out = {}
+    for key, value in options.items():
+        name = str(key).replace("-", "_")
+        if name == "checkpoint_every":
+            out[key] = BATCH_CHECKPOINT_EVERY if value is not None else None
+        elif name not in RUN_ONLY_TRAIN_OPTIONS:
+            out[key] = value
+    return out
 
 
 #: ``deepseqvae train`` options the workflow sets itself, and what sets them instead
@@ -337,10 +348,11 @@ class Plan:
 
 
 def _abs(base: Path, value) -> Path:
-    """``value`` as an absolute path (relative to ``base``), with ``..`` and ``.`` taken out: one spelling per file,
-    so that Snakemake does not see ``/data/x.a2m`` and ``/lab/../data/x.a2m`` as two inputs."""
+    """``value`` as an absolute path (relative to ``base``), resolved (``..`` taken out, symbolic links followed): one
+    spelling per file, so that Snakemake does not see ``/data/x.a2m``, ``/lab/../data/x.a2m`` and a link to it as
+    different inputs."""
     p = Path(str(value)).expanduser()
-    return Path(os.path.normpath(p if p.is_absolute() else (Path(base).absolute() / p)))
+    return (p if p.is_absolute() else Path(base) / p).resolve()
 
 
 def _key(name: str) -> str:

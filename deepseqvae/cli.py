@@ -936,7 +936,7 @@ def classify_prior_command(scans, output, n_init, seed):
               help="train --dictionary-size. [default: train's]")
 @click.option("--sparsity-tiles", type=click.IntRange(0), default=None,
               help="train --sparsity-tiles. [default: train's]")
-@click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,
+@click.option("--checkpoint-every", type=click.IntRange(0), default=1000, show_default=True,  # BATCH_CHECKPOINT_EVERY
               help="train --checkpoint-every: a killed training job resumes from its last checkpoint.")
 @click.option("--train-option", "train_extra", multiple=True, metavar="NAME=VALUE",
               help="Any other 'train' option, e.g. --train-option learning_rate=0.0005 (repeatable).")

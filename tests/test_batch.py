@@ -365,6 +365,18 @@ def test_workflow_profile_must_exist(tmp_path, monkeypatch):
     assert "--cores" not in batch.snakemake_command("c.json", "out", extra=["--workflow-profile", "slurm"])
 
 
+def test_run_only_train_options_are_tracked_at_fixed_values():
+    """--checkpoint-every and --slim change how a job runs, not its model: the workflow tracks them at fixed values
+    (the text jobs recorded before, with batch's default --checkpoint-every 1000), so neither a change of them nor an
+    upgrade retrains; a model option still counts."""
+    options = {"steps": 10, "latent_dim": 2, "checkpoint_every": 5, "slim": True}
+    assert batch.tracked_train_options(options) == {"steps": 10, "latent_dim": 2, "checkpoint_every": 1000}
+    assert batch.option_args(batch.tracked_train_options(options)) == batch.option_args(
+        {"steps": 10, "latent_dim": 2, "checkpoint_every": 1000})  # what a run before this change recorded
+    assert batch.tracked_train_options({"steps": 10, "checkpoint_every": None}) == {"steps": 10,
+                                                                                     "checkpoint_every": None}
+
+
 def test_an_edited_workflow_does_not_retrain():
     """Snakemake's "code" trigger is left out (a new deepseqvae with an edited Snakefile would retrain every finished
     model); the user's own --rerun-triggers replaces the list."""
@@ -598,7 +610,8 @@ def test_an_edited_reference_row_reruns_its_jobs(tmp_path):
     # from another folder, changes a result: nothing reruns.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     (tmp_path / "elsewhere").mkdir()
-    cmd = [sys.executable, "-m", "deepseqvae", "batch", "../ref.csv", "--msa-dir", str(REPO_ROOT / "alignments" / ".."),
+    (tmp_path / "link").symlink_to(REPO_ROOT)
+    cmd = [sys.executable, "-m", "deepseqvae", "batch", "../ref.csv", "--msa-dir", str(tmp_path / "link"),
            "--dms-dir", os.path.relpath(REPO_ROOT, tmp_path / "elsewhere"), "-o", "../run", *TINY, "--cores", "1",
            "--train-option", "checkpoint_every=3", "--train-option", "slim=true"]
     proc = subprocess.run(cmd, cwd=tmp_path / "elsewhere", capture_output=True, text=True, env=env, timeout=600,
