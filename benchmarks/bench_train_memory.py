@@ -67,7 +67,7 @@ def parameters(length: int) -> int:
 
 
 def run_train(args: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak resident GB) of ``python -m deepseqvae train ARGS`` from this checkout."""
+    """(wall seconds, peak resident GiB) of ``python -m deepseqvae train ARGS`` from this checkout."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryFile("w+") as out:
         t0 = time.perf_counter()
@@ -75,10 +75,11 @@ def run_train(args: list[str], cwd: Path) -> tuple[float, float]:
                                 stdout=out, stderr=subprocess.STDOUT, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status):
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        if proc.returncode:
             out.seek(0)
             raise SystemExit(f"train {' '.join(args)} failed: {out.read()[-500:]}")
-    return seconds, usage.ru_maxrss / 2**20  # kB -> GB
+    return seconds, usage.ru_maxrss / 2**20  # kB -> GiB
 
 
 def main() -> None:
@@ -91,7 +92,7 @@ def main() -> None:
     from deepseqvae.alignment import read_alignment
     from deepseqvae.weights import compute_weights
 
-    lines = ["| L | parameters | way | peak resident GB | bytes per parameter | wall s |", "|---|---|---|---|---|---|"]
+    lines = ["| L | parameters | way | peak resident GiB | bytes per parameter | wall s |", "|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for length in (int(x) for x in args.lengths.split(",")):

@@ -30,6 +30,7 @@ import io
 import logging
 import os
 import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -130,14 +131,14 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
                     seen_text = True
                     if stripped.upper().startswith("# STOCKHOLM"):
                         raise AlignmentFormatError(f"{path}: a Stockholm alignment, not FASTA/a2m/a3m: convert it, "
-                                                   f"e.g. esl-reformat a2m {path} > {path.stem}.a2m (HMMER)")
+                                                   f"e.g. {_convert_command(path)} (HMMER)")
                     if stripped.startswith("#"):
                         continue
                     if not stripped.startswith(">"):
                         kind = next((k for k in ("CLUSTAL", "MUSCLE", "PROBCONS") if stripped.upper().startswith(k)),
                                     None)
-                        hint = (f": a {kind.title()} alignment; convert it to a2m or aligned FASTA, e.g. esl-reformat "
-                                f"a2m {path} > {path.stem}.a2m (HMMER)" if kind else "")
+                        hint = (f": a {kind.title()} alignment; convert it to a2m or aligned FASTA, e.g. "
+                                f"{_convert_command(path)} (HMMER)" if kind else "")
                         raise AlignmentFormatError(
                             f"{path}: not a FASTA/a2m/a3m file: line {lineno} does not start with '>' "
                             f"({_clip(stripped)!r}){hint}")
@@ -172,6 +173,15 @@ def _record_id(header_line: str, path: Path, lineno: int) -> str:
     if not parts:
         raise AlignmentFormatError(f"{path}: record at line {lineno} has an empty name")
     return parts[0]
+
+
+def _convert_command(path: Path) -> str:
+    """HMMER's command that writes ``path`` as a2m beside it (never onto it: ``> x.a2m`` would empty ``x.a2m``
+    before the tool reads it), quoted for a shell."""
+    out = path.with_name(f"{path.stem}.a2m")
+    if out.name == path.name:
+        out = path.with_name(f"{path.stem}.converted.a2m")
+    return f"esl-reformat a2m {shlex.quote(str(path))} > {shlex.quote(str(out))}"
 
 
 def _stop_hint(row: str, c: int) -> str:
@@ -224,6 +234,17 @@ class AlignmentOptions:
     def reading(self) -> dict:
         """The options :func:`read_alignment` applies (all but :data:`TRAINING_ONLY`), by name."""
         return {k: v for k, v in asdict(self).items() if k not in TRAINING_ONLY}
+
+    def reading_args(self) -> list[str]:
+        """The reading options that differ from the defaults, as options of ``deepseqvae weights`` / ``train``
+        (``["--focus", "X", "--columns", "all"]``): the command that reads an alignment as these options do."""
+        names = {"fmt": "msa_format"}
+        default = AlignmentOptions().reading()
+        args: list[str] = []
+        for name, value in self.reading().items():
+            if value != default[name]:
+                args += ["--" + names.get(name, name).replace("_", "-"), str(value)]
+        return args
 
     def read(self, path: str | os.PathLike) -> Alignment:
         """:func:`read_alignment` of ``path`` with these options (those of :data:`TRAINING_ONLY` are
@@ -463,7 +484,7 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
         r, c = (int(x) for x in np.argwhere(invalid)[0])
         raise AlignmentFormatError(
             f"{path}: record '{ids[r]}' has invalid character {rows[r][cols[c]]!r} in a focus column "
-            f"(residue {positions[c]}, aligned column {cols[c] + 1})" + _stop_hint(rows[r], int(cols[c])))
+            f"(residue {positions[c]}, aligned column {cols[c] + 1})")
 
     keep = ~(codes == NONSTANDARD_CODE).any(axis=1)  # (N0,)
     n_nonstd = int((~keep).sum())

@@ -533,9 +533,7 @@ def job_config(config: dict, row: int) -> dict:
 
 def align_args(options: AlignmentOptions) -> list[str]:
     """The alignment options that differ from the defaults, as options of ``deepseqvae weights`` / ``train``."""
-    names = {"fmt": "msa_format"}
-    default = AlignmentOptions().reading()
-    return option_args({names.get(k, k): v for k, v in options.reading().items() if v != default[k]})
+    return options.reading_args()
 
 
 # --------------------------------------------------------------------------------------------

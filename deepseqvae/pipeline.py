@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -277,7 +278,7 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
         share = "the sequence weight" if train_cfg.holdout_by == "weight" else "the sequences"
         held = (f"{result.heldout[0]:,} sequence{'s' * (result.heldout[0] != 1)}, {result.heldout[1]:.0%} of {share}"
                 if result.heldout
-                else f"{train_cfg.holdout_fraction:.0%} of {share}")  # a finished refit resumed: nothing split
+                else "as the finished run's split, not redone")  # a finished refit resumed: nothing split
         split = f"; split in {result.heldout[2]:.1f} s" if result.heldout else ""
         note = (f"Held out: {held} (by {train_cfg.holdout_by}, {train_cfg.holdout_fraction:.0%} asked{split}); "
                 f"held-out log-likelihood {h['heldout_iwll'][-1]:.2f} at step {h['eval_step'][-1]}")
@@ -375,9 +376,10 @@ def train_file(
     t0 = time.perf_counter()
     weights = load_or_compute_weights(aln, theta, weights_path, dev, progress)
     if weights_path is None and time.perf_counter() - t0 > SLOW_WEIGHTS_SECONDS:  # every seed would pay it again
-        log.warning("%s: the sequence weights took %.0f s; compute them once (deepseqvae weights %s --theta %g -o "
-                    "W.npy) and give --weights W.npy to the other runs of this alignment", msa,
-                    time.perf_counter() - t0, msa, theta)
+        command = shlex.join(["deepseqvae", "weights", str(msa), *options.reading_args(), "--theta", f"{theta:g}",
+                              "-o", "W.npy"])
+        log.warning("%s: the sequence weights took %.0f s; compute them once (%s) and give --weights W.npy to the "
+                    "other runs of this alignment", msa, time.perf_counter() - t0, command)
     if options.max_invariant_changes is not None:
         n_read = aln.N
         aln, weights = drop_outlier_records(aln, weights, options.max_invariant_changes, theta, dev)

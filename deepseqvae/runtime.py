@@ -7,8 +7,10 @@ import ctypes.util
 import functools
 import logging
 import numbers
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -114,26 +116,58 @@ def flush_subnormals() -> Callable[[], None]:
     return lambda: torch.set_flush_denormal(False)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this process can still use: Linux's MemAvailable, lowered to what is left under a cgroup
-    limit (a container, a SLURM job); None where neither can be read (another system)."""
+def available_memory(root: str | os.PathLike = "/") -> int | None:
+    """Bytes of memory this process can still use: Linux's MemAvailable, lowered to the room left under the memory
+    limit of the process's control group or any group above it (a container, a SLURM job: cgroup v2 or v1), the
+    reclaimable page cache counted as free; None where none of it can be read (another system). ``root``: where
+    ``/proc`` and ``/sys`` are (a test's fake tree)."""
+    root = Path(root)
     found: list[int] = []
     try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)  # kB
-                    break
+        for line in (root / "proc" / "meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)  # kB
+                break
     except (OSError, ValueError, IndexError):
         pass
-    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2, then v1
-                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            with open(limit) as a, open(used) as b:
-                text = a.read().strip()
-                if text != "max" and int(text) < 2**60:  # v1's "no limit" is a huge number
-                    found.append(max(0, int(text) - int(b.read().strip())))
-                break
-        except (OSError, ValueError):
+    try:
+        groups = (root / "proc" / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        groups = []
+    for line in groups:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
             continue
+        if parts[0] == "0" and parts[1] == "":  # cgroup v2: one hierarchy
+            base, files = root / "sys/fs/cgroup", ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in parts[1].split(","):  # cgroup v1: the memory controller's own hierarchy
+            base, files = (root / "sys/fs/cgroup/memory",
+                           ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"))
+        else:
+            continue
+        group = base / parts[2].lstrip("/")
+        for folder in [group, *group.parents]:  # the group, then each one above it, up to the hierarchy's root
+            room = _cgroup_room(folder, *files)
+            if room is not None:
+                found.append(room)
+            if folder == base:
+                break
     return min(found) if found else None
+
+
+def _cgroup_room(folder: Path, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    """Bytes left under ``folder``'s memory limit (its usage less its reclaimable page cache), or None (no limit,
+    or no such group: a container may not see its parents)."""
+    try:
+        text = (folder / limit_file).read_text().strip()
+        if text == "max" or int(text) >= 2**60:  # no limit (v1 writes a huge number)
+            return None
+        used = int((folder / usage_file).read_text().strip())
+        inactive = 0
+        for stat in (folder / "memory.stat").read_text().splitlines():
+            key, _, value = stat.partition(" ")
+            if key == inactive_key:
+                inactive = int(value)
+        return max(0, int(text) - max(0, used - inactive))
+    except (OSError, ValueError):
+        return None

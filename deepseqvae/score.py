@@ -374,7 +374,7 @@ def _free_name(name: str, taken) -> str:
 
 def _warn_repeats(table: MutantTable, resolved, ok_idx: np.ndarray, changes: list, where: str) -> None:
     """Warn when rows name one variant more than once (``E1A`` and `` e1a ``, ``A1C:D2E`` and ``D2E:A1C``): each
-    row is kept and scored, and counts once in a Spearman, which a user may not want."""
+    row is kept and scored, and enters a Spearman once per row, which a user may not want."""
     rows: dict[tuple, list[int]] = {}
     for i, ch in zip(ok_idx.tolist(), changes, strict=True):
         if ch:  # the wild type and synonymous rows all change nothing: not one variant named twice
@@ -383,7 +383,7 @@ def _warn_repeats(table: MutantTable, resolved, ok_idx: np.ndarray, changes: lis
     if repeats:
         first = repeats[0]
         log.warning("%s%d variant(s) are named on more than one row (%d rows in all; e.g. %r on %s); each row is "
-                    "kept, scored and counted in a Spearman", where, len(repeats), sum(map(len, repeats)),
+                    "kept and scored (a Spearman counts each)", where, len(repeats), sum(map(len, repeats)),
                     resolved[first[0]].text, ", ".join(table.row_name(i) for i in first[:4])
                     + (", ..." if len(first) > 4 else ""))
 

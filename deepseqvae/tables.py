@@ -466,12 +466,13 @@ def detect_fitness_col(table: MutantTable | pd.DataFrame) -> str | None:
     and ``score``; returns ``None`` when none is present (e.g. BLAT's ``2500``: name it explicitly).
     Its numbers are read as :func:`numeric_column` reads them (from a :class:`MutantTable`: decimal commas too).
     A ``score`` beside a ``score_sem`` column is deepseqvae's own prediction (a scan, or a table scored before),
-    not a measurement: it is not taken (a warning says so; name it to compare two models).
+    not a measurement: it is not taken (a warning says so; name it to compare two models). A measured ``fitness``
+    with a ``fitness_sem`` is taken: deepseqvae writes no such column.
     """
     frame = table.frame if isinstance(table, MutantTable) else table
     for key in _FITNESS_NAMES:
         col = _find_col(frame, (key,))
-        if col is not None and f"{col}_sem" in {str(c) for c in frame.columns}:
+        if col is not None and key == "score" and f"{col}_sem" in {str(c) for c in frame.columns}:
             logger.warning("column %r is a deepseqvae prediction (it has a %r beside it), not a measured fitness: "
                            "no Spearman against it (name it with --fitness-col to compare two models)",
                            col, f"{col}_sem")

@@ -409,7 +409,7 @@ def test_alignment_options_round_trip(tmp_path):
     (">wt\nACDE\n>s1\nACXE\n>s2\nBCDE\n", r"every sequence other than the focus 'wt' was filtered out \(2 with "
      r"non-standard residues \(B, J, O, U, X, Z or '\*'\) in a modelled column\)$"),
     ("# STOCKHOLM 1.0\n\ns1 ACDE\n//\n", r"aln\.a2m: a Stockholm alignment, not FASTA/a2m/a3m: convert it, e\.g\. "
-     r"esl-reformat a2m \S*aln\.a2m > aln\.a2m \(HMMER\)"),
+     r"esl-reformat a2m \S*aln\.a2m > \S*aln\.converted\.a2m \(HMMER\)"),  # never onto itself
     ("CLUSTAL W (1.83) multiple sequence alignment\n\ns1 ACDE\n", r"line 1 does not start with '>' \('CLUSTAL W"
      r".*'\): a Clustal alignment; convert it to a2m or aligned FASTA"),
     (">wt\nACDE*\n>s1\nACDE*\n", r"focus record 'wt' has invalid character '\*' at aligned column 5; a stop symbol "

@@ -347,6 +347,15 @@ def test_read_tab(tmp_path):
     assert detect_fitness_col(t.frame) == "fitness"
 
 
+def test_a_measured_fitness_with_its_sem_is_the_fitness_a_predicted_score_is_not():
+    import pandas as pd
+
+    assert detect_fitness_col(pd.DataFrame({"mutant": ["K11R"], "fitness": [1.0], "fitness_sem": [0.1]})) == "fitness"
+    both = pd.DataFrame({"mutant": ["K11R"], "score": [1.0], "score_sem": [0.1], "log_fitness": [2.0]})
+    assert detect_fitness_col(both) == "log_fitness"  # deepseqvae's own score is passed over, a measurement found
+    assert detect_fitness_col(both.drop(columns="log_fitness")) is None
+
+
 def test_comma_delimiter_excluded_as_separator(tmp_path):
     p = write(tmp_path, 'mutant,score\n"K11R,T12A",1\nK11R:T12A,2\n')
     t = read_mutant_table(p)

@@ -379,3 +379,35 @@ def test_a_long_run_says_so_early(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         train(VAE(cfg), codes, weights, TrainConfig(steps=30, seed=0), toy_info(codes, weights))
     assert caplog.text.count("steps left take up to about") == 1 and "the 20 steps left" in caplog.text
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_available_memory_is_the_least_room_under_the_process_groups_limits(tmp_path, version):
+    """MemAvailable, lowered to the room under the limit of the process's control group or any above it (a SLURM
+    job's group inside the host's), page cache that can be dropped counted as free; a group without a limit or
+    out of sight (a container's parents) is passed over."""
+    from deepseqvae.runtime import available_memory
+
+    gib = 2**30
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/meminfo").write_text(f"MemTotal: {64 * gib // 1024} kB\nMemAvailable: {20 * gib // 1024} kB\n")
+    assert available_memory(tmp_path) == 20 * gib  # no cgroup file: the machine's
+    if version == "v2":
+        base, limit, usage, inactive = tmp_path / "sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"
+        (tmp_path / "proc/self/cgroup").write_text("0::/slurm/job_7/step_0\n")
+    else:
+        base, limit, usage, inactive = (tmp_path / "sys/fs/cgroup/memory", "memory.limit_in_bytes",
+                                        "memory.usage_in_bytes", "total_inactive_file")
+        (tmp_path / "proc/self/cgroup").write_text("5:cpu,cpuacct:/slurm/job_7\n4:memory:/slurm/job_7/step_0\n")
+    for folder, lim, used, cache in ((base / "slurm/job_7/step_0", None, 1, 0), (base / "slurm/job_7", 4, 3, 1),
+                                     (base / "slurm", 12, 9, 0), (base, None, 30, 0)):
+        folder.mkdir(parents=True, exist_ok=True)
+        no_limit = "max" if version == "v2" else str(2**63 - 4096)
+        (folder / limit).write_text(f"{lim * gib}\n" if lim else no_limit + "\n")
+        (folder / usage).write_text(f"{used * gib}\n")
+        (folder / "memory.stat").write_text(f"anon 5\n{inactive} {cache * gib}\nactive_file 7\n")
+    # job_7: 4 GiB less (3 used - 1 cache) = 2; slurm: 12 - 9 = 3; the machine: 20
+    assert available_memory(tmp_path) == 2 * gib
+    (base / "slurm/job_7" / limit).write_text("max\n" if version == "v2" else no_limit)
+    assert available_memory(tmp_path) == 3 * gib
+    assert available_memory(tmp_path / "nowhere") is None  # not Linux
