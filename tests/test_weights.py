@@ -210,6 +210,9 @@ def test_cli_weights_writes_npy_and_prints(tmp_path):
     assert "L = 5 focus columns, residues 5-9" in result.output
     assert "Neff = 3.33 (theta = 0.2" in result.output
     assert "Time: " in result.output and f"Wrote 4 weights to {out}" in result.output
+    assert "weights: " in result.stderr  # the progress bar, on by default (a large family's weights take minutes)
+    quiet = CliRunner().invoke(main, ["weights", str(path), "-o", str(out), "--device", "cpu", "--no-progress"])
+    assert quiet.exit_code == 0 and "weights: " not in quiet.stderr
 
 
 def test_cli_weights_default_output_and_theta_error(tmp_path, monkeypatch):
