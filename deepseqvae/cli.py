@@ -126,7 +126,7 @@ def main(verbose: bool) -> None:
     \b
     Typical use:
       deepseqvae weights msa.a2m -o weights.npy
-      deepseqvae train msa.a2m -o model.pt
+      deepseqvae train msa.a2m -o model.pt --weights weights.npy
       deepseqvae score mutants.csv --model model.pt
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
@@ -138,13 +138,23 @@ def main(verbose: bool) -> None:
 # --- weights (and the shared alignment options) ---------------------------------------------
 
 
-def alignment_options(func):
+def recorded_alignment_options(func):
+    """:func:`alignment_options` for a command that reads an alignment as the model's training did: the options
+    recorded in the model are the defaults, and each one given overrides its recorded value."""
+    return alignment_options(func, recorded=True)
+
+
+def alignment_options(func, recorded: bool = False):
     """Add the shared alignment-reading options to a command.
 
     The command receives them as one argument ``align_opts``, an
-    :class:`~deepseqvae.alignment.AlignmentOptions`.
+    :class:`~deepseqvae.alignment.AlignmentOptions`. ``recorded``: the defaults are the model's own
+    (:func:`recorded_alignment_options`), which the help says instead of the reading defaults.
     """
     import functools
+
+    def default(text: str) -> str:  # the help's default of an option
+        return "[default: as recorded in the model]" if recorded else text
 
     @functools.wraps(func)
     def wrapper(*args, focus, first_index, msa_format, max_gap_fraction, min_column_coverage, columns,
@@ -159,26 +169,25 @@ def alignment_options(func):
     options = [
         click.option("--focus", metavar="NAME", default=None,
                      help="Id of the focus (wild-type) record: its header up to the first whitespace. "
-                          "[default: the first record]"),
+                          + default("[default: the first record]")),
         click.option("--first-index", type=int, metavar="N", default=None,
                      help="Residue number of the first focus residue; overrides a NAME/start-end region "
-                          "in the focus id. [default: the region start, else 1]"),
+                          "in the focus id. " + default("[default: the region start, else 1]")),
         click.option("--msa-format", type=click.Choice(["auto", "a2m", "a3m", "fasta"]), default="auto",
-                     show_default=True,
                      help="Alignment format. a3m: lowercase insertions and '.' are removed from every "
                           "row; a2m/fasta: rows must have equal length; auto: a3m for *.a3m or when "
-                          "rows differ in length, else a2m."),
+                          "rows differ in length, else a2m. " + default("[default: auto]")),
         click.option("--max-gap-fraction", type=click.FloatRange(0, 1), metavar="F", default=None,
                      help="Drop sequences whose gap fraction over the focus columns is > F "
-                          "(EVE uses 0.5). [default: off, as DeepSequence]"),
+                          "(EVE uses 0.5). " + default("[default: off, as DeepSequence]")),
         click.option("--min-column-coverage", type=click.FloatRange(0, 1), metavar="F", default=None,
                      help="After the sequence filters, drop focus columns with a non-gap fraction < F "
-                          "(EVE uses 0.7). [default: off, as DeepSequence]"),
+                          "(EVE uses 0.7). " + default("[default: off, as DeepSequence]")),
         click.option("--columns", type=click.Choice(["uppercase", "all"]), default="uppercase",
-                     show_default=True,
                      help="Modelled columns: uppercase = where the focus has an uppercase residue "
                           "(DeepSequence); all = every column where the focus has a residue, upper or "
-                          "lower case (ProteinGym's EVE setting; every mutant of the focus can be scored)."),
+                          "lower case (ProteinGym's EVE setting; every mutant of the focus can be scored). "
+                          + default("[default: uppercase]")),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -201,7 +210,7 @@ def alignment_options(func):
 def weights_command(msa, theta, output, align_opts, device, progress):
     """Compute DeepSequence/EVE sequence weights and Neff for the alignment MSA.
 
-    Reads MSA (a2m, a3m or aligned FASTA), keeps the focus (uppercase) columns, drops sequences
+    Reads MSA (a2m, a3m or aligned FASTA), keeps the focus columns (--columns), drops sequences
     with non-standard residues, prints what was kept and dropped, L, Neff and the time taken, and
     writes the weights as a NumPy .npy file.
     """
@@ -240,7 +249,8 @@ def _recipe_help() -> str:
             "scoring, bf16 decoder products (and encoder products, from 100 effective sequences on) where the "
             "device has native bf16 units (else float32); "
             f"steps = min({FAST_STEPS_PER_COLUMN}·L, {FAST_STEP_BUDGET:,}/L) for L modelled "
-            f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, ending earlier when the held-out "
+            f"columns, within {FAST_STEPS_MIN:,}-{FAST_STEPS_MAX:,}, rounded to a multiple of 100 (the demo's 60 "
+            "columns: 1,100), ending earlier when the held-out "
             "log-likelihood (80 %-identity clusters worth 10 % of the sequence weight) stops improving, then "
             "trained again on every sequence up to that step (--refit); in families with fewer than 1,000 "
             "effective sequences the posterior variances step faster (--variance-lr) and the other parameters "
@@ -312,8 +322,9 @@ def _recipe_help() -> str:
 @click.option("--pseudocount", type=click.FloatRange(0), default=0.1, show_default=True,
               help="Pseudocount of the independent model, as a fraction of each column's weighted count.")
 @click.option("--holdout", "holdout_fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="Share held out of training, by 80 %-identity clusters (see --holdout-by), to measure "
-                   "generalisation and stop early (0 = train on all). [default: 0.1 (fast), 0 (paper)]")
+              help="Share held out of training (drawn as --holdout-by says: 80 %-identity clusters, or "
+                   "sequences), to measure generalisation and stop early (0 = train on all). "
+                   "[default: 0.1 (fast), 0 (paper)]")
 @click.option("--holdout-by", type=click.Choice(["cluster", "weight", "sequence"]), default=None,
               help="How --holdout is drawn: whole 80 %-identity clusters until that fraction of the rows (cluster) "
                    "or of the total sequence weight, Neff (weight), or single sequences (sequence). "
@@ -331,7 +342,7 @@ def _recipe_help() -> str:
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
               help="Stop after N held-out evaluations (every 100 steps in the fast recipe) without a better held-out "
                    "log-likelihood and keep the best weights (0 = run all steps). [default: fast: 15 % of the "
-                   "steps, e.g. 7 of 4,500; paper: 0]")
+                   "steps, e.g. 7 evaluations for 4,500 steps; paper: 0]")
 @click.option("--stop-on", type=click.Choice(["iwll", "iwll_mean"]), default=None,
               help="Held-out criterion of --early-stopping: the importance-weighted log-likelihood with the decoder "
                    "weights drawn from their posterior (iwll) or held at their posterior means (iwll_mean: the "
@@ -361,7 +372,7 @@ def _recipe_help() -> str:
                    "every machine. The checkpoint records the one used. [default: the recipe's: fast auto, paper "
                    "float32]")
 @click.option("--encoder-products/--no-encoder-products", default=None,
-              help="Run the encoder's hidden product (1500-1500) in the --products precision too (bfloat16 inputs, "
+              help="Run the encoder's hidden product (h-h) in the --products precision too (bfloat16 inputs, "
                    "float32 sums; the first layer, the heads and scoring stay float32). [default: fast: on for "
                    "families of at least 100 effective sequences (up to 26 % less training time, the same "
                    "held-out fit), off below; paper: off]")
@@ -655,7 +666,7 @@ def _color_by(ctx, param, value):
               help="Sequences encoded per batch; bounds memory.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = cuda when available, else cpu.")
-@alignment_options
+@recorded_alignment_options
 def embed_command(msa, model, output, plot, color_by, batch_size, device, align_opts):
     """Encode every sequence of MSA into the model's latent space.
 
@@ -696,8 +707,8 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
               help="Draw z from the posterior around this sequence of --msa instead of the prior N(0, I).")
 @click.option("--interpolate", nargs=2, metavar="ID1 ID2", default=None,
               help="Decode --steps points on the line between the latent means of two sequences of --msa "
-                   "(most probable residues at the mean decoder weights: deterministic; -n and "
-                   "--temperature do not apply).")
+                   "(most probable residues at the mean decoder weights: deterministic; it cannot be combined "
+                   "with -n, --near or --temperature).")
 @click.option("--steps", type=click.IntRange(2), default=10, show_default=True,
               help="Records written by --interpolate, both ends included.")
 @click.option("--msa", type=click.Path(dir_okay=False), default=None,
@@ -711,7 +722,7 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
               help="auto = cuda when available, else cpu.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bars on stderr (sampling, then the ELBO estimates).")
-@alignment_options
+@recorded_alignment_options
 def sample_command(model, n, output, temperature, seed, near, interpolate, steps, msa, elbo_samples, batch_size,
                    device, progress, align_opts):
     """Generate new sequences of the family from the model.

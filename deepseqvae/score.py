@@ -465,6 +465,15 @@ def score_table(
     if 2 * len(bad) >= len(resolved):  # most rows unscorable: often an offset, said before the work
         log.warning("%s%d of %d rows cannot be scored: %s", where, len(bad), len(resolved),
                     suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset))
+    fitness = None
+    if fitness_col is not None:  # checked before the sampling, which can take hours: not after it
+        try:
+            fitness = numeric_column(table, fitness_col)
+        except MutantTableError as exc:
+            raise MutantTableError(f"{exc} (the measured fitness: --fitness-col)") from None
+        if len(fitness) and not np.isfinite(fitness).any():  # e.g. a text column: no Spearman can be meant
+            raise MutantTableError(f"{where}column {fitness_col!r} holds no numbers; choose the measured "
+                                   "fitness column with --fitness-col")
     ok_idx = np.array([i for i, r in enumerate(resolved) if r.ok], dtype=np.int64)
     changes = [resolved[i].changes for i in ok_idx]
     _warn_repeats(table, resolved, ok_idx, changes, where)
@@ -498,11 +507,7 @@ def score_table(
     frame[out_cols["score_sem"]] = score_sem
     frame[out_cols["status"]] = [r.status for r in resolved]
     result = TableScores(frame=frame, summary=summary, samples=samples, automatic=n_samples is None)
-    if fitness_col is not None:
-        fitness = numeric_column(table, fitness_col)
-        if len(fitness) and not np.isfinite(fitness).any():  # e.g. a text column: no Spearman can be meant
-            raise MutantTableError(f"{where}column {fitness_col!r} holds no numbers; choose the measured "
-                                   "fitness column with --fitness-col")
+    if fitness is not None:
         # the wild type and synonymous rows change no residue: their score is 0 by definition, so they carry no
         # ranking and are left out, as in ProteinGym's substitution benchmarks (they keep their row and score)
         no_change = np.array([r.ok and not r.changes for r in resolved], dtype=bool)  # (R,) wild type, synonymous

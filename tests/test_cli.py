@@ -910,6 +910,20 @@ def test_train_suggests_reusing_slow_weights(tmp_path, monkeypatch, caplog):
     assert "the sequence weights took" not in caplog.text
 
 
+def test_an_unknown_fitness_column_fails_before_any_scoring(independent_model, tmp_path, monkeypatch):
+    from deepseqvae.checkpoint import Checkpoint
+
+    def not_now(self):
+        raise AssertionError("scored before the fitness column was checked")
+
+    monkeypatch.setattr(Checkpoint, "scorer", not_now)
+    assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "s.csv", "--fitness-col",
+                             "nope", "--no-progress"),
+                      "column 'nope' not found in",
+                      "columns: 'mutant', 'fitness' (the measured fitness: --fitness-col)")
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_score_says_why_there_is_no_spearman(independent_model, tmp_path):
     first = pd.read_csv(DEMO_CSV)["mutant"][:3].tolist()
     two = tmp_path / "two.csv"
