@@ -201,7 +201,7 @@ def alignment_options(func, recorded: bool = False):
                    "1 / #neighbours. 0 < THETA < 1 (0.2 for most families, 0.01 for viruses).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output .npy: float64 weights of the kept sequences in alignment order "
-                   "(written atomically). [default: <MSA stem>_theta_<THETA>.npy]")
+                   "(written atomically). [default: <MSA stem>_theta_<THETA>.npy in the current folder]")
 @alignment_options
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to compute: auto = cuda when available, else cpu.")
@@ -263,7 +263,7 @@ def _recipe_help() -> str:
 @click.argument("msa", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint file to write (atomically, also every --checkpoint-every steps). "
-                   "[default: <MSA stem>.pt]")
+                   "[default: <MSA stem>.pt in the current folder]")
 @click.option("--model", "model_kind", type=click.Choice(["vae", "independent"]), default="vae", show_default=True,
               help="vae: the DeepSequence VAE; independent: the site-independent baseline "
                    "(weighted column frequencies, trained in seconds, scored by the same 'score').")
@@ -603,7 +603,7 @@ def simulate_command(out_dir, seed, n_seqs, L, n_pairs, n_doubles):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output CSV mutant,score,score_sem with all 19·L single substitutions (written atomically); "
                    "a per-position summary goes to <OUTPUT stem>_positions.csv. "
-                   "[default: <MODEL stem>_singles.csv]")
+                   "[default: <MODEL stem>_singles.csv beside MODEL]")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also draw a heatmap (positions × 20 amino acids, wild type dotted) to this PNG.")
 @click.option("--samples", "n_samples", type=click.IntRange(1), default=None,
@@ -781,7 +781,7 @@ def _fmt_pct(v: float) -> str:
               help="A scan CSV from 'deepseqvae scan' (mutant,score[,score_sem]) instead of --model.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Output CSV, one row per single mutant (written atomically). "
-                   "[default: <MODEL or SCAN stem>_classes.csv]")
+                   "[default: <MODEL or SCAN stem>_classes.csv beside it]")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
               help="Labelled variants to evaluate against: EVE's protein_name,mutations,ClinVar_labels or a "
                    "plain mutant,label table (1/pathogenic, 0/benign). Writes <OUTPUT stem>_report.md, "
@@ -793,7 +793,8 @@ def _fmt_pct(v: float) -> str:
                    "'score' does: mutant, mutations, ...]")
 @click.option("--protein", default=None, metavar="NAME",
               help="Protein name: the rows of --labels' protein_name column to use and the name in the output. "
-                   "[default: the checkpoint's focus id up to '/', e.g. P53_HUMAN]")
+                   "[default: the checkpoint's focus id up to '/', e.g. P53_HUMAN; with --scan, the scan file's name "
+                   "without _singles.csv]")
 @click.option("--offset", type=int, default=0, show_default=True,
               help="Added to every position of --labels before it is matched to the scan.")
 @click.option("--prior", type=click.Path(dir_okay=False), default=None,
@@ -975,6 +976,8 @@ def batch_command(reference, msa_dir, dms_dir, weights_dir, out, rows, seeds, co
     Examples:
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --seeds 1,2 --steps 6000 --cores 2
       deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --workflow-profile slurm
+      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run -n        # Snakemake's dry run: what would run
+      deepseqvae batch ref.csv --msa-dir msas --dms-dir dms -o run --unlock  # after a killed run left its lock
     """
     import time
     from pathlib import Path
