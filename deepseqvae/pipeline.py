@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .alignment import Alignment, AlignmentOptions
-from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, model_kind, save_checkpoint
 from .errors import CheckpointError, ClassifyError, ConfigError, DeepSeqVAEError
 from .fileio import atomic_write, check_distinct, check_output, path_list, plain_name
 from .generate import GeneratedSequence, interpolate_sequences, iter_samples
@@ -51,13 +51,16 @@ MIN_NEFF_PER_COLUMN = 1.0
 # --- weights --------------------------------------------------------------------------------
 
 
-def check_family_size(aln: Alignment, neff: float) -> None:
-    """Warn (naming the file) when Neff/L is below :data:`MIN_NEFF_PER_COLUMN`."""
-    if aln.L and neff / aln.L < MIN_NEFF_PER_COLUMN:
+def check_family_size(aln: Alignment, neff: float, *, where: str | os.PathLike | None = None,
+                      length: int | None = None) -> None:
+    """Warn (naming the file: ``aln``'s, or ``where`` with the family's ``length`` L, e.g. a model trained on it) when
+    Neff/L is below :data:`MIN_NEFF_PER_COLUMN`."""
+    L = aln.L if length is None else length
+    if L and neff / L < MIN_NEFF_PER_COLUMN:
         log.warning("%s: Neff/L = %.2f (Neff %.1f over L = %d columns) is below %g: too few effective sequences "
                     "for the VAE, its predictions will be weak; compare with the site-independent baseline "
-                    "(deepseqvae train --model independent)", aln.path, neff / aln.L, neff, aln.L,
-                    MIN_NEFF_PER_COLUMN)
+                    "(deepseqvae train --model independent)", aln.path if where is None else where, neff / L, neff,
+                    L, MIN_NEFF_PER_COLUMN)
 
 
 @dataclass
@@ -701,6 +704,8 @@ def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, 
     scans = []
     for i, m in enumerate(models):
         ckpt = first if (i == 0 and first is not None) else load_checkpoint(m)
+        if model_kind(ckpt.kind).has_latent:  # a VAE of too few sequences: said here too, not only when it was trained
+            check_family_size(None, ckpt.info.neff, where=m, length=len(ckpt.info.positions))
         res = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
                               progress=progress)
         scans.append(ScanScores.from_scan(res, protein=protein or None, source=str(m)))

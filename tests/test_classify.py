@@ -611,3 +611,24 @@ def test_a_saturation_scan_is_classified_in_memory():
     np.testing.assert_array_equal(direct.pathogenicity, classify_scores(scores, n_init=2).pathogenicity)
     with pytest.raises(TypeError, match="expected a ScanResult \\(saturation_scan\\) or ScanScores, not list"):
         classify_scores([1.0, 2.0])
+
+
+def test_classify_warns_of_a_model_of_too_few_sequences(tiny, caplog):
+    """train warns when Neff/L < 1; classify of such a model says it too (its classes rest on little data)."""
+    from dataclasses import replace
+
+    from deepseqvae.checkpoint import load_checkpoint, save_checkpoint
+
+    d, model = tiny
+    ckpt = load_checkpoint(model)
+    thin = d / "thin.pt"
+    save_checkpoint(replace(ckpt, info=replace(ckpt.info, neff=30.0)), thin)  # 30 over 60 columns
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        r = run_cli("classify", "-m", thin, "-o", d / "c.csv", "--samples", 2, "--device", "cpu", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (f"{thin}: Neff/L = 0.50 (Neff 30.0 over L = 60 columns) is below 1: too few effective sequences for the "
+            "VAE") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        r = run_cli("classify", "-m", model, "-o", d / "c2.csv", "--samples", 2, "--device", "cpu", "--no-progress")
+    assert r.exit_code == 0 and "Neff/L" not in caplog.text
