@@ -51,7 +51,7 @@ MIN_NEFF_PER_COLUMN = 1.0
 # --- weights --------------------------------------------------------------------------------
 
 
-def check_family_size(aln: Alignment, neff: float, *, where: str | os.PathLike | None = None,
+def check_family_size(aln: Alignment | None, neff: float, *, where: str | os.PathLike | None = None,
                       length: int | None = None) -> None:
     """Warn (naming the file: ``aln``'s, or ``where`` with the family's ``length`` L, e.g. a model trained on it) when
     Neff/L is below :data:`MIN_NEFF_PER_COLUMN`."""
