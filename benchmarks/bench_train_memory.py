@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks._common import REPO, header, write_result
+from benchmarks.bench_commits import run_once
 
 MODES = {"refit beside": [], "refit after": ["--refit-after"], "one run": ["--no-refit"]}
 AMINO = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
@@ -66,22 +63,6 @@ def parameters(length: int) -> int:
         return sum(p.numel() for p in VAE(model_cfg).parameters())
 
 
-def run_train(args: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak resident GiB) of ``python -m deepseqvae train ARGS`` from this checkout."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    with tempfile.TemporaryFile("w+") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "deepseqvae", "train", *args], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
-        if proc.returncode:
-            out.seek(0)
-            raise SystemExit(f"train {' '.join(args)} failed: {out.read()[-500:]}")
-    return seconds, usage.ru_maxrss / 2**20  # kB -> GiB
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", default="1200,2000", help="comma-separated family lengths L")
@@ -101,8 +82,9 @@ def main() -> None:
             np.save(wfile, compute_weights(read_alignment(msa).codes, 0.2))
             n_params = parameters(length)
             for way, flags in MODES.items():
-                seconds, gb = run_train([str(msa), "--weights", str(wfile), "-o", str(work / "m.pt"), "--steps",
-                                         str(args.steps), "--no-progress", *flags], work)
+                seconds, gb, _ = run_once(REPO, ["train", str(msa), "--weights", str(wfile), "-o",
+                                                 str(work / "m.pt"), "--steps", str(args.steps), "--no-progress",
+                                                 *flags], work)  # GiB: ru_maxrss kB / 2**20
                 lines.append(f"| {length:,} | {n_params / 1e6:.1f} M | {way} | {gb:.2f} | {gb * 2**30 / n_params:.1f} "
                              f"| {seconds:.1f} |")
                 print(lines[-1], flush=True)

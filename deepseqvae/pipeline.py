@@ -51,16 +51,14 @@ MIN_NEFF_PER_COLUMN = 1.0
 # --- weights --------------------------------------------------------------------------------
 
 
-def check_family_size(aln: Alignment | None, neff: float, *, where: str | os.PathLike | None = None,
-                      length: int | None = None) -> None:
-    """Warn (naming the file: ``aln``'s, or ``where`` with the family's ``length`` L, e.g. a model trained on it) when
-    Neff/L is below :data:`MIN_NEFF_PER_COLUMN`."""
-    L = aln.L if length is None else length
-    if L and neff / L < MIN_NEFF_PER_COLUMN:
+def check_family_size(where: str | os.PathLike, neff: float, length: int) -> None:
+    """Warn, naming ``where`` (an alignment, or a model trained on one), when Neff/L is below
+    :data:`MIN_NEFF_PER_COLUMN` (``length``: the family's L)."""
+    if length and neff / length < MIN_NEFF_PER_COLUMN:
         log.warning("%s: Neff/L = %.2f (Neff %.1f over L = %d columns) is below %g: too few effective sequences "
                     "for the VAE, its predictions will be weak; compare with the site-independent baseline "
-                    "(deepseqvae train --model independent)", aln.path if where is None else where, neff / L, neff,
-                    L, MIN_NEFF_PER_COLUMN)
+                    "(deepseqvae train --model independent)", where, neff / length, neff, length,
+                    MIN_NEFF_PER_COLUMN)
 
 
 @dataclass
@@ -101,7 +99,7 @@ def weights_file(msa: str | os.PathLike, output: str | os.PathLike | None = None
     weights = compute_weights(aln.codes, theta, device=dev, progress=progress, kernel=kernel)
     t2 = time.perf_counter()
     out = save_weights(out, weights)
-    check_family_size(aln, float(weights.sum()))
+    check_family_size(aln.path, float(weights.sum()), aln.L)
     return WeightsSummary(aln, weights, theta, out, str(dev), kernel, t1 - t0, t2 - t1)
 
 
@@ -378,11 +376,12 @@ def train_file(
     aln = options.read(msa)
     t0 = time.perf_counter()
     weights = load_or_compute_weights(aln, theta, weights_path, dev, progress)
-    if weights_path is None and time.perf_counter() - t0 > SLOW_WEIGHTS_SECONDS:  # every seed would pay it again
+    took = time.perf_counter() - t0
+    if weights_path is None and took > SLOW_WEIGHTS_SECONDS:  # every seed would pay it again
         command = shlex.join(["deepseqvae", "weights", str(msa), *options.reading_args(), "--theta", f"{theta:g}",
                               "-o", "W.npy"])
         log.warning("%s: the sequence weights took %.0f s; compute them once (%s) and give --weights W.npy to the "
-                    "other runs of this alignment", msa, time.perf_counter() - t0, command)
+                    "other runs of this alignment", msa, took, command)
     if options.max_invariant_changes is not None:
         n_read = aln.N
         aln, weights = drop_outlier_records(aln, weights, options.max_invariant_changes, theta, dev)
@@ -393,7 +392,7 @@ def train_file(
     neff = float(weights.sum())
     log.info("%s: N=%d L=%d Neff=%.1f", msa, aln.N, aln.L, neff)
     if TRAINERS[model_kind].iterative:  # the warning advises the independent model: not to its own run
-        check_family_size(aln, neff)
+        check_family_size(aln.path, neff, aln.L)
     fit = _Fit(aln, weights, theta, Path(output), dev, dict(model_options or {}), dict(train_options or {}),
                pseudocount, resume, progress, recipe, refit_beside, slim)
     steps, elbo, seconds, rate, note, used, pace_of = TRAINERS[model_kind].fit(fit)
@@ -705,7 +704,7 @@ def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, 
     for i, m in enumerate(models):
         ckpt = first if (i == 0 and first is not None) else load_checkpoint(m)
         if model_kind(ckpt.kind).has_latent:  # a VAE of too few sequences: said here too, not only when it was trained
-            check_family_size(None, ckpt.info.neff, where=m, length=len(ckpt.info.positions))
+            check_family_size(m, ckpt.info.neff, len(ckpt.info.positions))
         res = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,
                               progress=progress)
         scans.append(ScanScores.from_scan(res, protein=protein or None, source=str(m)))

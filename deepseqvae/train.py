@@ -8,6 +8,7 @@ proportional to the sequence weights (DeepSequence/EVE); there are no epochs. Th
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import os
@@ -623,12 +624,17 @@ TRAIN_MEMORY_BASE = 2**29
 TRAIN_BYTES_PER_PARAMETER = {"refit beside": 66, "refit after": 48, "one run": 40}
 
 
+@functools.cache
+def _parameter_count(model_cfg: VAEConfig) -> int:
+    """Parameters of a ``model_cfg`` model, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in VAE(model_cfg).parameters())
+
+
 def training_memory(model_cfg: VAEConfig, way: str) -> int:
     """Estimated peak bytes of training a ``model_cfg`` model on a CPU, ``way`` a key of
-    :data:`TRAIN_BYTES_PER_PARAMETER` (the parameters are counted on the meta device: nothing is allocated)."""
-    with torch.device("meta"):
-        n_params = sum(p.numel() for p in VAE(model_cfg).parameters())
-    return int(TRAIN_MEMORY_BASE + TRAIN_BYTES_PER_PARAMETER[way] * n_params)
+    :data:`TRAIN_BYTES_PER_PARAMETER`."""
+    return int(TRAIN_MEMORY_BASE + TRAIN_BYTES_PER_PARAMETER[way] * _parameter_count(model_cfg))
 
 
 def warn_if_memory_short(model_cfg: VAEConfig, way: str, where: str = "") -> None:
@@ -784,8 +790,8 @@ def fit_alignment(
         return TrainResult(checkpoint=resume, seconds=0.0, steps_per_second=math.nan, steps_run=0,
                            history=resume.history)
     codes, heldout, all_weights, split = alignment.codes, None, weights, None
-    if resolve_device(device).type == "cpu":
-        beside = refitting and refits_beside(train_cfg, device, on_eval, refit_beside)
+    beside = refitting and refits_beside(train_cfg, device, on_eval, refit_beside)  # decided once, used below
+    if device.type == "cpu":
         warn_if_memory_short(model_cfg, "refit beside" if beside else "refit after" if refitting else "one run",
                              f"{alignment.path}: ")
     if train_cfg.holdout_fraction > 0:
@@ -824,7 +830,7 @@ def fit_alignment(
             split = (len(held_rows), share, time.perf_counter() - t_split)
     torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
     model = VAE(model_cfg)
-    if refitting and refits_beside(train_cfg, device, on_eval, refit_beside):
+    if refitting and beside:
         return replace(_fit_with_refit_beside(model, codes, weights, heldout, alignment, all_weights, train_cfg,
                                               info, device=device, checkpoint_path=checkpoint_path, resume=resume,
                                               progress=progress), heldout=split)
