@@ -39,8 +39,51 @@ def _given(source: click.core.ParameterSource = click.core.ParameterSource.COMMA
     return {n for n in ctx.params if ctx.get_parameter_source(n) is source}
 
 
+def repeated_model(command: click.Command, ctx: click.Context, args: list[str]) -> str | None:
+    """Why ``args`` give a command that takes one ``--model`` several different ones, else None.
+
+    Click keeps an option's last value (scripts rely on it: common options, then one overridden), but ``score`` and
+    ``classify`` average several ``--model`` (an ensemble), so ``scan -m a.pt -m b.pt`` reads as an ensemble scan
+    while it would scan ``b.pt`` alone."""
+    option = next((p for p in command.get_params(ctx) if isinstance(p, click.Option) and p.name == "model"), None)
+    if option is None or option.multiple:
+        return None
+    names = [n for n in option.opts if n.startswith("--")]
+    shorts = [n for n in option.opts if not n.startswith("--")]
+    models: list[str] = []
+    i = 0
+    while i < len(args) and args[i] != "--":
+        token, i = args[i], i + 1
+        name, eq, value = token.partition("=")
+        if name in names or token in shorts:
+            value = value if eq else (args[i] if i < len(args) else "")
+            i += 0 if eq else 1
+        elif any(token.startswith(s) and len(token) > len(s) for s in shorts):  # -mfile.pt
+            value = token[2:]
+        else:
+            continue
+        if value not in models:
+            models.append(value)
+    if len(models) < 2:
+        return None
+    return (f"{'/'.join(option.opts)} given {len(models)} times ({', '.join(map(repr, models))}): "
+            f"{ctx.info_name} uses one model; 'score' and 'classify' take several --model (an ensemble)")
+
+
+class _Command(click.Command):
+    """A command that refuses several ``--model`` where it uses one (:func:`repeated_model`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        problem = repeated_model(self, ctx, args)
+        if problem:
+            raise click.UsageError(problem, ctx)
+        return super().parse_args(ctx, args)
+
+
 class _Group(click.Group):
     """Turns domain errors raised by any command, and click's usage errors, into :class:`UserError`: one line."""
+
+    command_class = _Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # the group's own options (``deepseqvae --bogus``) are parsed here, before invoke

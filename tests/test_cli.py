@@ -197,6 +197,31 @@ def test_version():
     assert result.output.strip() == f"deepseqvae, version {__version__}"
 
 
+@pytest.mark.parametrize("args, fragments", [
+    (["scan", "-m", "a.pt", "-m", "b.pt"], ["scan: -m/--model given 2 times ('a.pt', 'b.pt'): scan uses one model",
+                                           "'score' and 'classify' take several --model"]),
+    (["embed", "msa.a2m", "-ma.pt", "--model=b.pt", "-o", "e.csv"], ["-m/--model given 2 times ('a.pt', 'b.pt')"]),
+    (["sample", "-m", "a.pt", "-n", "3", "--model", "b.pt", "-m", "c.pt"],
+     ["sample: -m/--model given 3 times ('a.pt', 'b.pt', 'c.pt'): sample uses one model"]),
+])
+def test_several_models_where_one_is_used_is_an_error(args, fragments):
+    # click keeps the last value without a word: an "ensemble scan" would scan the last model alone
+    assert_user_error(invoke(*args), *fragments)
+
+
+def test_repeated_model_allows_what_is_not_a_conflict():
+    from deepseqvae.cli import repeated_model
+
+    scan = main.commands["scan"]
+    ctx = click.Context(scan, info_name="scan")
+    # one model twice, another option repeated (click's last value wins, as scripts expect), a model after "--"
+    for args in (["-m", "a.pt", "--model", "a.pt"], ["-m", "a.pt", "-o", "x.csv", "-o", "y.csv"],
+                 ["-m", "a.pt", "--", "-m", "b.pt"]):
+        assert repeated_model(scan, ctx, args) is None, args
+    score = main.commands["score"]  # takes several (an ensemble)
+    assert repeated_model(score, click.Context(score), ["t.csv", "-m", "a.pt", "-m", "b.pt"]) is None
+
+
 # --- train -> info -> score on the demo ----------------------------------------------------------------
 
 
