@@ -51,7 +51,7 @@ class MutantTable:
     ``frame`` holds every column as ``str``, exactly as written (the header too: an unnamed column
     is ``""``). ``mutants`` has one mutant string per row (built as ``{wt}{pos}{mut}`` in the
     three-column form, where ``mutant_col`` is ``None``). ``separators`` are the multi-mutant
-    separators to use with this file: ``':/+,'`` minus its delimiter.
+    separators to use with this file: ``':/+,'`` (a cell holding the delimiter is quoted).
     """
 
     frame: pd.DataFrame
@@ -324,7 +324,9 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
     if len(frame) == 0:
         raise MutantTableError(f"mutant table {path} has a header but no rows "
                                f"(columns: {_columns_text(frame)})")
-    separators = DEFAULT_SEPARATORS.replace(delim, "")
+    # every separator, the delimiter too: a cell holding the delimiter was quoted, so the reader has already told
+    # it apart from the columns (a scored table's "A42G, L50P", quoted, scores as it did before)
+    separators = DEFAULT_SEPARATORS
     logger.debug("%s: %s-separated, %d rows, columns %s", path, _DELIM_NAMES[delim], len(frame),
                  _columns_text(frame))
 
