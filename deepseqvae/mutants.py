@@ -89,6 +89,15 @@ _ANY_SEPARATOR = ":/+,;"
 _FORMAT_HINT = "expected wild-type letter, position, new letter"
 _INDEL_DETAIL = "is an insertion, deletion or frameshift; only substitutions can be scored"
 #: status of an empty (or blank, None, NaN) mutant cell: a missing value, never the wild type
+#: a cell that is a whole protein sequence (20+ residue letters, gaps allowed), not a mutant string
+_SEQUENCE_RE = re.compile(r"[A-Za-z*.-]{20,}")
+
+
+def _clip(text: str, width: int = 30) -> str:
+    """``text`` cut to ``width`` characters for a message (a whole sequence is hundreds)."""
+    return text if len(text) <= width else f"{text[:width]}... ({len(text)} characters)"
+
+
 _EMPTY_STATUS = "empty_mutant: no mutant given (empty cell; write WT for the wild type)"
 
 
@@ -471,8 +480,14 @@ def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions:
         return ("every mutant cell is empty: choose the right column with --mutant-col, or give "
                 "--wt-col/--pos-col/--mut-col for separate wild-type, position and new-residue columns")
     if counts.get("parse_error", 0) and counts.get("parse_error", 0) + n_wt + n_empty == n:
-        examples = ", ".join(repr(t) for t in list(dict.fromkeys(
-            t for r, t in zip(resolved, texts, strict=True) if not r.ok))[:3])
+        bad = list(dict.fromkeys(t.strip() for r, t in zip(resolved, texts, strict=True) if not r.ok))
+        if all(_SEQUENCE_RE.fullmatch(t) for t in bad):
+            lengths = sorted({len(t) for t in bad})
+            span = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]}"
+            return (f"the mutant column holds whole sequences ({span} residues, e.g. {_clip(bad[0])!r}), not "
+                    "mutants: give mutant strings such as A42G or A42G:L50P (a ProteinGym table has them in its "
+                    "'mutant' column, beside 'mutated_sequence'; --mutant-col names the column)")
+        examples = ", ".join(repr(_clip(t)) for t in bad[:3])
         return (f"no value of the mutant column looks like a mutant such as A42G (e.g. {examples}): "
                 "choose the right column with --mutant-col, or give --wt-col/--pos-col/--mut-col "
                 "for separate wild-type, position and new-residue columns")

@@ -296,6 +296,15 @@ def test_suggest_cause_not_mutants():
     assert "--mutant-col" in msg and "--wt-col/--pos-col/--mut-col" in msg and "'V'" in msg
 
 
+def test_suggest_cause_whole_sequences():
+    # a column of mutated sequences (ProteinGym's mutated_sequence) instead of mutant strings: said so, clipped
+    seqs = [_LONG[:5] + "A" + _LONG[6:], _LONG[:9] + "W" + _LONG[10:]]
+    msg = suggest_cause(resolve_mutants(seqs, _LONG, _LONG_POS), _LONG, _LONG_POS)
+    assert msg.startswith(f"the mutant column holds whole sequences ({len(_LONG)} residues, e.g. "
+                          f"'{seqs[0][:30]}... ({len(_LONG)} characters)'), not mutants")
+    assert "'mutant' column, beside 'mutated_sequence'" in msg and _LONG[40:60] not in msg
+
+
 def test_suggest_cause_outside_range_and_mismatch():
     res = resolve_mutants(["A1G", "C2G"], _LONG, _LONG_POS)
     msg = suggest_cause(res, _LONG, _LONG_POS)
