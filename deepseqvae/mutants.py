@@ -80,6 +80,7 @@ _SUB_RE = re.compile(r"^(?P<wt>[A-Za-z]{3}|[A-Za-z*])(?P<pos>-?\d+)(?P<mut>[A-Za
 # Insertions, deletions, duplications, frameshifts, ranges and '-' as the new residue.
 _INDEL_RE = re.compile(
     rf"^{_RES}?-?\d+(?:_{_RES}?-?\d+)?(?:del|ins|dup|fs|ext|inv)"  # A42del, A42_G45delinsW, K50fs*3
+    rf"|^{_RES}-?\d+{_RES}(?:fs|ext)"  # p.Arg175HisfsTer3, M1ValextMet-12: a frameshift or extension
     rf"|^{_RES}?-?\d+_{_RES}?-?\d+"  # any A42_G45 range
     rf"|^{_RES}-?\d+[-~]$",  # A42-
     re.IGNORECASE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,8 @@ def test_parse_errors(text, message):
 
 
 @pytest.mark.parametrize("text", ["A42del", "p.Ala42del", "A42_G45del", "A42_G45delinsW", "K50fs",
-                                  "p.Lys50fs*3", "A42dup", "A42_G43insK", "A42-", "A42_G45"])
+                                  "p.Lys50fs*3", "A42dup", "A42_G43insK", "A42-", "A42_G45", "p.Arg175Hisfs*3",
+                                  "p.Arg175HisfsTer3", "R175Hfs*3", "p.Met1ValextMet-12"])
 def test_parse_indels_are_recognised(text):
     with pytest.raises(IndelMutantError, match="insertion, deletion or frameshift"):
         parse_mutant(text)
@@ -684,6 +686,16 @@ def test_three_column_blank_cells_are_empty_mutants(tmp_path):
     # named explicitly, the same
     t2 = read_mutant_table(path, wt_col="wildtype", pos_col="site", mut_col="mutant")
     assert t2.mutants == t.mutants
+
+
+@pytest.mark.parametrize("magic, name", [(b"PK\x03\x04", "labels.xlsx"), (b"\xd0\xcf\x11\xe0", "old.xls")])
+def test_a_spreadsheet_workbook_is_named_as_one(tmp_path, magic, name):
+    # it was read as Latin-1 and its columns listed as 'PK\x03\x04...'
+    (tmp_path / name).write_bytes(magic + bytes(range(256)) * 4)
+    with pytest.raises(MutantTableError, match=rf"^mutant table {re.escape(str(tmp_path / name))} is a spreadsheet "
+                                               r"workbook \(an Excel or OpenDocument file\), not a text table: save "
+                                               r"the sheet as CSV"):
+        read_mutant_table(tmp_path / name)
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
