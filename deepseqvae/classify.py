@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from scipy.special import entr
 from .alphabet import AA_TO_CODE
 from .errors import ClassifyError, DeepSeqVAEError, MutantColumnError
 from .fileio import atomic_write
-from .mutants import parse_mutant, resolve_mutants
+from .mutants import ResolvedMutant, parse_mutant, resolve_mutants, suggest_cause
 from .score import ScanResult
 from .tables import file_line, numeric_column, read_mutant_table
 
@@ -65,6 +66,11 @@ MIN_PER_CLASS_AUC = 5
 #: Ashman's D below which the two components of a mixture overlap too much to be two classes
 #: (D > 2 is the usual criterion for a clean separation; Ashman, Bird & Zepf, Astron. J. 108, 2348, 1994)
 MIN_SEPARATION = 2.0
+#: the fewest scored single mutants a protein's mixture is fitted to (EVE's are every single mutant: 19 per
+#: position, thousands), and the fewest variants' worth of weight either component must hold: below them the
+#: "two classes" are a few outliers beside one mode, classified with a confidence they do not have
+MIN_MIXTURE_VARIANTS = 20
+MIN_COMPONENT_VARIANTS = 10
 #: EVE's default thresholds were set over its ~3,000 proteins: on one protein the share they classify may be far from
 #: the nominal percentage (PTEN_HUMAN: 72.9 % of its variants at "10 %"). Beyond this distance classify says so
 RETAINED_DRIFT = 0.15
@@ -73,6 +79,14 @@ RETAINED_DRIFT = 0.15
 _LABEL_VALUES = {"pathogenic": 1.0, "likely pathogenic": 1.0, "p": 1.0, "lp": 1.0,
                  "benign": 0.0, "likely benign": 0.0, "b": 0.0, "lb": 0.0}
 _LABEL_COLUMNS = ("clinvar_labels", "label", "labels")
+#: names of a label table's protein column, first found wins (EVE's protein_name; a gene or UniProt column of an
+#: analyst's table): rows of other proteins are then reported, not matched against this protein's sequence
+_PROTEIN_COLUMNS = ("protein_name", "protein", "gene", "gene_name", "gene_symbol", "symbol", "uniprot_id",
+                    "uniprot", "uniprot_name")
+#: ClinVar's "Protein change" column lists one change per transcript ("R136H, R43H, R175H, R82H")
+_CLINVAR_CHANGE_COLUMN = "protein change"
+#: ClinVar's "Name" column ends with the protein change: NM_000546.6(TP53):c.524G>A (p.Arg175His)
+_HGVS_TAIL_RE = re.compile(r"\((p\.[^()\s]+)\)\s*$")
 PRIOR_FORMAT = "deepseqvae-gmm-prior"
 #: the version of that JSON this code writes and reads
 PRIOR_VERSION = 1
@@ -183,6 +197,9 @@ def fit_mixture(x: np.ndarray, *, n_init: int = N_INIT, seed: int = 0, init: Mix
     if np.unique(x).size < 2:
         raise ClassifyError(f"{where}a two-component mixture needs at least two distinct scores, got {x.size} "
                             f"({np.unique(x).size} distinct)")
+    if x.size < MIN_MIXTURE_VARIANTS:
+        raise ClassifyError(f"{where}{x.size} scores are too few for a mixture of two classes (at least "
+                            f"{MIN_MIXTURE_VARIANTS}; EVE fits every single mutant of the protein: 'deepseqvae scan')")
     options = {"n_components": 2, "covariance_type": "full", "max_iter": 1000, "tol": 1e-4, "random_state": seed}
     if init is None:
         gm = GaussianMixture(n_init=n_init, **options)
@@ -194,6 +211,12 @@ def fit_mixture(x: np.ndarray, *, n_init: int = N_INIT, seed: int = 0, init: Mix
     if not gm.converged_:
         log.warning("the mixture did not converge in %d iterations", gm.max_iter)
     order = np.argsort(gm.means_.ravel(), kind="stable")  # benign (lower index) first
+    held = gm.weights_[order] * x.size  # (2,) variants' worth of weight per component
+    if held.min() < MIN_COMPONENT_VARIANTS:
+        k = int(np.argmin(held))
+        raise ClassifyError(f"{where}the mixture's {('benign', 'pathogenic')[k]} component holds {held[k]:.1f} of the "
+                            f"{x.size} variants (at its mean {gm.means_.ravel()[order][k]:.3g}): the scores are one "
+                            f"mode and outliers, not two classes (fewer than {MIN_COMPONENT_VARIANTS} variants' worth)")
     return Mixture(weights=tuple(float(v) for v in gm.weights_[order]),
                    means=tuple(float(v) for v in gm.means_.ravel()[order]),
                    variances=tuple(float(v) for v in gm.covariances_.ravel()[order]),
@@ -341,6 +364,11 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
                                 f"{prev[0]}{s.pos}")
         subs.append(s)
     positions = np.array(sorted(wt_at), dtype=np.int64)
+    missing = 19 * len(positions) - len(subs)
+    if missing > 0:
+        log.warning("%s: %d single mutants at %d positions, %d substitutions short of all 19 at each: the mixture is "
+                    "fitted to the variants given (EVE fits every single mutant of the protein), and a label at a "
+                    "position the file lacks is reported as not modelled", path, len(subs), len(positions), missing)
     col_of = {int(p): k for k, p in enumerate(positions)}
     keys = [(col_of[s.pos], AA_TO_CODE[s.mut]) for s in subs]
     if len(set(keys)) != len(keys):
@@ -538,10 +566,12 @@ class LabelTable:
     mutants: list[str]             # (R,) as written
     raw_labels: list[str]          # (R,) label cells as written
     labels: np.ndarray             # (R,) 1.0 pathogenic, 0.0 benign, NaN anything else
-    proteins: list[str] | None     # (R,) protein_name per row, when the table has that column
+    proteins: list[str] | None     # (R,) protein name per row, when the table has a protein column
     label_col: str
     separators: str
     line_numbers: tuple[int, ...] = ()  # (R,) the file line of each row (MutantTable.line_numbers); () = unknown
+    protein_col: str = "protein_name"   # the protein column's name, as written
+    alternatives: bool = False          # a mutant cell lists one change per transcript (ClinVar's Protein change)
 
     def line(self, row: int) -> int:
         """The file line (1-based) of 0-based row ``row`` (:func:`deepseqvae.tables.file_line`)."""
@@ -585,11 +615,15 @@ def read_labels(path: str | os.PathLike, *, label_col: str | None = None,
         raise ClassifyError(f"{path}: no label column {label_col or 'ClinVar_labels or label'} (columns: "
                             f"{', '.join(map(str, table.frame.columns))}); name it with --label-col")
     raw = table.frame[col].astype(str).tolist()
-    pcol = by_key.get("protein_name")
-    return LabelTable(path=str(path), mutants=list(table.mutants), raw_labels=raw,
+    pcol = next((by_key[k] for k in _PROTEIN_COLUMNS if k in by_key and by_key[k] != table.mutant_col), None)
+    # ClinVar's Name column: the protein change in its last parentheses
+    mutants = [m.group(1) if (m := _HGVS_TAIL_RE.search(t)) else t for t in table.mutants]
+    return LabelTable(path=str(path), mutants=mutants, raw_labels=raw,
                       labels=np.array([_label_value(v) for v in raw], dtype=np.float64),
                       proteins=table.frame[pcol].astype(str).str.strip().tolist() if pcol is not None else None,
-                      label_col=str(col), separators=table.separators, line_numbers=table.line_numbers)
+                      label_col=str(col), separators=table.separators, line_numbers=table.line_numbers,
+                      protein_col=str(pcol) if pcol is not None else "protein_name",
+                      alternatives=str(table.mutant_col or "").strip().lower() == _CLINVAR_CHANGE_COLUMN)
 
 
 def choose_protein(labels: LabelTable, protein: str) -> str:
@@ -601,10 +635,13 @@ def choose_protein(labels: LabelTable, protein: str) -> str:
         return protein
     if not protein and len(names) == 1:
         return names[0]
+    folded = [n for n in names if n.casefold() == protein.casefold()]
+    if protein and len(folded) == 1:  # --protein p53_human for P53_HUMAN
+        return folded[0]
     shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
     what = f"no row for protein {protein!r}" if protein else "rows for several proteins"
-    raise ClassifyError(f"{labels.path}: {what} in column protein_name (it has {shown}); "
-                        f"name the protein with --protein")
+    raise ClassifyError(f"{labels.path}: {what} in column {labels.protein_col} (it has {shown}); "
+                        "give --protein as that column names it")
 
 
 @dataclass
@@ -637,13 +674,19 @@ def match_labels(labels: LabelTable, scan: ScanScores, *, protein: str = "", off
     ``indel``, ``unknown_residue``, ``stop``, ``position_not_modelled``, ``wt_mismatch``, ...),
     ``not_single`` (multi-mutant or synonymous), ``not_scanned`` (absent from a partial scan),
     ``label_not_binary`` (neither pathogenic nor benign) and ``duplicate`` (same variant as an
-    earlier row). ``offset`` is added to the label positions.
+    earlier row; ``duplicate_conflict``: labelled both ways, no row of it used). ``offset`` is added to the label
+    positions. A ClinVar "Protein change" cell (one change per transcript) is the change that fits the focus
+    (``ambiguous`` when several do). Raises :class:`ClassifyError` when more of this protein's rows name a wild
+    type the focus does not have than can be used (another numbering: the shift and ``--offset`` named when one
+    fits), rather than report on the rows that fit by chance.
     """
     name = choose_protein(labels, protein)
-    resolved = resolve_mutants(labels.mutants, scan.focus_seq, [int(p) for p in scan.positions], offset=offset,
-                               separators=labels.separators)
+    positions = [int(p) for p in scan.positions]
+    resolved = resolve_mutants(labels.mutants, scan.focus_seq, positions, offset=offset, separators=labels.separators)
+    if labels.alternatives:
+        resolved = [_one_transcript(res, scan.focus_seq, positions, offset) for res in resolved]
     row_of = {(int(c), int(k)): i for i, (c, k) in enumerate(zip(scan.columns, scan.codes, strict=True))}
-    status, index, first = [], np.full(len(resolved), -1, dtype=np.int64), {}
+    status, index, first, conflicted = [], np.full(len(resolved), -1, dtype=np.int64), {}, {}
     for r, res in enumerate(resolved):
         if labels.proteins is not None and labels.proteins[r] != name:
             status.append(f"other_protein: {labels.proteins[r]}")
@@ -658,10 +701,14 @@ def match_labels(labels: LabelTable, scan: ScanScores, *, protein: str = "", off
             status.append(f"label_not_binary: {labels.raw_labels[r]!r} is neither pathogenic (1) nor benign (0)")
         elif res.changes[0] in first:
             f = first[res.changes[0]]
-            if labels.labels[f] == labels.labels[r]:
+            if res.changes[0] in conflicted:  # a third label of a variant already labelled both ways
+                status.append(f"duplicate_conflict: lines {labels.line(f)} and {conflicted[res.changes[0]]} label "
+                              "it both ways")
+            elif labels.labels[f] == labels.labels[r]:
                 status.append(f"duplicate: same variant as line {labels.line(f)}")
             else:  # two labels for one variant: neither is used (the first row's "ok" is taken back)
                 status.append(f"duplicate_conflict: line {labels.line(f)} labels it {labels.raw_labels[f]!r}")
+                conflicted[res.changes[0]] = labels.line(r)
                 if index[f] >= 0:
                     index[f] = -1
                     status[f] = f"duplicate_conflict: line {labels.line(r)} labels it {labels.raw_labels[r]!r}"
@@ -671,10 +718,35 @@ def match_labels(labels: LabelTable, scan: ScanScores, *, protein: str = "", off
             status.append("ok")
     match = LabelMatch(labels, name, status, index)
     counts = match.summary()
+    mine = [res for res, st in zip(resolved, status, strict=True) if not st.startswith("other_protein")]
+    if counts.get("wt_mismatch", 0) > counts["ok"]:  # a report on the rows that fit by chance would mislead
+        raise ClassifyError(f"{labels.path}: {counts['wt_mismatch']} of its {len(mine)} rows for "
+                            f"{name or 'this protein'} name a wild type that the focus sequence does not have, "
+                            f"{counts['ok']} can be used: "
+                            f"{suggest_cause(mine, scan.focus_seq, positions, offset=offset)}")
     if counts["ok"] < len(status):
         log.warning("%s: %d of %d label rows used (%s)", labels.path, counts["ok"], len(status),
                     ", ".join(f"{k} {v}" for k, v in counts.items() if k != "ok"))
     return match
+
+
+def _one_transcript(res: ResolvedMutant, focus_seq: str, positions: list[int], offset: int) -> ResolvedMutant:
+    """The change of a ClinVar "Protein change" cell (one change per transcript, comma-separated: "R136H, R43H,
+    R175H, R82H") that fits the focus sequence: the one whose position is modelled and whose wild type it has.
+    None fitting, or several, gives the cell a status instead; a cell of one change is ``res`` itself."""
+    parts = [q.strip() for q in re.split(r"[,;]", res.text) if q.strip()]
+    if len(parts) < 2:
+        return res
+    each = resolve_mutants(parts, focus_seq, positions, offset=offset)
+    fits = [q for q in each if q.ok and len(q.substitutions) == 1]
+    if len(fits) == 1:
+        return ResolvedMutant(res.text, fits[0].changes, "ok", fits[0].substitutions)
+    if fits:
+        return ResolvedMutant(res.text, (), f"ambiguous: {', '.join(q.text for q in fits)} all fit the focus "
+                                            "sequence (ClinVar lists one change per transcript)")
+    reason = each[0].reason
+    return ResolvedMutant(res.text, (), f"{reason}: none of the changes {res.text!r} (one per transcript, as "
+                                        f"ClinVar lists them) fits the focus sequence, e.g. {each[0].status}")
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -736,7 +808,11 @@ def evaluate(cls: Classification, match: LabelMatch) -> Evaluation:
     table = pd.DataFrame({"row": [lt.line(i) for i in range(len(lt.mutants))], "mutant": lt.mutants,
                           "label": lt.raw_labels, "status": match.status})
     if lt.proteins is not None:
-        table.insert(1, "protein_name", lt.proteins)
+        table.insert(1, lt.protein_col, lt.proteins)
+    # the scan's variant each usable row was matched to (a ClinVar cell of several transcripts' changes, p.Arg175His)
+    variant = np.full(len(table), "", dtype=object)
+    variant[ok] = [cls.scan.mutants[i] for i in idx]
+    table.insert(table.columns.get_loc("mutant") + 1, "variant", variant)
     frame = cls.frame()
     for col in ("delta_elbo", "evolutionary_index", "pathogenicity", "uncertainty",
                 *(class_column(r) for r in cls.classes)):

@@ -835,7 +835,8 @@ def _fmt_pct(v: float) -> str:
               help="Mutant column of --labels (e.g. a ClinVar export's 'Protein change'). [default: detected as "
                    "'score' does: mutant, mutations, ...]")
 @click.option("--protein", default=None, metavar="NAME",
-              help="Protein name: the rows of --labels' protein_name column to use and the name in the output. "
+              help="Protein name: the rows of --labels' protein column (protein_name, or protein, gene, symbol, "
+                   "uniprot_id ...; matched ignoring case) to use and the name in the output. "
                    "[default: the checkpoint's focus id up to '/', e.g. P53_HUMAN; with --scan, the scan file's name "
                    "without _singles.csv]")
 @click.option("--offset", type=int, default=0, show_default=True,

@@ -83,6 +83,32 @@ def test_fit_mixture_from_a_prior_and_bad_input():
         fit_mixture(np.array([1.0, 2.0, np.nan]))
 
 
+def test_a_mixture_of_too_few_scores_or_of_outliers_is_an_error():
+    # two or three scores, or one mode with an outlier, were "classified" with D = 1000 and P = 1 everywhere
+    with pytest.raises(ClassifyError, match=r"^scan\.csv: 3 scores are too few for a mixture of two classes \(at "
+                                            r"least 20; EVE fits every single mutant"):
+        fit_mixture(np.array([0.1, 2.0, 5.0]), source="scan.csv")
+    x = np.concatenate([np.full(379, 1.0), [9.0]])
+    with pytest.raises(ClassifyError, match=r"the mixture's pathogenic component holds 1\.0 of the 380 variants \(at "
+                                            r"its mean 9\): the scores are one mode and outliers"):
+        fit_mixture(x)
+    rng = np.random.default_rng(3)  # 12 variants in the smaller class: enough
+    m = fit_mixture(np.concatenate([rng.normal(0, 1, 300), rng.normal(8, 1, 12)]))
+    assert m.weights[1] * 312 == pytest.approx(12, abs=0.5)
+
+
+def test_a_partial_scan_is_warned_about(tmp_path, caplog):
+    frame = _write_scan(tmp_path / "scan.csv")
+    frame.iloc[:40].to_csv(tmp_path / "part.csv", index=False)
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        read_scan(tmp_path / "scan.csv")
+    assert "short of all 19" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        read_scan(tmp_path / "part.csv")
+    assert "part.csv: 40 single mutants at 3 positions, 17 substitutions short of all 19 at each: the mixture is " \
+           "fitted to the variants given" in caplog.text
+
+
 def test_posterior_and_mixing_by_hand():
     m = Mixture(weights=(0.5, 0.5), means=(0.0, 2.0), variances=(1.0, 1.0))
     # equal weights and variances: 0.5 halfway; at x = 2 the odds are N(2;2,1)/N(2;0,1) = e^2
@@ -249,6 +275,63 @@ def test_every_label_row_gets_a_status(tmp_path):
     assert list(match.labels.labels[match.ok]) == [1.0, 0.0, 1.0, 0.0]
 
 
+def test_a_gene_column_separates_proteins_and_the_name_is_case_free(tmp_path):
+    # without the gene column recognised, PTEN's rows whose wild type happened to fit were used as this protein's
+    _write_scan(tmp_path / "scan.csv")
+    (tmp_path / "genes.csv").write_text("gene,mutant,label\nTOY,A10C,1\nPTEN,A10W,0\nTOY,C11D,0\n")
+    labels = read_labels(tmp_path / "genes.csv")
+    assert labels.protein_col == "gene" and labels.proteins == ["TOY", "PTEN", "TOY"]
+    scan = read_scan(tmp_path / "scan.csv", protein="toy")
+    match = match_labels(labels, scan, protein="toy")
+    assert match.protein == "TOY" and match.status == ["ok", "other_protein: PTEN", "ok"]
+    with pytest.raises(ClassifyError, match=r"genes\.csv: rows for several proteins in column gene \(it has TOY, "
+                                            r"PTEN\); give --protein as that column names it$"):
+        match_labels(labels, scan, protein="")
+
+
+def test_labels_in_another_numbering_are_an_error_naming_the_offset(tmp_path):
+    # positions shifted by +10: the few rows that fit by chance must not make a report
+    _write_scan(tmp_path / "scan.csv", focus="ACDEFGHIKLMNPQRSTVWY" * 2, first=1)
+    focus = "ACDEFGHIKLMNPQRSTVWY" * 2
+    rows = [f"{wt}{i + 1 + 10}{'A' if wt != 'A' else 'G'},{i % 2}" for i, wt in enumerate(focus[:30])]
+    (tmp_path / "shifted.csv").write_text("mutant,label\n" + "\n".join(rows) + "\n")
+    scan = read_scan(tmp_path / "scan.csv", protein="TOY")
+    with pytest.raises(ClassifyError, match=r"shifted\.csv: \d+ of its 30 rows for TOY name a wild type that the "
+                                            r"focus sequence does not have, \d+ can be used: positions look shifted "
+                                            r"by -10: .* try --offset -10$"):
+        match_labels(read_labels(tmp_path / "shifted.csv"), scan, protein="TOY")
+    match = match_labels(read_labels(tmp_path / "shifted.csv"), scan, protein="TOY", offset=-10)
+    assert match.summary() == {"ok": 30}
+
+
+def test_clinvar_protein_change_and_name_columns(tmp_path):
+    # ClinVar's tabular export: one change per transcript in "Protein change"; the change in parentheses in "Name"
+    _write_scan(tmp_path / "scan.csv")
+    (tmp_path / "clinvar.tsv").write_text(
+        "Name\tProtein change\tGermline classification\n"
+        "NM_1(TOY):c.1A>G (p.Ala10Cys)\tA3C, A10C, C8D\tPathogenic\n"   # one transcript's change fits: A10C
+        "NM_1(TOY):c.4T>G (p.Cys11Asp)\tC4D, C11D\tBenign\n"            # C11D
+        "NM_1(TOY):c.4T>G (p.Cys11Trp)\tA11W, C15W\tBenign\n"            # none fits
+        "NM_1(TOY):c.4T>G (p.Ala10Trp)\tA10W, C11W\tPathogenic\n")       # both fit: ambiguous
+    scan = read_scan(tmp_path / "scan.csv", protein="TOY")
+    change = match_labels(read_labels(tmp_path / "clinvar.tsv", label_col="Germline classification",
+                                      mutant_col="Protein change"), scan)
+    assert change.status[:2] == ["ok", "ok"]
+    assert [scan.mutants[i] for i in change.index[:2]] == ["A10C", "C11D"]
+    assert change.status[2].startswith("wt_mismatch: none of the changes 'A11W, C15W' (one per transcript, as "
+                                       "ClinVar lists them) fits the focus sequence")
+    assert change.status[3] == "ambiguous: A10W, C11W all fit the focus sequence (ClinVar lists one change per " \
+                               "transcript)"
+    name = match_labels(read_labels(tmp_path / "clinvar.tsv", label_col="Germline classification",
+                                    mutant_col="Name"), scan)
+    assert name.status == ["ok", "ok", "ok", "ok"]
+    assert [scan.mutants[i] for i in name.index] == ["A10C", "C11D", "C11W", "A10W"]
+    assert list(name.labels.labels) == [1.0, 0.0, 0.0, 1.0]
+    # elsewhere a comma still joins a multi-mutant, which is not a single variant
+    (tmp_path / "plain.csv").write_text('mutant,label\n"A10C, C11D",1\n')
+    assert match_labels(read_labels(tmp_path / "plain.csv"), scan).status[0].startswith("not_single")
+
+
 def test_two_label_columns_need_label_col(tmp_path):
     (tmp_path / "both.csv").write_text("mutant,label,labels\nA10C,1,0\n")
     with pytest.raises(ClassifyError, match=r"both\.csv: several label columns \(label, labels\): choose one with "
@@ -294,7 +377,7 @@ def test_conflicting_duplicate_labels_leave_the_variant_out(tmp_path):
     match = match_labels(read_labels(tmp_path / "dup.csv"), read_scan(tmp_path / "scan.csv", protein="TOY"))
     assert match.status == ["duplicate_conflict: line 4 labels it '0'", "ok",
                             "duplicate_conflict: line 2 labels it '1'", "duplicate: same variant as line 3",
-                            "duplicate: same variant as line 2"]  # the variant stays out: line 2 is in conflict
+                            "duplicate_conflict: lines 2 and 4 label it both ways"]  # the variant stays out
     assert match.ok.tolist() == [False, True, False, False, False]
 
 
@@ -373,6 +456,7 @@ def test_evaluate_by_hand(tmp_path):
     assert row50.variants_retained == pytest.approx(5 / M)
     assert math.isnan(ev.auc_pathogenicity)  # 3 benign < MIN_PER_CLASS_AUC
     assert list(ev.table.status) == ["ok"] * 7 + ["wt_mismatch: Q10 but focus has A10"]
+    assert list(ev.table.variant) == [*labelled, ""]  # the scan's variant each usable row was matched to
     assert ev.table.EVE_classes_50_pct_retained.tolist()[:7] == ["Pathogenic", "Pathogenic", "Benign", "Benign",
                                                                   UNCERTAIN, "Benign", UNCERTAIN]
     assert pd.isna(ev.table.pathogenicity.iloc[7])
