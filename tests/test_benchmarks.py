@@ -172,3 +172,19 @@ def test_bench_commits_run_once_reports_the_childs_own_peak_memory(tmp_path):
     assert peak > 200 / 1024 and last == f"held {200 * 2**20}"
     with pytest.raises(SystemExit, match="fake: the command failed \\(exit 3\\): held"):
         run_once(fake.parent, ["3"], tmp_path)
+
+
+def test_epistasis_by_hand():
+    from benchmarks.epistasis import compare, epistasis
+
+    mutants = pd.Series(["A1C", "D2E", "F3G", "A1C:D2E", "A1C:F3G", "D2E:F3G"])
+    truth = epistasis(mutants, pd.Series([-1.0, -2.0, -3.0, -5.0, -4.0, -6.0]))
+    assert truth["mutant"].tolist() == ["A1C:D2E", "A1C:F3G", "D2E:F3G"]
+    assert truth["additive"].tolist() == [-3.0, -4.0, -5.0]  # ε = -2, 0, -1
+    model = epistasis(mutants, pd.Series([-1.0, -2.0, -3.0, -3.5, -4.0, -5.5]))  # ε = -0.5, 0, -0.5
+    m = compare(truth, model)
+    assert m["mean_abs_eps_true"] == pytest.approx(1.0) and m["mean_abs_eps_model"] == pytest.approx(1 / 3)
+    assert m["pearson_eps"] == pytest.approx(np.corrcoef([-0.5, 0, -0.5], [-2, 0, -1])[0, 1])
+    assert m["rho_doubles"] == pytest.approx(0.5)  # ranks 3, 2, 1 against the truth's 2, 3, 1: 1 - 6 * 2 / 24
+    additive = compare(truth, epistasis(mutants, pd.Series([-1.0, -2.0, -3.0, -3.0, -4.0, -5.0])))
+    assert np.isnan(additive["pearson_eps"]) and additive["mean_abs_eps_model"] == 0.0
