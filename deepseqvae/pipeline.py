@@ -700,9 +700,14 @@ def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, 
     from .classify import ScanScores, mean_scans
 
     dev = resolve_device(device)
+    # every checkpoint before any scan: one of another protein fails now, not after minutes of scanning the others
+    checkpoints = [first if (i == 0 and first is not None) else load_checkpoint(m) for i, m in enumerate(models)]
+    for m, other in zip(models[1:], checkpoints[1:], strict=True):
+        if diff := checkpoints[0].info.focus_difference(other.info):
+            raise ClassifyError(f"{m}: not a model of the protein and numbering of {models[0]} ({diff}): an ensemble "
+                                "averages the models of one protein")
     scans = []
-    for i, m in enumerate(models):
-        ckpt = first if (i == 0 and first is not None) else load_checkpoint(m)
+    for m, ckpt in zip(models, checkpoints, strict=True):
         if model_kind(ckpt.kind).has_latent:  # a VAE of too few sequences: said here too, not only when it was trained
             check_family_size(m, ckpt.info.neff, len(ckpt.info.positions))
         res = saturation_scan(ckpt, n_samples=n_samples, seed=seed, device=dev, batch_size=batch_size,

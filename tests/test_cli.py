@@ -209,6 +209,23 @@ def test_several_models_where_one_is_used_is_an_error(args, fragments):
     assert_user_error(invoke(*args), *fragments)
 
 
+def test_classify_refuses_an_ensemble_of_two_proteins_before_scanning(independent_model, tmp_path, monkeypatch):
+    lines = DEMO_A2M.read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:5].lower() + lines[1][5:]  # another numbering: the focus's first 5 columns not modelled
+    (tmp_path / "narrower.a2m").write_text("".join(lines))
+    other = tmp_path / "other.pt"
+    assert_ok(invoke("train", tmp_path / "narrower.a2m", "--model", "independent", "-o", other, "--no-progress"))
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("scanned before the models were compared")
+
+    monkeypatch.setattr("deepseqvae.pipeline.saturation_scan", no_scan)
+    assert_user_error(invoke("classify", "-m", independent_model, "-m", other, "-o", tmp_path / "c.csv"),
+                      f"{other}: not a model of the protein and numbering of {independent_model} (modelled residues "
+                      "1-60 (60 columns) against 6-60 (55 columns)): an ensemble averages the models of one protein")
+    assert not (tmp_path / "c.csv").exists()
+
+
 def test_repeated_model_allows_what_is_not_a_conflict():
     from deepseqvae.cli import repeated_model
 
