@@ -318,6 +318,9 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
                           keep_default_na=False, skip_blank_lines=False, engine="c")
     except (pd.errors.ParserError, ValueError) as exc:
         msg = " ".join(str(exc).split())
+        # pandas counts the lines it was given: the file's, less the comment lines above (and the "sep=" line)
+        msg = re.sub(r"\bline (\d+)", lambda m: f"line {numbers[int(m.group(1)) - 1]}"
+                     if 0 < int(m.group(1)) <= len(numbers) else m.group(0), msg)
         raise MutantTableError(f"cannot read mutant table {path} "
                                f"({_DELIM_NAMES[delim]}-separated): {msg}") from None
     raw = raw.fillna("")

@@ -688,6 +688,14 @@ def test_three_column_blank_cells_are_empty_mutants(tmp_path):
     assert t2.mutants == t.mutants
 
 
+def test_a_ragged_row_is_named_by_its_file_line(tmp_path):
+    # pandas counts the lines it is given, without the comment lines above the header: it said line 4
+    (tmp_path / "ragged.csv").write_text("# c\n# c2\nmutant,label\nR175H,1\nP72R,0\nR248Q,1,extra\n")
+    with pytest.raises(MutantTableError, match=r"ragged\.csv \(comma-separated\): .*Expected 2 fields in line 6, "
+                                               r"saw 3$"):
+        read_mutant_table(tmp_path / "ragged.csv")
+
+
 @pytest.mark.parametrize("magic, name", [(b"PK\x03\x04", "labels.xlsx"), (b"\xd0\xcf\x11\xe0", "old.xls")])
 def test_a_spreadsheet_workbook_is_named_as_one(tmp_path, magic, name):
     # it was read as Latin-1 and its columns listed as 'PK\x03\x04...'
