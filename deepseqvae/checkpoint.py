@@ -182,8 +182,8 @@ class Checkpoint:
         """
         if not model_kind(self.kind).has_latent:
             where = f"{path}: " if path is not None else ""
-            raise CheckpointError(f"{where}{what} needs a VAE checkpoint, but this is a '{self.kind}' model "
-                                  "(it has no latent space); train with --model vae")
+            raise CheckpointError(f"{where}{what} needs a VAE checkpoint, but this model's kind is "
+                                  f"'{self.kind}' (it has no latent space); train with --model vae")
         return build_model(self)
 
 

@@ -600,7 +600,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
                    f"({sp['excluded']} excluded: {sp['excluded_unscorable']} unscorable, "
                    f"{sp['excluded_no_fitness']} without fitness, {sp['excluded_no_substitution']} wild-type or "
                    f"synonymous); written to {json_path}")
-    click.echo(f"Wrote {n_rows} rows to {out}")
+    click.echo(f"Wrote {n_rows} row{'s' if n_rows != 1 else ''} to {out}")
 
 
 # --- simulate -------------------------------------------------------------------------------

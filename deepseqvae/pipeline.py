@@ -582,8 +582,8 @@ def plot_history_file(model: str | os.PathLike, plot: str | os.PathLike, *, ckpt
     ckpt = load_checkpoint(model) if ckpt is None else ckpt
     h = ckpt.history or {}
     if not h.get("step"):
-        raise CheckpointError(f"{model}: holds no training history to plot (a '{ckpt.kind}' model is not "
-                              "trained step by step)")
+        raise CheckpointError(f"{model}: holds no training history to plot (a model of kind "
+                              f"'{ckpt.kind}' is not trained step by step)")
     cfg = ckpt.train_config or {}
     refit = h.get("refit_step")
     kept = int(refit[0]) if refit else (int(h["best_step"][-1]) if h.get("best_step") else None)
