@@ -149,8 +149,9 @@ class Mixture:
         turn = (mb / vb - mp / vp) / a
         return (turn, math.inf) if a > 0 else (-math.inf, turn)
 
-    def posterior(self, x: np.ndarray, monotone: bool = False) -> np.ndarray:
-        """``(M,)`` P(pathogenic component | evolutionary index x).
+    def posterior(self, x: np.ndarray, monotone: bool = False, benign: bool = False) -> np.ndarray:
+        """``(M,)`` P(pathogenic component | evolutionary index x); ``benign``: P(benign component | x), computed
+        as such rather than as 1 − P(pathogenic), which rounds to 0 where P(pathogenic) rounds to 1.
 
         ``monotone``: x is first clipped to :meth:`monotone_range`, so the posterior never decreases
         as the evolutionary index increases (EVE uses the raw posterior).
@@ -158,8 +159,9 @@ class Mixture:
         if monotone:
             x = np.clip(np.asarray(x, dtype=np.float64), *self.monotone_range())
         lw = self._log_weighted(x)  # (M, 2)
-        # softmax over the two components, stable: 1 / (1 + exp(log benign − log pathogenic))
-        return 1.0 / (1.0 + np.exp(np.clip(lw[:, 0] - lw[:, 1], -700, 700)))
+        # softmax over the two components, stable: 1 / (1 + exp(log other − log this))
+        other = lw[:, 0] - lw[:, 1]
+        return 1.0 / (1.0 + np.exp(np.clip(-other if benign else other, -700, 700)))
 
     def to_dict(self) -> dict:
         return {"weights": list(self.weights), "means": list(self.means), "variances": list(self.variances),
@@ -224,22 +226,26 @@ def fit_mixture(x: np.ndarray, *, n_init: int = N_INIT, seed: int = 0, init: Mix
 
 
 def pathogenicity(x: np.ndarray, protein: Mixture, prior: Mixture | None = None,
-                  protein_weight: float = PROTEIN_GMM_WEIGHT, monotone: bool = True) -> np.ndarray:
-    """``(M,)`` P(pathogenic): the protein's posterior, or EVE's ``w·P_protein + (1 − w)·P_prior``.
+                  protein_weight: float = PROTEIN_GMM_WEIGHT, monotone: bool = True,
+                  benign: bool = False) -> np.ndarray:
+    """``(M,)`` P(pathogenic): the protein's posterior, or EVE's ``w·P_protein + (1 − w)·P_prior``; ``benign``: the
+    same for P(benign) (see :meth:`Mixture.posterior`).
 
     ``monotone`` (default) makes each posterior non-decreasing in the evolutionary index
     (:meth:`Mixture.monotone_range`); ``False`` is EVE's raw posterior.
     """
-    p = protein.posterior(x, monotone)
+    p = protein.posterior(x, monotone, benign)
     if prior is None:
         return p
-    return protein_weight * p + (1.0 - protein_weight) * prior.posterior(x, monotone)
+    return protein_weight * p + (1.0 - protein_weight) * prior.posterior(x, monotone, benign)
 
 
-def binary_entropy(p: np.ndarray) -> np.ndarray:
-    """``(M,)`` entropy of a two-class posterior in nats, ``−p ln p − (1−p) ln(1−p)``: 0 … ln 2."""
+def binary_entropy(p: np.ndarray, q: np.ndarray | None = None) -> np.ndarray:
+    """``(M,)`` entropy of a two-class posterior in nats, ``−p ln p − q ln q``: 0 … ln 2. ``q`` = 1 − ``p`` unless
+    given: computed apart, it keeps far in a tail, where ``p`` rounds to 1, the order of the uncertainties (a
+    variant deeper in the tail is less uncertain) that ``1 − p`` = 0 would tie."""
     p = np.asarray(p, dtype=np.float64)
-    return entr(p) + entr(1.0 - p)
+    return entr(p) + entr(1.0 - p if q is None else np.asarray(q, dtype=np.float64))
 
 
 def check_retain(retain: Sequence[int], source: str = "eve") -> None:
@@ -426,10 +432,8 @@ class Classification:
 
     def off_nominal(self) -> dict[int, float]:
         """Retained percentages whose share of this protein's variants classified is more than
-        :data:`RETAINED_DRIFT` from the nominal one, with that share (EVE's thresholds only; with
-        ``thresholds="protein"`` every share is nominal by construction)."""
-        if self.threshold_source != "eve":
-            return {}
+        :data:`RETAINED_DRIFT` from the nominal one, with that share (with ``thresholds="protein"`` every share is
+        nominal unless many variants tie at one uncertainty: posteriors that round to exactly 0 or 1)."""
         return {r: f for r, f in sorted(self.retained().items()) if r < 100 and abs(f - r / 100.0) > RETAINED_DRIFT}
 
     def off_nominal_note(self) -> str | None:
@@ -438,6 +442,10 @@ class Classification:
         if not off:
             return None
         shares = ", ".join(f"{100 * f:.1f} % at {r} %" for r, f in off.items())
+        if self.threshold_source != "eve":
+            return (f"the thresholds of this protein classify a share of its variants far from the nominal one "
+                    f"({shares}): that many variants tie at one uncertainty (posteriors of exactly 0 or 1, far in "
+                    "a tail), so a cut cannot keep fewer of them")
         return (f"EVE's default thresholds classify a share of this protein's variants far from the nominal one "
                 f"({shares}): they were set over EVE's ~3,000 proteins; --thresholds protein classifies "
                 f"exactly PCT % of this protein")
@@ -480,7 +488,7 @@ def classify_scores(scan: ScanScores | ScanResult, *, prior: Mixture | None = No
                     "no clear second mode, so the classes rest on a weak split", scan.protein or scan.source or
                     "this protein", mixture.separation, MIN_SEPARATION)
     p = pathogenicity(x, mixture, prior, protein_weight, monotone)
-    u = binary_entropy(p)
+    u = binary_entropy(p, pathogenicity(x, mixture, prior, protein_weight, monotone, benign=True))
     thr = uncertainty_thresholds(retain, u, thresholds)
     log.info("%s: mixture weights %s means %s; %d variants", scan.protein, mixture.weights, mixture.means, x.size)
     cls = Classification(scan=scan, mixture=mixture, prior=prior, protein_weight=protein_weight, pathogenicity=p,

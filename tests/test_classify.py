@@ -550,6 +550,25 @@ def test_eve_thresholds_far_from_their_nominal_share_are_flagged(caplog):
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         own = classify_scores(scan, n_init=3, thresholds="protein")
     assert own.off_nominal() == {} and own.off_nominal_note() is None and "nominal" not in caplog.text
+    # far in the pathogenic tail P(pathogenic) rounds to 1, but P(benign), computed apart, still orders the variants
+    tail = cls.pathogenicity == 1.0
+    assert tail.sum() > 100 and np.unique(own.uncertainty[tail]).size > 0.9 * tail.sum()
+    assert own.retained()[10] == pytest.approx(0.10, abs=0.002)
+
+
+def test_protein_thresholds_that_ties_keep_from_their_share_are_flagged(caplog):
+    # modes 60 apart: every log-odds is beyond what a float64 posterior can tell apart (|log-odds| > 700), so every
+    # variant ties at one uncertainty and "10 % retained" classifies all of them (it said nothing)
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(0, 1, 1500), rng.normal(60, 1, 1500)])
+    scan = ScanScores("tie.csv", [f"A{i}C" for i in range(x.size)], -x, None, "A" * x.size,
+                      np.arange(x.size), np.arange(x.size), np.ones(x.size, dtype=np.int64), "tie.csv")
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        own = classify_scores(scan, n_init=3, thresholds="protein")
+    assert np.unique(own.uncertainty).size == 1 and own.retained()[10] == 1.0
+    assert own.off_nominal()[10] == 1.0
+    assert "tie.csv: the thresholds of this protein classify a share of its variants far from the nominal one (" \
+           f"{100 * own.retained()[10]:.1f} % at 10 %" in caplog.text and "tie at one uncertainty" in caplog.text
 
 
 # --------------------------------------------------------------------------------------------
