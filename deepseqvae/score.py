@@ -34,7 +34,7 @@ import torch
 from .alphabet import ALPHABET, N_AA
 from .errors import CheckpointError, InvalidMutantError, MutantTableError
 from .model import VAE
-from .mutants import resolve_mutants, status_summary, suggest_cause
+from .mutants import ResolvedMutant, resolve_mutants, status_summary, suggest_cause
 from .runtime import SEED_MAX, whole_number
 from .tables import MutantTable, mutant_table, numeric_column
 from .weights import resolve_device
@@ -407,6 +407,22 @@ def _check_scoring(n_samples: int | None, batch_size: int, seed: int) -> tuple[i
             whole_number("batch_size", batch_size, 1), whole_number("seed", seed, 0, SEED_MAX))
 
 
+def _hint_uncovered_residues(resolved: list[ResolvedMutant], info, where: str) -> None:
+    """Say how to score rows that mutate a residue between two modelled ones (``info``: the model's
+    :class:`~deepseqvae.checkpoint.ModelInfo`): a model of the uppercase columns
+    (DeepSequence's) leaves out the focus residues the alignment writes in lowercase (gappy columns), which a model
+    trained with ``--columns all`` covers."""
+    if info.alignment_options.columns != "uppercase" or not info.positions:
+        return
+    lo, hi = min(info.positions), max(info.positions)
+    inside = [r for r in resolved if r.reason == "position_not_modelled"
+              and any(lo < s.pos < hi for s in r.substitutions)]
+    if inside:
+        log.warning("%s%d row(s) mutate a residue between modelled ones (e.g. %r): the model covers the alignment's "
+                    "uppercase columns only; one trained with --columns all covers every residue of the focus",
+                    where, len(inside), inside[0].text)
+
+
 def score_table(
     checkpoints: Sequence,  # of Checkpoint, or one (checkpoint.py imports this module: not imported here)
     table: MutantTable | pd.DataFrame | Sequence[str],
@@ -465,6 +481,7 @@ def score_table(
     if 2 * len(bad) >= len(resolved):  # most rows unscorable: often an offset, said before the work
         log.warning("%s%d of %d rows cannot be scored: %s", where, len(bad), len(resolved),
                     suggest_cause(resolved, ref.focus_seq, ref.positions, offset=offset))
+    _hint_uncovered_residues(resolved, ref, where)
     fitness = None
     if fitness_col is not None:  # checked before the sampling, which can take hours: not after it
         try:

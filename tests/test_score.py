@@ -1,6 +1,7 @@
 """ΔELBO scoring: common random numbers, determinism, table handling, ensembles, Spearman."""
 
 import json
+import logging
 import math
 import re
 import sys
@@ -140,6 +141,23 @@ def test_ensemble_columns_and_mean(tmp_path):
     np.testing.assert_allclose(f["score"], (f["score_a"] + f["score_b"]) / 2)
     single = score_table([ck1], table, n_samples=4).frame
     np.testing.assert_allclose(f["score_a"], single["score"])
+
+
+def test_a_residue_between_modelled_ones_gets_the_columns_all_hint(tmp_path, caplog):
+    # residue 9 of the focus is a lowercase (gappy) column of the alignment: not modelled by an uppercase-column model
+    ck, _ = toy_vae_checkpoint()
+    positions = [p if p < 9 else p + 1 for p in TOY_POSITIONS]  # 5-8 and 10-15
+    ck = Checkpoint(**{**ck.__dict__, "info": ModelInfo(**{**ck.info.__dict__, "positions": positions})})
+    table = read_mutant_table(write_table(tmp_path / "m.csv", ["K6A,1", "Y9A,2", "M4A,3"]))
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        frame = score_table([ck], table, n_samples=2).frame
+    assert frame["status"].tolist()[1].startswith("position_not_modelled: 9 is not a modelled column")
+    assert "m.csv: 1 row(s) mutate a residue between modelled ones (e.g. 'Y9A'): the model covers the alignment's " \
+           "uppercase columns only; one trained with --columns all covers every residue of the focus" in caplog.text
+    caplog.clear()  # a residue outside the modelled range (M4A) is not one a wider column choice would cover
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        score_table([ck], read_mutant_table(write_table(tmp_path / "n.csv", ["K6A,1", "M4A,3"])), n_samples=2)
+    assert "--columns all" not in caplog.text
 
 
 def test_ensemble_of_models_of_other_focuses_names_the_difference(tmp_path):
