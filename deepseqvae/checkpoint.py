@@ -160,6 +160,8 @@ class Checkpoint:
     train_state: dict[str, torch.Tensor] | None = None  # raw weights when ``state`` holds their moving average
     average_state: dict[str, torch.Tensor] | None = None  # the moving average when ``state`` holds the best
     #                                                       held-out snapshot instead (early stopping)
+    eval_rng_state: list[torch.Tensor] | None = None  # the held-out estimates' two generators (a resume continues
+    #                                                   their draws, so its evaluations, and what they keep, are exact)
 
     @property
     def resumable(self) -> bool:
@@ -169,7 +171,8 @@ class Checkpoint:
     def scoring_only(self) -> Checkpoint:
         """This checkpoint without what only a resume needs (optimizer state, random state, raw and averaged
         weights beside the scored ones): ``train --slim``. Scores, scans, embeds and samples the same."""
-        return replace(self, optimizer=None, rng_state=None, train_state=None, average_state=None)
+        return replace(self, optimizer=None, rng_state=None, train_state=None, average_state=None,
+                       eval_rng_state=None)
 
     def scorer(self) -> MutationScorer:
         """The model with its weights, as the scoring interface of its kind (on the CPU, eval mode)."""
@@ -225,6 +228,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
         "train_state": None if ckpt.train_state is None else {k: v.detach().cpu() for k, v in ckpt.train_state.items()},
         "average_state": None if ckpt.average_state is None else {k: v.detach().cpu()
                                                                   for k, v in ckpt.average_state.items()},
+        "eval_rng_state": None if ckpt.eval_rng_state is None else [t.cpu() for t in ckpt.eval_rng_state],
     }
     with _interrupt_deferred(), atomic_write(path, "wb") as fh:
         torch.save(payload, fh)
@@ -271,6 +275,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             history={k: list(v) for k, v in (payload.get("history") or {}).items()},
             train_state=None if payload.get("train_state") is None else dict(payload["train_state"]),
             average_state=None if payload.get("average_state") is None else dict(payload["average_state"]),
+            eval_rng_state=None if payload.get("eval_rng_state") is None else list(payload["eval_rng_state"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None

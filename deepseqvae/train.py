@@ -393,6 +393,9 @@ def train(
             history.setdefault("heldout_iwll_mean", [])
     eval_gen = make_generator(device, cfg.seed + 1)  # held-out noise never perturbs the training stream
     mean_gen = make_generator(device, cfg.seed + 2)  # the mean decoder's draws of z: nor the sampled estimate's
+    if resume is not None and resume.eval_rng_state is not None:  # (older checkpoints: draws started anew)
+        for g, state in zip((eval_gen, mean_gen), resume.eval_rng_state, strict=True):
+            g.set_state(state.to(g.get_state().device))
     # Early stopping: the best held-out snapshot so far and the evaluations since it (restored on resume,
     # where the checkpoint's scoring state is that snapshot).
     best_state: dict[str, torch.Tensor] | None = None
@@ -429,7 +432,8 @@ def train(
         return Checkpoint(kind="vae", model_config=asdict(model.cfg), state=state,
                           info=info, train_config=asdict(cfg), step=step,
                           optimizer=optimizer.state_dict(), rng_state=gen.get_state(),
-                          history=history, train_state=raw, average_state=average)
+                          history=history, train_state=raw, average_state=average,
+                          eval_rng_state=[eval_gen.get_state(), mean_gen.get_state()])
 
     def estimates(m: VAE) -> dict[str, float]:
         """The held-out estimates of ``m`` (holding the scoring weights), in the order of the run's evaluations."""

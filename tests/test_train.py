@@ -117,6 +117,42 @@ def test_resume_equals_uninterrupted_run(tmp_path, model_kw):
         assert torch.equal(full[k], resumed.state[k]), k
 
 
+@pytest.mark.parametrize("beside", [False, True], ids=["evaluations-in-turn", "evaluations-beside"])
+def test_resume_continues_the_heldout_estimates_draws(tmp_path, monkeypatch, beside):
+    # the held-out estimates draw from generators of their own: started anew at a resume, the evaluations after it
+    # differed from the uninterrupted run's, and so did the step early stopping kept and the saved weights
+    import deepseqvae.train as train_mod
+
+    codes, w = toy_family()
+    held = (codes[:20], w[:20])
+    cfg = TrainConfig(steps=40, batch_size=16, seed=3, log_every=5, eval_every=5, eval_samples=4,
+                      checkpoint_every=10, early_stopping=100, ema_decay=0.9)
+    whole = train(fresh_model(2), codes, w, cfg, toy_info(codes, w), heldout=held, evaluate_beside=beside,
+                  checkpoint_path=tmp_path / "whole.pt").checkpoint
+    real = train_mod.save_checkpoint
+
+    def killed_after_step_20(ckpt, path):
+        real(ckpt, path)
+        if ckpt.step == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", killed_after_step_20)
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh_model(2), codes, w, cfg, toy_info(codes, w), heldout=held, evaluate_beside=beside,
+              checkpoint_path=tmp_path / "part.pt")
+    monkeypatch.setattr(train_mod, "save_checkpoint", real)
+    part = load_checkpoint(tmp_path / "part.pt")
+    assert part.step == 20 and len(part.eval_rng_state) == 2
+    resumed = train(build_model(part), codes, w, cfg, toy_info(codes, w), heldout=held, evaluate_beside=beside,
+                    resume=part).checkpoint
+    assert resumed.history["heldout_iwll"] == whole.history["heldout_iwll"]  # every evaluation, to the last bit
+    assert resumed.history["best_step"] == whole.history["best_step"]
+    for k in whole.state:
+        assert torch.equal(whole.state[k], resumed.state[k]), k
+    # a slim checkpoint carries no generator state (it cannot be resumed)
+    assert whole.scoring_only().eval_rng_state is None
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     codes, w = toy_family()
     path = tmp_path / "m.pt"
