@@ -239,6 +239,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    _check_crc(path)
     try:
         with warnings.catch_warnings():  # a foreign pickle makes torch warn before it fails: our one line says it
             warnings.simplefilter("ignore")
@@ -263,7 +264,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             raise CheckpointError(f"{path}: {exc}; written by another deepseqvae "
                                   f"({payload.get('deepseqvae_version')})?") from None
     try:
-        return Checkpoint(
+        ckpt = Checkpoint(
             kind=payload["kind"],
             model_config=dict(payload["model_config"]),
             state=dict(payload["state"]),
@@ -279,6 +280,31 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None
+    for name, value in ckpt.state.items():  # NaN weights score every mutant NaN, each row still "ok"
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: weight {name} holds {int((~torch.isfinite(value)).sum())} non-finite "
+                                  "value(s): the model of a run that diverged, or a damaged file")
+    return ckpt
+
+
+def _check_crc(path: Path) -> None:
+    """Raise :class:`CheckpointError` when a record of the checkpoint's zip archive fails its CRC-32: torch.load
+    does not check them, so a damaged file (a flipped bit, a bad copy) loaded and scored, wrongly and silently."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # not a zip archive (truncated, another format): torch.load says what it is
+    with archive:
+        try:
+            bad = archive.testzip()  # reads every record: ~0.5 s a GB
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:  # a record's header
+            raise CheckpointError(f"{path}: damaged checkpoint: {' '.join(str(exc).split())}; restore a copy or "
+                                  "train again") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged checkpoint: the data of its record {bad} fails its checksum (the "
+                              "file changed after it was written); restore a copy or train again")
 
 
 def _upgrade_v1(payload: dict, path: Path) -> None:

@@ -1,6 +1,7 @@
 """Training loop, checkpoints, resume and failure handling on tiny synthetic data."""
 
 import platform
+import re
 
 import pytest
 import torch
@@ -95,6 +96,36 @@ def test_checkpoint_round_trip(tmp_path):
     for k, v in res.checkpoint.state.items():
         assert torch.equal(model.state_dict()[k], v)
     assert not model.training
+
+
+def test_a_damaged_or_diverged_checkpoint_is_refused(tmp_path):
+    # torch.load checks no CRC: a changed byte in a weight loaded and scored silently; NaN weights scored every row
+    # NaN with the status "ok"
+    codes, w = toy_family()
+    path = tmp_path / "m.pt"
+    res = train(fresh_model(), codes, w, TrainConfig(steps=5, batch_size=8, log_every=5), toy_info(codes, w),
+                checkpoint_path=path)
+    data = bytearray(path.read_bytes())
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:  # the first byte of the data of the first tensor record
+        info = next(i for i in z.infolist() if "/data/" in i.filename)
+        local = data[info.header_offset:info.header_offset + 30]  # the local header: its name and extra lengths
+        name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+        start = info.header_offset + 30 + name_len + extra_len
+    data[start] ^= 0xFF
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"flipped\.pt: damaged checkpoint: the data of its record "
+                                              rf"{re.escape(info.filename)} fails its checksum"):
+        load_checkpoint(tmp_path / "flipped.pt")
+    state = dict(res.checkpoint.state)
+    name = next(iter(state))
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_checkpoint(Checkpoint(**{**res.checkpoint.__dict__, "state": state}), tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=rf"nan\.pt: weight {re.escape(name)} holds {state[name].numel()} "
+                                              r"non-finite value\(s\): the model of a run that diverged"):
+        load_checkpoint(tmp_path / "nan.pt")
+    assert load_checkpoint(path).step == 5
 
 
 @pytest.mark.parametrize("model_kw", [{}, {"dropout": 0.3}, {"dropout": 0.3, "decoder": "mle"}],
