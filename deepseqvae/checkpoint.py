@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .alignment import AlignmentOptions
 from .alphabet import AA_TO_CODE, ALPHABET
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 from .fileio import atomic_write
 from .independent import IndependentModel
 from .model import VAE, VAEConfig
@@ -231,7 +231,13 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
         "eval_rng_state": None if ckpt.eval_rng_state is None else [t.cpu() for t in ckpt.eval_rng_state],
     }
     with _interrupt_deferred(), atomic_write(path, "wb") as fh:
-        torch.save(payload, fh)
+        try:
+            torch.save(payload, fh)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write (a full disk) as "unexpected pos"
+            if "unexpected pos" not in str(exc) and "PytorchStreamWriter failed" not in str(exc):
+                raise
+            raise OutputError(f"{path}: cannot write the checkpoint (the file system may be full: "
+                              f"{' '.join(str(exc).split())[:100]}); nothing was replaced") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

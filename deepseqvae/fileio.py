@@ -5,9 +5,11 @@ read the same whether plain or gzip-compressed."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import os
+import stat
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -90,9 +92,12 @@ def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None,
         raise OutputError(f"{path}: is a folder; give a file name")
     if path.suffix.lower() == ".gz":  # inputs may be gzip-compressed; outputs are written plain
         raise OutputError(f"{path}: outputs are written uncompressed: name it without .gz (gzip it afterwards)")
-    _make_parent(path)
+    target = _target(path)  # where the write goes: a link's target
+    if _is_stream(target):  # /dev/stdout, /dev/null, a pipe: written in place
+        return path
+    _make_parent(target)
     # a file made and removed, not os.access: that ignores read-only mounts and, for root, the permissions
-    fd, tmp = _temporary(path, ".check")
+    fd, tmp = _temporary(target, ".check")
     os.close(fd)
     os.unlink(tmp)
     return path
@@ -122,14 +127,45 @@ def _replace(tmp: str, path: Path) -> None:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
+#: write errors that mean the file system has no room for the output (or refuses it), said in one line
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def _target(path: str | os.PathLike) -> Path:
+    """The file a write to ``path`` must replace: through a symbolic link its target (replacing the link itself
+    would leave the file it names unwritten), else ``path``."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _is_stream(path: Path) -> bool:
+    """Whether ``path`` is a character device or a pipe (``/dev/stdout``, ``/dev/null``, a FIFO): written in place,
+    never replaced by a renamed file (as root, a rename onto /dev/null would replace the device)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _no_room(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write: {exc.strerror or exc}; nothing was replaced (free some space or "
+                       "choose another folder)")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it onto ``path``.
 
     If the body raises, the temporary file is removed and any existing ``path`` is untouched. A path
-    that cannot be written raises :class:`OutputError`.
+    that cannot be written, or a file system with no room left for it, raises :class:`OutputError`. A symbolic
+    link's target is written (the link kept); a device or pipe (``/dev/stdout``) is written directly.
     """
-    path = Path(path)
+    path = _target(path)
+    if _is_stream(path):
+        with open(path, mode, **kwargs) as fh:
+            yield fh
+        return
     fd, tmp = _temporary(path, ".tmp")
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
@@ -137,6 +173,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
             fh.flush()
             os.fsync(fh.fileno())
         _replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.errno in _NO_ROOM:
+            raise _no_room(path, exc) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -148,12 +190,18 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
 
     @contextlib.contextmanager
     def _cm() -> Iterator[Path]:
-        target = Path(path)
+        target = _target(path)
         fd, tmp = _temporary(target, target.suffix or ".tmp")
         os.close(fd)
         try:
             yield Path(tmp)
             _replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            if exc.errno in _NO_ROOM:
+                raise _no_room(target, exc) from None
+            raise
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

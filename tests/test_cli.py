@@ -652,10 +652,43 @@ def test_crash_while_writing_leaves_an_existing_output_untouched(independent_mod
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
-    result = invoke("score", DEMO_CSV, "-m", independent_model, "-o", out, "--no-progress")
-    assert result.exit_code != 0 and isinstance(result.exception, OSError)
+    # a full disk: one line (it was a traceback), the earlier output kept
+    assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", out, "--no-progress"),
+                      f"{out}: cannot write: No space left on device; nothing was replaced")
     assert out.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temporary file left behind
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path, monkeypatch):
+    import torch
+
+    def full(obj, fh, *args, **kwargs):  # what torch's zip writer raises when a write falls short
+        fh.write(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 14528 vs 14422")
+
+    monkeypatch.setattr(torch, "save", full)
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"precious")
+    assert_user_error(invoke("train", DEMO_A2M, "--model", "independent", "-o", out, "--no-progress"),
+                      f"{out}: cannot write the checkpoint (the file system may be full: [enforce fail",
+                      "nothing was replaced")
+    assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_an_output_link_writes_its_target_and_a_device_is_written_in_place(independent_model, tmp_path):
+    target = tmp_path / "target.csv"
+    target.write_text("old\n")
+    (tmp_path / "link.csv").symlink_to(target)
+    assert_ok(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "link.csv", "--no-progress"))
+    assert (tmp_path / "link.csv").is_symlink()  # the link kept (it was replaced by a file, its target unwritten)
+    assert target.read_text().startswith("mutant,fitness,")
+    # a character device is written in place (as root, a rename onto /dev/null would replace it by a file)
+    from deepseqvae.fileio import atomic_write, check_output
+
+    assert check_output("/dev/null") == Path("/dev/null")
+    with atomic_write("/dev/null") as fh:
+        fh.write("discarded\n")
+    assert Path("/dev/null").is_char_device()
 
 
 def test_failed_weights_leaves_an_existing_output_untouched(tmp_path):
