@@ -201,11 +201,15 @@ def _interrupt_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    # Ctrl-C, and SIGTERM/SIGHUP where the command line made them interrupt too (cli._interrupt_on_terminate)
+    signals = [signal.SIGINT] + [sig for sig in (signal.SIGTERM, signal.SIGHUP)
+                                 if signal.getsignal(sig) is signal.default_int_handler]
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if caught:
         raise KeyboardInterrupt
 

@@ -97,6 +97,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (_interrupt_on_terminate): click said "Aborted!", exit 1
+            click.echo(f"\nInterrupted: {ctx.invoked_subcommand or ctx.command_path} stopped; every output is written "
+                       "whole or not at all (an earlier one is kept)", err=True)
+            sys.exit(130)
         except DeepSeqVAEError as exc:
             raise UserError(str(exc)) from None
         except click.UsageError as exc:
@@ -174,6 +178,21 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _interrupt_on_terminate(click.get_current_context())
+
+
+def _interrupt_on_terminate(ctx: click.Context) -> None:
+    """Make SIGTERM and SIGHUP (a job scheduler's cancel, a closed terminal) interrupt as Ctrl-C does, for the
+    command's run: its temporary files are removed, a checkpoint being written is finished first, a batch stops its
+    jobs. Their default ends the process at once, leaving a checkpoint-sized temporary file behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.signal(sig, signal.default_int_handler)
+        ctx.call_on_close(lambda sig=sig, previous=previous: signal.signal(sig, previous))
 
 
 # --- commands are added below, one section each -------------------------------------------

@@ -1163,6 +1163,25 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def test_sigterm_interrupts_as_ctrl_c_and_leaves_no_temporary_file(vae_model, tmp_path):
+    # a scheduler's cancel (SIGTERM) killed the process at once: atomic_write's clean-up never ran, leaving
+    # .<name>.<random>.tmp (checkpoint-sized for train)
+    import signal
+    import time
+
+    out = tmp_path / "g.fasta"
+    proc = subprocess.Popen([sys.executable, "-m", "deepseqvae", "sample", "-m", str(vae_model[0]), "-n", "5000000",
+                             "-o", str(out), "--no-progress"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".g.fasta.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the output's temporary file is being written
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "Interrupted: sample stopped; every output is written whole or not at all" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_does_not_import_torch(tmp_path):
     # --help of every command is read before anything runs: it must not wait for torch (~2 s) to import
     code = ("import sys\n"
