@@ -18,6 +18,7 @@ the target's residue there.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
@@ -1076,6 +1077,39 @@ def logged(log_file: str | os.PathLike, func, *args, **kwargs):
             raise
 
 
+#: how long an interrupted Snakemake may take to stop its jobs and release its lock before it is killed (seconds)
+SNAKEMAKE_STOP_SECONDS = 60
+
+
+def _run_snakemake(cmd: list[str]) -> int:
+    """Run Snakemake to its end; its exit status. Interrupted (Ctrl-C, or SIGTERM made an interrupt by the command
+    line), Snakemake is asked to stop as Ctrl-C asks it, and waited for while it stops its jobs and releases the
+    working folder's lock: subprocess.run killed it within a quarter second, leaving the lock (the next run then
+    failed until --unlock) and, on SIGTERM, Snakemake and its jobs running on."""
+    import signal
+
+    def own_group() -> None:  # in the child, before Snakemake starts
+        os.setpgid(0, 0)  # its own process group, which its local jobs join: one signal reaches them all
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a batch started in a script's background has SIGINT ignored
+
+    # Snakemake's local jobs stop on the SIGINT a terminal's Ctrl-C sends the whole foreground group; Snakemake itself
+    # then waits for them and releases its lock. In a group of its own, it and its jobs get that SIGINT from here,
+    # whatever interrupted this process (Ctrl-C, or a SIGTERM made an interrupt by the command line)
+    proc = subprocess.Popen(cmd, preexec_fn=own_group)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        log.warning("interrupted: stopping Snakemake and its jobs (up to %d s)", SNAKEMAKE_STOP_SECONDS)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=SNAKEMAKE_STOP_SECONDS)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None, keep_going: bool = True,
               snakemake_args: list[str] | tuple[str, ...] = (), train_cli=None) -> tuple[int, dict[str, str]]:
     """Run the workflow for ``config`` into ``out`` with Snakemake; return (exit status, failed assays).
@@ -1104,7 +1138,7 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
     cmd = snakemake_command(cfg, out, cores=cores, keep_going=keep_going, extra=snakemake_args)
     log.info("running %s", " ".join(cmd))
     started = _now_ns(out)
-    status = subprocess.run(cmd, check=False).returncode
+    status = _run_snakemake(cmd)
     dry = any(a in ("-n", "--dry-run", "--dryrun") for a in snakemake_args)
     failed: dict[str, str] = {}
     if not dry:

@@ -399,7 +399,8 @@ def test_batch_checks_options_and_files_before_snakemake(tmp_path, monkeypatch):
     def no_snakemake(*args, **kwargs):
         raise AssertionError("Snakemake started")
 
-    monkeypatch.setattr(batch, "subprocess", type("NoSubprocess", (), {"run": staticmethod(no_snakemake)}))
+    monkeypatch.setattr(batch, "subprocess", type("NoSubprocess", (), {"run": staticmethod(no_snakemake),
+                                                                        "Popen": no_snakemake}))
     ref = write_reference(tmp_path / "ref.csv", [demo_row(), demo_row("MISSING", MSA_filename="nothere.a2m")])
     base = ["batch", str(ref), "--msa-dir", str(REPO_ROOT), "--dms-dir", str(REPO_ROOT), "-o", str(tmp_path / "run")]
     for args, message in (
@@ -438,7 +439,48 @@ def fake_run(tmp_path, jobs_done: dict[str, str], jobs_failed: dict[str, str], s
             log.write_text(message.split("|")[1])
             (out / output).unlink(missing_ok=True)
         return subprocess.CompletedProcess(cmd, status)
-    return type("FakeSubprocess", (), {"run": staticmethod(run)})
+
+    class Popen:  # what run_batch starts: the same effects, its status on wait()
+        def __init__(self, cmd, preexec_fn=None):
+            self.returncode = run(cmd).returncode
+
+        def wait(self, timeout=None):
+            return self.returncode
+
+    return type("FakeSubprocess", (), {"run": staticmethod(run), "Popen": Popen,
+                                       "TimeoutExpired": subprocess.TimeoutExpired})
+
+
+def test_an_interrupted_batch_lets_snakemake_stop_and_release_its_lock(monkeypatch):
+    # subprocess.run killed Snakemake a quarter second after Ctrl-C: its lock stayed (the next run failed until
+    # --unlock), and after a SIGTERM to batch Snakemake and its jobs ran on
+    import signal
+
+    calls = []
+
+    class Snakemake:
+        def __init__(self, cmd, preexec_fn=None):
+            calls.append("start")
+            self.pid = 12345
+
+        def wait(self, timeout=None):
+            calls.append(("wait", timeout))
+            if len(calls) == 2:
+                raise KeyboardInterrupt  # the user's Ctrl-C, while Snakemake runs
+            return 1
+
+        def send_signal(self, sig):
+            calls.append(("signal", sig))
+
+        def kill(self):
+            calls.append("kill")
+
+    monkeypatch.setattr(batch, "subprocess", type("S", (), {"Popen": Snakemake,
+                                                             "TimeoutExpired": subprocess.TimeoutExpired}))
+    monkeypatch.setattr(batch.os, "killpg", lambda pid, sig: calls.append(("group signal", sig)))
+    with pytest.raises(KeyboardInterrupt):
+        batch._run_snakemake(["snakemake"])
+    assert calls == ["start", ("wait", None), ("group signal", signal.SIGINT), ("wait", batch.SNAKEMAKE_STOP_SECONDS)]
 
 
 def test_batch_says_whether_it_wrote_the_summary(tmp_path, monkeypatch):
