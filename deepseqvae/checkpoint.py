@@ -162,6 +162,7 @@ class Checkpoint:
     #                                                       held-out snapshot instead (early stopping)
     eval_rng_state: list[torch.Tensor] | None = None  # the held-out estimates' two generators (a resume continues
     #                                                   their draws, so its evaluations, and what they keep, are exact)
+    source: str = field(default="", compare=False, repr=False)  # the file it was loaded from (messages), not saved
 
     @property
     def resumable(self) -> bool:
@@ -287,6 +288,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             train_state=None if payload.get("train_state") is None else dict(payload["train_state"]),
             average_state=None if payload.get("average_state") is None else dict(payload["average_state"]),
             eval_rng_state=None if payload.get("eval_rng_state") is None else list(payload["eval_rng_state"]),
+            source=str(path),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None
@@ -331,11 +333,21 @@ def _upgrade_v1(payload: dict, path: Path) -> None:
 
 
 def build_model(ckpt: Checkpoint) -> torch.nn.Module:
-    """Instantiate the model stored in ``ckpt`` (on the CPU, in eval mode) with its weights."""
-    model = model_kind(ckpt.kind).build(ckpt.model_config)
-    missing, unexpected = model.load_state_dict(ckpt.state, strict=False)
+    """Instantiate the model stored in ``ckpt`` (on the CPU, in eval mode) with its weights; a configuration or
+    weights that do not make one (an edited or foreign file) raise :class:`CheckpointError` naming the file."""
+    where = f"{ckpt.source}: " if ckpt.source else ""
+    try:
+        model = model_kind(ckpt.kind).build(ckpt.model_config)
+    except (TypeError, ValueError) as exc:  # an unknown or missing configuration field, an impossible value
+        raise CheckpointError(f"{where}its model configuration does not make a model "
+                              f"({' '.join(str(exc).split())})") from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt.state, strict=False)
+    except RuntimeError as exc:  # a weight of another shape
+        first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
+        raise CheckpointError(f"{where}checkpoint weights do not fit the model: {first}") from None
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint weights do not fit the model: missing {missing[:5]}, "
+        raise CheckpointError(f"{where}checkpoint weights do not fit the model: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
     return model.eval()
 

@@ -128,6 +128,26 @@ def test_a_damaged_or_diverged_checkpoint_is_refused(tmp_path):
     assert load_checkpoint(path).step == 5
 
 
+def test_an_edited_checkpoint_is_one_error_naming_the_file(tmp_path):
+    # a weight of another shape or an unknown configuration field was a traceback; a missing weight did not name
+    # the file
+    codes, w = toy_family()
+    ck = train(fresh_model(), codes, w, TrainConfig(steps=2, batch_size=8, log_every=1), toy_info(codes, w)).checkpoint
+    name = next(iter(ck.state))
+    edits = {
+        "shape.pt": ({**ck.__dict__, "state": {**ck.state, name: torch.zeros(3, 3)}},
+                     rf"shape\.pt: checkpoint weights do not fit the model: size mismatch for {re.escape(name)}"),
+        "config.pt": ({**ck.__dict__, "model_config": {**ck.model_config, "bogus": 1}},
+                      r"config\.pt: its model configuration does not make a model \(.*bogus"),
+        "missing.pt": ({**ck.__dict__, "state": {k: v for k, v in ck.state.items() if k != name}},
+                       rf"missing\.pt: checkpoint weights do not fit the model: missing \['{re.escape(name)}'\]"),
+    }
+    for file, (fields, message) in edits.items():
+        save_checkpoint(Checkpoint(**fields), tmp_path / file)
+        with pytest.raises(CheckpointError, match=message):
+            build_model(load_checkpoint(tmp_path / file))
+
+
 @pytest.mark.parametrize("model_kw", [{}, {"dropout": 0.3}, {"dropout": 0.3, "decoder": "mle"}],
                          ids=["plain", "svi-dropout", "mle-dropout"])
 def test_resume_equals_uninterrupted_run(tmp_path, model_kw):
