@@ -611,7 +611,10 @@ def write_demo(
     if replaced:  # the default folder is the repository's alignments/: its shipped demo is one command away
         log.warning("replacing %s (the family simulated now, seed %d, L = %d)", " and ".join(replaced), seed, L)
     letters = np.frombuffer((ALPHABET + "-").encode("ascii"), dtype=np.uint8)
-    with atomic_write(out / "demo.a2m", newline="\n") as fh:
+    # the two files are a pair: both written before either replaces an earlier one (a full disk between them left a
+    # new alignment beside the old family's mutants)
+    with atomic_write(out / "demo.a2m", newline="\n") as fh, \
+            atomic_write(out / "demo_mutants.csv", newline="\n") as fm:
         for k, row in enumerate(fam.codes):
             name = "DEMO" if k == 0 else f"SIM_{k:06d}"
             header = f">{name}/1-{L}" if k == 0 else _header(name, row)
@@ -619,10 +622,9 @@ def write_demo(
             fh.write(header + "\n")
             for s in range(0, L, line_width):
                 fh.write(seq[s:s + line_width] + "\n")
-    with atomic_write(out / "demo_mutants.csv", newline="\n") as fh:
-        fh.write("mutant,fitness\n")
+        fm.write("mutant,fitness\n")
         for muts, f in zip(list(singles) + list(doubles), np.concatenate([fit_s, fit_d]), strict=True):
-            fh.write(f"{_label(muts)},{_fmt(f)}\n")
+            fm.write(f"{_label(muts)},{_fmt(f)}\n")
 
     # Statistics with the package's own weights and site-independent model (a learnability check).
     w = compute_weights(fam.codes, 0.2)

@@ -350,3 +350,23 @@ def test_simulate_length_is_bounded_by_the_dense_couplings_memory(tmp_path):
     result = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "big"), "--length", "1001"])
     assert result.exit_code == 2 and "1001 is not in the range 5<=x<=1000" in result.output
     assert not (tmp_path / "big").exists()
+
+
+def test_write_demo_replaces_both_files_or_neither(tmp_path, monkeypatch):
+    # a full disk while the mutants were written left the new alignment beside the old family's mutants
+    import errno
+
+    import deepseqvae.simulate as sim
+    from deepseqvae.errors import OutputError
+
+    write_demo(tmp_path, n_seqs=20, L=8, n_pairs=2, n_doubles=3, seed=1)
+    before = {n: (tmp_path / n).read_text() for n in ("demo.a2m", "demo_mutants.csv")}
+
+    def full(muts):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sim, "_label", full)
+    with pytest.raises(OutputError, match="demo_mutants.csv: cannot write: No space left on device"):
+        write_demo(tmp_path, n_seqs=20, L=8, n_pairs=2, n_doubles=3, seed=2)
+    assert {n: (tmp_path / n).read_text() for n in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.a2m", "demo_mutants.csv"]
