@@ -439,7 +439,9 @@ def _recipe_help() -> str:
                    "families of at least 100 effective sequences (up to 26 % less training time, the same "
                    "held-out fit), off below; paper: off]")
 @click.option("--resume", is_flag=True,
-              help="Continue the run saved in --output (weights, optimizer and random state) up to --steps.")
+              help="Continue the run saved in --output (weights, optimizer and random state) up to --steps; or, "
+                   "where one is there, the run interrupted in <OUTPUT stem>.partial.pt, whose checkpoints went "
+                   "beside an earlier model in --output (kept until the run ends).")
 @click.option("--slim", is_flag=True,
               help="Save only what score, scan, classify, embed and sample need (the scored weights, configs and "
                    "numbering: about a fifth of a resumable file); such a checkpoint cannot be continued with "
@@ -513,7 +515,13 @@ def train_command(msa, output, model_kind, recipe, steps, batch_size, learning_r
             pseudocount=pseudocount, device=device, resume=resume, progress=progress, recipe=recipe,
             refit_beside=refit_beside, slim=slim)
     except KeyboardInterrupt:  # Ctrl-C: say what is on disk instead of click's bare "Aborted!"
-        if out.exists() and out.stat().st_mtime >= started:
+        from .pipeline import partial_checkpoint
+
+        partial = partial_checkpoint(out)
+        if partial.exists() and partial.stat().st_mtime >= started:  # the output held an earlier model: kept
+            click.echo(f"\nInterrupted: {partial} holds this run's last checkpoint and {out} the earlier model; "
+                       "continue this run with --resume.", err=True)
+        elif out.exists() and out.stat().st_mtime >= started:
             click.echo(f"\nInterrupted: {out} holds this run's last checkpoint; continue it with --resume.", err=True)
         else:
             click.echo(f"\nInterrupted before this run's first checkpoint (every --checkpoint-every steps): "

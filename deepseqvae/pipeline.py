@@ -245,34 +245,55 @@ def _resumed_train_config(resume: Checkpoint, base, overrides: dict, path: Path)
         raise CheckpointError(f"{path}: its training settings cannot be resumed ({exc})") from None
 
 
+def partial_checkpoint(output: str | os.PathLike) -> Path:
+    """``<stem>.partial<suffix>`` beside ``output``: the checkpoints of a run whose output holds an earlier model."""
+    p = Path(output)
+    return p.with_name(f"{p.stem}.partial{p.suffix}")
+
+
 def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str, str]:
     from .recipes import recipe_configs
     from .runtime import keep_heap
     from .train import fit_alignment
 
     resume, recipe = None, fit.recipe or DEFAULT_RECIPE
+    # Where this run's checkpoints go: the output, unless a file is there already (an earlier model), which is kept
+    # until this run ends: its checkpoints go to <stem>.partial<suffix> beside it, renamed onto it at the end, and
+    # --resume continues from that file when it is there.
+    partial = partial_checkpoint(fit.output)
+    ckpt_path = fit.output
     if fit.resume:
-        if not fit.output.exists():
+        ckpt_path = partial if partial.exists() else fit.output
+        if ckpt_path == partial:
+            log.warning("resuming the run interrupted in %s (%s holds an earlier model, replaced when it ends)",
+                        partial, fit.output)
+        if not ckpt_path.exists():
             raise CheckpointError(f"{fit.output}: nothing to resume (no such checkpoint)")
-        resume = load_checkpoint(fit.output)
-        _check_resume_model(resume, fit.model_options, fit.output)
+        resume = load_checkpoint(ckpt_path)
+        _check_resume_model(resume, fit.model_options, ckpt_path)
         stored = (resume.train_config or {}).get("recipe")
         if fit.recipe and stored and fit.recipe != stored:
-            raise CheckpointError(f"{fit.output}: was trained with the {stored} recipe; resume it without --recipe "
+            raise CheckpointError(f"{ckpt_path}: was trained with the {stored} recipe; resume it without --recipe "
                                   f"{fit.recipe}, or train anew")
         recipe = stored or recipe
+    elif fit.output.exists():
+        ckpt_path = partial
     model_cfg, train_cfg = recipe_configs(recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
                                           model_overrides=fit.model_options,
                                           train_overrides=None if resume is not None else fit.train_options)
     if resume is not None:  # the run's own settings go on; only the options given anew change them
-        train_cfg = _resumed_train_config(resume, train_cfg, fit.train_options, fit.output)
+        train_cfg = _resumed_train_config(resume, train_cfg, fit.train_options, ckpt_path)
     log.info("recipe %s: %d steps, decoder %s", recipe, train_cfg.steps, model_cfg.decoder_hidden)
     keep_heap()  # a training process reuses its freed memory instead of page-faulting it in every step
     result = fit_alignment(fit.aln, fit.weights, model_cfg, train_cfg, theta=fit.theta, device=fit.device,
-                           checkpoint_path=fit.output, resume=resume, progress=fit.progress,
+                           checkpoint_path=ckpt_path, resume=resume, progress=fit.progress,
                            refit_beside=fit.refit_beside)
     if fit.slim:  # the interim checkpoints were complete; the final one keeps what scoring needs
         save_checkpoint(result.checkpoint.scoring_only(), fit.output)
+        if ckpt_path != fit.output:
+            ckpt_path.unlink(missing_ok=True)
+    elif ckpt_path != fit.output:  # the finished run replaces the earlier model now, not at its first checkpoint
+        os.replace(ckpt_path, fit.output)
     elbo = result.history.get("elbo") or [float("nan")]
     h, note = result.history, ""
     if h.get("heldout_iwll"):
@@ -368,9 +389,10 @@ def train_file(
     check_output(output, msa, weights_path)
     if TRAINERS[model_kind].iterative and not resume:  # a resumed run's model is the checkpoint's
         check_model_options(recipe or DEFAULT_RECIPE, model_options)
-    if not resume and Path(output).is_file():  # said now, not when its first checkpoint has replaced it
-        log.warning("%s exists: this run replaces it%s", output,
-                    " (--resume would continue it)" if TRAINERS[model_kind].iterative else "")
+    if not resume and Path(output).is_file():  # said now, not when it is replaced
+        log.warning("%s exists: this run replaces it when it ends%s", output,
+                    f" (its checkpoints meanwhile go to {partial_checkpoint(output)}; --resume would continue the "
+                    "earlier run)" if TRAINERS[model_kind].iterative else "")
     dev = resolve_device(device)
     options = options or AlignmentOptions()
     aln = options.read(msa)

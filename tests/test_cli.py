@@ -1156,6 +1156,34 @@ def test_interrupted_training_says_what_is_on_disk(monkeypatch, tmp_path):
         result.stderr
 
 
+def test_a_run_over_an_earlier_model_keeps_it_until_it_ends(monkeypatch, tmp_path):
+    # the first periodic checkpoint replaced the earlier model: interrupted, the run lost it
+    import deepseqvae.train as train_mod
+    from deepseqvae.checkpoint import load_checkpoint
+
+    out = tmp_path / "m.pt"
+    assert_ok(invoke("train", DEMO_A2M, "-o", out, *TINY_VAE[2:], "--steps", 20, "--holdout", 0))
+    earlier = out.read_bytes()
+    real, saves = train_mod.save_checkpoint, []
+
+    def interrupted_after_one_checkpoint(ckpt, path):
+        real(ckpt, path)
+        saves.append(Path(path).name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", interrupted_after_one_checkpoint)
+    result = invoke("train", DEMO_A2M, "-o", out, *TINY_VAE[2:], "--steps", 40, "--holdout", 0, "--checkpoint-every",
+                    10)
+    assert result.exit_code == 130 and saves == ["m.partial.pt"]
+    assert f"Interrupted: {tmp_path / 'm.partial.pt'} holds this run's last checkpoint and {out} the earlier " \
+           "model; continue this run with --resume" in result.stderr
+    assert out.read_bytes() == earlier and load_checkpoint(tmp_path / "m.partial.pt").step == 10
+    monkeypatch.setattr(train_mod, "save_checkpoint", real)
+    assert_ok(invoke("train", DEMO_A2M, "-o", out, "--resume", "--no-progress"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # the finished run replaced the earlier model
+    assert load_checkpoint(out).step == 40
+
+
 # --- a real process ------------------------------------------------------------------------------------
 
 
