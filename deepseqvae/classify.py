@@ -336,7 +336,8 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
     whose ``delta_elbo`` and ``delta_elbo_sem`` are used).
 
     Every row must be a single substitution of a standard amino acid with a numeric score; the wild
-    type of each position is taken from the mutants themselves and must agree between rows.
+    type of each position is taken from the mutants themselves and must agree between rows. ``protein`` "" takes a
+    classes CSV's own ``protein_name`` (one name) where it has one.
     """
     path = Path(path)
     try:
@@ -383,6 +384,9 @@ def read_scan(path: str | os.PathLike, protein: str = "") -> ScanScores:
             if k in first:
                 raise ClassifyError(f"{path}: line {table.line(i)}: {subs[i]} repeats line {table.line(first[k])}")
             first[k] = i
+    if not protein and "protein_name" in table.frame.columns:  # a classes CSV names its protein
+        names = {str(v).strip() for v in table.frame["protein_name"]} - {""}
+        protein = names.pop() if len(names) == 1 else ""
     return ScanScores(protein=protein, mutants=[str(s) for s in subs], delta_elbo=score, sem=sem,
                       focus_seq="".join(wt_at[int(p)][0] for p in positions), positions=positions,
                       columns=np.array([k[0] for k in keys], dtype=np.int64),

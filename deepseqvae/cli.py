@@ -864,8 +864,8 @@ def _fmt_pct(v: float) -> str:
 @click.option("--protein", default=None, metavar="NAME",
               help="Protein name: the rows of --labels' protein column (protein_name, or protein, gene, symbol, "
                    "uniprot_id ...; matched ignoring case) to use and the name in the output. "
-                   "[default: the checkpoint's focus id up to '/', e.g. P53_HUMAN; with --scan, the scan file's name "
-                   "without _singles.csv]")
+                   "[default: the checkpoint's focus id up to '/', e.g. P53_HUMAN; with --scan, a classes CSV's "
+                   "protein_name, else the scan file's name without _singles.csv]")
 @click.option("--offset", type=int, default=0, show_default=True,
               help="Added to every position of --labels before it is matched to the scan.")
 @click.option("--prior", type=click.Path(dir_okay=False), default=None,

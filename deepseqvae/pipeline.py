@@ -793,7 +793,9 @@ def classify_file(
     if scan is not None:
         # the protein: --protein, else the one the label table names, else the scan file's name
         name = protein or (C.choose_protein(table, "") if table is not None and table.proteins is not None else "")
-        scores = C.read_scan(scan, name or plain_name(scan).stem.removesuffix("_singles"))
+        scores = C.read_scan(scan, name)  # else a classes CSV's own protein_name, else the file's name
+        if not scores.protein:
+            scores.protein = plain_name(scan).stem.removesuffix("_singles")
     elif models:
         scores = scan_scores(list(models), protein=protein, n_samples=n_samples, seed=seed, device=device,
                              batch_size=batch_size, progress=progress, first=first)

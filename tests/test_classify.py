@@ -215,6 +215,15 @@ def _write_scan(path: Path, focus: str = "ACD", first: int = 10) -> pd.DataFrame
     return frame
 
 
+def test_a_classes_csv_read_as_a_scan_keeps_its_protein_name(tmp_path):
+    frame = _write_scan(tmp_path / "scan.csv")
+    frame.rename(columns={"score": "delta_elbo", "score_sem": "delta_elbo_sem"}).assign(protein_name="P53_HUMAN") \
+        .to_csv(tmp_path / "p53_classes.csv", index=False)
+    assert read_scan(tmp_path / "p53_classes.csv").protein == "P53_HUMAN"  # classify named it after the file
+    assert read_scan(tmp_path / "p53_classes.csv", protein="X").protein == "X"
+    assert read_scan(tmp_path / "scan.csv").protein == ""
+
+
 def test_read_scan_rebuilds_the_wild_type(tmp_path):
     frame = _write_scan(tmp_path / "scan.csv")
     scan = read_scan(tmp_path / "scan.csv", protein="TOY")
