@@ -982,7 +982,8 @@ def classify_prior_command(scans, output, n_init, seed):
 
     prior, out = classify_prior_file(list(scans), output, n_init=n_init, seed=seed)
     m = prior.mixture
-    click.echo(f"Pooled {m.n_fitted:,} variants of {len(scans)} scans: benign mean {m.means[0]:.3f} "
+    click.echo(f"Pooled {m.n_fitted:,} variants of {len(scans)} scan{'s' * (len(scans) != 1)}: benign mean "
+               f"{m.means[0]:.3f} "
                f"(weight {m.weights[0]:.3f}), pathogenic mean {m.means[1]:.3f} (weight {m.weights[1]:.3f}); "
                f"separation (Ashman's D) {m.separation:.2f}")
     click.echo(f"Wrote {out}")

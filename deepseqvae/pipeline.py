@@ -866,7 +866,14 @@ def classify_prior_file(scans: list[str | os.PathLike], output: str | os.PathLik
     scans = path_list(scans, "scans")
     check_output(output, *scans)
     check_distinct(scans, "scan")  # one protein twice would count double in the pooled fit
-    prior = C.fit_prior([C.read_scan(s) for s in scans], n_init=C.N_INIT if n_init is None else n_init, seed=seed)
+    read = [C.read_scan(s) for s in scans]
+    for i, a in enumerate(read):  # a copy of one file: the same mutants with the same scores
+        for j in range(i):
+            b = read[j]
+            if a.mutants == b.mutants and np.array_equal(a.delta_elbo, b.delta_elbo):
+                raise ClassifyError(f"{scans[i]}: the same scores as {scans[j]} (a copy?); each protein's scan counts "
+                                    "once in the pooled mixture")
+    prior = C.fit_prior(read, n_init=C.N_INIT if n_init is None else n_init, seed=seed)
     return prior, C.save_prior(prior, output)
 
 

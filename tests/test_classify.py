@@ -647,10 +647,17 @@ def test_classify_command_from_a_model_and_from_its_scan(tiny):
     assert r.exit_code == 2 and "given twice" in r.output and not prior.exists()  # one scan pooled twice: a mistake
     r = run_cli("classify-prior", d / "singles_positions.csv", "-o", prior)
     assert r.exit_code == 2 and "not a scan CSV: no column of mutants" in r.output and "--mutant-col" not in r.output
-    twin = d / "singles_twin.csv"  # another protein's scan, here the same numbers
-    twin.write_bytes(scan.read_bytes())
+    copy = d / "singles_copy.csv"  # the same scan under another name: it would count twice
+    copy.write_bytes(scan.read_bytes())
+    r = run_cli("classify-prior", scan, copy, "-o", prior, "--n-init", 3)
+    assert r.exit_code == 2 and f"{copy}: the same scores as {scan} (a copy?)" in r.output and not prior.exists()
+    twin = d / "singles_twin.csv"  # another protein's scan, here nearly the same numbers
+    other = pd.read_csv(scan)
+    other["score"] += 1e-3
+    other.to_csv(twin, index=False)
     r = run_cli("classify-prior", scan, twin, "-o", prior, "--n-init", 3)
     assert r.exit_code == 0, r.output
+    assert "variants of 2 scans" in r.output
     assert json.loads(prior.read_text())["mixture"]["n_fitted"] == 2 * 19 * 60
     saved = load_prior(prior).mixture
     assert f"separation (Ashman's D) {saved.separation:.2f}" in r.output
