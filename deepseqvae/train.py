@@ -922,11 +922,18 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
         pace.abandon()
         raise
     finally:
-        refit_thread.join()
-        torch.set_num_threads(threads)
+        try:
+            refit_thread.join()
+        finally:  # a second Ctrl-C during the join must not leave the caller with half the threads
+            torch.set_num_threads(threads)
     error = out.get("error")
     if isinstance(error, TrainingError):
         raise error
+    if error is None and "result" in out and out["result"].checkpoint.step != kept:
+        # the refit checks the verdict at its own evaluation steps only: a kept step off that grid (a resume with
+        # other --steps) ended it at the next one, past the kept step; trained again after, it stops there
+        error = f"it stopped at step {out['result'].checkpoint.step}, not at the kept step {kept}"
+        out.pop("result")
     if error is not None or "result" not in out:  # not expected: the refit after the held-out run instead
         log.warning("the refit beside the held-out run failed (%s); refitting after it", error)
         refit = _refit(alignment, all_weights, model.cfg, train_cfg, info, kept, record, device=device,

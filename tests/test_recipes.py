@@ -1302,3 +1302,83 @@ def test_training_finished_by_steps_early_stopping_or_refit():
     assert not training_finished(ck(40, refit, eval_step=[10, 20, 30, 40], best_step=[20]))
     assert training_finished(ck(20, {**refit, "stop_step": 20}, eval_step=[10, 20, 30, 40], best_step=[20],
                                 refit_step=[20]))
+
+
+def test_a_refit_beside_a_resume_stops_at_a_kept_step_off_its_evaluation_grid(tmp_path, monkeypatch):
+    # the refit checks the held-out run's verdict at its own evaluation steps: resumed with more steps, the kept step
+    # 23 (the first run's end) is off that grid, and the refit beside saved step 25 labelled as step 23
+    from test_train import CFG
+
+    import deepseqvae.train as train_mod
+    from deepseqvae.checkpoint import load_checkpoint
+    from deepseqvae.train import fit_alignment
+
+    aln = _toy_alignment(tmp_path)
+    w = np.ones(aln.N)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+    cfg = TrainConfig(**{**REFIT_BASE, "steps": 23})  # evaluations at 5, 10, 15, 20 and 23 (its end)
+    _scripted_heldout(monkeypatch, [-10.0, -9.0, -8.0, -7.0, -6.0])  # the best at 23
+    real_refit = train_mod._refit
+
+    def interrupted(*args, **kwargs):  # the refit after the held-out run interrupted: the file holds that run
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_refit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit_alignment(aln, w, model_cfg, cfg, theta=0.2, refit_beside=False, checkpoint_path=tmp_path / "m.pt")
+    monkeypatch.setattr(train_mod, "_refit", real_refit)
+    first = load_checkpoint(tmp_path / "m.pt")
+    assert first.step == 23 and first.history["best_step"] == [23]
+    more = replace(cfg, steps=40)  # evaluations at 25, 30, ...: two worse ones stop it at 30
+    got = {}
+    for beside in (False, True):
+        _scripted_heldout(monkeypatch, [-20.0])
+        got[beside] = fit_alignment(aln, w, model_cfg, more, theta=0.2, refit_beside=beside, resume=first).checkpoint
+    for ck in got.values():
+        assert ck.step == 23 and ck.history["refit_step"] == [23]
+    for k in got[False].state:
+        assert torch.equal(got[False].state[k], got[True].state[k]), k
+
+
+def test_a_second_interrupt_while_the_refit_ends_restores_the_thread_count(tmp_path, monkeypatch):
+    import os
+    import signal
+    import threading
+    import time
+
+    from test_train import CFG
+
+    import deepseqvae.train as train_mod
+    from deepseqvae.train import fit_alignment
+
+    aln = _toy_alignment(tmp_path)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt  # the first Ctrl-C, in the held-out run
+
+    monkeypatch.setattr(train_mod, "heldout_estimates", broken)
+    real_check, real_abandon = RefitPace.check, RefitPace.abandon
+
+    def slow_check(self):  # the refit's step under way takes a while (a large model, a compile)
+        if self._abandoned:
+            time.sleep(3.0)  # the second Ctrl-C (0.3 s after the first) comes while the join waits
+        real_check(self)
+
+    def abandon_then_ctrl_c_again(self):
+        real_abandon(self)
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()  # pressed again while the refit ends
+
+    monkeypatch.setattr(RefitPace, "check", slow_check)
+    monkeypatch.setattr(RefitPace, "abandon", abandon_then_ctrl_c_again)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, refit_beside=True)
+        assert torch.get_num_threads() == 2  # it was left at 1, the refit's share
+    finally:
+        torch.set_num_threads(before)
+        for t in threading.enumerate():
+            if t.name == "deepseqvae-refit":
+                t.join(timeout=10)
