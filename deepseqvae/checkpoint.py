@@ -202,9 +202,10 @@ def _interrupt_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    # Ctrl-C, and SIGTERM/SIGHUP where the command line made them interrupt too (cli._interrupt_on_terminate)
-    signals = [signal.SIGINT] + [sig for sig in (signal.SIGTERM, signal.SIGHUP)
-                                 if signal.getsignal(sig) is signal.default_int_handler]
+    # the signals that interrupt: Ctrl-C, unless ignored (a script's background job), and SIGTERM/SIGHUP where the
+    # command line made them interrupt too (cli._interrupt_on_terminate)
+    signals = [sig for sig in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP"))
+               if sig is not None and signal.getsignal(sig) is signal.default_int_handler]
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in signals}
     try:
         yield

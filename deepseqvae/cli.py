@@ -190,7 +190,10 @@ def _interrupt_on_terminate(ctx: click.Context) -> None:
 
     if threading.current_thread() is not threading.main_thread():
         return
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for name in ("SIGTERM", "SIGHUP"):  # (no SIGHUP on Windows)
+        sig = getattr(signal, name, None)
+        if sig is None or signal.getsignal(sig) is not signal.SIG_DFL:  # nohup's ignored SIGHUP stays ignored
+            continue
         previous = signal.signal(sig, signal.default_int_handler)
         ctx.call_on_close(lambda sig=sig, previous=previous: signal.signal(sig, previous))
 

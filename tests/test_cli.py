@@ -1191,6 +1191,26 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def test_terminate_signals_interrupt_for_the_command_only_and_nohup_is_kept(monkeypatch):
+    import signal
+
+    from deepseqvae.cli import _interrupt_on_terminate
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+        ctx = click.Context(main)
+        _interrupt_on_terminate(ctx)
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN  # it interrupted a nohup run
+        ctx.close()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def test_sigterm_interrupts_as_ctrl_c_and_leaves_no_temporary_file(vae_model, tmp_path):
     # a scheduler's cancel (SIGTERM) killed the process at once: atomic_write's clean-up never ran, leaving
     # .<name>.<random>.tmp (checkpoint-sized for train)

@@ -148,6 +148,34 @@ def test_an_edited_checkpoint_is_one_error_naming_the_file(tmp_path):
             build_model(load_checkpoint(tmp_path / file))
 
 
+def test_a_signal_during_a_checkpoint_write_waits_for_it_unless_ignored(tmp_path, monkeypatch):
+    # Ctrl-C inside torch's zip writer surfaced as a RuntimeError mid-file: it is held until the file is whole; an
+    # ignored SIGINT (a script's background job) must stay ignored, not become an interrupt there
+    import os
+    import signal
+
+    from conftest import toy_vae_checkpoint
+
+    ck, _ = toy_vae_checkpoint()
+    real_save = torch.save
+
+    def save_and_signal(obj, fh):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives during the write
+        real_save(obj, fh)
+
+    monkeypatch.setattr(torch, "save", save_and_signal)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ck, tmp_path / "held.pt")
+    assert load_checkpoint(tmp_path / "held.pt").step == ck.step  # written whole before the interrupt
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        save_checkpoint(ck, tmp_path / "ignored.pt")  # no KeyboardInterrupt
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert load_checkpoint(tmp_path / "ignored.pt").step == ck.step
+
+
 @pytest.mark.parametrize("model_kw", [{}, {"dropout": 0.3}, {"dropout": 0.3, "decoder": "mle"}],
                          ids=["plain", "svi-dropout", "mle-dropout"])
 def test_resume_equals_uninterrupted_run(tmp_path, model_kw):
