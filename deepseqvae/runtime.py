@@ -111,7 +111,14 @@ def flush_subnormals() -> Callable[[], None]:
     """
     import torch
 
-    if _flushing_subnormals() or not torch.set_flush_denormal(True):  # already on, or no such mode (non-x86)
+    if _flushing_subnormals():  # already on
+        return lambda: None
+    # torch's intra-op pool (OpenMP) starts its workers lazily, each with the floating-point mode of the thread that
+    # starts it: started after the setting, they would keep flushing after it is restored (half of every 2-thread
+    # operation of the caller). Started now, they keep the caller's mode; only this thread's share flushes.
+    if torch.get_num_threads() > 1:
+        torch.ones(1 << 18).add_(1.0)  # one parallel operation: the pool's workers exist from here on
+    if not torch.set_flush_denormal(True):  # no such mode (non-x86)
         return lambda: None
     return lambda: torch.set_flush_denormal(False)
 

@@ -2,6 +2,7 @@
 
 import platform
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,6 +82,32 @@ def test_training_steps_flush_subnormals_and_leave_the_thread_as_it_was(monkeypa
     codes, w = toy_family()
     train(fresh_model(), codes, w, TrainConfig(steps=3, batch_size=8, log_every=1), toy_info(codes, w))
     assert during == [True, True, True] and not _flushing_subnormals()
+
+
+@x86_only
+def test_flushing_does_not_leak_into_torchs_thread_pool():
+    # the pool's OpenMP workers, started inside train() after the setting, copied it and kept flushing after train()
+    # restored the caller's: half of every later 2-thread operation lost its subnormals (a fresh process: the pool
+    # must start inside train())
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from conftest import toy_family, toy_info\n"
+        "from test_train import fresh_model\n"
+        "from deepseqvae.train import TrainConfig, train\n"
+        "torch.set_num_threads(2)\n"
+        "codes, w = toy_family()\n"
+        "train(fresh_model(0), codes, w, TrainConfig(steps=5, log_every=5, compile_kernels=False), "
+        "toy_info(codes, w))\n"
+        "y = torch.full((1 << 20,), 1e-30) * 1e-10\n"
+        "print(int((y == 0).sum()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "0"
 
 
 def test_checkpoint_round_trip(tmp_path):
