@@ -927,8 +927,8 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
         finally:  # a second Ctrl-C during the join must not leave the caller with half the threads
             torch.set_num_threads(threads)
     error = out.get("error")
-    if isinstance(error, TrainingError):
-        raise error
+    if isinstance(error, TrainingError):  # said as the refit's: the file, if any, holds the held-out run
+        raise TrainingError(f"the refit on every sequence (beside the held-out run): {error}") from None
     if error is None and "result" in out and out["result"].checkpoint.step != kept:
         # the refit checks the verdict at its own evaluation steps only: a kept step off that grid (a resume with
         # other --steps) ended it at the next one, past the kept step; trained again after, it stops there

@@ -1130,6 +1130,30 @@ def test_a_failed_refit_beside_is_run_again_after(tmp_path, monkeypatch, caplog)
     assert all(torch.equal(after.state[k], res.checkpoint.state[k]) for k in after.state)
 
 
+def test_a_training_error_of_the_refit_beside_is_said_as_the_refits(tmp_path, monkeypatch):
+    # "loss became nan at step 1" while the file held the held-out run at a later step: whose step was not said
+    import threading
+
+    from test_train import CFG
+
+    import deepseqvae.train as train_mod
+    from deepseqvae.train import fit_alignment
+
+    aln = _toy_alignment(tmp_path)
+    model_cfg = VAEConfig(seq_len=aln.L, **CFG)
+    _scripted_heldout(monkeypatch, [-10.0, -9.0, -9.5, -9.7])
+    real = train_mod.loss_terms
+
+    def nan_in_the_refit(*args, **kwargs):
+        loss, stats = real(*args, **kwargs)
+        return (loss * float("nan"), stats) if threading.current_thread().name == "deepseqvae-refit" else (loss, stats)
+
+    monkeypatch.setattr(train_mod, "loss_terms", nan_in_the_refit)
+    with pytest.raises(TrainingError, match=r"^the refit on every sequence \(beside the held-out run\): loss became "
+                                            r"nan at step 1"):
+        fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, refit_beside=True)
+
+
 def test_refit_pace_holds_at_the_best_step_and_stops_at_the_chosen_one():
     import threading
 
