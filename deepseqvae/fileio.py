@@ -9,6 +9,7 @@ import errno
 import gzip
 import io
 import os
+import shutil
 import stat
 import tempfile
 import zlib
@@ -92,9 +93,9 @@ def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None,
         raise OutputError(f"{path}: is a folder; give a file name")
     if path.suffix.lower() == ".gz":  # inputs may be gzip-compressed; outputs are written plain
         raise OutputError(f"{path}: outputs are written uncompressed: name it without .gz (gzip it afterwards)")
-    target = _target(path)  # where the write goes: a link's target
-    if _is_stream(target):  # /dev/stdout, /dev/null, a pipe: written in place
+    if is_stream(path):  # /dev/stdout, /dev/null, a pipe: written in place
         return path
+    target = _target(path)  # where the write goes: a link's target
     _make_parent(target)
     # a file made and removed, not os.access: that ignores read-only mounts and, for root, the permissions
     fd, tmp = _temporary(target, ".check")
@@ -127,8 +128,8 @@ def _replace(tmp: str, path: Path) -> None:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-#: write errors that mean the file system has no room for the output (or refuses it), said in one line
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+#: write errors that mean the file system has no room for the output, said in one line
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _target(path: str | os.PathLike) -> Path:
@@ -138,18 +139,19 @@ def _target(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
-def _is_stream(path: Path) -> bool:
-    """Whether ``path`` is a character device or a pipe (``/dev/stdout``, ``/dev/null``, a FIFO): written in place,
-    never replaced by a renamed file (as root, a rename onto /dev/null would replace the device)."""
+def is_stream(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (followed through links: ``/dev/stdout`` to a pipe) is a character device or a pipe
+    (``/dev/null``, a FIFO, a terminal): written in place, never replaced by a renamed file (as root, a rename onto
+    /dev/null would replace the device)."""
     try:
-        mode = path.stat().st_mode
+        mode = Path(path).stat().st_mode
     except OSError:
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
-def _no_room(path: Path, exc: OSError) -> OutputError:
-    return OutputError(f"{path}: cannot write: {exc.strerror or exc}; nothing was replaced (free some space or "
+def _no_room(what: str, exc: OSError) -> OutputError:
+    return OutputError(f"{what}: cannot write: {exc.strerror or exc}; nothing was replaced (free some space or "
                        "choose another folder)")
 
 
@@ -161,28 +163,48 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
     that cannot be written, or a file system with no room left for it, raises :class:`OutputError`. A symbolic
     link's target is written (the link kept); a device or pipe (``/dev/stdout``) is written directly.
     """
-    path = _target(path)
-    if _is_stream(path):
-        with open(path, mode, **kwargs) as fh:
-            yield fh
+    with atomic_writes([path], mode, **kwargs) as (fh,):
+        yield fh
+
+
+@contextlib.contextmanager
+def atomic_writes(paths: list[str | os.PathLike], mode: str = "w", **kwargs) -> Iterator[list[IO]]:
+    """:func:`atomic_write` for files that belong together: every one is written and flushed to disk before any
+    replaces its earlier version, so a failure (a full disk) leaves all of them as they were."""
+    streams = [p for p in paths if is_stream(p)]
+    if streams:  # written in place: nothing to replace atomically
+        with contextlib.ExitStack() as stack:
+            yield [stack.enter_context(open(p, mode, **kwargs)) for p in paths]
         return
-    fd, tmp = _temporary(path, ".tmp")
+    targets = [_target(p) for p in paths]
+    temps: list[str] = []
     try:
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        _replace(tmp, path)
+        handles = []
+        with contextlib.ExitStack() as stack:
+            for target in targets:
+                fd, tmp = _temporary(target, ".tmp")
+                temps.append(tmp)
+                handles.append(stack.enter_context(os.fdopen(fd, mode, **kwargs)))
+            yield handles
+            for fh in handles:
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, target in zip(temps, targets, strict=True):
+            _replace(tmp, target)
     except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _remove(temps)
         if exc.errno in _NO_ROOM:
-            raise _no_room(path, exc) from None
+            raise _no_room(" and ".join(map(str, targets)), exc) from None
         raise
     except BaseException:
+        _remove(temps)
+        raise
+
+
+def _remove(temps: list[str]) -> None:
+    for tmp in temps:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
 
 
 def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
@@ -190,24 +212,40 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
 
     @contextlib.contextmanager
     def _cm() -> Iterator[Path]:
+        stream = is_stream(path)
         target = _target(path)
-        fd, tmp = _temporary(target, target.suffix or ".tmp")
+        # a device or pipe: the file is made in the temporary folder, then copied into it
+        fd, tmp = (tempfile.mkstemp(suffix=target.suffix or ".tmp") if stream
+                   else _temporary(target, target.suffix or ".tmp"))
         os.close(fd)
         try:
             yield Path(tmp)
-            _replace(tmp, target)
-        except OSError as exc:
-            with contextlib.suppress(FileNotFoundError):
+            if stream:
+                with open(tmp, "rb") as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
                 os.unlink(tmp)
+            else:
+                _replace(tmp, target)
+        except OSError as exc:
+            _remove([tmp])
             if exc.errno in _NO_ROOM:
-                raise _no_room(target, exc) from None
+                raise _no_room(str(target), exc) from None
             raise
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            _remove([tmp])
             raise
 
     return _cm()
+
+
+def replace_with(finished: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the finished file ``finished`` where ``path`` is (a link's target; a device or pipe gets its bytes)."""
+    if is_stream(path):
+        with open(finished, "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.unlink(finished)
+        return
+    _replace(os.fspath(finished), _target(path))
 
 
 class _GzipInput(gzip.GzipFile):

@@ -25,7 +25,7 @@ import numpy as np
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, model_kind, save_checkpoint
 from .errors import CheckpointError, ClassifyError, ConfigError, DeepSeqVAEError
-from .fileio import atomic_write, check_distinct, check_output, path_list, plain_name
+from .fileio import atomic_write, check_distinct, check_output, is_stream, path_list, plain_name, replace_with
 from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
 from .outliers import drop_outlier_records
@@ -251,6 +251,15 @@ def partial_checkpoint(output: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}.partial{p.suffix}")
 
 
+def _resumes_partial(output: Path) -> bool:
+    """Whether ``train --resume`` continues ``output``'s partial checkpoint: there, and not older than ``output`` (a
+    partial left by an abandoned run, older than a model finished since, must not replace it)."""
+    partial = partial_checkpoint(output)
+    if not partial.exists():
+        return False
+    return not output.exists() or partial.stat().st_mtime >= output.stat().st_mtime
+
+
 def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, str, str]:
     from .recipes import recipe_configs
     from .runtime import keep_heap
@@ -263,10 +272,12 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
     partial = partial_checkpoint(fit.output)
     ckpt_path = fit.output
     if fit.resume:
-        ckpt_path = partial if partial.exists() else fit.output
+        ckpt_path = partial if _resumes_partial(fit.output) else fit.output
         if ckpt_path == partial:
             log.warning("resuming the run interrupted in %s (%s holds an earlier model, replaced when it ends)",
                         partial, fit.output)
+        elif partial.exists():
+            log.warning("%s is older than %s: resuming %s", partial, fit.output, fit.output)
         if not ckpt_path.exists():
             raise CheckpointError(f"{fit.output}: nothing to resume (no such checkpoint)")
         resume = load_checkpoint(ckpt_path)
@@ -276,8 +287,11 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
             raise CheckpointError(f"{ckpt_path}: was trained with the {stored} recipe; resume it without --recipe "
                                   f"{fit.recipe}, or train anew")
         recipe = stored or recipe
-    elif fit.output.exists():
+    elif fit.output.is_file() and not is_stream(fit.output):  # an earlier model: kept until this run ends
         ckpt_path = partial
+    elif partial.exists():  # an abandoned run's, which a later --resume would take for this one's
+        partial.unlink()
+        log.info("removed %s, the checkpoint of an earlier interrupted run", partial)
     model_cfg, train_cfg = recipe_configs(recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
                                           model_overrides=fit.model_options,
                                           train_overrides=None if resume is not None else fit.train_options)
@@ -293,7 +307,7 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
         if ckpt_path != fit.output:
             ckpt_path.unlink(missing_ok=True)
     elif ckpt_path != fit.output:  # the finished run replaces the earlier model now, not at its first checkpoint
-        os.replace(ckpt_path, fit.output)
+        replace_with(ckpt_path, fit.output)
     elbo = result.history.get("elbo") or [float("nan")]
     h, note = result.history, ""
     if h.get("heldout_iwll"):
@@ -390,9 +404,11 @@ def train_file(
     if TRAINERS[model_kind].iterative and not resume:  # a resumed run's model is the checkpoint's
         check_model_options(recipe or DEFAULT_RECIPE, model_options)
     if not resume and Path(output).is_file():  # said now, not when it is replaced
+        again = (f"the run interrupted in {partial_checkpoint(output)}" if _resumes_partial(Path(output))
+                 else "the earlier run")
         log.warning("%s exists: this run replaces it when it ends%s", output,
-                    f" (its checkpoints meanwhile go to {partial_checkpoint(output)}; --resume would continue the "
-                    "earlier run)" if TRAINERS[model_kind].iterative else "")
+                    f" (its checkpoints meanwhile go to {partial_checkpoint(output)}; --resume would continue {again})"
+                    if TRAINERS[model_kind].iterative else "")
     dev = resolve_device(device)
     options = options or AlignmentOptions()
     aln = options.read(msa)
@@ -723,7 +739,8 @@ def scan_scores(models: list[str | os.PathLike], *, protein: str | None = None, 
 
     dev = resolve_device(device)
     # every checkpoint before any scan: one of another protein fails now, not after minutes of scanning the others
-    checkpoints = [first if (i == 0 and first is not None) else load_checkpoint(m) for i, m in enumerate(models)]
+    checkpoints = [(first if (i == 0 and first is not None) else load_checkpoint(m)).scoring_only()
+                   for i, m in enumerate(models)]  # (a resumable file's optimizer state is 4x the weights: dropped)
     for m, other in zip(models[1:], checkpoints[1:], strict=True):
         if diff := checkpoints[0].info.focus_difference(other.info):
             raise ClassifyError(f"{m}: not a model of the protein and numbering of {models[0]} ({diff}): an ensemble "

@@ -38,7 +38,7 @@ from scipy.stats import spearmanr
 
 from .alphabet import AA_TO_CODE, ALPHABET, GAP_CODE, N_AA
 from .errors import DeepSeqVAEError
-from .fileio import atomic_write
+from .fileio import atomic_writes
 from .independent import IndependentModel
 from .weights import compute_weights
 
@@ -613,8 +613,7 @@ def write_demo(
     letters = np.frombuffer((ALPHABET + "-").encode("ascii"), dtype=np.uint8)
     # the two files are a pair: both written before either replaces an earlier one (a full disk between them left a
     # new alignment beside the old family's mutants)
-    with atomic_write(out / "demo.a2m", newline="\n") as fh, \
-            atomic_write(out / "demo_mutants.csv", newline="\n") as fm:
+    with atomic_writes([out / "demo.a2m", out / "demo_mutants.csv"], newline="\n") as (fh, fm):
         for k, row in enumerate(fam.codes):
             name = "DEMO" if k == 0 else f"SIM_{k:06d}"
             header = f">{name}/1-{L}" if k == 0 else _header(name, row)

@@ -235,6 +235,7 @@ def test_repeated_model_allows_what_is_not_a_conflict():
     for args in (["-m", "a.pt", "--model", "a.pt"], ["-m", "a.pt", "-o", "x.csv", "-o", "y.csv"],
                  ["-m", "a.pt", "--", "-m", "b.pt"]):
         assert repeated_model(scan, ctx, args) is None, args
+    assert repeated_model(scan, ctx, ["-m", "a.pt", "-m", "b.pt", "--help"]) is None  # the help first
     score = main.commands["score"]  # takes several (an ensemble)
     assert repeated_model(score, click.Context(score), ["t.csv", "-m", "a.pt", "-m", "b.pt"]) is None
 
@@ -682,13 +683,35 @@ def test_an_output_link_writes_its_target_and_a_device_is_written_in_place(indep
     assert_ok(invoke("score", DEMO_CSV, "-m", independent_model, "-o", tmp_path / "link.csv", "--no-progress"))
     assert (tmp_path / "link.csv").is_symlink()  # the link kept (it was replaced by a file, its target unwritten)
     assert target.read_text().startswith("mutant,fitness,")
-    # a character device is written in place (as root, a rename onto /dev/null would replace it by a file)
-    from deepseqvae.fileio import atomic_write, check_output
+    # a pipe (as /dev/stdout is in `... -o /dev/stdout | head`, through a link) is written in place: a rename onto a
+    # device would replace it by a file (as root, /dev/null too)
+    import os
+    import threading
 
-    assert check_output("/dev/null") == Path("/dev/null")
-    with atomic_write("/dev/null") as fh:
-        fh.write("discarded\n")
-    assert Path("/dev/null").is_char_device()
+    from deepseqvae.fileio import atomic_path, atomic_write, check_output
+
+    read_end, write_end = os.pipe()
+    # as /dev/stdout -> /proc/self/fd/1, whose target "pipe:[...]" is no path: resolved, it could not be written
+    (tmp_path / "stdout").symlink_to(f"/proc/{os.getpid()}/fd/{write_end}")
+    try:
+        assert check_output(tmp_path / "stdout") == tmp_path / "stdout"
+        with atomic_write(tmp_path / "stdout") as fh:
+            fh.write("written in place\n")
+        assert os.read(read_end, 100) == b"written in place\n"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    fifo = tmp_path / "fifo"  # a writer that takes a file name (a figure): made apart, then copied in
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with atomic_path(fifo) as tmp:
+        tmp.write_bytes(b"a figure")
+    reader.join(timeout=10)
+    assert got == [b"a figure"] and fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.csv", "link.spearman.json", "stdout",
+                                                          "target.csv"]
 
 
 def test_failed_weights_leaves_an_existing_output_untouched(tmp_path):
@@ -1020,7 +1043,7 @@ def test_training_onto_an_existing_model_says_it_replaces_it(tmp_path, caplog):
         assert_ok(invoke("train", DEMO_A2M, "-o", model, "--model", "independent"))
         assert "exists" not in caplog.text
         assert_ok(invoke("train", DEMO_A2M, "-o", model, "--model", "independent"))
-    assert f"{model} exists: this run replaces it\n" in caplog.text + "\n"  # no --resume advice: nothing to resume
+    assert f"{model} exists: this run replaces it when it ends\n" in caplog.text + "\n"  # no --resume advice
 
 
 def test_resume_keeps_the_runs_own_settings(tmp_path, caplog):
@@ -1158,6 +1181,8 @@ def test_interrupted_training_says_what_is_on_disk(monkeypatch, tmp_path):
 
 def test_a_run_over_an_earlier_model_keeps_it_until_it_ends(monkeypatch, tmp_path):
     # the first periodic checkpoint replaced the earlier model: interrupted, the run lost it
+    import os
+
     import deepseqvae.train as train_mod
     from deepseqvae.checkpoint import load_checkpoint
 
@@ -1182,6 +1207,33 @@ def test_a_run_over_an_earlier_model_keeps_it_until_it_ends(monkeypatch, tmp_pat
     assert_ok(invoke("train", DEMO_A2M, "-o", out, "--resume", "--no-progress"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # the finished run replaced the earlier model
     assert load_checkpoint(out).step == 40
+    # a partial left by an abandoned run is not taken for a later run's: a fresh run writing the output directly
+    # removes it, and one older than the output is not resumed over it
+    out.rename(tmp_path / "keep.pt")
+    (tmp_path / "m.partial.pt").write_bytes((tmp_path / "keep.pt").read_bytes())
+    assert_ok(invoke("train", DEMO_A2M, "-o", out, *TINY_VAE[2:], "--steps", 20, "--holdout", 0))
+    assert not (tmp_path / "m.partial.pt").exists()
+    (tmp_path / "m.partial.pt").write_bytes((tmp_path / "keep.pt").read_bytes())
+    os.utime(tmp_path / "m.partial.pt", (1, 1))  # older than m.pt
+    assert_ok(invoke("train", DEMO_A2M, "-o", out, "--resume", "--no-progress"))
+    assert load_checkpoint(out).step == 20
+
+
+def test_a_site_independent_model_without_pseudocount_loads(tmp_path):
+    # its log-probabilities of residues never seen are -inf: not a damaged file (the non-finite check refused it)
+    out = tmp_path / "ind0.pt"
+    assert_ok(invoke("train", DEMO_A2M, "--model", "independent", "--pseudocount", 0, "-o", out))
+    assert "kind: independent" in assert_ok(invoke("info", out)).stdout
+
+
+def test_a_run_over_a_linked_model_writes_the_link_target(tmp_path):
+    real = tmp_path / "real.pt"
+    assert_ok(invoke("train", DEMO_A2M, "-o", real, *TINY_VAE[2:], "--steps", 20, "--holdout", 0))
+    (tmp_path / "link.pt").symlink_to(real)
+    assert_ok(invoke("train", DEMO_A2M, "-o", tmp_path / "link.pt", *TINY_VAE[2:], "--steps", 30, "--holdout", 0))
+    from deepseqvae.checkpoint import load_checkpoint
+
+    assert (tmp_path / "link.pt").is_symlink() and load_checkpoint(real).step == 30
 
 
 # --- a real process ------------------------------------------------------------------------------------
