@@ -1104,8 +1104,9 @@ def _run_snakemake(cmd: list[str]) -> int:
             os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=SNAKEMAKE_STOP_SECONDS)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            proc.kill()
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):  # too long, or a second Ctrl-C: it and its jobs
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         raise
 

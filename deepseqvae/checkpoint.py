@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import signal
 import threading
@@ -294,9 +295,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete deepseqvae checkpoint ({exc})") from None
     for name, value in ckpt.state.items():  # NaN weights score every mutant NaN, each row still "ok"
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(f"{path}: weight {name} holds {int((~torch.isfinite(value)).sum())} non-finite "
-                                  "value(s): the model of a run that diverged, or a damaged file")
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        # a VAE's weights are all finite; the site-independent model's log-probabilities may be -inf (--pseudocount 0)
+        bad = ~torch.isfinite(value) if ckpt.kind == "vae" else torch.isnan(value) | (value == math.inf)
+        if bad.any():
+            raise CheckpointError(f"{path}: weight {name} holds {int(bad.sum())} non-finite value(s): the model of a "
+                                  "run that diverged, or a damaged file")
     return ckpt
 
 
@@ -315,6 +320,8 @@ def _check_crc(path: Path) -> None:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:  # a record's header
             raise CheckpointError(f"{path}: damaged checkpoint: {' '.join(str(exc).split())}; restore a copy or "
                                   "train again") from None
+    if bad is not None and archive.getinfo(bad).CRC == 0:  # saved without checksums (torch's compute_crc32 off)
+        return
     if bad is not None:
         raise CheckpointError(f"{path}: damaged checkpoint: the data of its record {bad} fails its checksum (the "
                               "file changed after it was written); restore a copy or train again")

@@ -650,6 +650,12 @@ def choose_protein(labels: LabelTable, protein: str) -> str:
     folded = [n for n in names if n.casefold() == protein.casefold()]
     if protein and len(folded) == 1:  # --protein p53_human for P53_HUMAN
         return folded[0]
+    if len(names) == 1 and labels.protein_col.strip().lower() != "protein_name":
+        # one gene or UniProt name (TP53), which the model's focus id (P53_HUMAN) need not spell: all its rows, their
+        # wild types checked against the focus (another protein's fail there)
+        log.info("%s: column %s names %s only: its rows are %s's", labels.path, labels.protein_col, names[0],
+                 protein or "this protein")
+        return names[0]
     shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
     what = f"no row for protein {protein!r}" if protein else "rows for several proteins"
     raise ClassifyError(f"{labels.path}: {what} in column {labels.protein_col} (it has {shown}); "
@@ -731,10 +737,11 @@ def match_labels(labels: LabelTable, scan: ScanScores, *, protein: str = "", off
     match = LabelMatch(labels, name, status, index)
     counts = match.summary()
     mine = [res for res, st in zip(resolved, status, strict=True) if not st.startswith("other_protein")]
-    if counts.get("wt_mismatch", 0) > counts["ok"]:  # a report on the rows that fit by chance would mislead
+    fit = sum(res.ok for res in mine)  # rows whose wild type fits (usable or not: VUS, multi-mutants, duplicates)
+    if counts.get("wt_mismatch", 0) > fit:  # a report on the rows that fit by chance would mislead
         raise ClassifyError(f"{labels.path}: {counts['wt_mismatch']} of its {len(mine)} rows for "
                             f"{name or 'this protein'} name a wild type that the focus sequence does not have, "
-                            f"{counts['ok']} can be used: "
+                            f"{fit} fit it: "
                             f"{suggest_cause(mine, scan.focus_seq, positions, offset=offset)}")
     if counts["ok"] < len(status):
         log.warning("%s: %d of %d label rows used (%s)", labels.path, counts["ok"], len(status),
@@ -746,9 +753,9 @@ def _one_transcript(res: ResolvedMutant, focus_seq: str, positions: list[int], o
     """The change of a ClinVar "Protein change" cell (one change per transcript, comma-separated: "R136H, R43H,
     R175H, R82H") that fits the focus sequence: the one whose position is modelled and whose wild type it has.
     None fitting, or several, gives the cell a status instead; a cell of one change is ``res`` itself."""
-    parts = [q.strip() for q in re.split(r"[,;]", res.text) if q.strip()]
+    parts = list(dict.fromkeys(q.strip() for q in re.split(r"[,;]", res.text) if q.strip()))  # a repeat: one
     if len(parts) < 2:
-        return res
+        return res if len(parts) == 0 else resolve_mutants(parts, focus_seq, positions, offset=offset)[0]
     each = resolve_mutants(parts, focus_seq, positions, offset=offset)
     fits = [q for q in each if q.ok and len(q.substitutions) == 1]
     if len(fits) == 1:
@@ -756,9 +763,11 @@ def _one_transcript(res: ResolvedMutant, focus_seq: str, positions: list[int], o
     if fits:
         return ResolvedMutant(res.text, (), f"ambiguous: {', '.join(q.text for q in fits)} all fit the focus "
                                             "sequence (ClinVar lists one change per transcript)")
-    reason = each[0].reason
-    return ResolvedMutant(res.text, (), f"{reason}: none of the changes {res.text!r} (one per transcript, as "
-                                        f"ClinVar lists them) fits the focus sequence, e.g. {each[0].status}")
+    # a change at a residue the model does not cover first: the focus's own transcript may be the one outside it (a
+    # domain's model), while another transcript's numbering lands inside with a wild type that fits by chance or not
+    first = next((q for q in each if q.reason == "position_not_modelled"), each[0])
+    return ResolvedMutant(res.text, (), f"{first.reason}: none of the changes {res.text!r} (one per transcript, as "
+                                        f"ClinVar lists them) fits the focus sequence, e.g. {first.status}")
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:

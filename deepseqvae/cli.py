@@ -46,7 +46,7 @@ def repeated_model(command: click.Command, ctx: click.Context, args: list[str]) 
     ``classify`` average several ``--model`` (an ensemble), so ``scan -m a.pt -m b.pt`` reads as an ensemble scan
     while it would scan ``b.pt`` alone."""
     option = next((p for p in command.get_params(ctx) if isinstance(p, click.Option) and p.name == "model"), None)
-    if option is None or option.multiple:
+    if option is None or option.multiple or any(a in ("-h", "--help") for a in args):  # the help first
         return None
     names = [n for n in option.opts if n.startswith("--")]
     shorts = [n for n in option.opts if not n.startswith("--")]

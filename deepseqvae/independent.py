@@ -67,7 +67,8 @@ class IndependentModel(nn.Module):
         n_safe = np.where(n > 0, n, 1.0)
         p = (counts + pseudocount * n_safe / N_AA) / (n_safe * (1.0 + pseudocount))
         model = cls(IndependentConfig(seq_len=L, pseudocount=pseudocount))
-        model.log_p.copy_(torch.from_numpy(np.log(p)))
+        with np.errstate(divide="ignore"):  # pseudocount 0: a residue never seen has log-probability -inf
+            model.log_p.copy_(torch.from_numpy(np.log(p)))
         return model
 
     def delta(self, wt_codes: np.ndarray, changes: list[tuple[tuple[int, int], ...]]) -> np.ndarray:

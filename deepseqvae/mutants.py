@@ -89,7 +89,6 @@ _INDEL_WORDS = frozenset({"del", "ins", "dup"})
 _ANY_SEPARATOR = ":/+,;"
 _FORMAT_HINT = "expected wild-type letter, position, new letter"
 _INDEL_DETAIL = "is an insertion, deletion or frameshift; only substitutions can be scored"
-#: status of an empty (or blank, None, NaN) mutant cell: a missing value, never the wild type
 #: a cell that is a whole protein sequence (20+ residue letters, gaps allowed), not a mutant string
 _SEQUENCE_RE = re.compile(r"[A-Za-z*.-]{20,}")
 
@@ -99,6 +98,7 @@ def _clip(text: str, width: int = 30) -> str:
     return text if len(text) <= width else f"{text[:width]}... ({len(text)} characters)"
 
 
+#: status of an empty (or blank, None, NaN) mutant cell: a missing value, never the wild type
 _EMPTY_STATUS = "empty_mutant: no mutant given (empty cell; write WT for the wild type)"
 
 

@@ -228,8 +228,8 @@ def _read_lines(path: str) -> tuple[list[str], list[int]]:
     except GZIP_ERRORS as exc:
         raise MutantTableError(f"cannot read mutant table {path}: truncated or damaged gzip data ({exc})") from None
     if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # a zip archive (.xlsx, .ods) or an OLE file (.xls)
-        raise MutantTableError(f"mutant table {path} is a spreadsheet workbook (an Excel or OpenDocument file), not a "
-                               "text table: save the sheet as CSV (or tab-separated text) and give that file")
+        raise MutantTableError(f"mutant table {path} is a zip archive or an Office file (a spreadsheet workbook?), "
+                               "not a text table: save the sheet as CSV (or tab-separated text) and give that file")
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # e.g. Excel's "Unicode Text" export
         try:
             return _kept_lines(raw.decode("utf-16"), path)

@@ -481,6 +481,21 @@ def test_an_interrupted_batch_lets_snakemake_stop_and_release_its_lock(monkeypat
     with pytest.raises(KeyboardInterrupt):
         batch._run_snakemake(["snakemake"])
     assert calls == ["start", ("wait", None), ("group signal", signal.SIGINT), ("wait", batch.SNAKEMAKE_STOP_SECONDS)]
+    # not stopped in time (a job that ignores SIGINT): it and its jobs are killed, not Snakemake alone
+    calls.clear()
+
+    def slow_wait(self, timeout=None):
+        calls.append(("wait", timeout))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        if timeout is not None:
+            raise subprocess.TimeoutExpired("snakemake", timeout)
+        return -9
+
+    monkeypatch.setattr(Snakemake, "wait", slow_wait)
+    with pytest.raises(KeyboardInterrupt):
+        batch._run_snakemake(["snakemake"])
+    assert calls[-2:] == [("group signal", signal.SIGKILL), ("wait", None)]
 
 
 def test_batch_says_whether_it_wrote_the_summary(tmp_path, monkeypatch):

@@ -296,6 +296,12 @@ def test_a_gene_column_separates_proteins_and_the_name_is_case_free(tmp_path):
     with pytest.raises(ClassifyError, match=r"genes\.csv: rows for several proteins in column gene \(it has TOY, "
                                             r"PTEN\); give --protein as that column names it$"):
         match_labels(labels, scan, protein="")
+    # one gene name, which a model's focus id (TOY_HUMAN) need not spell: its rows, wild types checked
+    (tmp_path / "one.csv").write_text("gene,mutant,label\nTP53,A10C,1\nTP53,C11D,0\n")
+    assert match_labels(read_labels(tmp_path / "one.csv"), scan, protein="TOY_HUMAN").status == ["ok", "ok"]
+    (tmp_path / "eve.csv").write_text("protein_name,mutations,ClinVar_labels\nPTEN_HUMAN,A10C,1\n")
+    with pytest.raises(ClassifyError, match="no row for protein 'TOY_HUMAN' in column protein_name"):  # EVE's names
+        match_labels(read_labels(tmp_path / "eve.csv"), scan, protein="TOY_HUMAN")
 
 
 def test_labels_in_another_numbering_are_an_error_naming_the_offset(tmp_path):
@@ -306,11 +312,16 @@ def test_labels_in_another_numbering_are_an_error_naming_the_offset(tmp_path):
     (tmp_path / "shifted.csv").write_text("mutant,label\n" + "\n".join(rows) + "\n")
     scan = read_scan(tmp_path / "scan.csv", protein="TOY")
     with pytest.raises(ClassifyError, match=r"shifted\.csv: \d+ of its 30 rows for TOY name a wild type that the "
-                                            r"focus sequence does not have, \d+ can be used: positions look shifted "
+                                            r"focus sequence does not have, \d+ fit it: positions look shifted "
                                             r"by -10: .* try --offset -10$"):
         match_labels(read_labels(tmp_path / "shifted.csv"), scan, protein="TOY")
     match = match_labels(read_labels(tmp_path / "shifted.csv"), scan, protein="TOY", offset=-10)
     assert match.summary() == {"ok": 30}
+    # rows whose wild type fits count, usable or not: 5 labelled, 20 of uncertain significance, 6 mismatches
+    rows = [f"{wt}{i + 1}{'A' if wt != 'A' else 'G'},{1 if i < 5 else 'Uncertain significance'}"
+            for i, wt in enumerate(focus[:25])] + [f"W{i + 1}A,1" for i in range(25, 31) if focus[i] != "W"]
+    (tmp_path / "vus.csv").write_text("mutant,label\n" + "\n".join(rows) + "\n")
+    assert match_labels(read_labels(tmp_path / "vus.csv"), scan, protein="TOY").summary()["ok"] == 5
 
 
 def test_clinvar_protein_change_and_name_columns(tmp_path):
@@ -320,22 +331,26 @@ def test_clinvar_protein_change_and_name_columns(tmp_path):
         "Name\tProtein change\tGermline classification\n"
         "NM_1(TOY):c.1A>G (p.Ala10Cys)\tA3C, A10C, C8D\tPathogenic\n"   # one transcript's change fits: A10C
         "NM_1(TOY):c.4T>G (p.Cys11Asp)\tC4D, C11D\tBenign\n"            # C11D
-        "NM_1(TOY):c.4T>G (p.Cys11Trp)\tA11W, C15W\tBenign\n"            # none fits
-        "NM_1(TOY):c.4T>G (p.Ala10Trp)\tA10W, C11W\tPathogenic\n")       # both fit: ambiguous
+        "NM_1(TOY):c.4T>G (p.Cys11Trp)\tA11W, A12W\tBenign\n"            # none fits
+        "NM_1(TOY):c.4T>G (p.Ala10Trp)\tA10W, C11W\tPathogenic\n"       # both fit: ambiguous
+        "NM_1(TOY):c.4T>G (p.Asp12Glu)\tD12E, D12E\tBenign\n"            # one change twice: that change
+        "NM_1(TOY):c.4T>G (p.Ala30Trp)\tA11W, A30W\tBenign\n")           # one outside the model: not modelled
     scan = read_scan(tmp_path / "scan.csv", protein="TOY")
     change = match_labels(read_labels(tmp_path / "clinvar.tsv", label_col="Germline classification",
                                       mutant_col="Protein change"), scan)
     assert change.status[:2] == ["ok", "ok"]
     assert [scan.mutants[i] for i in change.index[:2]] == ["A10C", "C11D"]
-    assert change.status[2].startswith("wt_mismatch: none of the changes 'A11W, C15W' (one per transcript, as "
+    assert change.status[2].startswith("wt_mismatch: none of the changes 'A11W, A12W' (one per transcript, as "
                                        "ClinVar lists them) fits the focus sequence")
     assert change.status[3] == "ambiguous: A10W, C11W all fit the focus sequence (ClinVar lists one change per " \
                                "transcript)"
+    assert change.status[4] == "ok" and scan.mutants[change.index[4]] == "D12E"
+    assert change.status[5].startswith("position_not_modelled: none of the changes 'A11W, A30W'")
     name = match_labels(read_labels(tmp_path / "clinvar.tsv", label_col="Germline classification",
                                     mutant_col="Name"), scan)
-    assert name.status == ["ok", "ok", "ok", "ok"]
-    assert [scan.mutants[i] for i in name.index] == ["A10C", "C11D", "C11W", "A10W"]
-    assert list(name.labels.labels) == [1.0, 0.0, 0.0, 1.0]
+    assert name.status[:5] == ["ok", "ok", "ok", "ok", "ok"]
+    assert [scan.mutants[i] for i in name.index[:5]] == ["A10C", "C11D", "C11W", "A10W", "D12E"]
+    assert list(name.labels.labels[:5]) == [1.0, 0.0, 0.0, 1.0, 0.0]
     # elsewhere a comma still joins a multi-mutant, which is not a single variant
     (tmp_path / "plain.csv").write_text('mutant,label\n"A10C, C11D",1\n')
     assert match_labels(read_labels(tmp_path / "plain.csv"), scan).status[0].startswith("not_single")

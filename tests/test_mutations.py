@@ -700,9 +700,9 @@ def test_a_ragged_row_is_named_by_its_file_line(tmp_path):
 def test_a_spreadsheet_workbook_is_named_as_one(tmp_path, magic, name):
     # it was read as Latin-1 and its columns listed as 'PK\x03\x04...'
     (tmp_path / name).write_bytes(magic + bytes(range(256)) * 4)
-    with pytest.raises(MutantTableError, match=rf"^mutant table {re.escape(str(tmp_path / name))} is a spreadsheet "
-                                               r"workbook \(an Excel or OpenDocument file\), not a text table: save "
-                                               r"the sheet as CSV"):
+    with pytest.raises(MutantTableError, match=rf"^mutant table {re.escape(str(tmp_path / name))} is a zip archive "
+                                               r"or an Office file \(a spreadsheet workbook\?\), not a text table: "
+                                               r"save the sheet as CSV"):
         read_mutant_table(tmp_path / name)
 
 

@@ -194,6 +194,22 @@ def test_a_signal_during_a_checkpoint_write_waits_for_it_unless_ignored(tmp_path
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(ck, tmp_path / "held.pt")
     assert load_checkpoint(tmp_path / "held.pt").step == ck.step  # written whole before the interrupt
+    # a SIGTERM made an interrupt by the command line is held the same way
+    sent = signal.SIGTERM
+    before_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    def save_and_terminate(obj, fh):
+        os.kill(os.getpid(), sent)
+        real_save(obj, fh)
+
+    monkeypatch.setattr(torch, "save", save_and_terminate)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(ck, tmp_path / "term.pt")
+    finally:
+        signal.signal(signal.SIGTERM, before_term)
+    assert load_checkpoint(tmp_path / "term.pt").step == ck.step
+    monkeypatch.setattr(torch, "save", save_and_signal)
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         save_checkpoint(ck, tmp_path / "ignored.pt")  # no KeyboardInterrupt
