@@ -1108,6 +1108,8 @@ def _run_snakemake(cmd: list[str]) -> int:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            log.warning("Snakemake was killed with its jobs before it stopped: if the next run says the folder is "
+                        "locked, run it once with --unlock")
         raise
 
 

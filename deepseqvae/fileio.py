@@ -9,6 +9,7 @@ import errno
 import gzip
 import io
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -95,6 +96,10 @@ def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None,
         raise OutputError(f"{path}: outputs are written uncompressed: name it without .gz (gzip it afterwards)")
     if is_stream(path):  # /dev/stdout, /dev/null, a pipe: written in place
         return path
+    if os.path.normpath(os.path.abspath(path)).startswith(("/dev/", "/proc/")):
+        # e.g. score -o /dev/stdout's Spearman beside it: /dev/stdout.spearman.json
+        raise OutputError(f"{path}: not a place for a file (beside a stream output such as /dev/stdout?); give the "
+                          "output a file name")
     target = _target(path)  # where the write goes: a link's target
     _make_parent(target)
     # a file made and removed, not os.access: that ignores read-only mounts and, for root, the permissions
@@ -128,8 +133,12 @@ def _replace(tmp: str, path: Path) -> None:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-#: write errors that mean the file system has no room for the output, said in one line
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: write errors that mean the file system has no room for the output (or is read-only), said in one line
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+#: a process's own open files by number: /dev/stdout is /proc/self/fd/1, whatever it is (a pipe, a file opened to
+#: append, a terminal); written through a copy of that descriptor, never reopened (that truncates) or renamed onto
+_FD_PATH = re.compile(r"^/(?:dev/fd|proc/self/fd|proc/\d+/fd)/(\d+)$")
+_STD_PATHS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
 
 def _target(path: str | os.PathLike) -> Path:
@@ -139,10 +148,21 @@ def _target(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
+def _descriptor(path: str | os.PathLike) -> int | None:
+    """The file descriptor ``path`` names (``/dev/stdout``: 1, ``/dev/fd/3``, ``/proc/self/fd/3``), else None."""
+    text = os.path.normpath(os.fspath(path))
+    if text in _STD_PATHS:
+        return _STD_PATHS[text]
+    m = _FD_PATH.match(text)
+    return int(m.group(1)) if m else None
+
+
 def is_stream(path: str | os.PathLike) -> bool:
-    """Whether ``path`` (followed through links: ``/dev/stdout`` to a pipe) is a character device or a pipe
-    (``/dev/null``, a FIFO, a terminal): written in place, never replaced by a renamed file (as root, a rename onto
-    /dev/null would replace the device)."""
+    """Whether ``path`` is one of this process's open files by number (``/dev/stdout``) or, followed through links, a
+    character device or a pipe (``/dev/null``, a FIFO, a terminal): written in place, never replaced by a renamed
+    file (as root, a rename onto /dev/null would replace the device; onto /dev/stdout redirected to a log, the log)."""
+    if _descriptor(path) is not None:
+        return True
     try:
         mode = Path(path).stat().st_mode
     except OSError:
@@ -151,13 +171,13 @@ def is_stream(path: str | os.PathLike) -> bool:
 
 
 def _no_room(what: str, exc: OSError) -> OutputError:
-    return OutputError(f"{what}: cannot write: {exc.strerror or exc}; nothing was replaced (free some space or "
-                       "choose another folder)")
+    fix = "choose another folder" if exc.errno == errno.EROFS else "free some space or choose another folder"
+    return OutputError(f"{what}: cannot write: {exc.strerror or exc}; nothing was replaced ({fix})")
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success rename it onto ``path``.
+    """Open a temporary file beside ``path`` (beside a link's target); on success rename it onto ``path``.
 
     If the body raises, the temporary file is removed and any existing ``path`` is untouched. A path
     that cannot be written, or a file system with no room left for it, raises :class:`OutputError`. A symbolic
@@ -171,10 +191,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
 def atomic_writes(paths: list[str | os.PathLike], mode: str = "w", **kwargs) -> Iterator[list[IO]]:
     """:func:`atomic_write` for files that belong together: every one is written and flushed to disk before any
     replaces its earlier version, so a failure (a full disk) leaves all of them as they were."""
-    streams = [p for p in paths if is_stream(p)]
-    if streams:  # written in place: nothing to replace atomically
+    if any(is_stream(p) for p in paths):  # written in place: nothing to replace atomically
         with contextlib.ExitStack() as stack:
-            yield [stack.enter_context(open(p, mode, **kwargs)) for p in paths]
+            yield [stack.enter_context(_open_stream(p, mode, **kwargs)) for p in paths]
         return
     targets = [_target(p) for p in paths]
     temps: list[str] = []
@@ -201,6 +220,13 @@ def atomic_writes(paths: list[str | os.PathLike], mode: str = "w", **kwargs) -> 
         raise
 
 
+def _open_stream(path: str | os.PathLike, mode: str, **kwargs) -> IO:
+    """``path`` opened for writing in place: a descriptor it names through a copy (so that a file that stdout appends
+    to is appended to, not truncated by a reopening), anything else (a device, a pipe) as it is."""
+    fd = _descriptor(path)
+    return open(path, mode, **kwargs) if fd is None else os.fdopen(os.dup(fd), mode, **kwargs)
+
+
 def _remove(temps: list[str]) -> None:
     for tmp in temps:
         with contextlib.suppress(FileNotFoundError):
@@ -221,7 +247,7 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
         try:
             yield Path(tmp)
             if stream:
-                with open(tmp, "rb") as src, open(path, "wb") as dst:
+                with open(tmp, "rb") as src, _open_stream(path, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 os.unlink(tmp)
             else:
@@ -241,7 +267,7 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
 def replace_with(finished: str | os.PathLike, path: str | os.PathLike) -> None:
     """Put the finished file ``finished`` where ``path`` is (a link's target; a device or pipe gets its bytes)."""
     if is_stream(path):
-        with open(finished, "rb") as src, open(path, "wb") as dst:
+        with open(finished, "rb") as src, _open_stream(path, "wb") as dst:
             shutil.copyfileobj(src, dst)
         os.unlink(finished)
         return

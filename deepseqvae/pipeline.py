@@ -24,7 +24,7 @@ import numpy as np
 
 from .alignment import Alignment, AlignmentOptions
 from .checkpoint import Checkpoint, ModelInfo, kind_of, load_checkpoint, model_kind, save_checkpoint
-from .errors import CheckpointError, ClassifyError, ConfigError, DeepSeqVAEError
+from .errors import CheckpointError, ClassifyError, ConfigError, DeepSeqVAEError, OutputError
 from .fileio import atomic_write, check_distinct, check_output, is_stream, path_list, plain_name, replace_with
 from .generate import GeneratedSequence, interpolate_sequences, iter_samples
 from .latent import Embedding, color_values, embed_alignment, find_sequence, latent_2d, read_matching_alignment
@@ -246,8 +246,11 @@ def _resumed_train_config(resume: Checkpoint, base, overrides: dict, path: Path)
 
 
 def partial_checkpoint(output: str | os.PathLike) -> Path:
-    """``<stem>.partial<suffix>`` beside ``output``: the checkpoints of a run whose output holds an earlier model."""
+    """``<stem>.partial<suffix>`` beside ``output`` (beside a link's target, where the model is renamed to at the end:
+    one file system, one folder to write in): the checkpoints of a run whose output holds an earlier model."""
     p = Path(output)
+    if p.is_symlink():
+        p = Path(os.path.realpath(p))
     return p.with_name(f"{p.stem}.partial{p.suffix}")
 
 
@@ -287,11 +290,11 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
             raise CheckpointError(f"{ckpt_path}: was trained with the {stored} recipe; resume it without --recipe "
                                   f"{fit.recipe}, or train anew")
         recipe = stored or recipe
-    elif fit.output.is_file() and not is_stream(fit.output):  # an earlier model: kept until this run ends
+    elif fit.output.is_file():  # an earlier model: kept until this run ends
         ckpt_path = partial
-    elif partial.exists():  # an abandoned run's, which a later --resume would take for this one's
-        partial.unlink()
-        log.info("removed %s, the checkpoint of an earlier interrupted run", partial)
+    elif partial.exists():  # an abandoned run's: kept (a later --resume takes the newer of it and the output)
+        log.warning("%s holds an interrupted run's checkpoint and is left as it is; this run writes %s", partial,
+                    fit.output)
     model_cfg, train_cfg = recipe_configs(recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
                                           model_overrides=fit.model_options,
                                           train_overrides=None if resume is not None else fit.train_options)
@@ -401,6 +404,9 @@ def train_file(
                               f"{'applies' if len(unused) == 1 else 'apply'} to the VAE only")
     theta = check_theta(theta)
     check_output(output, msa, weights_path)
+    if is_stream(output):  # a training run writes its checkpoint again and again: into a stream they would pile up
+        raise OutputError(f"{output}: train writes its model as a file, rewritten at each checkpoint; give -o a file "
+                          "name (not a device or pipe)")
     if TRAINERS[model_kind].iterative and not resume:  # a resumed run's model is the checkpoint's
         check_model_options(recipe or DEFAULT_RECIPE, model_options)
     if not resume and Path(output).is_file():  # said now, not when it is replaced
@@ -473,7 +479,6 @@ def score_file(
     """
     models = path_list(models, "models")
     out = check_output(Path(output) if output else default_score_output(mutants), mutants, *models)
-    check_output(out.with_suffix(".spearman.json"), mutants, *models)  # written beside it with a fitness column
     check_distinct(models, "model")
     checkpoints = [load_checkpoint(m) for m in models]
     if len({c.kind for c in checkpoints}) > 1:  # their scores are on different scales: the mean follows the widest
@@ -484,6 +489,8 @@ def score_file(
         bound_heap_growth()  # bounded memory at some cost in speed (see runtime.py)
     if fitness_col is None:
         fitness_col = detect_fitness_col(table)
+    if fitness_col is not None:  # the Spearman is written beside the output: checked before the work
+        check_output(out.with_suffix(".spearman.json"), mutants, *models)
     dev = resolve_device(device)
     result = score_table(checkpoints, table, model_names=model_column_names([str(m) for m in models]),
                          n_samples=n_samples, seed=seed, device=dev, offset=offset, strict=strict,

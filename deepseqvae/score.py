@@ -528,14 +528,17 @@ def score_table(
         # the wild type and synonymous rows change no residue: their score is 0 by definition, so they carry no
         # ranking and are left out, as in ProteinGym's substitution benchmarks (they keep their row and score)
         no_change = np.array([r.ok and not r.changes for r in resolved], dtype=bool)  # (R,) wild type, synonymous
-        scored = np.isfinite(score) & np.isfinite(fitness)
+        # a score of -inf (a site-independent model without pseudocount: a residue its alignment never shows) is a
+        # score, ranked last; NaN (an unscorable row) is none
+        has_score = ~np.isnan(score) & (score != np.inf)
+        scored = has_score & np.isfinite(fitness)
         use = scored & ~no_change
         rho = spearman(score[use], fitness[use])
         result.spearman = {
             "fitness_col": fitness_col, "rho": rho, "n": int(use.sum()),
             "excluded": int(len(score) - use.sum()),
-            "excluded_unscorable": int((~np.isfinite(score)).sum()),
-            "excluded_no_fitness": int((np.isfinite(score) & ~np.isfinite(fitness)).sum()),
+            "excluded_unscorable": int((~has_score).sum()),
+            "excluded_no_fitness": int((has_score & ~np.isfinite(fitness)).sum()),
             "excluded_no_substitution": int((scored & no_change).sum()),
             "n_samples": result.n_samples, "samples_per_model": samples, "seed": seed,
         }

@@ -928,14 +928,16 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
             torch.set_num_threads(threads)
     error = out.get("error")
     if isinstance(error, TrainingError):  # said as the refit's: the file, if any, holds the held-out run
-        raise TrainingError(f"the refit on every sequence (beside the held-out run): {error}") from None
+        raise TrainingError(f"the refit on every sequence: {error}") from None
     if error is None and "result" in out and out["result"].checkpoint.step != kept:
         # the refit checks the verdict at its own evaluation steps only: a kept step off that grid (a resume with
         # other --steps) ended it at the next one, past the kept step; trained again after, it stops there
-        error = f"it stopped at step {out['result'].checkpoint.step}, not at the kept step {kept}"
+        log.info("the refit beside the held-out run stopped at step %d, off the kept step %d (a resume with other "
+                 "steps): refitting after it", out["result"].checkpoint.step, kept)
         out.pop("result")
-    if error is not None or "result" not in out:  # not expected: the refit after the held-out run instead
+    elif error is not None or "result" not in out:  # not expected: the refit after the held-out run instead
         log.warning("the refit beside the held-out run failed (%s); refitting after it", error)
+    if "result" not in out:
         refit = _refit(alignment, all_weights, model.cfg, train_cfg, info, kept, record, device=device,
                        checkpoint_path=checkpoint_path, progress=progress, on_eval=None)
     else:
@@ -981,8 +983,11 @@ def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, in
     cfg = replace(train_cfg, early_stopping=0, stop_step=kept)
     torch.manual_seed(cfg.seed)  # the first stage's initialisation
     model = VAE(model_cfg)
-    result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None,
-                   progress=progress, on_eval=on_eval)
+    try:
+        result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None,
+                       progress=progress, on_eval=on_eval)
+    except TrainingError as exc:  # said as the refit's: the file, if any, holds the held-out run at a later step
+        raise TrainingError(f"the refit on every sequence: {exc}") from None
     return _finish_refit(result, kept, record, checkpoint_path)
 
 

@@ -784,12 +784,18 @@ def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
                       "cannot create its folder")
     with pytest.raises(OutputError, match="is a folder"):  # the CLI's own check says so first, as a usage error
         check_output(tmp_path)
-    if Path("/proc/self").is_dir():  # a folder no one can make a file in, whatever os.access says (root: anything)
-        broken = tmp_path / "broken.a2m"  # never read: the output is checked first
-        broken.write_text(">a\nAC\n>b\nACD\n")
-        assert_user_error(invoke("train", broken, "-o", "/proc/m.pt", "--steps", "5", "--msa-format", "a2m"),
-                          "/proc/m.pt: cannot write in /proc")
-        assert not Path("/proc/m.pt").exists()
+    broken = tmp_path / "broken.a2m"  # never read: the output is checked first
+    broken.write_text(">a\nAC\n>b\nACD\n")
+    if Path("/sys/kernel").is_dir():  # a folder no one can make a file in, whatever os.access says (root: anything)
+        assert_user_error(invoke("train", broken, "-o", "/sys/m.pt", "--steps", "5", "--msa-format", "a2m"),
+                          "/sys/m.pt: cannot write in /sys")
+        assert not Path("/sys/m.pt").exists()
+    # /dev and /proc hold devices and a process's files, never an output (score -o /dev/stdout's Spearman beside it)
+    assert_user_error(invoke("train", broken, "-o", "/proc/m.pt", "--steps", "5", "--msa-format", "a2m"),
+                      "/proc/m.pt: not a place for a file (beside a stream output such as /dev/stdout?)")
+    assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", "/dev/stdout", "--no-progress"),
+                      "/dev/stdout.spearman.json: not a place for a file")
+    assert not Path("/proc/m.pt").exists() and not Path("/dev/stdout.spearman.json").exists()
     # click's usage errors are one line too, naming the command and its help
     assert_user_error(invoke("weights", DEMO_A2M, "-o", tmp_path), "weights: Invalid value for '-o'",
                       "is a directory", "weights --help'")
@@ -1207,16 +1213,15 @@ def test_a_run_over_an_earlier_model_keeps_it_until_it_ends(monkeypatch, tmp_pat
     assert_ok(invoke("train", DEMO_A2M, "-o", out, "--resume", "--no-progress"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # the finished run replaced the earlier model
     assert load_checkpoint(out).step == 40
-    # a partial left by an abandoned run is not taken for a later run's: a fresh run writing the output directly
-    # removes it, and one older than the output is not resumed over it
+    # a partial left by an abandoned run is kept (resumable work), and one older than the output is not resumed
+    # over it
     out.rename(tmp_path / "keep.pt")
     (tmp_path / "m.partial.pt").write_bytes((tmp_path / "keep.pt").read_bytes())
+    os.utime(tmp_path / "m.partial.pt", (1, 1))
     assert_ok(invoke("train", DEMO_A2M, "-o", out, *TINY_VAE[2:], "--steps", 20, "--holdout", 0))
-    assert not (tmp_path / "m.partial.pt").exists()
-    (tmp_path / "m.partial.pt").write_bytes((tmp_path / "keep.pt").read_bytes())
-    os.utime(tmp_path / "m.partial.pt", (1, 1))  # older than m.pt
+    assert (tmp_path / "m.partial.pt").exists() and load_checkpoint(out).step == 20
     assert_ok(invoke("train", DEMO_A2M, "-o", out, "--resume", "--no-progress"))
-    assert load_checkpoint(out).step == 20
+    assert load_checkpoint(out).step == 20  # m.pt resumed (finished: nothing to train), not the older partial
 
 
 def test_a_site_independent_model_without_pseudocount_loads(tmp_path):
@@ -1224,6 +1229,10 @@ def test_a_site_independent_model_without_pseudocount_loads(tmp_path):
     out = tmp_path / "ind0.pt"
     assert_ok(invoke("train", DEMO_A2M, "--model", "independent", "--pseudocount", 0, "-o", out))
     assert "kind: independent" in assert_ok(invoke("info", out)).stdout
+    # its -inf scores are scores (ranked last), not rows left out of the Spearman while their status says ok
+    result = assert_ok(invoke("score", DEMO_CSV, "-m", out, "-o", tmp_path / "s.csv", "--no-progress"))
+    assert "over 1640 mutants (0 excluded: 0 unscorable" in result.stdout
+    assert np.isneginf(pd.read_csv(tmp_path / "s.csv")["score"]).sum() > 0
 
 
 def test_a_run_over_a_linked_model_writes_the_link_target(tmp_path):
@@ -1280,6 +1289,26 @@ def test_sigterm_interrupts_as_ctrl_c_and_leaves_no_temporary_file(vae_model, tm
     assert proc.returncode == 130 and "Traceback" not in err
     assert "Interrupted: sample stopped; every output is written whole or not at all" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_to_stdout_appends_where_stdout_appends(independent_model, tmp_path):
+    # -o /dev/stdout with stdout appending to a log: a rename onto the file /dev/stdout names (or reopening it, which
+    # truncates) replaced the log with the table
+    table = tmp_path / "m.csv"
+    table.write_text("mutant\nH1A\nH1C\n")
+    log_file = tmp_path / "log.txt"
+    log_file.write_text("precious\n")
+    with open(log_file, "a") as out:
+        proc = subprocess.run([sys.executable, "-m", "deepseqvae", "score", str(table), "-m", str(independent_model),
+                               "-o", "/dev/stdout", "--no-progress"], stdout=out, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = log_file.read_text().splitlines()
+    assert lines[0] == "precious" and lines[1].startswith("mutant,") and len(lines) >= 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "m.csv"]
+    # training rewrites its checkpoint: into a stream, the copies would pile up
+    assert_user_error(invoke("train", DEMO_A2M, "-o", "/dev/stdout", "--model", "independent"),
+                      "/dev/stdout: train writes its model as a file, rewritten at each checkpoint")
 
 
 def test_help_does_not_import_torch(tmp_path):

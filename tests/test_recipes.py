@@ -1130,7 +1130,8 @@ def test_a_failed_refit_beside_is_run_again_after(tmp_path, monkeypatch, caplog)
     assert all(torch.equal(after.state[k], res.checkpoint.state[k]) for k in after.state)
 
 
-def test_a_training_error_of_the_refit_beside_is_said_as_the_refits(tmp_path, monkeypatch):
+@pytest.mark.parametrize("beside", [True, False], ids=["refit-beside", "refit-after"])
+def test_a_training_error_of_the_refit_is_said_as_the_refits(tmp_path, monkeypatch, beside):
     # "loss became nan at step 1" while the file held the held-out run at a later step: whose step was not said
     import threading
 
@@ -1142,16 +1143,21 @@ def test_a_training_error_of_the_refit_beside_is_said_as_the_refits(tmp_path, mo
     aln = _toy_alignment(tmp_path)
     model_cfg = VAEConfig(seq_len=aln.L, **CFG)
     _scripted_heldout(monkeypatch, [-10.0, -9.0, -9.5, -9.7])
-    real = train_mod.loss_terms
+    real, real_refit, refitting = train_mod.loss_terms, train_mod._refit, []
 
     def nan_in_the_refit(*args, **kwargs):
         loss, stats = real(*args, **kwargs)
-        return (loss * float("nan"), stats) if threading.current_thread().name == "deepseqvae-refit" else (loss, stats)
+        in_refit = threading.current_thread().name == "deepseqvae-refit" or refitting
+        return (loss * float("nan"), stats) if in_refit else (loss, stats)
+
+    def refit_after(*args, **kwargs):
+        refitting.append(True)
+        return real_refit(*args, **kwargs)
 
     monkeypatch.setattr(train_mod, "loss_terms", nan_in_the_refit)
-    with pytest.raises(TrainingError, match=r"^the refit on every sequence \(beside the held-out run\): loss became "
-                                            r"nan at step 1"):
-        fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, refit_beside=True)
+    monkeypatch.setattr(train_mod, "_refit", refit_after)
+    with pytest.raises(TrainingError, match=r"^the refit on every sequence: loss became nan at step 1"):
+        fit_alignment(aln, np.ones(aln.N), model_cfg, TrainConfig(**REFIT_BASE), theta=0.2, refit_beside=beside)
 
 
 def test_refit_pace_holds_at_the_best_step_and_stops_at_the_chosen_one():

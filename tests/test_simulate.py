@@ -369,4 +369,20 @@ def test_write_demo_replaces_both_files_or_neither(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="demo_mutants.csv: cannot write: No space left on device"):
         write_demo(tmp_path, n_seqs=20, L=8, n_pairs=2, n_doubles=3, seed=2)
     assert {n: (tmp_path / n).read_text() for n in before} == before
+    monkeypatch.undo()
+    # the disk full at the second file's flush, after the first was written whole: neither is replaced
+    import os
+
+    real_fsync, calls = os.fsync, []
+
+    def second_fails(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", second_fails)
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_demo(tmp_path, n_seqs=20, L=8, n_pairs=2, n_doubles=3, seed=2)
+    assert {n: (tmp_path / n).read_text() for n in before} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.a2m", "demo_mutants.csv"]

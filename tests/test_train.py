@@ -153,6 +153,13 @@ def test_a_damaged_or_diverged_checkpoint_is_refused(tmp_path):
                                               r"non-finite value\(s\): the model of a run that diverged"):
         load_checkpoint(tmp_path / "nan.pt")
     assert load_checkpoint(path).step == 5
+    # a file saved without checksums (torch's option: every CRC 0) cannot be checked, and loads
+    torch.serialization.set_crc32_options(False)
+    try:
+        save_checkpoint(res.checkpoint, tmp_path / "nocrc.pt")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert load_checkpoint(tmp_path / "nocrc.pt").step == 5
 
 
 def test_an_edited_checkpoint_is_one_error_naming_the_file(tmp_path):
