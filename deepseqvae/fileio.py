@@ -96,7 +96,8 @@ def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None,
         raise OutputError(f"{path}: outputs are written uncompressed: name it without .gz (gzip it afterwards)")
     if is_stream(path):  # /dev/stdout, /dev/null, a pipe: written in place
         return path
-    if os.path.normpath(os.path.abspath(path)).startswith(("/dev/", "/proc/")):
+    where = os.path.normpath(os.path.abspath(path))
+    if os.path.dirname(where) == "/dev" or where.startswith("/proc/"):  # (a folder below /dev, /dev/shm, is one)
         # e.g. score -o /dev/stdout's Spearman beside it: /dev/stdout.spearman.json
         raise OutputError(f"{path}: not a place for a file (beside a stream output such as /dev/stdout?); give the "
                           "output a file name")

@@ -796,6 +796,10 @@ def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
     assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", "/dev/stdout", "--no-progress"),
                       "/dev/stdout.spearman.json: not a place for a file")
     assert not Path("/proc/m.pt").exists() and not Path("/dev/stdout.spearman.json").exists()
+    if Path("/dev/shm").is_dir():  # a memory file system below /dev: a folder like any other
+        shm = Path("/dev/shm") / tmp_path.name / "out.csv"
+        assert check_output(shm) == shm
+        shm.parent.rmdir()
     # click's usage errors are one line too, naming the command and its help
     assert_user_error(invoke("weights", DEMO_A2M, "-o", tmp_path), "weights: Invalid value for '-o'",
                       "is a directory", "weights --help'")
