@@ -576,8 +576,14 @@ def train(
                 paced = True
                 warn_if_long(step - start_step, time.perf_counter() - t0, end - step)
             if at_eval and evaluator is not None:
-                state = scoring_copy()
-                pending.append((step, state, evaluator.submit(evaluate_copy, state)))
+                # at most one evaluation queued behind the running one: where an evaluation takes longer than the
+                # steps between two (a large held-out set), training waits rather than pile up copies of the weights
+                while len(pending) >= MAX_PENDING_EVALUATIONS and not stopped:
+                    at, state, job = pending.popleft()
+                    record(at, job.result(), lambda state=state: state)
+                if not stopped:
+                    state = scoring_copy()
+                    pending.append((step, state, evaluator.submit(evaluate_copy, state)))
             elif at_eval:
                 value = evaluate()
                 if value is not None:
@@ -658,6 +664,9 @@ def warn_if_memory_short(model_cfg: VAEConfig, way: str, where: str = "") -> Non
                 need / gb, way, free / gb, "; ".join(cheaper + ["narrower --encoder-hidden or --decoder-hidden "
                                                                 "need less"]))
 
+
+#: held-out evaluations beside training that may wait for the worker (each holds a copy of the scoring weights)
+MAX_PENDING_EVALUATIONS = 2
 
 #: after this many steps and seconds a run projects its length (:func:`warn_if_long`)
 PACE_STEPS, PACE_SECONDS = 10, 30.0

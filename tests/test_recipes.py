@@ -861,6 +861,44 @@ def test_heldout_evaluations_beside_training_give_the_same_record(stop_on):
         assert torch.equal(beside.state[k], turn.state[k]), k
 
 
+def test_slow_evaluations_beside_training_do_not_pile_up(monkeypatch):
+    # each waiting evaluation holds a copy of the weights: where one takes longer than the steps between two, training
+    # waits instead (at most MAX_PENDING_EVALUATIONS queued or running), with the same record
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import deepseqvae.train as train_mod
+
+    outstanding, most, lock = [0], [0], threading.Lock()
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            with lock:
+                outstanding[0] += 1
+                most[0] = max(most[0], outstanding[0])
+            future = super().submit(fn, *args, **kwargs)
+            future.add_done_callback(lambda f: outstanding.__setitem__(0, outstanding[0] - 1))
+            return future
+
+    real = train_mod.heldout_estimates
+
+    def slow(*args, **kwargs):
+        time.sleep(0.2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "ThreadPoolExecutor", Counting)
+    monkeypatch.setattr(train_mod, "heldout_estimates", slow)
+    codes, w = family()
+    held = (codes[:10], w[:10])
+    cfg = TrainConfig(steps=60, batch_size=16, seed=3, log_every=5, eval_every=5, early_stopping=0, eval_samples=2)
+    beside = train(fresh_model(2), codes[10:], w[10:], cfg, info_for(codes, w), heldout=held,
+                   evaluate_beside=True).checkpoint
+    assert most[0] <= train_mod.MAX_PENDING_EVALUATIONS and len(beside.history["eval_step"]) == 12
+    turn = train(fresh_model(2), codes[10:], w[10:], cfg, info_for(codes, w), heldout=held).checkpoint
+    assert beside.history["heldout_iwll"] == turn.history["heldout_iwll"]
+
+
 def test_heldout_estimates_at_the_decoder_means_by_hand():
     codes, w = family(n=30)
     model = fresh_model()
