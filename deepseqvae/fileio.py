@@ -95,9 +95,12 @@ def check_output(path: str | os.PathLike, *inputs: str | os.PathLike | None,
     if path.suffix.lower() == ".gz":  # inputs may be gzip-compressed; outputs are written plain
         raise OutputError(f"{path}: outputs are written uncompressed: name it without .gz (gzip it afterwards)")
     if is_stream(path):  # /dev/stdout, /dev/null, a pipe: written in place
+        if _descriptor(path) is None and not stat.S_ISFIFO(Path(path).stat().st_mode):  # (a FIFO would block)
+            with _open_stream(path, "ab"):  # a device that cannot be opened (/dev/tty without a terminal)
+                pass
         return path
-    where = os.path.normpath(os.path.abspath(path))
-    if os.path.dirname(where) == "/dev" or where.startswith("/proc/"):  # (a folder below /dev, /dev/shm, is one)
+    places = {os.path.normpath(os.path.abspath(p)) for p in (path, _target(path))}  # as given, and a link's target
+    if any(os.path.dirname(w) == "/dev" or w.startswith("/proc/") for w in places):  # (/dev/shm is a folder)
         # e.g. score -o /dev/stdout's Spearman beside it: /dev/stdout.spearman.json
         raise OutputError(f"{path}: not a place for a file (beside a stream output such as /dev/stdout?); give the "
                           "output a file name")
@@ -138,7 +141,7 @@ def _replace(tmp: str, path: Path) -> None:
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 #: a process's own open files by number: /dev/stdout is /proc/self/fd/1, whatever it is (a pipe, a file opened to
 #: append, a terminal); written through a copy of that descriptor, never reopened (that truncates) or renamed onto
-_FD_PATH = re.compile(r"^/(?:dev/fd|proc/self/fd|proc/\d+/fd)/(\d+)$")
+_FD_PATH = re.compile(r"^/+(?:dev/fd|proc/self/fd|proc/(\d+)/fd)/(\d+)$")
 _STD_PATHS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
 
@@ -150,12 +153,29 @@ def _target(path: str | os.PathLike) -> Path:
 
 
 def _descriptor(path: str | os.PathLike) -> int | None:
-    """The file descriptor ``path`` names (``/dev/stdout``: 1, ``/dev/fd/3``, ``/proc/self/fd/3``), else None."""
+    """The open file descriptor of this process that ``path`` names: by its spelling (``/dev/stdout``: 1,
+    ``/dev/fd/3``, ``/proc/self/fd/3``), or as the file stdout or stderr is (a link to /dev/stdout, ``//dev/stdout``,
+    the log stdout appends to); None otherwise, and for a number that is not open."""
     text = os.path.normpath(os.fspath(path))
-    if text in _STD_PATHS:
-        return _STD_PATHS[text]
-    m = _FD_PATH.match(text)
-    return int(m.group(1)) if m else None
+    fd = _STD_PATHS.get(text)
+    if fd is None and (m := _FD_PATH.match(text)) and m.group(1) in (None, str(os.getpid())):
+        fd = int(m.group(2))
+    if fd is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        for std in (1, 2):
+            with contextlib.suppress(OSError):
+                out = os.fstat(std)
+                if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+                    return std
+        return None
+    try:
+        os.fstat(fd)
+    except OSError:  # not open: the path is then no stream (and no place for a file)
+        return None
+    return fd
 
 
 def is_stream(path: str | os.PathLike) -> bool:
@@ -225,7 +245,10 @@ def _open_stream(path: str | os.PathLike, mode: str, **kwargs) -> IO:
     """``path`` opened for writing in place: a descriptor it names through a copy (so that a file that stdout appends
     to is appended to, not truncated by a reopening), anything else (a device, a pipe) as it is."""
     fd = _descriptor(path)
-    return open(path, mode, **kwargs) if fd is None else os.fdopen(os.dup(fd), mode, **kwargs)
+    try:
+        return open(path, mode, **kwargs) if fd is None else os.fdopen(os.dup(fd), mode, **kwargs)
+    except OSError as exc:  # /dev/tty without a terminal, a descriptor open for reading only
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _remove(temps: list[str]) -> None:

@@ -292,9 +292,9 @@ def _train_vae(fit: _Fit) -> tuple[int, float | None, float, float | None, str, 
         recipe = stored or recipe
     elif fit.output.is_file():  # an earlier model: kept until this run ends
         ckpt_path = partial
-    elif partial.exists():  # an abandoned run's: kept (a later --resume takes the newer of it and the output)
-        log.warning("%s holds an interrupted run's checkpoint and is left as it is; this run writes %s", partial,
-                    fit.output)
+    elif partial.exists():  # an abandoned run's: kept (--resume takes the newer of it and the output, it alone before)
+        log.warning("%s holds an interrupted run's checkpoint and is left as it is (--resume continues it until %s "
+                    "exists); this run writes %s", partial, fit.output, fit.output)
     model_cfg, train_cfg = recipe_configs(recipe, fit.aln.L, neff=float(np.sum(fit.weights)),
                                           model_overrides=fit.model_options,
                                           train_overrides=None if resume is not None else fit.train_options)

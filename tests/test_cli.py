@@ -1310,6 +1310,16 @@ def test_output_to_stdout_appends_where_stdout_appends(independent_model, tmp_pa
     lines = log_file.read_text().splitlines()
     assert lines[0] == "precious" and lines[1].startswith("mutant,") and len(lines) >= 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "m.csv"]
+    (tmp_path / "so.csv").symlink_to("/dev/stdout")  # the same through a link (stdout's file seen as a plain file)
+    with open(log_file, "a") as out:
+        proc = subprocess.run([sys.executable, "-m", "deepseqvae", "score", str(table), "-m", str(independent_model),
+                               "-o", str(tmp_path / "so.csv"), "--no-progress"], stdout=out, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert log_file.read_text().splitlines()[0] == "precious" and len(log_file.read_text().splitlines()) >= 7
+    # a descriptor that is not open: one line, before the work
+    assert_user_error(invoke("score", table, "-m", independent_model, "-o", "/dev/fd/57", "--no-progress"),
+                      "/dev/fd/57: cannot write in /dev/fd")
     # training rewrites its checkpoint: into a stream, the copies would pile up
     assert_user_error(invoke("train", DEMO_A2M, "-o", "/dev/stdout", "--model", "independent"),
                       "/dev/stdout: train writes its model as a file, rewritten at each checkpoint")
