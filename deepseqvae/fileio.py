@@ -142,7 +142,7 @@ _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 #: a process's own open files by number: /dev/stdout is /proc/self/fd/1, whatever it is (a pipe, a file opened to
 #: append, a terminal); written through a copy of that descriptor, never reopened (that truncates) or renamed onto
 _FD_PATH = re.compile(r"^/+(?:dev/fd|proc/self/fd|proc/(\d+)/fd)/(\d+)$")
-_STD_PATHS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_STD_PATHS = {"/dev/stdout": 1, "/dev/stderr": 2}  # (never stdin: an output)
 
 
 def _target(path: str | os.PathLike) -> Path:
