@@ -33,6 +33,14 @@ class UserError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
+def _say(text: str, *outputs) -> None:
+    """A command's summary line: on stdout, unless an output is written there (``-o /dev/stdout``), where it would
+    land inside the table or sequences."""
+    from .fileio import is_stream
+
+    click.echo(text, err=any(o is not None and is_stream(o) for o in outputs))
+
+
 def _given(source: click.core.ParameterSource = click.core.ParameterSource.COMMANDLINE) -> set[str]:
     """Names of the current command's parameters whose value came from ``source`` (default: typed by the user)."""
     ctx = click.get_current_context()
@@ -626,11 +634,12 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
         if not math.isfinite(sp["rho"]):  # say why there is no number (the JSON holds null)
             rho = "none (" + ("fewer than 3 mutants with both a score and a fitness" if sp["n"] < 3
                               else "the scores or the fitness values are all equal") + ")"
-        click.echo(f"Spearman rho = {rho} against '{sp['fitness_col']}' over {sp['n']} mutants "
-                   f"({sp['excluded']} excluded: {sp['excluded_unscorable']} unscorable, "
-                   f"{sp['excluded_no_fitness']} without fitness, {sp['excluded_no_substitution']} wild-type or "
-                   f"synonymous); written to {json_path}")
-    click.echo(f"Wrote {n_rows} row{'s' if n_rows != 1 else ''} to {out}")
+        where = f"written to {json_path}" if json_path is not None else "not written beside a stream output"
+        _say(f"Spearman rho = {rho} against '{sp['fitness_col']}' over {sp['n']} mutants "
+             f"({sp['excluded']} excluded: {sp['excluded_unscorable']} unscorable, "
+             f"{sp['excluded_no_fitness']} without fitness, {sp['excluded_no_substitution']} wild-type or "
+             f"synonymous); {where}", out)
+    _say(f"Wrote {n_rows} row{'s' if n_rows != 1 else ''} to {out}", out)
 
 
 # --- simulate -------------------------------------------------------------------------------
@@ -709,7 +718,7 @@ def scan_command(model, output, plot, n_samples, seed, device, batch_size, max_p
         f"K = {result.n_samples} samples" + (" (automatic)" if n_samples is None else "")
     click.echo(f"Scanned {len(result.mutants)} single substitutions at {len(result.focus_seq)} positions ({how}).",
                err=True)
-    click.echo(f"Wrote {out} and {pos}" + (f"; heatmap {plot}" if plot else ""))
+    _say(f"Wrote {out} and {pos}" + (f"; heatmap {plot}" if plot else ""), out, pos, plot)
 
 
 def _color_by(ctx, param, value):
@@ -761,7 +770,7 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
     dropped = (f" ({aln.n_dropped} records left out by the filters: {aln.n_dropped_nonstandard} with B/J/O/U/X/Z/* in "
                f"a modelled column, {aln.n_dropped_gaps} by --max-gap-fraction)" if aln.n_dropped else "")
     click.echo(f"Embedded {aln.N} sequences into D = {emb.mu.shape[1]} latent dimensions{dropped}.", err=True)
-    click.echo(f"Wrote {out}" + (f"; map {plot}" if plot else ""))
+    _say(f"Wrote {out}" + (f"; map {plot}" if plot else ""), out, plot)
 
 
 @main.command("sample")
@@ -830,7 +839,7 @@ def sample_command(model, n, output, temperature, seed, near, interpolate, steps
                                interpolate=tuple(interpolate) if interpolate else None, steps=steps, msa=msa,
                                options=align_opts, device=device, batch_size=batch_size,
                                elbo_samples=elbo_samples, progress=progress)
-    click.echo(f"Wrote {written} sequences to {out}")
+    _say(f"Wrote {written} sequences to {out}", out)
 
 
 # --- classify (EVE's mixture step) ----------------------------------------------------------

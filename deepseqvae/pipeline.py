@@ -489,7 +489,8 @@ def score_file(
         bound_heap_growth()  # bounded memory at some cost in speed (see runtime.py)
     if fitness_col is None:
         fitness_col = detect_fitness_col(table)
-    if fitness_col is not None:  # the Spearman is written beside the output: checked before the work
+    beside = fitness_col is not None and not is_stream(out)  # a stream output has no "beside": it is printed only
+    if beside:  # the Spearman is written beside the output: checked before the work
         check_output(out.with_suffix(".spearman.json"), mutants, *models)
     dev = resolve_device(device)
     result = score_table(checkpoints, table, model_names=model_column_names([str(m) for m in models]),
@@ -498,7 +499,7 @@ def score_file(
     with atomic_write(out, "w", newline="") as fh:
         result.frame.to_csv(fh, index=False, na_rep="", float_format=FLOAT_FORMAT)
     json_path = None
-    if result.spearman is not None:
+    if result.spearman is not None and beside:
         json_path = out.with_suffix(".spearman.json")
         payload = {**result.spearman, "mutants": str(mutants), "models": [str(m) for m in models],
                    "status_summary": result.summary}

@@ -793,9 +793,9 @@ def test_unwritable_output_fails_before_the_work(independent_model, tmp_path):
     # /dev and /proc hold devices and a process's files, never an output (score -o /dev/stdout's Spearman beside it)
     assert_user_error(invoke("train", broken, "-o", "/proc/m.pt", "--steps", "5", "--msa-format", "a2m"),
                       "/proc/m.pt: not a place for a file (beside a stream output such as /dev/stdout?)")
-    assert_user_error(invoke("score", DEMO_CSV, "-m", independent_model, "-o", "/dev/stdout", "--no-progress"),
-                      "/dev/stdout.spearman.json: not a place for a file")
-    assert not Path("/proc/m.pt").exists() and not Path("/dev/stdout.spearman.json").exists()
+    assert_user_error(invoke("scan", "-m", independent_model, "-o", "/dev/stdout", "--no-progress"),
+                      "/dev/stdout_positions.csv: not a place for a file")
+    assert not Path("/proc/m.pt").exists() and not Path("/dev/stdout_positions.csv").exists()
     if Path("/dev/shm").is_dir():  # a memory file system below /dev: a folder like any other
         shm = Path("/dev/shm") / tmp_path.name / "out.csv"
         assert check_output(shm) == shm
@@ -1308,7 +1308,16 @@ def test_output_to_stdout_appends_where_stdout_appends(independent_model, tmp_pa
                               timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = log_file.read_text().splitlines()
-    assert lines[0] == "precious" and lines[1].startswith("mutant,") and len(lines) >= 4
+    assert lines == ["precious", "mutant,score,score_sem,status", *lines[2:]] and len(lines) == 4  # the summary: stderr
+    assert "Wrote 2 rows to /dev/stdout" in proc.stderr
+    # a table with a fitness column: its Spearman is said, not written beside a stream (/dev/stdout.spearman.json)
+    fit = tmp_path / "f.csv"
+    fit.write_text("mutant,fitness\nH1A,1\nH1C,2\nH1D,3\n")
+    proc = subprocess.run([sys.executable, "-m", "deepseqvae", "score", str(fit), "-m", str(independent_model),
+                           "-o", "/dev/stdout", "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "mutant,fitness,score,score_sem,status"
+    assert "not written beside a stream output" in proc.stderr and not Path("/dev/stdout.spearman.json").exists()
+    fit.unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "m.csv"]
     (tmp_path / "so.csv").symlink_to("/dev/stdout")  # the same through a link (stdout's file seen as a plain file)
     with open(log_file, "a") as out:
