@@ -31,6 +31,11 @@ DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 WORKER_FLAG = "--worker"
 
 
+def package_env(tree: Path = REPO) -> dict[str, str]:
+    """The environment of a ``python -m deepseqvae`` child that runs ``tree``'s package, whatever is installed."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
+
+
 def add_data_dir(ap: argparse.ArgumentParser) -> None:
     """The ``--data-dir`` option of every script: an absolute path, default ``../shared/data`` of the repo."""
     ap.add_argument("--data-dir", type=lambda p: Path(p).expanduser().resolve(), default=DEFAULT_DATA_DIR,

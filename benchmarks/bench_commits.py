@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import REPO, header, write_result
+from benchmarks._common import REPO, header, package_env, write_result
 
 
 def worktree(commit: str, root: Path) -> Path:
@@ -37,7 +37,7 @@ def run_once(tree: Path, args: list[str], cwd: Path) -> tuple[float, float, str]
     """(wall seconds, peak resident memory in GB, last non-empty output line) of ``python -m deepseqvae args``
     from ``tree`` in ``cwd``. The peak is the child's own (``os.wait4``'s ``ru_maxrss``), not the largest
     of all children so far."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
+    env = package_env(tree)
     with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: nothing to drain while waiting for the child
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "deepseqvae", *args], cwd=cwd, env=env, stdout=out,

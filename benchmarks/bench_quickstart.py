@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,12 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import REPO, header, write_result
+from benchmarks._common import REPO, header, package_env, write_result
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
     # The repository's package, whatever deepseqvae is installed: `python -m deepseqvae` with it first on the path.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = package_env()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True, env=env)
     return time.perf_counter() - t0, (proc.stdout + proc.stderr).strip()

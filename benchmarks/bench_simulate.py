@@ -11,18 +11,17 @@ benchmarks/results/simulate-<date>.md.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchmarks._common import REPO, header, write_result
+from benchmarks._common import header, package_env, write_result
 
 
 def run_case(length: int, n_seqs: int) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of one simulate process."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = package_env()
     with tempfile.TemporaryDirectory() as tmp:
         # a wrapper process per case, so that ru_maxrss of RUSAGE_CHILDREN is this case's alone
         code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "

@@ -15,7 +15,6 @@ benchmarks/results/epistasis-<date>.md.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -25,12 +24,12 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from benchmarks._common import REPO, header, write_result
+from benchmarks._common import REPO, header, package_env, write_result
 
 
 def run(cmd: list[str], cwd: Path) -> None:
     """Run a ``deepseqvae`` command with the repository's package first on the path."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = package_env()
     subprocess.run(cmd, cwd=cwd, check=True, env=env, stdout=subprocess.DEVNULL)
 
 

@@ -270,12 +270,7 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
         os.close(fd)
         try:
             yield Path(tmp)
-            if stream:
-                with open(tmp, "rb") as src, _open_stream(path, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.unlink(tmp)
-            else:
-                _replace(tmp, target)
+            replace_with(tmp, path)  # a device or pipe gets its bytes; a file (a link's target) the file
         except OSError as exc:
             _remove([tmp])
             if exc.errno in _NO_ROOM:

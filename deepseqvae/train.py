@@ -507,6 +507,11 @@ def train(
             if raw is not None:
                 torch._foreach_copy_([p.data for p in params], raw)
 
+    def apply_oldest() -> None:
+        """Record the oldest evaluation beside training (waiting for it), with the weights it evaluated."""
+        at, state, job = pending.popleft()
+        record(at, job.result(), lambda: state)
+
     end = cfg.steps if cfg.stop_step is None else cfg.stop_step  # the schedule still spans cfg.steps
     kept: Checkpoint | None = None  # following a held-out run: a copy of the state at its best step so far
     start_step, t0 = step, time.perf_counter()
@@ -579,8 +584,7 @@ def train(
                 # at most one evaluation queued behind the running one: where an evaluation takes longer than the
                 # steps between two (a large held-out set), training waits rather than pile up copies of the weights
                 while len(pending) >= MAX_PENDING_EVALUATIONS and not stopped:
-                    at, state, job = pending.popleft()
-                    record(at, job.result(), lambda state=state: state)
+                    apply_oldest()
                 if not stopped:
                     state = scoring_copy()
                     pending.append((step, state, evaluator.submit(evaluate_copy, state)))
@@ -590,8 +594,7 @@ def train(
                     record(step, value, scoring_copy)
             # evaluations beside training: apply those done (every one before a checkpoint and at the end)
             while pending and not stopped and (at_ckpt or step >= end or pending[0][2].done()):
-                at, state, job = pending.popleft()
-                record(at, job.result(), lambda state=state: state)
+                apply_oldest()
             if follow is not None and (step % cfg.eval_every == 0 or step == end):
                 keep, stop = follow.wait(step)  # the held-out run's verdict on this step
                 if keep:  # a copy (training goes on in place) of what the refit's model keeps: its scored
