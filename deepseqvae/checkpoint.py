@@ -345,7 +345,8 @@ def build_model(ckpt: Checkpoint) -> torch.nn.Module:
     weights that do not make one (an edited or foreign file) raise :class:`CheckpointError` naming the file."""
     where = f"{ckpt.source}: " if ckpt.source else ""
     try:
-        model = model_kind(ckpt.kind).build(ckpt.model_config)
+        with torch.random.fork_rng(devices=[]):  # its initial draws, overwritten below, leave the caller's stream
+            model = model_kind(ckpt.kind).build(ckpt.model_config)
     except (TypeError, ValueError) as exc:  # an unknown or missing configuration field, an impossible value
         raise CheckpointError(f"{where}its model configuration does not make a model "
                               f"({' '.join(str(exc).split())})") from None

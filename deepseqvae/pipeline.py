@@ -33,7 +33,15 @@ from .recipes import DEFAULT_RECIPE, check_model_options
 from .runtime import LARGE_TABLE_ROWS, bound_heap_growth, whole_number
 from .score import ScanResult, TableScores, model_column_names, saturation_scan, score_table
 from .tables import detect_fitness_col, read_mutant_table
-from .weights import check_theta, compute_weights, default_weights_path, resolve_device, resolve_kernel, save_weights
+from .weights import (
+    check_theta,
+    check_weights,
+    compute_weights,
+    default_weights_path,
+    resolve_device,
+    resolve_kernel,
+    save_weights,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .classify import Classification, Evaluation, ScanScores
@@ -120,20 +128,7 @@ def load_or_compute_weights(aln: Alignment, theta: float, weights_path: str | os
     if not isinstance(weights, np.ndarray):  # an .npz archive (or a pickle np.load refused above)
         raise DeepSeqVAEError(f"{weights_path}: not a .npy array of weights (expected a .npy from "
                               "'deepseqvae weights')")
-    if weights.ndim != 1 or weights.shape[0] != aln.N:
-        raise DeepSeqVAEError(f"{weights_path}: holds {weights.shape} weights but {aln.path} has "
-                              f"{aln.N} sequences after filtering (same filters and alignment?)")
-    if not np.issubdtype(weights.dtype, np.number) or np.issubdtype(weights.dtype, np.complexfloating):
-        raise DeepSeqVAEError(f"{weights_path}: weights of type {weights.dtype}, not real numbers")
-    weights = weights.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
-    if bad.size:  # a negative or infinite weight breaks Neff and the batch sampling
-        i = int(bad[0])
-        raise DeepSeqVAEError(f"{weights_path}: {bad.size} weight(s) negative, NaN or infinite, the first of "
-                              f"sequence {i + 1} ({aln.ids[i]!r}): {weights[i]}")
-    if not weights.sum() > 0:
-        raise DeepSeqVAEError(f"{weights_path}: every weight is 0; Neff must be positive")
-    return weights
+    return check_weights(weights, aln.ids, str(weights_path))
 
 
 # --- train ----------------------------------------------------------------------------------

@@ -5,31 +5,26 @@ Every function takes arrays and labels, not results of other stages, so this mod
 nothing of the package but :mod:`alphabet`, :mod:`errors` and :mod:`fileio`.
 
 Figures are built as :class:`matplotlib.figure.Figure` objects without pyplot, so no window or
-global figure state is involved; the Agg backend is selected on import unless pyplot is already in
-use (an interactive session keeps its own backend). Every figure has a title, axis labels and a
-colour bar and is saved at :data:`DPI` with a size that depends only on the data's shape, so the
-pixel size of a PNG is predictable (:func:`heatmap_figsize`, :data:`LATENT_FIGSIZE`).
+global figure state is involved and the backend is left as the caller has it (a Figure saves itself
+through the canvas of its file format: no display is needed, and a notebook's inline backend stays). Every
+figure has a title, axis labels and a colour bar and is saved at :data:`DPI` with a size that depends only on
+the data's shape, so the pixel size of a PNG is predictable (:func:`heatmap_figsize`, :data:`LATENT_FIGSIZE`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
 
-if "matplotlib.pyplot" not in sys.modules:  # headless: never needs a display
-    matplotlib.use("Agg")
-
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .alphabet import ALPHABET, N_AA  # noqa: E402
-from .errors import DeepSeqVAEError  # noqa: E402
-from .fileio import atomic_path, check_output  # noqa: E402
+from .alphabet import ALPHABET, N_AA
+from .errors import DeepSeqVAEError
+from .fileio import atomic_path, check_output
 
 #: resolution of every saved figure (pixels per inch)
 DPI = 100

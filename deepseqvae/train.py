@@ -742,7 +742,7 @@ def fit_alignment(
     the same model as the two one after the other with that many threads each, in less time.
     """
     from .errors import CheckpointError, ConfigError
-    from .weights import check_theta
+    from .weights import check_theta, check_weights
 
     # the Python caller's mistakes, said here rather than deep in torch
     if not isinstance(alignment, Alignment):
@@ -751,10 +751,7 @@ def fit_alignment(
     if not isinstance(model_cfg, VAEConfig) or not isinstance(train_cfg, TrainConfig):
         raise TypeError(f"model_cfg and train_cfg must be a VAEConfig and a TrainConfig (recipes.recipe_configs "
                         f"makes both), not {type(model_cfg).__name__} and {type(train_cfg).__name__}")
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (alignment.N,):
-        raise ValueError(f"weights must have shape ({alignment.N},), one per sequence of {alignment.path}, not "
-                         f"{weights.shape}")
+    weights = check_weights(weights, alignment.ids, f"the weights given for {alignment.path}")
     if resume is None and model_cfg.seq_len != alignment.L:
         raise ConfigError(f"VAEConfig.seq_len {model_cfg.seq_len} is not the alignment's L = {alignment.L} "
                           f"({alignment.path})")
@@ -844,8 +841,7 @@ def fit_alignment(
             codes, heldout = codes[train_rows], (codes[held_rows], weights[held_rows])
             weights = weights[train_rows]
             split = (len(held_rows), share, time.perf_counter() - t_split)
-    torch.manual_seed(train_cfg.seed)  # model initialisation; all later noise comes from the run's generator
-    model = VAE(model_cfg)
+    model = initial_model(model_cfg, train_cfg.seed)  # all later noise comes from the run's generator
     if refitting and beside:
         return replace(_fit_with_refit_beside(model, codes, weights, heldout, alignment, all_weights, train_cfg,
                                               info, device=device, checkpoint_path=checkpoint_path, resume=resume,
@@ -901,8 +897,7 @@ def _fit_with_refit_beside(model: VAE, codes: np.ndarray, weights: np.ndarray,
     threads = torch.get_num_threads()
     each = max(1, threads // 2)
     pace = RefitPace()
-    torch.manual_seed(train_cfg.seed)  # the held-out run's start
-    refit_model = VAE(model.cfg)
+    refit_model = initial_model(model.cfg, train_cfg.seed)  # the held-out run's start
     refit_cfg = replace(train_cfg, early_stopping=0)  # its end comes from the pace
     out: dict[str, object] = {}
 
@@ -986,6 +981,19 @@ def _evaluations_since_best(history: dict[str, list]) -> int:
     return sum(s > history["best_step"][-1] for s in history.get("eval_step", []))
 
 
+#: one model initialisation at a time in this process: nn.Module initialisers draw from torch's global generator
+_INIT_LOCK = threading.Lock()
+
+
+def initial_model(cfg: VAEConfig, seed: int) -> VAE:
+    """The VAE ``seed`` starts from: its initialisers draw from torch's global generator, seeded here and then given
+    back in the state the caller left it (a notebook's own random stream continues as it would have), one
+    initialisation at a time, so that runs started on several threads of one process each get their seed's model."""
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # the CPU's: models are built on the CPU
+        return VAE(cfg)
+
+
 def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, info: ModelInfo, kept: int,
            record: dict[str, list], *, device, checkpoint_path, progress: bool, on_eval) -> TrainResult:
     """The second stage of ``TrainConfig.refit``: the same start (seed), recipe and learning-rate path on
@@ -993,8 +1001,7 @@ def _refit(alignment, weights: np.ndarray, model_cfg, train_cfg: TrainConfig, in
     held-out ``record`` and ``refit_step``."""
     # the record keeps holdout_fraction and refit (what was done); no early stopping in this stage
     cfg = replace(train_cfg, early_stopping=0, stop_step=kept)
-    torch.manual_seed(cfg.seed)  # the first stage's initialisation
-    model = VAE(model_cfg)
+    model = initial_model(model_cfg, cfg.seed)  # the first stage's initialisation
     try:
         result = train(model, alignment.codes, weights, cfg, info, device=device, checkpoint_path=None,
                        progress=progress, on_eval=on_eval)

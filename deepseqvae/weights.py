@@ -74,6 +74,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def check_weights(weights, ids, source: str) -> np.ndarray:
+    """``weights`` as float64 after checking it has one real, finite, non-negative weight per sequence of ``ids``
+    and a positive sum (Neff); ``source`` (the weights' file, or what gave them) starts every error."""
+    weights = np.asarray(weights)
+    if weights.ndim != 1 or weights.shape[0] != len(ids):
+        raise WeightsError(f"{source}: holds {weights.shape} weights but the alignment has {len(ids)} sequences "
+                           "after filtering (same filters and alignment?)")
+    if not np.issubdtype(weights.dtype, np.number) or np.issubdtype(weights.dtype, np.complexfloating):
+        raise WeightsError(f"{source}: weights of type {weights.dtype}, not real numbers")
+    weights = weights.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if bad.size:  # a negative or infinite weight breaks Neff and the batch sampling
+        i = int(bad[0])
+        raise WeightsError(f"{source}: {bad.size} weight(s) negative, NaN or infinite, the first of "
+                           f"sequence {i + 1} ({ids[i]!r}): {weights[i]}")
+    if not weights.sum() > 0:
+        raise WeightsError(f"{source}: every weight is 0; Neff must be positive")
+    return weights
+
+
 def check_theta(theta: float) -> float:
     """Return ``theta`` as a float after checking ``0 < theta < 1``."""
     try:

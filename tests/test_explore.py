@@ -500,3 +500,18 @@ def test_embed_says_how_many_records_the_filters_left_out(models, tmp_path):
     assert r.exit_code == 0, r.output
     assert "Embedded 100 sequences" in r.stderr
     assert "(1 records left out by the filters: 1 with B/J/O/U/X/Z/* in a modelled column" in r.stderr
+
+
+def test_importing_the_figures_leaves_matplotlibs_backend_alone(tmp_path):
+    # plots switched matplotlib to Agg on import: a notebook's inline backend stopped showing figures
+    import subprocess
+    import sys
+
+    png = tmp_path / "h.png"
+    code = ("import matplotlib, numpy as np; matplotlib.use('pdf'); import deepseqvae.plots as p; "
+            "print(matplotlib.get_backend()); "
+            f"p.save_figure(p.plot_heatmap(np.zeros((3, 20)), [1, 2, 3], 'ACD', title='t'), {str(png)!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"})
+    assert out.stdout.split() == ["pdf"]
+    assert mpimg.imread(png).shape[2] == 4  # a PNG still written, without a display

@@ -412,6 +412,8 @@ def test_ema_warmup_must_keep_the_decay_below_one():
 
 
 def test_fit_alignment_names_a_python_callers_mistakes():
+    import numpy as np
+
     from deepseqvae.alignment import read_alignment
     from deepseqvae.errors import ConfigError
     from deepseqvae.train import fit_alignment
@@ -427,9 +429,16 @@ def test_fit_alignment_names_a_python_callers_mistakes():
         fit_alignment(str(DEMO_A2M), w, cfg, tc, theta=0.2)
     with pytest.raises(TypeError, match="must be a VAEConfig and a TrainConfig .* not VAEConfig and dict"):
         fit_alignment(aln, w, cfg, {"steps": 2}, theta=0.2)
-    with pytest.raises(ValueError, match=rf"weights must have shape \({aln.N},\), one per sequence of .*demo.a2m, "
-                                         rf"not \({aln.N}, 1\)"):
+    with pytest.raises(WeightsError, match=rf"the weights given for .*demo.a2m: holds \({aln.N}, 1\) weights but "
+                                           rf"the alignment has {aln.N} sequences"):
         fit_alignment(aln, w[:, None], cfg, tc, theta=0.2)
+    # a NaN was "all sequence weights are zero", a negative or infinite one torch's "invalid multinomial distribution"
+    for bad, shown in ((np.nan, "nan"), (-1.0, "-1.0"), (np.inf, "inf")):
+        broken = w.copy()
+        broken[5] = bad
+        with pytest.raises(WeightsError, match=rf"demo.a2m: 1 weight\(s\) negative, NaN or infinite, the first of "
+                                               rf"sequence 6 \({aln.ids[5]!r}\): {shown}$"):
+            fit_alignment(aln, broken, cfg, tc, theta=0.2)
     with pytest.raises(ConfigError, match=r"VAEConfig.seq_len 50 is not the alignment's L = 60"):
         fit_alignment(aln, w, VAEConfig(seq_len=50, latent_dim=2, **TINY_VAE), tc, theta=0.2)
     with pytest.raises(WeightsError, match="theta must be strictly between 0 and 1"):
@@ -576,3 +585,28 @@ def test_available_memory_is_the_least_room_under_the_process_groups_limits(tmp_
     (base / "slurm/job_7" / limit).write_text("max\n" if version == "v2" else no_limit)
     assert available_memory(tmp_path) == 3 * gib
     assert available_memory(tmp_path / "nowhere") is None  # not Linux
+
+
+def test_a_models_start_leaves_the_callers_random_stream_and_threads_alone(tmp_path):
+    # fit_alignment seeded torch's global generator and left it so (a notebook's torch.rand stream changed), and two
+    # runs started on two threads at once could draw each other's initial weights
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepseqvae.train import initial_model
+
+    cfg = VAEConfig(seq_len=8, latent_dim=2, **TINY_VAE)
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    codes, w = toy_family()
+    ck = train(initial_model(cfg, 1), codes, w, TrainConfig(steps=2, batch_size=8), toy_info(codes, w)).checkpoint
+    torch.manual_seed(123)
+    initial_model(cfg, 1)
+    build_model(ck)  # a loaded model's initial draws (overwritten by its weights) too
+    assert torch.equal(torch.rand(5), expected)
+    alone = {seed: initial_model(cfg, seed).state_dict() for seed in (1, 2)}
+    assert not all(torch.equal(alone[1][k], alone[2][k]) for k in alone[1])
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            states = list(pool.map(lambda s: (s, initial_model(cfg, s).state_dict()), (1, 2) * 4))
+            for seed, state in states:
+                assert all(torch.equal(state[k], alone[seed][k]) for k in state)
