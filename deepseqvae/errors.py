@@ -31,7 +31,7 @@ class CheckpointError(DeepSeqVAEError):
     """A checkpoint file is missing, truncated, corrupted or not a deepseqvae checkpoint."""
 
 
-class ConfigError(DeepSeqVAEError):
+class ConfigError(DeepSeqVAEError, ValueError):
     """Options that build no model (for example a last decoder layer that the sparsity tiles do not divide)."""
 
 

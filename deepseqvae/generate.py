@@ -19,6 +19,7 @@ from .checkpoint import Checkpoint
 from .errors import DeepSeqVAEError
 from .latent import encode_latent, identity_to_focus
 from .model import VAE
+from .runtime import whole_number
 from .score import encode_batched
 from .weights import resolve_device
 
@@ -67,6 +68,7 @@ def estimate_elbo(model: VAE, codes: np.ndarray, *, n_samples: int = 20, seed: i
     """ELBO of each sequence (M, L) averaged over ``n_samples`` decoder-weight and latent draws, (M,).
     The draws come from ``generator`` when given (it advances), else from a new one seeded with ``seed``.
     ``progress``: a bar over the draws on stderr."""
+    n_samples, batch_size = whole_number("n_samples", n_samples, 1), whole_number("batch_size", batch_size, 1)
     device = resolve_device(device)
     model = model.to(device).eval()
     dec = model.decoder
@@ -141,8 +143,8 @@ def iter_samples(
     one generator seeded with ``seed``, so the output is reproducible for a given seed, batch size, chunk and
     device; an ``n`` within one chunk gives what one pass over all of them would.
     """
-    if n < 1:
-        raise DeepSeqVAEError(f"the number of sequences must be positive, got {n}")
+    n, batch_size = whole_number("n", n, 1), whole_number("batch_size", batch_size, 1)
+    elbo_samples, chunk = whole_number("elbo_samples", elbo_samples, 1), whole_number("chunk", chunk, 1)
     if not temperature > 0:
         raise DeepSeqVAEError(f"temperature must be > 0, got {temperature}")
     device = resolve_device(device)
@@ -210,8 +212,8 @@ def interpolate_sequences(
     (no sampling), so the first and last records are the model's reconstructions of the two
     sequences. ``seed`` only affects the ELBO estimates.
     """
-    if steps < 2:
-        raise DeepSeqVAEError(f"interpolation needs at least 2 steps, got {steps}")
+    steps = whole_number("steps", steps, 2)  # an interpolation has its two ends at least
+    elbo_samples = whole_number("elbo_samples", elbo_samples, 1)
     device = resolve_device(device)
     model = ckpt.latent_model("interpolation").to(device)
     ends = [sequence_codes(c, model.cfg.seq_len, what) for c, what in ((start_codes, "start"), (end_codes, "end"))]

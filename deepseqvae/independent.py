@@ -7,6 +7,8 @@ with p_l the weighted frequency at column l (gaps ignored) smoothed by a pseudoc
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -14,6 +16,8 @@ import torch
 from torch import nn
 
 from .alphabet import GAP_CODE, N_AA
+from .errors import ConfigError
+from .runtime import whole_number
 
 
 def weighted_counts(codes: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -32,6 +36,12 @@ class IndependentConfig:
 
     seq_len: int                    # L, number of modelled columns
     pseudocount: float = 0.1        # λ: pseudo-counts per column, as a fraction of its weighted occupancy (see fit)
+
+    def __post_init__(self) -> None:
+        whole_number("seq_len", self.seq_len, 1)
+        if isinstance(self.pseudocount, bool) or not (isinstance(self.pseudocount, numbers.Real)
+                                                      and 0 <= self.pseudocount < math.inf):
+            raise ConfigError(f"pseudocount must be a number >= 0, not {self.pseudocount!r}")
 
 
 class IndependentModel(nn.Module):
@@ -61,12 +71,16 @@ class IndependentModel(nn.Module):
         l, n_l = Σ_a n_l(a) (gaps excluded) and λ = ``pseudocount``: a pseudocount proportional to
         the column's weighted occupancy, so sparse and dense columns are smoothed alike.
         """
-        L = codes.shape[1]
+        codes, weights = np.asarray(codes), np.asarray(weights)
+        if codes.ndim != 2 or weights.shape != (codes.shape[0],):
+            raise ConfigError(f"the site-independent model needs codes (N, L) and one weight per sequence, not "
+                              f"codes {codes.shape} and weights {weights.shape}")
+        config = IndependentConfig(seq_len=codes.shape[1], pseudocount=pseudocount)  # checks pseudocount
         counts = weighted_counts(codes, weights)  # (L, 20)
         n = counts.sum(1, keepdims=True)  # (L, 1)
         n_safe = np.where(n > 0, n, 1.0)
         p = (counts + pseudocount * n_safe / N_AA) / (n_safe * (1.0 + pseudocount))
-        model = cls(IndependentConfig(seq_len=L, pseudocount=pseudocount))
+        model = cls(config)
         with np.errstate(divide="ignore"):  # pseudocount 0: a residue never seen has log-probability -inf
             model.log_p.copy_(torch.from_numpy(np.log(p)))
         return model

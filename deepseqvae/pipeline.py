@@ -176,6 +176,8 @@ def fit_independent(aln: Alignment, weights: np.ndarray, theta: float, pseudocou
     """The site-independent model of ``aln`` as a checkpoint (scored like any other)."""
     from .independent import IndependentModel
 
+    weights = check_weights(weights, aln.ids, f"the weights given for {aln.path}")
+    theta = check_theta(theta)
     model = IndependentModel.fit(aln.codes, weights, pseudocount)
     return Checkpoint(kind=kind_of(model), model_config=model.config_dict(), state=model.state_dict(),
                       info=ModelInfo.from_alignment(aln, weights, theta))

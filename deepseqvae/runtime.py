@@ -22,11 +22,13 @@ SEED_MAX = 2**32 - 1
 def whole_number(name: str, value, minimum: int, maximum: int | None = None, *, integral_floats: bool = False) -> int:
     """``value`` as a Python int (NumPy's too; with ``integral_floats`` also a float such as 3000.0) if it is a whole
     number in ``minimum``..``maximum``: what the CLI's integer options bound, for a function or config built from
-    Python; else a :class:`ValueError` naming ``name``."""
+    Python; else a :class:`~deepseqvae.errors.ConfigError` (a ``ValueError``) naming ``name``."""
+    from .errors import ConfigError
+
     whole = isinstance(value, numbers.Integral) or (integral_floats and isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not (whole and minimum <= value and (maximum is None or value <= maximum)):
         bound = f">= {minimum}" if maximum is None else f"in {minimum}-{maximum}"
-        raise ValueError(f"{name} must be a whole number {bound}, not {value!r}")
+        raise ConfigError(f"{name} must be a whole number {bound}, not {value!r}")
     return int(value)
 
 #: tables with more rows than this are scored with :func:`bound_heap_growth` applied

@@ -523,6 +523,8 @@ def score_table(
     frame[out_cols["score"]] = score
     frame[out_cols["score_sem"]] = score_sem
     frame[out_cols["status"]] = [r.status for r in resolved]
+    if table.index is not None:  # a caller's DataFrame: its own row labels, to join the scores back
+        frame.index = table.index
     result = TableScores(frame=frame, summary=summary, samples=samples, automatic=n_samples is None)
     if fitness is not None:
         # the wild type and synonymous rows change no residue: their score is 0 by definition, so they carry no

@@ -64,6 +64,7 @@ class MutantTable:
     pos_col: str | None = None
     mut_col: str | None = None
     line_numbers: tuple[int, ...] = ()  # the file line (1-based) of each row, comments counted; () = unknown
+    index: pd.Index | None = None  # a DataFrame in memory's own row labels: the scores keep them
 
     def line(self, row: int) -> int:
         """The file line of 0-based data row ``row`` (:func:`file_line`)."""
@@ -347,14 +348,22 @@ def mutant_table(data: pd.DataFrame | Sequence[str], *, mutant_col: str | None =
                  pos_col: str | None = None, mut_col: str | None = None) -> MutantTable:
     """A :class:`MutantTable` of data in memory, for :func:`deepseqvae.score.score_table`: a DataFrame (its mutant
     column named, built from three columns, or detected, as :func:`read_mutant_table` does) or a list of mutant
-    strings (one column ``mutant``). The frame keeps the caller's values and types; rows are named by their
-    1-based number. A :class:`MutantTable` is returned as it is.
+    strings (one column ``mutant``). The frame keeps the caller's values and types, its column labels as strings
+    (``mutant_col=0`` names a column labelled 0); messages name rows by their 1-based number, and the scores of
+    :func:`~deepseqvae.score.score_table` keep the DataFrame's own index, so they join back onto it. A
+    :class:`MutantTable` is returned as it is.
     """
     if isinstance(data, MutantTable):
         return data
     if isinstance(data, str | os.PathLike):
-        raise TypeError(f"{os.fspath(data)!r} is a path: read the file with read_mutant_table")
+        what = "a path" if isinstance(data, os.PathLike) or os.sep in data or os.path.splitext(data)[1] else "a string"
+        raise TypeError(f"{os.fspath(data)!r} is {what}: pass a list of mutants (['A42G']), a DataFrame, or "
+                        "read_mutant_table(path) for a file")
+    mutant_col, wt_col, pos_col, mut_col = (None if c is None else str(c) for c in (mutant_col, wt_col, pos_col,
+                                                                                      mut_col))
+    index = None
     if isinstance(data, pd.DataFrame):
+        index = data.index
         frame = data.reset_index(drop=True)
         frame.columns = _dedupe([str(c) for c in frame.columns])
     else:
@@ -367,7 +376,7 @@ def mutant_table(data: pd.DataFrame | Sequence[str], *, mutant_col: str | None =
     text = frame.astype(object).where(frame.notna(), "").astype(str)  # what detection reads: cells as strings
     table = _with_mutants(text, "", ",", DEFAULT_SEPARATORS, (), mutant_col, wt_col, pos_col, mut_col,
                           _API_COLUMN_OPTIONS)
-    table.frame = frame
+    table.frame, table.index = frame, index
     return table
 
 

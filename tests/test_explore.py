@@ -376,8 +376,17 @@ def test_interpolation_endpoints(models):
     ends = decode_argmax(model, emb.mu[[0, 5]])
     assert recs[0].seq == "".join(ALPHABET[i] for i in ends[0])
     assert recs[-1].seq == "".join(ALPHABET[i] for i in ends[1])
-    with pytest.raises(DeepSeqVAEError, match="at least 2 steps"):
+    with pytest.raises(DeepSeqVAEError, match=r"steps must be a whole number >= 2, not 1$"):
         interpolate_sequences(ckpt, codes[0], codes[5], 1)
+    # sampling's numbers checked in the library, not only by the CLI: elbo_samples=-1 gave ELBO = -KL, batch_size=0
+    # a ZeroDivisionError, n=2.5 a bare TypeError
+    for call, match in ((lambda: sample_sequences(ckpt, 2, elbo_samples=-1), "elbo_samples must be a whole number"),
+                        (lambda: sample_sequences(ckpt, 2, batch_size=0), "batch_size must be a whole number >= 1"),
+                        (lambda: sample_sequences(ckpt, 2.5), r"n must be a whole number >= 1, not 2.5"),
+                        (lambda: interpolate_sequences(ckpt, codes[0], codes[5], 2.5), "steps must be a whole"),
+                        (lambda: estimate_elbo(model, codes[:2], n_samples=0), "n_samples must be a whole number")):
+        with pytest.raises(DeepSeqVAEError, match=match):
+            call()
 
 
 def test_cli_sample(models, tmp_path):

@@ -192,7 +192,7 @@ def test_api_refuses_what_the_cli_options_refuse(tmp_path):
         score_table([ck, ck], table, n_samples=2, model_names=["a"])
     with pytest.raises(TypeError, match="checkpoints must be a Checkpoint or a non-empty list of them"):
         score_table(["m.pt"], table)
-    with pytest.raises(TypeError, match="'m.csv' is a path: read the file with read_mutant_table"):
+    with pytest.raises(TypeError, match="'m.csv' is a path: pass a list of mutants"):
         score_table([ck], "m.csv")
     with pytest.raises(TypeError, match="ckpt must be a Checkpoint"):
         saturation_scan("m.pt")
@@ -218,6 +218,16 @@ def test_independent_model_scores_log_ratio(tmp_path):
     table = read_mutant_table(write_table(tmp_path / "m.csv", ["K6A,1"]))
     score = score_table([ck], table).frame.loc[0, "score"]
     assert score == pytest.approx(np.log(1 / 3) - np.log(2 / 3), abs=1e-6)
+    # a negative pseudocount gave NaN scores and a checkpoint its own loader refused; the wrong number of weights
+    # numpy's "weights and list don't have the same length"
+    from deepseqvae.errors import ConfigError
+
+    for pseudocount in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=rf"pseudocount must be a number >= 0, not {pseudocount}$"):
+            IndependentModel.fit(codes, np.ones(3), pseudocount=pseudocount)
+    with pytest.raises(ConfigError, match=r"one weight per sequence, not codes \(3, 10\) and weights \(2,\)"):
+        IndependentModel.fit(codes, np.ones(2))
+    assert IndependentModel.fit(codes, np.ones(3), pseudocount=np.float32(0.5)).cfg.pseudocount == 0.5
 
 
 def test_score_file_writes_atomically_and_never_overwrites_input(tmp_path):
@@ -380,8 +390,19 @@ def test_score_table_takes_a_dataframe_or_a_list_in_memory():
     assert list(listed.frame["mutant"]) == ["M5A", "K6R:T7S"]
     with pytest.raises(InvalidMutantError, match=r"^row 3 \('Z8A'\): unknown_residue"):
         score_table([ck], frame, n_samples=4, strict=True)  # rows in memory are named by number, not file line
-    with pytest.raises(TypeError, match="'m.csv' is a path: read the file with read_mutant_table"):
+    with pytest.raises(TypeError, match=r"'m.csv' is a path: pass a list of mutants \(\['A42G'\]\), a DataFrame, or "
+                                        r"read_mutant_table\(path\) for a file"):
         score_table([ck], "m.csv")
+    with pytest.raises(TypeError, match="'M5A' is a string: pass a list of mutants"):  # not "a path"
+        score_table([ck], "M5A")
+    # the caller's index stays (it was 0..n-1: assigning the scores back onto a sliced frame gave NaN)
+    sliced = frame.set_axis([100, 101, 102])
+    kept = score_table(ck, sliced, n_samples=4, seed=1).frame
+    assert list(kept.index) == [100, 101, 102]
+    np.testing.assert_array_equal(sliced.assign(vae=kept["score"])["vae"], one.frame["score"])
+    # column labels that are not strings: mutant_col=1 names the column labelled 1 (was AttributeError: 'int' ...)
+    numbered = score_table(ck, mutant_table(frame.set_axis([0, 1, 2], axis=1), mutant_col=1), n_samples=4, seed=1)
+    np.testing.assert_array_equal(numbered.frame["score"], one.frame["score"])
     # in memory, messages name mutant_table's arguments, not score's command-line options
     with pytest.raises(MutantTableError, match=r"no mutant column found in the table .* choose the mutant column "
                                                r"with mutant_col=, or give wt_col=/pos_col=/mut_col=$"):
