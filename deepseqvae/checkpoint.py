@@ -165,6 +165,12 @@ class Checkpoint:
     #                                                   their draws, so its evaluations, and what they keep, are exact)
     source: str = field(default="", compare=False, repr=False)  # the file it was loaded from (messages), not saved
 
+    def __repr__(self) -> str:  # the dataclass's printed every weight: ~50,000 characters for a notebook cell
+        info = self.info
+        source = f", source={self.source!r}" if self.source else ""
+        return (f"Checkpoint(kind={self.kind!r}, focus={info.focus_id!r}, L={len(info.focus_seq)}, N={info.n_seqs}, "
+                f"Neff={info.neff:.1f}, step={self.step}{source})")
+
     @property
     def resumable(self) -> bool:
         """Whether ``train --resume`` can continue it: it holds its optimizer state (not saved ``--slim``)."""

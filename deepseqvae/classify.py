@@ -454,6 +454,7 @@ class Classification:
                 f"({shares}): they were set over EVE's ~3,000 proteins; --thresholds protein classifies "
                 f"exactly PCT % of this protein")
 
+    @property
     def frame(self) -> pd.DataFrame:
         """One row per variant: our columns, then EVE's (``evol_indices``, ``EVE_scores``, ``EVE_classes_*``)."""
         s = self.scan
@@ -834,7 +835,7 @@ def evaluate(cls: Classification, match: LabelMatch) -> Evaluation:
     variant = np.full(len(table), "", dtype=object)
     variant[ok] = [cls.scan.mutants[i] for i in idx]
     table.insert(table.columns.get_loc("mutant") + 1, "variant", variant)
-    frame = cls.frame()
+    frame = cls.frame
     for col in ("delta_elbo", "evolutionary_index", "pathogenicity", "uncertainty",
                 *(class_column(r) for r in cls.classes)):
         values = frame[col].to_numpy()

@@ -100,6 +100,7 @@ class Embedding:
     mu: np.ndarray       # (N, D) latent means
     logvar: np.ndarray   # (N, D) latent log-variances
 
+    @property
     def frame(self) -> pd.DataFrame:
         """``id, z1..zD, logvar1..logvarD``, one row per sequence in alignment order."""
         D = self.mu.shape[1]

@@ -526,7 +526,7 @@ def write_scan(result: ScanResult, output: str | os.PathLike) -> tuple[Path, Pat
     """Write the scan CSV and its per-position summary (both atomically); return both paths."""
     out, pos = Path(output), positions_path(output)
     with atomic_write(out, "w", newline="") as fh:
-        result.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+        result.frame.to_csv(fh, index=False, float_format=FLOAT_FORMAT)
     with atomic_write(pos, "w", newline="") as fh:
         result.position_summary().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
     return out, pos
@@ -596,7 +596,7 @@ def embed_file(
     dev = resolve_device(device)
     emb = embed_alignment(ckpt, msa, options=options, batch_size=batch_size, device=dev)
     with atomic_write(out, "w", newline="") as fh:
-        emb.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+        emb.frame.to_csv(fh, index=False, float_format=FLOAT_FORMAT)
     if plot is not None:
         from .plots import plot_latent, save_figure
 
@@ -834,7 +834,7 @@ def classify_file(
                             retain=C.DEFAULT_RETAIN if retain is None else retain, thresholds=thresholds,
                             n_init=C.N_INIT if n_init is None else n_init, seed=gmm_seed, monotone=monotone)
     with atomic_write(out, "w", newline="") as fh:
-        cls.frame().to_csv(fh, index=False, float_format=FLOAT_FORMAT)
+        cls.frame.to_csv(fh, index=False, float_format=FLOAT_FORMAT)
     written, paths, ev = [out], classify_paths(out), None
     if table is not None:
         ev = C.evaluate(cls, matched)

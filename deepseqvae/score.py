@@ -631,6 +631,7 @@ class ScanResult:
     n_samples: int | None     # K (None when the scores are exact)
     seed: int
 
+    @property
     def frame(self) -> pd.DataFrame:
         """ProteinGym-style table ``mutant, score, score_sem``."""
         return pd.DataFrame({"mutant": self.mutants, "score": self.score, "score_sem": self.score_sem})

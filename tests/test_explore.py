@@ -163,7 +163,7 @@ def test_embed_rows_and_logvar(models):
     emb = embed_alignment(ckpt, DEMO, batch_size=700)
     aln = emb.alignment
     assert emb.mu.shape == (aln.N, 2) == emb.logvar.shape
-    frame = emb.frame()
+    frame = emb.frame
     assert list(frame.columns) == ["id", "z1", "z2", "logvar1", "logvar2"] and len(frame) == aln.N
     model = build_model(ckpt)
     with torch.no_grad():

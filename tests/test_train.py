@@ -117,6 +117,8 @@ def test_checkpoint_round_trip(tmp_path):
                 checkpoint_path=path)
     ck = load_checkpoint(path)
     assert ck.kind == "vae" and ck.step == 10
+    # a notebook shows what it is, not every weight (the dataclass's repr ran to ~50,000 characters)
+    assert repr(ck) == f"Checkpoint(kind='vae', focus='toy', L=8, N=120, Neff=120.0, step=10, source={str(path)!r})"
     assert ck.info.focus_seq == "ACDEFGHI" and ck.info.positions == list(range(1, 9))
     assert ck.model_config["decoder_hidden"] == (8, 16) or list(ck.model_config["decoder_hidden"]) == [8, 16]
     model = build_model(ck)
