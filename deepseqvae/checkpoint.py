@@ -224,7 +224,8 @@ def _interrupt_deferred() -> Iterator[None]:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
-    """Write ``ckpt`` atomically (temporary file, then rename); a Ctrl-C meanwhile waits for the write to end."""
+    """Write ``ckpt`` atomically (temporary file, then rename; missing folders of ``path`` are created); a Ctrl-C
+    meanwhile waits for the write to end."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
