@@ -468,15 +468,20 @@ class Classification:
         return pd.DataFrame(data)
 
 
-def classify_scores(scan: ScanScores | ScanResult, *, prior: Mixture | None = None,
+def classify_scores(scan: ScanScores | ScanResult | Sequence[ScanScores | ScanResult], *, prior: Mixture | None = None,
                     protein_weight: float = PROTEIN_GMM_WEIGHT, retain: Sequence[int] = DEFAULT_RETAIN,
                     thresholds: str = "eve", n_init: int = N_INIT, seed: int = 0,
                     monotone: bool = True) -> Classification:
     """Fit the protein's mixture (from ``prior`` when given, as EVE), then score, measure and classify.
-    ``scan``: :class:`ScanScores`, or a :class:`~deepseqvae.score.ScanResult` as ``saturation_scan`` returns it.
+    ``scan``: :class:`ScanScores`, or a :class:`~deepseqvae.score.ScanResult` as ``saturation_scan`` returns it, or
+    a list of them: the scans of an ensemble, classified by their mean (:func:`mean_scans`).
 
     ``monotone=False`` gives EVE's raw posterior (see :func:`pathogenicity`).
     """
+    if isinstance(scan, list | tuple):
+        if not scan:
+            raise ClassifyError("no scan to classify")
+        scan = mean_scans([s if isinstance(s, ScanScores) else ScanScores.from_scan(s) for s in scan])
     if not isinstance(scan, ScanScores):
         scan = ScanScores.from_scan(scan)
     if not 0.0 <= protein_weight <= 1.0:

@@ -743,8 +743,10 @@ def test_a_saturation_scan_is_classified_in_memory():
     np.testing.assert_array_equal(scores.evolutionary_index, -result.score)
     direct = classify_scores(result, n_init=2)
     np.testing.assert_array_equal(direct.pathogenicity, classify_scores(scores, n_init=2).pathogenicity)
-    with pytest.raises(TypeError, match="expected a ScanResult \\(saturation_scan\\) or ScanScores, not list"):
-        classify_scores([1.0, 2.0])
+    with pytest.raises(TypeError, match="expected a ScanResult \\(saturation_scan\\) or ScanScores, not float"):
+        classify_scores([1.0, 2.0])  # a list is an ensemble's scans: each must be one
+    with pytest.raises(TypeError, match="expected a ScanResult \\(saturation_scan\\) or ScanScores, not dict"):
+        classify_scores({"x": 1.0})
 
 
 def test_classify_warns_of_a_model_of_too_few_sequences(tiny, caplog):
@@ -766,3 +768,21 @@ def test_classify_warns_of_a_model_of_too_few_sequences(tiny, caplog):
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         r = run_cli("classify", "-m", model, "-o", d / "c2.csv", "--samples", 2, "--device", "cpu", "--no-progress")
     assert r.exit_code == 0 and "Neff/L" not in caplog.text
+
+
+def test_classify_scores_takes_an_ensembles_scans_as_a_list():
+    # classify_scores([a, b]) was a TypeError; the ensemble is classified by the mean of its scans
+    from dataclasses import replace
+
+    from deepseqvae.classify import mean_scans
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0, 1, 300), rng.normal(8, 1, 300)])
+    a = ScanScores("a.csv", [f"A{i}C" for i in range(x.size)], -x, None, "A" * x.size,
+                   np.arange(x.size), np.arange(x.size), np.ones(x.size, dtype=np.int64), "a.csv")
+    b = replace(a, delta_elbo=-x - 1.0, source="b.csv")
+    together = classify_scores([a, b], n_init=2)
+    np.testing.assert_allclose(together.scan.delta_elbo, -x - 0.5, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(together.pathogenicity, classify_scores(mean_scans([a, b]), n_init=2).pathogenicity)
+    with pytest.raises(ClassifyError, match="no scan to classify"):
+        classify_scores([])
