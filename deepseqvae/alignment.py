@@ -25,6 +25,7 @@ focus id, else 1, and ``first_index`` overrides both.
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import logging
@@ -274,6 +275,8 @@ class Alignment:
         n_records: number of records in the file.
         n_dropped_nonstandard: sequences dropped for B/J/O/U/X/Z/* in a kept column.
         n_dropped_gaps: sequences dropped by ``max_gap_fraction``.
+        n_dropped_repeats: later records with the focus's id and sequence (ColabFold starts each database's block
+            of an a3m with the query again): one wild type, not two.
         n_columns_dropped_coverage: focus columns dropped by ``min_column_coverage``.
         n_dropped_outliers: focus neighbours dropped by ``options.max_invariant_changes``
             (:func:`deepseqvae.outliers.drop_outliers`).
@@ -291,6 +294,7 @@ class Alignment:
     n_records: int
     n_dropped_nonstandard: int = 0
     n_dropped_gaps: int = 0
+    n_dropped_repeats: int = 0
     n_columns_dropped_coverage: int = 0
     n_dropped_outliers: int = 0
     options: AlignmentOptions = field(default_factory=AlignmentOptions)
@@ -323,7 +327,7 @@ class Alignment:
     @property
     def n_dropped(self) -> int:
         """Sequences dropped for any reason."""
-        return self.n_dropped_nonstandard + self.n_dropped_gaps + self.n_dropped_outliers
+        return self.n_dropped_nonstandard + self.n_dropped_gaps + self.n_dropped_outliers + self.n_dropped_repeats
 
     @functools.cached_property
     def position_to_column(self) -> dict[int, int]:
@@ -354,6 +358,8 @@ class Alignment:
         reasons = [f"{self.n_dropped_nonstandard} with non-standard residues (B/J/O/U/X/Z/*) in focus columns"]
         if self.max_gap_fraction is not None:
             reasons.append(f"{self.n_dropped_gaps} with gap fraction > {self.max_gap_fraction:g}")
+        if self.n_dropped_repeats:
+            reasons.append(f"{self.n_dropped_repeats} repeating the focus record (its id and sequence)")
         if self.options.max_invariant_changes is not None:
             reasons.append(f"{self.n_dropped_outliers} focus neighbours changing >= "
                            f"{self.options.max_invariant_changes} of its neighbourhood's invariant columns")
@@ -430,8 +436,14 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
     ids, raw_rows = _read_records(path)
     n_records = len(ids)
     fmt_used, rows = _resolve_format(path, ids, raw_rows, fmt)
-    _check_duplicates(path, ids, fmt_used)
-    fi = _focus_row(path, ids, focus)
+    fi = _focus_row(path, ids, focus, raw_rows)
+    # ColabFold's a3m starts each database's block with the query again (same id and row): one wild type
+    repeats = np.array([i != fi and ids[i] == ids[fi] and raw_rows[i] == raw_rows[fi] for i in range(len(ids))])
+    if repeats.any():
+        logger.warning("%s: %d later record(s) repeat the focus '%s' (its id and sequence, as ColabFold starts each "
+                       "database's block with the query): left out, so the wild type counts once", path,
+                       int(repeats.sum()), _clip(ids[fi]))
+    _check_duplicates(path, ids, fmt_used, skip=repeats)
     focus_raw = raw_rows[fi]
 
     # Residue numbering is computed on the raw focus row (before a3m insertion removal) so that
@@ -452,6 +464,11 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
             f"{path}: focus record '{ids[fi]}' has invalid character {focus_row[c]!r} at aligned column {c + 1}"
             + _stop_hint(focus_row, c))
     cols = np.flatnonzero(is_upper if columns == "uppercase" else is_upper | is_lower)  # (L0,)
+    if columns != "uppercase" and fmt_used == "a3m":
+        inserted = sum(c.islower() for c in focus_raw)
+        if inserted:  # "every column" cannot hold them: an a3m's insertions have no column in the other rows
+            logger.warning("%s: --columns all: the focus's %d lowercase residues are a3m insertions here, removed "
+                           "with every row's, so they are not modelled", path, inserted)
     if cols.size == 0:
         if not (is_upper | is_lower).any():
             raise AlignmentFormatError(f"{path}: focus record '{ids[fi]}' has no residues (an empty or all-gap "
@@ -486,8 +503,8 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
             f"{path}: record '{ids[r]}' has invalid character {rows[r][cols[c]]!r} in a focus column "
             f"(residue {positions[c]}, aligned column {cols[c] + 1})")
 
-    keep = ~(codes == NONSTANDARD_CODE).any(axis=1)  # (N0,)
-    n_nonstd = int((~keep).sum())
+    keep = ~(codes == NONSTANDARD_CODE).any(axis=1) & ~repeats  # (N0,)
+    n_nonstd = int((~keep).sum()) - int(repeats.sum())  # a repeat of the focus has its (standard) residues
 
     n_gaps = 0
     if max_gap_fraction is not None:
@@ -526,7 +543,8 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
     aln = Alignment(codes=codes, ids=tuple(ids[i] for i in rows_kept), focus_id=ids[fi],
                     focus_index=focus_index, focus_seq=focus_seq, positions=positions, path=path,
                     fmt=fmt_used, n_records=n_records, n_dropped_nonstandard=n_nonstd,
-                    n_dropped_gaps=n_gaps, n_columns_dropped_coverage=n_cols_dropped,
+                    n_dropped_gaps=n_gaps, n_dropped_repeats=int(repeats.sum()),
+                    n_columns_dropped_coverage=n_cols_dropped,
                     options=AlignmentOptions(focus=focus, first_index=first_index, fmt=fmt,
                                              max_gap_fraction=max_gap_fraction,
                                              min_column_coverage=min_column_coverage, columns=columns))
@@ -553,15 +571,18 @@ def _read_records(path: Path) -> tuple[list[str], list[str]]:
     return ids, rows
 
 
-def _check_duplicates(path: Path, ids: list[str], fmt: str) -> None:
+def _check_duplicates(path: Path, ids: list[str], fmt: str, skip: np.ndarray | None = None) -> None:
     """Duplicate ids are never merged: an error in a2m / FASTA, separate rows in a3m.
 
     MMseqs2 / ColabFold a3m files list every local hit as its own record, so one target can
-    appear twice with different aligned fragments; those rows are kept (with a warning).
+    appear twice with different aligned fragments; those rows are kept (with a warning). Records where ``skip``
+    is true (the focus's own repeats) are not counted.
     """
     first_seen: dict[str, int] = {}
     dups: list[tuple[str, int, int]] = []
     for i, rid in enumerate(ids):
+        if skip is not None and skip[i]:
+            continue
         j = first_seen.setdefault(rid, i)
         if j != i:
             dups.append((rid, j, i))
@@ -576,7 +597,7 @@ def _check_duplicates(path: Path, ids: list[str], fmt: str) -> None:
                    "these are separate hits and are kept as separate rows", path, len(dups), rid, j + 1, i + 1)
 
 
-def _focus_row(path: Path, ids: list[str], focus: str | None) -> int:
+def _focus_row(path: Path, ids: list[str], focus: str | None, rows: list[str]) -> int:
     if focus is None:
         return 0
     name = focus[1:] if focus.startswith(">") else focus
@@ -584,7 +605,7 @@ def _focus_row(path: Path, ids: list[str], focus: str | None) -> int:
     if not hits:
         raise AlignmentFormatError(
             f"{path}: focus record '{name}' not found among {len(ids)} records (first record: '{ids[0]}')")
-    if len(hits) > 1:
+    if len(hits) > 1 and len({rows[i] for i in hits}) > 1:  # copies of one record (ColabFold's query) are one
         raise AlignmentFormatError(
             f"{path}: focus record '{name}' is ambiguous: {len(hits)} records have this id "
             f"(records {', '.join(str(i + 1) for i in hits)})")
@@ -610,7 +631,15 @@ def _resolve_format(path: Path, ids: list[str], rows: list[str], fmt: str) -> tu
             trimmed = [r.translate(_A3M_DELETE) for r in rows]
             bad = _first_length_mismatch(ids, trimmed)
             if bad is None:
-                logger.info("%s: rows differ in length; read as a3m (insertions removed)", path)
+                # an a2m with one malformed row reads as an a3m too (and loses its lowercase columns): say which row
+                widths = collections.Counter(len(r) for r in rows)
+                width, n_width = widths.most_common(1)[0]
+                odd = next(i for i, r in enumerate(rows) if len(r) != width)
+                logger.warning("%s: rows differ in length (%d of %d records are not %d characters long, the first "
+                               "'%s' with %d): read as an a3m, lowercase letters and '.' removed from every row as "
+                               "insertions (meant as an a2m, its rows must be of one length: --format a2m names the "
+                               "first that is not)",
+                               path, len(rows) - n_width, len(rows), width, _clip(ids[odd]), len(rows[odd]))
                 return "a3m", trimmed
             bad_raw = _first_length_mismatch(ids, rows)
             assert bad_raw is not None

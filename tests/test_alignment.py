@@ -220,10 +220,29 @@ def test_a3m_insertions_removed(tmp_path):
     assert aln.positions.tolist() == [1, 2, 3, 4, 5]  # no region: numbering from 1
 
 
-def test_a3m_detected_without_extension(tmp_path):
-    aln = read_alignment(write(tmp_path, A3M, "x.txt"))
+def test_a3m_detected_without_extension(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
+        aln = read_alignment(write(tmp_path, A3M, "x.txt"))
     assert aln.fmt == "a3m"
     assert aln.N == 4
+    assert "x.txt: rows differ in length (3 of 4 records are not 5 characters long, the first 'hit1' with 7): read " \
+           "as an a3m" in caplog.text
+
+
+def test_an_a2m_with_one_malformed_row_is_said_not_silently_read_as_a3m(tmp_path, caplog):
+    # one stray lowercase letter made the whole a2m an a3m: with --columns all its lowercase focus column vanished
+    # without a word (BLAT_ECOLX: 263 columns became 253)
+    broken = ">focus/10-15\nACdEFG\n>s1\nAC.EFy-\n>s2\nAC.E-G\n"
+    with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
+        aln = read_alignment(write(tmp_path, broken), columns="all")
+    assert aln.fmt == "a3m" and aln.L == 5
+    assert "aln.a2m: rows differ in length (1 of 3 records are not 6 characters long, the first 's1' with 7): " \
+           "read as an a3m, lowercase letters and '.' removed from every row as insertions (meant as an a2m, its " \
+           "rows must be of one length: --format a2m names the first that is not)" in caplog.text
+    assert "aln.a2m: --columns all: the focus's 1 lowercase residues are a3m insertions here, removed with every " \
+           "row's, so they are not modelled" in caplog.text
+    with pytest.raises(AlignmentFormatError, match="record 's1' has 7 aligned columns but 'focus/10-15' has 6"):
+        read_alignment(write(tmp_path, broken), fmt="a2m")
 
 
 def test_a3m_repeated_hits_are_kept_as_rows(tmp_path, caplog):
@@ -234,14 +253,26 @@ def test_a3m_repeated_hits_are_kept_as_rows(tmp_path, caplog):
     assert "repeat an earlier id" in caplog.text and "'hit'" in caplog.text
 
 
-def test_colabfold_nul_bytes_are_removed(tmp_path):
-    # ColabFold's MMseqs2 server starts each database's block with a NUL byte before its query again
+def test_colabfold_nul_bytes_are_removed_and_its_repeated_query_counts_once(tmp_path, caplog):
+    # ColabFold's MMseqs2 server starts each database's block with a NUL byte before its query again; that copy
+    # was a training row (the wild type counted twice) called a "separate hit", and --focus 101 was "ambiguous"
     text = "#4\t1\n>101\nACDE\n>hit1\tx\nAcCDE\n\x00>101\nACDE\n>hit2\nA-DE\n\x00"
     path = tmp_path / "c.a3m"
     path.write_bytes(text.encode())
-    aln = read_alignment(path)
-    assert aln.ids == ("101", "hit1", "101", "hit2")
-    assert rows(aln) == ["ACDE", "ACDE", "ACDE", "A-DE"]
+    for focus in (None, "101"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="deepseqvae.alignment"):
+            aln = read_alignment(path, focus=focus)
+        assert aln.ids == ("101", "hit1", "hit2") and aln.focus_index == 0
+        assert rows(aln) == ["ACDE", "ACDE", "A-DE"]
+        assert aln.n_records == 4 and aln.n_dropped == aln.n_dropped_repeats == 1
+        assert "c.a3m: 1 later record(s) repeat the focus '101' (its id and sequence" in caplog.text
+        assert "separate hits" not in caplog.text
+    assert "1 repeating the focus record (its id and sequence)" in aln.summary()
+    # copies that differ are still two records: the focus is ambiguous
+    path.write_bytes(text.replace("\x00>101\nACDE", "\x00>101\nAC-E").encode())
+    with pytest.raises(AlignmentFormatError, match="focus record '101' is ambiguous: 2 records have this id"):
+        read_alignment(path, focus="101")
 
 
 def test_hhsuite_annotation_records_are_skipped_with_a_warning(tmp_path, caplog):
