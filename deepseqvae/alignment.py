@@ -25,6 +25,7 @@ focus id, else 1, and ``first_index`` overrides both.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import functools
 import io
@@ -102,10 +103,20 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     """
     path = Path(path)
     try:
-        # utf-8-sig drops a byte order mark at the very start and reads the rest as UTF-8.
-        fh = io.TextIOWrapper(open_input(path), encoding="utf-8-sig", errors="replace")
+        # utf-8-sig drops a byte order mark at the very start and reads the rest as UTF-8; a UTF-16 file (Notepad's
+        # "Unicode") is read as such (its mark tells which)
+        raw = open_input(path)
     except OSError as exc:
         raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
+    try:
+        utf16 = raw.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # decompresses a gzip's first block
+        fh = io.TextIOWrapper(raw, encoding="utf-16" if utf16 else "utf-8-sig", errors="replace")
+    except OSError as exc:
+        raw.close()
+        raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
+    except GZIP_ERRORS as exc:
+        raw.close()
+        raise AlignmentFormatError(f"{path}: cannot read alignment: truncated or damaged gzip data ({exc})") from None
     skipped: list[str] = []
     yielded = 0
 

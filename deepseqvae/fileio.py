@@ -10,6 +10,7 @@ import gzip
 import io
 import os
 import re
+import shlex
 import shutil
 import stat
 import tempfile
@@ -307,18 +308,32 @@ class _GzipInput(gzip.GzipFile):
             self._raw.close()
 
 
+#: the first bytes of compressions that are not read (gzip is): (magic, name, the command that decompresses)
+OTHER_COMPRESSIONS = ((b"BZh", "bzip2", "bunzip2 -k"), (b"\xfd7zXZ\x00", "xz", "unxz -k"),
+                      (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"))
+
+
+class UnsupportedCompression(OSError):
+    """An input compressed other than with gzip (its message says how to decompress it)."""
+
+
 def open_input(path: str | os.PathLike) -> io.BufferedIOBase:
     """Open an input file for reading bytes, decompressing it when it is gzip-compressed.
 
     Compression is recognised by the gzip magic bytes, not by the name, so ``x.a2m.gz``, a
     compressed file without the suffix and a plain file that happens to end in ``.gz`` all read
-    as their text. Only the first two bytes are peeked at, so a pipe works too. Raises ``OSError``
-    as ``open`` does; reading damaged gzip data raises ``OSError`` (``gzip.BadGzipFile``) or one
-    of :data:`GZIP_ERRORS`.
+    as their text. Only the first bytes are peeked at, so a pipe works too. Raises ``OSError``
+    as ``open`` does, :class:`UnsupportedCompression` (an ``OSError``) for bzip2, xz or zstd data; reading damaged
+    gzip data raises ``OSError`` (``gzip.BadGzipFile``) or one of :data:`GZIP_ERRORS`.
     """
     raw = open(path, "rb")  # noqa: SIM115 - returned open; the caller closes it
     try:
-        compressed = raw.peek(2)[:2] == GZIP_MAGIC
+        head = raw.peek(6)[:6]
+        compressed = head[:2] == GZIP_MAGIC
+        for magic, name, command in OTHER_COMPRESSIONS:
+            if head.startswith(magic):
+                raise UnsupportedCompression(f"{name}-compressed, and only gzip is read: decompress it first "
+                                             f"({command} {shlex.quote(os.fspath(path))})")
     except BaseException:
         raw.close()
         raise

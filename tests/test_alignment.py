@@ -551,3 +551,25 @@ def test_gfp_colabfold_a3m(shared_data):
     assert aln.L == 238 and aln.positions[0] == 1 and aln.positions[-1] == 238
     assert aln.wt_residue(64) == "L"  # the Sarkisyan wild type (F64L)
     assert aln.N + aln.n_dropped_nonstandard == 201
+
+
+@pytest.mark.parametrize("compress, name, command", [("bz2", "bzip2", "bunzip2 -k"), ("lzma", "xz", "unxz -k")])
+def test_other_compressions_are_named_with_how_to_decompress(tmp_path, compress, name, command):
+    # they read as binary garbage: "line 1 does not start with '>' ('BZh91AY&SY...')"
+    import importlib
+
+    path = tmp_path / f"aln.a2m.{name}"
+    path.write_bytes(importlib.import_module(compress).compress(A2M.encode()))
+    with pytest.raises(AlignmentFormatError, match=rf"aln.a2m.{name}: cannot read alignment: {name}-compressed, and "
+                                                   rf"only gzip is read: decompress it first \({command} .*aln.a2m"):
+        read_alignment(path)
+
+
+def test_a_utf16_alignment_reads_as_its_text(tmp_path):
+    # Notepad's "Unicode" save: "line 1 does not start with '>' ('\ufffd\ufffd>focus')"
+    plain = read_alignment(write(tmp_path, A2M))
+    for encoding in ("utf-16", "utf-16-be"):
+        path = tmp_path / f"{encoding}.a2m"
+        path.write_bytes((b"\xfe\xff" if encoding == "utf-16-be" else b"") + A2M.encode(encoding))
+        aln = read_alignment(path)
+        assert aln.ids == plain.ids and np.array_equal(aln.codes, plain.codes)
