@@ -438,6 +438,36 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
     return frame
 
 
+def _alignment_variants(reference: Path, msa_dir: Path) -> dict[str, set[tuple[Path, float]]]:
+    """Every (alignment file, theta) of the whole reference file by its :func:`_key`, the selected rows or not: an
+    alignment's name must not depend on which rows are run, nor on their order (a name given by the first row seen
+    moved to another theta when the rows changed, retraining both). Rows whose theta is no number are left out here
+    (the selected ones are refused by :func:`read_reference`)."""
+    frame = pd.read_csv(reference, dtype=str, keep_default_na=False)
+    out: dict[str, set[tuple[Path, float]]] = {}
+    for name, theta in zip(frame["MSA_filename"], frame["MSA_theta"], strict=True):
+        try:
+            value = float(theta)
+        except ValueError:
+            continue
+        if name.strip():
+            out.setdefault(_key(name.strip()), set()).add((_abs(msa_dir, name.strip()), value))
+    return out
+
+
+def _alignment_key(stem: str, msa_path: Path, theta: float, variants: set[tuple[Path, float]]) -> str:
+    """The name of an alignment's jobs: its :func:`_key`, numbered when files of several folders share it (in the
+    order of their paths), with ``_theta<θ>`` when the reference uses it with several thetas."""
+    paths = sorted({p for p, _ in variants})
+    key = stem if len(paths) <= 1 else f"{stem}_{paths.index(msa_path) + 1}"
+    if len({t for p, t in variants if p == msa_path}) > 1:
+        key = f"{key}_theta{theta:g}"
+    return key
+
+
+_THETA_IN_NAME = re.compile(r"theta_?([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)", re.IGNORECASE)
+
+
 def make_plan(config: dict) -> Plan:
     """Resolve a batch configuration (the Snakemake config) into a :class:`Plan`.
 
@@ -460,6 +490,7 @@ def make_plan(config: dict) -> Plan:
 
     assays: dict[str, Assay] = {}
     alignments: dict[str, AlignmentJob] = {}
+    variants = _alignment_variants(reference, msa_dir)
     by_msa: dict[tuple[Path, float], str] = {}
     for i in frame.index:
         cell = functools.partial(_cell, frame, i)
@@ -467,12 +498,21 @@ def make_plan(config: dict) -> Plan:
         theta = float(cell("MSA_theta"))
         key = by_msa.get((msa_path, theta))
         if key is None:
-            key = _key(cell("MSA_filename"))
-            if key in alignments:  # same stem, another file or theta
-                key = f"{key}_theta{theta:g}" if alignments[key].msa_path == msa_path else f"{key}_{i}"
+            stem = _key(cell("MSA_filename"))
+            key = _alignment_key(stem, msa_path, theta, variants.get(stem, {(msa_path, theta)}))
             wname = cell("weight_file_name") or f"{key}_theta_{theta:g}.npy"
             pre = weights_dir / wname if weights_dir is not None else None
             precomputed = pre is not None and pre.is_file()
+            named = _THETA_IN_NAME.search(Path(wname).stem) if precomputed else None
+            if named is not None and not math.isclose(float(named.group(1)), theta):
+                # the weights would be used as theta's, and the model labelled so (a row of 0.01 took 0.2's weights)
+                raise BatchError(f"{reference}: row {i} ({cell('DMS_id')}): weight_file_name {wname} names theta "
+                                 f"{named.group(1)} but MSA_theta is {theta:g}: fix one of them")
+            taken = next((a for a in alignments.values() if precomputed and a.weights_path == pre), None)
+            if taken is not None:  # one weights file, two thetas (or two alignments): one of them is wrong
+                raise BatchError(f"{reference}: row {i} ({cell('DMS_id')}): weight_file_name {wname} is also "
+                                 f"row {taken.rows[0]}'s, for {taken.msa_path.name} at theta {taken.theta:g}: "
+                                 "weights belong to one alignment and one theta")
             alignments[key] = AlignmentJob(key, msa_path, theta, pre if precomputed else Path(f"weights/{key}.npy"),
                                            precomputed, (int(i),))
             by_msa[(msa_path, theta)] = key

@@ -124,12 +124,30 @@ def test_plan_shares_one_alignment_and_reuses_precomputed_weights(tmp_path):
                                                                     MSA_theta=0.01)],
                     weights_dir=str(wdir), seeds="1,2", train={"steps": 5})
     demo = "alignments_demo"  # folder and stem of MSA_filename
-    assert list(plan.alignments) == [demo, f"{demo}_theta0.01"]  # same file, another theta: another model
-    assert plan.alignments[demo].rows == (0, 1) and plan.alignments[demo].precomputed
-    assert plan.alignments[demo].weights_path == wdir / "demo_theta_0.2.npy"
+    # same file, another theta: another model; each theta named, whichever rows are run and in whatever order (the
+    # first row seen took the plain name, so deselecting it renamed the other and retrained it)
+    assert list(plan.alignments) == [f"{demo}_theta0.2", f"{demo}_theta0.01"]
+    assert plan.alignments[f"{demo}_theta0.2"].rows == (0, 1) and plan.alignments[f"{demo}_theta0.2"].precomputed
+    assert plan.alignments[f"{demo}_theta0.2"].weights_path == wdir / "demo_theta_0.2.npy"
     assert not plan.alignments[f"{demo}_theta0.01"].precomputed
     assert plan.weights_file(f"{demo}_theta0.01") == f"weights/{demo}_theta0.01.npy"
     assert plan.align_options.columns == "all" and plan.seeds == [1, 2]
+    three = [demo_row("A"), demo_row("B"), demo_row("C", weight_file_name="other.npy", MSA_theta=0.01)]
+    for selected in ("2", "1,2", "2,0"):
+        plan = batch.make_plan({"reference": str(write_reference(tmp_path / "ref.csv", three)), "rows": selected,
+                                "msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT), "weights_dir": str(wdir)})
+        assert set(plan.alignments) <= {f"{demo}_theta0.2", f"{demo}_theta0.01"}
+    # one alignment at one theta keeps the plain name
+    assert list(plan_for(tmp_path, [demo_row("A"), demo_row("B")]).alignments) == [demo]
+    # a weights file named for another theta, or shared by two thetas, would be used as theirs: refused
+    with pytest.raises(BatchError, match=r"row 0 \(A\): weight_file_name demo_theta_0.2.npy names theta 0.2 but "
+                                         r"MSA_theta is 0.01: fix one of them"):
+        plan_for(tmp_path, [demo_row("A", MSA_theta=0.01)], weights_dir=str(wdir))
+    np.save(wdir / "demo.npy", np.ones(3))
+    with pytest.raises(BatchError, match=r"row 1 \(B\): weight_file_name demo.npy is also row 0's, for demo.a2m at "
+                                         r"theta 0.2: weights belong to one alignment and one theta"):
+        plan_for(tmp_path, [demo_row("A", weight_file_name="demo.npy"),
+                            demo_row("B", weight_file_name="demo.npy", MSA_theta=0.01)], weights_dir=str(wdir))
 
 
 # --- numbering ------------------------------------------------------------------------------------
