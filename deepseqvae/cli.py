@@ -623,8 +623,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
     n_ok = result.summary.get("ok", 0)
     n_rows = len(result.frame)
     others = {k: v for k, v in result.summary.items() if k != "ok"}
-    click.echo(f"Scored {n_ok} of {n_rows} rows with {len(models)} model(s), {result.samples_text()}.",
-               err=True)
+    _say(f"Scored {n_ok} of {n_rows} rows with {len(models)} model(s), {result.samples_text()}.", out)
     if others:
         click.echo("Not scored (kept with an empty score): "
                    + ", ".join(f"{k} {v}" for k, v in others.items()), err=True)

@@ -786,7 +786,8 @@ def fit_alignment(
                              train_cfg.decay_fraction)
 
         if (train_cfg.schedule == "cosine" and planned and planned != train_cfg.steps and resume.step < train_cfg.steps
-                and not math.isclose(factor(planned), factor(train_cfg.steps))):
+                and not math.isclose(factor(planned), factor(train_cfg.steps))
+                and not resume.history.get("refit_step")):  # a finished refit is refused below, not resumed
             # the schedule spans --steps: continuing to other steps moves the step size, not only the run's end
             log.warning("resuming a %d-step run to %d steps: the cosine step-size schedule spans the steps, so at step "
                         "%d the step size goes from %.3g to %.3g times the base one (not the run a %d-step run from "

@@ -307,7 +307,7 @@ def test_train_summary_says_what_was_held_out(tmp_path):
 
 def test_score_demo_spearman_and_output(vae_scored):
     out, result = vae_scored
-    assert f"Scored {N_DEMO_MUTANTS} of {N_DEMO_MUTANTS} rows with 1 model(s), K = 20 samples." in result.stderr
+    assert f"Scored {N_DEMO_MUTANTS} of {N_DEMO_MUTANTS} rows with 1 model(s), K = 20 samples." in result.stdout
     assert "Not scored" not in result.stderr
     match = re.search(r"Spearman rho = (-?[\d.]+) against 'fitness' over (\d+) mutants \(0 excluded", result.stdout)
     assert match, result.stdout
@@ -349,8 +349,8 @@ def test_score_uses_the_automatic_k_by_default(vae_model, tmp_path):
     out = tmp_path / "few_scored.csv"
     result = assert_ok(invoke("score", table, "-m", vae_model[0], "-o", out, "--fitness-col", "fitness",
                               "--no-progress", "--device", "cpu"))
-    match = re.search(r"rows with 1 model\(s\), K = (\d+) samples \(automatic\)\.", result.stderr)
-    assert match, result.stderr
+    match = re.search(r"rows with 1 model\(s\), K = (\d+) samples \(automatic\)\.", result.stdout)
+    assert match, result.stdout
     k = int(match.group(1))
     assert k % 50 == 0 and 50 <= k <= 400
     assert json.loads(out.with_suffix(".spearman.json").read_text())["n_samples"] == k
@@ -405,7 +405,7 @@ def test_independent_model_end_to_end(independent_model, tmp_path):
     result = assert_ok(invoke("score", table, "-m", independent_model, "--no-progress", "--device", "cpu"))
     out = tmp_path / "demo_mutants_scored.csv"
     assert f"Wrote {N_DEMO_MUTANTS} rows to {out}" in result.stdout
-    assert "rows with 1 model(s), exact scores." in result.stderr  # no K: nothing is sampled
+    assert "rows with 1 model(s), exact scores." in result.stdout  # no K: nothing is sampled
     payload = json.loads((tmp_path / "demo_mutants_scored.spearman.json").read_text())
     rho = payload["rho"]
     assert rho > MIN_INDEPENDENT_RHO, rho
@@ -567,7 +567,7 @@ def test_no_scorable_row_shifted_numbering_suggests_offset(independent_model, de
     assert_user_error(invoke("score", table, "-m", independent_model, "-o", out, "--no-progress"),
                       str(table), "positions look shifted by -5", "try --offset -5")
     result = assert_ok(invoke("score", table, "-m", independent_model, "-o", out, "--offset", -5, "--no-progress"))
-    assert f"Scored {len(rows)} of {len(rows)} rows" in result.stderr
+    assert f"Scored {len(rows)} of {len(rows)} rows" in result.stdout
     assert (read_csv_text(out)["status"] == "ok").all()
 
 
@@ -613,7 +613,7 @@ def test_score_keeps_unscorable_rows_with_a_status(vae_model, demo_focus, tmp_pa
     out = tmp_path / "mixed_out.csv"
     result = assert_ok(invoke("score", table, "-m", vae_model[0], "-o", out, "--samples", 5, "--no-progress",
                               "--device", "cpu"))
-    assert "Scored 1 of 4 rows with 1 model(s), K = 5 samples." in result.stderr
+    assert "Scored 1 of 4 rows with 1 model(s), K = 5 samples." in result.stdout
     assert "Not scored (kept with an empty score): stop 1, position_not_modelled 1, wt_mismatch 1" in result.stderr
     assert "Spearman" not in result.output  # no fitness column
     assert not out.with_suffix(".spearman.json").exists()
@@ -1144,8 +1144,11 @@ def test_a_finished_refit_is_saved_for_scoring_only_and_resumes_to_nothing(vae_m
         result = assert_ok(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE, "--resume"))
     assert f"is a finished refit on every sequence (step {ck.step} of 300): nothing to train" in caplog.text
     assert f"Steps: {ck.step} (nothing left to train)" in result.stdout
-    assert_user_error(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE, "--steps", 400, "--resume"),
-                      f"refit on every sequence up to step {ck.step} of a 300-step run", "train anew")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        assert_user_error(invoke("train", DEMO_A2M, "-o", model, *TINY_VAE, "--steps", 400, "--resume"),
+                          f"refit on every sequence up to step {ck.step} of a 300-step run", "train anew")
+    assert "cosine step-size schedule" not in caplog.text  # no advice on a resume that is refused
     assert model.read_bytes() == before
 
 
