@@ -217,12 +217,34 @@ def merge_train_options(options: dict, items: Sequence[str], *, given: set[str] 
     return out
 
 
+#: Snakemake options after which it runs no job: it reports, unlocks, draws or cleans up
+NO_RUN_OPTIONS = ("--unlock", "--list-changes", "--lc", "--summary", "-S", "--detailed-summary", "-D", "--dag",
+                  "--rulegraph", "--filegraph", "--list-rules", "--list", "-l", "--list-target-rules", "--lt", "--lint",
+                  "--cleanup-metadata", "--cm", "--touch", "-t", "--delete-all-output", "--delete-temp-output",
+                  "--archive", "--d3dag", "--print-compilation")
+
+
+def runs_no_job(snakemake_args: Sequence[str]) -> str | None:
+    """The option of ``snakemake_args`` that makes Snakemake run no job (a dry run, ``--unlock``, a report), or
+    None."""
+    for a in snakemake_args:
+        if a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a):
+            return "--dry-run"
+        if a.split("=", 1)[0] in NO_RUN_OPTIONS:
+            return a.split("=", 1)[0]
+    return None
+
+
 def outcome_line(out: str | os.PathLike, started: float, snakemake_args: Sequence[str] = ()) -> str:
-    """What a finished ``batch`` run (started at time ``started``) wrote in ``out``: a dry run (Snakemake's -n), the
-    summary written now, one already up to date, or none (the run stopped before it, e.g. --until)."""
+    """What a finished ``batch`` run (started at time ``started``) wrote in ``out``: a dry run (Snakemake's -n) or a
+    run of no job (``--unlock``, a report), the summary written now, one already up to date, or none (the run stopped
+    before it, e.g. --until)."""
     summary = Path(out) / "summary.md"
-    if any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args):
+    option = runs_no_job(snakemake_args)
+    if option == "--dry-run":
         return f"Dry run: nothing trained, scored or summarised in {out}"
+    if option is not None:
+        return f"Snakemake {option}: nothing trained, scored or summarised in {out}"
     if summary.is_file() and summary.stat().st_mtime >= started - 1:  # -1: file systems with coarse times
         return f"Wrote {out}/scores/ and {summary}"
     if summary.is_file():
@@ -923,6 +945,30 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
 PARTIAL_SUMMARY = "summary-partial"
 
 
+STALE_SUMMARY = "summary-stale"
+
+
+def set_aside_stale_summary(out_dir: str | os.PathLike) -> str | None:
+    """Move ``summary.md/.csv/.png`` to ``summary-stale.*`` when an assay's metrics changed after it was written (a
+    failed run, which writes no summary, after retraining or rescoring some assays): it describes outputs that are
+    gone. Returns the assay whose metrics are newer, or None (nothing moved)."""
+    out_dir = Path(out_dir)
+    summary = out_dir / "summary.md"
+    if not summary.is_file():
+        return None
+    written = summary.stat().st_mtime_ns
+    newer = next((m.stem for m in sorted(out_dir.glob("metrics/*.json")) if m.stat().st_mtime_ns > written), None)
+    if newer is None:
+        return None
+    for ext in ("md", "csv", "png"):
+        path = out_dir / f"summary.{ext}"
+        if path.exists():
+            os.replace(path, out_dir / f"{STALE_SUMMARY}.{ext}")
+    log.warning("%s described the outputs before this run (the metrics of %s changed since): moved to %s.md",
+                summary, newer, out_dir / STALE_SUMMARY)
+    return newer
+
+
 def remove_partial_summary(out_dir: str | os.PathLike) -> None:
     """Delete ``summary-partial.md/.csv/.png`` (a failed run's summary) from ``out_dir``."""
     for ext in ("md", "csv", "png"):
@@ -1182,12 +1228,13 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
     log.info("running %s", " ".join(cmd))
     started = _now_ns(out)
     status = _run_snakemake(cmd)
-    dry = any(a in ("-n", "--dry-run", "--dryrun") for a in snakemake_args)
+    dry = runs_no_job(snakemake_args) is not None  # a dry run, --unlock, a report: outputs left as they are
     failed: dict[str, str] = {}
     if not dry:
         remove_partial_summary(out)
         if status != 0:
             failed = collect_failures(plan, out, started)
+            set_aside_stale_summary(out)
             done = [out / "metrics" / f"{d}.json" for d in plan.assays if d not in failed]
             if failed and any(p.is_file() for p in done):
                 write_summary(plan, done, out, failed=failed, name=PARTIAL_SUMMARY)

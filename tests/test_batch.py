@@ -598,11 +598,42 @@ def test_failures_are_those_of_this_run(tmp_path, monkeypatch):
     assert failed == {"A": "the metrics job failed without a message (logs/metrics/A.log)", "B": "Killed"}
     assert not (out / "summary-partial.md").exists()  # nothing finished: no partial summary, and no stale one
 
-    # 4. a dry run leaves everything as it is
+    # 4. a dry run, or a run of no job (--unlock, a report), leaves everything as it is
     (out / "summary-partial.md").write_text("old")
     monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, {}, status=1))
-    assert batch.run_batch(config, out, snakemake_args=["--dry-run"]) == (1, {})
-    assert (out / "summary-partial.md").read_text() == "old"
+    for args in (["--dry-run"], ["--unlock"], ["--list-changes", "params"], ["-np"]):
+        assert batch.run_batch(config, out, snakemake_args=args) == (1, {})
+        assert (out / "summary-partial.md").read_text() == "old"
+    # and says so, not "summary.md is up to date"
+    assert batch.outcome_line(out, 0, ["--unlock"]) == f"Snakemake --unlock: nothing trained, scored or summarised " \
+                                                       f"in {out}"
+    assert batch.outcome_line(out, 0, ["--lc=params"]).startswith("Snakemake --lc: nothing trained")
+
+
+def test_a_failed_run_sets_aside_a_summary_whose_assays_changed_since(tmp_path, monkeypatch):
+    # a run that retrained an assay and then failed another left the old summary.md/.csv beside the new outputs
+    # (its rho no longer the scores'): it is moved to summary-stale.*, unless nothing it describes changed
+    monkeypatch.setattr(batch, "snakemake_available", lambda: True)
+    ref = write_reference(tmp_path / "ref.csv", [demo_row("A"), demo_row("B")])
+    config = {"reference": str(ref), "msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT)}
+    out = tmp_path / "run"
+    (out / "metrics").mkdir(parents=True)
+    (out / "metrics" / "A.json").write_text(metrics_json("A"))
+    for ext in ("md", "csv", "png"):
+        (out / f"summary.{ext}").write_text(f"old {ext}")
+    age(out)
+    failed_jobs = {"checks/B.json": "logs/check/B.log|Error: row 1 (B): wrong\n"}
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, failed_jobs, status=1))
+    assert batch.run_batch(config, out)[1] == {"B": "Error: row 1 (B): wrong"}
+    assert (out / "summary.md").read_text() == "old md"  # A's metrics unchanged: the summary still holds
+    # now A was rescored in the run that failed: its metrics are newer than the summary
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {"metrics/A.json": "logs/metrics/A.log"},
+                                                      failed_jobs, status=1))
+    batch.run_batch(config, out)
+    assert not list(out.glob("summary.*"))
+    assert sorted(p.name for p in out.glob("summary-stale.*")) == ["summary-stale.csv", "summary-stale.md",
+                                                                  "summary-stale.png"]
+    assert (out / "summary-stale.csv").read_text() == "old csv"
 
 
 def test_full_summary_removes_the_partial_one(tmp_path):
