@@ -570,28 +570,40 @@ def make_plan(config: dict) -> Plan:
                 device=str(config.get("device") or "auto"), align_options=align_options, resources=resources)
 
 
-#: config keys a check or score job needs (others, like the rows run or the resources, do not
-#: change its result, so changing them does not rerun it)
-JOB_CONFIG_KEYS = ("reference", "msa_dir", "dms_dir", "weights_dir", "base_dir", "columns", "align", "samples",
-                   "device")
-
-
+#: config keys a check job's result depends on: which file lists the assay and on which row does not, nor do the rows
+#: run, the resources, or the weights (a renamed reference, a row inserted above, another --samples rerun no check)
+CHECK_CONFIG_KEYS = ("msa_dir", "dms_dir", "base_dir", "columns", "align")
+#: a score job's: the check's, the samples and the device
+SCORE_CONFIG_KEYS = CHECK_CONFIG_KEYS + ("samples", "device")
 #: config keys that name a file or folder: :func:`job_config` gives them as absolute paths
-PATH_CONFIG_KEYS = ("reference", "msa_dir", "dms_dir", "weights_dir")
+PATH_CONFIG_KEYS = ("msa_dir", "dms_dir")
 
 
-def job_config(config: dict, row: int) -> dict:
-    """The config of one row's jobs: :data:`JOB_CONFIG_KEYS` and ``rows = row``. Paths are absolute (``base_dir``
-    is then not needed), so that another spelling of the same file (``../data`` from one folder,
-    ``/lab/data`` from another) does not rerun the jobs."""
-    out = {k: config[k] for k in JOB_CONFIG_KEYS if config.get(k) not in (None, "", {})}
+def job_config(config: dict, rule: str) -> dict:
+    """What a ``rule`` ("check" or "score") job's result depends on beyond its assay's own row (the Snakefile tracks
+    both): :data:`CHECK_CONFIG_KEYS` or :data:`SCORE_CONFIG_KEYS`. Paths are absolute (``base_dir`` is then not
+    needed), so that another spelling of the same folder (``../data`` from one folder, ``/lab/data`` from another)
+    does not rerun the jobs. The job finds its row by DMS_id (:func:`job_plan`)."""
+    keys = SCORE_CONFIG_KEYS if rule == "score" else CHECK_CONFIG_KEYS
+    out = {k: config[k] for k in keys if config.get(k) not in (None, "", {})}
     base = Path(config.get("base_dir") or os.getcwd())
     for key in PATH_CONFIG_KEYS:
         if key in out:
             out[key] = str(_abs(base, out[key]))
     out.pop("base_dir", None)
-    out["rows"] = str(row)
     return out
+
+
+def job_plan(config: dict, reference: str | os.PathLike, dms_id: str) -> Plan:
+    """The plan of one assay's job: ``config`` (:func:`job_config`) on the row of ``reference`` whose DMS_id is
+    ``dms_id``, found by that id (its row number is not tracked: a row inserted above it reruns nothing)."""
+    try:
+        ids = pd.read_csv(reference, dtype=str, keep_default_na=False, usecols=["DMS_id"])["DMS_id"].tolist()
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise BatchError(f"{reference}: cannot read reference file ({' '.join(str(exc).split())})") from None
+    if dms_id not in ids:
+        raise BatchError(f"{reference}: no row has DMS_id {dms_id!r} (the reference file changed during the run?)")
+    return make_plan({**config, "reference": str(reference), "rows": str(ids.index(dms_id))})
 
 
 def align_args(options: AlignmentOptions) -> list[str]:

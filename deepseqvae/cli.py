@@ -1093,38 +1093,42 @@ def batch_job():
     """Single jobs of the batch workflow (called by its Snakefile)."""
 
 
-def _plan(config_json: str):
+def _plan(config_json: str, reference: str, assay: str):
     import json
 
-    from .batch import make_plan
+    from .batch import job_plan
 
-    return make_plan(json.loads(config_json))
+    return job_plan(json.loads(config_json), reference, assay)
 
 
 @batch_job.command("check")
-@click.option("--config-json", required=True)
+@click.option("--config-json", required=True, help="What the job depends on (batch.job_config).")
+@click.option("--reference", required=True, help="The reference file; the assay's row is found by its DMS_id.")
 @click.option("--assay", required=True)
 @click.option("-o", "--output", required=True)
-def batch_check(config_json, assay, output):
+def batch_check(config_json, reference, assay, output):
     """Check an assay's numbering against its alignment's focus."""
     from .batch import check_assay
 
-    c = check_assay(_plan(config_json), assay, output)
+    c = check_assay(_plan(config_json, reference, assay), assay, output)
     click.echo(f"{assay}: offset {c.offset}; {len(c.focus_mismatches)} focus residue(s) differ from target_seq")
 
 
 @batch_job.command("score")
-@click.option("--config-json", required=True)
+@click.option("--config-json", required=True, help="What the job depends on (batch.job_config).")
+@click.option("--reference", required=True, help="The reference file; the assay's row is found by its DMS_id.")
 @click.option("--assay", required=True)
-@click.option("--seed", type=SEED, required=True)
+@click.option("--seed", type=SEED, required=True,
+              help="The model's training seed, for the message; every model is scored with sampling seed 0, as "
+                   "'deepseqvae score -m a.pt -m b.pt' scores an ensemble.")
 @click.option("--model", required=True)
 @click.option("--check", required=True)
 @click.option("-o", "--output", required=True)
-def batch_score(config_json, assay, seed, model, check, output):
+def batch_score(config_json, reference, assay, seed, model, check, output):
     """Score one assay with one model."""
     from .batch import score_assay
 
-    frame = score_assay(_plan(config_json), assay, model, check, output)
+    frame = score_assay(_plan(config_json, reference, assay), assay, model, check, output)
     click.echo(f"{assay} seed {seed}: scored {int(frame['score'].notna().sum())} of {len(frame)}")
 
 

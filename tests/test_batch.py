@@ -723,6 +723,16 @@ def test_an_edited_reference_row_reruns_its_jobs(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path / "elsewhere", capture_output=True, text=True, env=env, timeout=600,
                           check=False)
     assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr
+    # Nor does the reference's name or the row's number: a copy with a row inserted above it (a new ProteinGym
+    # release) reran every check and score job
+    copy = write_reference(tmp_path / "ref_2027.csv", [demo_row("NEW", MSA_filename="nothere.a2m"), demo_row()])
+    proc = run_batch_cli(copy, out, *TINY, "--cores", "1", "--rows", "1")
+    assert proc.returncode == 0 and executed_rules(proc) == [], proc.stdout + proc.stderr
+    # another --samples rescores, but checks nothing again (a check draws no sample)
+    samples = TINY[:TINY.index("--samples")] + ["--samples", "3"] + TINY[TINY.index("--samples") + 2:]
+    proc = run_batch_cli(ref, out, *samples, "--cores", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert set(executed_rules(proc)) == {"score", "ensemble", "metrics", "summary"}, executed_rules(proc)
     write_reference(ref, [demo_row(DMS_score_column="")])  # now detected: the same column, but another value
     proc = run_batch_cli(ref, out, *TINY, "--cores", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
