@@ -869,5 +869,18 @@ def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):
     assert sum(rule == "score" for rule, _ in jobs) == 3 * 3
     weights = [body for rule, body in jobs if rule == "weights"]
     assert len(weights) == 2 and all("slurm_partition=cpu" in b and "mem_mb=16000" in b for b in weights)
+    checks = [body for rule, body in jobs if rule == "check"]  # its own resources (the defaults never applied)
+    assert len(checks) == 3 and all("slurm_partition=cpu" in b and "mem_mb=8000" in b for b in checks)
+    # the account given on the command line, as the profile says: it replaces default-resources, and every job keeps
+    # its partition (the weights and check jobs lost theirs)
+    proc = run_batch_cli(ref, out, *TINY, "--seeds", "1", "--workflow-profile", str(SLURM_PROFILE), "--dry-run",
+                         "--default-resources", "slurm_account=abc123")
+    text = proc.stdout + proc.stderr
+    bodies = re.findall(r"^rule (\w+):\n(.*?)(?=^\S)", proc.stdout + proc.stderr, flags=re.MULTILINE | re.DOTALL)
+    assert proc.returncode == 0 and bodies, text
+    for rule, body in bodies:
+        if rule in ("weights", "check", "train", "score"):
+            res = re.search(r"resources: (.*)", body).group(1).split(", ")
+            assert "slurm_account=abc123" in res and any(r.startswith("slurm_partition=") for r in res), (rule, res)
     assert "Job stats" in text and not (out / "models").exists()
     assert f"Dry run: nothing trained, scored or summarised in {out}" in text and "Wrote" not in text
