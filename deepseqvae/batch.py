@@ -712,9 +712,15 @@ def check_assay(plan: Plan, dms_id: str, output: str | os.PathLike) -> Numbering
                                separators=table.separators)
     n_wt = sum(r.reason == "wt_mismatch" for r in resolved)
     if n_wt > 0.5 * len(resolved):
+        from .mutants import _detect_shift
+
         first = next(r for r in resolved if r.reason == "wt_mismatch")
+        status = first.status.replace(" but focus has ", " but target_seq has ")  # compared with target_seq here
+        shift = _detect_shift([s for r in resolved for s in r.substitutions], target, range(1, len(target) + 1))
+        hint = (f"; they look shifted by {shift[0]} (then {shift[1]} of {shift[2]} wild-type letters match): number "
+                "the DMS file on target_seq, or make target_seq the sequence it is numbered on" if shift else "")
         raise BatchError(f"{assay.where}: {n_wt} of {len(resolved)} mutants of {assay.dms_path} do not match "
-                         f"target_seq ({first.status}); mutant positions must be 1-based on target_seq")
+                         f"target_seq ({status}); mutant positions must be 1-based on target_seq{hint}")
     check = NumberingCheck(dms_id, offset, header_start, assay.msa_start, assay.msa_end, aln.L, mismatches,
                            len(resolved), n_wt)
     if mismatches:

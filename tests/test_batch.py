@@ -179,7 +179,11 @@ def test_numbering_offset_point_difference_and_wrong_target_fails_alone(tmp_path
     # DMS positions that are not 1-based on target_seq: an error for that row
     plan2 = plan_for(tmp_path, [demo_row("SHIFTED", target_seq="MKTAY" + DEMO_SEQ, MSA_start=6, MSA_end=65,
                                          DMS_filename="alignments/demo_mutants.csv")])
-    with pytest.raises(BatchError, match=r"row 0 \(SHIFTED\): \d+ of 1640 mutants .* do not match target_seq"):
+    # said against target_seq (it said "but focus has"), with the shift that explains it
+    with pytest.raises(BatchError, match=r"row 0 \(SHIFTED\): \d+ of 1640 mutants .* do not match target_seq "
+                                         r"\(wt_mismatch: \w\d+ but target_seq has \w\d+\); mutant positions must be "
+                                         r"1-based on target_seq; they look shifted by 5 \(then \d+ of \d+ wild-type "
+                                         r"letters match\)"):
         batch.check_assay(plan2, "SHIFTED", tmp_path / "SHIFTED.json")
     # the focus (residues 1-60) reaching past MSA_end; a DMS_score_column the DMS file does not have
     plan3 = plan_for(tmp_path, [demo_row("SHORT", MSA_end=50), demo_row("NOSCORE", DMS_score_column="DMS_score"),
