@@ -106,8 +106,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (_interrupt_on_terminate): click said "Aborted!", exit 1
+            again = ("; the same batch command again continues it (training jobs resume from their checkpoints: "
+                     "their logs' --resume is done for you)" if ctx.invoked_subcommand == "batch" else "")
             click.echo(f"\nInterrupted: {ctx.invoked_subcommand or ctx.command_path} stopped; every output is written "
-                       "whole or not at all (an earlier one is kept)", err=True)
+                       f"whole or not at all (an earlier one is kept){again}", err=True)
             sys.exit(130)
         except DeepSeqVAEError as exc:
             raise UserError(str(exc)) from None

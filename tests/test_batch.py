@@ -888,3 +888,25 @@ def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):
             assert "slurm_account=abc123" in res and any(r.startswith("slurm_partition=") for r in res), (rule, res)
     assert "Job stats" in text and not (out / "models").exists()
     assert f"Dry run: nothing trained, scored or summarised in {out}" in text and "Wrote" not in text
+
+
+def test_an_interrupted_batch_says_that_the_same_command_continues_it(tmp_path, monkeypatch):
+    # its jobs' logs say "continue it with --resume", which batch does not take: rerunning it is what resumes them
+    from click.testing import CliRunner
+
+    from deepseqvae.cli import main
+
+    monkeypatch.setattr(batch, "snakemake_available", lambda: True)
+
+    def interrupted(cmd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "_run_snakemake", interrupted)
+    ref = write_reference(tmp_path / "ref.csv", [demo_row()])
+    result = CliRunner().invoke(main, ["batch", str(ref), "--msa-dir", str(REPO_ROOT), "--dms-dir", str(REPO_ROOT),
+                                       "-o", str(tmp_path / "run")])
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == (
+        "Interrupted: batch stopped; every output is written whole or not at all (an earlier one is kept); the same "
+        "batch command again continues it (training jobs resume from their checkpoints: their logs' --resume is "
+        "done for you)")
