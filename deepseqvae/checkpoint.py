@@ -400,7 +400,9 @@ def describe(ckpt: Checkpoint) -> dict[str, Any]:
         out["held out"] = (f"{cfg.get('holdout_fraction', 0):g} by {cfg.get('holdout_by', '?')}, evaluated every "
                            f"{cfg.get('eval_every', '?')} steps to step {h['eval_step'][-1]:,}{best}")
     if h.get("refit_step"):
-        out["refit"] = f"a second run on all {info.n_seqs:,} sequences to step {h['refit_step'][-1]:,}: the model saved"
+        out["refit"] = (f"a second run on all {info.n_seqs:,} sequences to step {h['refit_step'][-1]:,}: the model "
+                        "saved (the train config is the refit's: early_stopping 0 and stop_step that step; the "
+                        "held-out run stopped early)")
     if not ckpt.train_config and not h.get("elbo"):  # a model fitted in closed form: nothing trained by steps
         for key in ("steps", "train config", "final ELBO"):
             out.pop(key)

@@ -978,7 +978,9 @@ def classify_command(models, scan, output, labels, label_col, label_mutant_col, 
               help="Output JSON with the pooled mixture (written atomically).")
 @click.option("--n-init", type=click.IntRange(1), default=30, show_default=True,
               help="Random initialisations of the mixture (the best likelihood wins).")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the mixture fit.")
+@click.option("--gmm-seed", "--seed", "seed", type=SEED, default=0, show_default=True,
+              help="Seed of the mixture fit (classify's --gmm-seed; --seed is the same option here, where nothing is "
+                   "sampled).")
 def classify_prior_command(scans, output, n_init, seed):
     """Fit EVE's pooled ("main") mixture to the scans SCANS of several proteins, for 'classify --prior'.
 

@@ -160,7 +160,7 @@ COMMAND_OPTIONS = {
                  "--prior", "--protein-weight", "--retain", "--thresholds", "--monotone", "--no-monotone", "--n-init",
                  "--gmm-seed", "--plots", "--no-plots", "--samples", "--seed", "--device", "--batch-size",
                  "--progress", "--no-progress"],
-    "classify-prior": ["-o", "--output", "--n-init", "--seed"],
+    "classify-prior": ["-o", "--output", "--n-init", "--gmm-seed", "--seed"],
     "batch": ["--msa-dir", "--dms-dir", "--weights-dir", "-o", "--out", "--rows", "--seeds", "--columns", "--steps",
               "--recipe", "--latent-dim", "--encoder-hidden", "--decoder-hidden", "--dictionary-size",
               "--sparsity-tiles", "--checkpoint-every", "--train-option", "--samples", "--device", "--cores",
@@ -281,7 +281,9 @@ def test_info_describes_the_checkpoint(vae_model):
     # the fast recipe's run: what the held-out set decided and the second run that made the model
     assert re.fullmatch(r"0\.1 by weight, evaluated every 100 steps to step 300; it chose step \d+ \(best "
                         r"held-out log-likelihood -[\d.]+\)", fields["held out"]), fields["held out"]
-    assert fields["refit"] == "a second run on all 3,000 sequences to step 300: the model saved"
+    assert fields["refit"] == ("a second run on all 3,000 sequences to step 300: the model saved (the train config is "
+                               "the refit's: early_stopping 0 and stop_step that step; the held-out run stopped early)")
+    assert "early_stopping=0" in fields["train config"]  # what that line explains
 
 
 def test_train_summary_says_what_was_held_out(tmp_path):
@@ -767,7 +769,7 @@ def test_model_options_that_build_no_model_fail_before_the_alignment_is_read(tmp
 
 @pytest.mark.parametrize("command, option", [("train", "--seed"), ("score", "--seed"), ("simulate", "--seed"),
                                              ("scan", "--seed"), ("sample", "--seed"), ("classify", "--seed"),
-                                             ("classify", "--gmm-seed"), ("classify-prior", "--seed")])
+                                             ("classify", "--gmm-seed"), ("classify-prior", "--gmm-seed")])
 @pytest.mark.parametrize("value", ["-1", "4294967296"])
 def test_seed_options_take_what_numpy_torch_and_sklearn_all_accept(command, option, value):
     # numpy's SeedSequence refuses -1, scikit-learn's random_state and torch 2**32 and more: one range, at parsing
