@@ -203,6 +203,24 @@ def _stop_hint(row: str, c: int) -> str:
     return ""
 
 
+def _length_hint(records: list[tuple[str, str]]) -> str:
+    """Why two ``(id, row)`` records may differ in length, for that error: a character no aligned row holds
+    (sequence numbering, a comment line inside the alignment, an invisible space), or a trailing stop symbol."""
+    for rid, row in records:
+        odd = next(((k, c) for k, c in enumerate(row) if not (c.isascii() and (c.isalpha() or c in "-.*"))), None)
+        if odd is not None:
+            k, c = odd
+            why = (" (sequence numbering?)" if c.isdigit() else " (a comment line inside the alignment?)" if c == "#"
+                   else " (an invisible character)" if not c.isprintable() or c in "\u200b\u00a0\ufeff" else "")
+            return f"; '{_clip(rid)}' holds {c!r} at character {k + 1}{why}, which no aligned row may"
+    (a_id, a), (b_id, b) = records
+    for rid, x, y in ((a_id, a, b), (b_id, b, a)):
+        if x.endswith("*") and len(x) - 1 == len(y):
+            return (f"; '{_clip(rid)}' ends with a stop symbol '*' (translated ORFs): remove the trailing '*' from "
+                    "every record")
+    return ""
+
+
 def _clip(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[:n] + "..."
 
@@ -472,7 +490,7 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
     if bad.size:
         c = int(bad[0])
         raise AlignmentFormatError(
-            f"{path}: focus record '{ids[fi]}' has invalid character {focus_row[c]!r} at aligned column {c + 1}"
+            f"{path}: focus record '{_clip(ids[fi])}' has invalid character {focus_row[c]!r} at aligned column {c + 1}"
             + _stop_hint(focus_row, c))
     cols = np.flatnonzero(is_upper if columns == "uppercase" else is_upper | is_lower)  # (L0,)
     if columns != "uppercase" and fmt_used == "a3m":
@@ -482,11 +500,11 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
                            "with every row's, so they are not modelled", path, inserted)
     if cols.size == 0:
         if not (is_upper | is_lower).any():
-            raise AlignmentFormatError(f"{path}: focus record '{ids[fi]}' has no residues (an empty or all-gap "
+            raise AlignmentFormatError(f"{path}: focus record '{_clip(ids[fi])}' has no residues (an empty or all-gap "
                                        "sequence); nothing to model")
         raise AlignmentFormatError(
-            f"{path}: focus record '{ids[fi]}' has no uppercase (match) columns; nothing to model (--columns all "
-            "models every column where it has a residue, lowercase ones too)")
+            f"{path}: focus record '{_clip(ids[fi])}' has no uppercase (match) columns; nothing to model (--columns "
+            "all models every column where it has a residue, lowercase ones too)")
     positions = positions_all[cols].astype(np.int64)  # (L0,)
 
     # Vectorised encoding of the whole alignment, then the kept columns only.
@@ -504,7 +522,7 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
                 "O": " (pyrrolysine: write it as K, or make the column lowercase so that it is not modelled)"}.get(
             letter.upper(), " (make the column lowercase so that it is not modelled)")
         raise AlignmentFormatError(
-            f"{path}: focus record '{ids[fi]}' has non-standard residue {letter!r} at "
+            f"{path}: focus record '{_clip(ids[fi])}' has non-standard residue {letter!r} at "
             f"residue {positions[c]}; the focus must use the 20 standard amino acids in its uppercase columns{hint}")
 
     invalid = codes == INVALID_CODE  # (N0, L0)
@@ -531,7 +549,7 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
         if max_gap_fraction is not None:
             why.append(f"{n_gaps} with gap fraction > {max_gap_fraction}")
         raise AlignmentFormatError(
-            f"{path}: every sequence other than the focus '{ids[fi]}' was filtered out ({', '.join(why)})")
+            f"{path}: every sequence other than the focus '{_clip(ids[fi])}' was filtered out ({', '.join(why)})")
     codes = codes[rows_kept]  # (N, L0)
 
     n_cols_dropped = 0
@@ -541,7 +559,7 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
         n_cols_dropped = int((~col_keep).sum())
         if not col_keep.any():
             raise AlignmentFormatError(
-                f"{path}: no focus column of '{ids[fi]}' has coverage >= {min_column_coverage} "
+                f"{path}: no focus column of '{_clip(ids[fi])}' has coverage >= {min_column_coverage} "
                 f"(best {coverage.max():.3f}); every column would be dropped")
         codes = np.ascontiguousarray(codes[:, col_keep])
         positions = positions[col_keep]
@@ -655,17 +673,19 @@ def _resolve_format(path: Path, ids: list[str], rows: list[str], fmt: str) -> tu
             bad_raw = _first_length_mismatch(ids, rows)
             assert bad_raw is not None
             raise AlignmentFormatError(
-                f"{path}: rows have different aligned lengths: record '{ids[bad_raw]}' has "
-                f"{len(rows[bad_raw])} columns but '{ids[0]}' has {len(rows[0])} (not an a3m either: "
-                f"without insertions '{ids[bad]}' has {len(trimmed[bad])} vs {len(trimmed[0])})")
+                f"{path}: rows have different aligned lengths: record '{_clip(ids[bad_raw])}' has "
+                f"{len(rows[bad_raw])} columns but '{_clip(ids[0])}' has {len(rows[0])} (not an a3m either: "
+                f"without insertions '{_clip(ids[bad])}' has {len(trimmed[bad])} vs {len(trimmed[0])})"
+                + _length_hint([(ids[bad_raw], rows[bad_raw]), (ids[0], rows[0])]))
     if fmt == "a3m":
         rows = [r.translate(_A3M_DELETE) for r in rows]
     bad = _first_length_mismatch(ids, rows)
     if bad is not None:
         what = "match columns after removing a3m insertions" if fmt == "a3m" else "aligned columns"
         raise AlignmentFormatError(
-            f"{path}: rows have different aligned lengths: record '{ids[bad]}' has {len(rows[bad])} "
-            f"{what} but '{ids[0]}' has {len(rows[0])}")
+            f"{path}: rows have different aligned lengths: record '{_clip(ids[bad])}' has {len(rows[bad])} "
+            f"{what} but '{_clip(ids[0])}' has {len(rows[0])}"
+            + _length_hint([(ids[bad], rows[bad]), (ids[0], rows[0])]))
     return fmt, rows
 
 
@@ -689,8 +709,8 @@ def _region_start(path: Path, focus_id: str, focus_raw: str, first_index: int | 
     if suffix is not None and region is None and _REGION_LIKE_RE.match(suffix):
         if first_index is None:
             raise AlignmentFormatError(
-                f"{path}: focus record '{focus_id}' has a malformed region '{suffix}' (expected NAME/start-end, "
-                f"e.g. BLAT_ECOLX/24-286); fix the header or set the numbering with --first-index")
+                f"{path}: focus record '{_clip(focus_id)}' has a malformed region '{_clip(suffix)}' (expected "
+                f"NAME/start-end, e.g. BLAT_ECOLX/24-286); fix the header or set the numbering with --first-index")
         logger.info("%s: focus '%s' has no valid region; numbering from first_index=%d", path, focus_id,
                     first_index)
     if region is not None:

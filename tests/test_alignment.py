@@ -573,3 +573,18 @@ def test_a_utf16_alignment_reads_as_its_text(tmp_path):
         path.write_bytes((b"\xfe\xff" if encoding == "utf-16-be" else b"") + A2M.encode(encoding))
         aln = read_alignment(path)
         assert aln.ids == plain.ids and np.array_equal(aln.codes, plain.codes)
+
+
+@pytest.mark.parametrize("row, hint", [
+    ("ACDEFG*", "'s1' ends with a stop symbol '*' (translated ORFs): remove the trailing '*' from every record"),
+    ("1 ACDEFG", "'s1' holds '1' at character 1 (sequence numbering?), which no aligned row may"),
+    ("ACD\u200bEFG", r"'s1' holds '\u200b' at character 4 (an invisible character), which no aligned row may"),
+    ("ACDEFG#note", "'s1' holds '#' at character 7 (a comment line inside the alignment?), which no aligned row may"),
+])
+def test_rows_of_another_length_say_what_makes_them_so(tmp_path, row, hint):
+    # "record 's1' has 61 columns but 'focus' has 60" named no cause: a stop on some records only, GenBank-style
+    # numbering, a zero-width space, a '#' line glued onto the record above
+    text = f">focus\nACDEFG\n>s1\n{row}\n>s2\nACDEF-\n"
+    with pytest.raises(AlignmentFormatError) as info:
+        read_alignment(write(tmp_path, text, "x.fasta"))
+    assert str(info.value).endswith(hint), str(info.value)
