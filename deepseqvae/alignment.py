@@ -632,8 +632,11 @@ def _focus_row(path: Path, ids: list[str], focus: str | None, rows: list[str]) -
     name = focus[1:] if focus.startswith(">") else focus
     hits = [i for i, rid in enumerate(ids) if rid == name]
     if not hits:
+        near = [rid for rid in ids if rid.startswith(name + "/")]  # the id without its /start-end region
+        hint = f"; did you mean '{_clip(near[0])}' (ids include the /start-end region)?" if len(near) == 1 else ""
         raise AlignmentFormatError(
-            f"{path}: focus record '{name}' not found among {len(ids)} records (first record: '{ids[0]}')")
+            f"{path}: focus record '{_clip(name)}' not found among {len(ids)} records (first record: "
+            f"'{_clip(ids[0])}'){hint}")
     if len(hits) > 1 and len({rows[i] for i in hits}) > 1:  # copies of one record (ColabFold's query) are one
         raise AlignmentFormatError(
             f"{path}: focus record '{name}' is ambiguous: {len(hits)} records have this id "

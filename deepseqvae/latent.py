@@ -70,9 +70,11 @@ def find_sequence(aln: Alignment, seq_id: str) -> int:
     try:
         row = aln.ids.index(name)
     except ValueError:
+        near = [rid for rid in aln.ids if rid.startswith(name + "/")]  # the id without its /start-end region
+        hint = f"; did you mean '{near[0]}'?" if len(near) == 1 else ""
         raise DeepSeqVAEError(f"{aln.path}: no sequence '{name}' among its {aln.N} kept sequences "
-                              f"(ids are the header up to the first whitespace; it may have been "
-                              f"dropped by the filters)") from None
+                              f"(ids are the header up to the first whitespace, a /start-end region included; it "
+                              f"may have been dropped by the filters){hint}") from None
     shared = aln.ids.count(name)
     if shared > 1:  # an a3m of UniRef hits can repeat an id: say which record is used
         log.warning("%s: %d kept sequences share the id '%s'; using the first of them (kept sequence %d)", aln.path,

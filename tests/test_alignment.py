@@ -471,8 +471,13 @@ def test_error_lengths_auto_not_a3m_either(tmp_path):
 
 def test_error_focus_not_found_and_missing_file(tmp_path):
     path = write(tmp_path, A2M)
-    with pytest.raises(AlignmentFormatError, match=r"focus record 'nope' not found among 3 records"):
+    with pytest.raises(AlignmentFormatError, match=r"focus record 'nope' not found among 3 records \(first record: "
+                                                   r"'focus/10-15'\)$"):
         read_alignment(path, focus="nope")
+    # the id without its region: the one record it starts is suggested
+    with pytest.raises(AlignmentFormatError, match=r"focus record 'focus' not found among 3 records .*; did you mean "
+                                                   r"'focus/10-15' \(ids include the /start-end region\)\?$"):
+        read_alignment(path, focus="focus")
     with pytest.raises(AlignmentFormatError, match=r"missing\.a2m: cannot read alignment"):
         read_alignment(tmp_path / "missing.a2m")
     with pytest.raises(AlignmentFormatError, match="cannot read alignment"):

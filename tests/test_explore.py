@@ -498,6 +498,9 @@ def test_find_sequence_names_a_shared_id(tmp_path, caplog):
     assert "2 kept sequences share the id 'u'; using the first of them (kept sequence 2)" in caplog.text
     with pytest.raises(DeepSeqVAEError, match="no sequence 'w' among its 4 kept sequences"):
         find_sequence(aln, "w")
+    demo = AlignmentOptions().read(DEMO)  # sample --near SIM_000001: the id has its region
+    with pytest.raises(DeepSeqVAEError, match=r"no sequence 'SIM_000001' among .*; did you mean 'SIM_000001/1-60'\?$"):
+        find_sequence(demo, "SIM_000001")
 
 
 def test_embed_says_how_many_records_the_filters_left_out(models, tmp_path):
