@@ -430,6 +430,14 @@ def test_weights_on_the_demo(tmp_path):
     assert float(match.group(1)) == pytest.approx(653.62, abs=0.01)
     assert "Sequences: 3000 kept, 0 dropped" in result.stdout
     assert f"Wrote 3000 weights to {out}" in result.stdout
+    assert "no residue in the modelled columns" not in result.stdout
+    # rows of gaps only were "kept" with weight 0 and no word
+    empty = tmp_path / "empty_rows.a2m"
+    empty.write_text(">f/1-4\nACDE\n>a\nAC-E\n>gap\n----\n>dot\n....\n")
+    result = assert_ok(invoke("weights", empty, "-o", out, "--device", "cpu", "--no-progress"))
+    assert "Neff = 1.50 (theta = 0.2; Neff/N = 0.375, Neff/L = 0.38); 2 kept row(s) have no residue in the modelled " \
+           "columns: weight 0, never trained on" in result.stdout
+    assert np.load(out).tolist() == [1.0, 0.5, 0.0, 0.0]
 
 
 def test_simulate_regenerates_the_committed_demo(tmp_path):
