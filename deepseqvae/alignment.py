@@ -718,9 +718,9 @@ def _region_start(path: Path, focus_id: str, focus_raw: str, first_index: int | 
                     first_index)
     if region is not None:
         lo, hi = region
-        if hi - lo + 1 != n_res:
+        if hi - lo + 1 != n_res and n_res:  # none: the focus is refused below, without a warning before
             logger.warning("%s: focus '%s' claims residues %d-%d (%d) but has %d residues",
-                           path, focus_id, lo, hi, hi - lo + 1, n_res)
+                           path, _clip(focus_id), lo, hi, hi - lo + 1, n_res)
     if first_index is not None:
         if region is not None and int(first_index) != region[0]:
             logger.info("%s: first_index=%d overrides the region start %d of '%s'",

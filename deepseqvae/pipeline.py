@@ -416,15 +416,15 @@ def train_file(
                           "name (not a device or pipe)")
     if TRAINERS[model_kind].iterative and not resume:  # a resumed run's model is the checkpoint's
         check_model_options(recipe or DEFAULT_RECIPE, model_options)
+    dev = resolve_device(device)
+    options = options or AlignmentOptions()
+    aln = options.read(msa)  # first: an alignment that cannot be read is the one line said, no warning before it
     if not resume and Path(output).is_file():  # said now, not when it is replaced
         again = (f"the run interrupted in {partial_checkpoint(output)}" if _resumes_partial(Path(output))
                  else "the earlier run")
         log.warning("%s exists: this run replaces it when it ends%s", output,
                     f" (its checkpoints meanwhile go to {partial_checkpoint(output)}; --resume would continue {again})"
                     if TRAINERS[model_kind].iterative else "")
-    dev = resolve_device(device)
-    options = options or AlignmentOptions()
-    aln = options.read(msa)
     t0 = time.perf_counter()
     weights = load_or_compute_weights(aln, theta, weights_path, dev, progress)
     took = time.perf_counter() - t0
