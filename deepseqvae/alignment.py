@@ -107,7 +107,8 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
         # "Unicode") is read as such (its mark tells which)
         raw = open_input(path)
     except OSError as exc:
-        raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}") from None
+        stdin = "; standard input is read as /dev/stdin" if str(path) == "-" and not path.exists() else ""
+        raise AlignmentFormatError(f"{path}: cannot read alignment: {exc.strerror or exc}{stdin}") from None
     try:
         utf16 = raw.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # decompresses a gzip's first block
         fh = io.TextIOWrapper(raw, encoding="utf-16" if utf16 else "utf-8-sig", errors="replace")

@@ -593,3 +593,10 @@ def test_rows_of_another_length_say_what_makes_them_so(tmp_path, row, hint):
     with pytest.raises(AlignmentFormatError) as info:
         read_alignment(write(tmp_path, text, "x.fasta"))
     assert str(info.value).endswith(hint), str(info.value)
+
+
+def test_a_dash_for_standard_input_is_answered_with_dev_stdin(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AlignmentFormatError, match=r"^-: cannot read alignment: No such file or directory; standard "
+                                                   r"input is read as /dev/stdin$"):
+        read_alignment("-")
