@@ -949,7 +949,16 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
              "scored against target_seq" for m in metrics if m.get("focus_mismatches")]
     notes += [f"- {m['DMS_id']}: not scored: " + ", ".join(f"{k} {v}" for k, v in m["unscored"].items())
               for m in metrics if m.get("unscored")]
+    notes += [f"- {m['DMS_id']}: no fitness column (DMS_score_column is empty and the DMS file has none of "
+              "DMS_score, fitness, log_fitness, score): scored, but no Spearman, NDCG or recall"
+              for m in metrics if not m.get("fitness_col")]
     notes += [f"- {k}: FAILED: {v}" for k, v in (failed or {}).items()]
+    assays = frame[frame["DMS_id"] != "average"] if not frame.empty else frame
+    have = {c: int(pd.to_numeric(assays[c], errors="coerce").notna().sum()) for c in ("spearman", "auc", "ndcg")
+            if c in assays.columns}
+    if len(assays) and any(v < len(assays) for v in have.values()):  # an average over fewer assays: say so
+        notes.append("- average: over the assays that have each value (" + ", ".join(
+            f"{'Spearman' if c == 'spearman' else c.upper()} {v} of {len(assays)}" for c, v in have.items()) + ")")
     if notes:
         lines += ["", *notes]
     with atomic_write(out_dir / f"{name}.md", "w") as fh:

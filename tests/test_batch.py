@@ -910,3 +910,18 @@ def test_an_interrupted_batch_says_that_the_same_command_continues_it(tmp_path, 
         "Interrupted: batch stopped; every output is written whole or not at all (an earlier one is kept); the same "
         "batch command again continues it (training jobs resume from their checkpoints: their logs' --resume is "
         "done for you)")
+
+
+def test_summary_notes_an_assay_without_fitness_and_what_the_average_covers(tmp_path):
+    # an assay with no fitness column showed dashes and an empty bar with no word, and the average row silently
+    # averaged Spearman over fewer assays
+    plan = plan_for(tmp_path, [demo_row("A"), demo_row("B")])
+    (tmp_path / "A.json").write_text(metrics_json("A"))
+    b = json.loads(metrics_json("B"))
+    b.update(fitness_col=None, spearman=None)
+    (tmp_path / "B.json").write_text(json.dumps(b))
+    batch.write_summary(plan, [tmp_path / "A.json", tmp_path / "B.json"], tmp_path)
+    text = (tmp_path / "summary.md").read_text()
+    assert ("- B: no fitness column (DMS_score_column is empty and the DMS file has none of DMS_score, fitness, "
+            "log_fitness, score): scored, but no Spearman, NDCG or recall") in text
+    assert "- average: over the assays that have each value (Spearman 1 of 2" in text
