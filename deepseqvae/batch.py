@@ -951,7 +951,7 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
               for m in metrics if m.get("unscored")]
     notes += [f"- {m['DMS_id']}: no fitness column (DMS_score_column is empty and the DMS file has none of "
               "DMS_score, fitness, log_fitness, score): scored, but no Spearman, NDCG or recall"
-              for m in metrics if not m.get("fitness_col")]
+              for m in metrics if "fitness_col" in m and not m["fitness_col"]]
     notes += [f"- {k}: FAILED: {v}" for k, v in (failed or {}).items()]
     assays = frame[frame["DMS_id"] != "average"] if not frame.empty else frame
     have = {c: int(pd.to_numeric(assays[c], errors="coerce").notna().sum()) for c in ("spearman", "auc", "ndcg")

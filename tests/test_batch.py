@@ -916,7 +916,7 @@ def test_summary_notes_an_assay_without_fitness_and_what_the_average_covers(tmp_
     # an assay with no fitness column showed dashes and an empty bar with no word, and the average row silently
     # averaged Spearman over fewer assays
     plan = plan_for(tmp_path, [demo_row("A"), demo_row("B")])
-    (tmp_path / "A.json").write_text(metrics_json("A"))
+    (tmp_path / "A.json").write_text(json.dumps({**json.loads(metrics_json("A")), "fitness_col": "DMS_score"}))
     b = json.loads(metrics_json("B"))
     b.update(fitness_col=None, spearman=None)
     (tmp_path / "B.json").write_text(json.dumps(b))
@@ -925,3 +925,4 @@ def test_summary_notes_an_assay_without_fitness_and_what_the_average_covers(tmp_
     assert ("- B: no fitness column (DMS_score_column is empty and the DMS file has none of DMS_score, fitness, "
             "log_fitness, score): scored, but no Spearman, NDCG or recall") in text
     assert "- average: over the assays that have each value (Spearman 1 of 2" in text
+    assert "- A: no fitness column" not in text
