@@ -382,6 +382,14 @@ class Alignment:
         """Focus (wild-type) amino acid at residue number ``residue``."""
         return self.focus_seq[self.column_of(residue)]
 
+    def drop_reasons(self) -> list[str]:
+        """Why records were left out, one phrase per reason that left any out (``n_dropped`` in all)."""
+        reasons = [(self.n_dropped_nonstandard, "with B/J/O/U/X/Z/* in a modelled column"),
+                   (self.n_dropped_gaps, "by --max-gap-fraction"),
+                   (self.n_dropped_repeats, "repeating the focus record (its id and sequence)"),
+                   (self.n_dropped_outliers, "by --max-invariant-changes")]
+        return [f"{n} {why}" for n, why in reasons if n]
+
     def summary(self) -> str:
         """A few human-readable lines: records read, sequences kept and dropped, L and the region."""
         lo, hi = (int(self.positions[0]), int(self.positions[-1])) if self.L else (0, 0)
@@ -578,9 +586,9 @@ def read_alignment(path: str | os.PathLike, *, focus: str | None = None,
                     options=AlignmentOptions(focus=focus, first_index=first_index, fmt=fmt,
                                              max_gap_fraction=max_gap_fraction,
                                              min_column_coverage=min_column_coverage, columns=columns))
-    logger.info("%s: %d records -> %d sequences x %d columns (%d non-standard, %d gappy dropped; "
-                "%d low-coverage columns dropped)", path, n_records, aln.N, aln.L, n_nonstd, n_gaps,
-                n_cols_dropped)
+    logger.info("%s: %d records -> %d sequences x %d columns (%d non-standard, %d gappy, %d repeats of the focus "
+                "dropped; %d low-coverage columns dropped)", path, n_records, aln.N, aln.L, n_nonstd, n_gaps,
+                int(repeats.sum()), n_cols_dropped)
     return aln
 
 
@@ -670,8 +678,8 @@ def _resolve_format(path: Path, ids: list[str], rows: list[str], fmt: str) -> tu
                 odd = next(i for i, r in enumerate(rows) if len(r) != width)
                 logger.warning("%s: rows differ in length (%d of %d records are not %d characters long, the first "
                                "'%s' with %d): read as an a3m, lowercase letters and '.' removed from every row as "
-                               "insertions (meant as an a2m, its rows must be of one length: --format a2m names the "
-                               "first that is not)",
+                               "insertions (meant as an a2m, its rows must be of one length: --msa-format a2m names "
+                               "the first that is not)",
                                path, len(rows) - n_width, len(rows), width, _clip(ids[odd]), len(rows[odd]))
                 return "a3m", trimmed
             bad_raw = _first_length_mismatch(ids, rows)

@@ -35,6 +35,7 @@ from .errors import CheckpointError, OutputError
 from .fileio import atomic_write
 from .independent import IndependentModel
 from .model import VAE, VAEConfig
+from .runtime import MODEL_INIT_LOCK
 from .score import MutationScorer, VAEScorer
 
 log = logging.getLogger(__name__)
@@ -352,7 +353,8 @@ def build_model(ckpt: Checkpoint) -> torch.nn.Module:
     weights that do not make one (an edited or foreign file) raise :class:`CheckpointError` naming the file."""
     where = f"{ckpt.source}: " if ckpt.source else ""
     try:
-        with torch.random.fork_rng(devices=[]):  # its initial draws, overwritten below, leave the caller's stream
+        # its initial draws, overwritten below, leave the caller's stream, and no other thread's seeded start
+        with MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]), torch.device("cpu"):
             model = model_kind(ckpt.kind).build(ckpt.model_config)
     except (TypeError, ValueError) as exc:  # an unknown or missing configuration field, an impossible value
         raise CheckpointError(f"{where}its model configuration does not make a model "

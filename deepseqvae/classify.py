@@ -407,7 +407,7 @@ def mean_scans(scans: Sequence[ScanScores]) -> ScanScores:
     if all(s.sem is not None for s in scans):
         sem = np.sqrt(np.sum([np.square(s.sem) for s in scans], axis=0)) / len(scans)
     return ScanScores(first.protein, first.mutants, delta, sem, first.focus_seq, first.positions, first.columns,
-                      first.codes, " + ".join(s.source for s in scans))
+                      first.codes, " + ".join(s.source or f"scan {i + 1}" for i, s in enumerate(scans)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -627,8 +627,7 @@ def score_command(mutants, models, output, mutant_col, wt_col, pos_col, mut_col,
     others = {k: v for k, v in result.summary.items() if k != "ok"}
     _say(f"Scored {n_ok} of {n_rows} rows with {len(models)} model(s), {result.samples_text()}.", out)
     if others:
-        click.echo("Not scored (kept with an empty score): "
-                   + ", ".join(f"{k} {v}" for k, v in others.items()), err=True)
+        _say("Not scored (kept with an empty score): " + ", ".join(f"{k} {v}" for k, v in others.items()), out)
     if result.spearman is not None:
         sp = result.spearman
         rho = f"{sp['rho']:.4f}"
@@ -768,8 +767,7 @@ def embed_command(msa, model, output, plot, color_by, batch_size, device, align_
     emb, out = embed_file(model, msa, output, options=align_opts, plot=plot, color_by=color_by,
                           batch_size=batch_size, device=device)
     aln = emb.alignment
-    dropped = (f" ({aln.n_dropped} records left out by the filters: {aln.n_dropped_nonstandard} with B/J/O/U/X/Z/* in "
-               f"a modelled column, {aln.n_dropped_gaps} by --max-gap-fraction)" if aln.n_dropped else "")
+    dropped = (f" ({aln.n_dropped} records left out: {', '.join(aln.drop_reasons())})" if aln.n_dropped else "")
     click.echo(f"Embedded {aln.N} sequences into D = {emb.mu.shape[1]} latent dimensions{dropped}.", err=True)
     _say(f"Wrote {out}" + (f"; map {plot}" if plot else ""), out, plot)
 

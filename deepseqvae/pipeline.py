@@ -138,7 +138,7 @@ def load_or_compute_weights(aln: Alignment, theta: float, weights_path: str | os
     if not isinstance(weights, np.ndarray):  # an .npz archive (or a pickle np.load refused above)
         raise DeepSeqVAEError(f"{weights_path}: not a .npy array of weights (expected a .npy from "
                               "'deepseqvae weights')")
-    return check_weights(weights, aln.ids, str(weights_path))
+    return check_weights(weights, aln.ids, str(weights_path), str(aln.path))
 
 
 # --- train ----------------------------------------------------------------------------------

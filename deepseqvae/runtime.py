@@ -9,6 +9,7 @@ import logging
 import numbers
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def whole_number(name: str, value, minimum: int, maximum: int | None = None, *, 
         bound = f">= {minimum}" if maximum is None else f"in {minimum}-{maximum}"
         raise ConfigError(f"{name} must be a whole number {bound}, not {value!r}")
     return int(value)
+
+#: held while a model is built from torch's global generator (nn.Module initialisers draw from it): a seeded start
+#: (train.initial_model) and a checkpoint's model (checkpoint.build_model) each seed or fork that generator and give
+#: it back, so two of them on two threads must not interleave
+MODEL_INIT_LOCK = threading.Lock()
 
 #: tables with more rows than this are scored with :func:`bound_heap_growth` applied
 LARGE_TABLE_ROWS = 50_000

@@ -456,6 +456,7 @@ def score_table(
         raise TypeError(f"checkpoints must be a Checkpoint or a non-empty list of them (load_checkpoint), not "
                         f"{checkpoints!r:.80}")
     table = mutant_table(table)
+    fitness_col = None if fitness_col is None else str(fitness_col)  # as mutant_table names columns: 1 is "1"
     n_samples, batch_size, seed = _check_scoring(n_samples, batch_size, seed)
     if model_names is not None and (len(model_names) != len(checkpoints) or len(set(model_names)) != len(model_names)):
         raise ValueError(f"model_names must name each of the {len(checkpoints)} models once, got {list(model_names)}")

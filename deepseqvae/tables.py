@@ -344,6 +344,10 @@ def read_mutant_table(path: str | os.PathLike, *, mutant_col: str | None = None,
                          option_names)
 
 
+#: file suffixes a string given as a table in memory is taken for a file name by (in the message that refuses it)
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".xlsx", ".xls", ".ods")
+
+
 def mutant_table(data: pd.DataFrame | Sequence[str], *, mutant_col: str | None = None, wt_col: str | None = None,
                  pos_col: str | None = None, mut_col: str | None = None) -> MutantTable:
     """A :class:`MutantTable` of data in memory, for :func:`deepseqvae.score.score_table`: a DataFrame (its mutant
@@ -356,7 +360,9 @@ def mutant_table(data: pd.DataFrame | Sequence[str], *, mutant_col: str | None =
     if isinstance(data, MutantTable):
         return data
     if isinstance(data, str | os.PathLike):
-        what = "a path" if isinstance(data, os.PathLike) or os.sep in data or os.path.splitext(data)[1] else "a string"
+        suffix = os.path.splitext(data[:-3] if data.lower().endswith(".gz") else data)[1].lower()
+        path_like = isinstance(data, os.PathLike) or os.sep in data or suffix in TABLE_SUFFIXES
+        what = "a path" if path_like else "a string"
         raise TypeError(f"{os.fspath(data)!r} is {what}: pass a list of mutants (['A42G']), a DataFrame, or "
                         "read_mutant_table(path) for a file")
     mutant_col, wt_col, pos_col, mut_col = (None if c is None else str(c) for c in (mutant_col, wt_col, pos_col,

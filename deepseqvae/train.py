@@ -31,7 +31,7 @@ from .holdout import cluster_holdout_split, heldout_sample, holdout_split
 from .model import VAE, VAEConfig, loss_terms
 from .optim import DeepSequenceAdam, delayed_factor, lr_factor
 from .pace import RefitAbandoned, RefitPace
-from .runtime import available_memory, flush_subnormals, whole_number
+from .runtime import MODEL_INIT_LOCK, available_memory, flush_subnormals, whole_number
 from .weights import resolve_device
 
 log = logging.getLogger(__name__)
@@ -982,16 +982,14 @@ def _evaluations_since_best(history: dict[str, list]) -> int:
     return sum(s > history["best_step"][-1] for s in history.get("eval_step", []))
 
 
-#: one model initialisation at a time in this process: nn.Module initialisers draw from torch's global generator
-_INIT_LOCK = threading.Lock()
-
-
 def initial_model(cfg: VAEConfig, seed: int) -> VAE:
-    """The VAE ``seed`` starts from: its initialisers draw from torch's global generator, seeded here and then given
-    back in the state the caller left it (a notebook's own random stream continues as it would have), one
-    initialisation at a time, so that runs started on several threads of one process each get their seed's model."""
-    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)  # the CPU's: models are built on the CPU
+    """The VAE ``seed`` starts from, built on the CPU (a default device set elsewhere does not move its draws to
+    another generator): its initialisers draw from torch's global CPU generator, seeded here and then given back in
+    the state the caller left it (a notebook's own random stream continues as it would have), one model at a time in
+    the process (:data:`~deepseqvae.runtime.MODEL_INIT_LOCK`), so that runs started on several threads each get
+    their seed's model."""
+    with MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]), torch.device("cpu"):
+        torch.default_generator.manual_seed(seed)
         return VAE(cfg)
 
 

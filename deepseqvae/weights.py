@@ -74,13 +74,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def check_weights(weights, ids, source: str) -> np.ndarray:
+def check_weights(weights, ids, source: str, alignment: str = "the alignment") -> np.ndarray:
     """``weights`` as float64 after checking it has one real, finite, non-negative weight per sequence of ``ids``
-    and a positive sum (Neff); ``source`` (the weights' file, or what gave them) starts every error."""
+    and a positive sum (Neff); ``source`` (the weights' file, or what gave them) starts every error, ``alignment``
+    names the sequences' file."""
     weights = np.asarray(weights)
     if weights.ndim != 1 or weights.shape[0] != len(ids):
-        raise WeightsError(f"{source}: holds {weights.shape} weights but the alignment has {len(ids)} sequences "
-                           "after filtering (same filters and alignment?)")
+        raise WeightsError(f"{source}: holds {weights.shape} weights but {alignment} has {len(ids)} sequences "
+                           "after filtering (same filters and alignment, and deepseqvae version: since 2026-12-05 a "
+                           "repeat of the focus record is left out)")
     if not np.issubdtype(weights.dtype, np.number) or np.issubdtype(weights.dtype, np.complexfloating):
         raise WeightsError(f"{source}: weights of type {weights.dtype}, not real numbers")
     weights = weights.astype(np.float64)

@@ -238,7 +238,7 @@ def test_an_a2m_with_one_malformed_row_is_said_not_silently_read_as_a3m(tmp_path
     assert aln.fmt == "a3m" and aln.L == 5
     assert "aln.a2m: rows differ in length (1 of 3 records are not 6 characters long, the first 's1' with 7): " \
            "read as an a3m, lowercase letters and '.' removed from every row as insertions (meant as an a2m, its " \
-           "rows must be of one length: --format a2m names the first that is not)" in caplog.text
+           "rows must be of one length: --msa-format a2m names the first that is not)" in caplog.text
     assert "aln.a2m: --columns all: the focus's 1 lowercase residues are a3m insertions here, removed with every " \
            "row's, so they are not modelled" in caplog.text
     with pytest.raises(AlignmentFormatError, match="record 's1' has 7 aligned columns but 'focus/10-15' has 6"):
@@ -269,6 +269,7 @@ def test_colabfold_nul_bytes_are_removed_and_its_repeated_query_counts_once(tmp_
         assert "c.a3m: 1 later record(s) repeat the focus '101' (its id and sequence" in caplog.text
         assert "separate hits" not in caplog.text
     assert "1 repeating the focus record (its id and sequence)" in aln.summary()
+    assert aln.drop_reasons() == ["1 repeating the focus record (its id and sequence)"]  # embed's count adds up
     # copies that differ are still two records: the focus is ambiguous
     path.write_bytes(text.replace("\x00>101\nACDE", "\x00>101\nAC-E").encode())
     with pytest.raises(AlignmentFormatError, match="focus record '101' is ambiguous: 2 records have this id"):

@@ -624,7 +624,7 @@ def test_score_keeps_unscorable_rows_with_a_status(vae_model, demo_focus, tmp_pa
     result = assert_ok(invoke("score", table, "-m", vae_model[0], "-o", out, "--samples", 5, "--no-progress",
                               "--device", "cpu"))
     assert "Scored 1 of 4 rows with 1 model(s), K = 5 samples." in result.stdout
-    assert "Not scored (kept with an empty score): stop 1, position_not_modelled 1, wt_mismatch 1" in result.stderr
+    assert "Not scored (kept with an empty score): stop 1, position_not_modelled 1, wt_mismatch 1" in result.stdout
     assert "Spearman" not in result.output  # no fitness column
     assert not out.with_suffix(".spearman.json").exists()
     scored = read_csv_text(out)

@@ -511,7 +511,7 @@ def test_embed_says_how_many_records_the_filters_left_out(models, tmp_path):
     r = CliRunner().invoke(main, ["embed", str(msa), "-m", str(models["vae"]), "-o", str(tmp_path / "e.csv")])
     assert r.exit_code == 0, r.output
     assert "Embedded 100 sequences" in r.stderr
-    assert "(1 records left out by the filters: 1 with B/J/O/U/X/Z/* in a modelled column" in r.stderr
+    assert "(1 records left out: 1 with B/J/O/U/X/Z/* in a modelled column)" in r.stderr
 
 
 def test_importing_the_figures_leaves_matplotlibs_backend_alone(tmp_path):

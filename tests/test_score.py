@@ -393,16 +393,19 @@ def test_score_table_takes_a_dataframe_or_a_list_in_memory():
     with pytest.raises(TypeError, match=r"'m.csv' is a path: pass a list of mutants \(\['A42G'\]\), a DataFrame, or "
                                         r"read_mutant_table\(path\) for a file"):
         score_table([ck], "m.csv")
-    with pytest.raises(TypeError, match="'M5A' is a string: pass a list of mutants"):  # not "a path"
-        score_table([ck], "M5A")
+    for text in ("M5A", "H1A.R2C"):  # not "a path" (a dot is no file suffix)
+        with pytest.raises(TypeError, match=rf"'{text}' is a string: pass a list of mutants"):
+            score_table([ck], text)
     # the caller's index stays (it was 0..n-1: assigning the scores back onto a sliced frame gave NaN)
     sliced = frame.set_axis([100, 101, 102])
     kept = score_table(ck, sliced, n_samples=4, seed=1).frame
     assert list(kept.index) == [100, 101, 102]
     np.testing.assert_array_equal(sliced.assign(vae=kept["score"])["vae"], one.frame["score"])
     # column labels that are not strings: mutant_col=1 names the column labelled 1 (was AttributeError: 'int' ...)
-    numbered = score_table(ck, mutant_table(frame.set_axis([0, 1, 2], axis=1), mutant_col=1), n_samples=4, seed=1)
+    numbered = score_table(ck, mutant_table(frame.set_axis([0, 1, 2], axis=1), mutant_col=1), n_samples=4, seed=1,
+                           fitness_col=2)  # the fitness column by its label too (was AttributeError: 'int' ...)
     np.testing.assert_array_equal(numbered.frame["score"], one.frame["score"])
+    assert numbered.spearman["fitness_col"] == "2" and numbered.spearman["n"] == 2
     # in memory, messages name mutant_table's arguments, not score's command-line options
     with pytest.raises(MutantTableError, match=r"no mutant column found in the table .* choose the mutant column "
                                                r"with mutant_col=, or give wt_col=/pos_col=/mut_col=$"):

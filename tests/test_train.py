@@ -612,3 +612,10 @@ def test_a_models_start_leaves_the_callers_random_stream_and_threads_alone(tmp_p
             states = list(pool.map(lambda s: (s, initial_model(cfg, s).state_dict()), (1, 2) * 4))
             for seed, state in states:
                 assert all(torch.equal(state[k], alone[seed][k]) for k in state)
+        # a checkpoint loaded on another thread meanwhile (its fork of the generator given back mid-start gave 47 of
+        # 200 starts other weights)
+        loads = pool.submit(lambda: [build_model(ck) for _ in range(40)])
+        for _ in range(40):
+            state = initial_model(cfg, 1).state_dict()
+            assert all(torch.equal(state[k], alone[1][k]) for k in state)
+        loads.result()
