@@ -411,7 +411,7 @@ def _recipe_help() -> str:
 @click.option("--refit-beside/--refit-after", "refit_beside", default=None,
               help="With --refit: train the second run at the same time as the held-out run, on a second thread "
                    "with half of torch's threads each, stopping at the step the held-out run chooses; or after it "
-                   "with all threads. The same model for the same threads per run; beside it takes ~0.7x the time "
+                   "with all threads. The same model for the same threads per run; beside it takes 0.72-0.83x the time "
                    "on 2 cores and more memory (800 columns, 20,000 sequences: 4.9 GB at the peak, 111 s; after: "
                    "2.7 GB, 154 s). [default: beside on a CPU where torch uses at least 2 threads]")
 @click.option("--early-stopping", type=click.IntRange(0), default=None,
