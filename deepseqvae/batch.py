@@ -218,20 +218,28 @@ def merge_train_options(options: dict, items: Sequence[str], *, given: set[str] 
 
 
 #: Snakemake options after which it runs no job: it reports, unlocks, draws or cleans up
-NO_RUN_OPTIONS = ("--unlock", "--list-changes", "--lc", "--summary", "-S", "--detailed-summary", "-D", "--dag",
-                  "--rulegraph", "--filegraph", "--list-rules", "--list", "-l", "--list-target-rules", "--lt", "--lint",
-                  "--cleanup-metadata", "--cm", "--touch", "-t", "--delete-all-output", "--delete-temp-output",
-                  "--archive", "--d3dag", "--print-compilation")
+NO_RUN_OPTIONS = ("--unlock", "--list-changes", "--lc", "--list-params-changes", "--lp", "--list-input-changes",
+                  "--li", "--list-code-changes", "--list-untracked", "--lu", "--summary", "-S", "--detailed-summary",
+                  "-D", "--dag", "--rulegraph", "--filegraph", "--list-rules", "--list", "-l", "--list-target-rules",
+                  "--lt", "--lint", "--cleanup-metadata", "--cm", "--cleanup-shadow", "--touch", "-t",
+                  "--delete-all-output", "--delete-temp-output", "--archive", "--d3dag", "--print-compilation",
+                  "--report", "--version", "--containerize", "--generate-unit-tests", "--export-cwl",
+                  "--list-conda-envs", "--conda-create-envs-only", "--conda-cleanup-envs")
 
 
 def runs_no_job(snakemake_args: Sequence[str]) -> str | None:
     """The option of ``snakemake_args`` that makes Snakemake run no job (a dry run, ``--unlock``, a report), or
     None."""
-    for a in snakemake_args:
+    args = list(snakemake_args)
+    for k, a in enumerate(args):
         if a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a):
             return "--dry-run"
         if a.split("=", 1)[0] in NO_RUN_OPTIONS:
             return a.split("=", 1)[0]
+        executor = a.split("=", 1)[1] if a.startswith("--executor=") else (
+            args[k + 1] if a in ("--executor", "-e") and k + 1 < len(args) else None)
+        if executor == "dryrun":  # Snakemake's executor that runs nothing
+            return "--dry-run"
     return None
 
 
@@ -397,11 +405,11 @@ def _cell(frame: pd.DataFrame, i: int, col: str) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
 
 
-def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd.DataFrame:
-    """The selected rows of a reference CSV, checked: required columns, unique DMS_id, numbers.
+def read_reference(path: str | os.PathLike, rows: list[int] | None = None, *, validate: bool = True) -> pd.DataFrame:
+    """The selected rows of a reference CSV, checked: required columns, DMS_id unique in the whole file, numbers.
 
     The index keeps the 0-based row number of the file. Raises :class:`BatchError` naming the file
-    (and the row) on any problem.
+    (and the row) on any problem. ``validate=False``: every row, only read and its columns checked.
     """
     path = Path(path)
     try:
@@ -417,6 +425,14 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
         hint = f"; its header is separated by {other}: a reference is comma-separated" if other else ""
         raise BatchError(f"{path}: missing column(s) {', '.join(missing)} (ProteinGym's DMS_substitutions.csv "
                          f"schema: {', '.join(REQUIRED_COLUMNS)}){hint}")
+    if not validate:
+        return frame
+    ids = frame["DMS_id"].str.strip()
+    dup = ids[ids.duplicated() & (ids != "")]  # in the whole file: a job finds its row by DMS_id
+    if len(dup):
+        first = int(ids[ids == dup.iloc[0]].index[0])
+        raise BatchError(f"{path}: row {dup.index[0]}: DMS_id {dup.iloc[0]!r} appears twice (also row {first}); a "
+                         "DMS_id names one row of the file")
     if rows is not None:
         bad = [r for r in rows if r >= len(frame)]
         if bad:
@@ -424,9 +440,6 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
         frame = frame.iloc[rows]
     if frame.empty:
         raise BatchError(f"{path}: no rows to run")
-    dup = frame["DMS_id"][frame["DMS_id"].duplicated()]
-    if len(dup):
-        raise BatchError(f"{path}: row {dup.index[0]}: DMS_id {dup.iloc[0]!r} appears twice")
     for i in frame.index:
         for col in ("DMS_id", "DMS_filename", "MSA_filename", "target_seq"):
             if not _cell(frame, i, col):
@@ -460,34 +473,75 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd
     return frame
 
 
-def _alignment_variants(reference: Path, msa_dir: Path) -> dict[str, set[tuple[Path, float]]]:
-    """Every (alignment file, theta) of the whole reference file by its :func:`_key`, the selected rows or not: an
-    alignment's name must not depend on which rows are run, nor on their order (a name given by the first row seen
-    moved to another theta when the rows changed, retraining both). Rows whose theta is no number are left out here
-    (the selected ones are refused by :func:`read_reference`)."""
-    frame = pd.read_csv(reference, dtype=str, keep_default_na=False)
-    out: dict[str, set[tuple[Path, float]]] = {}
-    for name, theta in zip(frame["MSA_filename"], frame["MSA_theta"], strict=True):
+@dataclass(frozen=True)
+class _Source:
+    """One (alignment file, theta) of the whole reference file: the name of its jobs and the weights it reads."""
+
+    key: str               # models/<key>/, weights/<key>.npy
+    first_row: int         # its first row in the file
+    weights_name: str      # weight_file_name of its rows ("": none), or the ProteinGym-style default
+
+
+#: the theta a weight file's name gives (ProteinGym's ``<MSA>_theta_0.2.npy``): "theta" after a separator or at the
+#: start, before one or the end; the last such is the name's (``THETA1_HUMAN_theta_0.2``: 0.2)
+_THETA_IN_NAME = re.compile(r"(?:^|[_.-])theta_?([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(?=$|[_.-])", re.IGNORECASE)
+
+
+def _alignment_sources(reference: Path, frame: pd.DataFrame, msa_dir: Path,
+                       weights_dir: Path | None) -> dict[tuple[Path, float], _Source]:
+    """Every (alignment file, theta) of the whole reference ``frame`` (every row, selected or not), named in file
+    order, so that a name depends on the file and its rows only, never on the rows run: an alignment is named after
+    the first spelling of its file (:func:`_key`; a file another file's name already took gets ``_<row>``), and each
+    theta after its first in the file gets ``_theta<θ>``; a name given twice gets ``_<row>`` too. Each one's weights:
+    its rows' ``weight_file_name`` in ``weights_dir`` when that file exists. Raises :class:`BatchError` where rows
+    disagree: two names of weights for one alignment and theta, one weights file for two, or a name that gives
+    another theta than ``MSA_theta``. Rows without a finite theta or a file name are left out here (a selected one
+    is refused by :func:`read_reference`)."""
+    out: dict[tuple[Path, float], _Source] = {}
+    base_of: dict[Path, str] = {}      # file -> its name (from its first spelling)
+    file_of: dict[str, Path] = {}      # name -> the file that took it
+    first_theta: dict[Path, float] = {}
+    used: set[str] = set()
+    by_weights: dict[Path, tuple[int, Path, float]] = {}
+    for i, (name, theta_text, wname, dms_id) in enumerate(zip(
+            frame["MSA_filename"], frame["MSA_theta"], frame["weight_file_name"] if "weight_file_name" in frame
+            else [""] * len(frame), frame["DMS_id"], strict=True)):
+        name, wname = name.strip(), wname.strip()
         try:
-            value = float(theta)
+            theta = float(theta_text)
         except ValueError:
             continue
-        if name.strip():
-            out.setdefault(_key(name.strip()), set()).add((_abs(msa_dir, name.strip()), value))
+        if not name or not math.isfinite(theta):
+            continue
+        path = _abs(msa_dir, name)
+        where = f"{reference}: row {i} ({dms_id.strip()})"
+        source = out.get((path, theta))
+        if source is not None:
+            if wname and source.weights_name and wname != source.weights_name:
+                raise BatchError(f"{where}: weight_file_name {wname} but row {source.first_row} names "
+                                 f"{source.weights_name} for the same alignment and theta: one of them is wrong")
+            continue
+        if path not in base_of:
+            stem = _key(name)
+            base_of[path] = stem if file_of.setdefault(stem, path) == path else f"{stem}_{i}"
+        base = base_of[path]
+        key = base if first_theta.setdefault(path, theta) == theta else f"{base}_theta{theta:g}"
+        while key in used:  # a name given already (a file named like another's theta): made unique by the row
+            key = f"{key}_{i}"
+        used.add(key)
+        if wname and weights_dir is not None and (weights_dir / wname).is_file():
+            named = _THETA_IN_NAME.findall(Path(wname).stem)
+            if named and not math.isclose(float(named[-1]), theta):
+                # the weights would be used as theta's, and the model labelled so (a row of 0.01 took 0.2's weights)
+                raise BatchError(f"{where}: weight_file_name {wname} names theta {named[-1]} but MSA_theta is "
+                                 f"{theta:g}: fix one of them")
+            taken = by_weights.setdefault(weights_dir / wname, (i, path, theta))
+            if taken[1:] != (path, theta):  # one weights file, two thetas (or two alignments): one is wrong
+                raise BatchError(f"{where}: weight_file_name {wname} is also row {taken[0]}'s, for "
+                                 f"{taken[1].name} at theta {taken[2]:g}: weights belong to one alignment and one "
+                                 "theta")
+        out[(path, theta)] = _Source(key, i, wname or f"{base}_theta_{theta:g}.npy")
     return out
-
-
-def _alignment_key(stem: str, msa_path: Path, theta: float, variants: set[tuple[Path, float]]) -> str:
-    """The name of an alignment's jobs: its :func:`_key`, numbered when files of several folders share it (in the
-    order of their paths), with ``_theta<θ>`` when the reference uses it with several thetas."""
-    paths = sorted({p for p, _ in variants})
-    key = stem if len(paths) <= 1 else f"{stem}_{paths.index(msa_path) + 1}"
-    if len({t for p, t in variants if p == msa_path}) > 1:
-        key = f"{key}_theta{theta:g}"
-    return key
-
-
-_THETA_IN_NAME = re.compile(r"theta_?([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)", re.IGNORECASE)
 
 
 def make_plan(config: dict) -> Plan:
@@ -512,7 +566,7 @@ def make_plan(config: dict) -> Plan:
 
     assays: dict[str, Assay] = {}
     alignments: dict[str, AlignmentJob] = {}
-    variants = _alignment_variants(reference, msa_dir)
+    sources = _alignment_sources(reference, read_reference(reference, validate=False), msa_dir, weights_dir)
     by_msa: dict[tuple[Path, float], str] = {}
     for i in frame.index:
         cell = functools.partial(_cell, frame, i)
@@ -520,21 +574,10 @@ def make_plan(config: dict) -> Plan:
         theta = float(cell("MSA_theta"))
         key = by_msa.get((msa_path, theta))
         if key is None:
-            stem = _key(cell("MSA_filename"))
-            key = _alignment_key(stem, msa_path, theta, variants.get(stem, {(msa_path, theta)}))
-            wname = cell("weight_file_name") or f"{key}_theta_{theta:g}.npy"
-            pre = weights_dir / wname if weights_dir is not None else None
+            source = sources[(msa_path, theta)]
+            key = source.key
+            pre = weights_dir / source.weights_name if weights_dir is not None else None
             precomputed = pre is not None and pre.is_file()
-            named = _THETA_IN_NAME.search(Path(wname).stem) if precomputed else None
-            if named is not None and not math.isclose(float(named.group(1)), theta):
-                # the weights would be used as theta's, and the model labelled so (a row of 0.01 took 0.2's weights)
-                raise BatchError(f"{reference}: row {i} ({cell('DMS_id')}): weight_file_name {wname} names theta "
-                                 f"{named.group(1)} but MSA_theta is {theta:g}: fix one of them")
-            taken = next((a for a in alignments.values() if precomputed and a.weights_path == pre), None)
-            if taken is not None:  # one weights file, two thetas (or two alignments): one of them is wrong
-                raise BatchError(f"{reference}: row {i} ({cell('DMS_id')}): weight_file_name {wname} is also "
-                                 f"row {taken.rows[0]}'s, for {taken.msa_path.name} at theta {taken.theta:g}: "
-                                 "weights belong to one alignment and one theta")
             alignments[key] = AlignmentJob(key, msa_path, theta, pre if precomputed else Path(f"weights/{key}.npy"),
                                            precomputed, (int(i),))
             by_msa[(msa_path, theta)] = key
@@ -598,7 +641,8 @@ def job_plan(config: dict, reference: str | os.PathLike, dms_id: str) -> Plan:
     """The plan of one assay's job: ``config`` (:func:`job_config`) on the row of ``reference`` whose DMS_id is
     ``dms_id``, found by that id (its row number is not tracked: a row inserted above it reruns nothing)."""
     try:
-        ids = pd.read_csv(reference, dtype=str, keep_default_na=False, usecols=["DMS_id"])["DMS_id"].tolist()
+        ids = [s.strip() for s in pd.read_csv(reference, dtype=str, keep_default_na=False,
+                                              usecols=["DMS_id"])["DMS_id"]]  # as _cell reads them
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise BatchError(f"{reference}: cannot read reference file ({' '.join(str(exc).split())})") from None
     if dms_id not in ids:
@@ -717,8 +761,9 @@ def check_assay(plan: Plan, dms_id: str, output: str | os.PathLike) -> Numbering
         first = next(r for r in resolved if r.reason == "wt_mismatch")
         status = first.status.replace(" but focus has ", " but target_seq has ")  # compared with target_seq here
         shift = _detect_shift([s for r in resolved for s in r.substitutions], target, range(1, len(target) + 1))
-        hint = (f"; they look shifted by {shift[0]} (then {shift[1]} of {shift[2]} wild-type letters match): number "
-                "the DMS file on target_seq, or make target_seq the sequence it is numbered on" if shift else "")
+        hint = (f"; its positions look {abs(shift[0])} {'higher' if shift[0] < 0 else 'lower'} than target_seq's "
+                f"(so shifted, {shift[1]} of {shift[2]} wild-type letters match): number the DMS file on target_seq, "
+                "or make target_seq the sequence it is numbered on" if shift else "")
         raise BatchError(f"{assay.where}: {n_wt} of {len(resolved)} mutants of {assay.dms_path} do not match "
                          f"target_seq ({status}); mutant positions must be 1-based on target_seq{hint}")
     check = NumberingCheck(dms_id, offset, header_start, assay.msa_start, assay.msa_end, aln.L, mismatches,
@@ -966,6 +1011,8 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
     _plot(frame, plan.seeds, out_dir / f"{name}.png")
     if name == "summary":
         remove_partial_summary(out_dir)
+        for ext in ("md", "csv", "png"):  # the new summary replaces what an earlier one set aside
+            (out_dir / f"{STALE_SUMMARY}.{ext}").unlink(missing_ok=True)
     return frame
 
 
@@ -1024,9 +1071,9 @@ def snakemake_available() -> bool:
     return importlib.util.find_spec("snakemake") is not None
 
 
-def write_config(config: dict, out: str | os.PathLike) -> Path:
-    """Write the resolved config (absolute paths) to ``<out>/batch_config.json`` and return its path."""
-    path = Path(out) / "batch_config.json"
+def write_config(config: dict, out: str | os.PathLike, name: str = "batch_config.json") -> Path:
+    """Write the resolved config (absolute paths) to ``<out>/<name>`` and return its path."""
+    path = Path(out) / name
     text = json.dumps(config, indent=2, sort_keys=True)
     if not path.is_file() or path.read_text() != text:  # unchanged: keep the file (and its mtime)
         with atomic_write(path, "w") as fh:
@@ -1099,6 +1146,13 @@ def check_workflow_profile(snakemake_args: list[str] | tuple[str, ...]) -> None:
         if found.is_dir() and not any(_PROFILE_FILE.fullmatch(f.name) for f in found.iterdir() if f.is_file()):
             raise BatchError(f"--workflow-profile {value}: the folder {found} has no config.yaml (a Snakemake "
                              "profile is a folder holding a config.yaml)")
+    profiles = [v for name in ("--workflow-profile", "--profile") for v in _option_values(snakemake_args, name)
+                if v != "none"]
+    blocks = [a.split("=", 1)[0] for a in snakemake_args if a.split("=", 1)[0] in ("--set-resources", "--set-threads")]
+    if profiles and blocks:  # Snakemake replaces the profile's whole block with the command line's
+        log.warning("%s on the command line replaces the whole %s block of the profile %s (training may lose its GPU "
+                    "and partition there): change it in a copy of the profile instead", blocks[0],
+                    blocks[0].lstrip("-"), profiles[0])
 
 
 def check_files(plan: Plan) -> None:
@@ -1250,12 +1304,21 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
         config["train"] = train
         plan = replace(plan, train_options=train)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = write_config(config, out)
+    dry = runs_no_job(snakemake_args) is not None  # a dry run, --unlock, a report: outputs left as they are
+    # a run of no job reads its own copy: batch_config.json stays the last real run's (README's snakemake line)
+    cfg = write_config(config, out, ".batch_config.no-run.json" if dry else "batch_config.json")
     cmd = snakemake_command(cfg, out, cores=cores, keep_going=keep_going, extra=snakemake_args)
     log.info("running %s", " ".join(cmd))
     started = _now_ns(out)
-    status = _run_snakemake(cmd)
-    dry = runs_no_job(snakemake_args) is not None  # a dry run, --unlock, a report: outputs left as they are
+    try:
+        status = _run_snakemake(cmd)
+    except KeyboardInterrupt:  # what ran before the interrupt may have changed metrics a summary described
+        if not dry:
+            set_aside_stale_summary(out)
+        raise
+    finally:
+        if dry:
+            cfg.unlink(missing_ok=True)
     failed: dict[str, str] = {}
     if not dry:
         remove_partial_summary(out)

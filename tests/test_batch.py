@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import re
@@ -120,34 +121,69 @@ def test_plan_shares_one_alignment_and_reuses_precomputed_weights(tmp_path):
     wdir = tmp_path / "w"
     wdir.mkdir()
     np.save(wdir / "demo_theta_0.2.npy", np.ones(3))
-    plan = plan_for(tmp_path, [demo_row("A"), demo_row("B"), demo_row("C", weight_file_name="other.npy",
-                                                                    MSA_theta=0.01)],
-                    weights_dir=str(wdir), seeds="1,2", train={"steps": 5})
+    three = [demo_row("A"), demo_row("B"), demo_row("C", weight_file_name="other.npy", MSA_theta=0.01)]
+    plan = plan_for(tmp_path, three, weights_dir=str(wdir), seeds="1,2", train={"steps": 5})
     demo = "alignments_demo"  # folder and stem of MSA_filename
-    # same file, another theta: another model; each theta named, whichever rows are run and in whatever order (the
-    # first row seen took the plain name, so deselecting it renamed the other and retrained it)
-    assert list(plan.alignments) == [f"{demo}_theta0.2", f"{demo}_theta0.01"]
-    assert plan.alignments[f"{demo}_theta0.2"].rows == (0, 1) and plan.alignments[f"{demo}_theta0.2"].precomputed
-    assert plan.alignments[f"{demo}_theta0.2"].weights_path == wdir / "demo_theta_0.2.npy"
+    assert list(plan.alignments) == [demo, f"{demo}_theta0.01"]  # same file, another theta: another model
+    assert plan.alignments[demo].rows == (0, 1) and plan.alignments[demo].precomputed
+    assert plan.alignments[demo].weights_path == wdir / "demo_theta_0.2.npy"
     assert not plan.alignments[f"{demo}_theta0.01"].precomputed
     assert plan.weights_file(f"{demo}_theta0.01") == f"weights/{demo}_theta0.01.npy"
     assert plan.align_options.columns == "all" and plan.seeds == [1, 2]
-    three = [demo_row("A"), demo_row("B"), demo_row("C", weight_file_name="other.npy", MSA_theta=0.01)]
-    for selected in ("2", "1,2", "2,0"):
-        plan = batch.make_plan({"reference": str(write_reference(tmp_path / "ref.csv", three)), "rows": selected,
-                                "msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT), "weights_dir": str(wdir)})
-        assert set(plan.alignments) <= {f"{demo}_theta0.2", f"{demo}_theta0.01"}
-    # one alignment at one theta keeps the plain name
+    # names follow the whole file, not the rows run (the first row run took the plain name, so running C alone
+    # renamed its model and retrained it), nor another spelling of the same file
+    linked = tmp_path / "link"
+    linked.symlink_to(REPO_ROOT / "alignments")
+    spelled = three + [demo_row("D", MSA_filename=str(linked / "demo.a2m"), MSA_theta=0.01,
+                                weight_file_name="other.npy")]
+    ref = write_reference(tmp_path / "ref.csv", spelled)
+    for selected in ("2", "1,2", "2,0", "3", "3,1"):
+        plan = batch.make_plan({"reference": str(ref), "rows": selected, "msa_dir": str(REPO_ROOT),
+                                "dms_dir": str(REPO_ROOT), "weights_dir": str(wdir)})
+        expected = {"A": demo, "B": demo, "C": f"{demo}_theta0.01", "D": f"{demo}_theta0.01"}
+        assert {d: a.alignment for d, a in plan.assays.items()} == {d: expected[d] for d in plan.assays}, selected
+    # a theta added in a later row leaves the first one's name (and models) as they were
     assert list(plan_for(tmp_path, [demo_row("A"), demo_row("B")]).alignments) == [demo]
-    # a weights file named for another theta, or shared by two thetas, would be used as theirs: refused
+    # names that would collide are made unique: a file named like another's second theta, thetas equal to 6 digits
+    (tmp_path / "alignments").mkdir()
+    (tmp_path / "alignments" / "demo_theta0.01.a2m").write_text((REPO_ROOT / "alignments" / "demo.a2m").read_text())
+    clash = plan_for(tmp_path, [demo_row("A"), demo_row("C", MSA_theta=0.01),
+                                demo_row("E", MSA_filename=str(tmp_path / "alignments" / "demo_theta0.01.a2m")),
+                                demo_row("F", MSA_theta=0.1234561), demo_row("G", MSA_theta=0.1234564)])
+    keys = {d: a.alignment for d, a in clash.assays.items()}
+    assert len(set(keys.values())) == 5 and keys["A"] == demo and keys["C"] == f"{demo}_theta0.01", keys
+    assert {clash.alignments[keys[d]].msa_path.name for d in "ACFG"} == {"demo.a2m"}
+    # a weights file named for another theta, or given to two thetas (in rows run or not), would be used as theirs:
+    # refused; a protein named THETA1 is no theta
     with pytest.raises(BatchError, match=r"row 0 \(A\): weight_file_name demo_theta_0.2.npy names theta 0.2 but "
                                          r"MSA_theta is 0.01: fix one of them"):
         plan_for(tmp_path, [demo_row("A", MSA_theta=0.01)], weights_dir=str(wdir))
     np.save(wdir / "demo.npy", np.ones(3))
-    with pytest.raises(BatchError, match=r"row 1 \(B\): weight_file_name demo.npy is also row 0's, for demo.a2m at "
-                                         r"theta 0.2: weights belong to one alignment and one theta"):
-        plan_for(tmp_path, [demo_row("A", weight_file_name="demo.npy"),
-                            demo_row("B", weight_file_name="demo.npy", MSA_theta=0.01)], weights_dir=str(wdir))
+    shared = [demo_row("A", weight_file_name="demo.npy"), demo_row("B", weight_file_name="demo.npy", MSA_theta=0.01)]
+    ref = write_reference(tmp_path / "ref.csv", shared)
+    for selected in (None, "1"):
+        with pytest.raises(BatchError, match=r"row 1 \(B\): weight_file_name demo.npy is also row 0's, for demo.a2m "
+                                             r"at theta 0.2: weights belong to one alignment and one theta"):
+            batch.make_plan({"reference": str(ref), "rows": selected, "msa_dir": str(REPO_ROOT),
+                             "dms_dir": str(REPO_ROOT), "weights_dir": str(wdir)})
+    with pytest.raises(BatchError, match=r"row 1 \(B\): weight_file_name other.npy but row 0 names "
+                                         r"demo_theta_0.2.npy for the same alignment and theta"):
+        plan_for(tmp_path, [demo_row("A"), demo_row("B", weight_file_name="other.npy")], weights_dir=str(wdir))
+    np.save(wdir / "THETA1_HUMAN_theta_0.2.npy", np.ones(3))
+    assert plan_for(tmp_path, [demo_row("A", weight_file_name="THETA1_HUMAN_theta_0.2.npy")],
+                    weights_dir=str(wdir)).alignments[demo].precomputed
+
+
+def test_a_dms_id_names_one_row_of_the_whole_file(tmp_path):
+    # a repeat outside the rows run sent the check and score jobs (which find their row by DMS_id) to the other row;
+    # a DMS_id with a stray space failed them ("no row has DMS_id")
+    rows = [demo_row("A"), demo_row("A", DMS_score_column="NOPE")]
+    with pytest.raises(BatchError, match=r"row 1: DMS_id 'A' appears twice \(also row 0\)"):
+        batch.make_plan({"reference": str(write_reference(tmp_path / "ref.csv", rows)), "rows": "1",
+                         "msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT)})
+    ref = write_reference(tmp_path / "ref.csv", [demo_row("B"), demo_row("A ")])
+    plan = batch.job_plan({"msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT)}, ref, "A")
+    assert list(plan.assays) == ["A"] and plan.assays["A"].row == 1
 
 
 # --- numbering ------------------------------------------------------------------------------------
@@ -182,8 +218,8 @@ def test_numbering_offset_point_difference_and_wrong_target_fails_alone(tmp_path
     # said against target_seq (it said "but focus has"), with the shift that explains it
     with pytest.raises(BatchError, match=r"row 0 \(SHIFTED\): \d+ of 1640 mutants .* do not match target_seq "
                                          r"\(wt_mismatch: \w\d+ but target_seq has \w\d+\); mutant positions must be "
-                                         r"1-based on target_seq; they look shifted by 5 \(then \d+ of \d+ wild-type "
-                                         r"letters match\)"):
+                                         r"1-based on target_seq; its positions look 5 lower than target_seq's \(so "
+                                         r"shifted, \d+ of \d+ wild-type letters match\)"):
         batch.check_assay(plan2, "SHIFTED", tmp_path / "SHIFTED.json")
     # the focus (residues 1-60) reaching past MSA_end; a DMS_score_column the DMS file does not have
     plan3 = plan_for(tmp_path, [demo_row("SHORT", MSA_end=50), demo_row("NOSCORE", DMS_score_column="DMS_score"),
@@ -605,9 +641,13 @@ def test_failures_are_those_of_this_run(tmp_path, monkeypatch):
     # 4. a dry run, or a run of no job (--unlock, a report), leaves everything as it is
     (out / "summary-partial.md").write_text("old")
     monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, {}, status=1))
-    for args in (["--dry-run"], ["--unlock"], ["--list-changes", "params"], ["-np"]):
-        assert batch.run_batch(config, out, snakemake_args=args) == (1, {})
+    real_config = (out / "batch_config.json").read_text()
+    for args in (["--dry-run"], ["--unlock"], ["--list-changes", "params"], ["-np"], ["--lp"], ["-e", "dryrun"],
+                 ["--executor=dryrun"], ["--report", "r.html"], ["--list-untracked"]):
+        assert batch.run_batch({**config, "rows": "0"}, out, snakemake_args=args) == (1, {}), args
         assert (out / "summary-partial.md").read_text() == "old"
+        # nor is the last real run's config replaced by that of a run of no job (README's snakemake line reads it)
+        assert (out / "batch_config.json").read_text() == real_config and not list(out.glob(".batch_config*"))
     # and says so, not "summary.md is up to date"
     assert batch.outcome_line(out, 0, ["--unlock"]) == f"Snakemake --unlock: nothing trained, scored or summarised " \
                                                        f"in {out}"
@@ -638,6 +678,19 @@ def test_a_failed_run_sets_aside_a_summary_whose_assays_changed_since(tmp_path, 
     assert sorted(p.name for p in out.glob("summary-stale.*")) == ["summary-stale.csv", "summary-stale.md",
                                                                   "summary-stale.png"]
     assert (out / "summary-stale.csv").read_text() == "old csv"
+    # an interrupted run, after a job rewrote metrics, sets the summary aside too
+    for ext in ("md", "csv", "png"):
+        (out / f"summary.{ext}").write_text(f"old {ext}")
+    age(out)
+
+    def interrupted(cmd):
+        (out / "metrics" / "A.json").write_text(metrics_json("A"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "_run_snakemake", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        batch.run_batch(config, out)
+    assert not list(out.glob("summary.*")) and (out / "summary-stale.md").read_text() == "old md"
 
 
 def test_full_summary_removes_the_partial_one(tmp_path):
@@ -647,7 +700,10 @@ def test_full_summary_removes_the_partial_one(tmp_path):
         (tmp_path / f"summary-partial.{ext}").write_text("old")
     batch.write_summary(plan, [tmp_path / "A.json"], tmp_path, failed={"B": "Error: x"}, name="summary-partial")
     assert "- B: FAILED: Error: x" in (tmp_path / "summary-partial.md").read_text()
+    for ext in ("md", "csv", "png"):
+        (tmp_path / f"summary-stale.{ext}").write_text("older")
     batch.write_summary(plan, [tmp_path / "A.json"], tmp_path)
+    # the full summary replaces the partial one and any set aside as stale
     assert sorted(p.name for p in tmp_path.glob("summary*")) == ["summary.csv", "summary.md", "summary.png"]
 
 
@@ -737,8 +793,14 @@ def test_an_edited_reference_row_reruns_its_jobs(tmp_path):
     proc = run_batch_cli(ref, out, *samples, "--cores", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert set(executed_rules(proc)) == {"score", "ensemble", "metrics", "summary"}, executed_rules(proc)
+    # another DMS_score_column: only the metrics read it (it reran the check and then every seed's scoring)
     write_reference(ref, [demo_row(DMS_score_column="")])  # now detected: the same column, but another value
-    proc = run_batch_cli(ref, out, *TINY, "--cores", "1")
+    proc = run_batch_cli(ref, out, *samples, "--cores", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert set(executed_rules(proc)) == {"metrics", "summary"}, executed_rules(proc)
+    # another mutant column (the same, detected): the assay's check and scoring run again, not its training
+    write_reference(ref, [demo_row(DMS_score_column="", DMS_mutant_column="")])
+    proc = run_batch_cli(ref, out, *samples, "--cores", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {"check", "score", "metrics", "summary"} <= set(executed_rules(proc)) and "train" not in executed_rules(proc)
 
@@ -882,6 +944,7 @@ def test_slurm_dry_run_one_training_job_per_alignment_and_seed(tmp_path):
     text = proc.stdout + proc.stderr
     bodies = re.findall(r"^rule (\w+):\n(.*?)(?=^\S)", proc.stdout + proc.stderr, flags=re.MULTILINE | re.DOTALL)
     assert proc.returncode == 0 and bodies, text
+    assert {"weights", "check", "train", "score"} <= {rule for rule, _ in bodies}, text
     for rule, body in bodies:
         if rule in ("weights", "check", "train", "score"):
             res = re.search(r"resources: (.*)", body).group(1).split(", ")
@@ -926,3 +989,15 @@ def test_summary_notes_an_assay_without_fitness_and_what_the_average_covers(tmp_
             "log_fitness, score): scored, but no Spearman, NDCG or recall") in text
     assert "- average: over the assays that have each value (Spearman 1 of 2" in text
     assert "- A: no fitness column" not in text
+
+
+def test_a_command_line_block_beside_a_profile_is_warned_about(caplog):
+    # --set-resources train:mem_mb=64000 with the SLURM profile replaced its whole block: training lost its GPU
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        batch.check_workflow_profile(["--workflow-profile", "slurm", "--set-resources", "train:mem_mb=64000"])
+    assert "--set-resources on the command line replaces the whole set-resources block of the profile slurm" in \
+        caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deepseqvae"):
+        batch.check_workflow_profile(["--set-threads", "train=8"])  # no profile: nothing to replace
+    assert caplog.text == ""
