@@ -30,24 +30,33 @@ FILES=(
 )
 
 failed=0
+
+# already_there OUT BLOB: true (and said) when OUT holds exactly that git blob
+already_there() {
+  if [[ -f "$1" && "$(git hash-object "$1")" == "$2" ]]; then echo "ok (already there)  $1"; return 0; fi
+  return 1
+}
+
+# install_checked TMP OUT BLOB MESSAGE: TMP becomes OUT when it is that blob; else it is dropped and the run fails
+install_checked() {
+  local got
+  got="$(git hash-object "$1")"
+  if [[ "$got" != "$3" ]]; then
+    echo "FAILED checksum     $2 (blob $got, expected $3)" >&2; rm -f "$1"; failed=1; return 0
+  fi
+  mv "$1" "$2"
+  echo "$4"
+}
+
 for entry in "${FILES[@]}"; do
   IFS='|' read -r path src blob <<<"$entry"
   out="$DEST/$path"
-  if [[ -f "$out" && "$(git hash-object "$out")" == "$blob" ]]; then
-    echo "ok (already there)  $out"
-    continue
-  fi
+  already_there "$out" "$blob" && continue
   mkdir -p "$(dirname "$out")"
-  tmp="$out.part"
-  if ! curl -fsSL --retry 3 -o "$tmp" "$GH/$src"; then
-    echo "FAILED download     $GH/$src" >&2; rm -f "$tmp"; failed=1; continue
+  if ! curl -fsSL --retry 3 -o "$out.part" "$GH/$src"; then
+    echo "FAILED download     $GH/$src" >&2; rm -f "$out.part"; failed=1; continue
   fi
-  got="$(git hash-object "$tmp")"
-  if [[ "$got" != "$blob" ]]; then
-    echo "FAILED checksum     $out (blob $got, expected $blob)" >&2; rm -f "$tmp"; failed=1; continue
-  fi
-  mv "$tmp" "$out"
-  echo "downloaded          $out"
+  install_checked "$out.part" "$out" "$blob" "downloaded          $out"
 done
 
 # Each protein's ClinVar labels (the classify benchmark): EVE's label file, its header and that protein's rows
@@ -60,22 +69,13 @@ all_labels="$DEST/reference/ClinVar_labels_P53_PTEN_RASH_SCN5A.csv"
 for entry in "${LABELS[@]}"; do
   IFS='|' read -r path protein blob <<<"$entry"
   out="$DEST/$path"
-  if [[ -f "$out" && "$(git hash-object "$out")" == "$blob" ]]; then
-    echo "ok (already there)  $out"
-    continue
-  fi
+  already_there "$out" "$blob" && continue
   if [[ ! -f "$all_labels" ]]; then
     echo "FAILED (no labels)  $out: $all_labels was not downloaded" >&2; failed=1; continue
   fi
   mkdir -p "$(dirname "$out")"
-  tmp="$out.part"
-  tr -d '\r' < "$all_labels" | awk -F, -v p="$protein" 'NR == 1 || $1 == p' > "$tmp"
-  got="$(git hash-object "$tmp")"
-  if [[ "$got" != "$blob" ]]; then
-    echo "FAILED checksum     $out (blob $got, expected $blob)" >&2; rm -f "$tmp"; failed=1; continue
-  fi
-  mv "$tmp" "$out"
-  echo "made                $out (the $protein rows of $all_labels)"
+  tr -d '\r' < "$all_labels" | awk -F, -v p="$protein" 'NR == 1 || $1 == p' > "$out.part"
+  install_checked "$out.part" "$out" "$blob" "made                $out (the $protein rows of $all_labels)"
 done
 
 cat <<'TXT'
