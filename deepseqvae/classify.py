@@ -608,16 +608,24 @@ def _label_value(text: str) -> float:
     return v if v in (0.0, 1.0) else math.nan
 
 
-def read_labels(path: str | os.PathLike, *, label_col: str | None = None,
+def read_labels(path: str | os.PathLike | pd.DataFrame, *, label_col: str | None = None,
                 mutant_col: str | None = None) -> LabelTable:
-    """Read a label table; the label column is ``label_col`` or the one named ClinVar_labels / label(s).
+    """Read a label table (a file, or a DataFrame in memory); the label column is ``label_col`` or the one named
+    ClinVar_labels / label(s).
 
     Labels 1 / pathogenic / likely pathogenic (also ClinVar's Pathogenic/Likely_pathogenic, P, LP) mean
     pathogenic, 0 / benign / likely benign (Benign/Likely_benign, B, LB) benign (:func:`_label_value`); any other
     value (EVE's 0.5, empty, Uncertain significance, Conflicting ...) is kept and reported by :func:`match_labels`.
     """
     try:  # classify's option for the labels' mutant column; it takes no three columns
-        table = read_mutant_table(path, mutant_col=mutant_col, option_names=("--label-mutant-col", None, None, None))
+        if isinstance(path, pd.DataFrame):
+            from .tables import mutant_table
+
+            table = mutant_table(path, mutant_col=mutant_col)
+            path = "the labels table"  # in messages and the report
+        else:
+            table = read_mutant_table(path, mutant_col=mutant_col,
+                                      option_names=("--label-mutant-col", None, None, None))
     except MutantColumnError as exc:
         raise ClassifyError(str(exc)) from None
     by_key = {str(c).strip().lower(): c for c in table.frame.columns}

@@ -282,6 +282,14 @@ def test_every_label_row_gets_a_status(tmp_path):
                                "label_not_binary": 1, "parse_error": 1, "duplicate": 1, "other_protein": 1}
     assert list(match.index[match.ok]) == [scan.mutants.index(m) for m in ("A10C", "C11D", "A10W", "D12F")]
     assert list(match.labels.labels[match.ok]) == [1.0, 0.0, 1.0, 0.0]
+    # the same labels as a DataFrame in memory (read_labels took a path only), numbers as numbers
+    import io
+
+    frame = pd.read_csv(io.StringIO(LABELS.strip()))
+    in_memory = match_labels(read_labels(frame), scan, protein="TOY")
+    assert [s.split(":", 1)[0] for s in in_memory.status] == reasons
+    assert list(in_memory.labels.labels[in_memory.ok]) == [1.0, 0.0, 1.0, 0.0]
+    assert in_memory.labels.path == "the labels table"
 
 
 def test_a_gene_column_separates_proteins_and_the_name_is_case_free(tmp_path):
