@@ -1248,6 +1248,25 @@ def logged(log_file: str | os.PathLike, func, *args, **kwargs):
 SNAKEMAKE_STOP_SECONDS = 60
 
 
+def _spawn_own_session(cmd: list[str], **popen) -> subprocess.Popen:
+    """Start ``cmd`` in a session (and process group) of its own, with SIGINT at its default even where this process
+    ignores it (a batch started in a script's background). ``start_new_session`` is done by the C fork-exec, where a
+    ``preexec_fn`` ran Python between fork and exec (which can deadlock a threaded caller, such as a notebook's kernel);
+    with no controlling terminal, Snakemake is not stopped by SIGTTOU when it writes to one (``stty tostop``)."""
+    import signal
+    import threading
+
+    restore = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # an ignored signal stays ignored across exec, a handled one is reset to its default: handled for the start
+        restore = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(cmd, start_new_session=True, **popen)
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)
+
+
 def _run_snakemake(cmd: list[str]) -> int:
     """Run Snakemake to its end; its exit status. Interrupted (Ctrl-C, or SIGTERM made an interrupt by the command
     line), Snakemake is asked to stop as Ctrl-C asks it, and waited for while it stops its jobs and releases the
@@ -1255,14 +1274,10 @@ def _run_snakemake(cmd: list[str]) -> int:
     failed until --unlock) and, on SIGTERM, Snakemake and its jobs running on."""
     import signal
 
-    def own_group() -> None:  # in the child, before Snakemake starts
-        os.setpgid(0, 0)  # its own process group, which its local jobs join: one signal reaches them all
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a batch started in a script's background has SIGINT ignored
-
     # Snakemake's local jobs stop on the SIGINT a terminal's Ctrl-C sends the whole foreground group; Snakemake itself
-    # then waits for them and releases its lock. In a group of its own, it and its jobs get that SIGINT from here,
+    # then waits for them and releases its lock. In a session of its own, it and its jobs get that SIGINT from here,
     # whatever interrupted this process (Ctrl-C, or a SIGTERM made an interrupt by the command line)
-    proc = subprocess.Popen(cmd, preexec_fn=own_group)
+    proc = _spawn_own_session(cmd)
     try:
         return proc.wait()
     except KeyboardInterrupt:

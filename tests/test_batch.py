@@ -499,7 +499,7 @@ def fake_run(tmp_path, jobs_done: dict[str, str], jobs_failed: dict[str, str], s
         return subprocess.CompletedProcess(cmd, status)
 
     class Popen:  # what run_batch starts: the same effects, its status on wait()
-        def __init__(self, cmd, preexec_fn=None):
+        def __init__(self, cmd, **kwargs):
             self.returncode = run(cmd).returncode
 
         def wait(self, timeout=None):
@@ -517,7 +517,7 @@ def test_an_interrupted_batch_lets_snakemake_stop_and_release_its_lock(monkeypat
     calls = []
 
     class Snakemake:
-        def __init__(self, cmd, preexec_fn=None):
+        def __init__(self, cmd, **kwargs):
             calls.append("start")
             self.pid = 12345
 
@@ -1001,3 +1001,20 @@ def test_a_command_line_block_beside_a_profile_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="deepseqvae"):
         batch.check_workflow_profile(["--set-threads", "train=8"])  # no profile: nothing to replace
     assert caplog.text == ""
+
+
+def test_snakemake_starts_in_a_session_of_its_own_with_sigint_at_its_default():
+    # preexec_fn ran Python between fork and exec (unsafe in a threaded caller, a notebook's kernel); the child must
+    # still lead its own process group (one signal stops it and its jobs) and get SIGINT even where batch ignores it
+    import signal
+
+    code = ("import os, signal; print(os.getsid(0) == os.getpid(), os.getpgid(0) == os.getpid(), "
+            "signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a script's background
+    try:
+        proc = batch._spawn_own_session([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the caller's disposition given back
+    finally:
+        signal.signal(signal.SIGINT, before)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.split() == ["True", "True", "True"]
