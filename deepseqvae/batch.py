@@ -28,7 +28,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -493,19 +493,20 @@ def _alignment_sources(reference: Path, frame: pd.DataFrame, msa_dir: Path,
     order, so that a name depends on the file and its rows only, never on the rows run: an alignment is named after
     the first spelling of its file (:func:`_key`; a file another file's name already took gets ``_<row>``), and each
     theta after its first in the file gets ``_theta<θ>``; a name given twice gets ``_<row>`` too. Each one's weights:
-    its rows' ``weight_file_name`` in ``weights_dir`` when that file exists. Raises :class:`BatchError` where rows
-    disagree: two names of weights for one alignment and theta, one weights file for two, or a name that gives
-    another theta than ``MSA_theta``. Rows without a finite theta or a file name are left out here (a selected one
-    is refused by :func:`read_reference`)."""
+    the ``weight_file_name`` its rows give (rows that give none take it), else ``<name>_theta_<θ>.npy``, read from
+    ``weights_dir`` when that file exists. Raises :class:`BatchError` where rows disagree (with a ``weights_dir``: two
+    names of weights for one alignment and theta; one weights file used for two; a name that gives another theta
+    than ``MSA_theta``). Rows without a finite theta or a file name are left out here (a selected one is refused by
+    :func:`read_reference`)."""
     out: dict[tuple[Path, float], _Source] = {}
     base_of: dict[Path, str] = {}      # file -> its name (from its first spelling)
     file_of: dict[str, Path] = {}      # name -> the file that took it
     first_theta: dict[Path, float] = {}
     used: set[str] = set()
-    by_weights: dict[Path, tuple[int, Path, float]] = {}
-    for i, (name, theta_text, wname, dms_id) in enumerate(zip(
-            frame["MSA_filename"], frame["MSA_theta"], frame["weight_file_name"] if "weight_file_name" in frame
-            else [""] * len(frame), frame["DMS_id"], strict=True)):
+    given: dict[tuple[Path, float], tuple[str, int]] = {}  # the weight_file_name rows give, and the first row giving it
+    ids = [d.strip() for d in frame["DMS_id"]]
+    wnames = frame["weight_file_name"] if "weight_file_name" in frame else [""] * len(frame)
+    for i, (name, theta_text, wname) in enumerate(zip(frame["MSA_filename"], frame["MSA_theta"], wnames, strict=True)):
         name, wname = name.strip(), wname.strip()
         try:
             theta = float(theta_text)
@@ -514,12 +515,12 @@ def _alignment_sources(reference: Path, frame: pd.DataFrame, msa_dir: Path,
         if not name or not math.isfinite(theta):
             continue
         path = _abs(msa_dir, name)
-        where = f"{reference}: row {i} ({dms_id.strip()})"
-        source = out.get((path, theta))
-        if source is not None:
-            if wname and source.weights_name and wname != source.weights_name:
-                raise BatchError(f"{where}: weight_file_name {wname} but row {source.first_row} names "
-                                 f"{source.weights_name} for the same alignment and theta: one of them is wrong")
+        if wname:
+            earlier = given.setdefault((path, theta), (wname, i))
+            if earlier[0] != wname and weights_dir is not None:
+                raise BatchError(f"{reference}: row {i} ({ids[i]}): weight_file_name {wname} but row {earlier[1]} "
+                                 f"names {earlier[0]} for the same alignment and theta: one of them is wrong")
+        if (path, theta) in out:
             continue
         if path not in base_of:
             stem = _key(name)
@@ -529,18 +530,23 @@ def _alignment_sources(reference: Path, frame: pd.DataFrame, msa_dir: Path,
         while key in used:  # a name given already (a file named like another's theta): made unique by the row
             key = f"{key}_{i}"
         used.add(key)
-        if wname and weights_dir is not None and (weights_dir / wname).is_file():
-            named = _THETA_IN_NAME.findall(Path(wname).stem)
-            if named and not math.isclose(float(named[-1]), theta):
-                # the weights would be used as theta's, and the model labelled so (a row of 0.01 took 0.2's weights)
-                raise BatchError(f"{where}: weight_file_name {wname} names theta {named[-1]} but MSA_theta is "
-                                 f"{theta:g}: fix one of them")
-            taken = by_weights.setdefault(weights_dir / wname, (i, path, theta))
-            if taken[1:] != (path, theta):  # one weights file, two thetas (or two alignments): one is wrong
-                raise BatchError(f"{where}: weight_file_name {wname} is also row {taken[0]}'s, for "
-                                 f"{taken[1].name} at theta {taken[2]:g}: weights belong to one alignment and one "
-                                 "theta")
-        out[(path, theta)] = _Source(key, i, wname or f"{base}_theta_{theta:g}.npy")
+        out[(path, theta)] = _Source(key, i, f"{base}_theta_{theta:g}.npy")
+    used_by: dict[Path, tuple[int, Path, float]] = {}
+    for (path, theta), source in out.items():
+        wname, row = given.get((path, theta), (source.weights_name, source.first_row))
+        out[(path, theta)] = replace(source, weights_name=wname)
+        if weights_dir is None or not (weights_dir / wname).is_file():
+            continue
+        where = f"{reference}: row {row} ({ids[row]})"
+        named = _THETA_IN_NAME.findall(Path(wname).stem)
+        if named and not math.isclose(float(named[-1]), theta):
+            # the weights would be used as theta's, and the model labelled so (a row of 0.01 took 0.2's weights)
+            raise BatchError(f"{where}: weight_file_name {wname} names theta {named[-1]} but MSA_theta is "
+                             f"{theta:g}: fix one of them")
+        taken = used_by.setdefault(weights_dir / wname, (row, path, theta))
+        if taken[1:] != (path, theta):  # one weights file (given or by default), two thetas or alignments
+            raise BatchError(f"{where}: weight_file_name {wname} is also row {taken[0]}'s, for {taken[1].name} at "
+                             f"theta {taken[2]:g}: weights belong to one alignment and one theta")
     return out
 
 
@@ -887,10 +893,15 @@ def top_recall(y_true: np.ndarray, y_score: np.ndarray, top_true: float = 10, to
 
 
 def _fitness(assay: Assay, table) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+    from .errors import MutantTableError
     from .tables import detect_fitness_col, numeric_column
 
     col = assay.score_col or detect_fitness_col(table)
-    fitness = numeric_column(table, col) if col else None
+    try:
+        fitness = numeric_column(table, col) if col else None
+    except MutantTableError:  # said as the check job says it (the row and its column), not as a table's error
+        raise BatchError(f"{assay.where}: DMS_score_column {col!r} is not a column of {assay.dms_path} (columns: "
+                         f"{', '.join(map(str, table.frame.columns))})") from None
     bins = numeric_column(table, "DMS_score_bin") if "DMS_score_bin" in table.frame.columns else None
     return col, fitness, bins
 
@@ -1022,25 +1033,36 @@ PARTIAL_SUMMARY = "summary-partial"
 STALE_SUMMARY = "summary-stale"
 
 
-def set_aside_stale_summary(out_dir: str | os.PathLike) -> str | None:
-    """Move ``summary.md/.csv/.png`` to ``summary-stale.*`` when an assay's metrics changed after it was written (a
-    failed run, which writes no summary, after retraining or rescoring some assays): it describes outputs that are
-    gone. Returns the assay whose metrics are newer, or None (nothing moved)."""
+def set_aside_stale_summary(out_dir: str | os.PathLike, failed: Iterable[str] = ()) -> str | None:
+    """Move ``summary.md/.csv/.png`` to ``summary-stale.*`` when it no longer describes the outputs: an assay's
+    metrics changed after it was written (a failed or interrupted run, which writes no summary, after retraining or
+    rescoring some assays), or an assay it lists has no metrics any more or ``failed`` in this run (Snakemake deletes a
+    failed job's output, and with summary.md in place the next run would do nothing and report nothing). Returns
+    the assay that made it stale, or None (nothing moved)."""
     out_dir = Path(out_dir)
     summary = out_dir / "summary.md"
     if not summary.is_file():
         return None
     written = summary.stat().st_mtime_ns
-    newer = next((m.stem for m in sorted(out_dir.glob("metrics/*.json")) if m.stat().st_mtime_ns > written), None)
-    if newer is None:
+    stale = next((m.stem for m in sorted(out_dir.glob("metrics/*.json")) if m.stat().st_mtime_ns > written), None)
+    why = "changed since"
+    if stale is None:
+        try:
+            listed = [str(d) for d in pd.read_csv(out_dir / "summary.csv", dtype=str)["DMS_id"] if d != "average"]
+        except (OSError, ValueError, KeyError, pd.errors.ParserError):
+            listed = []
+        failed = set(failed)
+        stale = next((d for d in listed if d in failed or not (out_dir / "metrics" / f"{d}.json").is_file()), None)
+        why = "failed or are gone"
+    if stale is None:
         return None
     for ext in ("md", "csv", "png"):
         path = out_dir / f"summary.{ext}"
         if path.exists():
             os.replace(path, out_dir / f"{STALE_SUMMARY}.{ext}")
-    log.warning("%s described the outputs before this run (the metrics of %s changed since): moved to %s.md",
-                summary, newer, out_dir / STALE_SUMMARY)
-    return newer
+    log.warning("%s described the outputs before this run (the metrics of %s %s): moved to %s.md", summary, stale,
+                why, out_dir / STALE_SUMMARY)
+    return stale
 
 
 def remove_partial_summary(out_dir: str | os.PathLike) -> None:
@@ -1320,8 +1342,15 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
         plan = replace(plan, train_options=train)
     out.mkdir(parents=True, exist_ok=True)
     dry = runs_no_job(snakemake_args) is not None  # a dry run, --unlock, a report: outputs left as they are
-    # a run of no job reads its own copy: batch_config.json stays the last real run's (README's snakemake line)
-    cfg = write_config(config, out, ".batch_config.no-run.json" if dry else "batch_config.json")
+    # a run of no job reads its own copy: batch_config.json stays the last real run's (README's snakemake line); in a
+    # folder with none yet, it is written (nothing to keep, and the snakemake line then works)
+    no_run_copy = dry and (out / "batch_config.json").is_file()
+    locks = out / ".snakemake" / "locks"
+    if not dry and "--nolock" not in snakemake_args and locks.is_dir() and any(locks.iterdir()):
+        # refused before its config is written: the running run's later jobs (a cluster's) read that file again
+        raise BatchError(f"{out} is locked by another Snakemake run in it; if none is running (a killed run left its "
+                         "lock), run this command once with --unlock")
+    cfg = write_config(config, out, ".batch_config.no-run.json" if no_run_copy else "batch_config.json")
     cmd = snakemake_command(cfg, out, cores=cores, keep_going=keep_going, extra=snakemake_args)
     log.info("running %s", " ".join(cmd))
     started = _now_ns(out)
@@ -1332,14 +1361,14 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
             set_aside_stale_summary(out)
         raise
     finally:
-        if dry:
+        if no_run_copy:
             cfg.unlink(missing_ok=True)
     failed: dict[str, str] = {}
     if not dry:
         remove_partial_summary(out)
         if status != 0:
             failed = collect_failures(plan, out, started)
-            set_aside_stale_summary(out)
+            set_aside_stale_summary(out, failed)
             done = [out / "metrics" / f"{d}.json" for d in plan.assays if d not in failed]
             if failed and any(p.is_file() for p in done):
                 write_summary(plan, done, out, failed=failed, name=PARTIAL_SUMMARY)

@@ -169,6 +169,21 @@ def test_plan_shares_one_alignment_and_reuses_precomputed_weights(tmp_path):
     with pytest.raises(BatchError, match=r"row 1 \(B\): weight_file_name other.npy but row 0 names "
                                          r"demo_theta_0.2.npy for the same alignment and theta"):
         plan_for(tmp_path, [demo_row("A"), demo_row("B", weight_file_name="other.npy")], weights_dir=str(wdir))
+    # a row naming no weights takes its alignment's other rows' name, in either order; without --weights-dir the
+    # names are not read, and two of them are no error
+    for rows in ([demo_row("A", weight_file_name=""), demo_row("B", weight_file_name="demo.npy")],
+                 [demo_row("A", weight_file_name="demo.npy"), demo_row("B", weight_file_name="")]):
+        assert plan_for(tmp_path, rows, weights_dir=str(wdir)).alignments[demo].weights_path == wdir / "demo.npy"
+    plan_for(tmp_path, [demo_row("A"), demo_row("B", weight_file_name="other.npy")])
+    # a default name used by one alignment, given by another: one file for two, refused
+    np.save(wdir / "alignments_demo_theta_0.2.npy", np.ones(3))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "demo.a2m").write_text((REPO_ROOT / "alignments" / "demo.a2m").read_text())
+    with pytest.raises(BatchError, match=r"weight_file_name alignments_demo_theta_0.2.npy is also row 0's, for "
+                                         r"demo.a2m at theta 0.2"):
+        plan_for(tmp_path, [demo_row("A", weight_file_name=""),
+                            demo_row("B", MSA_filename=str(tmp_path / "other" / "demo.a2m"),
+                                     weight_file_name="alignments_demo_theta_0.2.npy")], weights_dir=str(wdir))
     np.save(wdir / "THETA1_HUMAN_theta_0.2.npy", np.ones(3))
     assert plan_for(tmp_path, [demo_row("A", weight_file_name="THETA1_HUMAN_theta_0.2.npy")],
                     weights_dir=str(wdir)).alignments[demo].precomputed
@@ -654,6 +669,34 @@ def test_failures_are_those_of_this_run(tmp_path, monkeypatch):
     assert batch.outcome_line(out, 0, ["--lc=params"]).startswith("Snakemake --lc: nothing trained")
 
 
+def test_a_locked_folder_is_refused_before_its_config_is_written_and_a_dry_run_writes_a_missing_one(tmp_path,
+                                                                                                     monkeypatch):
+    # a second real run rewrote batch_config.json before Snakemake's lock refused it (a cluster run's later jobs read
+    # that file again); a dry run in a new folder left none, so README's snakemake line failed
+    monkeypatch.setattr(batch, "snakemake_available", lambda: True)
+    monkeypatch.setattr(batch, "subprocess", fake_run(tmp_path, {}, {}, status=0))
+    ref = write_reference(tmp_path / "ref.csv", [demo_row("A")])
+    config = {"reference": str(ref), "msa_dir": str(REPO_ROOT), "dms_dir": str(REPO_ROOT)}
+    out = tmp_path / "run"
+    batch.run_batch(config, out, snakemake_args=["--dry-run"])
+    assert json.loads((out / "batch_config.json").read_text())["reference"] == str(ref)
+    (out / ".snakemake" / "locks").mkdir(parents=True)
+    (out / ".snakemake" / "locks" / "0.input.lock").write_text("")
+    before = (out / "batch_config.json").read_text()
+    with pytest.raises(BatchError, match=r"run is locked by another Snakemake run in it; if none is running \(a "
+                                         r"killed run left its lock\), run this command once with --unlock"):
+        batch.run_batch({**config, "seeds": "1,2"}, out)
+    assert (out / "batch_config.json").read_text() == before
+    assert batch.run_batch(config, out, snakemake_args=["--unlock"])[0] == 0  # what clears it is not refused
+
+
+def test_a_misspelt_score_column_is_said_as_the_check_says_it(tmp_path):
+    plan = plan_for(tmp_path, [demo_row("A", DMS_score_column="fitnes")])
+    with pytest.raises(BatchError, match=r"row 0 \(A\): DMS_score_column 'fitnes' is not a column of .*demo_mutants"
+                                         r"\.csv \(columns: "):
+        batch._fitness(plan.assays["A"], batch._read_dms(plan.assays["A"]))
+
+
 def test_a_failed_run_sets_aside_a_summary_whose_assays_changed_since(tmp_path, monkeypatch):
     # a run that retrained an assay and then failed another left the old summary.md/.csv beside the new outputs
     # (its rho no longer the scores'): it is moved to summary-stale.*, unless nothing it describes changed
@@ -691,6 +734,22 @@ def test_a_failed_run_sets_aside_a_summary_whose_assays_changed_since(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         batch.run_batch(config, out)
     assert not list(out.glob("summary.*")) and (out / "summary-stale.md").read_text() == "old md"
+
+    # a summary listing an assay that failed in this run, or whose metrics are gone (a failed metrics job's output is
+    # deleted): set aside, so that the next run rebuilds it and retries the assay (it said "Nothing to be done")
+    for failed, missing in ((["B"], False), ([], True)):
+        (out / "summary.md").write_text("old md")
+        (out / "summary.csv").write_text("DMS_id,spearman\nA,0.5\nB,0.4\naverage,0.45\n")
+        (out / "metrics" / "B.json").unlink(missing_ok=True)
+        if not missing:
+            (out / "metrics" / "B.json").write_text(metrics_json("B"))
+        age(out)
+        assert batch.set_aside_stale_summary(out, failed) == "B"
+        assert not (out / "summary.md").exists() and (out / "summary-stale.csv").read_text().startswith("DMS_id")
+    (out / "summary.md").write_text("old md")
+    (out / "summary.csv").write_text("DMS_id,spearman\nA,0.5\naverage,0.5\n")
+    age(out)
+    assert batch.set_aside_stale_summary(out, ["B"]) is None and (out / "summary.md").exists()  # B is not in it
 
 
 def test_full_summary_removes_the_partial_one(tmp_path):

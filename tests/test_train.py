@@ -619,3 +619,12 @@ def test_a_models_start_leaves_the_callers_random_stream_and_threads_alone(tmp_p
             state = initial_model(cfg, 1).state_dict()
             assert all(torch.equal(state[k], alone[1][k]) for k in state)
         loads.result()
+    # built on the CPU from its seeded generator whatever default device a notebook set
+    torch.set_default_device("meta")
+    try:
+        state = initial_model(cfg, 1).state_dict()
+        loaded = build_model(ck)
+    finally:
+        torch.set_default_device(None)
+    assert all(v.device.type == "cpu" and torch.equal(v, alone[1][k]) for k, v in state.items())
+    assert all(v.device.type == "cpu" for v in loaded.state_dict().values())
