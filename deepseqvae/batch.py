@@ -536,6 +536,9 @@ def _alignment_sources(reference: Path, frame: pd.DataFrame, msa_dir: Path,
         wname, row = given.get((path, theta), (source.weights_name, source.first_row))
         out[(path, theta)] = replace(source, weights_name=wname)
         if weights_dir is None or not (weights_dir / wname).is_file():
+            if weights_dir is not None and (path, theta) in given:  # named, not there: computed, and said
+                log.info("%s: row %d (%s): weight_file_name %s is not in %s: its weights are computed", reference,
+                         row, ids[row], wname, weights_dir)
             continue
         where = f"{reference}: row {row} ({ids[row]})"
         named = _THETA_IN_NAME.findall(Path(wname).stem)
@@ -1048,7 +1051,8 @@ def set_aside_stale_summary(out_dir: str | os.PathLike, failed: Iterable[str] = 
     why = "changed since"
     if stale is None:
         try:
-            listed = [str(d) for d in pd.read_csv(out_dir / "summary.csv", dtype=str)["DMS_id"] if d != "average"]
+            listed = [str(d) for d in pd.read_csv(out_dir / "summary.csv", dtype=str, keep_default_na=False)["DMS_id"]
+                      if d != "average"]  # keep_default_na: a DMS_id "NA" is an id
         except (OSError, ValueError, KeyError, pd.errors.ParserError):
             listed = []
         failed = set(failed)
@@ -1280,8 +1284,9 @@ def _spawn_own_session(cmd: list[str], **popen) -> subprocess.Popen:
 
     restore = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # an ignored signal stays ignored across exec, a handled one is reset to its default: handled for the start
-        restore = signal.signal(signal.SIGINT, signal.default_int_handler)
+        # an ignored signal stays ignored across exec, a handled one is reset to its default: handled for the start,
+        # by a handler that does nothing (a Ctrl-C meanwhile cannot raise in the middle of Popen)
+        restore = signal.signal(signal.SIGINT, lambda *_: None)
     try:
         return subprocess.Popen(cmd, start_new_session=True, **popen)
     finally:
@@ -1289,7 +1294,31 @@ def _spawn_own_session(cmd: list[str], **popen) -> subprocess.Popen:
             signal.signal(signal.SIGINT, restore)
 
 
-def _run_snakemake(cmd: list[str]) -> int:
+#: Snakemake's lock files in <out>/.snakemake/locks (other files there are not its locks)
+_LOCK_FILE = re.compile(r"\d+\.(?:input|output)\.lock")
+#: where batch records the pid of the Snakemake it started (in Snakemake's own folder of the output)
+SNAKEMAKE_PID_FILE = Path(".snakemake") / "deepseqvae-batch.pid"
+
+
+def _locked(out: Path) -> bool:
+    """Whether Snakemake's lock files are in ``out`` (a run going on, or left by a killed one)."""
+    locks = out / ".snakemake" / "locks"
+    return locks.is_dir() and any(_LOCK_FILE.fullmatch(f.name) and f.is_file() for f in locks.iterdir())
+
+
+def _running_snakemake(out: Path) -> int | None:
+    """The pid of the Snakemake an earlier batch started in ``out``, if that process still runs."""
+    try:
+        pid = int((out / SNAKEMAKE_PID_FILE).read_text().split()[0])
+        if pid <= 0:
+            return None
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):  # no file, no process (or another user's: not ours to name)
+        return None
+    return pid
+
+
+def _run_snakemake(cmd: list[str], out: Path | None = None) -> int:
     """Run Snakemake to its end; its exit status. Interrupted (Ctrl-C, or SIGTERM made an interrupt by the command
     line), Snakemake is asked to stop as Ctrl-C asks it, and waited for while it stops its jobs and releases the
     working folder's lock: subprocess.run killed it within a quarter second, leaving the lock (the next run then
@@ -1300,6 +1329,10 @@ def _run_snakemake(cmd: list[str]) -> int:
     # then waits for them and releases its lock. In a session of its own, it and its jobs get that SIGINT from here,
     # whatever interrupted this process (Ctrl-C, or a SIGTERM made an interrupt by the command line)
     proc = _spawn_own_session(cmd)
+    if out is not None:  # for a later batch that finds the folder locked: is this run still going?
+        with contextlib.suppress(OSError):
+            (out / SNAKEMAKE_PID_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (out / SNAKEMAKE_PID_FILE).write_text(f"{proc.pid}\n")
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -1345,9 +1378,12 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
     # a run of no job reads its own copy: batch_config.json stays the last real run's (README's snakemake line); in a
     # folder with none yet, it is written (nothing to keep, and the snakemake line then works)
     no_run_copy = dry and (out / "batch_config.json").is_file()
-    locks = out / ".snakemake" / "locks"
-    if not dry and "--nolock" not in snakemake_args and locks.is_dir() and any(locks.iterdir()):
+    if not dry and "--nolock" not in snakemake_args and _locked(out):
         # refused before its config is written: the running run's later jobs (a cluster's) read that file again
+        pid = _running_snakemake(out)
+        if pid is not None:  # batch was killed, its Snakemake runs on: --unlock would pull its lock from under it
+            raise BatchError(f"{out} is locked by a Snakemake run still going in it (pid {pid}, started by a batch "
+                             f"that was killed): wait for it to end, or stop it and its jobs with kill -INT -{pid}")
         raise BatchError(f"{out} is locked by another Snakemake run in it; if none is running (a killed run left its "
                          "lock), run this command once with --unlock")
     cfg = write_config(config, out, ".batch_config.no-run.json" if no_run_copy else "batch_config.json")
@@ -1355,7 +1391,7 @@ def run_batch(config: dict, out: str | os.PathLike, *, cores: int | None = None,
     log.info("running %s", " ".join(cmd))
     started = _now_ns(out)
     try:
-        status = _run_snakemake(cmd)
+        status = _run_snakemake(cmd, out)
     except KeyboardInterrupt:  # what ran before the interrupt may have changed metrics a summary described
         if not dry:
             set_aside_stale_summary(out)

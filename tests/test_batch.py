@@ -514,6 +514,8 @@ def fake_run(tmp_path, jobs_done: dict[str, str], jobs_failed: dict[str, str], s
         return subprocess.CompletedProcess(cmd, status)
 
     class Popen:  # what run_batch starts: the same effects, its status on wait()
+        pid = 0  # no process
+
         def __init__(self, cmd, **kwargs):
             self.returncode = run(cmd).returncode
 
@@ -688,6 +690,22 @@ def test_a_locked_folder_is_refused_before_its_config_is_written_and_a_dry_run_w
         batch.run_batch({**config, "seeds": "1,2"}, out)
     assert (out / "batch_config.json").read_text() == before
     assert batch.run_batch(config, out, snakemake_args=["--unlock"])[0] == 0  # what clears it is not refused
+    # batch killed while its Snakemake runs on (an orphan in its own session): not "--unlock", which would pull the
+    # live run's lock from under it
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".snakemake" / "deepseqvae-batch.pid").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(BatchError, match=rf"locked by a Snakemake run still going in it \(pid {sleeper.pid}, "
+                                             rf"started by a batch that was killed\): wait for it to end, or stop it "
+                                             rf"and its jobs with kill -INT -{sleeper.pid}"):
+            batch.run_batch(config, out)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # files in the locks folder that are not Snakemake's locks (an NFS placeholder) lock nothing
+    (out / ".snakemake" / "locks" / "0.input.lock").unlink()
+    (out / ".snakemake" / "locks" / ".nfs0000000000abcd").write_text("")
+    assert batch.run_batch(config, out)[0] == 0
 
 
 def test_a_misspelt_score_column_is_said_as_the_check_says_it(tmp_path):
@@ -726,7 +744,7 @@ def test_a_failed_run_sets_aside_a_summary_whose_assays_changed_since(tmp_path, 
         (out / f"summary.{ext}").write_text(f"old {ext}")
     age(out)
 
-    def interrupted(cmd):
+    def interrupted(cmd, out=None):
         (out / "metrics" / "A.json").write_text(metrics_json("A"))
         raise KeyboardInterrupt
 
@@ -750,6 +768,10 @@ def test_a_failed_run_sets_aside_a_summary_whose_assays_changed_since(tmp_path, 
     (out / "summary.csv").write_text("DMS_id,spearman\nA,0.5\naverage,0.5\n")
     age(out)
     assert batch.set_aside_stale_summary(out, ["B"]) is None and (out / "summary.md").exists()  # B is not in it
+    (out / "metrics" / "NA.json").write_text(metrics_json("NA"))  # a DMS_id "NA" is an id, not a missing value
+    (out / "summary.csv").write_text("DMS_id,spearman\nNA,0.5\naverage,0.5\n")
+    age(out)
+    assert batch.set_aside_stale_summary(out, []) is None and (out / "summary.md").exists()
 
 
 def test_full_summary_removes_the_partial_one(tmp_path):
@@ -1020,7 +1042,7 @@ def test_an_interrupted_batch_says_that_the_same_command_continues_it(tmp_path, 
 
     monkeypatch.setattr(batch, "snakemake_available", lambda: True)
 
-    def interrupted(cmd):
+    def interrupted(cmd, out=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(batch, "_run_snakemake", interrupted)
