@@ -479,7 +479,7 @@ class _Source:
 
     key: str               # models/<key>/, weights/<key>.npy
     first_row: int         # its first row in the file
-    weights_name: str      # weight_file_name of its rows ("": none), or the ProteinGym-style default
+    weights_name: str      # the weight_file_name its rows give, else <key's file name>_theta_<θ>.npy
 
 
 #: the theta a weight file's name gives (ProteinGym's ``<MSA>_theta_0.2.npy``): "theta" after a separator or at the
