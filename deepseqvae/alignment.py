@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -635,14 +635,21 @@ def _check_duplicates(path: Path, ids: list[str], fmt: str, skip: np.ndarray | N
                    "these are separate hits and are kept as separate rows", path, len(dups), rid, j + 1, i + 1)
 
 
+def id_with_region(ids: Sequence[str], name: str) -> str | None:
+    """The one id of ``ids`` that is ``name`` with a ``/start-end`` region (what a record named without its region
+    meant), or None."""
+    near = [rid for rid in ids if rid.startswith(name + "/")]
+    return near[0] if len(near) == 1 else None
+
+
 def _focus_row(path: Path, ids: list[str], focus: str | None, rows: list[str]) -> int:
     if focus is None:
         return 0
     name = focus[1:] if focus.startswith(">") else focus
     hits = [i for i, rid in enumerate(ids) if rid == name]
     if not hits:
-        near = [rid for rid in ids if rid.startswith(name + "/")]  # the id without its /start-end region
-        hint = f"; did you mean '{_clip(near[0])}' (ids include the /start-end region)?" if len(near) == 1 else ""
+        near = id_with_region(ids, name)
+        hint = f"; did you mean '{_clip(near)}' (ids include the /start-end region)?" if near else ""
         raise AlignmentFormatError(
             f"{path}: focus record '{_clip(name)}' not found among {len(ids)} records (first record: "
             f"'{_clip(ids[0])}'){hint}")

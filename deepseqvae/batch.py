@@ -405,13 +405,18 @@ def _cell(frame: pd.DataFrame, i: int, col: str) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
 
 
-def read_reference(path: str | os.PathLike, rows: list[int] | None = None, *, validate: bool = True) -> pd.DataFrame:
+def read_reference(path: str | os.PathLike, rows: list[int] | None = None) -> pd.DataFrame:
     """The selected rows of a reference CSV, checked: required columns, DMS_id unique in the whole file, numbers.
 
     The index keeps the 0-based row number of the file. Raises :class:`BatchError` naming the file
-    (and the row) on any problem. ``validate=False``: every row, only read and its columns checked.
+    (and the row) on any problem.
     """
     path = Path(path)
+    return _selected_rows(_reference_table(path), path, rows)
+
+
+def _reference_table(path: Path) -> pd.DataFrame:
+    """Every row of a reference CSV, as text, its required columns checked."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
@@ -425,8 +430,12 @@ def read_reference(path: str | os.PathLike, rows: list[int] | None = None, *, va
         hint = f"; its header is separated by {other}: a reference is comma-separated" if other else ""
         raise BatchError(f"{path}: missing column(s) {', '.join(missing)} (ProteinGym's DMS_substitutions.csv "
                          f"schema: {', '.join(REQUIRED_COLUMNS)}){hint}")
-    if not validate:
-        return frame
+    return frame
+
+
+def _selected_rows(frame: pd.DataFrame, path: Path, rows: list[int] | None) -> pd.DataFrame:
+    """``rows`` of the reference table ``frame`` read from ``path`` (all when None), each checked (see
+    :func:`read_reference`)."""
     ids = frame["DMS_id"].str.strip()
     dup = ids[ids.duplicated() & (ids != "")]  # in the whole file: a job finds its row by DMS_id
     if len(dup):
@@ -568,14 +577,15 @@ def make_plan(config: dict) -> Plan:
     if not config.get("reference"):
         raise BatchError("config: 'reference' (the reference CSV) is required")
     reference = _abs(base, config["reference"])
-    frame = read_reference(reference, parse_rows(config.get("rows")))
+    table = _reference_table(reference)  # every row: the names of alignments depend on all of them
+    frame = _selected_rows(table, reference, parse_rows(config.get("rows")))
     msa_dir = _abs(base, config.get("msa_dir") or ".")
     dms_dir = _abs(base, config.get("dms_dir") or ".")
     weights_dir = _abs(base, config["weights_dir"]) if config.get("weights_dir") else None
 
     assays: dict[str, Assay] = {}
     alignments: dict[str, AlignmentJob] = {}
-    sources = _alignment_sources(reference, read_reference(reference, validate=False), msa_dir, weights_dir)
+    sources = _alignment_sources(reference, table, msa_dir, weights_dir)
     by_msa: dict[tuple[Path, float], str] = {}
     for i in frame.index:
         cell = functools.partial(_cell, frame, i)
@@ -765,11 +775,11 @@ def check_assay(plan: Plan, dms_id: str, output: str | os.PathLike) -> Numbering
                                separators=table.separators)
     n_wt = sum(r.reason == "wt_mismatch" for r in resolved)
     if n_wt > 0.5 * len(resolved):
-        from .mutants import _detect_shift
+        from .mutants import detect_shift
 
         first = next(r for r in resolved if r.reason == "wt_mismatch")
         status = first.status.replace(" but focus has ", " but target_seq has ")  # compared with target_seq here
-        shift = _detect_shift([s for r in resolved for s in r.substitutions], target, range(1, len(target) + 1))
+        shift = detect_shift([s for r in resolved for s in r.substitutions], target, range(1, len(target) + 1))
         hint = (f"; its positions look {abs(shift[0])} {'higher' if shift[0] < 0 else 'lower'} than target_seq's "
                 f"(so shifted, {shift[1]} of {shift[2]} wild-type letters match): number the DMS file on target_seq, "
                 "or make target_seq the sequence it is numbered on" if shift else "")
@@ -1025,8 +1035,8 @@ def write_summary(plan: Plan, metric_files: list[str | os.PathLike], out_dir: st
     _plot(frame, plan.seeds, out_dir / f"{name}.png")
     if name == "summary":
         remove_partial_summary(out_dir)
-        for ext in ("md", "csv", "png"):  # the new summary replaces what an earlier one set aside
-            (out_dir / f"{STALE_SUMMARY}.{ext}").unlink(missing_ok=True)
+        for path in _summary_files(out_dir, STALE_SUMMARY):  # the new summary replaces what an earlier one set aside
+            path.unlink(missing_ok=True)
     return frame
 
 
@@ -1060,19 +1070,23 @@ def set_aside_stale_summary(out_dir: str | os.PathLike, failed: Iterable[str] = 
         why = "failed or are gone"
     if stale is None:
         return None
-    for ext in ("md", "csv", "png"):
-        path = out_dir / f"summary.{ext}"
+    for path, aside in zip(_summary_files(out_dir, "summary"), _summary_files(out_dir, STALE_SUMMARY), strict=True):
         if path.exists():
-            os.replace(path, out_dir / f"{STALE_SUMMARY}.{ext}")
+            os.replace(path, aside)
     log.warning("%s described the outputs before this run (the metrics of %s %s): moved to %s.md", summary, stale,
                 why, out_dir / STALE_SUMMARY)
     return stale
 
 
+def _summary_files(out_dir: str | os.PathLike, name: str) -> list[Path]:
+    """``<name>.md``, ``.csv`` and ``.png`` in ``out_dir``: the files of one summary."""
+    return [Path(out_dir, f"{name}.{ext}") for ext in ("md", "csv", "png")]
+
+
 def remove_partial_summary(out_dir: str | os.PathLike) -> None:
     """Delete ``summary-partial.md/.csv/.png`` (a failed run's summary) from ``out_dir``."""
-    for ext in ("md", "csv", "png"):
-        Path(out_dir, f"{PARTIAL_SUMMARY}.{ext}").unlink(missing_ok=True)
+    for path in _summary_files(out_dir, PARTIAL_SUMMARY):
+        path.unlink(missing_ok=True)
 
 
 def _plot(frame: pd.DataFrame, seeds: list[int], path: Path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .alignment import Alignment, AlignmentOptions
+from .alignment import Alignment, AlignmentOptions, id_with_region
 from .checkpoint import Checkpoint
 from .errors import DeepSeqVAEError
 from .model import VAE
@@ -70,8 +70,8 @@ def find_sequence(aln: Alignment, seq_id: str) -> int:
     try:
         row = aln.ids.index(name)
     except ValueError:
-        near = [rid for rid in aln.ids if rid.startswith(name + "/")]  # the id without its /start-end region
-        hint = f"; did you mean '{near[0]}'?" if len(near) == 1 else ""
+        near = id_with_region(aln.ids, name)
+        hint = f"; did you mean '{near}'?" if near else ""
         raise DeepSeqVAEError(f"{aln.path}: no sequence '{name}' among its {aln.N} kept sequences "
                               f"(ids are the header up to the first whitespace, a /start-end region included; it "
                               f"may have been dropped by the filters){hint}") from None

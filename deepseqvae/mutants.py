@@ -433,8 +433,8 @@ def status_summary(resolved: Iterable[ResolvedMutant]) -> dict[str, int]:
     return out
 
 
-def _detect_shift(subs: Iterable[Substitution], focus: str,
-                  positions: Sequence[int]) -> tuple[int, int, int] | None:
+def detect_shift(subs: Iterable[Substitution], focus: str,
+                 positions: Sequence[int]) -> tuple[int, int, int] | None:
     """Find a constant K such that most (wt, pos + K) match the focus: ``(K, matches, pairs)``."""
     pairs = {(s.pos, s.wt) for s in subs if s.wt in AA_TO_CODE}
     n = len(pairs)
@@ -494,7 +494,7 @@ def suggest_cause(resolved: Sequence[ResolvedMutant], focus_seq: str, positions:
                 "for separate wild-type, position and new-residue columns")
     subs = [s for r in resolved for s in r.substitutions]
     pos_sorted = sorted(int(p) for p in positions)
-    shift = _detect_shift(subs, focus_seq, positions)
+    shift = detect_shift(subs, focus_seq, positions)
     if shift is not None:
         k, hits, pairs = shift
         return (f"positions look shifted by {k}: after shifting, {hits} of {pairs} wild-type "

@@ -87,14 +87,14 @@ class WeightsSummary:
         return "\n".join([
             aln.summary(),
             f"Neff = {neff:.2f} (theta = {self.theta:g}; Neff/N = {neff / aln.N:.3f}, Neff/L = {neff / aln.L:.2f})"
-            + _empty_rows_note(aln, self.weights),
+            + _empty_rows_note(aln),
             f"Time: {self.read_seconds + self.weights_seconds:.2f} s (reading {self.read_seconds:.2f} s, "
             f"weights {self.weights_seconds:.2f} s on {self.device}, {self.kernel} kernel)",
             f"Wrote {self.weights.size} weights to {self.output}",
         ])
 
 
-def _empty_rows_note(aln: Alignment, weights: np.ndarray) -> str:
+def _empty_rows_note(aln: Alignment) -> str:
     """Said after Neff: kept rows with no residue in the modelled columns, whose weight is 0 (as in EVE: a row
     without residues has no neighbour), so that they are not taken for training data."""
     from .alphabet import GAP_CODE
